@@ -1,0 +1,3 @@
+from graylogic_supervisor.cli import main
+
+raise SystemExit(main())

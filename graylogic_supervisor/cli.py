@@ -1,0 +1,194 @@
+"""The command line: run the daemon, check files, and read what it recorded."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from graylogic_supervisor import __version__
+from graylogic_supervisor.catalog import load_catalog
+from graylogic_supervisor.config import SupervisorConfig, default_config_path, load_config
+from graylogic_supervisor.engine.builtins import builtin_specs
+from graylogic_supervisor.errors import SourceError, StoreError
+from graylogic_supervisor.playbooks.loader import load_directory, load_files
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="graylogic-supervisor",
+        description=(
+            "Recovery supervisor for a building controller: watches the MQTT broker, local "
+            "services and protocol bridges, runs tracked recovery playbooks, records every "
+            "step in SQLite."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser(
+        "run",
+        help="run the daemon (until SIGTERM or SIGINT)",
+        description="Run the supervisor. Without --config it runs on the embedded defaults.",
+    )
+    _config_option(run)
+    run.add_argument(
+        "--log-format",
+        choices=["auto", "text", "json"],
+        default="auto",
+        help="log line format; auto is json under systemd (JOURNAL_STREAM set), text otherwise",
+    )
+
+    check = commands.add_parser(
+        "check-config",
+        help="validate a config file, its catalog and its playbooks",
+        description=(
+            "Validate a config file, its catalog and its playbooks;"
+            " every error names file, line and field."
+        ),
+    )
+    check.add_argument("path", type=Path, help="the config file (YAML)")
+
+    playbook = commands.add_parser("playbook", help="work with playbook files")
+    playbook_commands = playbook.add_subparsers(
+        dest="playbook_command", required=True, metavar="ACTION"
+    )
+    validate = playbook_commands.add_parser(
+        "validate",
+        help="validate playbook files",
+        description=(
+            "Validate playbook files; every error names file, line and field."
+            " Exit status 1 if any is invalid."
+        ),
+    )
+    validate.add_argument("paths", type=Path, nargs="+", help="playbook files (YAML)")
+
+    executions = commands.add_parser("executions", help="read recorded executions")
+    exec_commands = executions.add_subparsers(
+        dest="executions_command", required=True, metavar="ACTION"
+    )
+    listing = exec_commands.add_parser("list", help="the most recent executions, newest first")
+    _config_option(listing)
+    listing.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    listing.add_argument(
+        "--status", choices=["running", "resolved", "escalated", "failed", "interrupted"]
+    )
+    show = exec_commands.add_parser(
+        "show", help="one execution record with every step, as YAML (or --json)"
+    )
+    _config_option(show)
+    show.add_argument("execution_id")
+    show.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    return parser
+
+
+def _config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"config file (default: the embedded defaults, {default_config_path()})",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            return _run(args)
+        if args.command == "check-config":
+            return _check_config(args.path)
+        if args.command == "playbook":
+            return _validate_playbooks(args.paths)
+        if args.command == "executions":
+            return asyncio.run(_executions(args))
+    except SourceError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    except StoreError as exc:
+        print(f"store: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    return EXIT_USAGE
+
+
+def _load(path: Path | None) -> SupervisorConfig:
+    return load_config(path if path is not None else default_config_path())
+
+
+def _run(args: argparse.Namespace) -> int:
+    from graylogic_supervisor.daemon import run_daemon
+    from graylogic_supervisor.logsetup import configure_logging
+
+    config = _load(args.config)
+    configure_logging(config.log_level, args.log_format)
+    asyncio.run(run_daemon(config))
+    return EXIT_OK
+
+
+def _check_config(path: Path) -> int:
+    from graylogic_supervisor.daemon import check_catalog_covers
+
+    config = load_config(path)
+    catalog = load_catalog(config.catalog)
+    check_catalog_covers(config, catalog)
+    loaded, errors = load_directory(config.playbooks.directory, builtin_specs())
+    for error in errors:
+        print(error, file=sys.stderr)
+    if errors:
+        return EXIT_INVALID
+    print(
+        f"{path}: ok ({len(config.components)} components, {len(catalog.errors)} catalog entries,"
+        f" {len(loaded)} playbooks)"
+    )
+    return EXIT_OK
+
+
+def _validate_playbooks(paths: Sequence[Path]) -> int:
+    loaded, errors = load_files(paths, builtin_specs())
+    for item in loaded:
+        print(
+            f"{item.file}: ok ({item.playbook.id} {item.playbook.version},"
+            f" {len(item.playbook.steps)} steps)"
+        )
+    for error in errors:
+        print(error, file=sys.stderr)
+    return EXIT_INVALID if errors else EXIT_OK
+
+
+async def _executions(args: argparse.Namespace) -> int:
+    from graylogic_supervisor.store.database import Database
+    from graylogic_supervisor.store.executions import ExecutionRepository
+
+    config = _load(args.config)
+    if not config.database_path.exists():
+        print(f"no database at {config.database_path} yet", file=sys.stderr)
+        return EXIT_INVALID
+    async with Database(config.database_path) as db:
+        repository = ExecutionRepository(db)
+        if args.executions_command == "list":
+            for row in await repository.recent(args.limit, args.status):
+                duration = (
+                    "" if row["duration_seconds"] is None else f"{row['duration_seconds']:.3f}s"
+                )
+                print(
+                    f"{row['id']}  {row['started_at']}"
+                    f"  {row['playbook_id']} {row['playbook_version']}"
+                    f"  {row['component']}  {row['status']}  {duration}  {row['resolved_by'] or ''}"
+                )
+            return EXIT_OK
+        record = await repository.record(args.execution_id)
+    if record is None:
+        print(f"no execution {args.execution_id}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.json:
+        print(json.dumps(record, indent=2))
+    else:
+        print(yaml.safe_dump({"execution_record": record}, sort_keys=False), end="")
+    return EXIT_OK

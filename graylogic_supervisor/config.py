@@ -1,0 +1,200 @@
+"""The supervisor's configuration: pydantic models and the loader.
+
+Paths that point at files shipped beside the config (playbooks, catalog) are
+relative to the config file; ``state_dir`` is relative to the working directory.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from graylogic_supervisor.errors import ConfigError, SourceProblem
+from graylogic_supervisor.resources import bundled_path
+from graylogic_supervisor.yamlsource import PathKey, dotted, load_located, validate_located
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+ERROR_ID_PATTERN = r"^ERR-[A-Z0-9]+-[A-Z0-9]+-\d{3}$"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SiteConfig(Model):
+    name: str = "dev-site"
+
+
+class BackoffConfig(Model):
+    """Capped, jittered exponential backoff."""
+
+    initial_s: float = Field(0.1, gt=0)
+    multiplier: float = Field(2.0, ge=1)
+    max_s: float = Field(10.0, gt=0)
+    jitter: float = Field(0.2, ge=0, le=1)
+
+
+class MqttConfig(Model):
+    """How the supervisor's own MQTT client talks to the broker."""
+
+    client_id: str = "graylogic-supervisor"
+    username: str | None = None
+    password: SecretStr | None = None
+    keepalive_s: int = Field(10, ge=2, le=3600)
+    topic_root: str = Field("graylogic", pattern=r"^[A-Za-z0-9_/-]+$")
+    probe_timeout_s: float = Field(2.0, gt=0)
+    reconnect: BackoffConfig = BackoffConfig()
+
+
+class BrokerConfig(Model):
+    """Which broker is supervised and how it is run.
+
+    ``auto`` supervises the system broker through systemd where systemd is PID 1,
+    and otherwise runs its own Mosquitto through the process backend.
+    """
+
+    mode: Literal["auto", "systemd", "process", "external"] = "auto"
+    service: str = Field("mosquitto", pattern=NAME_PATTERN)
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    unit: str = "mosquitto.service"
+    executable: str = "mosquitto"
+    process_port: int = Field(1884, ge=1, le=65535)
+
+
+class ProcessServiceConfig(Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    backend: Literal["process"]
+    argv: list[str] = Field(min_length=1)
+    cwd: Path | None = None
+    env: dict[str, str] = {}
+    ready_port: int | None = Field(None, ge=1, le=65535)
+    ready_timeout_s: float = Field(5.0, gt=0)
+    stop_timeout_s: float = Field(5.0, gt=0)
+
+
+class SystemdServiceConfig(Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    backend: Literal["systemd"]
+    unit: str = Field(pattern=r"^[A-Za-z0-9:_.@-]+\.(service|socket|target|timer)$")
+    ready_port: int | None = Field(None, ge=1, le=65535)
+    ready_timeout_s: float = Field(10.0, gt=0)
+
+
+ServiceConfig = Annotated[
+    ProcessServiceConfig | SystemdServiceConfig, Field(discriminator="backend")
+]
+
+
+class ComponentConfig(Model):
+    """Something whose health is watched and whose failure starts a recovery."""
+
+    kind: Literal["mqtt", "service"]
+    service: str | None = Field(None, pattern=NAME_PATTERN)
+    error_id: str = Field(pattern=ERROR_ID_PATTERN)
+    check_interval_s: float = Field(10.0, gt=0)
+    grace_s: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _service_component_names_service(self) -> ComponentConfig:
+        if self.kind == "service" and self.service is None:
+            raise ValueError("a component of kind 'service' needs 'service'")
+        return self
+
+
+class PlaybooksConfig(Model):
+    directory: Path = Path("../playbooks")
+
+
+class AdminConfig(Model):
+    bind: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+
+
+class SupervisorConfig(Model):
+    site: SiteConfig = SiteConfig()
+    state_dir: Path = Path(".state")
+    database: Path | None = None
+    catalog: Path = Path("catalog.yaml")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    shutdown_grace_s: float = Field(10.0, ge=0)
+    mqtt: MqttConfig = MqttConfig()
+    broker: BrokerConfig = BrokerConfig()
+    services: list[ServiceConfig] = []
+    components: dict[str, ComponentConfig] = {}
+    playbooks: PlaybooksConfig = PlaybooksConfig()
+    admin: AdminConfig = AdminConfig()
+
+    @field_validator("components")
+    @classmethod
+    def _component_names(cls, value: dict[str, ComponentConfig]) -> dict[str, ComponentConfig]:
+        for name in value:
+            if not re.match(NAME_PATTERN, name):
+                raise ValueError(f"component name {name!r} must match {NAME_PATTERN}")
+        return value
+
+    @property
+    def database_path(self) -> Path:
+        return self.database if self.database is not None else self.state_dir / "supervisor.db"
+
+
+def load_config(path: Path) -> SupervisorConfig:
+    """Load and validate a config file, resolving its relative paths.
+
+    Raises ``ConfigError`` listing every problem with its line and field.
+    """
+    located = load_located(path, ConfigError)
+    if located.data is None:
+        located.data = {}
+    config = validate_located(located, SupervisorConfig, ConfigError)
+    problems = [
+        SourceProblem(path, located.line_of(where), dotted(where), message)
+        for where, message in cross_reference_problems(config)
+    ]
+    if problems:
+        raise ConfigError(path, problems)
+    return resolve_paths(config, path.parent)
+
+
+def cross_reference_problems(config: SupervisorConfig) -> list[tuple[PathKey, str]]:
+    """Problems that span fields: duplicate names and dangling references."""
+    problems: list[tuple[PathKey, str]] = []
+    seen: set[str] = {config.broker.service}
+    for index, service in enumerate(config.services):
+        if service.name in seen:
+            problems.append(
+                (("services", index, "name"), f"duplicate service name {service.name!r}")
+            )
+        seen.add(service.name)
+    for name, component in config.components.items():
+        if component.service is not None and component.service not in seen:
+            problems.append(
+                (("components", name, "service"), f"unknown service {component.service!r}")
+            )
+    return problems
+
+
+def resolve_paths(config: SupervisorConfig, config_dir: Path) -> SupervisorConfig:
+    def beside(p: Path) -> Path:
+        p = p.expanduser()
+        return p if p.is_absolute() else (config_dir / p).resolve()
+
+    def cwd(p: Path) -> Path:
+        return p.expanduser().absolute()
+
+    return config.model_copy(
+        update={
+            "state_dir": cwd(config.state_dir),
+            "database": cwd(config.database) if config.database else None,
+            "catalog": beside(config.catalog),
+            "playbooks": PlaybooksConfig(directory=beside(config.playbooks.directory)),
+        }
+    )
+
+
+def default_config_path() -> Path:
+    """The embedded default configuration shipped with the package."""
+    return bundled_path("config/supervisor.yaml")

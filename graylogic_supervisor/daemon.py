@@ -1,0 +1,231 @@
+"""The composition root: builds every object, runs every loop, shuts down in order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from graylogic_supervisor import __version__
+from graylogic_supervisor.broker import BrokerPlan, plan_broker, write_mosquitto_conf
+from graylogic_supervisor.catalog import ErrorCatalog, load_catalog
+from graylogic_supervisor.clock import Clock, SystemClock
+from graylogic_supervisor.config import ComponentConfig, SupervisorConfig
+from graylogic_supervisor.engine.builtins import builtin_registry
+from graylogic_supervisor.engine.runner import Runner
+from graylogic_supervisor.errors import ConfigError, ServiceError, SourceProblem
+from graylogic_supervisor.health.monitor import HealthMonitor
+from graylogic_supervisor.mqtt.link import LinkSettings, MqttLink, encode
+from graylogic_supervisor.mqtt.probe import ProbeError, ProbeTarget, probe_broker
+from graylogic_supervisor.mqtt.status import StatusPublisher, Topics, offline_payload
+from graylogic_supervisor.playbooks.loader import load_directory
+from graylogic_supervisor.sdnotify import Notifier
+from graylogic_supervisor.services.factory import build_backend, readiness_of
+from graylogic_supervisor.services.manager import ServiceManager
+from graylogic_supervisor.services.process import stop_orphans
+from graylogic_supervisor.services.systemd import SubprocessRunner
+from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.executions import ExecutionRepository
+from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.supervisor.loop import Supervisor
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DaemonOptions:
+    clock: Clock
+    notifier: Notifier
+
+
+def check_catalog_covers(config: SupervisorConfig, catalog: ErrorCatalog) -> None:
+    """Every component's error id must be in the catalog: a failure without one is unexplainable."""
+    problems = [
+        SourceProblem(
+            config.catalog,
+            None,
+            f"components.{name}.error_id",
+            f"{c.error_id} is not in the catalog",
+        )
+        for name, c in config.components.items()
+        if c.error_id not in catalog.errors
+    ]
+    if problems:
+        raise ConfigError(config.catalog, problems)
+
+
+async def run_daemon(config: SupervisorConfig, options: DaemonOptions | None = None) -> None:
+    """Run until SIGTERM or SIGINT."""
+    options = options or DaemonOptions(SystemClock(), Notifier.from_environment())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await _run(config, options, stop)
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+
+
+async def _run(config: SupervisorConfig, options: DaemonOptions, stop: asyncio.Event) -> None:
+    clock, notifier = options.clock, options.notifier
+    catalog = load_catalog(config.catalog)
+    check_catalog_covers(config, catalog)
+    state_dir = config.state_dir
+    state_dir.mkdir(parents=True, exist_ok=True)
+    for orphan in await stop_orphans(state_dir / "run"):
+        logger.warning("stopped %s, left running by a supervisor that was killed", orphan)
+
+    plan = plan_broker(config.broker, state_dir)
+    write_mosquitto_conf(plan, state_dir)
+    _log_plan(plan)
+
+    async with AsyncExitStack() as stack:
+        db = await stack.enter_async_context(Database(config.database_path))
+        executions = ExecutionRepository(db)
+        versions = PlaybookVersions(db)
+        interrupted = await executions.mark_interrupted(clock.now())
+        for execution_id in interrupted:
+            logger.warning(
+                "execution %s was running when the supervisor stopped: interrupted", execution_id
+            )
+
+        services = ServiceManager(clock)
+        stack.push_async_callback(services.close)
+        topics = Topics(config.mqtt.topic_root)
+        link = MqttLink(_link_settings(config, plan, topics), clock, random.Random())
+        publisher = StatusPublisher(link, topics, config.site.name, clock)
+        probe_target = ProbeTarget(
+            plan.host,
+            plan.port,
+            config.mqtt.username,
+            config.mqtt.password.get_secret_value() if config.mqtt.password else None,
+            topics.root,
+        )
+
+        async def probe_mqtt(component: str, _: ComponentConfig) -> tuple[bool, str]:
+            try:
+                result = await probe_broker(probe_target, timeout_s=config.mqtt.probe_timeout_s)
+            except ProbeError as exc:
+                return False, str(exc)
+            return True, f"MQTT round trip {result.round_trip_s * 1000:.1f} ms"
+
+        monitor = HealthMonitor(
+            config.components,
+            services,
+            probe_mqtt,
+            clock,
+            publisher=lambda state: publisher.component_changed(state, monitor.overall()),
+        )
+        systemctl = SubprocessRunner()
+        all_services = ([plan.service] if plan.service else []) + list(config.services)
+        for service_config in all_services:
+            backend = build_backend(
+                service_config,
+                state_dir=state_dir,
+                on_exit=monitor.service_exited,
+                systemctl=systemctl,
+            )
+            services.add(backend, readiness_of(service_config, plan.host))
+        link.add_listener(monitor.link_changed)
+
+        registry = builtin_registry(services, monitor, probe_target, publisher, db, state_dir)
+        loaded, errors = load_directory(config.playbooks.directory, registry.specs())
+        for error in errors:
+            logger.error("playbook skipped: %s", error)
+        for item in loaded:
+            await versions.seed(item.playbook, item.source, str(item.file), clock.now())
+        logger.info("%d playbooks loaded from %s", len(loaded), config.playbooks.directory)
+
+        runner = Runner(registry, executions, clock, observer=publisher)
+        supervisor = Supervisor(monitor, versions, executions, runner, catalog, publisher, clock)
+
+        for service_config in all_services:
+            if service_config.backend == "process":
+                try:
+                    await services.start(service_config.name)
+                except ServiceError as exc:
+                    logger.error("%s", exc)  # the health probe will see it and recover it
+        publisher.announce_online(monitor.overall())
+
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(link.run(), name="mqtt-link"),
+                group.create_task(monitor.run(), name="health-probes"),
+                group.create_task(supervisor.run(), name="supervisor"),
+            ]
+            interval = notifier.watchdog_interval_s()
+            if interval is not None:
+                tasks.append(
+                    group.create_task(_watchdog(notifier, clock, interval), name="watchdog")
+                )
+            notifier.ready()
+            notifier.status(f"supervising {', '.join(config.components) or 'nothing'}")
+            logger.info(
+                "graylogic-supervisor %s running for site %s", __version__, config.site.name
+            )
+            await stop.wait()
+
+            logger.info("stopping")
+            notifier.stopping()
+            supervisor.stop_accepting()
+            if not await supervisor.wait_idle(config.shutdown_grace_s):
+                logger.warning(
+                    "executions still running after %.0f s; they are marked interrupted",
+                    config.shutdown_grace_s,
+                )
+            publisher.announce_stopping()
+            await link.flush(timeout_s=1.0)
+            for task in tasks:
+                task.cancel()
+    logger.info("stopped")
+
+
+async def _watchdog(notifier: Notifier, clock: Clock, interval: float) -> None:
+    """Pings systemd's watchdog; it stops when the loop stops, which is the point."""
+    while True:
+        notifier.watchdog()
+        await clock.sleep(interval)
+
+
+def _link_settings(config: SupervisorConfig, plan: BrokerPlan, topics: Topics) -> LinkSettings:
+    mqtt = config.mqtt
+    return LinkSettings(
+        host=plan.host,
+        port=plan.port,
+        client_id=mqtt.client_id,
+        username=mqtt.username,
+        password=mqtt.password.get_secret_value() if mqtt.password else None,
+        keepalive_s=mqtt.keepalive_s,
+        will_topic=topics.supervisor_health,
+        will_payload=encode(offline_payload(config.site.name)),
+        initial_backoff_s=mqtt.reconnect.initial_s,
+        backoff_multiplier=mqtt.reconnect.multiplier,
+        max_backoff_s=mqtt.reconnect.max_s,
+        backoff_jitter=mqtt.reconnect.jitter,
+    )
+
+
+def _log_plan(plan: BrokerPlan) -> None:
+    if plan.mode == "process":
+        logger.info(
+            "broker: running our own Mosquitto through the process backend on %s:%d (%s)",
+            plan.host,
+            plan.port,
+            plan.reason,
+        )
+    elif plan.mode == "systemd":
+        logger.info(
+            "broker: supervising the system broker through systemd on %s:%d (%s)",
+            plan.host,
+            plan.port,
+            plan.reason,
+        )
+    else:
+        logger.info(
+            "broker: watching an external broker on %s:%d (%s)", plan.host, plan.port, plan.reason
+        )

@@ -1,0 +1,48 @@
+"""Wait until a component is healthy, probing actively rather than waiting for events."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from graylogic_supervisor.engine.action import ActionKind, StepContext, StepResult
+from graylogic_supervisor.health.monitor import HealthMonitor
+
+
+class WaitParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    first_interval_s: float = Field(0.005, gt=0)
+    max_interval_s: float = Field(1.0, gt=0)
+
+
+class WaitForHealth:
+    """Probes the target component until it is healthy or the step's time is up."""
+
+    name: ClassVar[str] = "wait_for_health"
+    kind: ClassVar[ActionKind] = ActionKind.CHECK
+    params_model: ClassVar[type[BaseModel]] = WaitParams
+    needs_target: ClassVar[bool] = True
+
+    def __init__(self, health: HealthMonitor) -> None:
+        self._health = health
+
+    async def run(self, ctx: StepContext) -> StepResult:
+        params = ctx.params
+        assert isinstance(params, WaitParams)
+        component = ctx.target
+        if component is None or component not in self._health.components:
+            return StepResult.failed(f"unknown component {component!r}")
+        pause = params.first_interval_s
+        probes = 0
+        while True:
+            probes += 1
+            healthy, detail = await self._health.probe(component)
+            if healthy:
+                return StepResult.ok(f"{component} healthy: {detail}", probes=probes)
+            remaining = ctx.deadline - ctx.clock.monotonic()
+            if remaining <= pause:
+                return StepResult.failed(f"{component} still unhealthy: {detail}", probes=probes)
+            await ctx.clock.sleep(pause)
+            pause = min(pause * 2, params.max_interval_s)

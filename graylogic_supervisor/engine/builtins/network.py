@@ -1,0 +1,62 @@
+"""Network checks: a TCP connect, and a full MQTT round trip."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from graylogic_supervisor.engine.action import ActionKind, NoParams, StepContext, StepResult
+from graylogic_supervisor.mqtt.probe import ProbeError, ProbeTarget, probe_broker
+from graylogic_supervisor.services.manager import port_accepts
+
+
+class PortParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+
+
+class CheckPort:
+    """Succeeds when host:port accepts a TCP connection."""
+
+    name: ClassVar[str] = "check_port"
+    kind: ClassVar[ActionKind] = ActionKind.CHECK
+    params_model: ClassVar[type[BaseModel]] = PortParams
+    needs_target: ClassVar[bool] = False
+
+    async def run(self, ctx: StepContext) -> StepResult:
+        params = ctx.params
+        assert isinstance(params, PortParams)
+        budget = max(ctx.deadline - ctx.clock.monotonic(), 0.01)
+        if await port_accepts(params.host, params.port, timeout_s=budget):
+            return StepResult.ok(f"port {params.port} open", host=params.host, port=params.port)
+        return StepResult.failed(
+            f"port {params.port} on {params.host} not accepting", host=params.host, port=params.port
+        )
+
+
+class CheckMqtt:
+    """Connect, publish and receive a probe on the supervised broker; reports latency."""
+
+    name: ClassVar[str] = "check_mqtt"
+    kind: ClassVar[ActionKind] = ActionKind.CHECK
+    params_model: ClassVar[type[BaseModel]] = NoParams
+    needs_target: ClassVar[bool] = False
+
+    def __init__(self, target: ProbeTarget) -> None:
+        self._target = target
+
+    async def run(self, ctx: StepContext) -> StepResult:
+        budget = max(ctx.deadline - ctx.clock.monotonic(), 0.01)
+        try:
+            result = await probe_broker(self._target, timeout_s=budget)
+        except ProbeError as exc:
+            return StepResult.failed(str(exc))
+        return StepResult.ok(
+            f"MQTT round trip {result.round_trip_s * 1000:.1f} ms"
+            f" (connect {result.connect_s * 1000:.1f} ms)",
+            connect_ms=round(result.connect_s * 1000, 3),
+            round_trip_ms=round(result.round_trip_s * 1000, 3),
+        )

@@ -1,0 +1,327 @@
+"""Runs one playbook version for one failure, recording every step as it happens.
+
+Each attempt of each step is a row written when it starts and updated when it
+ends. The playbook's deadline bounds every step's timeout. The run ends as
+``resolved`` (a transition to ``done``), ``escalated`` (a transition to
+``escalate`` or a loop bound reached), ``failed`` (the playbook's deadline
+passed) or, when it is cancelled, ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass
+from typing import Protocol
+
+from graylogic_supervisor.backoff import backoff_delay
+from graylogic_supervisor.clock import Clock
+from graylogic_supervisor.engine.action import (
+    Action,
+    ActionKind,
+    ActionRegistry,
+    FailureInfo,
+    StepContext,
+    StepResult,
+)
+from graylogic_supervisor.errors import SupervisorError
+from graylogic_supervisor.playbooks.model import DONE, ESCALATE, Playbook, RetryPolicy, Step
+from graylogic_supervisor.store.executions import ExecutionEnd, ExecutionRepository, StepEnd
+from graylogic_supervisor.store.ids import new_id
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExecutionOutcome:
+    execution_id: str
+    status: str
+    resolved_by: str | None
+    duration_seconds: float
+    detail: str
+
+
+class ExecutionObserver(Protocol):
+    """Told of progress as it happens (MQTT status); must not block."""
+
+    def execution_started(
+        self, execution_id: str, playbook: Playbook, failure: FailureInfo
+    ) -> None: ...
+
+    def step_started(
+        self, execution_id: str, playbook: Playbook, step: Step, attempt: int
+    ) -> None: ...
+
+    def step_finished(
+        self, execution_id: str, playbook: Playbook, step: Step, end: StepEnd
+    ) -> None: ...
+
+    def execution_finished(
+        self, playbook: Playbook, failure: FailureInfo, outcome: ExecutionOutcome
+    ) -> None: ...
+
+
+@dataclass
+class _Attempt:
+    """What one step, all attempts included, came to."""
+
+    outcome: str
+    result: StepResult | None
+
+
+class Runner:
+    def __init__(
+        self,
+        registry: ActionRegistry,
+        executions: ExecutionRepository,
+        clock: Clock,
+        observer: ExecutionObserver | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._registry = registry
+        self._executions = executions
+        self._clock = clock
+        self._observer = observer
+        self._rng = rng or random.Random()
+
+    async def run(self, playbook: Playbook, failure: FailureInfo) -> ExecutionOutcome:
+        clock = self._clock
+        execution_id = new_id("exec", clock.now())
+        started = clock.monotonic()
+        deadline = started + playbook.timeout_seconds
+        log_extra = {"playbook": playbook.id, "error_id": failure.error_id}
+        await self._executions.start_execution(
+            execution_id,
+            playbook.id,
+            playbook.version,
+            failure.failure_id,
+            failure.error_id,
+            failure.component,
+            clock.now(),
+        )
+        if self._observer is not None:
+            self._observer.execution_started(execution_id, playbook, failure)
+        logger.info(
+            "running %s %s for %s (%s)",
+            playbook.id,
+            playbook.version,
+            failure.component,
+            execution_id,
+            extra=log_extra,
+        )
+        seq = 0
+        visits: Counter[str] = Counter()
+        last_fix: tuple[Step, StepResult] | None = None
+        step = playbook.steps[0]
+        end: ExecutionEnd
+        try:
+            while True:
+                visits[step.id] += 1
+                if step.max_visits is not None and visits[step.id] > step.max_visits:
+                    end = ExecutionEnd(
+                        "escalated",
+                        None,
+                        None,
+                        False,
+                        f"loop bound reached: step {step.id} would run"
+                        f" more than {step.max_visits} times",
+                    )
+                    break
+                action = self._registry.get(step.action)
+                attempt, seq = await self._run_step(
+                    execution_id, playbook, step, action, failure, seq, deadline
+                )
+                if attempt.outcome == "deadline":
+                    end = ExecutionEnd(
+                        "failed",
+                        None,
+                        None,
+                        False,
+                        f"playbook timeout of {playbook.timeout_seconds:g} s"
+                        f" reached in step {step.id}",
+                    )
+                    break
+                succeeded = attempt.outcome == "success"
+                if succeeded and action.kind is ActionKind.FIX and attempt.result is not None:
+                    last_fix = (step, attempt.result)
+                target = playbook.resolve_transition(
+                    step, step.on_success if succeeded else step.on_failure
+                )
+                if target == DONE:
+                    fixer, fix_result = last_fix if last_fix else (step, attempt.result)
+                    what = f"{fixer.action} {fixer.target or ''}".strip()
+                    if fix_result is not None:
+                        what += f": {fix_result.result}"
+                    end = ExecutionEnd(
+                        "resolved", fixer.id, what, True, f"resolved after step {step.id}"
+                    )
+                    break
+                if target == ESCALATE:
+                    end = ExecutionEnd(
+                        "escalated",
+                        None,
+                        None,
+                        False,
+                        f"step {step.id} escalated ({attempt.outcome})",
+                    )
+                    break
+                step = playbook.step(target)
+        except asyncio.CancelledError:
+            await self._finish(
+                execution_id,
+                playbook,
+                failure,
+                started,
+                ExecutionEnd(
+                    "interrupted", None, None, None, "cancelled while running (supervisor stopping)"
+                ),
+            )
+            raise
+        return await self._finish(execution_id, playbook, failure, started, end)
+
+    async def _finish(
+        self,
+        execution_id: str,
+        playbook: Playbook,
+        failure: FailureInfo,
+        started: float,
+        end: ExecutionEnd,
+    ) -> ExecutionOutcome:
+        duration = self._clock.monotonic() - started
+        await self._executions.finish_execution(execution_id, self._clock.now(), duration, end)
+        outcome = ExecutionOutcome(execution_id, end.status, end.resolved_by, duration, end.detail)
+        logger.log(
+            logging.INFO if end.status == "resolved" else logging.WARNING,
+            "%s %s for %s: %s in %.3f s (%s)",
+            playbook.id,
+            execution_id,
+            failure.component,
+            end.status,
+            duration,
+            end.detail,
+            extra={"playbook": playbook.id, "error_id": failure.error_id},
+        )
+        if self._observer is not None:
+            self._observer.execution_finished(playbook, failure, outcome)
+        return outcome
+
+    async def _run_step(
+        self,
+        execution_id: str,
+        playbook: Playbook,
+        step: Step,
+        action: Action,
+        failure: FailureInfo,
+        seq: int,
+        deadline: float,
+    ) -> tuple[_Attempt, int]:
+        """Run a step and its retries; returns what it came to and the last seq used."""
+        attempts = step.retry.attempts if step.retry else 1
+        params = action.params_model.model_validate(step.params)
+        attempt = _Attempt("failure", None)
+        for number in range(1, attempts + 1):
+            if number > 1:
+                pause = retry_pause(step.retry, number - 1, self._rng) if step.retry else 0.0
+                if self._clock.monotonic() + pause >= deadline:
+                    return _Attempt("deadline", attempt.result), seq
+                await self._clock.sleep(pause)
+            seq += 1
+            remaining = deadline - self._clock.monotonic()
+            if remaining <= 0:
+                return _Attempt("deadline", attempt.result), seq
+            timeout = min(step.timeout_seconds, remaining)
+            cut_by_deadline = timeout < step.timeout_seconds
+            ctx = StepContext(
+                execution_id=execution_id,
+                playbook_id=playbook.id,
+                step_id=step.id,
+                target=step.target,
+                params=params,
+                failure=failure,
+                clock=self._clock,
+                deadline=self._clock.monotonic() + timeout,
+            )
+            attempt = await self._attempt(
+                ctx, playbook, step, action, seq, number, timeout, cut_by_deadline
+            )
+            if attempt.outcome == "success":
+                return attempt, seq
+            if attempt.outcome == "timeout" and cut_by_deadline:
+                return _Attempt("deadline", attempt.result), seq
+        return attempt, seq
+
+    async def _attempt(
+        self,
+        ctx: StepContext,
+        playbook: Playbook,
+        step: Step,
+        action: Action,
+        seq: int,
+        number: int,
+        timeout_s: float,
+        cut_by_deadline: bool,
+    ) -> _Attempt:
+        clock = self._clock
+        row_id = await self._executions.start_step(
+            ctx.execution_id, seq, step.id, step.name, step.action, step.target, number, clock.now()
+        )
+        if self._observer is not None:
+            self._observer.step_started(ctx.execution_id, playbook, step, number)
+        began = clock.monotonic()
+        result: StepResult | None = None
+        try:
+            result = await clock.wait_for(action.run(ctx), timeout_s)
+            outcome = "success" if result.success else "failure"
+            error = result.error
+        except TimeoutError:
+            outcome, error = "timeout", f"no answer within {timeout_s:g} s"
+        except SupervisorError as exc:
+            outcome, error = "failure", str(exc)
+        except asyncio.CancelledError:
+            await self._executions.finish_step(
+                row_id,
+                clock.now(),
+                clock.monotonic() - began,
+                StepEnd("interrupted", None, {}, "cancelled", None),
+            )
+            raise
+        except Exception as exc:  # an action's bug must not take the supervisor down
+            logger.exception(
+                "action %s raised in step %s",
+                step.action,
+                step.id,
+                extra={"playbook": playbook.id, "error_id": ctx.failure.error_id},
+            )
+            outcome, error = "error", f"{type(exc).__name__}: {exc}"
+        succeeded = outcome == "success"
+        transition = playbook.resolve_transition(
+            step, step.on_success if succeeded else step.on_failure
+        )
+        if outcome == "timeout" and cut_by_deadline:
+            transition = "failed"  # the playbook's own deadline ended it
+        elif not succeeded and step.retry is not None and number < step.retry.attempts:
+            transition = f"retry:{step.id}"
+        end = StepEnd(
+            outcome=outcome,
+            result=result.result if result is not None else None,
+            output=result.output if result is not None else {},
+            error=error,
+            transitioned_to=transition,
+        )
+        await self._executions.finish_step(row_id, clock.now(), clock.monotonic() - began, end)
+        if self._observer is not None:
+            self._observer.step_finished(ctx.execution_id, playbook, step, end)
+        return _Attempt(outcome, result)
+
+
+def retry_pause(policy: RetryPolicy, retry_number: int, rng: random.Random) -> float:
+    return backoff_delay(
+        policy.backoff_seconds,
+        policy.multiplier,
+        policy.max_backoff_seconds,
+        policy.jitter,
+        retry_number,
+        rng,
+    )

@@ -1,0 +1,1 @@
+"""Component health: what is known, how it is checked, and who is told."""

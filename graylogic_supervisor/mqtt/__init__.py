@@ -1,0 +1,1 @@
+"""Everything that speaks MQTT (the only package that imports aiomqtt)."""

@@ -1,0 +1,230 @@
+"""The supervisor's one MQTT connection.
+
+It reconnects with capped, jittered backoff and never blocks the daemon:
+``publish`` only queues, and a writer drains the queue while connected. The
+broker is one of the things we supervise, so a lost link is news (the health
+monitor hears of it at once), not an error that stops anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiomqtt
+
+from graylogic_supervisor.backoff import Backoff
+from graylogic_supervisor.clock import Clock
+
+logger = logging.getLogger(__name__)
+
+MessageHandler = Callable[[str, bytes], None]
+LinkListener = Callable[[bool, str], None]  # (connected, detail)
+
+MAX_QUEUED = 1000
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    host: str
+    port: int
+    client_id: str
+    username: str | None
+    password: str | None
+    keepalive_s: int
+    will_topic: str
+    will_payload: bytes
+    initial_backoff_s: float = 0.1
+    backoff_multiplier: float = 2.0
+    max_backoff_s: float = 10.0
+    backoff_jitter: float = 0.2
+
+
+@dataclass(frozen=True)
+class _Outgoing:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+def encode(payload: Any) -> bytes:
+    if isinstance(payload, bytes):
+        return payload
+    if isinstance(payload, str):
+        return payload.encode()
+    return json.dumps(payload, separators=(",", ":"), default=str).encode()
+
+
+class MqttLink:
+    def __init__(
+        self, settings: LinkSettings, clock: Clock, rng: random.Random | None = None
+    ) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._backoff = Backoff(
+            settings.initial_backoff_s,
+            settings.backoff_multiplier,
+            settings.max_backoff_s,
+            settings.backoff_jitter,
+            rng or random.Random(),
+        )
+        self._retained: OrderedDict[str, _Outgoing] = OrderedDict()  # latest per topic
+        self._queue: deque[_Outgoing] = deque(maxlen=MAX_QUEUED)
+        self._wakeup = asyncio.Event()
+        self._reconnect = asyncio.Event()
+        self._subscriptions: dict[str, MessageHandler] = {}
+        self._listeners: list[LinkListener] = []
+        self._on_connect: list[_Outgoing] = []
+        self.connected = False
+
+    def subscribe(self, topic_filter: str, handler: MessageHandler) -> None:
+        """Register before ``run``; subscriptions are renewed on every connect."""
+        self._subscriptions[topic_filter] = handler
+
+    def add_listener(self, listener: LinkListener) -> None:
+        self._listeners.append(listener)
+
+    def publish_on_connect(
+        self, topic: str, payload: Any, qos: int = 1, retain: bool = True
+    ) -> None:
+        """A birth message, sent first on every (re)connect."""
+        self._on_connect.append(_Outgoing(topic, encode(payload), qos, retain))
+
+    def publish(self, topic: str, payload: Any, qos: int = 1, retain: bool = False) -> None:
+        """Queue a message; never blocks. A retained topic keeps only its latest value."""
+        message = _Outgoing(topic, encode(payload), qos, retain)
+        if retain:
+            self._retained[topic] = message
+            self._retained.move_to_end(topic)
+        else:
+            if len(self._queue) == self._queue.maxlen:
+                logger.warning(
+                    "MQTT outbox full; dropping the oldest message on %s", self._queue[0].topic
+                )
+            self._queue.append(message)
+        self._wakeup.set()
+
+    def reconnect_now(self) -> None:
+        """Skip the rest of the backoff: we have reason to believe the broker is back."""
+        self._reconnect.set()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue) + len(self._retained)
+
+    async def flush(self, timeout_s: float) -> bool:
+        """Give queued messages a chance to leave (at shutdown); True if they all did."""
+        deadline = self._clock.monotonic() + timeout_s
+        while self.queued and self.connected and self._clock.monotonic() < deadline:
+            await self._clock.sleep(0.01)
+        return self.queued == 0
+
+    async def run(self) -> None:
+        settings = self._settings
+        was_connected = True  # so the first failure is reported once, as a warning
+        while True:
+            self._reconnect.clear()
+            try:
+                async with aiomqtt.Client(
+                    settings.host,
+                    settings.port,
+                    identifier=settings.client_id,
+                    username=settings.username,
+                    password=settings.password,
+                    keepalive=settings.keepalive_s,
+                    will=aiomqtt.Will(
+                        settings.will_topic, settings.will_payload, qos=1, retain=True
+                    ),
+                    timeout=5,
+                ) as client:
+                    await self._serve(client)
+            except aiomqtt.MqttError as exc:
+                if self.connected or was_connected:
+                    logger.warning(
+                        "MQTT link to %s:%d lost: %s",
+                        settings.host,
+                        settings.port,
+                        exc,
+                        extra={"error_id": "ERR-INFRA-MQTT-001"},
+                    )
+                was_connected = False
+                self._set_connected(False, str(exc))
+            delay = self._backoff.next()
+            with contextlib.suppress(TimeoutError):
+                await self._clock.wait_for(self._reconnect.wait(), delay)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        for message in self._on_connect:
+            await client.publish(
+                message.topic, message.payload, qos=message.qos, retain=message.retain
+            )
+        for topic_filter in self._subscriptions:
+            await client.subscribe(topic_filter, qos=1)
+        self._backoff.reset()
+        logger.info("MQTT link to %s:%d up", self._settings.host, self._settings.port)
+        self._set_connected(True, "connected")
+        writer = asyncio.create_task(self._drain(client), name="mqtt-writer")
+        try:
+            async for incoming in client.messages:
+                self._dispatch(str(incoming.topic), incoming.payload)
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
+                await writer
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._retained or self._queue:
+                if self._retained:
+                    _, message = self._retained.popitem(last=False)
+                else:
+                    message = self._queue.popleft()
+                try:
+                    await client.publish(
+                        message.topic,
+                        message.payload,
+                        qos=message.qos,
+                        retain=message.retain,
+                        timeout=5,
+                    )
+                except aiomqtt.MqttError:
+                    self._requeue(message)
+                    raise
+
+    def _requeue(self, message: _Outgoing) -> None:
+        if message.retain:
+            self._retained.setdefault(message.topic, message)
+        else:
+            self._queue.appendleft(message)
+
+    def _dispatch(self, topic: str, payload: Any) -> None:
+        data = (
+            payload
+            if isinstance(payload, bytes)
+            else encode(payload if payload is not None else b"")
+        )
+        for topic_filter, handler in self._subscriptions.items():
+            if aiomqtt.Topic(topic).matches(topic_filter):
+                try:
+                    handler(topic, data)
+                except Exception:  # a handler's bug must not cut the link
+                    logger.exception("handler for %s failed on %s", topic_filter, topic)
+
+    def _set_connected(self, connected: bool, detail: str) -> None:
+        changed = connected != self.connected
+        self.connected = connected
+        if connected:
+            self._wakeup.set()
+        if changed:
+            for listener in self._listeners:
+                listener(connected, detail)

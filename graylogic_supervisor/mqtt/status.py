@@ -1,0 +1,154 @@
+"""What the supervisor tells the site over MQTT, and on which topics.
+
+{root}/health/supervisor               retained: online/offline (last will), overall health
+{root}/supervisor/health/{component}   retained: each component's health
+{root}/supervisor/executions/{component}  retained: the latest execution and its progress
+{root}/supervisor/alerts               QoS 1: escalations and alert steps
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graylogic_supervisor import __version__
+from graylogic_supervisor.clock import Clock, isoformat
+from graylogic_supervisor.engine.action import FailureInfo
+from graylogic_supervisor.engine.runner import ExecutionOutcome
+from graylogic_supervisor.health.monitor import ComponentHealth, Health, health_payload
+from graylogic_supervisor.mqtt.link import MqttLink
+from graylogic_supervisor.playbooks.model import Playbook, Step
+from graylogic_supervisor.store.executions import StepEnd
+
+
+class Topics:
+    def __init__(self, root: str) -> None:
+        self.root = root.rstrip("/")
+
+    @property
+    def supervisor_health(self) -> str:
+        return f"{self.root}/health/supervisor"
+
+    @property
+    def heartbeats(self) -> str:
+        return f"{self.root}/health/+"
+
+    def component_health(self, component: str) -> str:
+        return f"{self.root}/supervisor/health/{component}"
+
+    def execution(self, component: str) -> str:
+        return f"{self.root}/supervisor/executions/{component}"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.root}/supervisor/alerts"
+
+
+def offline_payload(site: str) -> dict[str, Any]:
+    return {"status": "offline", "site": site, "version": __version__}
+
+
+class StatusPublisher:
+    """Health, progress and alerts onto the link's queue; never blocks."""
+
+    def __init__(self, link: MqttLink, topics: Topics, site: str, clock: Clock) -> None:
+        self._link = link
+        self._topics = topics
+        self._site = site
+        self._clock = clock
+        self._started = clock.now()
+        self._running: dict[str, dict[str, Any]] = {}  # execution id -> progress
+        self._overall = Health.UNKNOWN
+
+    def announce_online(self, overall: Health) -> None:
+        self._overall = overall
+        payload = self._supervisor_payload("online")
+        self._link.publish_on_connect(self._topics.supervisor_health, payload)
+        self._link.publish(self._topics.supervisor_health, payload, retain=True)
+
+    def announce_stopping(self) -> None:
+        self._link.publish(self._topics.supervisor_health, offline_payload(self._site), retain=True)
+
+    def _supervisor_payload(self, status: str) -> dict[str, Any]:
+        return {
+            "status": status,
+            "site": self._site,
+            "version": __version__,
+            "since": isoformat(self._started),
+            "health": self._overall.value,
+            "updated_at": isoformat(self._clock.now()),
+        }
+
+    def component_changed(self, state: ComponentHealth, overall: Health) -> None:
+        self._link.publish(
+            self._topics.component_health(state.component), health_payload(state), retain=True
+        )
+        if overall != self._overall:
+            self._overall = overall
+            self._link.publish(
+                self._topics.supervisor_health, self._supervisor_payload("online"), retain=True
+            )
+
+    # ExecutionObserver
+    def execution_started(
+        self, execution_id: str, playbook: Playbook, failure: FailureInfo
+    ) -> None:
+        progress = {
+            "execution_id": execution_id,
+            "playbook": playbook.id,
+            "version": playbook.version,
+            "error_id": failure.error_id,
+            "failure_id": failure.failure_id,
+            "status": "running",
+            "component": failure.component,
+            "step": None,
+            "started_at": isoformat(self._clock.now()),
+        }
+        self._running[execution_id] = progress
+        self._link.publish(self._topics.execution(failure.component), progress, retain=True)
+
+    def step_started(self, execution_id: str, playbook: Playbook, step: Step, attempt: int) -> None:
+        self._update(execution_id, step={"id": step.id, "name": step.name, "attempt": attempt})
+
+    def step_finished(
+        self, execution_id: str, playbook: Playbook, step: Step, end: StepEnd
+    ) -> None:
+        self._update(
+            execution_id,
+            step={"id": step.id, "name": step.name, "outcome": end.outcome, "result": end.result},
+        )
+
+    def execution_finished(
+        self, playbook: Playbook, failure: FailureInfo, outcome: ExecutionOutcome
+    ) -> None:
+        progress = self._running.pop(outcome.execution_id, {"execution_id": outcome.execution_id})
+        progress.update(
+            status=outcome.status,
+            resolved_by=outcome.resolved_by,
+            duration_seconds=round(outcome.duration_seconds, 4),
+            detail=outcome.detail,
+            completed_at=isoformat(self._clock.now()),
+        )
+        self._link.publish(self._topics.execution(failure.component), progress, retain=True)
+
+    def _update(self, execution_id: str, **changes: Any) -> None:
+        progress = self._running.get(execution_id)
+        if progress is None:
+            return
+        progress.update(changes)
+        component = progress.get("component")
+        if component:
+            self._link.publish(self._topics.execution(component), progress, retain=True)
+
+    # AlertSink
+    def alert(self, severity: str, message: str, context: dict[str, str]) -> None:
+        self._link.publish(
+            self._topics.alerts,
+            {
+                "severity": severity,
+                "message": message,
+                "site": self._site,
+                "at": isoformat(self._clock.now()),
+                **context,
+            },
+            qos=1,
+        )

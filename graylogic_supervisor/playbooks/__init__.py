@@ -1,0 +1,1 @@
+"""Playbooks: the YAML recovery procedures, their model, loader and validation."""

@@ -1,0 +1,1 @@
+"""Supervised services and the backends that control them (process, systemd)."""

@@ -1,0 +1,1 @@
+"""The SQLite store: one connection, numbered migrations, and the repositories."""

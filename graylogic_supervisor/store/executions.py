@@ -1,0 +1,219 @@
+"""Execution records, written as they happen (DESIGN.md contract 3).
+
+A step row is inserted when the step starts and updated when it ends, so a
+crash loses nothing that finished and leaves a visible ``running`` row that
+start-up turns into ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.store.database import Database, Row
+
+
+@dataclass(frozen=True)
+class StepEnd:
+    outcome: str  # success | failure | timeout | error | interrupted
+    result: str | None
+    output: Mapping[str, Any]
+    error: str | None
+    transitioned_to: str | None
+
+
+@dataclass(frozen=True)
+class ExecutionEnd:
+    status: str  # resolved | escalated | failed | interrupted
+    resolved_by: str | None
+    what_fixed_it: str | None
+    playbook_sufficient: bool | None
+    detail: str
+
+
+class ExecutionRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def record_failure(
+        self,
+        failure_id: str,
+        component: str,
+        error_id: str,
+        severity: str,
+        message: str,
+        detected_at: datetime,
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO failures (id, component, error_id, severity, message, detected_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (failure_id, component, error_id, severity, message, isoformat(detected_at)),
+        )
+
+    async def start_execution(
+        self,
+        execution_id: str,
+        playbook_id: str,
+        playbook_version: str,
+        failure_id: str,
+        error_id: str,
+        component: str,
+        started_at: datetime,
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO executions (id, playbook_id, playbook_version, failure_id, error_id,"
+            " component, status, started_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
+            (
+                execution_id,
+                playbook_id,
+                playbook_version,
+                failure_id,
+                error_id,
+                component,
+                isoformat(started_at),
+            ),
+        )
+
+    async def start_step(
+        self,
+        execution_id: str,
+        seq: int,
+        step_id: str,
+        name: str,
+        action: str,
+        target: str | None,
+        attempt: int,
+        started_at: datetime,
+    ) -> int:
+        """Insert the running step's row; returns the row id to finish it with."""
+        return await self._db.insert(
+            "INSERT INTO execution_steps (execution_id, seq, step_id, name, action, target,"
+            " attempt, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+            (execution_id, seq, step_id, name, action, target, attempt, isoformat(started_at)),
+        )
+
+    async def finish_step(
+        self, row_id: int, completed_at: datetime, duration_seconds: float, end: StepEnd
+    ) -> None:
+        await self._db.execute(
+            "UPDATE execution_steps SET completed_at = ?, duration_seconds = ?, outcome = ?,"
+            " result = ?, output = ?, error = ?, transitioned_to = ? WHERE id = ?",
+            (
+                isoformat(completed_at),
+                round(duration_seconds, 6),
+                end.outcome,
+                end.result,
+                json.dumps(dict(end.output), default=str) if end.output else None,
+                end.error,
+                end.transitioned_to,
+                row_id,
+            ),
+        )
+
+    async def finish_execution(
+        self, execution_id: str, completed_at: datetime, duration_seconds: float, end: ExecutionEnd
+    ) -> None:
+        sufficient = None if end.playbook_sufficient is None else int(end.playbook_sufficient)
+        await self._db.execute(
+            "UPDATE executions SET status = ?, completed_at = ?, duration_seconds = ?,"
+            " resolved_by = ?, what_fixed_it = ?, playbook_sufficient = ?, detail = ?"
+            " WHERE id = ?",
+            (
+                end.status,
+                isoformat(completed_at),
+                round(duration_seconds, 6),
+                end.resolved_by,
+                end.what_fixed_it,
+                sufficient,
+                end.detail,
+                execution_id,
+            ),
+        )
+
+    async def mark_interrupted(self, now: datetime) -> list[str]:
+        """At start-up: whatever was running when we died is ``interrupted``."""
+        rows = await self._db.fetchall("SELECT id FROM executions WHERE status = 'running'")
+        stamp = isoformat(now)
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "UPDATE execution_steps SET outcome = 'interrupted', completed_at = ?,"
+                " error = 'the supervisor stopped while this step ran' WHERE outcome = 'running'",
+                (stamp,),
+            )
+            await conn.execute(
+                "UPDATE executions SET status = 'interrupted', completed_at = ?,"
+                " detail = 'the supervisor stopped while this execution ran'"
+                " WHERE status = 'running'",
+                (stamp,),
+            )
+        return [str(row["id"]) for row in rows]
+
+    async def recent(self, limit: int = 20, status: str | None = None) -> list[Row]:
+        if status is None:
+            return await self._db.fetchall(
+                "SELECT * FROM executions ORDER BY started_at DESC, rowid DESC LIMIT ?", (limit,)
+            )
+        return await self._db.fetchall(
+            "SELECT * FROM executions WHERE status = ?"
+            " ORDER BY started_at DESC, rowid DESC LIMIT ?",
+            (status, limit),
+        )
+
+    async def record(self, execution_id: str) -> dict[str, Any] | None:
+        """The execution in the shape of the learning spec's execution record."""
+        execution = await self._db.fetchone(
+            "SELECT * FROM executions WHERE id = ?", (execution_id,)
+        )
+        if execution is None:
+            return None
+        steps = await self._db.fetchall(
+            "SELECT * FROM execution_steps WHERE execution_id = ? ORDER BY seq", (execution_id,)
+        )
+        return execution_record(execution, steps)
+
+
+def execution_record(execution: Row, steps: list[Row]) -> dict[str, Any]:
+    sufficient = execution["playbook_sufficient"]
+    return {
+        "id": execution["id"],
+        "playbook_id": execution["playbook_id"],
+        "playbook_version": execution["playbook_version"],
+        "trigger": {
+            "failure_id": execution["failure_id"],
+            "error_id": execution["error_id"],
+            "component": execution["component"],
+        },
+        "started_at": execution["started_at"],
+        "completed_at": execution["completed_at"],
+        "duration_seconds": execution["duration_seconds"],
+        "steps": [
+            {
+                "step": step["seq"],
+                "id": step["step_id"],
+                "name": step["name"],
+                "action": step["action"],
+                "target": step["target"],
+                "attempt": step["attempt"],
+                "started_at": step["started_at"],
+                "completed_at": step["completed_at"],
+                "duration_seconds": step["duration_seconds"],
+                "outcome": step["outcome"],
+                "result": step["result"],
+                "output": json.loads(step["output"]) if step["output"] else {},
+                "error": step["error"],
+                "transitioned_to": step["transitioned_to"],
+            }
+            for step in steps
+        ],
+        "outcome": {
+            "status": execution["status"],
+            "resolved_by": execution["resolved_by"],
+            "what_fixed_it": execution["what_fixed_it"],
+            "playbook_sufficient": None if sufficient is None else bool(sufficient),
+            "detail": execution["detail"],
+        },
+    }

@@ -1,0 +1,86 @@
+"""Numbered, additive-only schema migrations, applied in order at start-up.
+
+Never edit or remove a migration that has shipped: add a new one.
+``PRAGMA user_version`` records the last one applied.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: list[str] = [
+    # 1: playbooks and their versions, failures, executions and their steps.
+    """
+    CREATE TABLE playbooks (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL,
+        created_at  TEXT NOT NULL
+    );
+    CREATE TABLE playbook_versions (
+        playbook_id        TEXT NOT NULL REFERENCES playbooks(id),
+        version            TEXT NOT NULL,
+        definition         TEXT NOT NULL,   -- the validated playbook, as JSON
+        source_yaml        TEXT NOT NULL,   -- the YAML it came from (or was exported to)
+        source_file        TEXT,
+        active             INTEGER NOT NULL DEFAULT 0 CHECK (active IN (0, 1)),
+        created_at         TEXT NOT NULL,
+        created_by         TEXT NOT NULL,
+        reason             TEXT NOT NULL,
+        recommendation_id  TEXT,
+        changes            TEXT,            -- JSON: what changed from the previous version
+        PRIMARY KEY (playbook_id, version)
+    );
+    CREATE UNIQUE INDEX one_active_version ON playbook_versions(playbook_id) WHERE active = 1;
+
+    CREATE TABLE failures (
+        id           TEXT PRIMARY KEY,
+        component    TEXT NOT NULL,
+        error_id     TEXT NOT NULL,
+        severity     TEXT NOT NULL,
+        message      TEXT NOT NULL,
+        detected_at  TEXT NOT NULL
+    );
+    CREATE INDEX failures_by_component ON failures(component, detected_at);
+
+    CREATE TABLE executions (
+        id                   TEXT PRIMARY KEY,
+        playbook_id          TEXT NOT NULL,
+        playbook_version     TEXT NOT NULL,
+        failure_id           TEXT REFERENCES failures(id),
+        error_id             TEXT NOT NULL,
+        component            TEXT NOT NULL,
+        status               TEXT NOT NULL CHECK (status IN
+                               ('running', 'resolved', 'escalated', 'failed', 'interrupted')),
+        started_at           TEXT NOT NULL,
+        completed_at         TEXT,
+        duration_seconds     REAL,
+        resolved_by          TEXT,     -- the step id that fixed it, or 'manual_intervention'
+        what_fixed_it        TEXT,
+        playbook_sufficient  INTEGER CHECK (playbook_sufficient IN (0, 1)),
+        detail               TEXT,     -- why it ended the way it did
+        FOREIGN KEY (playbook_id, playbook_version)
+            REFERENCES playbook_versions(playbook_id, version)
+    );
+    CREATE INDEX executions_by_playbook ON executions(playbook_id, playbook_version, started_at);
+    CREATE INDEX executions_by_status ON executions(status);
+
+    CREATE TABLE execution_steps (
+        id                INTEGER PRIMARY KEY,
+        execution_id      TEXT NOT NULL REFERENCES executions(id),
+        seq               INTEGER NOT NULL,  -- 1, 2, 3 … in the order they ran
+        step_id           TEXT NOT NULL,
+        name              TEXT NOT NULL,
+        action            TEXT NOT NULL,
+        target            TEXT,
+        attempt           INTEGER NOT NULL DEFAULT 1,
+        started_at        TEXT NOT NULL,
+        completed_at      TEXT,
+        duration_seconds  REAL,
+        outcome           TEXT NOT NULL CHECK (outcome IN
+                            ('running', 'success', 'failure', 'timeout', 'error', 'interrupted')),
+        result            TEXT,
+        output            TEXT,              -- JSON the action reported
+        error             TEXT,
+        transitioned_to   TEXT,
+        UNIQUE (execution_id, seq)
+    );
+    """,
+]

@@ -1,0 +1,124 @@
+"""Playbook versions (DESIGN.md contract 5): the store, not the file, is the truth.
+
+A YAML file seeds the version it declares. Exactly one version per playbook is
+active (a partial unique index enforces it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.playbooks.model import SEMVER, Playbook
+from graylogic_supervisor.store.database import Database
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SeedOutcome:
+    playbook_id: str
+    version: str
+    action: str  # "created", "added", "unchanged", "kept-store"
+
+
+def semver_key(version: str) -> tuple[int, int, int]:
+    match = SEMVER.match(version)
+    if match is None:
+        raise ValueError(f"not a semantic version: {version}")
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+class PlaybookVersions:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def seed(
+        self, playbook: Playbook, source_yaml: str, source_file: str, now: datetime
+    ) -> SeedOutcome:
+        """Bring a playbook file into the store.
+
+        A playbook the store has never seen is created at the file's version. A
+        file that declares a version the store lacks adds it, and activates it
+        when it is newer than the active one (an installer edited the file). A
+        version the store already has is left as the store holds it.
+        """
+        definition = playbook.model_dump_json()
+        existing = await self._db.fetchone(
+            "SELECT definition FROM playbook_versions WHERE playbook_id = ? AND version = ?",
+            (playbook.id, playbook.version),
+        )
+        if existing is not None:
+            if existing["definition"] != definition:
+                logger.warning(
+                    "%s changed on disk but still declares version %s; the store's copy is kept"
+                    " (bump the version to load the change)",
+                    source_file,
+                    playbook.version,
+                    extra={"playbook": playbook.id},
+                )
+                return SeedOutcome(playbook.id, playbook.version, "kept-store")
+            return SeedOutcome(playbook.id, playbook.version, "unchanged")
+        active = await self.active_version(playbook.id)
+        stamp = isoformat(now)
+        activate = active is None or semver_key(playbook.version) > semver_key(active)
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "INSERT OR IGNORE INTO playbooks (id, name, created_at) VALUES (?, ?, ?)",
+                (playbook.id, playbook.name, stamp),
+            )
+            if activate:
+                await conn.execute(
+                    "UPDATE playbook_versions SET active = 0 WHERE playbook_id = ?", (playbook.id,)
+                )
+            await conn.execute(
+                "INSERT INTO playbook_versions (playbook_id, version, definition, source_yaml,"
+                " source_file, active, created_at, created_by, reason, changes)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'file', ?, ?)",
+                (
+                    playbook.id,
+                    playbook.version,
+                    definition,
+                    source_yaml,
+                    source_file,
+                    int(activate),
+                    stamp,
+                    f"seeded from {source_file}",
+                    json.dumps({"from_version": active}),
+                ),
+            )
+        action = "created" if active is None else "added"
+        logger.info(
+            "playbook %s %s %s from %s%s",
+            playbook.id,
+            playbook.version,
+            action,
+            source_file,
+            " and activated" if activate else "",
+            extra={"playbook": playbook.id},
+        )
+        return SeedOutcome(playbook.id, playbook.version, action)
+
+    async def active_version(self, playbook_id: str) -> str | None:
+        row = await self._db.fetchone(
+            "SELECT version FROM playbook_versions WHERE playbook_id = ? AND active = 1",
+            (playbook_id,),
+        )
+        return None if row is None else str(row["version"])
+
+    async def active_playbooks(self) -> list[Playbook]:
+        rows = await self._db.fetchall(
+            "SELECT definition FROM playbook_versions WHERE active = 1 ORDER BY playbook_id"
+        )
+        return [Playbook.model_validate_json(row["definition"]) for row in rows]
+
+    async def source_yaml(self, playbook_id: str, version: str) -> str | None:
+        row = await self._db.fetchone(
+            "SELECT source_yaml FROM playbook_versions WHERE playbook_id = ? AND version = ?",
+            (playbook_id, version),
+        )
+        return None if row is None else str(row["source_yaml"])

@@ -1,0 +1,1 @@
+"""The supervisor: from a component's failure to a recorded recovery."""
