@@ -55,5 +55,6 @@ def configure_logging(level: str, log_format: LogFormat = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # paho logs every packet at DEBUG; keep it quiet unless asked for.
-    logging.getLogger("mqtt").setLevel(max(logging.getLevelName(level), logging.INFO))
+    # paho and aiosqlite log every packet and every call at DEBUG: keep them quiet.
+    for chatty in ("mqtt", "aiosqlite", "asyncio"):
+        logging.getLogger(chatty).setLevel(max(logging.getLevelName(level), logging.INFO))

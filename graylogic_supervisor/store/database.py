@@ -101,7 +101,14 @@ class Database:
         for number in range(current + 1, len(self._migrations) + 1):
             script = self._migrations[number - 1]
             # executescript commits first; the whole migration and its number go in one transaction.
-            await conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+            try:
+                await conn.executescript(
+                    f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;"
+                )
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                raise StoreError(f"migration {number} failed: {exc}") from exc
             logger.info("applied store migration %d", number)
 
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:

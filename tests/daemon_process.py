@@ -1,0 +1,155 @@
+"""The daemon as a real child process, with a config of the test's own."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_config(tmp_path: Path, port: int, playbooks: Path | None = None, **extra: Any) -> Path:
+    config = {
+        "site": {"name": "test-site"},
+        "state_dir": str(tmp_path / "state"),
+        "catalog": str(REPO / "config" / "catalog.yaml"),
+        "log_level": "DEBUG",
+        "shutdown_grace_s": 2,
+        "mqtt": {"topic_root": f"t{port}", "reconnect": {"initial_s": 0.05, "max_s": 1}},
+        "broker": {"mode": "process", "process_port": port},
+        "components": {
+            "mqtt": {
+                "kind": "mqtt",
+                "service": "mosquitto",
+                "error_id": "ERR-INFRA-MQTT-001",
+                "check_interval_s": 5,
+            }
+        },
+        "playbooks": {"directory": str(playbooks or REPO / "playbooks")},
+        **extra,
+    }
+    path = tmp_path / "supervisor.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class Daemon:
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        data = yaml.safe_load(config.read_text())
+        self.state_dir = Path(data["state_dir"])
+        self.db_path = self.state_dir / "supervisor.db"
+        self.log_path = config.parent / "daemon.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_start = 0
+
+    def start(self) -> Daemon:
+        """Start the daemon; log searches look only at what this run writes."""
+        self.log_start = len(self.log) if self.log_path.exists() else 0
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "graylogic_supervisor",
+                "run",
+                "--config",
+                str(self.config),
+                "--log-format",
+                "text",
+            ],
+            stdout=log,
+            stderr=log,
+            cwd=self.config.parent,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        return self
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(
+        self, pattern: str, timeout: float = 15, after: int | None = None
+    ) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = re.compile(pattern).search(self.log, self.log_start if after is None else after)
+            if found:
+                return found
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise AssertionError(f"daemon exited ({self.process.returncode}):\n{self.log}")
+            time.sleep(0.02)
+        raise AssertionError(f"no log line matching {pattern!r} within {timeout} s:\n{self.log}")
+
+    def broker_pid(self) -> int:
+        assert self.process is not None
+        for child in psutil.Process(self.process.pid).children():
+            if "mosquitto" in child.name():
+                return child.pid
+        raise AssertionError("the daemon runs no mosquitto")
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        connection = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
+        connection.row_factory = sqlite3.Row
+        try:
+            return connection.execute(sql, params).fetchall()
+        finally:
+            connection.close()
+
+    def wait_for(self, condition: Callable[[], Any], timeout: float = 15) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = condition()
+            if value:
+                return value
+            time.sleep(0.02)
+        raise AssertionError(f"condition not met within {timeout} s:\n{self.log}")
+
+    def terminate(self, timeout: float = 15) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def cleanup(self) -> None:
+        """Kill the daemon and every child it left (a test that failed midway)."""
+        if self.process is None:
+            return
+        try:
+            children = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            children = []
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        for child in children:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+        for pid_file in (self.state_dir / "run").glob("*.pid"):
+            try:
+                orphan = psutil.Process(json.loads(pid_file.read_text())["pid"])
+                if str(self.state_dir) in " ".join(orphan.cmdline()):
+                    orphan.kill()
+            except (psutil.NoSuchProcess, ValueError, KeyError):
+                pass

@@ -1,0 +1,296 @@
+"""The runner against a real SQLite file: every step recorded, every ending right."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from pydantic import BaseModel
+
+from graylogic_supervisor.clock import SystemClock
+from graylogic_supervisor.engine.action import (
+    ActionKind,
+    ActionRegistry,
+    FailureInfo,
+    NoParams,
+    StepContext,
+    StepResult,
+)
+from graylogic_supervisor.engine.runner import Runner
+from graylogic_supervisor.playbooks.model import Playbook
+from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.executions import ExecutionRepository
+from graylogic_supervisor.store.versions import PlaybookVersions
+
+Behaviour = Callable[[StepContext], Any]
+
+
+class Scripted:
+    """A test action whose answers are given in order: True, False, an exception or a delay."""
+
+    params_model: ClassVar[type[BaseModel]] = NoParams
+    needs_target: ClassVar[bool] = False
+
+    def __init__(self, name: str, kind: ActionKind, answers: list[Any]) -> None:
+        self.name = name  # type: ignore[misc]
+        self.kind = kind  # type: ignore[misc]
+        self.answers = answers
+        self.calls = 0
+        self.seen_while_running: list[Any] = []
+
+    async def run(self, ctx: StepContext) -> StepResult:
+        answer = self.answers[min(self.calls, len(self.answers) - 1)]
+        self.calls += 1
+        if isinstance(answer, Exception):
+            raise answer
+        if isinstance(answer, float):
+            await asyncio.sleep(answer)
+            return StepResult.ok(f"slept {answer}")
+        if callable(answer):
+            return await answer(ctx)
+        return StepResult.ok("fine", n=self.calls) if answer else StepResult.failed("broken")
+
+
+FAILURE = FailureInfo("fail-1", "mqtt", "ERR-INFRA-MQTT-001", "link lost")
+
+
+def playbook(steps: list[dict[str, Any]], **limits: Any) -> Playbook:
+    return Playbook.model_validate(
+        {
+            "id": "PLAY-TEST-RECOVER-001",
+            "name": "test",
+            "version": "1.0.0",
+            "trigger": {"component": "mqtt", "error_ids": ["ERR-INFRA-MQTT-001"]},
+            "limits": limits,
+            "steps": steps,
+        }
+    )
+
+
+STANDARD = [
+    {
+        "id": "check",
+        "name": "Check",
+        "action": "check",
+        "on_success": "verify",
+        "on_failure": "fix",
+    },
+    {"id": "fix", "name": "Fix", "action": "fix", "on_success": "verify", "on_failure": "escalate"},
+    {"id": "verify", "name": "Verify", "action": "verify", "on_success": "done"},
+]
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    async with Database(tmp_path / "store.db") as database:
+        yield database
+
+
+async def prepare(db: Database, book: Playbook) -> ExecutionRepository:
+    """The playbook version and the failure an execution refers to."""
+    now = SystemClock().now()
+    await PlaybookVersions(db).seed(book, "", "test.yaml", now)
+    executions = ExecutionRepository(db)
+    await executions.record_failure(
+        FAILURE.failure_id, FAILURE.component, FAILURE.error_id, "critical", FAILURE.message, now
+    )
+    return executions
+
+
+async def run(db: Database, book: Playbook, *actions: Scripted) -> tuple[Any, dict[str, Any]]:
+    executions = await prepare(db, book)
+    runner = Runner(ActionRegistry(actions), executions, SystemClock())
+    outcome = await runner.run(book, FAILURE)
+    await_record = await executions.record(outcome.execution_id)
+    assert await_record is not None
+    return outcome, await_record
+
+
+def steps_of(record: dict[str, Any]) -> list[tuple[str, str, str | None]]:
+    return [(s["id"], s["outcome"], s["transitioned_to"]) for s in record["steps"]]
+
+
+async def test_failed_check_leads_to_fix_and_verified_resolution(db: Database) -> None:
+    outcome, record = await run(
+        db,
+        playbook(STANDARD),
+        Scripted("check", ActionKind.CHECK, [False]),
+        Scripted("fix", ActionKind.FIX, [True]),
+        Scripted("verify", ActionKind.CHECK, [True]),
+    )
+    assert outcome.status == "resolved"
+    assert steps_of(record) == [
+        ("check", "failure", "fix"),
+        ("fix", "success", "verify"),
+        ("verify", "success", "done"),
+    ]
+    assert [s["step"] for s in record["steps"]] == [1, 2, 3]
+    assert record["outcome"]["resolved_by"] == "fix"
+    assert record["outcome"]["playbook_sufficient"] is True
+    assert record["trigger"] == {
+        "failure_id": "fail-1",
+        "error_id": "ERR-INFRA-MQTT-001",
+        "component": "mqtt",
+    }
+    for step in record["steps"]:
+        assert step["started_at"] and step["completed_at"]
+        assert step["duration_seconds"] >= 0
+    assert record["duration_seconds"] >= sum(s["duration_seconds"] for s in record["steps"])
+
+
+async def test_resolution_without_a_fix_is_credited_to_the_check_that_ended_it(
+    db: Database,
+) -> None:
+    outcome, record = await run(
+        db,
+        playbook(STANDARD),
+        Scripted("check", ActionKind.CHECK, [True]),
+        Scripted("fix", ActionKind.FIX, [True]),
+        Scripted("verify", ActionKind.CHECK, [True]),
+    )
+    assert outcome.status == "resolved"
+    assert steps_of(record) == [("check", "success", "verify"), ("verify", "success", "done")]
+    assert record["outcome"]["resolved_by"] == "verify"
+
+
+async def test_failed_fix_escalates_and_the_playbook_was_not_sufficient(db: Database) -> None:
+    outcome, record = await run(
+        db,
+        playbook(STANDARD),
+        Scripted("check", ActionKind.CHECK, [False]),
+        Scripted("fix", ActionKind.FIX, [False]),
+        Scripted("verify", ActionKind.CHECK, [True]),
+    )
+    assert outcome.status == "escalated"
+    assert steps_of(record)[-1] == ("fix", "failure", "escalate")
+    assert record["outcome"]["playbook_sufficient"] is False
+    assert record["outcome"]["resolved_by"] is None
+    assert record["steps"][-1]["error"] == "broken"
+
+
+async def test_step_timeout_is_enforced_and_follows_on_failure(db: Database) -> None:
+    slow_check = Scripted("check", ActionKind.CHECK, [5.0])
+    steps = [dict(STANDARD[0], timeout_seconds=0.05), *STANDARD[1:]]
+    started = asyncio.get_running_loop().time()
+    outcome, record = await run(
+        db,
+        playbook(steps),
+        slow_check,
+        Scripted("fix", ActionKind.FIX, [True]),
+        Scripted("verify", ActionKind.CHECK, [True]),
+    )
+    assert asyncio.get_running_loop().time() - started < 2
+    assert steps_of(record)[0] == ("check", "timeout", "fix")
+    assert "0.05" in record["steps"][0]["error"]
+    assert outcome.status == "resolved"
+
+
+async def test_playbook_deadline_cuts_the_step_and_fails_the_execution(db: Database) -> None:
+    steps = [dict(STANDARD[0], timeout_seconds=30), *STANDARD[1:]]
+    outcome, record = await run(
+        db,
+        playbook(steps, timeout_seconds=0.1),
+        Scripted("check", ActionKind.CHECK, [5.0]),
+        Scripted("fix", ActionKind.FIX, [True]),
+        Scripted("verify", ActionKind.CHECK, [True]),
+    )
+    assert outcome.status == "failed"
+    assert "playbook timeout" in outcome.detail
+    assert steps_of(record) == [("check", "timeout", "failed")]
+    assert record["steps"][0]["duration_seconds"] < 1
+
+
+async def test_retries_are_each_recorded_until_one_succeeds(db: Database) -> None:
+    steps = [
+        STANDARD[0],
+        dict(STANDARD[1], retry={"attempts": 3, "backoff_seconds": 0.01}),
+        STANDARD[2],
+    ]
+    fix = Scripted("fix", ActionKind.FIX, [False, False, True])
+    outcome, record = await run(
+        db,
+        playbook(steps),
+        Scripted("check", ActionKind.CHECK, [False]),
+        fix,
+        Scripted("verify", ActionKind.CHECK, [True]),
+    )
+    assert outcome.status == "resolved"
+    fixes = [s for s in record["steps"] if s["id"] == "fix"]
+    assert [(s["attempt"], s["outcome"], s["transitioned_to"]) for s in fixes] == [
+        (1, "failure", "retry:fix"),
+        (2, "failure", "retry:fix"),
+        (3, "success", "verify"),
+    ]
+    assert fix.calls == 3
+
+
+async def test_loop_stops_at_its_bound_and_escalates(db: Database) -> None:
+    steps = [
+        {"id": "fix", "name": "Fix", "action": "fix", "max_visits": 2, "on_success": "verify"},
+        {
+            "id": "verify",
+            "name": "Verify",
+            "action": "verify",
+            "on_failure": "fix",
+            "on_success": "done",
+        },
+    ]
+    outcome, record = await run(
+        db,
+        playbook(steps),
+        Scripted("fix", ActionKind.FIX, [True]),
+        Scripted("verify", ActionKind.CHECK, [False]),
+    )
+    assert outcome.status == "escalated"
+    assert "loop bound" in outcome.detail
+    assert [s["id"] for s in record["steps"]] == ["fix", "verify", "fix", "verify"]
+
+
+async def test_an_action_that_raises_is_an_error_step_not_a_crash(db: Database) -> None:
+    outcome, record = await run(
+        db,
+        playbook(STANDARD),
+        Scripted("check", ActionKind.CHECK, [RuntimeError("bug in plugin")]),
+        Scripted("fix", ActionKind.FIX, [True]),
+        Scripted("verify", ActionKind.CHECK, [True]),
+    )
+    assert steps_of(record)[0] == ("check", "error", "fix")
+    assert record["steps"][0]["error"] == "RuntimeError: bug in plugin"
+    assert outcome.status == "resolved"
+
+
+async def test_a_step_is_in_the_store_while_it_runs(db: Database) -> None:
+    async def look(ctx: StepContext) -> StepResult:
+        record = await ExecutionRepository(db).record(ctx.execution_id)
+        assert record is not None
+        running = [(s["id"], s["outcome"]) for s in record["steps"]]
+        return StepResult.ok("looked", running=running, status=record["outcome"]["status"])
+
+    outcome, record = await run(
+        db,
+        playbook([{"id": "look", "name": "Look", "action": "look", "on_success": "done"}]),
+        Scripted("look", ActionKind.CHECK, [look]),
+    )
+    assert record["steps"][0]["output"] == {"running": [["look", "running"]], "status": "running"}
+    assert outcome.status == "resolved"
+
+
+async def test_cancelling_marks_the_execution_and_its_step_interrupted(db: Database) -> None:
+    book = playbook([{"id": "wait", "name": "Wait", "action": "wait", "on_success": "done"}])
+    executions = await prepare(db, book)
+    runner = Runner(
+        ActionRegistry([Scripted("wait", ActionKind.CHECK, [10.0])]), executions, SystemClock()
+    )
+    task = asyncio.create_task(runner.run(book, FAILURE))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [row] = await executions.recent(1)
+    record = await executions.record(row["id"])
+    assert record is not None
+    assert record["outcome"]["status"] == "interrupted"
+    assert steps_of(record) == [("wait", "interrupted", None)]

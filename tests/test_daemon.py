@@ -1,0 +1,259 @@
+"""The daemon end to end: a real child process, a real Mosquitto, a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+
+from tests.conftest import free_port
+from tests.daemon_process import Daemon, write_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        daemon.cleanup()
+
+
+def start(daemons: list[Daemon], config: Path) -> Daemon:
+    daemon = Daemon(config).start()
+    daemons.append(daemon)
+    return daemon
+
+
+def accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
+
+
+def started_healthy(daemon: Daemon) -> None:
+    daemon.wait_for_log(r"mqtt is healthy")
+
+
+def steps(daemon: Daemon, execution_id: str) -> list[tuple[str, str, str | None]]:
+    rows = daemon.query(
+        "SELECT step_id, outcome, transitioned_to FROM execution_steps"
+        " WHERE execution_id = ? ORDER BY seq",
+        (execution_id,),
+    )
+    return [(r["step_id"], r["outcome"], r["transitioned_to"]) for r in rows]
+
+
+def test_killed_broker_is_restarted_by_the_tracked_playbook(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    port = free_port()
+    daemon = start(daemons, write_config(tmp_path, port))
+    started_healthy(daemon)
+    assert f"process backend on 127.0.0.1:{port}" in daemon.log
+    old_pid = daemon.broker_pid()
+
+    os.kill(old_pid, signal.SIGKILL)
+
+    execution = daemon.wait_for(
+        lambda: daemon.query("SELECT * FROM executions WHERE status != 'running'")
+    )[0]
+    assert execution["status"] == "resolved"
+    assert execution["playbook_id"] == "PLAY-MQTT-RECOVER-001"
+    assert execution["playbook_version"] == "1.0.0"
+    assert execution["error_id"] == "ERR-INFRA-MQTT-001"
+    assert execution["resolved_by"] == "restart"
+    assert execution["playbook_sufficient"] == 1
+    assert execution["duration_seconds"] < 5
+    assert steps(daemon, execution["id"]) == [
+        ("check_broker", "failure", "restart"),
+        ("restart", "success", "verify"),
+        ("verify", "success", "done"),
+    ]
+    [failure] = daemon.query("SELECT * FROM failures WHERE id = ?", (execution["failure_id"],))
+    assert failure["component"] == "mqtt"
+    assert failure["severity"] == "critical"
+    assert accepts(port)
+    assert daemon.broker_pid() != old_pid
+
+
+async def test_status_topics_show_health_and_the_last_execution(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    port = free_port()
+    daemon = start(daemons, write_config(tmp_path, port))
+    started_healthy(daemon)
+    os.kill(daemon.broker_pid(), signal.SIGKILL)
+    daemon.wait_for(lambda: daemon.query("SELECT id FROM executions WHERE status = 'resolved'"))
+    daemon.wait_for_log(r"MQTT link to .* up", after=daemon.log.index("resolved in"))
+
+    root = f"t{port}"
+    wanted = {
+        f"{root}/health/supervisor",
+        f"{root}/supervisor/health/mqtt",
+        f"{root}/supervisor/executions/mqtt",
+    }
+    seen: dict[str, dict[str, object]] = {}
+    async with aiomqtt.Client("127.0.0.1", port, identifier="test-reader") as client:
+        await client.subscribe(f"{root}/#")
+        async with asyncio_timeout(10):
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                seen[str(message.topic)] = json.loads(message.payload)
+                if wanted <= seen.keys():
+                    break
+    assert seen[f"{root}/health/supervisor"]["status"] == "online"
+    assert seen[f"{root}/supervisor/health/mqtt"]["status"] == "healthy"
+    progress = seen[f"{root}/supervisor/executions/mqtt"]
+    assert progress["status"] == "resolved"
+    assert progress["playbook"] == "PLAY-MQTT-RECOVER-001"
+    assert progress["resolved_by"] == "restart"
+
+
+def asyncio_timeout(seconds: float):  # type: ignore[no-untyped-def]
+    import asyncio
+
+    return asyncio.timeout(seconds)
+
+
+def test_a_broker_that_cannot_restart_is_escalated(tmp_path: Path, daemons: list[Daemon]) -> None:
+    port = free_port()
+    daemon = start(daemons, write_config(tmp_path, port))
+    started_healthy(daemon)
+    # Break the broker's configuration, as a careless edit would, then kill it.
+    (daemon.state_dir / "mosquitto" / "mosquitto.conf").write_text("no_such_option true\n")
+    os.kill(daemon.broker_pid(), signal.SIGKILL)
+
+    execution = daemon.wait_for(
+        lambda: daemon.query("SELECT * FROM executions WHERE status != 'running'"), timeout=30
+    )[0]
+    assert execution["status"] == "escalated"
+    assert execution["playbook_sufficient"] == 0
+    recorded = steps(daemon, execution["id"])
+    assert recorded == [
+        ("check_broker", "failure", "restart"),
+        ("restart", "failure", "retry:restart"),
+        ("restart", "failure", "escalate"),
+    ]
+    [restart] = daemon.query(
+        "SELECT error FROM execution_steps WHERE execution_id = ? AND seq = 3", (execution["id"],)
+    )
+    assert "mosquitto" in restart["error"]
+    daemon.wait_for_log(rf"PLAY-MQTT-RECOVER-001 {execution['id']} for mqtt: escalated")
+    assert daemon.process is not None and daemon.process.poll() is None  # still supervising
+
+
+SLOW_PLAYBOOK = textwrap.dedent(
+    """
+    id: PLAY-MQTT-RECOVER-001
+    name: Slow MQTT recovery
+    version: 1.0.0
+    trigger: {component: mqtt, error_ids: [ERR-INFRA-MQTT-001]}
+    limits: {max_attempts: 3, cooldown_seconds: 1}
+    steps:
+      - {id: check_broker, name: Check, action: check_service, target: mosquitto,
+         on_success: done, on_failure: settle}
+      - {id: settle, name: Let the bus settle, action: sleep, params: {seconds: 30},
+         timeout_seconds: 60, on_success: restart}
+      - {id: restart, name: Restart, action: restart_service, target: mosquitto,
+         on_success: done}
+    """
+)
+
+
+def test_daemon_killed_mid_execution_leaves_an_interrupted_execution(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    (playbooks / "slow.yaml").write_text(SLOW_PLAYBOOK)
+    port = free_port()
+    config = write_config(tmp_path, port, playbooks=playbooks)
+    daemon = start(daemons, config)
+    started_healthy(daemon)
+    os.kill(daemon.broker_pid(), signal.SIGKILL)
+    daemon.wait_for(
+        lambda: daemon.query(
+            "SELECT 1 FROM execution_steps WHERE step_id = 'settle' AND outcome = 'running'"
+        )
+    )
+    daemon.kill()  # kill -9 in the middle of the "settle" step
+
+    [running] = daemon.query("SELECT id, status FROM executions")
+    assert running["status"] == "running"
+    assert steps(daemon, running["id"]) == [
+        ("check_broker", "failure", "settle"),
+        ("settle", "running", None),
+    ]
+
+    restarted = start(daemons, config)
+    restarted.wait_for_log(rf"execution {running['id']} was running .*: interrupted")
+    restarted.wait_for_log(r"mqtt is healthy")
+    [after] = restarted.query("SELECT * FROM executions WHERE id = ?", (running["id"],))
+    assert after["status"] == "interrupted"
+    assert after["completed_at"] is not None
+    assert steps(restarted, running["id"]) == [
+        ("check_broker", "failure", "settle"),
+        ("settle", "interrupted", None),
+    ]
+    assert restarted.query("PRAGMA integrity_check")[0][0] == "ok"
+    assert accepts(port)
+
+
+def test_a_restarted_daemon_reclaims_its_orphaned_broker_and_its_port(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port)
+    daemon = start(daemons, config)
+    started_healthy(daemon)
+    orphan = daemon.broker_pid()
+    daemon.kill()
+    assert accepts(port)  # the orphan still serves
+
+    restarted = start(daemons, config)
+    restarted.wait_for_log(r"stopping orphaned mosquitto")
+    started_healthy(restarted)
+    assert f"process backend on 127.0.0.1:{port}" in restarted.log
+    assert restarted.broker_pid() != orphan
+
+
+def test_sigterm_stops_cleanly_with_the_broker_and_an_offline_status(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    port = free_port()
+    daemon = start(daemons, write_config(tmp_path, port))
+    started_healthy(daemon)
+    broker = daemon.broker_pid()
+    assert daemon.terminate() == 0
+    assert "stopped" in daemon.log
+    assert not accepts(port)
+    with pytest.raises(ProcessLookupError):
+        os.kill(broker, 0)
+
+
+def test_a_port_held_by_another_process_is_left_alone(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    try:
+        daemon = start(daemons, write_config(tmp_path, taken))
+        started_healthy(daemon)
+        chosen = int(daemon.wait_for_log(r"process backend on 127\.0\.0\.1:(\d+)").group(1))
+        assert chosen != taken
+        assert f"port {taken} is held by another process" in daemon.log
+    finally:
+        holder.close()
