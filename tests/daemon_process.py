@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -142,10 +143,8 @@ class Daemon:
             self.process.kill()
             self.process.wait()
         for child in children:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
-            except psutil.NoSuchProcess:
-                pass
         for pid_file in (self.state_dir / "run").glob("*.pid"):
             try:
                 orphan = psutil.Process(json.loads(pid_file.read_text())["pid"])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 from graylogic_supervisor.playbooks.model import NEXT, TERMINALS, Playbook
 from graylogic_supervisor.yamlsource import PathKey
 
@@ -11,10 +9,11 @@ from graylogic_supervisor.yamlsource import PathKey
 def graph_problems(playbook: Playbook) -> list[tuple[PathKey, str]]:
     """Duplicate ids, dangling transitions, unreachable steps and unbounded loops."""
     problems: list[tuple[PathKey, str]] = []
-    counts = Counter(step.id for step in playbook.steps)
+    seen: set[str] = set()
     for index, step in enumerate(playbook.steps):
-        if counts[step.id] > 1 and playbook.steps.index(step) != index:
+        if step.id in seen:
             problems.append((("steps", index, "id"), f"duplicate step id {step.id!r}"))
+        seen.add(step.id)
     if problems:
         return problems
 

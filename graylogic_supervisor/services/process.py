@@ -57,8 +57,11 @@ class ProcessService:
 
     async def status(self) -> ServiceStatus:
         process = self._process
-        if process is not None and process.returncode is None:
-            return ServiceStatus(self.name, True, process.pid, "running")
+        if process is not None:
+            if process.returncode is None:
+                return ServiceStatus(self.name, True, process.pid, "running")
+            # the exit may be known before the watcher task has run
+            return ServiceStatus(self.name, False, None, _describe_exit(process.returncode))
         return ServiceStatus(self.name, False, None, self._last_detail)
 
     async def start(self) -> ServiceStatus:
