@@ -8,9 +8,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from graylogic_supervisor.config import ERROR_ID_PATTERN
-from graylogic_supervisor.errors import CatalogError
-from graylogic_supervisor.yamlsource import load_located, validate_located
+from graylogic_supervisor.config import ERROR_ID_PATTERN, SupervisorConfig
+from graylogic_supervisor.errors import CatalogError, ConfigError, SourceProblem
+from graylogic_supervisor.yamlsource import LocatedData, load_located, validate_located
 
 Severity = Literal["critical", "high", "medium", "low"]
 
@@ -46,3 +46,33 @@ class ErrorCatalog(BaseModel):
 
 def load_catalog(path: Path) -> ErrorCatalog:
     return validate_located(load_located(path, CatalogError), ErrorCatalog, CatalogError)
+
+
+def check_catalog_covers(
+    config: SupervisorConfig, catalog: ErrorCatalog, config_file: Path | None = None
+) -> None:
+    """Every component's error id must be in the catalog: a failure must be explainable.
+
+    With ``config_file`` the errors carry the line of each ``error_id`` in it.
+    """
+    missing = [
+        (name, component.error_id)
+        for name, component in config.components.items()
+        if component.error_id not in catalog.errors
+    ]
+    if not missing:
+        return
+    file = config_file or Path("config")
+    located = load_located(config_file, ConfigError) if config_file else LocatedData(file, None)
+    raise ConfigError(
+        file,
+        [
+            SourceProblem(
+                file,
+                located.line_of(("components", name, "error_id")),
+                f"components.{name}.error_id",
+                f"{error_id} is not in the catalog {config.catalog}",
+            )
+            for name, error_id in missing
+        ],
+    )

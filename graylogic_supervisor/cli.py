@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from graylogic_supervisor import __version__
-from graylogic_supervisor.catalog import load_catalog
+from graylogic_supervisor.catalog import check_catalog_covers, load_catalog
 from graylogic_supervisor.config import SupervisorConfig, default_config_path, load_config
 from graylogic_supervisor.engine.builtins import builtin_specs
 from graylogic_supervisor.errors import SourceError, StoreError
@@ -126,18 +126,18 @@ def _run(args: argparse.Namespace) -> int:
     from graylogic_supervisor.daemon import run_daemon
     from graylogic_supervisor.logsetup import configure_logging
 
-    config = _load(args.config)
+    path = args.config if args.config is not None else default_config_path()
+    config = load_config(path)
+    check_catalog_covers(config, load_catalog(config.catalog), path)
     configure_logging(config.log_level, args.log_format)
     asyncio.run(run_daemon(config))
     return EXIT_OK
 
 
 def _check_config(path: Path) -> int:
-    from graylogic_supervisor.daemon import check_catalog_covers
-
     config = load_config(path)
     catalog = load_catalog(config.catalog)
-    check_catalog_covers(config, catalog)
+    check_catalog_covers(config, catalog, path)
     loaded, errors = load_directory(config.playbooks.directory, builtin_specs())
     for error in errors:
         print(error, file=sys.stderr)

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 
 from graylogic_supervisor import __version__
 from graylogic_supervisor.broker import BrokerPlan, plan_broker, write_mosquitto_conf
-from graylogic_supervisor.catalog import ErrorCatalog, load_catalog
+from graylogic_supervisor.catalog import check_catalog_covers, load_catalog
 from graylogic_supervisor.clock import Clock, SystemClock
 from graylogic_supervisor.config import ComponentConfig, SupervisorConfig
 from graylogic_supervisor.engine.builtins import builtin_registry
 from graylogic_supervisor.engine.runner import Runner
-from graylogic_supervisor.errors import ConfigError, ServiceError, SourceProblem
+from graylogic_supervisor.errors import ServiceError
 from graylogic_supervisor.health.monitor import HealthMonitor
 from graylogic_supervisor.mqtt.link import LinkSettings, MqttLink, encode
 from graylogic_supervisor.mqtt.probe import ProbeError, ProbeTarget, probe_broker
@@ -39,22 +39,6 @@ logger = logging.getLogger(__name__)
 class DaemonOptions:
     clock: Clock
     notifier: Notifier
-
-
-def check_catalog_covers(config: SupervisorConfig, catalog: ErrorCatalog) -> None:
-    """Every component's error id must be in the catalog: a failure without one is unexplainable."""
-    problems = [
-        SourceProblem(
-            config.catalog,
-            None,
-            f"components.{name}.error_id",
-            f"{c.error_id} is not in the catalog",
-        )
-        for name, c in config.components.items()
-        if c.error_id not in catalog.errors
-    ]
-    if problems:
-        raise ConfigError(config.catalog, problems)
 
 
 async def run_daemon(config: SupervisorConfig, options: DaemonOptions | None = None) -> None:

@@ -112,25 +112,22 @@ def dotted(path: PathKey) -> str:
 def _data_path(data: Any, loc: tuple[str | int, ...]) -> PathKey:
     """Keep only the parts of a pydantic ``loc`` that index into the data.
 
-    Discriminated unions and wrappers add tags (e.g. the union member's name)
-    that are not keys in the YAML; they are dropped.
+    Discriminated unions add their tag (the member's name) to the location; it is
+    not a key in the YAML and is skipped. A missing or unknown field is always the
+    last part, and is kept so the message names it.
     """
     path: list[str | int] = []
     current = data
-    for part in loc:
+    for position, part in enumerate(loc):
+        last = position == len(loc) - 1
         if isinstance(current, dict) and part in current:  # noqa: SIM114 - separate branches keep the index types precise
             path.append(part)
             current = current[part]
         elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
             path.append(part)
             current = current[part]
-        elif isinstance(current, dict | list):
-            # a tag, or a missing/extra field: a missing field is reported at its parent
-            if isinstance(part, str) and not _is_tag(part):
-                path.append(part)
-                current = None
-        else:
-            break
+        elif last and isinstance(part, str) and not _is_tag(part):
+            path.append(part)
     return tuple(path)
 
 
@@ -138,15 +135,22 @@ def _is_tag(part: str) -> bool:
     return part.startswith(("function-", "tagged-union")) or "[" in part
 
 
+UNION_TAG_ERRORS = ("union_tag_invalid", "union_tag_not_found")
+
+
 def problems_from_validation(located: LocatedData, exc: ValidationError) -> list[SourceProblem]:
     """Translate pydantic errors into located problems."""
     problems = []
     for error in exc.errors():
-        path = _data_path(located.data, tuple(error["loc"]))
+        loc = tuple(error["loc"])
+        if error["type"] in UNION_TAG_ERRORS:
+            # pydantic locates a bad or missing tag at the union; point at the tag field.
+            loc = (*loc, str(error["ctx"]["discriminator"]).strip("'"))
+        path = _data_path(located.data, loc)
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             message = "unknown field"
-        elif error["type"] == "missing":
+        elif error["type"] in ("missing", "union_tag_not_found"):
             message = "field required"
         problems.append(SourceProblem(located.file, located.line_of(path), dotted(path), message))
     return problems

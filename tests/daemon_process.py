@@ -47,12 +47,23 @@ def write_config(tmp_path: Path, port: int, playbooks: Path | None = None, **ext
 
 
 class Daemon:
-    def __init__(self, config: Path) -> None:
+    def __init__(
+        self,
+        config: Path | None,
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+        log_format: str = "text",
+    ) -> None:
+        """``config=None`` runs on the embedded defaults, in ``cwd``."""
         self.config = config
-        data = yaml.safe_load(config.read_text())
-        self.state_dir = Path(data["state_dir"])
+        self.cwd = cwd or (config.parent if config else Path.cwd())
+        data = yaml.safe_load(config.read_text()) if config else {"state_dir": ".state"}
+        self.state_dir = self.cwd / data["state_dir"]
+        self.env = env or {}
+        self.log_format = log_format
         self.db_path = self.state_dir / "supervisor.db"
-        self.log_path = config.parent / "daemon.log"
+        self.log_path = self.cwd / "daemon.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.log_start = 0
 
@@ -60,21 +71,21 @@ class Daemon:
         """Start the daemon; log searches look only at what this run writes."""
         self.log_start = len(self.log) if self.log_path.exists() else 0
         log = self.log_path.open("ab")
+        config = ["--config", str(self.config)] if self.config else []
         self.process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "graylogic_supervisor",
                 "run",
-                "--config",
-                str(self.config),
+                *config,
                 "--log-format",
-                "text",
+                self.log_format,
             ],
             stdout=log,
             stderr=log,
-            cwd=self.config.parent,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            cwd=self.cwd,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
         )
         log.close()
         return self

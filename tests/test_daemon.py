@@ -257,3 +257,74 @@ def test_a_port_held_by_another_process_is_left_alone(
         assert f"port {taken} is held by another process" in daemon.log
     finally:
         holder.close()
+
+
+async def test_a_killed_daemon_is_marked_offline_by_its_last_will(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    port = free_port()
+    daemon = start(daemons, write_config(tmp_path, port))
+    started_healthy(daemon)
+    daemon.wait_for_log(r"MQTT link to .* up")
+    daemon.kill()  # its broker, in a session of its own, keeps running
+    topic = f"t{port}/health/supervisor"
+    async with aiomqtt.Client("127.0.0.1", port, identifier="will-reader") as client:
+        await client.subscribe(topic)
+        async with asyncio_timeout(20):  # the broker gives up on the client after 1.5 keepalives
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                if json.loads(message.payload)["status"] == "offline":
+                    break
+
+
+def test_systemd_is_told_ready_watchdog_and_stopping(tmp_path: Path, daemons: list[Daemon]) -> None:
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    address = tmp_path / "notify.sock"
+    notify.bind(str(address))
+    notify.settimeout(10)
+    try:
+        port = free_port()
+        config = write_config(tmp_path, port)
+        daemon = Daemon(config, env={"NOTIFY_SOCKET": str(address), "WATCHDOG_USEC": "200000"})
+        daemons.append(daemon.start())
+        received: list[str] = []
+        while "READY=1" not in received or received.count("WATCHDOG=1") < 2:
+            received.append(notify.recv(4096).decode())
+        started_healthy(daemon)
+        assert daemon.terminate() == 0
+        while "STOPPING=1" not in received:
+            received.append(notify.recv(4096).decode())
+        assert any(m.startswith("STATUS=supervising mqtt") for m in received)
+        # The broker, our child, was not given our socket.
+        assert "unexpected" not in daemon.log
+    finally:
+        notify.close()
+
+
+def test_sigint_stops_as_cleanly_as_sigterm(tmp_path: Path, daemons: list[Daemon]) -> None:
+    port = free_port()
+    daemon = start(daemons, write_config(tmp_path, port))
+    started_healthy(daemon)
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGINT)
+    assert daemon.process.wait(timeout=15) == 0
+    assert not accepts(port)
+
+
+def test_embedded_defaults_run_anywhere_and_say_which_broker_they_chose(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    daemon = Daemon(None, cwd=tmp_path, log_format="json")
+    daemons.append(daemon.start())
+    daemon.wait_for_log(r'"message": "mqtt is healthy')
+    records = [json.loads(line) for line in daemon.log.splitlines() if line.startswith("{")]
+    [choice] = [r for r in records if r["message"].startswith("broker: ")]
+    if Path("/run/systemd/system").is_dir():
+        assert "through systemd" in choice["message"]
+    else:
+        assert "our own Mosquitto through the process backend on 127.0.0.1:" in choice["message"]
+        assert "(systemd is not PID 1" in choice["message"]
+    assert (tmp_path / ".state" / "supervisor.db").exists()
+    seeded = [r for r in records if r.get("playbook") == "PLAY-MQTT-RECOVER-001"]
+    assert seeded, "log records carry the playbook field"
+    assert daemon.terminate() == 0

@@ -34,6 +34,7 @@ class LoadedPlaybook:
     playbook: Playbook
     file: Path
     source: str
+    id_line: int | None
 
 
 def load_playbook(
@@ -49,7 +50,7 @@ def load_playbook(
     if problems:
         raise PlaybookError(file, problems)
     source = text if text is not None else file.read_text(encoding="utf-8")
-    return LoadedPlaybook(playbook, file, source)
+    return LoadedPlaybook(playbook, file, source, located.line_of(("id",)))
 
 
 def parse_playbook_text(source: str, actions: Mapping[str, ActionSpec], name: str) -> Playbook:
@@ -83,7 +84,10 @@ def load_files(
                     file,
                     [
                         SourceProblem(
-                            file, 1, "id", f"playbook id {item.playbook.id} is also in {first}"
+                            file,
+                            item.id_line,
+                            "id",
+                            f"playbook id {item.playbook.id} is also in {first}",
                         )
                     ],
                 )
@@ -116,7 +120,9 @@ def _action_problems(
             continue
         if spec.needs_target and not step.target:
             problems.append(
-                _locate(located, ("steps", index), f"action {step.action!r} needs a target")
+                _locate(
+                    located, ("steps", index, "target"), f"action {step.action!r} needs a target"
+                )
             )
         try:
             spec.params_model.model_validate(step.params)
