@@ -218,6 +218,7 @@ autostart=true
 autorestart=true
 startsecs=0
 startretries=1000
+stopwaitsecs=3
 stdout_logfile={d}/mosquitto.log
 redirect_stderr=true
 """

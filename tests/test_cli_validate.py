@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from graylogic_supervisor.catalog import load_catalog
+from tests.sources import line_of
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_CONFIG = REPO / "config" / "supervisor.yaml"
@@ -51,15 +52,6 @@ def cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
         timeout=30,
         check=False,
     )
-
-
-def line_of(path: Path, needle: str) -> int:
-    lines = [i for i, text in enumerate(path.read_text().splitlines(), 1) if needle in text]
-    assert len(lines) == 1, f"{needle!r} is on lines {lines}"
-    return lines[0]
-
-
-# --- playbook validate -------------------------------------------------------------------
 
 
 def test_validate_accepts_the_shipped_playbooks(tmp_path: Path) -> None:

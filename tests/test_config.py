@@ -18,11 +18,11 @@ from graylogic_supervisor.config import (
     load_config,
 )
 from graylogic_supervisor.errors import ConfigError
+from tests import sources
+from tests.sources import Problem
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED_CONFIG = REPO / "config" / "supervisor.yaml"
-
-Problem = tuple[int | None, str, str]
 
 
 def write_config(directory: Path, text: str, name: str = "supervisor.yaml") -> Path:
@@ -33,20 +33,11 @@ def write_config(directory: Path, text: str, name: str = "supervisor.yaml") -> P
 
 
 def refusal(path: Path) -> list[Problem]:
-    """The (line, field, message) of every problem ``load_config`` reports for ``path``."""
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    assert caught.value.file == path
-    assert [problem.file for problem in caught.value.problems] == [path] * len(
-        caught.value.problems
-    )
-    return [(problem.line, problem.field, problem.message) for problem in caught.value.problems]
+    return sources.refusal(path, load_config, ConfigError)
 
 
 def only_problem(path: Path) -> Problem:
-    problems = refusal(path)
-    assert len(problems) == 1, problems
-    return problems[0]
+    return sources.only(refusal(path))
 
 
 # --- the shipped config ------------------------------------------------------------------

@@ -20,8 +20,14 @@ class ActionKind(StrEnum):
     NOTIFY = "notify"  # tells people
 
 
-class NoParams(BaseModel):
+class ActionParams(BaseModel):
+    """Base of every action's parameters: unknown keys are errors, values are frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoParams(ActionParams):
+    pass
 
 
 @dataclass(frozen=True)

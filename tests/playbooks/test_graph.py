@@ -11,21 +11,14 @@ from pathlib import Path
 import pytest
 
 from graylogic_supervisor.engine.action import ActionSpec
-from graylogic_supervisor.engine.builtins import builtin_specs
 from graylogic_supervisor.errors import PlaybookError
 from graylogic_supervisor.playbooks.graph import graph_problems
 from graylogic_supervisor.playbooks.loader import load_playbook
 from graylogic_supervisor.playbooks.model import Playbook
+from tests import sources
+from tests.sources import PLAYBOOK_HEADER, Problem, line_of
 
-HEADER = """\
-id: PLAY-TEST-RECOVER-001
-name: Test recovery
-version: 1.0.0
-trigger:
-  component: mqtt
-  error_ids: [ERR-INFRA-MQTT-001]
-steps:
-"""
+HEADER = PLAYBOOK_HEADER + "steps:\n"
 
 PROBE_THEN_RESTART = """\
   - id: probe
@@ -39,13 +32,6 @@ PROBE_THEN_RESTART = """\
     target: mosquitto
 """
 
-Problem = tuple[int | None, str, str]
-
-
-@pytest.fixture(scope="module")
-def actions() -> dict[str, ActionSpec]:
-    return builtin_specs()
-
 
 def write(directory: Path, steps: str) -> Path:
     path = directory / "playbook.yaml"
@@ -53,24 +39,12 @@ def write(directory: Path, steps: str) -> Path:
     return path
 
 
-def line_of(path: Path, needle: str) -> int:
-    """The 1-based line of the one line of ``path`` that contains ``needle``."""
-    lines = [i for i, text in enumerate(path.read_text().splitlines(), 1) if needle in text]
-    assert len(lines) == 1, f"{needle!r} is on lines {lines}"
-    return lines[0]
-
-
 def refusal(path: Path, actions: dict[str, ActionSpec]) -> list[Problem]:
-    with pytest.raises(PlaybookError) as caught:
-        load_playbook(path, actions)
-    assert {problem.file for problem in caught.value.problems} == {path}
-    return [(problem.line, problem.field, problem.message) for problem in caught.value.problems]
+    return sources.refusal(path, lambda p: load_playbook(p, actions), PlaybookError)
 
 
 def only_problem(path: Path, actions: dict[str, ActionSpec]) -> Problem:
-    problems = refusal(path, actions)
-    assert len(problems) == 1, problems
-    return problems[0]
+    return sources.only(refusal(path, actions))
 
 
 # --- transitions -------------------------------------------------------------------------

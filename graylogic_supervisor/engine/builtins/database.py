@@ -7,15 +7,19 @@ from pathlib import Path
 from typing import ClassVar
 
 import psutil
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from graylogic_supervisor.engine.action import ActionKind, NoParams, StepContext, StepResult
+from graylogic_supervisor.engine.action import (
+    ActionKind,
+    ActionParams,
+    NoParams,
+    StepContext,
+    StepResult,
+)
 from graylogic_supervisor.store.database import Database
 
 
-class DiskParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class DiskParams(ActionParams):
     min_free_mb: float = Field(50, ge=0)
 
 
@@ -41,9 +45,7 @@ class CheckDisk:
         return StepResult.failed(f"only {free_mb:.0f} MB free (< {params.min_free_mb:g})", **output)
 
 
-class DatabaseParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class DatabaseParams(ActionParams):
     max_latency_ms: float = Field(200, gt=0)
 
 

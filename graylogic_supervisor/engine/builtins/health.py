@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from graylogic_supervisor.engine.action import ActionKind, StepContext, StepResult
+from graylogic_supervisor.engine.action import ActionKind, ActionParams, StepContext, StepResult
 from graylogic_supervisor.health.monitor import HealthMonitor
 
 
-class WaitParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class WaitParams(ActionParams):
     first_interval_s: float = Field(0.005, gt=0)
     max_interval_s: float = Field(1.0, gt=0)
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from graylogic_supervisor.engine.action import ActionKind, NoParams, StepContext, StepResult
+from graylogic_supervisor.engine.action import (
+    ActionKind,
+    ActionParams,
+    NoParams,
+    StepContext,
+    StepResult,
+)
 from graylogic_supervisor.mqtt.probe import ProbeError, ProbeTarget, probe_broker
 from graylogic_supervisor.services.manager import port_accepts
 
 
-class PortParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class PortParams(ActionParams):
     host: str = "127.0.0.1"
     port: int = Field(ge=1, le=65535)
 

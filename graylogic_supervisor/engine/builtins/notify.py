@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from graylogic_supervisor.engine.action import ActionKind, StepContext, StepResult
+from graylogic_supervisor.engine.action import ActionKind, ActionParams, StepContext, StepResult
 
 logger = logging.getLogger(__name__)
 
@@ -18,9 +18,7 @@ class AlertSink(Protocol):
     def alert(self, severity: str, message: str, context: dict[str, str]) -> None: ...
 
 
-class LogParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class LogParams(ActionParams):
     message: str = Field(min_length=1)
     level: Literal["info", "warning", "error"] = "info"
 
@@ -43,9 +41,7 @@ class Log:
         return StepResult.ok(f"logged: {params.message}")
 
 
-class AlertParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class AlertParams(ActionParams):
     message: str = Field(min_length=1)
     severity: Literal["critical", "high", "medium", "low"] = "high"
 
@@ -77,9 +73,7 @@ class Alert:
         return StepResult.ok(f"alert sent ({params.severity}): {params.message}")
 
 
-class SleepParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class SleepParams(ActionParams):
     seconds: float = Field(gt=0, le=3600)
 
 
