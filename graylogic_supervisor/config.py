@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from graylogic_supervisor.errors import ConfigError, SourceProblem
 from graylogic_supervisor.resources import bundled_path
@@ -89,20 +89,79 @@ ServiceConfig = Annotated[
 ]
 
 
-class ComponentConfig(Model):
+class _ComponentBase(Model):
     """Something whose health is watched and whose failure starts a recovery."""
 
-    kind: Literal["mqtt", "service"]
-    service: str | None = Field(None, pattern=NAME_PATTERN)
     error_id: str = Field(pattern=ERROR_ID_PATTERN)
     check_interval_s: float = Field(10.0, gt=0)
-    grace_s: float = Field(0.0, ge=0)
+    grace_s: float = Field(0.0, ge=0, description="how long unhealthy before it is a failure")
 
-    @model_validator(mode="after")
-    def _service_component_names_service(self) -> ComponentConfig:
-        if self.kind == "service" and self.service is None:
-            raise ValueError("a component of kind 'service' needs 'service'")
-        return self
+
+class MqttComponent(_ComponentBase):
+    """The broker: event-driven through the link and the broker's process, and probed."""
+
+    kind: Literal["mqtt"]
+    service: str | None = Field(None, pattern=NAME_PATTERN)
+
+
+class ServiceComponent(_ComponentBase):
+    """A supervised service: healthy while it runs (and its ready port accepts)."""
+
+    kind: Literal["service"]
+    service: str = Field(pattern=NAME_PATTERN)
+
+
+class BridgeComponent(_ComponentBase):
+    """A protocol bridge, healthy while its heartbeats arrive on {root}/health/{name}."""
+
+    kind: Literal["bridge"]
+    service: str | None = Field(None, pattern=NAME_PATTERN)
+    heartbeat_window_s: float = Field(30.0, gt=0)
+
+
+class DatabaseComponent(_ComponentBase):
+    """The supervisor's own SQLite store: latency, integrity and free disk."""
+
+    kind: Literal["database"]
+    service: None = None
+    max_latency_ms: float = Field(200.0, gt=0)
+    min_free_mb: float = Field(50.0, ge=0)
+
+
+class MemoryComponent(_ComponentBase):
+    kind: Literal["memory"]
+    service: None = None
+    max_percent: float = Field(90.0, gt=0, le=100)
+
+
+class DiskComponent(_ComponentBase):
+    """Free space on the filesystem that holds ``path`` (default: the state directory)."""
+
+    kind: Literal["disk"]
+    service: None = None
+    path: Path | None = None
+    max_percent: float = Field(90.0, gt=0, le=100)
+
+
+class CpuComponent(_ComponentBase):
+    """CPU use over the check interval, and load average per core."""
+
+    kind: Literal["cpu"]
+    service: None = None
+    max_percent: float = Field(95.0, gt=0, le=100)
+    max_load_per_cpu: float = Field(4.0, gt=0)
+
+
+ComponentConfig = Annotated[
+    MqttComponent
+    | ServiceComponent
+    | BridgeComponent
+    | DatabaseComponent
+    | MemoryComponent
+    | DiskComponent
+    | CpuComponent,
+    Field(discriminator="kind"),
+]
 
 
 class PlaybooksConfig(Model):

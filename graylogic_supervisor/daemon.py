@@ -17,7 +17,7 @@ from graylogic_supervisor.config import ComponentConfig, SupervisorConfig
 from graylogic_supervisor.engine.builtins import builtin_registry
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import ServiceError
-from graylogic_supervisor.health.monitor import HealthMonitor
+from graylogic_supervisor.health.monitor import HealthMonitor, service_running
 from graylogic_supervisor.mqtt.link import LinkSettings, MqttLink, encode
 from graylogic_supervisor.mqtt.probe import ProbeError, ProbeTarget, probe_broker
 from graylogic_supervisor.mqtt.status import StatusPublisher, Topics, offline_payload
@@ -101,7 +101,7 @@ async def _run(config: SupervisorConfig, options: DaemonOptions, stop: asyncio.E
         monitor = HealthMonitor(
             config.components,
             services,
-            probe_mqtt,
+            {"mqtt": probe_mqtt, "service": service_running},
             clock,
             publisher=lambda state: publisher.component_changed(state, monitor.overall()),
         )

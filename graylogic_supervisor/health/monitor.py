@@ -47,8 +47,15 @@ class HealthChange:
     current: ComponentHealth
 
 
-# (component config) -> (healthy, detail); raises SupervisorError when it cannot tell.
+# (component name, its config) -> (healthy, detail); raises SupervisorError when it cannot tell.
 Prober = Callable[[str, ComponentConfig], Awaitable[tuple[bool, str]]]
+
+
+async def service_running(component: str, config: ComponentConfig) -> tuple[bool, str]:
+    """The prober of a ``service`` component: its service running is all there is to it."""
+    return True, f"service {config.service} running"
+
+
 HealthPublisher = Callable[[ComponentHealth], None]
 
 
@@ -57,13 +64,17 @@ class HealthMonitor:
         self,
         components: Mapping[str, ComponentConfig],
         services: ServiceManager,
-        mqtt_prober: Prober,
+        probers: Mapping[str, Prober],
         clock: Clock,
         publisher: HealthPublisher | None = None,
     ) -> None:
+        """``probers`` by component kind; a component's service is checked before its prober."""
+        missing = {c.kind for c in components.values()} - set(probers)
+        if missing:
+            raise ValueError(f"no prober for component kinds {sorted(missing)}")
         self._components = dict(components)
         self._services = services
-        self._mqtt_prober = mqtt_prober
+        self._probers = dict(probers)
         self._clock = clock
         self._publisher = publisher
         now = clock.now()
@@ -134,10 +145,7 @@ class HealthMonitor:
                     healthy, detail = False, f"service {config.service} {status.detail}"
                     self.report(component, healthy, detail)
                     return healthy, detail
-            if config.kind == "mqtt":
-                healthy, detail = await self._mqtt_prober(component, config)
-            else:
-                healthy, detail = True, f"service {config.service} running"
+            healthy, detail = await self._probers[config.kind](component, config)
         except SupervisorError as exc:
             healthy, detail = False, str(exc)
         self.report(component, healthy, detail)

@@ -11,7 +11,7 @@ import pytest
 
 from graylogic_supervisor.catalog import load_catalog
 from graylogic_supervisor.clock import SystemClock
-from graylogic_supervisor.config import ComponentConfig
+from graylogic_supervisor.config import ComponentConfig, MqttComponent
 from graylogic_supervisor.engine.action import ActionKind, ActionRegistry
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.health.monitor import HealthMonitor
@@ -46,10 +46,10 @@ class Harness:
         async def prober(component: str, config: ComponentConfig) -> tuple[bool, str]:
             return self.healthy_on_probe, "probe says so"
 
-        components = {
-            "mqtt": ComponentConfig(kind="mqtt", error_id="ERR-INFRA-MQTT-001", grace_s=grace_s)
+        components: dict[str, ComponentConfig] = {
+            "mqtt": MqttComponent(kind="mqtt", error_id="ERR-INFRA-MQTT-001", grace_s=grace_s)
         }
-        self.monitor = HealthMonitor(components, ServiceManager(clock), prober, clock)
+        self.monitor = HealthMonitor(components, ServiceManager(clock), {"mqtt": prober}, clock)
         self.executions = ExecutionRepository(db)
         self.versions = PlaybookVersions(db)
         runner = Runner(ActionRegistry([self.fix]), self.executions, clock)
