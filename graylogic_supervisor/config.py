@@ -164,6 +164,19 @@ ComponentConfig = Annotated[
 ]
 
 
+class PolicyConfig(Model):
+    """The give-up rules (supervisor/policy.py explains each)."""
+
+    attempt_window_s: float = Field(3600.0, gt=0)
+    rearm_after_s: float = Field(300.0, ge=0)
+    open_cooldown_s: float = Field(600.0, ge=0)
+    max_open_cooldown_s: float = Field(3600.0, ge=0)
+    termination_window_s: float = Field(3600.0, gt=0)
+    termination_rate_limit: float = Field(0.10, gt=0, le=1)
+    termination_rate_alert: float = Field(0.08, gt=0, le=1)
+    termination_min_sample: int = Field(10, ge=1)
+
+
 class PlaybooksConfig(Model):
     directory: Path = Path("../playbooks")
 
@@ -184,6 +197,7 @@ class SupervisorConfig(Model):
     broker: BrokerConfig = BrokerConfig()
     services: list[ServiceConfig] = []
     components: dict[str, ComponentConfig] = {}
+    policy: PolicyConfig = PolicyConfig()
     playbooks: PlaybooksConfig = PlaybooksConfig()
     admin: AdminConfig = AdminConfig()
 

@@ -29,8 +29,11 @@ from graylogic_supervisor.services.process import stop_orphans
 from graylogic_supervisor.services.systemd import SubprocessRunner
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.executions import ExecutionRepository
+from graylogic_supervisor.store.incidents import IncidentRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.supervisor.events import FanOut
 from graylogic_supervisor.supervisor.loop import Supervisor
+from graylogic_supervisor.supervisor.policy import PolicySettings, RecoveryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +75,9 @@ async def _run(config: SupervisorConfig, options: DaemonOptions, stop: asyncio.E
         db = await stack.enter_async_context(Database(config.database_path))
         executions = ExecutionRepository(db)
         versions = PlaybookVersions(db)
+        incidents = IncidentRepository(db)
         interrupted = await executions.mark_interrupted(clock.now())
+        await incidents.close_all_open("the supervisor restarted", clock.now())
         for execution_id in interrupted:
             logger.warning(
                 "execution %s was running when the supervisor stopped: interrupted", execution_id
@@ -126,7 +131,18 @@ async def _run(config: SupervisorConfig, options: DaemonOptions, stop: asyncio.E
         logger.info("%d playbooks loaded from %s", len(loaded), config.playbooks.directory)
 
         runner = Runner(registry, executions, clock, observer=publisher)
-        supervisor = Supervisor(monitor, versions, executions, runner, catalog, publisher, clock)
+        policy = RecoveryPolicy(PolicySettings(**config.policy.model_dump()), clock)
+        supervisor = Supervisor(
+            monitor,
+            versions,
+            executions,
+            incidents,
+            runner,
+            catalog,
+            policy,
+            FanOut([publisher]),
+            clock,
+        )
 
         for service_config in all_services:
             if service_config.backend == "process":

@@ -35,12 +35,22 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class FailedStep:
+    """The step an unsuccessful execution ended on: the basis of its failure signature."""
+
+    step_id: str
+    action: str
+    outcome: str  # failure | timeout | error
+
+
+@dataclass(frozen=True)
 class ExecutionOutcome:
     execution_id: str
     status: str
     resolved_by: str | None
     duration_seconds: float
     detail: str
+    failed_step: FailedStep | None = None
 
 
 class ExecutionObserver(Protocol):
@@ -86,7 +96,9 @@ class Runner:
         self._observer = observer
         self._rng = rng or random.Random()
 
-    async def run(self, playbook: Playbook, failure: FailureInfo) -> ExecutionOutcome:
+    async def run(
+        self, playbook: Playbook, failure: FailureInfo, incident_id: str | None = None
+    ) -> ExecutionOutcome:
         clock = self._clock
         execution_id = new_id("exec", clock.now())
         started = clock.monotonic()
@@ -100,6 +112,7 @@ class Runner:
             failure.error_id,
             failure.component,
             clock.now(),
+            incident_id,
         )
         if self._observer is not None:
             self._observer.execution_started(execution_id, playbook, failure)
@@ -114,6 +127,7 @@ class Runner:
         seq = 0
         visits: Counter[str] = Counter()
         last_fix: tuple[Step, StepResult] | None = None
+        last_failed: FailedStep | None = None
         step = playbook.steps[0]
         end: ExecutionEnd
         try:
@@ -133,6 +147,9 @@ class Runner:
                 attempt, seq = await self._run_step(
                     execution_id, playbook, step, action, failure, seq, deadline
                 )
+                if attempt.outcome != "success":
+                    outcome = "timeout" if attempt.outcome == "deadline" else attempt.outcome
+                    last_failed = FailedStep(step.id, step.action, outcome)
                 if attempt.outcome == "deadline":
                     end = ExecutionEnd(
                         "failed",
@@ -179,7 +196,8 @@ class Runner:
                 ),
             )
             raise
-        return await self._finish(execution_id, playbook, failure, started, end)
+        failed_step = None if end.status == "resolved" else last_failed
+        return await self._finish(execution_id, playbook, failure, started, end, failed_step)
 
     async def _finish(
         self,
@@ -188,10 +206,13 @@ class Runner:
         failure: FailureInfo,
         started: float,
         end: ExecutionEnd,
+        failed_step: FailedStep | None = None,
     ) -> ExecutionOutcome:
         duration = self._clock.monotonic() - started
         await self._executions.finish_execution(execution_id, self._clock.now(), duration, end)
-        outcome = ExecutionOutcome(execution_id, end.status, end.resolved_by, duration, end.detail)
+        outcome = ExecutionOutcome(
+            execution_id, end.status, end.resolved_by, duration, end.detail, failed_step
+        )
         logger.log(
             logging.INFO if end.status == "resolved" else logging.WARNING,
             "%s %s for %s: %s in %.3f s (%s)",

@@ -3,6 +3,7 @@
 {root}/health/supervisor               retained: online/offline (last will), overall health
 {root}/supervisor/health/{component}   retained: each component's health
 {root}/supervisor/executions/{component}  retained: the latest execution and its progress
+{root}/supervisor/incidents/{component}   retained: the latest incident, its phase and breaker
 {root}/supervisor/alerts               QoS 1: escalations and alert steps
 """
 
@@ -18,6 +19,7 @@ from graylogic_supervisor.health.monitor import ComponentHealth, Health, health_
 from graylogic_supervisor.mqtt.link import MqttLink
 from graylogic_supervisor.playbooks.model import Playbook, Step
 from graylogic_supervisor.store.executions import StepEnd
+from graylogic_supervisor.supervisor.policy import Verdict
 
 
 class Topics:
@@ -37,6 +39,9 @@ class Topics:
 
     def execution(self, component: str) -> str:
         return f"{self.root}/supervisor/executions/{component}"
+
+    def incident(self, component: str) -> str:
+        return f"{self.root}/supervisor/incidents/{component}"
 
     @property
     def alerts(self) -> str:
@@ -138,6 +143,13 @@ class StatusPublisher:
         component = progress.get("component")
         if component:
             self._link.publish(self._topics.execution(component), progress, retain=True)
+
+    # SupervisorObserver
+    def incident_changed(self, component: str, incident: dict[str, Any]) -> None:
+        self._link.publish(self._topics.incident(component), incident, retain=True)
+
+    def viability(self, component: str, verdict: Verdict) -> None:
+        """Verdicts go to the store and the metrics; the incident topic carries their effect."""
 
     # AlertSink
     def alert(self, severity: str, message: str, context: dict[str, str]) -> None:

@@ -63,10 +63,12 @@ class ExecutionRepository:
         error_id: str,
         component: str,
         started_at: datetime,
+        incident_id: str | None = None,
     ) -> None:
         await self._db.execute(
             "INSERT INTO executions (id, playbook_id, playbook_version, failure_id, error_id,"
-            " component, status, started_at) VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
+            " component, status, started_at, incident_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
             (
                 execution_id,
                 playbook_id,
@@ -75,6 +77,7 @@ class ExecutionRepository:
                 error_id,
                 component,
                 isoformat(started_at),
+                incident_id,
             ),
         )
 
@@ -182,6 +185,7 @@ def execution_record(execution: Row, steps: list[Row]) -> dict[str, Any]:
         "id": execution["id"],
         "playbook_id": execution["playbook_id"],
         "playbook_version": execution["playbook_version"],
+        "incident_id": execution["incident_id"],
         "trigger": {
             "failure_id": execution["failure_id"],
             "error_id": execution["error_id"],

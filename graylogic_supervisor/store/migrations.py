@@ -83,4 +83,39 @@ MIGRATIONS: list[str] = [
         UNIQUE (execution_id, seq)
     );
     """,
+    # 2: incidents and their phases; every viability evaluation with its reason.
+    """
+    CREATE TABLE incidents (
+        id           TEXT PRIMARY KEY,
+        component    TEXT NOT NULL,
+        error_id     TEXT NOT NULL,
+        failure_id   TEXT REFERENCES failures(id),
+        phase        TEXT NOT NULL CHECK (phase IN
+                       ('detected', 'recovering', 'executing', 'resolved', 'escalated', 'failed')),
+        detail       TEXT,
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        opened_at    TEXT NOT NULL,
+        updated_at   TEXT NOT NULL,
+        closed_at    TEXT
+    );
+    CREATE INDEX incidents_by_component ON incidents(component, opened_at);
+    CREATE INDEX incidents_open ON incidents(phase) WHERE closed_at IS NULL;
+
+    CREATE TABLE viability_evaluations (
+        id                  INTEGER PRIMARY KEY,
+        incident_id         TEXT NOT NULL REFERENCES incidents(id),
+        component           TEXT NOT NULL,
+        evaluated_at        TEXT NOT NULL,
+        allowed             INTEGER NOT NULL CHECK (allowed IN (0, 1)),
+        reason              TEXT NOT NULL,
+        detail              TEXT NOT NULL,
+        attempts_in_window  INTEGER NOT NULL,
+        max_attempts        INTEGER NOT NULL,
+        termination_rate    REAL,
+        breaker             TEXT NOT NULL
+    );
+    CREATE INDEX viability_by_incident ON viability_evaluations(incident_id);
+
+    ALTER TABLE executions ADD COLUMN incident_id TEXT REFERENCES incidents(id);
+    """,
 ]

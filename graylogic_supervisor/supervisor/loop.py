@@ -1,30 +1,51 @@
-"""From health changes to recoveries.
+"""From health changes to incidents, and from incidents to recoveries the policy allows.
 
-A component that turns unhealthy, and stays so past its grace window, becomes a
-failure with its catalog error id. The failure selects the component's active
-playbook, which runs and is recorded. One component is never recovered twice at
-once. After an unsuccessful execution the playbook's cooldown passes before the
-next attempt, and after ``max_attempts`` the supervisor stops and waits for a
-human or for the component to recover by itself (which re-arms it).
+A component that turns unhealthy, and stays so past its grace window, opens an
+incident with a failure and its catalog error id. Before every execution the
+recovery policy is asked whether one may start; its verdict is recorded. One
+component never has two incidents at once. An incident ends when the
+component is healthy again: resolved when our execution did it (and a fresh
+probe confirms it: a run that resolved on paper but left the component
+unhealthy is no success), closed after escalation when someone else did.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
+from typing import Any
 
 from graylogic_supervisor.catalog import ErrorCatalog
-from graylogic_supervisor.clock import Clock
+from graylogic_supervisor.clock import Clock, isoformat
 from graylogic_supervisor.engine.action import FailureInfo
-from graylogic_supervisor.engine.builtins.notify import AlertSink
 from graylogic_supervisor.engine.runner import ExecutionOutcome, Runner
 from graylogic_supervisor.health.monitor import Health, HealthMonitor
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.ids import new_id
+from graylogic_supervisor.store.incidents import IncidentRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.supervisor.events import SupervisorObserver
+from graylogic_supervisor.supervisor.policy import Reason, RecoveryPolicy, Signature, Verdict
 
 logger = logging.getLogger(__name__)
+
+# How often a waiting incident looks at its component's health.
+WAIT_STEP_S = 0.5
+# How often an incident held by the termination-rate gate asks again.
+TERMINATION_RECHECK_S = 60.0
+
+
+@dataclass
+class _Incident:
+    id: str
+    component: str
+    error_id: str
+    failure: FailureInfo
+    phase: str = "detected"
+    attempts: int = 0
+    escalated_for: Reason | None = None
 
 
 class Supervisor:
@@ -33,22 +54,28 @@ class Supervisor:
         monitor: HealthMonitor,
         versions: PlaybookVersions,
         executions: ExecutionRepository,
+        incidents: IncidentRepository,
         runner: Runner,
         catalog: ErrorCatalog,
-        alerts: AlertSink,
+        policy: RecoveryPolicy,
+        observer: SupervisorObserver,
         clock: Clock,
     ) -> None:
         self._monitor = monitor
         self._versions = versions
         self._executions = executions
+        self._incidents = incidents
         self._runner = runner
         self._catalog = catalog
-        self._alerts = alerts
+        self._policy = policy
+        self._observer = observer
         self._clock = clock
         self._active: set[str] = set()
         self._accepting = True
         self._idle = asyncio.Event()
         self._idle.set()
+        self._termination_alerted = False
+        self.transients = 0
 
     @property
     def recovering(self) -> frozenset[str]:
@@ -59,97 +86,227 @@ class Supervisor:
             while True:
                 change = await self._monitor.changes.get()
                 component = change.current.component
-                if change.current.health is not Health.UNHEALTHY or not self._accepting:
+                unhealthy = change.current.health is Health.UNHEALTHY
+                self._policy.health_changed(component, not unhealthy)
+                if not unhealthy or not self._accepting:
                     continue
                 if component in self._active:
-                    logger.debug("%s already in recovery; not triggered again", component)
+                    logger.debug("%s already has an open incident; not triggered again", component)
                     continue
                 self._active.add(component)
                 self._idle.clear()
-                group.create_task(self._recover(component), name=f"recover:{component}")
+                group.create_task(self._handle(component), name=f"incident:{component}")
 
     def stop_accepting(self) -> None:
-        """No new recoveries from now on (shutdown has begun)."""
+        """No new incidents from now on, and waiting ones give up (shutdown has begun)."""
         self._accepting = False
 
     async def wait_idle(self, timeout_s: float) -> bool:
-        """Wait for in-flight recoveries; False if some are still running at the timeout."""
+        """Wait for in-flight executions; False if some are still running at the timeout."""
         try:
             await self._clock.wait_for(self._idle.wait(), timeout_s)
         except TimeoutError:
             return False
         return True
 
-    async def _recover(self, component: str) -> None:
+    async def _handle(self, component: str) -> None:
         try:
-            await self._recover_until_settled(component)
+            incident = await self._open_incident(component)
+            if incident is not None:
+                await self._recover(incident)
         finally:
             self._active.discard(component)
             if not self._active:
                 self._idle.set()
 
-    async def _recover_until_settled(self, component: str) -> None:
+    async def _open_incident(self, component: str) -> _Incident | None:
         config = self._monitor.components[component]
-        attempts = 0
-        while self._accepting:
-            if config.grace_s > 0:
-                await self._clock.sleep(config.grace_s)
-                await self._monitor.probe(component)
-            state = self._monitor.state(component)
-            if state.health is not Health.UNHEALTHY:
-                if attempts == 0:
-                    logger.info("%s recovered within its grace window: transient", component)
-                return
-            playbook = await self._select_playbook(component, state.error_id)
-            if playbook is None:
-                message = f"no active playbook handles {state.error_id} on {component}"
-                logger.error(message, extra={"error_id": state.error_id})
-                self._alerts.alert(
-                    "critical", message, {"component": component, "error_id": state.error_id}
-                )
-                return
-            attempts += 1
-            outcome = await self._run_once(component, state.error_id, state.detail, playbook)
-            if outcome.status == "resolved":
-                if self._monitor.state(component).health is not Health.UNHEALTHY:
-                    return
-                logger.warning("%s unhealthy again right after %s", component, outcome.execution_id)
-            else:
-                self._alerts.alert(
-                    self._catalog.entry(state.error_id).severity,
-                    f"{playbook.id} {outcome.status} for {component}: {outcome.detail}",
-                    {
-                        "component": component,
-                        "error_id": state.error_id,
-                        "playbook": playbook.id,
-                        "execution_id": outcome.execution_id,
-                    },
-                )
-            if attempts >= playbook.limits.max_attempts:
-                logger.error(
-                    "%s: %d attempts of %s did not recover it; waiting for a human",
-                    component,
-                    attempts,
-                    playbook.id,
-                    extra={"playbook": playbook.id, "error_id": state.error_id},
-                )
-                return
-            await self._clock.sleep(playbook.limits.cooldown_seconds)
-
-    async def _run_once(
-        self, component: str, error_id: str, message: str, playbook: Playbook
-    ) -> ExecutionOutcome:
+        if config.grace_s > 0:
+            await self._clock.sleep(config.grace_s)
+            await self._monitor.probe(component)
+        state = self._monitor.state(component)
+        if state.health is not Health.UNHEALTHY:
+            self.transients += 1
+            logger.info("%s recovered within its grace window: transient", component)
+            return None
         now = self._clock.now()
-        failure = FailureInfo(new_id("fail", now), component, error_id, message)
+        failure = FailureInfo(new_id("fail", now), component, state.error_id, state.detail)
         await self._executions.record_failure(
             failure.failure_id,
             component,
-            error_id,
-            self._catalog.entry(error_id).severity,
-            message,
+            state.error_id,
+            self._catalog.entry(state.error_id).severity,
+            state.detail,
             now,
         )
-        return await self._runner.run(playbook, failure)
+        incident = _Incident(new_id("inc", now), component, state.error_id, failure)
+        await self._incidents.open(
+            incident.id, component, state.error_id, failure.failure_id, state.detail, now
+        )
+        self._publish(incident, state.detail)
+        return incident
+
+    async def _recover(self, incident: _Incident) -> None:
+        component = incident.component
+        while self._accepting:
+            if self._monitor.state(component).health is not Health.UNHEALTHY:
+                await self._recovered_without_us(incident)
+                return
+            playbook = await self._select_playbook(component, incident.error_id)
+            if playbook is None:
+                await self._escalate(
+                    incident,
+                    None,
+                    f"no active playbook handles {incident.error_id} on {component}",
+                )
+                await self._wait_healthy(component, None)
+                continue
+            verdict = self._policy.evaluate(component, playbook.limits.max_attempts)
+            await self._record(incident, verdict)
+            if not verdict.allowed:
+                await self._escalate(
+                    incident, verdict.reason, f"automatic recovery held: {verdict.detail}"
+                )
+                await self._wait_healthy(component, self._wait_for(component, verdict))
+                continue
+            incident.attempts += 1
+            await self._set_phase(
+                incident, "executing", f"running {playbook.id} {playbook.version}"
+            )
+            outcome = await self._runner.run(playbook, incident.failure, incident.id)
+            self._after_execution(outcome)
+            succeeded = outcome.status == "resolved" and (await self._monitor.probe(component))[0]
+            denial = self._policy.record_outcome(
+                component, succeeded, self._signature(incident, outcome)
+            )
+            if succeeded:
+                await self._set_phase(
+                    incident,
+                    "resolved",
+                    f"resolved by {outcome.resolved_by} ({outcome.execution_id})",
+                )
+                return
+            if outcome.status in ("escalated", "failed"):
+                await self._escalate(
+                    incident,
+                    None,
+                    f"{playbook.id} {outcome.status} for {component}: {outcome.detail}",
+                )
+            else:
+                await self._set_phase(incident, "recovering", outcome.detail)
+            pause = playbook.limits.cooldown_seconds
+            if denial is not None:
+                await self._record(incident, denial)
+                await self._escalate(
+                    incident, denial.reason, f"automatic recovery held: {denial.detail}"
+                )
+                pause = self._wait_for(component, denial)
+            await self._wait_healthy(component, pause)
+
+    # -- decisions and their records ------------------------------------------
+
+    def _wait_for(self, component: str, verdict: Verdict) -> float:
+        """How long a denied incident waits before asking the policy again."""
+        if verdict.reason is Reason.TERMINATION_RATE:
+            return TERMINATION_RECHECK_S
+        return max(self._policy.reopens_in(component), WAIT_STEP_S)
+
+    def _signature(self, incident: _Incident, outcome: ExecutionOutcome) -> Signature | None:
+        step = outcome.failed_step
+        if step is None:
+            return None
+        return Signature(step.action, step.outcome, step.step_id, incident.error_id)
+
+    def _after_execution(self, outcome: ExecutionOutcome) -> None:
+        self._policy.execution_finished(outcome.status)
+        due = self._policy.termination_alert_due()
+        if due and not self._termination_alerted:
+            reading = self._policy.termination()
+            self._observer.alert(
+                "high",
+                f"termination rate {reading.rate:.0%} ({reading.terminated} of"
+                f" {reading.finished} executions in the last hour): automation stops at 10%",
+                {"termination_rate": f"{reading.rate:.3f}"},
+            )
+        self._termination_alerted = due
+
+    async def _record(self, incident: _Incident, verdict: Verdict) -> None:
+        await self._incidents.record_evaluation(
+            incident.id, incident.component, verdict, self._clock.now()
+        )
+        self._observer.viability(incident.component, verdict)
+        log = logger.info if verdict.allowed else logger.warning
+        log(
+            "viability of %s for %s: %s (%s) %s",
+            incident.id,
+            incident.component,
+            "allowed" if verdict.allowed else "denied",
+            verdict.reason,
+            verdict.detail,
+            extra={"error_id": incident.error_id},
+        )
+
+    async def _escalate(self, incident: _Incident, reason: Reason | None, detail: str) -> None:
+        """Call a human, once per incident and reason."""
+        if (
+            reason is not None
+            and incident.phase == "escalated"
+            and incident.escalated_for == reason
+        ):
+            return
+        incident.escalated_for = reason
+        await self._set_phase(incident, "escalated", detail)
+        self._observer.alert(
+            self._catalog.entry(incident.error_id).severity,
+            detail,
+            {
+                "component": incident.component,
+                "error_id": incident.error_id,
+                "incident_id": incident.id,
+            },
+        )
+
+    async def _recovered_without_us(self, incident: _Incident) -> None:
+        detail = "healthy again without an execution of ours"
+        if incident.phase == "escalated":
+            await self._incidents.close_escalated(incident.id, detail, self._clock.now())
+            incident.phase = "escalated"
+            self._publish(incident, detail, closed=True)
+        else:
+            await self._set_phase(incident, "resolved", detail)
+        logger.info("%s: %s", incident.component, detail)
+
+    async def _set_phase(self, incident: _Incident, phase: str, detail: str) -> None:
+        incident.phase = phase
+        await self._incidents.set_phase(
+            incident.id, phase, detail, self._clock.now(), attempts=incident.attempts
+        )
+        self._publish(incident, detail, closed=phase in ("resolved", "failed"))
+
+    def _publish(self, incident: _Incident, detail: str, closed: bool = False) -> None:
+        payload: dict[str, Any] = {
+            "incident_id": incident.id,
+            "component": incident.component,
+            "error_id": incident.error_id,
+            "phase": incident.phase,
+            "attempts": incident.attempts,
+            "breaker": str(self._policy.breaker(incident.component)),
+            "detail": detail,
+            "open": not closed,
+            "updated_at": isoformat(self._clock.now()),
+        }
+        self._observer.incident_changed(incident.component, payload)
+
+    async def _wait_healthy(self, component: str, seconds: float | None) -> bool:
+        """Wait until the component is healthy, shutdown begins, or ``seconds`` pass."""
+        waited = 0.0
+        while self._accepting and (seconds is None or waited < seconds):
+            if self._monitor.state(component).health is not Health.UNHEALTHY:
+                return True
+            step = WAIT_STEP_S if seconds is None else min(WAIT_STEP_S, seconds - waited)
+            await self._clock.sleep(step)
+            waited += step
+        return self._monitor.state(component).health is not Health.UNHEALTHY
 
     async def _select_playbook(self, component: str, error_id: str) -> Playbook | None:
         candidates = [

@@ -294,3 +294,30 @@ async def test_cancelling_marks_the_execution_and_its_step_interrupted(db: Datab
     assert record is not None
     assert record["outcome"]["status"] == "interrupted"
     assert steps_of(record) == [("wait", "interrupted", None)]
+
+
+async def test_an_unsuccessful_run_names_the_step_it_failed_on(db: Database) -> None:
+    outcome, _ = await run(
+        db,
+        playbook(STANDARD),
+        Scripted("check", ActionKind.CHECK, [False]),
+        Scripted("fix", ActionKind.FIX, [False]),
+        Scripted("verify", ActionKind.CHECK, [True]),
+    )
+    assert outcome.failed_step is not None
+    assert (outcome.failed_step.step_id, outcome.failed_step.action) == ("fix", "fix")
+    assert outcome.failed_step.outcome == "failure"
+
+
+async def test_a_resolved_run_has_no_failed_step_even_after_a_failed_check(
+    db: Database,
+) -> None:
+    outcome, _ = await run(
+        db,
+        playbook(STANDARD),
+        Scripted("check", ActionKind.CHECK, [False]),
+        Scripted("fix", ActionKind.FIX, [True]),
+        Scripted("verify", ActionKind.CHECK, [True]),
+    )
+    assert outcome.status == "resolved"
+    assert outcome.failed_step is None

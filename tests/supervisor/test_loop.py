@@ -1,4 +1,4 @@
-"""The supervisor loop: from a health change to exactly the recoveries it should start."""
+"""The supervisor loop: health changes become incidents, incidents the recoveries allowed."""
 
 from __future__ import annotations
 
@@ -19,28 +19,40 @@ from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.services.manager import ServiceManager
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.executions import ExecutionRepository
+from graylogic_supervisor.store.incidents import IncidentRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.supervisor.loop import Supervisor
+from graylogic_supervisor.supervisor.policy import PolicySettings, RecoveryPolicy, Verdict
 from tests.daemon_process import REPO
 from tests.engine.test_runner import Scripted
 
+FAST = PolicySettings(rearm_after_s=0.3, open_cooldown_s=0.3, max_open_cooldown_s=0.6)
 
-class Alerts:
+
+class Observer:
     def __init__(self) -> None:
-        self.sent: list[tuple[str, str, dict[str, str]]] = []
+        self.alerts: list[tuple[str, str]] = []
+        self.incidents: list[dict[str, Any]] = []
+        self.verdicts: list[Verdict] = []
 
     def alert(self, severity: str, message: str, context: dict[str, str]) -> None:
-        self.sent.append((severity, message, context))
+        self.alerts.append((severity, message))
+
+    def incident_changed(self, component: str, incident: dict[str, Any]) -> None:
+        self.incidents.append(incident)
+
+    def viability(self, component: str, verdict: Verdict) -> None:
+        self.verdicts.append(verdict)
 
 
 class Harness:
-    """A supervisor over a real store, with a probe and actions the test controls."""
+    """A supervisor over a real store, with a probe and an action the test controls."""
 
-    def __init__(self, db: Database, grace_s: float = 0.0) -> None:
+    def __init__(self, db: Database, grace_s: float = 0.0, settings: PolicySettings = FAST) -> None:
         self.db = db
         self.healthy_on_probe = False
-        self.fix = Scripted("fix", ActionKind.FIX, [0.05])
-        self.alerts = Alerts()
+        self.fix = Scripted("fix", ActionKind.FIX, [0.02])
+        self.observer = Observer()
         clock = SystemClock()
 
         async def prober(component: str, config: ComponentConfig) -> tuple[bool, str]:
@@ -51,15 +63,18 @@ class Harness:
         }
         self.monitor = HealthMonitor(components, ServiceManager(clock), {"mqtt": prober}, clock)
         self.executions = ExecutionRepository(db)
+        self.incidents = IncidentRepository(db)
         self.versions = PlaybookVersions(db)
-        runner = Runner(ActionRegistry([self.fix]), self.executions, clock)
+        self.policy = RecoveryPolicy(settings, clock)
         self.supervisor = Supervisor(
             self.monitor,
             self.versions,
             self.executions,
-            runner,
+            self.incidents,
+            Runner(ActionRegistry([self.fix]), self.executions, clock),
             load_catalog(REPO / "config" / "catalog.yaml"),
-            self.alerts,
+            self.policy,
+            self.observer,
             clock,
         )
 
@@ -79,6 +94,15 @@ class Harness:
     async def statuses(self) -> list[str]:
         return [row["status"] for row in reversed(await self.executions.recent(100))]
 
+    async def incident_rows(self) -> list[Any]:
+        return await self.db.fetchall("SELECT * FROM incidents ORDER BY opened_at")
+
+    async def evaluations(self) -> list[tuple[int, str]]:
+        rows = await self.db.fetchall(
+            "SELECT allowed, reason FROM viability_evaluations ORDER BY id"
+        )
+        return [(row["allowed"], row["reason"]) for row in rows]
+
 
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
@@ -86,6 +110,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
         h = Harness(db)
         task = asyncio.create_task(h.supervisor.run())
         yield h
+        h.supervisor.stop_accepting()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -98,27 +123,37 @@ async def settle(h: Harness, timeout: float = 5) -> None:
             await asyncio.sleep(0.01)
 
 
-async def test_an_unhealthy_component_runs_its_playbook_once(harness: Harness) -> None:
+async def test_an_unhealthy_component_opens_one_incident_that_its_playbook_resolves(
+    harness: Harness,
+) -> None:
     await harness.seed()
+    harness.healthy_on_probe = True  # the fix works
     harness.monitor.report("mqtt", False, "link lost")
-    await asyncio.sleep(0.01)
-    # More bad news while the recovery runs starts nothing new.
+    await asyncio.sleep(0.005)
+    # More bad news while the incident is open starts nothing new.
     harness.monitor.report("mqtt", True, "flap")
     harness.monitor.report("mqtt", False, "lost again")
     assert harness.supervisor.recovering == {"mqtt"}
-    harness.monitor.report("mqtt", True, "fixed")
     await settle(harness)
     assert await harness.statuses() == ["resolved"]
     assert harness.fix.calls == 1
-    [failure] = await harness.db.fetchall("SELECT * FROM failures")
-    assert (failure["component"], failure["error_id"], failure["message"]) == (
+    [incident] = await harness.incident_rows()
+    assert (incident["component"], incident["phase"], incident["attempts"]) == (
         "mqtt",
-        "ERR-INFRA-MQTT-001",
-        "link lost",
+        "resolved",
+        1,
     )
+    assert incident["closed_at"] is not None
+    [failure] = await harness.db.fetchall("SELECT * FROM failures")
+    assert (failure["error_id"], failure["message"]) == ("ERR-INFRA-MQTT-001", "link lost")
+    [execution] = await harness.executions.recent(1)
+    assert execution["incident_id"] == incident["id"]
+    assert await harness.evaluations() == [(1, "within_budget")]
+    phases = [i["phase"] for i in harness.observer.incidents]
+    assert phases == ["detected", "executing", "resolved"]
 
 
-async def test_a_failure_gone_within_its_grace_window_runs_nothing(tmp_path: Path) -> None:
+async def test_a_failure_gone_within_its_grace_window_opens_no_incident(tmp_path: Path) -> None:
     async with Database(tmp_path / "s.db") as db:
         h = Harness(db, grace_s=0.1)
         await h.seed()
@@ -128,52 +163,100 @@ async def test_a_failure_gone_within_its_grace_window_runs_nothing(tmp_path: Pat
             h.monitor.report("mqtt", False, "blip")
             await settle(h)
             assert await h.statuses() == []
-            assert h.monitor.state("mqtt").health.value == "healthy"
+            assert await h.incident_rows() == []
+            assert h.supervisor.transients == 1
         finally:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
 
 
-async def test_unsuccessful_recoveries_stop_at_max_attempts_and_alert_each_time(
+async def test_a_run_resolved_on_paper_but_still_unhealthy_is_no_success(harness: Harness) -> None:
+    await harness.seed(max_attempts=2)
+    harness.monitor.report("mqtt", False, "down")  # the probe keeps saying unhealthy
+    await asyncio.sleep(0.4)
+    assert await harness.statuses() == ["resolved", "resolved"]
+    assert (0, "attempt_budget") in await harness.evaluations()
+    [incident] = await harness.incident_rows()
+    assert incident["phase"] == "escalated"
+    assert "automatic recovery held: 2 attempts" in incident["detail"]
+
+
+async def test_the_same_failure_twice_opens_the_breaker_then_a_trial_follows(
     harness: Harness,
 ) -> None:
-    await harness.seed(on_success="escalate", max_attempts=2)
+    await harness.seed(max_attempts=5)
+    harness.fix.answers = [False]  # the fix fails every time, the same way
     harness.monitor.report("mqtt", False, "down")
-    await settle(harness)
-    assert await harness.statuses() == ["escalated", "escalated"]
-    assert [a[1].split(":")[0] for a in harness.alerts.sent] == [
-        "PLAY-MQTT-RECOVER-001 escalated for mqtt"
-    ] * 2
-    assert harness.alerts.sent[0][0] == "critical"
-
-    # It waits for a human now: the component staying unhealthy starts nothing.
     await asyncio.sleep(0.2)
     assert await harness.statuses() == ["escalated", "escalated"]
+    messages = [m for _, m in harness.observer.alerts]
+    assert messages[0].startswith("PLAY-MQTT-RECOVER-001 escalated for mqtt")
+    assert any(
+        "the same failure twice: fix/failure at fix (ERR-INFRA-MQTT-001)" in m for m in messages
+    )
+    assert harness.policy.breaker("mqtt").value == "open"
+    # After the cooldown, one trial attempt; it fails too, and the breaker reopens for longer.
+    await asyncio.sleep(0.5)
+    assert await harness.statuses() == ["escalated", "escalated", "escalated"]
+    assert (1, "trial_attempt") in await harness.evaluations()
+    assert harness.policy.reopens_in("mqtt") > 0.3
 
-    # Recovery by other means re-arms it.
-    harness.monitor.report("mqtt", True, "a technician fixed it")
-    harness.monitor.report("mqtt", False, "down again")
-    await settle(harness)
-    assert len(await harness.statuses()) == 4
 
-
-async def test_a_resolved_run_that_leaves_the_component_unhealthy_tries_again(
+async def test_an_escalated_incident_closes_when_someone_else_fixes_it_and_rearms(
     harness: Harness,
 ) -> None:
-    await harness.seed(max_attempts=3)
-    harness.monitor.report("mqtt", False, "down")  # nothing marks it healthy again
-    await settle(harness)
-    assert await harness.statuses() == ["resolved", "resolved", "resolved"]
-
-
-async def test_a_failure_without_a_playbook_is_an_alert_not_a_crash(harness: Harness) -> None:
+    await harness.seed(on_success="escalate", max_attempts=1)
     harness.monitor.report("mqtt", False, "down")
+    await asyncio.sleep(0.15)
+    [incident] = await harness.incident_rows()
+    assert incident["phase"] == "escalated"
+    assert harness.supervisor.recovering == {"mqtt"}  # waiting, not retrying
+
+    harness.monitor.report("mqtt", True, "a technician fixed it")
     await settle(harness)
+    [incident] = await harness.incident_rows()
+    assert incident["closed_at"] is not None
+    assert incident["detail"] == "healthy again without an execution of ours"
+
+    await asyncio.sleep(0.35)  # healthy past rearm_after_s
+    harness.monitor.report("mqtt", False, "down again")
+    await asyncio.sleep(0.1)
+    assert len(await harness.statuses()) == 2
+    assert await harness.evaluations() == [
+        (1, "within_budget"),
+        (0, "attempt_budget"),
+        (1, "within_budget"),  # re-armed: the budget is whole again
+        (0, "attempt_budget"),
+    ]
+
+
+async def test_a_failure_without_a_playbook_is_escalated_not_a_crash(harness: Harness) -> None:
+    harness.monitor.report("mqtt", False, "down")
+    await asyncio.sleep(0.05)
     assert await harness.statuses() == []
-    [(severity, message, _)] = harness.alerts.sent
-    assert severity == "critical"
-    assert message == "no active playbook handles ERR-INFRA-MQTT-001 on mqtt"
+    [(severity, message)] = harness.observer.alerts
+    assert (severity, message) == (
+        "critical",
+        "no active playbook handles ERR-INFRA-MQTT-001 on mqtt",
+    )
+    [incident] = await harness.incident_rows()
+    assert incident["phase"] == "escalated"
+
+
+async def test_the_termination_rate_gate_holds_recovery_and_records_why(harness: Harness) -> None:
+    await harness.seed()
+    for _ in range(10):
+        harness.policy.execution_finished("failed")
+    harness.monitor.report("mqtt", False, "down")
+    await asyncio.sleep(0.05)
+    assert await harness.statuses() == []
+    assert await harness.evaluations() == [(0, "termination_rate")]
+    [verdict] = harness.observer.verdicts
+    assert verdict.termination_rate == 1.0
+    [incident] = await harness.incident_rows()
+    assert incident["phase"] == "escalated"
+    assert "termination rate 100%" in incident["detail"]
 
 
 async def test_after_stop_accepting_new_failures_start_nothing(harness: Harness) -> None:

@@ -1,0 +1,281 @@
+"""When to try again and when to stop: one state machine per component, plus a system gate.
+
+Other supervisors get this wrong in known ways: Monit's restart counter never
+resets after a recovery and its give-up state never re-arms; supervisord
+retries for ever once a process outlived ``startsecs``; systemd's start-rate
+limit cannot fire once its restart backoff reaches its cap. The rules here,
+each with what it does when it cannot compute:
+
+1. **Attempt budget.** At most ``max_attempts`` executions per component within
+   ``attempt_window_s``. Attempts age out of the window, so the budget recovers
+   by itself. (Empty window: nothing to count, the attempt is allowed.)
+2. **Breaker.** Exhausting the budget, or the same failure signature twice in a
+   row, opens the component's breaker: no attempt for ``open_cooldown_s``. Then
+   one trial attempt (half-open). A trial that works closes the breaker; one
+   that fails opens it again for twice as long, up to ``max_open_cooldown_s``.
+3. **Re-arm after success.** A successful recovery does not wipe the slate: the
+   attempts stay counted until the component has stayed healthy for
+   ``rearm_after_s``. Only then do budget, signature and breaker reset. (A
+   component never seen healthy again never re-arms; a human fixing it does
+   re-arm it, by the same rule.)
+4. **Same signature twice.** A signature is the failing step's action, its
+   outcome and the step (with the error id). Two consecutive unsuccessful
+   executions with the same one are not going to go differently a third time.
+   (An execution without a failing step, e.g. interrupted, has no signature and
+   breaks no streak.)
+5. **Termination rate.** System-wide, over ``termination_window_s``: the share
+   of finished executions that ended escalated or failed. At
+   ``termination_rate_limit`` (10%) or more no new automatic recovery starts; at
+   ``termination_rate_alert`` (8%) an alert goes out. With fewer than
+   ``termination_min_sample`` executions in the window the rate is not
+   meaningful (one escalation on a quiet site would read 100%): the gate allows
+   and says so in its reason.
+
+Nothing here does I/O: the supervisor records every evaluation it asks for.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from graylogic_supervisor.clock import Clock
+
+
+class Breaker(StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class Reason(StrEnum):
+    """Why an attempt was allowed or denied; the label of the viability metric."""
+
+    WITHIN_BUDGET = "within_budget"
+    TRIAL_ATTEMPT = "trial_attempt"
+    ATTEMPT_BUDGET = "attempt_budget"
+    BREAKER_OPEN = "breaker_open"
+    REPEATED_SIGNATURE = "repeated_signature"
+    TERMINATION_RATE = "termination_rate"
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    attempt_window_s: float = 3600.0
+    rearm_after_s: float = 300.0
+    open_cooldown_s: float = 600.0
+    max_open_cooldown_s: float = 3600.0
+    termination_window_s: float = 3600.0
+    termination_rate_limit: float = 0.10
+    termination_rate_alert: float = 0.08
+    termination_min_sample: int = 10
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What failed: the same one twice means trying again is futile."""
+
+    action: str
+    outcome: str
+    step_id: str
+    error_id: str
+
+    def __str__(self) -> str:
+        return f"{self.action}/{self.outcome} at {self.step_id} ({self.error_id})"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    allowed: bool
+    reason: Reason
+    detail: str
+    attempts_in_window: int
+    max_attempts: int
+    termination_rate: float | None
+    breaker: Breaker
+
+
+@dataclass(frozen=True)
+class TerminationReading:
+    rate: float | None  # None: too few executions in the window to mean anything
+    finished: int
+    terminated: int
+
+
+@dataclass
+class _ComponentState:
+    attempts: deque[float] = field(default_factory=deque)
+    breaker: Breaker = Breaker.CLOSED
+    opened_at: float = 0.0
+    open_for: float = 0.0
+    last_signature: Signature | None = None
+    succeeded_at: float | None = None
+    healthy_since: float | None = None
+
+
+class RecoveryPolicy:
+    def __init__(self, settings: PolicySettings, clock: Clock) -> None:
+        self._settings = settings
+        self._clock = clock
+        self._components: dict[str, _ComponentState] = {}
+        self._finished: deque[tuple[float, bool]] = deque()  # (when, terminated)
+
+    def _state(self, component: str) -> _ComponentState:
+        return self._components.setdefault(component, _ComponentState())
+
+    def breaker(self, component: str) -> Breaker:
+        return self._state(component).breaker
+
+    def reopens_in(self, component: str) -> float:
+        """Seconds until an open breaker allows its trial attempt (0 when not open)."""
+        state = self._state(component)
+        if state.breaker is not Breaker.OPEN:
+            return 0.0
+        return max(state.opened_at + state.open_for - self._clock.monotonic(), 0.0)
+
+    # -- health, for re-arming -------------------------------------------------
+
+    def health_changed(self, component: str, healthy: bool) -> None:
+        """Told of every health change, so a long-enough healthy spell re-arms."""
+        state = self._state(component)
+        now = self._clock.monotonic()
+        if healthy:
+            if state.healthy_since is None:
+                state.healthy_since = now
+            return
+        self._rearm_if_due(state, now)
+        state.healthy_since = None
+
+    def _rearm_if_due(self, state: _ComponentState, now: float) -> None:
+        if state.healthy_since is None:
+            return
+        if now - state.healthy_since >= self._settings.rearm_after_s:
+            state.attempts.clear()
+            state.last_signature = None
+            state.breaker = Breaker.CLOSED
+            state.open_for = 0.0
+
+    # -- decisions -------------------------------------------------------------
+
+    def evaluate(self, component: str, max_attempts: int) -> Verdict:
+        """May a recovery execution of ``component`` start now? Counts it if so."""
+        settings = self._settings
+        state = self._state(component)
+        now = self._clock.monotonic()
+        self._rearm_if_due(state, now)
+        self._prune(state.attempts, now - settings.attempt_window_s)
+        used = len(state.attempts)
+        reading = self.termination()
+
+        def verdict(allowed: bool, reason: Reason, detail: str) -> Verdict:
+            return Verdict(allowed, reason, detail, used, max_attempts, reading.rate, state.breaker)
+
+        if reading.rate is not None and reading.rate >= settings.termination_rate_limit:
+            return verdict(
+                False,
+                Reason.TERMINATION_RATE,
+                f"termination rate {reading.rate:.0%} ({reading.terminated} of {reading.finished}"
+                f" in the last {settings.termination_window_s:g} s)"
+                f" >= {settings.termination_rate_limit:.0%}",
+            )
+        trial = False
+        if state.breaker is Breaker.OPEN:
+            remaining = self.reopens_in(component)
+            if remaining > 0:
+                return verdict(
+                    False, Reason.BREAKER_OPEN, f"breaker open for another {remaining:.0f} s"
+                )
+            state.breaker = Breaker.HALF_OPEN
+            trial = True
+        elif state.breaker is Breaker.HALF_OPEN:
+            trial = True
+        if not trial and used >= max_attempts:
+            self._open(state, now)
+            return verdict(
+                False,
+                Reason.ATTEMPT_BUDGET,
+                f"{used} attempts in the last {settings.attempt_window_s:g} s"
+                f" (budget {max_attempts})",
+            )
+        state.attempts.append(now)
+        if trial:
+            return verdict(True, Reason.TRIAL_ATTEMPT, "breaker half-open: one trial attempt")
+        rate = "not enough executions" if reading.rate is None else f"{reading.rate:.0%}"
+        return verdict(
+            True,
+            Reason.WITHIN_BUDGET,
+            f"attempt {used + 1} of {max_attempts}; termination rate {rate}",
+        )
+
+    def record_outcome(
+        self, component: str, succeeded: bool, signature: Signature | None
+    ) -> Verdict | None:
+        """After an execution; returns a denial when this outcome opened the breaker."""
+        state = self._state(component)
+        now = self._clock.monotonic()
+        if succeeded:
+            state.succeeded_at = now
+            state.last_signature = None
+            if state.breaker is Breaker.HALF_OPEN:
+                state.breaker = Breaker.CLOSED
+                state.open_for = 0.0
+            return None
+        if state.breaker is Breaker.HALF_OPEN:
+            self._open(state, now)
+            return self._denial(state, Reason.BREAKER_OPEN, "the trial attempt failed")
+        repeated = signature is not None and signature == state.last_signature
+        state.last_signature = signature
+        if repeated:
+            self._open(state, now)
+            return self._denial(
+                state, Reason.REPEATED_SIGNATURE, f"the same failure twice: {signature}"
+            )
+        return None
+
+    def execution_finished(self, status: str) -> None:
+        """System-wide bookkeeping for the termination rate (interrupted ones do not count)."""
+        if status in ("resolved", "escalated", "failed"):
+            self._finished.append((self._clock.monotonic(), status != "resolved"))
+
+    def termination(self) -> TerminationReading:
+        now = self._clock.monotonic()
+        while self._finished and self._finished[0][0] < now - self._settings.termination_window_s:
+            self._finished.popleft()
+        finished = len(self._finished)
+        terminated = sum(1 for _, ended_badly in self._finished if ended_badly)
+        if finished < self._settings.termination_min_sample:
+            return TerminationReading(None, finished, terminated)
+        return TerminationReading(terminated / finished, finished, terminated)
+
+    def termination_alert_due(self) -> bool:
+        reading = self.termination()
+        return reading.rate is not None and reading.rate >= self._settings.termination_rate_alert
+
+    # -- internals ------------------------------------------------------------
+
+    def _open(self, state: _ComponentState, now: float) -> None:
+        settings = self._settings
+        state.open_for = (
+            settings.open_cooldown_s
+            if state.open_for == 0
+            else min(state.open_for * 2, settings.max_open_cooldown_s)
+        )
+        state.breaker = Breaker.OPEN
+        state.opened_at = now
+
+    def _denial(self, state: _ComponentState, reason: Reason, detail: str) -> Verdict:
+        return Verdict(
+            False,
+            reason,
+            f"{detail}; breaker open for {state.open_for:g} s",
+            len(state.attempts),
+            0,
+            self.termination().rate,
+            state.breaker,
+        )
+
+    @staticmethod
+    def _prune(times: deque[float], oldest: float) -> None:
+        while times and times[0] < oldest:
+            times.popleft()
