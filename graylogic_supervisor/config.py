@@ -7,6 +7,7 @@ relative to the config file; ``state_dir`` is relative to the working directory.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -95,6 +96,9 @@ class _ComponentBase(Model):
     error_id: str = Field(pattern=ERROR_ID_PATTERN)
     check_interval_s: float = Field(10.0, gt=0)
     grace_s: float = Field(0.0, ge=0, description="how long unhealthy before it is a failure")
+    depends_on: list[str] = Field(
+        [], description="components whose failure explains this one's (e.g. a bridge on mqtt)"
+    )
 
 
 class MqttComponent(_ComponentBase):
@@ -247,7 +251,47 @@ def cross_reference_problems(config: SupervisorConfig) -> list[tuple[PathKey, st
             problems.append(
                 (("components", name, "service"), f"unknown service {component.service!r}")
             )
+        for index, dependency in enumerate(component.depends_on):
+            if dependency not in config.components:
+                problems.append(
+                    (
+                        ("components", name, "depends_on", index),
+                        f"unknown component {dependency!r}",
+                    )
+                )
+    if not problems:
+        for cycle in dependency_cycles(config.components):
+            first = cycle[0]
+            problems.append(
+                (
+                    ("components", first, "depends_on"),
+                    f"dependency cycle: {' -> '.join([*cycle, first])}",
+                )
+            )
     return problems
+
+
+def dependency_cycles(components: Mapping[str, ComponentConfig]) -> list[list[str]]:
+    """Each cycle in ``depends_on`` once, starting at its first component in file order."""
+    order = {name: i for i, name in enumerate(components)}
+    cycles: list[list[str]] = []
+    seen_cycles: set[frozenset[str]] = set()
+
+    def walk(name: str, path: list[str]) -> None:
+        for dependency in components[name].depends_on:
+            if dependency in path:
+                cycle = path[path.index(dependency) :]
+                key = frozenset(cycle)
+                if key not in seen_cycles:
+                    seen_cycles.add(key)
+                    start = min(range(len(cycle)), key=lambda i: order[cycle[i]])
+                    cycles.append(cycle[start:] + cycle[:start])
+            elif dependency in components:
+                walk(dependency, [*path, dependency])
+
+    for name in components:
+        walk(name, [name])
+    return cycles
 
 
 def resolve_paths(config: SupervisorConfig, config_dir: Path) -> SupervisorConfig:

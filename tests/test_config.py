@@ -517,3 +517,41 @@ def test_error_text_reads_file_line_field_message(tmp_path: Path) -> None:
         load_config(path)
 
     assert str(caught.value) == f"{path}:2: mqtt.keepalive: unknown field"
+
+
+def test_a_dependency_on_an_unknown_component_is_reported_at_its_line(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        """\
+        components:
+          mqtt: {kind: mqtt, error_id: ERR-INFRA-MQTT-001}
+          bridge-knx:
+            kind: bridge
+            error_id: ERR-BRIDGE-HEARTBEAT-001
+            depends_on: [mqtt, broker]
+        """,
+    )
+    assert only_problem(path) == (
+        6,
+        "components.bridge-knx.depends_on[1]",
+        "unknown component 'broker'",
+    )
+
+
+def test_a_dependency_cycle_is_a_load_error(tmp_path: Path) -> None:
+    path = write_config(
+        tmp_path,
+        """\
+        components:
+          mqtt: {kind: mqtt, error_id: ERR-INFRA-MQTT-001, depends_on: [bridge-knx]}
+          bridge-knx:
+            kind: bridge
+            error_id: ERR-BRIDGE-HEARTBEAT-001
+            depends_on: [mqtt]
+        """,
+    )
+    assert only_problem(path) == (
+        2,
+        "components.mqtt.depends_on",
+        "dependency cycle: mqtt -> bridge-knx -> mqtt",
+    )

@@ -47,11 +47,21 @@ class ExecutionRepository:
         severity: str,
         message: str,
         detected_at: datetime,
+        symptom_of: str | None = None,
     ) -> None:
+        """``symptom_of`` names the failed component that explains this failure, if any."""
         await self._db.execute(
-            "INSERT INTO failures (id, component, error_id, severity, message, detected_at)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (failure_id, component, error_id, severity, message, isoformat(detected_at)),
+            "INSERT INTO failures (id, component, error_id, severity, message, detected_at,"
+            " symptom_of) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                failure_id,
+                component,
+                error_id,
+                severity,
+                message,
+                isoformat(detected_at),
+                symptom_of,
+            ),
         )
 
     async def start_execution(

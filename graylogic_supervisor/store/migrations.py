@@ -118,4 +118,8 @@ MIGRATIONS: list[str] = [
 
     ALTER TABLE executions ADD COLUMN incident_id TEXT REFERENCES incidents(id);
     """,
+    # 3: a failure explained by another component's (a bridge's heartbeat lost with the broker).
+    """
+    ALTER TABLE failures ADD COLUMN symptom_of TEXT;
+    """,
 ]

@@ -18,6 +18,7 @@ from typing import Any
 
 from graylogic_supervisor.catalog import ErrorCatalog
 from graylogic_supervisor.clock import Clock, isoformat
+from graylogic_supervisor.config import BridgeComponent
 from graylogic_supervisor.engine.action import FailureInfo
 from graylogic_supervisor.engine.runner import ExecutionOutcome, Runner
 from graylogic_supervisor.health.monitor import Health, HealthMonitor
@@ -75,6 +76,7 @@ class Supervisor:
         self._idle = asyncio.Event()
         self._idle.set()
         self._termination_alerted = False
+        self._symptoms: dict[str, set[str]] = {}  # root -> its dependents' failures it explains
         self.transients = 0
 
     @property
@@ -88,14 +90,79 @@ class Supervisor:
                 component = change.current.component
                 unhealthy = change.current.health is Health.UNHEALTHY
                 self._policy.health_changed(component, not unhealthy)
-                if not unhealthy or not self._accepting:
+                if not self._accepting:
+                    continue
+                if not unhealthy:
+                    for dependent in self._dependents_to_retry(component):
+                        self._start(group, dependent, after_root=True)
                     continue
                 if component in self._active:
                     logger.debug("%s already has an open incident; not triggered again", component)
                     continue
-                self._active.add(component)
-                self._idle.clear()
-                group.create_task(self._handle(component), name=f"incident:{component}")
+                root = self._unhealthy_root(component)
+                if root is not None:
+                    await self._record_symptom(component, root)
+                    continue
+                self._start(group, component)
+
+    def _start(self, group: asyncio.TaskGroup, component: str, after_root: bool = False) -> None:
+        self._active.add(component)
+        self._idle.clear()
+        group.create_task(self._handle(component, after_root), name=f"incident:{component}")
+
+    # -- dependencies ----------------------------------------------------------
+
+    def _unhealthy_root(self, component: str) -> str | None:
+        """The deepest unhealthy component this one depends on, if any."""
+        components = self._monitor.components
+        found: str | None = None
+        stack = list(components[component].depends_on)
+        seen: set[str] = set()
+        while stack:
+            dependency = stack.pop()
+            if dependency in seen:
+                continue
+            seen.add(dependency)
+            if self._monitor.state(dependency).health is Health.UNHEALTHY:
+                found = dependency
+                stack.extend(components[dependency].depends_on)
+        return found
+
+    async def _record_symptom(self, component: str, root: str) -> None:
+        """No recovery for a failure its dependency explains: restarting it would be wrong."""
+        state = self._monitor.state(component)
+        now = self._clock.now()
+        await self._executions.record_failure(
+            new_id("fail", now),
+            component,
+            state.error_id,
+            self._catalog.entry(state.error_id).severity,
+            f"symptom of {root}: {state.detail}",
+            now,
+            symptom_of=root,
+        )
+        self._symptoms.setdefault(root, set()).add(component)
+        logger.info(
+            "%s is unhealthy because %s is: recorded as a symptom, no recovery",
+            component,
+            root,
+            extra={"error_id": state.error_id},
+        )
+
+    def _dependents_to_retry(self, recovered: str) -> list[str]:
+        """Symptoms of a root that is healthy again, still unhealthy and now unexplained."""
+        ready = []
+        for dependent in sorted(self._symptoms.pop(recovered, set())):
+            if (
+                dependent not in self._active
+                and self._monitor.state(dependent).health is Health.UNHEALTHY
+            ):
+                root = self._unhealthy_root(dependent)
+                if root is None:
+                    ready.append(dependent)
+                else:
+                    self._symptoms.setdefault(root, set()).add(dependent)
+        return ready
 
     def stop_accepting(self) -> None:
         """No new incidents from now on, and waiting ones give up (shutdown has begun)."""
@@ -109,9 +176,9 @@ class Supervisor:
             return False
         return True
 
-    async def _handle(self, component: str) -> None:
+    async def _handle(self, component: str, after_root: bool = False) -> None:
         try:
-            incident = await self._open_incident(component)
+            incident = await self._open_incident(component, after_root)
             if incident is not None:
                 await self._recover(incident)
         finally:
@@ -119,10 +186,12 @@ class Supervisor:
             if not self._active:
                 self._idle.set()
 
-    async def _open_incident(self, component: str) -> _Incident | None:
+    async def _open_incident(self, component: str, after_root: bool) -> _Incident | None:
         config = self._monitor.components[component]
-        if config.grace_s > 0:
-            await self._clock.sleep(config.grace_s)
+        grace = config.grace_s
+        if after_root and isinstance(config, BridgeComponent):
+            grace = max(grace, config.heartbeat_window_s)  # heartbeats need a window to return
+        if grace > 0 and not await self._wait_healthy(component, grace):
             await self._monitor.probe(component)
         state = self._monitor.state(component)
         if state.health is not Health.UNHEALTHY:

@@ -11,8 +11,8 @@ import pytest
 
 from graylogic_supervisor.catalog import load_catalog
 from graylogic_supervisor.clock import SystemClock
-from graylogic_supervisor.config import ComponentConfig, MqttComponent
-from graylogic_supervisor.engine.action import ActionKind, ActionRegistry
+from graylogic_supervisor.config import BridgeComponent, ComponentConfig, MqttComponent
+from graylogic_supervisor.engine.action import ActionKind, ActionRegistry, StepContext, StepResult
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.health.monitor import HealthMonitor
 from graylogic_supervisor.playbooks.model import Playbook
@@ -48,20 +48,30 @@ class Observer:
 class Harness:
     """A supervisor over a real store, with a probe and an action the test controls."""
 
-    def __init__(self, db: Database, grace_s: float = 0.0, settings: PolicySettings = FAST) -> None:
+    def __init__(
+        self,
+        db: Database,
+        grace_s: float = 0.0,
+        settings: PolicySettings = FAST,
+        extra: dict[str, ComponentConfig] | None = None,
+    ) -> None:
         self.db = db
         self.healthy_on_probe = False
+        self.probe_health: dict[str, bool] = {}  # per component, overrides healthy_on_probe
         self.fix = Scripted("fix", ActionKind.FIX, [0.02])
         self.observer = Observer()
         clock = SystemClock()
 
         async def prober(component: str, config: ComponentConfig) -> tuple[bool, str]:
-            return self.healthy_on_probe, "probe says so"
+            return self.probe_health.get(component, self.healthy_on_probe), "probe says so"
 
         components: dict[str, ComponentConfig] = {
-            "mqtt": MqttComponent(kind="mqtt", error_id="ERR-INFRA-MQTT-001", grace_s=grace_s)
+            "mqtt": MqttComponent(kind="mqtt", error_id="ERR-INFRA-MQTT-001", grace_s=grace_s),
+            **(extra or {}),
         }
-        self.monitor = HealthMonitor(components, ServiceManager(clock), {"mqtt": prober}, clock)
+        self.monitor = HealthMonitor(
+            components, ServiceManager(clock), {"mqtt": prober, "bridge": prober}, clock
+        )
         self.executions = ExecutionRepository(db)
         self.incidents = IncidentRepository(db)
         self.versions = PlaybookVersions(db)
@@ -78,13 +88,19 @@ class Harness:
             clock,
         )
 
-    async def seed(self, on_success: str = "done", **limits: Any) -> None:
+    async def seed(
+        self,
+        on_success: str = "done",
+        component: str = "mqtt",
+        error_id: str = "ERR-INFRA-MQTT-001",
+        **limits: Any,
+    ) -> None:
         book = Playbook.model_validate(
             {
-                "id": "PLAY-MQTT-RECOVER-001",
+                "id": f"PLAY-{component.upper().replace('-', '')}-RECOVER-001",
                 "name": "test",
                 "version": "1.0.0",
-                "trigger": {"component": "mqtt", "error_ids": ["ERR-INFRA-MQTT-001"]},
+                "trigger": {"component": component, "error_ids": [error_id]},
                 "limits": {"cooldown_seconds": 0.05, **limits},
                 "steps": [{"id": "fix", "name": "Fix", "action": "fix", "on_success": on_success}],
             }
@@ -266,3 +282,81 @@ async def test_after_stop_accepting_new_failures_start_nothing(harness: Harness)
     await asyncio.sleep(0.05)
     assert harness.supervisor.recovering == frozenset()
     assert await harness.supervisor.wait_idle(0.1)
+
+
+async def test_a_bridge_that_fails_with_the_broker_is_a_symptom_not_an_incident(
+    tmp_path: Path,
+) -> None:
+    bridge = BridgeComponent(
+        kind="bridge",
+        error_id="ERR-BRIDGE-HEARTBEAT-001",
+        depends_on=["mqtt"],
+        heartbeat_window_s=0.2,
+    )
+    async with Database(tmp_path / "s.db") as db:
+        h = Harness(db, extra={"bridge-knx": bridge})
+        await h.seed()
+        await h.seed(component="bridge-knx", error_id="ERR-BRIDGE-HEARTBEAT-001")
+        task = asyncio.create_task(h.supervisor.run())
+        try:
+            h.probe_health = {"mqtt": False, "bridge-knx": False}
+            h.fix.answers = [0.1]  # the broker's fix takes a moment
+            h.monitor.report("mqtt", False, "broker killed")
+            h.monitor.report("bridge-knx", False, "heartbeat missing")
+            await asyncio.sleep(0.02)
+            assert h.supervisor.recovering == {"mqtt"}
+            [symptom] = await db.fetchall("SELECT * FROM failures WHERE symptom_of IS NOT NULL")
+            assert (symptom["component"], symptom["symptom_of"]) == ("bridge-knx", "mqtt")
+            assert symptom["message"] == "symptom of mqtt: heartbeat missing"
+
+            # The broker comes back; the bridge gets its heartbeat window before anything runs.
+            h.probe_health["mqtt"] = True
+            await asyncio.sleep(0.15)
+            h.monitor.report("mqtt", True, "recovered")
+            await asyncio.sleep(0.05)
+            assert [r["component"] for r in await h.incident_rows()] == ["mqtt"]
+
+            # Its heartbeats never return: after the window it is a failure of its own,
+            # which its own playbook fixes.
+            async def restart_bridge(ctx: StepContext) -> StepResult:
+                h.probe_health["bridge-knx"] = True
+                return StepResult.ok("bridge restarted")
+
+            h.fix.answers = [restart_bridge]
+            await settle(h)
+            assert await h.statuses() == ["resolved", "resolved"]
+            components = [r["component"] for r in await h.incident_rows()]
+            assert components == ["mqtt", "bridge-knx"]
+        finally:
+            h.supervisor.stop_accepting()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
+async def test_a_bridge_whose_heartbeat_returns_with_the_broker_is_never_recovered(
+    tmp_path: Path,
+) -> None:
+    bridge = BridgeComponent(
+        kind="bridge", error_id="ERR-BRIDGE-HEARTBEAT-001", depends_on=["mqtt"]
+    )
+    async with Database(tmp_path / "s.db") as db:
+        h = Harness(db, extra={"bridge-knx": bridge})
+        await h.seed()
+        await h.seed(component="bridge-knx", error_id="ERR-BRIDGE-HEARTBEAT-001")
+        task = asyncio.create_task(h.supervisor.run())
+        try:
+            h.probe_health = {"mqtt": True, "bridge-knx": True}  # the fix works for both
+            h.monitor.report("mqtt", False, "broker killed")
+            h.monitor.report("bridge-knx", False, "heartbeat missing")
+            await asyncio.sleep(0.05)
+            h.monitor.report("bridge-knx", True, "heartbeat")
+            h.monitor.report("mqtt", True, "recovered")
+            await settle(h)
+            assert [r["component"] for r in await h.incident_rows()] == ["mqtt"]
+            assert await h.statuses() == ["resolved"]
+        finally:
+            h.supervisor.stop_accepting()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
