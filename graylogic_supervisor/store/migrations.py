@@ -122,4 +122,56 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE failures ADD COLUMN symptom_of TEXT;
     """,
+    # 4: the tamper-evident audit log; operator controls; escalations and their acks.
+    """
+    CREATE TABLE audit_log (
+        seq        INTEGER PRIMARY KEY,
+        at         TEXT NOT NULL,
+        actor      TEXT NOT NULL,     -- 'supervisor' or a named person
+        action     TEXT NOT NULL,     -- e.g. 'safe_mode.enter', 'maintenance.start'
+        subject    TEXT NOT NULL,     -- a component, an incident, 'site'
+        detail     TEXT NOT NULL,     -- JSON
+        prev_hash  TEXT NOT NULL,
+        hash       TEXT NOT NULL UNIQUE
+    );
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+    CREATE TABLE safe_mode (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        active      INTEGER NOT NULL CHECK (active IN (0, 1)),
+        since       TEXT,
+        reason      TEXT,
+        changed_by  TEXT NOT NULL,
+        changed_at  TEXT NOT NULL
+    );
+
+    CREATE TABLE maintenance_windows (
+        id          TEXT PRIMARY KEY,
+        component   TEXT NOT NULL,   -- a component name, or '*' for the whole site
+        starts_at   TEXT NOT NULL,
+        ends_at     TEXT NOT NULL,
+        reason      TEXT NOT NULL,
+        created_by  TEXT NOT NULL,
+        ended_at    TEXT,            -- set when it ended early, by hand
+        ended_by    TEXT
+    );
+    CREATE INDEX maintenance_by_end ON maintenance_windows(ends_at);
+
+    CREATE TABLE escalations (
+        id               TEXT PRIMARY KEY,
+        incident_id      TEXT REFERENCES incidents(id),
+        component        TEXT NOT NULL,
+        severity         TEXT NOT NULL,
+        message          TEXT NOT NULL,
+        raised_at        TEXT NOT NULL,
+        level            INTEGER NOT NULL DEFAULT 0,   -- the last notification level sent
+        acknowledged_at  TEXT,
+        acknowledged_by  TEXT,
+        closed_at        TEXT
+    );
+    CREATE INDEX escalations_open ON escalations(raised_at) WHERE acknowledged_at IS NULL;
+    """,
 ]

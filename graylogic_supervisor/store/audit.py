@@ -1,0 +1,102 @@
+"""The audit log (DESIGN.md contract 7): append-only and tamper-evident.
+
+Each entry carries the SHA-256 of its own content and of the entry before it,
+so changing or removing any entry breaks every hash after it. SQLite triggers
+refuse UPDATE and DELETE. Appending reads the last hash and inserts in one
+``BEGIN IMMEDIATE`` transaction, so the daemon and the CLI (two processes)
+never fork the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.store.database import Database, Row
+
+GENESIS = "0" * 64
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    ok: bool
+    entries: int
+    first_bad_seq: int | None
+    problem: str
+
+
+def entry_hash(
+    prev_hash: str, seq: int, at: str, actor: str, action: str, subject: str, detail: str
+) -> str:
+    canonical = json.dumps(
+        [prev_hash, seq, at, actor, action, subject, detail], separators=(",", ":")
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class AuditLog:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def append(
+        self,
+        actor: str,
+        action: str,
+        subject: str,
+        detail: Mapping[str, Any],
+        now: datetime,
+    ) -> int:
+        """Add an entry; returns its sequence number."""
+        at = isoformat(now)
+        detail_json = json.dumps(dict(detail), sort_keys=True, default=str)
+        async with self._db.transaction() as conn:
+            async with conn.execute(
+                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+            ) as cursor:
+                last = await cursor.fetchone()
+            seq = 1 if last is None else int(last[0]) + 1
+            prev_hash = GENESIS if last is None else str(last[1])
+            digest = entry_hash(prev_hash, seq, at, actor, action, subject, detail_json)
+            await conn.execute(
+                "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (seq, at, actor, action, subject, detail_json, prev_hash, digest),
+            )
+        return seq
+
+    async def entries(self, limit: int = 100, subject: str | None = None) -> list[Row]:
+        if subject is None:
+            return await self._db.fetchall(
+                "SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?", (limit,)
+            )
+        return await self._db.fetchall(
+            "SELECT * FROM audit_log WHERE subject = ? ORDER BY seq DESC LIMIT ?", (subject, limit)
+        )
+
+    async def verify(self) -> ChainCheck:
+        """Recompute the whole chain."""
+        rows = await self._db.fetchall("SELECT * FROM audit_log ORDER BY seq")
+        prev_hash = GENESIS
+        for expected_seq, row in enumerate(rows, start=1):
+            if row["seq"] != expected_seq:
+                return ChainCheck(False, len(rows), row["seq"], f"entry {expected_seq} is missing")
+            if row["prev_hash"] != prev_hash:
+                return ChainCheck(False, len(rows), row["seq"], "does not follow the entry before")
+            digest = entry_hash(
+                prev_hash,
+                row["seq"],
+                row["at"],
+                row["actor"],
+                row["action"],
+                row["subject"],
+                row["detail"],
+            )
+            if digest != row["hash"]:
+                return ChainCheck(False, len(rows), row["seq"], "its content was changed")
+            prev_hash = digest
+        return ChainCheck(True, len(rows), None, "ok")
