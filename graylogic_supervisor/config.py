@@ -181,6 +181,29 @@ class PolicyConfig(Model):
     termination_min_sample: int = Field(10, ge=1)
 
 
+class WebhookConfig(Model):
+    url: str = Field(pattern=r"^https?://")
+    token: SecretStr | None = None  # sent as "Authorization: Bearer …"; never logged
+    timeout_s: float = Field(5.0, gt=0)
+
+
+class EscalationLevel(Model):
+    after_s: float = Field(ge=0, description="seconds after the escalation was raised")
+    channels: list[str] = Field(
+        min_length=1, description="'mqtt' (alert topic and admin banner) or 'webhook:NAME'"
+    )
+
+
+class EscalationConfig(Model):
+    """Who is told of an escalation, and when, until someone acknowledges it."""
+
+    levels: list[EscalationLevel] = [
+        EscalationLevel(after_s=0, channels=["mqtt"]),
+    ]
+    webhooks: dict[str, WebhookConfig] = {}
+    check_interval_s: float = Field(5.0, gt=0)
+
+
 class PlaybooksConfig(Model):
     directory: Path = Path("../playbooks")
 
@@ -202,6 +225,7 @@ class SupervisorConfig(Model):
     services: list[ServiceConfig] = []
     components: dict[str, ComponentConfig] = {}
     policy: PolicyConfig = PolicyConfig()
+    escalation: EscalationConfig = EscalationConfig()
     playbooks: PlaybooksConfig = PlaybooksConfig()
     admin: AdminConfig = AdminConfig()
 
@@ -259,6 +283,18 @@ def cross_reference_problems(config: SupervisorConfig) -> list[tuple[PathKey, st
                         f"unknown component {dependency!r}",
                     )
                 )
+    for level_index, level in enumerate(config.escalation.levels):
+        for channel_index, channel in enumerate(level.channels):
+            kind, _, name = channel.partition(":")
+            if channel == "mqtt" or (kind == "webhook" and name in config.escalation.webhooks):
+                continue
+            problems.append(
+                (
+                    ("escalation", "levels", level_index, "channels", channel_index),
+                    f"unknown channel {channel!r} (use 'mqtt' or 'webhook:NAME' of a"
+                    " configured webhook)",
+                )
+            )
     if not problems:
         for cycle in dependency_cycles(config.components):
             first = cycle[0]
