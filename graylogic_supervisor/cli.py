@@ -16,6 +16,7 @@ from graylogic_supervisor.catalog import check_catalog_covers, load_catalog
 from graylogic_supervisor.config import SupervisorConfig, default_config_path, load_config
 from graylogic_supervisor.engine.builtins import builtin_specs
 from graylogic_supervisor.errors import SourceError, StoreError
+from graylogic_supervisor.operator_cli import add_operator_commands, run_operator_command
 from graylogic_supervisor.playbooks.loader import load_directory, load_files
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(show)
     show.add_argument("execution_id")
     show.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    add_operator_commands(commands, _config_option)
     return parser
 
 
@@ -109,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate_playbooks(args.paths)
         if args.command == "executions":
             return asyncio.run(_executions(args))
+        if args.command in ("safe-mode", "maintenance", "audit"):
+            return asyncio.run(run_operator_command(args, _load(args.config)))
     except SourceError as exc:
         print(exc, file=sys.stderr)
         return EXIT_INVALID

@@ -168,6 +168,24 @@ ComponentConfig = Annotated[
 ]
 
 
+class CriticalPattern(Model):
+    """A failure that must never be handled automatically on this site (BR-WF-CRITICAL-001)."""
+
+    error_id: str | None = Field(None, pattern=ERROR_ID_PATTERN)
+    message: str | None = Field(None, description="a regular expression searched in the message")
+    reason: str = "configured critical pattern"
+
+    @field_validator("message")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from exc
+        return value
+
+
 class PolicyConfig(Model):
     """The give-up rules (supervisor/policy.py explains each)."""
 
@@ -179,6 +197,15 @@ class PolicyConfig(Model):
     termination_rate_limit: float = Field(0.10, gt=0, le=1)
     termination_rate_alert: float = Field(0.08, gt=0, le=1)
     termination_min_sample: int = Field(10, ge=1)
+    safe_mode_failures: int = Field(5, ge=1)
+    safe_mode_window_s: float = Field(60.0, gt=0)
+    essentials: list[str] = Field(
+        [], description="components still recovered automatically in safe mode"
+    )
+    flap_changes: int = Field(6, ge=2, description="health changes within flap_window_s")
+    flap_window_s: float = Field(120.0, gt=0)
+    stabilisation_s: float = Field(60.0, ge=0)
+    critical_patterns: list[CriticalPattern] = []
 
 
 class WebhookConfig(Model):
@@ -283,6 +310,9 @@ def cross_reference_problems(config: SupervisorConfig) -> list[tuple[PathKey, st
                         f"unknown component {dependency!r}",
                     )
                 )
+    for index, essential in enumerate(config.policy.essentials):
+        if essential not in config.components:
+            problems.append((("policy", "essentials", index), f"unknown component {essential!r}"))
     for level_index, level in enumerate(config.escalation.levels):
         for channel_index, channel in enumerate(level.channels):
             kind, _, name = channel.partition(":")

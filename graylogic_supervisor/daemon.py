@@ -13,11 +13,18 @@ from graylogic_supervisor import __version__
 from graylogic_supervisor.broker import BrokerPlan, plan_broker, write_mosquitto_conf
 from graylogic_supervisor.catalog import check_catalog_covers, load_catalog
 from graylogic_supervisor.clock import Clock, SystemClock
-from graylogic_supervisor.config import ComponentConfig, SupervisorConfig
+from graylogic_supervisor.config import BridgeComponent, ComponentConfig, SupervisorConfig
 from graylogic_supervisor.engine.builtins import builtin_registry
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import ServiceError
+from graylogic_supervisor.health.heartbeats import HeartbeatTracker
 from graylogic_supervisor.health.monitor import HealthMonitor, service_running
+from graylogic_supervisor.health.probes import (
+    cpu_prober,
+    database_prober,
+    disk_prober,
+    memory_prober,
+)
 from graylogic_supervisor.mqtt.link import LinkSettings, MqttLink, encode
 from graylogic_supervisor.mqtt.probe import ProbeError, ProbeTarget, probe_broker
 from graylogic_supervisor.mqtt.status import StatusPublisher, Topics, offline_payload
@@ -27,6 +34,8 @@ from graylogic_supervisor.services.factory import build_backend, readiness_of
 from graylogic_supervisor.services.manager import ServiceManager
 from graylogic_supervisor.services.process import stop_orphans
 from graylogic_supervisor.services.systemd import SubprocessRunner
+from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.incidents import IncidentRepository
@@ -103,10 +112,30 @@ async def _run(config: SupervisorConfig, options: DaemonOptions, stop: asyncio.E
                 return False, str(exc)
             return True, f"MQTT round trip {result.round_trip_s * 1000:.1f} ms"
 
+        bridges = {
+            name: component
+            for name, component in config.components.items()
+            if isinstance(component, BridgeComponent)
+        }
+        heartbeats = HeartbeatTracker(
+            bridges,
+            topics.root,
+            clock,
+            lambda component, healthy, detail: monitor.report(component, healthy, detail),
+        )
+        link.subscribe(heartbeats.topic_filter, heartbeats.handle)
         monitor = HealthMonitor(
             config.components,
             services,
-            {"mqtt": probe_mqtt, "service": service_running},
+            {
+                "mqtt": probe_mqtt,
+                "service": service_running,
+                "bridge": heartbeats.prober,
+                "database": database_prober(db, clock),
+                "memory": memory_prober(),
+                "disk": disk_prober(state_dir),
+                "cpu": cpu_prober(clock),
+            },
             clock,
             publisher=lambda state: publisher.component_changed(state, monitor.overall()),
         )
@@ -131,7 +160,7 @@ async def _run(config: SupervisorConfig, options: DaemonOptions, stop: asyncio.E
         logger.info("%d playbooks loaded from %s", len(loaded), config.playbooks.directory)
 
         runner = Runner(registry, executions, clock, observer=publisher)
-        policy = RecoveryPolicy(PolicySettings(**config.policy.model_dump()), clock)
+        policy = RecoveryPolicy(policy_settings(config), clock)
         supervisor = Supervisor(
             monitor,
             versions,
@@ -140,6 +169,7 @@ async def _run(config: SupervisorConfig, options: DaemonOptions, stop: asyncio.E
             runner,
             catalog,
             policy,
+            ControlRepository(db, AuditLog(db)),
             FanOut([publisher]),
             clock,
         )
@@ -190,6 +220,18 @@ async def _watchdog(notifier: Notifier, clock: Clock, interval: float) -> None:
     while True:
         notifier.watchdog()
         await clock.sleep(interval)
+
+
+def policy_settings(config: SupervisorConfig) -> PolicySettings:
+    policy = config.policy
+    values = policy.model_dump(exclude={"essentials", "critical_patterns"})
+    return PolicySettings(
+        **values,
+        essentials=tuple(policy.essentials),
+        critical_patterns=tuple(
+            (p.error_id, p.message, p.reason) for p in policy.critical_patterns
+        ),
+    )
 
 
 def _link_settings(config: SupervisorConfig, plan: BrokerPlan, topics: Topics) -> LinkSettings:

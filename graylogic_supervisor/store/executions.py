@@ -48,11 +48,13 @@ class ExecutionRepository:
         message: str,
         detected_at: datetime,
         symptom_of: str | None = None,
+        expected: bool = False,
     ) -> None:
-        """``symptom_of`` names the failed component that explains this failure, if any."""
+        """``symptom_of`` names the failed component that explains this failure, if any;
+        ``expected`` marks one a maintenance window covered."""
         await self._db.execute(
             "INSERT INTO failures (id, component, error_id, severity, message, detected_at,"
-            " symptom_of) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " symptom_of, expected) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 failure_id,
                 component,
@@ -61,6 +63,7 @@ class ExecutionRepository:
                 message,
                 isoformat(detected_at),
                 symptom_of,
+                int(expected),
             ),
         )
 

@@ -174,4 +174,8 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX escalations_open ON escalations(raised_at) WHERE acknowledged_at IS NULL;
     """,
+    # 5: failures that were expected (a maintenance window covered them).
+    """
+    ALTER TABLE failures ADD COLUMN expected INTEGER NOT NULL DEFAULT 0 CHECK (expected IN (0, 1));
+    """,
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from graylogic_supervisor.catalog import ErrorCatalog
@@ -23,11 +24,13 @@ from graylogic_supervisor.engine.action import FailureInfo
 from graylogic_supervisor.engine.runner import ExecutionOutcome, Runner
 from graylogic_supervisor.health.monitor import Health, HealthMonitor
 from graylogic_supervisor.playbooks.model import Playbook
+from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.ids import new_id
 from graylogic_supervisor.store.incidents import IncidentRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.supervisor.events import SupervisorObserver
+from graylogic_supervisor.supervisor.holds import Holds
 from graylogic_supervisor.supervisor.policy import Reason, RecoveryPolicy, Signature, Verdict
 
 logger = logging.getLogger(__name__)
@@ -36,6 +39,8 @@ logger = logging.getLogger(__name__)
 WAIT_STEP_S = 0.5
 # How often an incident held by the termination-rate gate asks again.
 TERMINATION_RECHECK_S = 60.0
+# How often maintenance windows are checked for their end.
+MAINTENANCE_CHECK_S = 1.0
 
 
 @dataclass
@@ -47,6 +52,8 @@ class _Incident:
     phase: str = "detected"
     attempts: int = 0
     escalated_for: Reason | None = None
+    held_for: Reason | None = None
+    last_recorded: Reason | None = None
 
 
 class Supervisor:
@@ -59,6 +66,7 @@ class Supervisor:
         runner: Runner,
         catalog: ErrorCatalog,
         policy: RecoveryPolicy,
+        controls: ControlRepository,
         observer: SupervisorObserver,
         clock: Clock,
     ) -> None:
@@ -69,6 +77,10 @@ class Supervisor:
         self._runner = runner
         self._catalog = catalog
         self._policy = policy
+        self._controls = controls
+        self._holds = Holds(policy, controls, clock)
+        # unhealthy during a maintenance window: expected, waiting for the window's end
+        self._in_maintenance: set[str] = set()
         self._observer = observer
         self._clock = clock
         self._active: set[str] = set()
@@ -85,6 +97,7 @@ class Supervisor:
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
+            group.create_task(self._watch_maintenance(group), name="maintenance-windows")
             while True:
                 change = await self._monitor.changes.get()
                 component = change.current.component
@@ -101,9 +114,42 @@ class Supervisor:
                     continue
                 root = self._unhealthy_root(component)
                 if root is not None:
-                    await self._record_symptom(component, root)
+                    await self._record_failure(component, f"symptom of {root}", symptom_of=root)
+                    self._symptoms.setdefault(root, set()).add(component)
+                    logger.info(
+                        "%s is unhealthy because %s is: recorded as a symptom, no recovery",
+                        component,
+                        root,
+                    )
+                    continue
+                window = await self._controls.window_for(component, self._clock.now())
+                if window is not None:
+                    await self._record_failure(
+                        component, f"expected (maintenance {window['id']})", expected=True
+                    )
+                    self._in_maintenance.add(component)
+                    logger.info("%s failed during its maintenance window: expected", component)
                     continue
                 self._start(group, component)
+
+    async def _watch_maintenance(self, group: asyncio.TaskGroup) -> None:
+        """Close windows that ran out; then what they held is a failure like any other."""
+        while True:
+            now = self._clock.now()
+            for window in await self._controls.close_elapsed(now):
+                logger.info("maintenance window %s ended", window["id"])
+            for component in sorted(self._in_maintenance):
+                if await self._controls.window_for(component, now) is not None:
+                    continue
+                self._in_maintenance.discard(component)
+                if (
+                    self._accepting
+                    and component not in self._active
+                    and self._monitor.state(component).health is Health.UNHEALTHY
+                    and self._unhealthy_root(component) is None
+                ):
+                    self._start(group, component)
+            await self._clock.sleep(MAINTENANCE_CHECK_S)
 
     def _start(self, group: asyncio.TaskGroup, component: str, after_root: bool = False) -> None:
         self._active.add(component)
@@ -128,25 +174,21 @@ class Supervisor:
                 stack.extend(components[dependency].depends_on)
         return found
 
-    async def _record_symptom(self, component: str, root: str) -> None:
-        """No recovery for a failure its dependency explains: restarting it would be wrong."""
+    async def _record_failure(
+        self, component: str, why: str, symptom_of: str | None = None, expected: bool = False
+    ) -> None:
+        """A failure that opens no incident: a dependency explains it, or it was expected."""
         state = self._monitor.state(component)
         now = self._clock.now()
         await self._executions.record_failure(
             new_id("fail", now),
             component,
             state.error_id,
-            self._catalog.entry(state.error_id).severity,
-            f"symptom of {root}: {state.detail}",
+            self._severity(component, state.error_id),
+            f"{why}: {state.detail}",
             now,
-            symptom_of=root,
-        )
-        self._symptoms.setdefault(root, set()).add(component)
-        logger.info(
-            "%s is unhealthy because %s is: recorded as a symptom, no recovery",
-            component,
-            root,
-            extra={"error_id": state.error_id},
+            symptom_of=symptom_of,
+            expected=expected,
         )
 
     def _dependents_to_retry(self, recovered: str) -> list[str]:
@@ -204,11 +246,13 @@ class Supervisor:
             failure.failure_id,
             component,
             state.error_id,
-            self._catalog.entry(state.error_id).severity,
+            self._severity(component, state.error_id),
             state.detail,
             now,
         )
         incident = _Incident(new_id("inc", now), component, state.error_id, failure)
+        if self._policy.failure_detected():
+            await self._enter_safe_mode(now)
         await self._incidents.open(
             incident.id, component, state.error_id, failure.failure_id, state.detail, now
         )
@@ -230,6 +274,20 @@ class Supervisor:
                 )
                 await self._wait_healthy(component, None)
                 continue
+            hold = await self._holds.check(
+                component, incident.error_id, incident.failure.message, playbook.limits.max_attempts
+            )
+            if hold is not None:
+                await self._record(incident, hold.verdict)
+                detail = f"automatic recovery held: {hold.verdict.detail}"
+                if hold.escalate:
+                    await self._escalate(incident, hold.verdict.reason, detail)
+                elif incident.phase != "recovering" or incident.held_for != hold.verdict.reason:
+                    await self._set_phase(incident, "recovering", detail)
+                incident.held_for = hold.verdict.reason
+                await self._wait_healthy(component, hold.wait_s)
+                continue
+            incident.held_for = None
             verdict = self._policy.evaluate(component, playbook.limits.max_attempts)
             await self._record(incident, verdict)
             if not verdict.allowed:
@@ -300,6 +358,10 @@ class Supervisor:
         self._termination_alerted = due
 
     async def _record(self, incident: _Incident, verdict: Verdict) -> None:
+        """Record a verdict; a hold repeated while it lasts is recorded once."""
+        if not verdict.allowed and verdict.reason == incident.last_recorded:
+            return
+        incident.last_recorded = None if verdict.allowed else verdict.reason
         await self._incidents.record_evaluation(
             incident.id, incident.component, verdict, self._clock.now()
         )
@@ -326,7 +388,7 @@ class Supervisor:
         incident.escalated_for = reason
         await self._set_phase(incident, "escalated", detail)
         self._observer.alert(
-            self._catalog.entry(incident.error_id).severity,
+            self._severity(incident.component, incident.error_id),
             detail,
             {
                 "component": incident.component,
@@ -334,6 +396,26 @@ class Supervisor:
                 "incident_id": incident.id,
             },
         )
+
+    async def _enter_safe_mode(self, now: datetime) -> None:
+        settings = self._policy.settings
+        reason = f"{settings.safe_mode_failures} failures within {settings.safe_mode_window_s:g} s"
+        if await self._controls.set_safe_mode(True, reason, "supervisor", now):
+            logger.error("entering safe mode: %s", reason)
+            self._observer.alert(
+                "critical",
+                f"safe mode: {reason}; automatic recovery stopped except for"
+                f" {', '.join(settings.essentials) or 'nothing'}; leave it by hand"
+                " (graylogic-supervisor safe-mode leave)",
+                {"safe_mode": "entered"},
+            )
+
+    def _severity(self, component: str, error_id: str) -> str:
+        """The catalog's severity, raised to critical when other components depend on this one."""
+        severity = self._catalog.entry(error_id).severity
+        if any(component in c.depends_on for c in self._monitor.components.values()):
+            return "critical"
+        return severity
 
     async def _recovered_without_us(self, incident: _Incident) -> None:
         detail = "healthy again without an execution of ours"

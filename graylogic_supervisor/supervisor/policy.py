@@ -31,11 +31,25 @@ each with what it does when it cannot compute:
    meaningful (one escalation on a quiet site would read 100%): the gate allows
    and says so in its reason.
 
-Nothing here does I/O: the supervisor records every evaluation it asks for.
+6. **Safe mode.** ``safe_mode_failures`` failures (incidents opened) within
+   ``safe_mode_window_s`` system-wide say something bigger is wrong (a power
+   dip, a switch gone): automatic recovery stops except for the ``essentials``,
+   and only a person leaves safe mode. (Fewer failures than the threshold:
+   nothing to decide.)
+7. **Flapping.** A component whose health changed ``flap_changes`` times within
+   ``flap_window_s`` is held for ``stabilisation_s`` before a run may start,
+   instead of starting a run on every dip.
+8. **Critical patterns.** A failure that matches a configured pattern (error
+   id and/or a regular expression on its message) is never handled
+   automatically: it goes straight to a human.
+
+Nothing here does I/O: the supervisor records every evaluation it asks for,
+and reads safe mode and maintenance windows from the store before asking.
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -58,6 +72,10 @@ class Reason(StrEnum):
     BREAKER_OPEN = "breaker_open"
     REPEATED_SIGNATURE = "repeated_signature"
     TERMINATION_RATE = "termination_rate"
+    SAFE_MODE = "safe_mode"
+    MAINTENANCE = "maintenance"
+    FLAPPING = "flapping"
+    CRITICAL_PATTERN = "critical_pattern"
 
 
 @dataclass(frozen=True)
@@ -70,6 +88,13 @@ class PolicySettings:
     termination_rate_limit: float = 0.10
     termination_rate_alert: float = 0.08
     termination_min_sample: int = 10
+    safe_mode_failures: int = 5
+    safe_mode_window_s: float = 60.0
+    essentials: tuple[str, ...] = ()
+    flap_changes: int = 6
+    flap_window_s: float = 120.0
+    stabilisation_s: float = 60.0
+    critical_patterns: tuple[tuple[str | None, str | None, str], ...] = ()  # error id, regex, why
 
 
 @dataclass(frozen=True)
@@ -112,6 +137,8 @@ class _ComponentState:
     last_signature: Signature | None = None
     succeeded_at: float | None = None
     healthy_since: float | None = None
+    changes: deque[float] = field(default_factory=deque)
+    held_until: float = 0.0
 
 
 class RecoveryPolicy:
@@ -120,6 +147,15 @@ class RecoveryPolicy:
         self._clock = clock
         self._components: dict[str, _ComponentState] = {}
         self._finished: deque[tuple[float, bool]] = deque()  # (when, terminated)
+        self._failures: deque[float] = deque()  # incidents opened, for safe mode
+        self._critical = [
+            (error_id, re.compile(pattern) if pattern else None, why)
+            for error_id, pattern, why in settings.critical_patterns
+        ]
+
+    @property
+    def settings(self) -> PolicySettings:
+        return self._settings
 
     def _state(self, component: str) -> _ComponentState:
         return self._components.setdefault(component, _ComponentState())
@@ -140,6 +176,8 @@ class RecoveryPolicy:
         """Told of every health change, so a long-enough healthy spell re-arms."""
         state = self._state(component)
         now = self._clock.monotonic()
+        state.changes.append(now)
+        self._prune(state.changes, now - self._settings.flap_window_s)
         if healthy:
             if state.healthy_since is None:
                 state.healthy_since = now
@@ -251,6 +289,51 @@ class RecoveryPolicy:
     def termination_alert_due(self) -> bool:
         reading = self.termination()
         return reading.rate is not None and reading.rate >= self._settings.termination_rate_alert
+
+    # -- safe mode, flapping, critical patterns --------------------------------
+
+    def failure_detected(self) -> bool:
+        """Count a new incident; True when the count within the window calls for safe mode."""
+        now = self._clock.monotonic()
+        self._failures.append(now)
+        self._prune(self._failures, now - self._settings.safe_mode_window_s)
+        return len(self._failures) >= self._settings.safe_mode_failures
+
+    def is_essential(self, component: str) -> bool:
+        return component in self._settings.essentials
+
+    def stabilisation_hold(self, component: str) -> float:
+        """Seconds a flapping component must still wait before a run may start (0: none)."""
+        state = self._state(component)
+        now = self._clock.monotonic()
+        self._prune(state.changes, now - self._settings.flap_window_s)
+        if state.held_until <= now and len(state.changes) >= self._settings.flap_changes:
+            state.held_until = now + self._settings.stabilisation_s
+            state.changes.clear()
+        return max(state.held_until - now, 0.0)
+
+    def critical_match(self, error_id: str, message: str) -> str | None:
+        """Why this failure must go to a human at once, or None."""
+        for pattern_error_id, pattern, why in self._critical:
+            if pattern_error_id is not None and pattern_error_id != error_id:
+                continue
+            if pattern is not None and not pattern.search(message):
+                continue
+            return why
+        return None
+
+    def held(self, reason: Reason, detail: str, component: str, max_attempts: int) -> Verdict:
+        """A denial decided outside the attempt rules (safe mode, maintenance, …)."""
+        state = self._state(component)
+        return Verdict(
+            False,
+            reason,
+            detail,
+            len(state.attempts),
+            max_attempts,
+            self.termination().rate,
+            state.breaker,
+        )
 
     # -- internals ------------------------------------------------------------
 

@@ -17,6 +17,8 @@ from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.health.monitor import HealthMonitor
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.services.manager import ServiceManager
+from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.incidents import IncidentRepository
@@ -76,6 +78,8 @@ class Harness:
         self.incidents = IncidentRepository(db)
         self.versions = PlaybookVersions(db)
         self.policy = RecoveryPolicy(settings, clock)
+        self.audit = AuditLog(db)
+        self.controls = ControlRepository(db, self.audit)
         self.supervisor = Supervisor(
             self.monitor,
             self.versions,
@@ -84,6 +88,7 @@ class Harness:
             Runner(ActionRegistry([self.fix]), self.executions, clock),
             load_catalog(REPO / "config" / "catalog.yaml"),
             self.policy,
+            self.controls,
             self.observer,
             clock,
         )
@@ -355,6 +360,137 @@ async def test_a_bridge_whose_heartbeat_returns_with_the_broker_is_never_recover
             await settle(h)
             assert [r["component"] for r in await h.incident_rows()] == ["mqtt"]
             assert await h.statuses() == ["resolved"]
+        finally:
+            h.supervisor.stop_accepting()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
+async def test_a_maintenance_window_holds_recovery_and_ends_on_its_own(harness: Harness) -> None:
+    await harness.seed()
+    harness.healthy_on_probe = True
+    now = SystemClock().now()
+    await harness.controls.start_maintenance("mqtt", 0.4, "replacing the switch", "alice", now)
+    harness.monitor.report("mqtt", False, "down")
+    await asyncio.sleep(0.1)
+    assert await harness.statuses() == []
+    [failure] = await harness.db.fetchall("SELECT * FROM failures")
+    assert failure["expected"] == 1
+    assert failure["message"].startswith("expected (maintenance mw-")
+    # The window runs out: the failure that is still there is now handled.
+    await asyncio.sleep(1.5)
+    assert await harness.statuses() == ["resolved"]
+    actions = [row["action"] for row in reversed(await harness.audit.entries())]
+    assert actions == ["maintenance.start", "maintenance.end"]
+    assert (await harness.audit.verify()).ok
+
+
+async def test_a_site_wide_window_started_mid_incident_holds_it(harness: Harness) -> None:
+    await harness.seed(max_attempts=5)
+    harness.fix.answers = [False, True]
+    now = SystemClock().now()
+    harness.monitor.report("mqtt", False, "down")
+    await asyncio.sleep(0.01)
+    await harness.controls.start_maintenance("*", 60, "site works", "bob", now)
+    await asyncio.sleep(0.3)
+    assert await harness.statuses() == ["escalated"]
+    reasons = [reason for _, reason in await harness.evaluations()]
+    assert reasons == ["within_budget", "maintenance"]  # recorded once while it lasts
+
+
+async def test_five_failures_in_a_minute_enter_safe_mode_which_holds_non_essentials(
+    tmp_path: Path,
+) -> None:
+    settings = PolicySettings(safe_mode_failures=2, safe_mode_window_s=60)
+    async with Database(tmp_path / "s.db") as db:
+        h = Harness(db, settings=settings)
+        await h.seed()
+        h.healthy_on_probe = True
+        task = asyncio.create_task(h.supervisor.run())
+        try:
+            h.monitor.report("mqtt", False, "down")  # failure 1: a normal incident
+            await settle(h)
+            h.monitor.report("mqtt", False, "down again")  # failure 2: safe mode
+            await asyncio.sleep(0.1)
+            safe = await h.controls.safe_mode()
+            assert (safe.active, safe.changed_by) == (True, "supervisor")
+            assert any(
+                m.startswith("safe mode: 2 failures within 60 s") for _, m in h.observer.alerts
+            )
+            assert (0, "safe_mode") in await h.evaluations()
+            assert await h.statuses() == ["resolved"]
+            # Leaving is a person's act; then recovery resumes.
+            await h.controls.set_safe_mode(
+                False, "checked the power supply", "alice", SystemClock().now()
+            )
+            await settle(h)
+            assert await h.statuses() == ["resolved", "resolved"]
+            actions = [row["action"] for row in reversed(await h.audit.entries())]
+            assert actions == ["safe_mode.enter", "safe_mode.leave"]
+        finally:
+            h.supervisor.stop_accepting()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
+async def test_essentials_still_recover_in_safe_mode(tmp_path: Path) -> None:
+    settings = PolicySettings(essentials=("mqtt",))
+    async with Database(tmp_path / "s.db") as db:
+        h = Harness(db, settings=settings)
+        await h.seed()
+        await h.controls.set_safe_mode(True, "test", "alice", SystemClock().now())
+        h.healthy_on_probe = True
+        task = asyncio.create_task(h.supervisor.run())
+        try:
+            h.monitor.report("mqtt", False, "down")
+            await settle(h)
+            assert await h.statuses() == ["resolved"]
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
+async def test_a_flapping_component_is_held_to_settle(tmp_path: Path) -> None:
+    settings = PolicySettings(flap_changes=4, flap_window_s=10, stabilisation_s=0.3)
+    async with Database(tmp_path / "s.db") as db:
+        h = Harness(db, settings=settings)
+        await h.seed()
+        task = asyncio.create_task(h.supervisor.run())
+        try:
+            for _ in range(2):
+                h.monitor.report("mqtt", False, "dip")
+                h.monitor.report("mqtt", True, "up")
+            h.healthy_on_probe = True
+            h.monitor.report("mqtt", False, "dip again")
+            await asyncio.sleep(0.1)
+            assert await h.statuses() == []
+            assert (0, "flapping") in await h.evaluations()
+            await settle(h)
+            assert await h.statuses() == ["resolved"]
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
+async def test_a_critical_pattern_goes_to_a_human_at_once(tmp_path: Path) -> None:
+    settings = PolicySettings(
+        critical_patterns=(("ERR-INFRA-MQTT-001", "(?i)certificate", "TLS trust is a human call"),)
+    )
+    async with Database(tmp_path / "s.db") as db:
+        h = Harness(db, settings=settings)
+        await h.seed()
+        task = asyncio.create_task(h.supervisor.run())
+        try:
+            h.monitor.report("mqtt", False, "Certificate verify failed")
+            await asyncio.sleep(0.1)
+            assert await h.statuses() == []
+            assert await h.evaluations() == [(0, "critical_pattern")]
+            [(_, message)] = h.observer.alerts
+            assert message == "automatic recovery held: critical failure: TLS trust is a human call"
         finally:
             h.supervisor.stop_accepting()
             task.cancel()

@@ -1,0 +1,177 @@
+"""The operator's commands: safe mode, maintenance windows, the audit log.
+
+They act on the store, which the running daemon reads before every decision,
+so they work whether the daemon runs or not. Every change names who made it
+(``--by``, default the login name) and goes into the audit log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import re
+import sys
+from collections.abc import Callable
+
+from graylogic_supervisor.clock import SystemClock
+from graylogic_supervisor.config import SupervisorConfig
+from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.controls import SITE, ControlRepository
+from graylogic_supervisor.store.database import Database
+
+EXIT_OK, EXIT_INVALID = 0, 1
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``2h``, ``1d`` → seconds."""
+    match = DURATION.match(text.strip())
+    if match is None or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30m, 2h, 1d)")
+    return float(match.group(1)) * UNITS[match.group(2)]
+
+
+def default_actor() -> str:
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+def add_operator_commands(
+    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+    config_option: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    def by_option(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--by", default=None, help="who does this, for the audit log (default: login name)"
+        )
+
+    safe = commands.add_parser(
+        "safe-mode",
+        help="show, enter or leave safe mode",
+        description=(
+            "In safe mode automatic recovery stops except for the essentials"
+            " (policy.essentials). The supervisor enters it on its own after a burst of"
+            " failures; only a person leaves it."
+        ),
+    )
+    safe_commands = safe.add_subparsers(dest="safe_command", required=True, metavar="ACTION")
+    for name, text in (
+        ("status", "is safe mode on, since when and why"),
+        ("enter", "enter safe mode by hand"),
+        ("leave", "leave safe mode: automatic recovery resumes"),
+    ):
+        sub = safe_commands.add_parser(name, help=text)
+        config_option(sub)
+        if name != "status":
+            by_option(sub)
+            sub.add_argument("--reason", required=True, help="why, for the audit log")
+
+    maintenance = commands.add_parser(
+        "maintenance",
+        help="hold automatic recovery while an installer works",
+        description=(
+            "During a maintenance window automatic recovery of the component (or of the whole"
+            " site) is held and its failures are recorded as expected. The window ends on its"
+            " own; both ends go into the audit log."
+        ),
+    )
+    maintenance_commands = maintenance.add_subparsers(
+        dest="maintenance_command", required=True, metavar="ACTION"
+    )
+    start = maintenance_commands.add_parser("start", help="open a window")
+    config_option(start)
+    by_option(start)
+    start.add_argument("component", help="a component name, or 'site' for everything")
+    start.add_argument(
+        "--for", dest="duration", type=parse_duration, required=True, help="e.g. 30m, 2h, 1d"
+    )
+    start.add_argument("--reason", required=True, help="what is being done")
+    end = maintenance_commands.add_parser("end", help="close a window early")
+    config_option(end)
+    by_option(end)
+    end.add_argument("window_id")
+    listing = maintenance_commands.add_parser("list", help="recent and current windows")
+    config_option(listing)
+
+    audit = commands.add_parser("audit", help="read and verify the audit log")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    verify = audit_commands.add_parser("verify", help="recompute the hash chain; exit 1 if broken")
+    config_option(verify)
+    show = audit_commands.add_parser("list", help="the newest entries")
+    config_option(show)
+    show.add_argument("--limit", type=int, default=30)
+    show.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+async def run_operator_command(args: argparse.Namespace, config: SupervisorConfig) -> int:
+    clock = SystemClock()
+    by = getattr(args, "by", None) or default_actor()
+    async with Database(config.database_path) as db:
+        audit = AuditLog(db)
+        controls = ControlRepository(db, audit)
+        if args.command == "safe-mode":
+            if args.safe_command == "status":
+                state = await controls.safe_mode()
+                if state.active:
+                    print(f"safe mode ON since {state.since} ({state.reason}, {state.changed_by})")
+                else:
+                    print("safe mode off")
+                return EXIT_OK
+            entering = args.safe_command == "enter"
+            changed = await controls.set_safe_mode(entering, args.reason, by, clock.now())
+            word = "entered" if entering else "left"
+            print(
+                f"safe mode {word}"
+                if changed
+                else f"safe mode was already {'on' if entering else 'off'}"
+            )
+            return EXIT_OK
+        if args.command == "maintenance":
+            if args.maintenance_command == "start":
+                component = SITE if args.component == "site" else args.component
+                if component != SITE and component not in config.components:
+                    known = ", ".join(config.components) or "none"
+                    print(
+                        f"unknown component {component!r} (known: {known}, or 'site')",
+                        file=sys.stderr,
+                    )
+                    return EXIT_INVALID
+                window = await controls.start_maintenance(
+                    component, args.duration, args.reason, by, clock.now()
+                )
+                print(f"{window}: maintenance of {args.component} for {args.duration:g} s")
+                return EXIT_OK
+            if args.maintenance_command == "end":
+                if await controls.end_maintenance(args.window_id, by, clock.now()):
+                    print(f"{args.window_id} ended")
+                    return EXIT_OK
+                print(f"no current window {args.window_id}", file=sys.stderr)
+                return EXIT_INVALID
+            for row in await controls.windows():
+                state = "ended " + row["ended_at"] if row["ended_at"] else "until " + row["ends_at"]
+                scope = "site" if row["component"] == SITE else row["component"]
+                print(
+                    f"{row['id']}  {scope}  {row['starts_at']}  {state}"
+                    f"  {row['created_by']}: {row['reason']}"
+                )
+            return EXIT_OK
+        if args.audit_command == "verify":
+            check = await audit.verify()
+            if check.ok:
+                print(f"audit log ok: {check.entries} entries, chain intact")
+                return EXIT_OK
+            print(
+                f"audit log BROKEN at entry {check.first_bad_seq}: {check.problem}", file=sys.stderr
+            )
+            return EXIT_INVALID
+        for row in reversed(await audit.entries(limit=args.limit)):
+            if args.json:
+                print(json.dumps(dict(zip(row.keys(), tuple(row), strict=True))))
+            else:
+                print(
+                    f"{row['seq']:>6}  {row['at']}  {row['actor']}  {row['action']}"
+                    f"  {row['subject']}  {row['detail']}"
+                )
+        return EXIT_OK

@@ -1,0 +1,142 @@
+"""What operators switch by hand: safe mode and maintenance windows.
+
+The daemon and the CLI are two processes; the store is where they meet. The
+daemon reads these rows whenever it decides, so a change from the CLI takes
+effect at the next decision. Every change goes into the audit log.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.database import Database, Row
+from graylogic_supervisor.store.ids import new_id
+
+SITE = "*"
+
+
+@dataclass(frozen=True)
+class SafeMode:
+    active: bool
+    since: str | None
+    reason: str | None
+    changed_by: str | None
+
+
+class ControlRepository:
+    def __init__(self, db: Database, audit: AuditLog) -> None:
+        self._db = db
+        self._audit = audit
+
+    # -- safe mode ------------------------------------------------------------
+
+    async def safe_mode(self) -> SafeMode:
+        row = await self._db.fetchone("SELECT * FROM safe_mode WHERE id = 1")
+        if row is None:
+            return SafeMode(False, None, None, None)
+        return SafeMode(bool(row["active"]), row["since"], row["reason"], row["changed_by"])
+
+    async def set_safe_mode(self, active: bool, reason: str, by: str, now: datetime) -> bool:
+        """Enter or leave; False when it already was so (nothing written)."""
+        current = await self.safe_mode()
+        if current.active == active:
+            return False
+        stamp = isoformat(now)
+        await self._db.execute(
+            "INSERT INTO safe_mode (id, active, since, reason, changed_by, changed_at)"
+            " VALUES (1, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET active = excluded.active,"
+            " since = excluded.since, reason = excluded.reason,"
+            " changed_by = excluded.changed_by, changed_at = excluded.changed_at",
+            (int(active), stamp if active else None, reason, by, stamp),
+        )
+        action = "safe_mode.enter" if active else "safe_mode.leave"
+        await self._audit.append(by, action, "site", {"reason": reason}, now)
+        return True
+
+    # -- maintenance windows --------------------------------------------------
+
+    async def start_maintenance(
+        self, component: str, duration_s: float, reason: str, by: str, now: datetime
+    ) -> str:
+        window_id = new_id("mw", now)
+        ends = now + timedelta(seconds=duration_s)
+        await self._db.execute(
+            "INSERT INTO maintenance_windows (id, component, starts_at, ends_at, reason,"
+            " created_by) VALUES (?, ?, ?, ?, ?, ?)",
+            (window_id, component, isoformat(now), isoformat(ends), reason, by),
+        )
+        await self._audit.append(
+            by,
+            "maintenance.start",
+            "site" if component == SITE else component,
+            {"window_id": window_id, "until": isoformat(ends), "reason": reason},
+            now,
+        )
+        return window_id
+
+    async def end_maintenance(self, window_id: str, by: str, now: datetime) -> bool:
+        """End a window early; False if it is unknown or already over."""
+        stamp = isoformat(now)
+        changed = await self._db.execute(
+            "UPDATE maintenance_windows SET ended_at = ?, ended_by = ?"
+            " WHERE id = ? AND ended_at IS NULL AND ends_at > ?",
+            (stamp, by, window_id, stamp),
+        )
+        if not changed:
+            return False
+        row = await self._db.fetchone(
+            "SELECT * FROM maintenance_windows WHERE id = ?", (window_id,)
+        )
+        assert row is not None
+        await self._audit.append(
+            by, "maintenance.end", _subject(row), {"window_id": window_id, "early": True}, now
+        )
+        return True
+
+    async def active_windows(self, now: datetime) -> list[Row]:
+        stamp = isoformat(now)
+        return await self._db.fetchall(
+            "SELECT * FROM maintenance_windows WHERE ended_at IS NULL AND starts_at <= ?"
+            " AND ends_at > ? ORDER BY ends_at",
+            (stamp, stamp),
+        )
+
+    async def window_for(self, component: str, now: datetime) -> Row | None:
+        """The active window that covers ``component`` (its own, or the whole site's)."""
+        for row in await self.active_windows(now):
+            if row["component"] in (component, SITE):
+                return row
+        return None
+
+    async def close_elapsed(self, now: datetime) -> list[Row]:
+        """Windows that ran out on their own: mark them ended and audit it, once."""
+        stamp = isoformat(now)
+        rows = await self._db.fetchall(
+            "SELECT * FROM maintenance_windows WHERE ended_at IS NULL AND ends_at <= ?", (stamp,)
+        )
+        for row in rows:
+            await self._db.execute(
+                "UPDATE maintenance_windows SET ended_at = ends_at, ended_by = 'supervisor'"
+                " WHERE id = ? AND ended_at IS NULL",
+                (row["id"],),
+            )
+            await self._audit.append(
+                "supervisor",
+                "maintenance.end",
+                _subject(row),
+                {"window_id": row["id"], "early": False},
+                now,
+            )
+        return rows
+
+    async def windows(self, limit: int = 50) -> list[Row]:
+        return await self._db.fetchall(
+            "SELECT * FROM maintenance_windows ORDER BY starts_at DESC LIMIT ?", (limit,)
+        )
+
+
+def _subject(row: Row) -> str:
+    return "site" if row["component"] == SITE else str(row["component"])

@@ -1,0 +1,179 @@
+"""Escalations: a human is being called about an incident until someone acknowledges it.
+
+Two processes write this table: the daemon raises escalations, records the
+level each has reached and closes them; the CLI acknowledges them. Every write
+that must not race is a single guarded ``UPDATE`` (``… WHERE acknowledged_at IS
+NULL``, ``… AND level < ?``), so SQLite's own lock decides between the two
+processes and the loser sees a rowcount of 0 instead of overwriting the winner.
+
+``level`` is the last level fully sent (or given up). A new escalation starts
+at ``NOTHING_SENT`` (-1), not the column's default 0, so a daemon that dies
+between recording an escalation and sending its first level sends that level
+after it restarts instead of believing it went out.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.errors import StoreError
+from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.database import Database, Row
+from graylogic_supervisor.store.ids import new_id
+
+NOTHING_SENT = -1
+SUPERVISOR = "supervisor"
+
+# Every read carries the incident's error id: the escalation row has none of its
+# own, and a restarted daemon needs it for the notifications still to send.
+_SELECT = (
+    "SELECT e.*, i.error_id AS error_id FROM escalations AS e"
+    " LEFT JOIN incidents AS i ON i.id = e.incident_id"
+)
+
+
+class EscalationRepository:
+    """The escalations table, with its raises and acknowledgements in the audit log."""
+
+    def __init__(self, db: Database, audit: AuditLog) -> None:
+        self._db = db
+        self._audit = audit
+
+    async def raise_(
+        self, incident_id: str, component: str, severity: str, message: str, now: datetime
+    ) -> str:
+        """Record a new escalation (nothing sent yet); returns its id."""
+        escalation_id = new_id("esc", now)
+        await self._db.execute(
+            "INSERT INTO escalations (id, incident_id, component, severity, message, raised_at,"
+            " level) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                escalation_id,
+                incident_id,
+                component,
+                severity,
+                message,
+                isoformat(now),
+                NOTHING_SENT,
+            ),
+        )
+        await self._audit.append(
+            SUPERVISOR,
+            "escalation.raise",
+            component,
+            {
+                "escalation_id": escalation_id,
+                "incident_id": incident_id,
+                "severity": severity,
+                "message": message,
+            },
+            now,
+        )
+        return escalation_id
+
+    async def acknowledge(self, escalation_id: str, by: str, now: datetime) -> bool:
+        """Someone has taken it; False if there is no such escalation or it was already taken.
+
+        The guarded UPDATE is the decision: of two people (or processes)
+        acknowledging at once, exactly one gets True and one audit entry.
+        """
+        if not by.strip():
+            raise ValueError("an acknowledgement needs the name of who gave it")
+        row = await self.get(escalation_id)
+        if row is None:
+            return False
+        changed = await self._db.execute(
+            "UPDATE escalations SET acknowledged_at = ?, acknowledged_by = ?"
+            " WHERE id = ? AND acknowledged_at IS NULL",
+            (isoformat(now), by, escalation_id),
+        )
+        if changed == 0:
+            return False
+        await self._audit.append(
+            by,
+            "escalation.acknowledge",
+            row["component"],
+            {
+                "escalation_id": escalation_id,
+                "incident_id": row["incident_id"],
+                "message": row["message"],
+            },
+            now,
+        )
+        return True
+
+    async def set_level(self, escalation_id: str, level: int) -> bool:
+        """Record the level reached; never moves backwards (False if it would not advance)."""
+        changed = await self._db.execute(
+            "UPDATE escalations SET level = ? WHERE id = ? AND level < ?",
+            (level, escalation_id, level),
+        )
+        return changed == 1
+
+    async def record_give_up(
+        self,
+        escalation_id: str,
+        component: str,
+        level: int,
+        channel: str,
+        attempts: int,
+        now: datetime,
+    ) -> None:
+        """A channel never took the notification: kept, since "was anyone told?" is asked later."""
+        await self._audit.append(
+            SUPERVISOR,
+            "escalation.give_up",
+            component,
+            {
+                "escalation_id": escalation_id,
+                "level": level,
+                "channel": channel,
+                "attempts": attempts,
+            },
+            now,
+        )
+
+    async def close_for_incident(self, incident_id: str, now: datetime) -> int:
+        """The incident is over: its escalations stop; returns how many were open."""
+        return await self._db.execute(
+            "UPDATE escalations SET closed_at = ? WHERE incident_id = ? AND closed_at IS NULL",
+            (isoformat(now), incident_id),
+        )
+
+    async def get(self, escalation_id: str) -> Row | None:
+        rows = await self._fetchall(f"{_SELECT} WHERE e.id = ?", (escalation_id,))
+        return rows[0] if rows else None
+
+    async def open_unacknowledged(self) -> list[Row]:
+        """Escalations still calling someone: neither acknowledged nor closed, oldest first."""
+        return await self._fetchall(
+            f"{_SELECT} WHERE e.acknowledged_at IS NULL AND e.closed_at IS NULL"
+            " ORDER BY e.raised_at, e.id"
+        )
+
+    async def open_for_incident(self, incident_id: str) -> Row | None:
+        """The incident's escalation still calling someone, if any."""
+        rows = await self._fetchall(
+            f"{_SELECT} WHERE e.incident_id = ? AND e.acknowledged_at IS NULL"
+            " AND e.closed_at IS NULL ORDER BY e.raised_at LIMIT 1",
+            (incident_id,),
+        )
+        return rows[0] if rows else None
+
+    async def recent(self, limit: int = 20) -> list[Row]:
+        """Newest first, whatever their state."""
+        return await self._fetchall(
+            f"{_SELECT} ORDER BY e.raised_at DESC, e.id DESC LIMIT ?", (limit,)
+        )
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        # Database translates write errors but not read errors; the chain's loop
+        # survives StoreError, so reads are translated here, at the store boundary.
+        try:
+            return await self._db.fetchall(sql, params)
+        except sqlite3.Error as exc:
+            raise StoreError(f"reading escalations failed: {exc}") from exc
