@@ -134,7 +134,7 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(path)
     check_catalog_covers(config, load_catalog(config.catalog), path)
     configure_logging(config.log_level, args.log_format)
-    asyncio.run(run_daemon(config))
+    asyncio.run(run_daemon(config, path))
     return EXIT_OK
 
 

@@ -8,6 +8,7 @@ import random
 import signal
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 from graylogic_supervisor import __version__
 from graylogic_supervisor.broker import BrokerPlan, plan_broker, write_mosquitto_conf
@@ -29,6 +30,7 @@ from graylogic_supervisor.mqtt.link import LinkSettings, MqttLink, encode
 from graylogic_supervisor.mqtt.probe import ProbeError, ProbeTarget, probe_broker
 from graylogic_supervisor.mqtt.status import StatusPublisher, Topics, offline_payload
 from graylogic_supervisor.playbooks.loader import load_directory
+from graylogic_supervisor.reload import Reloader, policy_settings
 from graylogic_supervisor.sdnotify import Notifier
 from graylogic_supervisor.services.factory import build_backend, readiness_of
 from graylogic_supervisor.services.manager import ServiceManager
@@ -42,7 +44,7 @@ from graylogic_supervisor.store.incidents import IncidentRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.supervisor.events import FanOut
 from graylogic_supervisor.supervisor.loop import Supervisor
-from graylogic_supervisor.supervisor.policy import PolicySettings, RecoveryPolicy
+from graylogic_supervisor.supervisor.policy import RecoveryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -53,21 +55,31 @@ class DaemonOptions:
     notifier: Notifier
 
 
-async def run_daemon(config: SupervisorConfig, options: DaemonOptions | None = None) -> None:
-    """Run until SIGTERM or SIGINT."""
+async def run_daemon(
+    config: SupervisorConfig, config_path: Path, options: DaemonOptions | None = None
+) -> None:
+    """Run until SIGTERM or SIGINT; SIGHUP reloads ``config_path``."""
     options = options or DaemonOptions(SystemClock(), Notifier.from_environment())
     stop = asyncio.Event()
+    reload_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
     try:
-        await _run(config, options, stop)
+        await _run(config, config_path, options, stop, reload_requested)
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
 
-async def _run(config: SupervisorConfig, options: DaemonOptions, stop: asyncio.Event) -> None:
+async def _run(
+    config: SupervisorConfig,
+    config_path: Path,
+    options: DaemonOptions,
+    stop: asyncio.Event,
+    reload_requested: asyncio.Event,
+) -> None:
     clock, notifier = options.clock, options.notifier
     catalog = load_catalog(config.catalog)
     check_catalog_covers(config, catalog)
@@ -161,6 +173,7 @@ async def _run(config: SupervisorConfig, options: DaemonOptions, stop: asyncio.E
 
         runner = Runner(registry, executions, clock, observer=publisher)
         policy = RecoveryPolicy(policy_settings(config), clock)
+        audit = AuditLog(db)
         supervisor = Supervisor(
             monitor,
             versions,
@@ -169,8 +182,19 @@ async def _run(config: SupervisorConfig, options: DaemonOptions, stop: asyncio.E
             runner,
             catalog,
             policy,
-            ControlRepository(db, AuditLog(db)),
+            ControlRepository(db, audit),
             FanOut([publisher]),
+            clock,
+        )
+        reloader = Reloader(
+            config_path,
+            config,
+            registry.specs(),
+            monitor,
+            policy,
+            supervisor,
+            versions,
+            audit,
             clock,
         )
 
@@ -187,6 +211,7 @@ async def _run(config: SupervisorConfig, options: DaemonOptions, stop: asyncio.E
                 group.create_task(link.run(), name="mqtt-link"),
                 group.create_task(monitor.run(), name="health-probes"),
                 group.create_task(supervisor.run(), name="supervisor"),
+                group.create_task(_reload_on_signal(reloader, reload_requested), name="reload"),
             ]
             interval = notifier.watchdog_interval_s()
             if interval is not None:
@@ -215,23 +240,18 @@ async def _run(config: SupervisorConfig, options: DaemonOptions, stop: asyncio.E
     logger.info("stopped")
 
 
+async def _reload_on_signal(reloader: Reloader, requested: asyncio.Event) -> None:
+    while True:
+        await requested.wait()
+        requested.clear()
+        await reloader.reload()
+
+
 async def _watchdog(notifier: Notifier, clock: Clock, interval: float) -> None:
     """Pings systemd's watchdog; it stops when the loop stops, which is the point."""
     while True:
         notifier.watchdog()
         await clock.sleep(interval)
-
-
-def policy_settings(config: SupervisorConfig) -> PolicySettings:
-    policy = config.policy
-    values = policy.model_dump(exclude={"essentials", "critical_patterns"})
-    return PolicySettings(
-        **values,
-        essentials=tuple(policy.essentials),
-        critical_patterns=tuple(
-            (p.error_id, p.message, p.reason) for p in policy.critical_patterns
-        ),
-    )
 
 
 def _link_settings(config: SupervisorConfig, plan: BrokerPlan, topics: Topics) -> LinkSettings:

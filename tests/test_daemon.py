@@ -14,7 +14,7 @@ import aiomqtt
 import pytest
 
 from tests.conftest import free_port
-from tests.daemon_process import Daemon, write_config
+from tests.daemon_process import REPO, Daemon, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -328,3 +328,37 @@ def test_embedded_defaults_run_anywhere_and_say_which_broker_they_chose(
     seeded = [r for r in records if r.get("playbook") == "PLAY-MQTT-RECOVER-001"]
     assert seeded, "log records carry the playbook field"
     assert daemon.terminate() == 0
+
+
+def test_sighup_with_a_broken_playbook_keeps_the_running_configuration(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    shipped = (REPO / "playbooks" / "mqtt-recover.yaml").read_text()
+    (playbooks / "mqtt.yaml").write_text(shipped)
+    port = free_port()
+    daemon = start(daemons, write_config(tmp_path, port, playbooks=playbooks))
+    started_healthy(daemon)
+    assert daemon.process is not None
+
+    (playbooks / "mqtt.yaml").write_text(
+        shipped.replace("version: 1.0.0", "version: 1.1.0").replace(
+            "on_failure: restart", "on_failure: restrat", 1
+        )
+    )
+    daemon.process.send_signal(signal.SIGHUP)
+    refused = daemon.wait_for_log(r"reload refused: kept the running configuration: (.*)")
+    assert "mqtt.yaml:" in refused.group(1)
+    assert "on_failure: transition to unknown step 'restrat'" in refused.group(1)
+    [active] = daemon.query("SELECT version FROM playbook_versions WHERE active = 1")
+    assert active["version"] == "1.0.0"
+
+    (playbooks / "mqtt.yaml").write_text(shipped.replace("version: 1.0.0", "version: 1.1.0"))
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.wait_for_log(r"reload applied: 1 playbooks \(PLAY-MQTT-RECOVER-001 1.1.0 added\)")
+    [active] = daemon.query("SELECT version FROM playbook_versions WHERE active = 1")
+    assert active["version"] == "1.1.0"
+    actions = [r["action"] for r in daemon.query("SELECT action FROM audit_log ORDER BY seq")]
+    assert actions == ["config.reload_refused", "config.reload"]
+    assert daemon.process.poll() is None

@@ -88,6 +88,14 @@ class HealthMonitor:
     def components(self) -> Mapping[str, ComponentConfig]:
         return self._components
 
+    def update_thresholds(self, components: Mapping[str, ComponentConfig]) -> None:
+        """A reload's new thresholds and intervals; the set of components must not change."""
+        if {n: c.kind for n, c in components.items()} != {
+            n: c.kind for n, c in self._components.items()
+        }:
+            raise ValueError("the set of components or their kinds changed: restart to apply")
+        self._components = dict(components)
+
     def state(self, component: str) -> ComponentHealth:
         return self._state[component]
 
@@ -158,10 +166,9 @@ class HealthMonitor:
                 group.create_task(self._probe_loop(name), name=f"health-probe:{name}")
 
     async def _probe_loop(self, component: str) -> None:
-        interval = self._components[component].check_interval_s
         while True:
             await self.probe(component)
-            await self._clock.sleep(interval)
+            await self._clock.sleep(self._components[component].check_interval_s)
 
 
 def health_payload(state: ComponentHealth) -> dict[str, str]:

@@ -91,6 +91,10 @@ class Supervisor:
         self._symptoms: dict[str, set[str]] = {}  # root -> its dependents' failures it explains
         self.transients = 0
 
+    def update_catalog(self, catalog: ErrorCatalog) -> None:
+        """A reload's catalog, for failures from now on."""
+        self._catalog = catalog
+
     @property
     def recovering(self) -> frozenset[str]:
         return frozenset(self._active)

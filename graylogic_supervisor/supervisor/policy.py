@@ -157,6 +157,14 @@ class RecoveryPolicy:
     def settings(self) -> PolicySettings:
         return self._settings
 
+    def update_settings(self, settings: PolicySettings) -> None:
+        """A reload: new thresholds apply from the next decision; history is kept."""
+        self._settings = settings
+        self._critical = [
+            (error_id, re.compile(pattern) if pattern else None, why)
+            for error_id, pattern, why in settings.critical_patterns
+        ]
+
     def _state(self, component: str) -> _ComponentState:
         return self._components.setdefault(component, _ComponentState())
 
