@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate_playbooks(args.paths)
         if args.command == "executions":
             return asyncio.run(_executions(args))
-        if args.command in ("safe-mode", "maintenance", "audit"):
+        if args.command in ("safe-mode", "maintenance", "escalation", "audit"):
             return asyncio.run(run_operator_command(args, _load(args.config)))
     except SourceError as exc:
         print(exc, file=sys.stderr)

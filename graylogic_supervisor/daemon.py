@@ -39,9 +39,11 @@ from graylogic_supervisor.services.systemd import SubprocessRunner
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.escalations import EscalationRepository
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.incidents import IncidentRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.supervisor.escalation import EscalationChain
 from graylogic_supervisor.supervisor.events import FanOut
 from graylogic_supervisor.supervisor.loop import Supervisor
 from graylogic_supervisor.supervisor.policy import RecoveryPolicy
@@ -174,6 +176,14 @@ async def _run(
         runner = Runner(registry, executions, clock, observer=publisher)
         policy = RecoveryPolicy(policy_settings(config), clock)
         audit = AuditLog(db)
+        observer = FanOut([publisher])
+        escalation_store = EscalationRepository(db, audit)
+        await escalation_store.close_unacknowledged(clock.now())
+        escalations = await stack.enter_async_context(
+            EscalationChain(
+                config.escalation, escalation_store, observer, clock, site=config.site.name
+            )
+        )
         supervisor = Supervisor(
             monitor,
             versions,
@@ -183,7 +193,8 @@ async def _run(
             catalog,
             policy,
             ControlRepository(db, audit),
-            FanOut([publisher]),
+            observer,
+            escalations,
             clock,
         )
         reloader = Reloader(
@@ -211,6 +222,7 @@ async def _run(
                 group.create_task(link.run(), name="mqtt-link"),
                 group.create_task(monitor.run(), name="health-probes"),
                 group.create_task(supervisor.run(), name="supervisor"),
+                group.create_task(escalations.run(), name="escalation-chain"),
                 group.create_task(_reload_on_signal(reloader, reload_requested), name="reload"),
             ]
             interval = notifier.watchdog_interval_s()

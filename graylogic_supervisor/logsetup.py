@@ -58,3 +58,6 @@ def configure_logging(level: str, log_format: LogFormat = "auto") -> None:
     # paho and aiosqlite log every packet and every call at DEBUG: keep them quiet.
     for chatty in ("mqtt", "aiosqlite", "asyncio"):
         logging.getLogger(chatty).setLevel(max(logging.getLevelName(level), logging.INFO))
+    # httpx logs every request URL at INFO: a token in a webhook's query string must not leak.
+    for secretive in ("httpx", "httpcore"):
+        logging.getLogger(secretive).setLevel(logging.WARNING)

@@ -1,4 +1,4 @@
-"""The operator's commands: safe mode, maintenance windows, the audit log.
+"""The operator's commands: safe mode, maintenance windows, escalations, the audit log.
 
 They act on the store, which the running daemon reads before every decision,
 so they work whether the daemon runs or not. Every change names who made it
@@ -20,6 +20,7 @@ from graylogic_supervisor.config import SupervisorConfig
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.controls import SITE, ControlRepository
 from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.escalations import EscalationRepository
 
 EXIT_OK, EXIT_INVALID = 0, 1
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
@@ -95,6 +96,20 @@ def add_operator_commands(
     listing = maintenance_commands.add_parser("list", help="recent and current windows")
     config_option(listing)
 
+    escalation = commands.add_parser(
+        "escalation", help="list escalations, acknowledge one (no further level is sent)"
+    )
+    escalation_commands = escalation.add_subparsers(
+        dest="escalation_command", required=True, metavar="ACTION"
+    )
+    recent = escalation_commands.add_parser("list", help="recent escalations, newest first")
+    config_option(recent)
+    recent.add_argument("--limit", type=int, default=20)
+    ack = escalation_commands.add_parser("ack", help="acknowledge: you have taken it")
+    config_option(ack)
+    by_option(ack)
+    ack.add_argument("escalation_id")
+
     audit = commands.add_parser("audit", help="read and verify the audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     verify = audit_commands.add_parser("verify", help="recompute the hash chain; exit 1 if broken")
@@ -157,6 +172,8 @@ async def run_operator_command(args: argparse.Namespace, config: SupervisorConfi
                     f"  {row['created_by']}: {row['reason']}"
                 )
             return EXIT_OK
+        if args.command == "escalation":
+            return await _escalation_command(args, EscalationRepository(db, audit), by)
         if args.audit_command == "verify":
             check = await audit.verify()
             if check.ok:
@@ -175,3 +192,27 @@ async def run_operator_command(args: argparse.Namespace, config: SupervisorConfi
                     f"  {row['subject']}  {row['detail']}"
                 )
         return EXIT_OK
+
+
+async def _escalation_command(
+    args: argparse.Namespace, escalations: EscalationRepository, by: str
+) -> int:
+    if args.escalation_command == "ack":
+        if await escalations.acknowledge(args.escalation_id, by, SystemClock().now()):
+            print(f"{args.escalation_id} acknowledged by {by}")
+            return EXIT_OK
+        print(f"no unacknowledged escalation {args.escalation_id}", file=sys.stderr)
+        return EXIT_INVALID
+    for row in await escalations.recent(args.limit):
+        if row["closed_at"]:
+            state = f"closed {row['closed_at']}"
+        elif row["acknowledged_by"]:
+            state = f"acked by {row['acknowledged_by']} {row['acknowledged_at']}"
+        else:
+            state = "OPEN"
+        level = "none yet" if row["level"] < 0 else str(row["level"])
+        print(
+            f"{row['id']}  {row['raised_at']}  {row['component']}  {row['severity']}"
+            f"  level {level}  {state}  {row['message']}"
+        )
+    return EXIT_OK

@@ -144,6 +144,18 @@ class EscalationRepository:
             (isoformat(now), incident_id),
         )
 
+    async def close_unacknowledged(self, now: datetime) -> int:
+        """At start-up: the incidents behind them are closed, and health is checked anew.
+
+        A failure that is still there opens a new incident and a new escalation;
+        the old chain must not page people about an incident that no longer exists.
+        """
+        return await self._db.execute(
+            "UPDATE escalations SET closed_at = ? WHERE closed_at IS NULL"
+            " AND acknowledged_at IS NULL",
+            (isoformat(now),),
+        )
+
     async def get(self, escalation_id: str) -> Row | None:
         rows = await self._fetchall(f"{_SELECT} WHERE e.id = ?", (escalation_id,))
         return rows[0] if rows else None

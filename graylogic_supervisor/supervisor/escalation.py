@@ -107,7 +107,8 @@ class EscalationChain:
         self._alerts = alerts
         self._clock = clock
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient(follow_redirects=False)
+        # Made on first use: a site without webhooks never opens an HTTP client.
+        self._http: httpx.AsyncClient | None = http
         self._site = site
         self._in_progress: dict[str, _LevelInProgress] = {}
         # Escalations being sent right now (by escalate() or a tick): never twice at once.
@@ -126,8 +127,14 @@ class EscalationChain:
 
     async def aclose(self) -> None:
         """Close the HTTP client if this chain made it (an injected one belongs to its owner)."""
-        if self._owns_http:
+        if self._owns_http and self._http is not None:
             await self._http.aclose()
+            self._http = None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(follow_redirects=False)
+        return self._http
 
     async def escalate(
         self, incident_id: str, component: str, error_id: str, severity: str, message: str
@@ -223,7 +230,9 @@ class EscalationChain:
         progress = self._in_progress.get(escalation.id)
         if progress is None or progress.level != level:
             progress = self._in_progress[escalation.id] = _LevelInProgress(level)
-        channels = [c for c in self._config.levels[level].channels if c not in progress.done]
+        channels = [
+            c for c in dict.fromkeys(self._config.levels[level].channels) if c not in progress.done
+        ]
         async with asyncio.TaskGroup() as group:
             attempts = {
                 channel: group.create_task(
@@ -314,7 +323,7 @@ class EscalationChain:
         try:
             # httpx's timeout bounds each phase; wait_for bounds the whole exchange.
             response = await self._clock.wait_for(
-                self._http.post(
+                self._client().post(
                     webhook.url, json=payload, headers=headers, timeout=webhook.timeout_s
                 ),
                 webhook.timeout_s,

@@ -18,6 +18,16 @@ class SupervisorObserver(Protocol):
     def viability(self, component: str, verdict: Verdict) -> None: ...
 
 
+class Escalator(Protocol):
+    """Calls humans about an incident, level after level, until one acknowledges."""
+
+    async def escalate(
+        self, incident_id: str, component: str, error_id: str, severity: str, message: str
+    ) -> str: ...
+
+    async def resolve(self, incident_id: str) -> object: ...
+
+
 class FanOut:
     """Hands each event to every listener, in order."""
 

@@ -29,7 +29,7 @@ from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.ids import new_id
 from graylogic_supervisor.store.incidents import IncidentRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
-from graylogic_supervisor.supervisor.events import SupervisorObserver
+from graylogic_supervisor.supervisor.events import Escalator, SupervisorObserver
 from graylogic_supervisor.supervisor.holds import Holds
 from graylogic_supervisor.supervisor.policy import Reason, RecoveryPolicy, Signature, Verdict
 
@@ -68,6 +68,7 @@ class Supervisor:
         policy: RecoveryPolicy,
         controls: ControlRepository,
         observer: SupervisorObserver,
+        escalations: Escalator,
         clock: Clock,
     ) -> None:
         self._monitor = monitor
@@ -82,6 +83,7 @@ class Supervisor:
         # unhealthy during a maintenance window: expected, waiting for the window's end
         self._in_maintenance: set[str] = set()
         self._observer = observer
+        self._escalations = escalations
         self._clock = clock
         self._active: set[str] = set()
         self._accepting = True
@@ -316,6 +318,7 @@ class Supervisor:
                     "resolved",
                     f"resolved by {outcome.resolved_by} ({outcome.execution_id})",
                 )
+                await self._escalations.resolve(incident.id)
                 return
             if outcome.status in ("escalated", "failed"):
                 await self._escalate(
@@ -391,14 +394,12 @@ class Supervisor:
             return
         incident.escalated_for = reason
         await self._set_phase(incident, "escalated", detail)
-        self._observer.alert(
+        await self._escalations.escalate(
+            incident.id,
+            incident.component,
+            incident.error_id,
             self._severity(incident.component, incident.error_id),
             detail,
-            {
-                "component": incident.component,
-                "error_id": incident.error_id,
-                "incident_id": incident.id,
-            },
         )
 
     async def _enter_safe_mode(self, now: datetime) -> None:
@@ -429,6 +430,7 @@ class Supervisor:
             self._publish(incident, detail, closed=True)
         else:
             await self._set_phase(incident, "resolved", detail)
+        await self._escalations.resolve(incident.id)
         logger.info("%s: %s", incident.component, detail)
 
     async def _set_phase(self, incident: _Incident, phase: str, detail: str) -> None:
