@@ -14,12 +14,22 @@ from graylogic_supervisor import __version__
 from graylogic_supervisor.broker import BrokerPlan, plan_broker, write_mosquitto_conf
 from graylogic_supervisor.catalog import check_catalog_covers, load_catalog
 from graylogic_supervisor.clock import Clock, SystemClock
-from graylogic_supervisor.config import BridgeComponent, ComponentConfig, SupervisorConfig
+from graylogic_supervisor.config import (
+    BridgeComponent,
+    ComponentConfig,
+    MqttComponent,
+    SupervisorConfig,
+)
 from graylogic_supervisor.engine.builtins import builtin_registry
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import ServiceError
 from graylogic_supervisor.health.heartbeats import HeartbeatTracker
-from graylogic_supervisor.health.monitor import HealthMonitor, service_running
+from graylogic_supervisor.health.monitor import (
+    ComponentHealth,
+    Health,
+    HealthMonitor,
+    service_running,
+)
 from graylogic_supervisor.health.probes import (
     cpu_prober,
     database_prober,
@@ -138,6 +148,15 @@ async def _run(
             lambda component, healthy, detail: monitor.report(component, healthy, detail),
         )
         link.subscribe(heartbeats.topic_filter, heartbeats.handle)
+
+        def on_health_change(state: ComponentHealth) -> None:
+            publisher.component_changed(state, monitor.overall())
+            broker_back = state.health is Health.HEALTHY and isinstance(
+                config.components[state.component], MqttComponent
+            )
+            if broker_back and not link.connected:
+                link.reconnect_now()  # do not wait out the link's backoff or breaker
+
         monitor = HealthMonitor(
             config.components,
             services,
@@ -151,7 +170,7 @@ async def _run(
                 "cpu": cpu_prober(clock),
             },
             clock,
-            publisher=lambda state: publisher.component_changed(state, monitor.overall()),
+            publisher=on_health_change,
         )
         systemctl = SubprocessRunner()
         all_services = ([plan.service] if plan.service else []) + list(config.services)

@@ -21,6 +21,7 @@ from typing import Any
 import aiomqtt
 
 from graylogic_supervisor.backoff import Backoff
+from graylogic_supervisor.breaker import BreakerState, CircuitBreaker
 from graylogic_supervisor.clock import Clock
 
 logger = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class LinkSettings:
     backoff_multiplier: float = 2.0
     max_backoff_s: float = 10.0
     backoff_jitter: float = 0.2
+    breaker_failures: int = 10  # consecutive failed connects that open the breaker
+    breaker_open_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class MqttLink:
         self._queue: deque[_Outgoing] = deque(maxlen=MAX_QUEUED)
         self._wakeup = asyncio.Event()
         self._reconnect = asyncio.Event()
+        self.breaker = CircuitBreaker(clock, settings.breaker_failures, settings.breaker_open_s)
         self._subscriptions: dict[str, MessageHandler] = {}
         self._listeners: list[LinkListener] = []
         self._on_connect: list[_Outgoing] = []
@@ -114,6 +118,7 @@ class MqttLink:
 
     def reconnect_now(self) -> None:
         """Skip the rest of the backoff: we have reason to believe the broker is back."""
+        self.breaker.trial_now()
         self._reconnect.set()
 
     @property
@@ -157,7 +162,15 @@ class MqttLink:
                     )
                 was_connected = False
                 self._set_connected(False, str(exc))
-            delay = self._backoff.next()
+                before = self.breaker.state
+                self.breaker.record_failure()
+                if self.breaker.state is BreakerState.OPEN and before is not BreakerState.OPEN:
+                    logger.warning(
+                        "MQTT link breaker open: no connect attempt for %.0f s"
+                        " (a recovered broker re-arms it at once)",
+                        self.breaker.wait_s(),
+                    )
+            delay = max(self._backoff.next(), self.breaker.wait_s())
             with contextlib.suppress(TimeoutError):
                 await self._clock.wait_for(self._reconnect.wait(), delay)
 
@@ -169,6 +182,7 @@ class MqttLink:
         for topic_filter in self._subscriptions:
             await client.subscribe(topic_filter, qos=1)
         self._backoff.reset()
+        self.breaker.record_success()
         logger.info("MQTT link to %s:%d up", self._settings.host, self._settings.port)
         self._set_connected(True, "connected")
         writer = asyncio.create_task(self._drain(client), name="mqtt-writer")

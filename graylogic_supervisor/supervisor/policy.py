@@ -54,13 +54,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from graylogic_supervisor.breaker import BreakerState as Breaker
 from graylogic_supervisor.clock import Clock
-
-
-class Breaker(StrEnum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
 
 
 class Reason(StrEnum):

@@ -139,3 +139,36 @@ async def test_probe_measures_a_round_trip_and_fails_clearly_without_a_broker(
     assert 0 < result.round_trip_s < 1
     with pytest.raises(ProbeError, match=f"127.0.0.1:{free_port()}|127.0.0.1"):
         await probe_broker(ProbeTarget("127.0.0.1", free_port(), None, None, "probe"), 1)
+
+
+async def test_the_link_breaker_opens_on_a_dead_broker_and_a_recovery_rearms_it(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    base = settings(port, "breaker")
+    link = MqttLink(
+        LinkSettings(**{**base.__dict__, "breaker_failures": 2, "breaker_open_s": 30}),
+        SystemClock(),
+        random.Random(1),
+    )
+    task = asyncio.create_task(link.run())
+    try:
+        async with asyncio.timeout(5):
+            while link.breaker.state.value != "open":
+                await asyncio.sleep(0.01)
+        assert link.breaker.wait_s() > 25  # it would wait half a minute now
+        broker = start_broker(tmp_path / "b", port)
+        try:
+            link.reconnect_now()  # what the supervisor does once it has the broker back
+            async with asyncio.timeout(2):
+                while not link.connected:
+                    await asyncio.sleep(0.005)
+            assert link.breaker.state.value == "closed"
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            broker.stop()
+    finally:
+        if not task.done():
+            task.cancel()
