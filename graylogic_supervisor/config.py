@@ -47,6 +47,9 @@ class MqttConfig(Model):
     keepalive_s: int = Field(10, ge=2, le=3600)
     topic_root: str = Field("graylogic", pattern=r"^[A-Za-z0-9_/-]+$")
     probe_timeout_s: float = Field(2.0, gt=0)
+    discovery_prefix: str | None = Field(
+        "homeassistant", description="Home Assistant discovery prefix; null disables discovery"
+    )
     reconnect: BackoffConfig = BackoffConfig()
 
 

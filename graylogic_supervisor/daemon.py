@@ -36,6 +36,7 @@ from graylogic_supervisor.health.probes import (
     disk_prober,
     memory_prober,
 )
+from graylogic_supervisor.mqtt.discovery import discovery_messages
 from graylogic_supervisor.mqtt.link import LinkSettings, MqttLink, encode
 from graylogic_supervisor.mqtt.probe import ProbeError, ProbeTarget, probe_broker
 from graylogic_supervisor.mqtt.status import StatusPublisher, Topics, offline_payload
@@ -59,6 +60,8 @@ from graylogic_supervisor.supervisor.loop import Supervisor
 from graylogic_supervisor.supervisor.policy import RecoveryPolicy
 
 logger = logging.getLogger(__name__)
+
+STATE_INTERVAL_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -195,6 +198,7 @@ async def _run(
         runner = Runner(registry, executions, clock, observer=publisher)
         policy = RecoveryPolicy(policy_settings(config), clock)
         audit = AuditLog(db)
+        controls = ControlRepository(db, audit)
         observer = FanOut([publisher])
         escalation_store = EscalationRepository(db, audit)
         await escalation_store.close_unacknowledged(clock.now())
@@ -211,7 +215,7 @@ async def _run(
             runner,
             catalog,
             policy,
-            ControlRepository(db, audit),
+            controls,
             observer,
             escalations,
             clock,
@@ -235,6 +239,11 @@ async def _run(
                 except ServiceError as exc:
                     logger.error("%s", exc)  # the health probe will see it and recover it
         publisher.announce_online(monitor.overall())
+        if config.mqtt.discovery_prefix:
+            for topic, payload in discovery_messages(
+                config.mqtt.discovery_prefix, topics, config.site.name
+            ):
+                link.publish_on_connect(topic, payload)
 
         async with asyncio.TaskGroup() as group:
             tasks = [
@@ -242,6 +251,10 @@ async def _run(
                 group.create_task(monitor.run(), name="health-probes"),
                 group.create_task(supervisor.run(), name="supervisor"),
                 group.create_task(escalations.run(), name="escalation-chain"),
+                group.create_task(
+                    _publish_state(publisher, policy, supervisor, controls, clock),
+                    name="state-publisher",
+                ),
                 group.create_task(_reload_on_signal(reloader, reload_requested), name="reload"),
             ]
             interval = notifier.watchdog_interval_s()
@@ -269,6 +282,31 @@ async def _run(
             for task in tasks:
                 task.cancel()
     logger.info("stopped")
+
+
+async def _publish_state(
+    publisher: StatusPublisher,
+    policy: RecoveryPolicy,
+    supervisor: Supervisor,
+    controls: ControlRepository,
+    clock: Clock,
+) -> None:
+    """The figures a dashboard shows, retained, refreshed every STATE_INTERVAL_S."""
+    while True:
+        reading = policy.termination()
+        safe_mode = await controls.safe_mode()
+        publisher.state_changed(
+            {
+                "termination_rate_percent": None
+                if reading.rate is None
+                else round(reading.rate * 100, 1),
+                "executions_last_hour": reading.finished,
+                "safe_mode": safe_mode.active,
+                "open_incidents": len(supervisor.recovering),
+                "recovering": sorted(supervisor.recovering),
+            }
+        )
+        await clock.sleep(STATE_INTERVAL_S)
 
 
 async def _reload_on_signal(reloader: Reloader, requested: asyncio.Event) -> None:

@@ -362,3 +362,43 @@ def test_sighup_with_a_broken_playbook_keeps_the_running_configuration(
     actions = [r["action"] for r in daemon.query("SELECT action FROM audit_log ORDER BY seq")]
     assert actions == ["config.reload_refused", "config.reload"]
     assert daemon.process.poll() is None
+
+
+async def test_home_assistant_discovers_the_supervisor_sensors(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    port = free_port()
+    daemon = start(daemons, write_config(tmp_path, port, site={"name": "villa 7"}))
+    started_healthy(daemon)
+    root = f"t{port}"
+    configs: dict[str, dict[str, object]] = {}
+    state: dict[str, object] = {}
+    async with aiomqtt.Client("127.0.0.1", port, identifier="ha") as client:
+        await client.subscribe("homeassistant/#")
+        await client.subscribe(f"{root}/supervisor/state")
+        async with asyncio_timeout(10):
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                if str(message.topic).startswith("homeassistant/"):
+                    configs[str(message.topic)] = json.loads(message.payload)
+                else:
+                    state = json.loads(message.payload)
+                if len(configs) == 4 and state:
+                    break
+    node = "graylogic_supervisor_villa_7"
+    assert set(configs) == {
+        f"homeassistant/sensor/{node}/health/config",
+        f"homeassistant/sensor/{node}/termination_rate/config",
+        f"homeassistant/binary_sensor/{node}/safe_mode/config",
+        f"homeassistant/sensor/{node}/open_incidents/config",
+    }
+    health = configs[f"homeassistant/sensor/{node}/health/config"]
+    assert health["availability_topic"] == f"{root}/health/supervisor"
+    assert health["unique_id"] == f"{node}_health"
+    assert state == {
+        "termination_rate_percent": None,  # too few executions to mean anything
+        "executions_last_hour": 0,
+        "safe_mode": False,
+        "open_incidents": 0,
+        "recovering": [],
+    }

@@ -4,6 +4,7 @@
 {root}/supervisor/health/{component}   retained: each component's health
 {root}/supervisor/executions/{component}  retained: the latest execution and its progress
 {root}/supervisor/incidents/{component}   retained: the latest incident, its phase and breaker
+{root}/supervisor/state                retained: termination rate, safe mode, open incidents
 {root}/supervisor/alerts               QoS 1: escalations and alert steps
 """
 
@@ -42,6 +43,10 @@ class Topics:
 
     def incident(self, component: str) -> str:
         return f"{self.root}/supervisor/incidents/{component}"
+
+    @property
+    def state(self) -> str:
+        return f"{self.root}/supervisor/state"
 
     @property
     def alerts(self) -> str:
@@ -143,6 +148,9 @@ class StatusPublisher:
         component = progress.get("component")
         if component:
             self._link.publish(self._topics.execution(component), progress, retain=True)
+
+    def state_changed(self, state: dict[str, Any]) -> None:
+        self._link.publish(self._topics.state, state, retain=True)
 
     # SupervisorObserver
     def incident_changed(self, component: str, incident: dict[str, Any]) -> None:
