@@ -193,9 +193,9 @@ class PolicyConfig(Model):
     """The give-up rules (supervisor/policy.py explains each)."""
 
     attempt_window_s: float = Field(3600.0, gt=0)
-    rearm_after_s: float = Field(300.0, ge=0)
-    open_cooldown_s: float = Field(600.0, ge=0)
-    max_open_cooldown_s: float = Field(3600.0, ge=0)
+    rearm_after_s: float = Field(60.0, ge=0)
+    open_cooldown_s: float = Field(120.0, ge=0)
+    max_open_cooldown_s: float = Field(1800.0, ge=0)
     termination_window_s: float = Field(3600.0, gt=0)
     termination_rate_limit: float = Field(0.10, gt=0, le=1)
     termination_rate_alert: float = Field(0.08, gt=0, le=1)

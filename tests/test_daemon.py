@@ -402,3 +402,44 @@ async def test_home_assistant_discovers_the_supervisor_sensors(
         "open_incidents": 0,
         "recovering": [],
     }
+
+
+def test_a_broker_killed_over_and_over_is_capped_escalated_then_tried_again(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    import psutil
+
+    port = free_port()
+    config = write_config(
+        tmp_path, port, policy={"open_cooldown_s": 2, "rearm_after_s": 30, "flap_changes": 100}
+    )
+    daemon = start(daemons, config)
+    started_healthy(daemon)
+    assert daemon.process is not None
+    rss_before = psutil.Process(daemon.process.pid).memory_info().rss
+    for round_ in range(1, 4):  # within budget (max_attempts 3): each one recovered
+        os.kill(daemon.broker_pid(), signal.SIGKILL)
+        daemon.wait_for(
+            lambda n=round_: (
+                len(daemon.query("SELECT 1 FROM executions WHERE status = 'resolved'")) == n
+            )
+        )
+        daemon.wait_for(lambda: accepts(port))
+    os.kill(daemon.broker_pid(), signal.SIGKILL)  # the fourth in the window: held
+    daemon.wait_for_log(r"denied \(attempt_budget\) 3 attempts in the last 3600 s \(budget 3\)")
+    assert not accepts(port)
+    [held] = daemon.query("SELECT * FROM incidents ORDER BY opened_at DESC LIMIT 1")
+    assert held["phase"] == "escalated"
+    [escalation] = daemon.query("SELECT * FROM escalations")
+    assert escalation["component"] == "mqtt"
+    # After the breaker's cooldown, one trial attempt brings it back on its own.
+    daemon.wait_for_log(r"allowed \(trial_attempt\)", timeout=10)
+    daemon.wait_for(lambda: accepts(port))
+    daemon.wait_for(
+        lambda: daemon.query(
+            "SELECT 1 FROM incidents WHERE id = ? AND phase = 'resolved'", (held["id"],)
+        )
+    )
+    assert daemon.process.poll() is None
+    growth_mb = (psutil.Process(daemon.process.pid).memory_info().rss - rss_before) / 1e6
+    assert growth_mb < 20, f"RSS grew {growth_mb:.1f} MB over five incidents"

@@ -160,7 +160,9 @@ class Supervisor:
     def _start(self, group: asyncio.TaskGroup, component: str, after_root: bool = False) -> None:
         self._active.add(component)
         self._idle.clear()
-        group.create_task(self._handle(component, after_root), name=f"incident:{component}")
+        group.create_task(
+            self._handle(group, component, after_root), name=f"incident:{component}"
+        )
 
     # -- dependencies ----------------------------------------------------------
 
@@ -224,7 +226,7 @@ class Supervisor:
             return False
         return True
 
-    async def _handle(self, component: str, after_root: bool = False) -> None:
+    async def _handle(self, group: asyncio.TaskGroup, component: str, after_root: bool) -> None:
         try:
             incident = await self._open_incident(component, after_root)
             if incident is not None:
@@ -233,6 +235,15 @@ class Supervisor:
             self._active.discard(component)
             if not self._active:
                 self._idle.set()
+        # A failure that arrived while this incident was closing found it still open
+        # and started nothing: it must not be lost.
+        if (
+            self._accepting
+            and self._monitor.state(component).health is Health.UNHEALTHY
+            and self._unhealthy_root(component) is None
+        ):
+            logger.info("%s failed again as its incident closed: a new incident", component)
+            self._start(group, component)
 
     async def _open_incident(self, component: str, after_root: bool) -> _Incident | None:
         config = self._monitor.components[component]

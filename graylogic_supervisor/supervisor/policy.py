@@ -76,9 +76,9 @@ class Reason(StrEnum):
 @dataclass(frozen=True)
 class PolicySettings:
     attempt_window_s: float = 3600.0
-    rearm_after_s: float = 300.0
-    open_cooldown_s: float = 600.0
-    max_open_cooldown_s: float = 3600.0
+    rearm_after_s: float = 60.0
+    open_cooldown_s: float = 120.0
+    max_open_cooldown_s: float = 1800.0
     termination_window_s: float = 3600.0
     termination_rate_limit: float = 0.10
     termination_rate_alert: float = 0.08

@@ -223,3 +223,10 @@ def test_termination_rate_forgets_executions_older_than_its_window(
     clock.advance(3601)
     assert policy.termination().finished == 0
     assert policy.evaluate("mqtt", max_attempts=3).allowed
+
+
+def test_the_policy_defaults_are_the_config_defaults() -> None:
+    from graylogic_supervisor.config import SupervisorConfig
+    from graylogic_supervisor.reload import policy_settings
+
+    assert policy_settings(SupervisorConfig()) == PolicySettings()
