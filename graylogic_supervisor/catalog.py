@@ -76,3 +76,12 @@ def check_catalog_covers(
             for name, error_id in missing
         ],
     )
+
+
+def catalog_playbook_warnings(catalog: ErrorCatalog, playbook_ids: set[str]) -> list[str]:
+    """Catalog entries that name a playbook nobody loaded: their failures would find none."""
+    return [
+        f"catalog: {error_id} names playbook {entry.playbook}, which is not loaded"
+        for error_id, entry in catalog.errors.items()
+        if entry.playbook is not None and entry.playbook not in playbook_ids
+    ]

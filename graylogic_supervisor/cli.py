@@ -12,7 +12,11 @@ from pathlib import Path
 import yaml
 
 from graylogic_supervisor import __version__
-from graylogic_supervisor.catalog import check_catalog_covers, load_catalog
+from graylogic_supervisor.catalog import (
+    catalog_playbook_warnings,
+    check_catalog_covers,
+    load_catalog,
+)
 from graylogic_supervisor.config import SupervisorConfig, default_config_path, load_config
 from graylogic_supervisor.engine.builtins import builtin_specs
 from graylogic_supervisor.errors import SourceError, StoreError
@@ -147,6 +151,8 @@ def _check_config(path: Path) -> int:
         print(error, file=sys.stderr)
     if errors:
         return EXIT_INVALID
+    for warning in catalog_playbook_warnings(catalog, {item.playbook.id for item in loaded}):
+        print(f"warning: {warning}", file=sys.stderr)
     print(
         f"{path}: ok ({len(config.components)} components, {len(catalog.errors)} catalog entries,"
         f" {len(loaded)} playbooks)"

@@ -12,7 +12,11 @@ from pathlib import Path
 
 from graylogic_supervisor import __version__
 from graylogic_supervisor.broker import BrokerPlan, plan_broker, write_mosquitto_conf
-from graylogic_supervisor.catalog import check_catalog_covers, load_catalog
+from graylogic_supervisor.catalog import (
+    catalog_playbook_warnings,
+    check_catalog_covers,
+    load_catalog,
+)
 from graylogic_supervisor.clock import Clock, SystemClock
 from graylogic_supervisor.config import (
     BridgeComponent,
@@ -194,6 +198,8 @@ async def _run(
         for item in loaded:
             await versions.seed(item.playbook, item.source, str(item.file), clock.now())
         logger.info("%d playbooks loaded from %s", len(loaded), config.playbooks.directory)
+        for warning in catalog_playbook_warnings(catalog, {item.playbook.id for item in loaded}):
+            logger.warning("%s", warning)
 
         runner = Runner(registry, executions, clock, observer=publisher)
         policy = RecoveryPolicy(policy_settings(config), clock)

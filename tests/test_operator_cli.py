@@ -1,0 +1,94 @@
+"""The operator's commands, run as a person would: the real CLI in a child process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.daemon_process import REPO
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "supervisor.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": str(tmp_path / "state"),
+                "catalog": str(REPO / "config" / "catalog.yaml"),
+                "playbooks": {"directory": str(REPO / "playbooks")},
+                "components": {"mqtt": {"kind": "mqtt", "error_id": "ERR-INFRA-MQTT-001"}},
+            }
+        )
+    )
+    return path
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "graylogic_supervisor", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_safe_mode_is_entered_and_left_by_a_named_person_and_audited(config: Path) -> None:
+    assert cli(config, "safe-mode", "status").stdout == "safe mode off\n"
+    entered = cli(config, "safe-mode", "enter", "--reason", "storm", "--by", "alice")
+    assert (entered.returncode, entered.stdout) == (0, "safe mode entered\n")
+    status = cli(config, "safe-mode", "status").stdout
+    assert status.startswith("safe mode ON since ") and status.endswith("(storm, alice)\n")
+    assert cli(config, "safe-mode", "enter", "--reason", "x").stdout == "safe mode was already on\n"
+    assert (
+        cli(config, "safe-mode", "leave", "--reason", "ok", "--by", "bob").stdout
+        == "safe mode left\n"
+    )
+    entries = [
+        json.loads(line) for line in cli(config, "audit", "list", "--json").stdout.splitlines()
+    ]
+    assert [(e["actor"], e["action"]) for e in entries] == [
+        ("alice", "safe_mode.enter"),
+        ("bob", "safe_mode.leave"),
+    ]
+    verified = cli(config, "audit", "verify")
+    assert (verified.returncode, verified.stdout) == (0, "audit log ok: 2 entries, chain intact\n")
+
+
+def test_a_maintenance_window_is_opened_listed_and_ended_early(config: Path) -> None:
+    started = cli(
+        config, "maintenance", "start", "mqtt", "--for", "2h", "--reason", "switch", "--by", "carol"
+    )
+    assert started.returncode == 0
+    window = started.stdout.split(":")[0]
+    assert started.stdout == f"{window}: maintenance of mqtt for 7200 s\n"
+    listing = cli(config, "maintenance", "list").stdout
+    assert window in listing and "carol: switch" in listing and "until " in listing
+    assert cli(config, "maintenance", "end", window, "--by", "carol").stdout == f"{window} ended\n"
+    again = cli(config, "maintenance", "end", window)
+    assert (again.returncode, again.stderr) == (1, f"no current window {window}\n")
+    site = cli(config, "maintenance", "start", "site", "--for", "30m", "--reason", "works")
+    assert site.returncode == 0
+
+
+def test_bad_maintenance_requests_are_refused_clearly(config: Path) -> None:
+    unknown = cli(config, "maintenance", "start", "pump", "--for", "1h", "--reason", "x")
+    assert (unknown.returncode, unknown.stderr) == (
+        1,
+        "unknown component 'pump' (known: mqtt, or 'site')\n",
+    )
+    bad = cli(config, "maintenance", "start", "mqtt", "--for", "soon", "--reason", "x")
+    assert bad.returncode == 2
+    assert "not a duration: 'soon' (e.g. 30m, 2h, 1d)" in bad.stderr
+
+
+def test_acknowledging_an_unknown_escalation_says_so(config: Path) -> None:
+    assert cli(config, "escalation", "list").stdout == ""
+    ack = cli(config, "escalation", "ack", "esc-nope", "--by", "dave")
+    assert (ack.returncode, ack.stderr) == (1, "no unacknowledged escalation esc-nope\n")
