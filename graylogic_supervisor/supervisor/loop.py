@@ -160,9 +160,7 @@ class Supervisor:
     def _start(self, group: asyncio.TaskGroup, component: str, after_root: bool = False) -> None:
         self._active.add(component)
         self._idle.clear()
-        group.create_task(
-            self._handle(group, component, after_root), name=f"incident:{component}"
-        )
+        group.create_task(self._handle(group, component, after_root), name=f"incident:{component}")
 
     # -- dependencies ----------------------------------------------------------
 
@@ -338,8 +336,12 @@ class Supervisor:
                     f"{playbook.id} {outcome.status} for {component}: {outcome.detail}",
                 )
             else:
-                await self._set_phase(incident, "recovering", outcome.detail)
-            pause = playbook.limits.cooldown_seconds
+                await self._set_phase(
+                    incident, "recovering", f"{outcome.detail}, but {component} is unhealthy"
+                )
+            # A run that resolved but left (or found) the component failed again is tried
+            # again at once: the attempt budget caps that loop. A run that failed waits.
+            pause = 0.0 if outcome.status == "resolved" else playbook.limits.cooldown_seconds
             if denial is not None:
                 await self._record(incident, denial)
                 await self._escalate(
