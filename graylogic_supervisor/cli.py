@@ -19,7 +19,7 @@ from graylogic_supervisor.catalog import (
 )
 from graylogic_supervisor.config import SupervisorConfig, default_config_path, load_config
 from graylogic_supervisor.engine.builtins import builtin_specs
-from graylogic_supervisor.errors import SourceError, StoreError
+from graylogic_supervisor.errors import SourceError, StoreError, SupervisorError
 from graylogic_supervisor.operator_cli import add_operator_commands, run_operator_command
 from graylogic_supervisor.playbooks.loader import load_directory, load_files
 
@@ -138,8 +138,14 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(path)
     check_catalog_covers(config, load_catalog(config.catalog), path)
     configure_logging(config.log_level, args.log_format)
-    asyncio.run(run_daemon(config, path))
-    return EXIT_OK
+    failed = False
+    try:
+        asyncio.run(run_daemon(config, path))
+    except* SupervisorError as group:  # e.g. the admin port is taken: say so, no traceback
+        for error in group.exceptions:
+            print(f"graylogic-supervisor: {error}", file=sys.stderr)
+        failed = True
+    return EXIT_INVALID if failed else EXIT_OK
 
 
 def _check_config(path: Path) -> int:

@@ -40,6 +40,7 @@ from graylogic_supervisor.health.probes import (
     disk_prober,
     memory_prober,
 )
+from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.mqtt.discovery import discovery_messages
 from graylogic_supervisor.mqtt.link import LinkSettings, MqttLink, encode
 from graylogic_supervisor.mqtt.probe import ProbeError, ProbeTarget, probe_broker
@@ -62,6 +63,9 @@ from graylogic_supervisor.supervisor.escalation import EscalationChain
 from graylogic_supervisor.supervisor.events import FanOut
 from graylogic_supervisor.supervisor.loop import Supervisor
 from graylogic_supervisor.supervisor.policy import RecoveryPolicy
+from graylogic_supervisor.supervisor.recorder import ExecutionFanOut, MetricsRecorder
+from graylogic_supervisor.web.app import WebDeps, create_app
+from graylogic_supervisor.web.server import serve
 
 logger = logging.getLogger(__name__)
 
@@ -201,11 +205,15 @@ async def _run(
         for warning in catalog_playbook_warnings(catalog, {item.playbook.id for item in loaded}):
             logger.warning("%s", warning)
 
-        runner = Runner(registry, executions, clock, observer=publisher)
+        metrics = Metrics(__version__)
+        recorder = MetricsRecorder(metrics, plan.service.name if plan.service else None)
+        runner = Runner(
+            registry, executions, clock, observer=ExecutionFanOut([publisher, recorder])
+        )
         policy = RecoveryPolicy(policy_settings(config), clock)
         audit = AuditLog(db)
         controls = ControlRepository(db, audit)
-        observer = FanOut([publisher])
+        observer = FanOut([publisher, recorder])
         escalation_store = EscalationRepository(db, audit)
         await escalation_store.close_unacknowledged(clock.now())
         escalations = await stack.enter_async_context(
@@ -251,14 +259,32 @@ async def _run(
             ):
                 link.publish_on_connect(topic, payload)
 
+        app = create_app(
+            WebDeps(
+                health=monitor,
+                recovering=lambda: supervisor.recovering,
+                metrics=metrics,
+                site=config.site.name,
+                version=__version__,
+            )
+        )
+        web_ready = asyncio.Event()
+
         async with asyncio.TaskGroup() as group:
+            web = group.create_task(
+                serve(app, config.admin.bind, config.admin.port, ready=web_ready), name="web"
+            )
+            # Listening first: an address in use ends start-up here, before anything else
+            # runs (and before READY=1).
+            await web_ready.wait()
             tasks = [
+                web,
                 group.create_task(link.run(), name="mqtt-link"),
                 group.create_task(monitor.run(), name="health-probes"),
                 group.create_task(supervisor.run(), name="supervisor"),
                 group.create_task(escalations.run(), name="escalation-chain"),
                 group.create_task(
-                    _publish_state(publisher, policy, supervisor, controls, clock),
+                    _publish_state(publisher, metrics, policy, supervisor, controls, clock),
                     name="state-publisher",
                 ),
                 group.create_task(_reload_on_signal(reloader, reload_requested), name="reload"),
@@ -292,6 +318,7 @@ async def _run(
 
 async def _publish_state(
     publisher: StatusPublisher,
+    metrics: Metrics,
     policy: RecoveryPolicy,
     supervisor: Supervisor,
     controls: ControlRepository,
@@ -301,6 +328,8 @@ async def _publish_state(
     while True:
         reading = policy.termination()
         safe_mode = await controls.safe_mode()
+        metrics.set_termination_rate(reading.rate)
+        metrics.set_safe_mode(safe_mode.active)
         publisher.state_changed(
             {
                 "termination_rate_percent": None

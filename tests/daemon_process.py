@@ -18,6 +18,8 @@ from typing import Any
 import psutil
 import yaml
 
+from tests.conftest import free_port
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -39,6 +41,7 @@ def write_config(tmp_path: Path, port: int, playbooks: Path | None = None, **ext
             }
         },
         "playbooks": {"directory": str(playbooks or REPO / "playbooks")},
+        "admin": {"port": free_port()},
         **extra,
     }
     path = tmp_path / "supervisor.yaml"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
+import yaml
 
 from tests.conftest import free_port
 from tests.daemon_process import REPO, Daemon, write_config
@@ -443,3 +444,34 @@ def test_a_broker_killed_over_and_over_is_capped_escalated_then_tried_again(
     assert daemon.process.poll() is None
     growth_mb = (psutil.Process(daemon.process.pid).memory_info().rss - rss_before) / 1e6
     assert growth_mb < 20, f"RSS grew {growth_mb:.1f} MB over five incidents"
+
+
+def test_the_health_api_and_metrics_are_served_and_a_taken_port_is_a_clear_error(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    import httpx
+
+    port = free_port()
+    config = write_config(tmp_path, port)
+    daemon = start(daemons, config)
+    started_healthy(daemon)
+    admin = yaml.safe_load(config.read_text())["admin"]["port"]
+    health = httpx.get(f"http://127.0.0.1:{admin}/api/v1/system/health", timeout=5).json()
+    assert health["status"] == "healthy"
+    assert health["components"]["mqtt"]["status"] == "healthy"
+    os.kill(daemon.broker_pid(), signal.SIGKILL)
+    daemon.wait_for(lambda: daemon.query("SELECT 1 FROM executions WHERE status = 'resolved'"))
+    metrics = httpx.get(f"http://127.0.0.1:{admin}/metrics", timeout=5).text
+    resolved = 'playbook="PLAY-MQTT-RECOVER-001",status="resolved"'
+    assert f"graylogic_supervisor_executions_total{{{resolved}}} 1.0" in metrics
+    assert "graylogic_supervisor_broker_restarts_total 1.0" in metrics
+
+    # A second daemon on the same admin port says why it cannot start, and exits.
+    other = tmp_path / "other"
+    other.mkdir()
+    second = Daemon(write_config(other, free_port(), admin={"port": admin}))
+    daemons.append(second.start())
+    assert second.process is not None
+    assert second.process.wait(timeout=15) == 1
+    assert f"graylogic-supervisor: cannot listen on 127.0.0.1:{admin}" in second.log
+    assert "Traceback" not in second.log

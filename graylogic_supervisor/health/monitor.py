@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
+from graylogic_supervisor.cancellation import raise_if_cancelling
 from graylogic_supervisor.clock import Clock, isoformat
 from graylogic_supervisor.config import ComponentConfig
 from graylogic_supervisor.errors import SupervisorError
@@ -168,6 +169,7 @@ class HealthMonitor:
     async def _probe_loop(self, component: str) -> None:
         while True:
             await self.probe(component)
+            raise_if_cancelling()
             await self._clock.sleep(self._components[component].check_interval_s)
 
 

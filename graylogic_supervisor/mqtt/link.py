@@ -22,6 +22,7 @@ import aiomqtt
 
 from graylogic_supervisor.backoff import Backoff
 from graylogic_supervisor.breaker import BreakerState, CircuitBreaker
+from graylogic_supervisor.cancellation import raise_if_cancelling
 from graylogic_supervisor.clock import Clock
 
 logger = logging.getLogger(__name__)
@@ -170,6 +171,7 @@ class MqttLink:
                         " (a recovered broker re-arms it at once)",
                         self.breaker.wait_s(),
                     )
+            raise_if_cancelling()
             delay = max(self._backoff.next(), self.breaker.wait_s())
             with contextlib.suppress(TimeoutError):
                 await self._clock.wait_for(self._reconnect.wait(), delay)

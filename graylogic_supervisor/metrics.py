@@ -1,0 +1,142 @@
+"""The supervisor's Prometheus metrics: a plain sink that callers tell what happened.
+
+``Metrics`` owns its own ``CollectorRegistry``: the composition root builds one
+and hands it to whoever records, so two daemons (or two tests) in one process
+never share counters, and nothing registers itself on import.
+
+The exposition is the plain text format (``generate_latest``), not
+OpenMetrics: promtool rejects prometheus-client's OpenMetrics ``info`` type,
+which is also why ``build_info`` is a gauge set to 1 with the version as a
+label (the usual Prometheus idiom).
+
+``component_healthy`` is 1 for healthy, 0 for unhealthy and -1 for unknown
+(not checked yet). Unknown is a value of its own rather than a missing series
+so a component that was never checked still shows up; ``== 0`` selects the
+failing components, ``< 1`` those not known to be healthy.
+
+``termination_rate`` is NaN while too few executions finished in the window
+for a rate to mean anything (the recovery policy's reading is ``None`` then).
+"""
+
+from __future__ import annotations
+
+import math
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+
+PREFIX = "graylogic_supervisor_"
+
+COMPONENT_HEALTH_VALUES = {"healthy": 1.0, "unhealthy": 0.0, "unknown": -1.0}
+
+
+class Metrics:
+    """Every metric the supervisor exports, in a registry of its own."""
+
+    content_type = CONTENT_TYPE_LATEST
+    """The content type of :meth:`exposition`, for the ``/metrics`` response."""
+
+    def __init__(self, version: str) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self._executions = Counter(
+            f"{PREFIX}executions_total",
+            "Recovery executions finished, by playbook and final status.",
+            ["playbook", "status"],
+            registry=registry,
+        )
+        self._step_outcomes = Counter(
+            f"{PREFIX}step_outcomes_total",
+            "Playbook steps finished, by action and outcome.",
+            ["action", "outcome"],
+            registry=registry,
+        )
+        self._recovery_attempts = Counter(
+            f"{PREFIX}recovery_attempts_total",
+            "Recovery attempts started, by component.",
+            ["component"],
+            registry=registry,
+        )
+        self._viability = Counter(
+            f"{PREFIX}viability_evaluations_total",
+            "Recovery policy evaluations, by outcome (allowed or denied) and reason.",
+            ["outcome", "reason"],
+            registry=registry,
+        )
+        self._termination_rate = Gauge(
+            f"{PREFIX}termination_rate",
+            "Share (0..1) of executions in the last hour that ended escalated or failed;"
+            " NaN while too few finished.",
+            registry=registry,
+        )
+        self._termination_rate.set(math.nan)
+        self._component_healthy = Gauge(
+            f"{PREFIX}component_healthy",
+            "Component health: 1 healthy, 0 unhealthy, -1 unknown (not checked yet).",
+            ["component"],
+            registry=registry,
+        )
+        self._broker_restarts = Counter(
+            f"{PREFIX}broker_restarts_total",
+            "Restarts of the MQTT broker by the supervisor.",
+            registry=registry,
+        )
+        self._safe_mode = Gauge(
+            f"{PREFIX}safe_mode",
+            "1 while the supervisor is in safe mode (no automatic recovery), else 0.",
+            registry=registry,
+        )
+        build_info = Gauge(
+            f"{PREFIX}build_info",
+            "Always 1; the running version is in the label.",
+            ["version"],
+            registry=registry,
+        )
+        build_info.labels(version=version).set(1)
+
+    def execution_finished(self, playbook_id: str, status: str) -> None:
+        self._executions.labels(playbook=playbook_id, status=status).inc()
+
+    def step_finished(self, action: str, outcome: str) -> None:
+        self._step_outcomes.labels(action=action, outcome=outcome).inc()
+
+    def recovery_attempt(self, component: str) -> None:
+        self._recovery_attempts.labels(component=component).inc()
+
+    def viability(self, outcome: str, reason: str) -> None:
+        self._viability.labels(outcome=outcome, reason=reason).inc()
+
+    def set_termination_rate(self, rate: float | None) -> None:
+        """``None`` (too few executions to tell) is exported as NaN, not as 0: 0 would read as
+        "nothing went wrong" on a site that has not run enough recoveries to say."""
+        if rate is None:
+            self._termination_rate.set(math.nan)
+            return
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"termination rate {rate!r} is not within 0..1")
+        self._termination_rate.set(rate)
+
+    def set_component_health(self, component: str, health_value: str) -> None:
+        """``health_value`` is a :class:`~graylogic_supervisor.health.monitor.Health` value."""
+        try:
+            value = COMPONENT_HEALTH_VALUES[health_value]
+        except KeyError:
+            raise ValueError(
+                f"component health {health_value!r} is not one of {sorted(COMPONENT_HEALTH_VALUES)}"
+            ) from None
+        self._component_healthy.labels(component=component).set(value)
+
+    def broker_restarted(self) -> None:
+        self._broker_restarts.inc()
+
+    def set_safe_mode(self, on: bool) -> None:
+        self._safe_mode.set(1 if on else 0)
+
+    def exposition(self) -> bytes:
+        """The registry in the plain text format; serve it with :attr:`content_type`."""
+        return generate_latest(self.registry)

@@ -1,0 +1,156 @@
+"""The supervisor's HTTP API: liveness, system health and Prometheus metrics.
+
+Every route here is read-only and unauthenticated. That is acceptable because
+the server binds to localhost by default (``admin.bind``: 127.0.0.1); exposing
+it on another interface publishes the site's component health and metrics to
+whoever can reach it. The admin page with a login comes later and adds
+authentication for what it adds; ``/healthz`` stays open in any case, since
+liveness checks carry no credentials.
+
+The app is built by :func:`create_app` from the collaborators the composition
+root hands it, kept on ``app.state``: nothing is imported as a singleton, so a
+test builds an app around a real ``HealthMonitor`` and ``Metrics`` of its own.
+
+Every answer is JSON, errors included: an unknown path is a 404 and a wrong
+method a 405 (with ``Allow``), and an exception in a handler is logged here,
+once, and answered with a bare 500 so no traceback or internal detail ever
+reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from graylogic_supervisor.health.monitor import ComponentHealth, Health, health_payload
+from graylogic_supervisor.metrics import Metrics
+
+logger = logging.getLogger(__name__)
+
+
+class HealthView(Protocol):
+    """What the API reads of component health (``HealthMonitor`` is one)."""
+
+    def snapshot(self) -> Mapping[str, ComponentHealth]: ...
+
+    def overall(self) -> Health: ...
+
+
+@dataclass(frozen=True)
+class WebDeps:
+    """The app's collaborators, built by the composition root."""
+
+    health: HealthView
+    recovering: Callable[[], frozenset[str]]
+    """The components with a recovery in progress (``Supervisor.recovering``)."""
+    metrics: Metrics
+    site: str
+    version: str
+
+
+def create_app(deps: WebDeps) -> Starlette:
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/api/v1/system/health", system_health, methods=["GET"]),
+            Route("/metrics", prometheus_metrics, methods=["GET"]),
+        ],
+        middleware=[Middleware(InternalErrorMiddleware)],
+        exception_handlers={HTTPException: http_error},
+    )
+    app.state.deps = deps
+    return app
+
+
+def _deps(request: Request) -> WebDeps:
+    deps: WebDeps = request.app.state.deps
+    return deps
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness: the loop is turning and answering. Says nothing of the components,
+    so an orchestrator never restarts the supervisor because the broker is down."""
+    return JSONResponse({"status": "ok"})
+
+
+async def system_health(request: Request) -> Response:
+    deps = _deps(request)
+    components = {
+        name: _component_json(state) for name, state in sorted(deps.health.snapshot().items())
+    }
+    return JSONResponse(
+        {
+            "status": deps.health.overall().value,
+            "site": deps.site,
+            "version": deps.version,
+            "components": components,
+            "recovering": sorted(deps.recovering()),
+        }
+    )
+
+
+def _component_json(state: ComponentHealth) -> dict[str, str]:
+    """The MQTT health payload's fields, so both interfaces say the same thing
+    (``error_id`` is empty unless the component is unhealthy)."""
+    payload = health_payload(state)
+    del payload["component"]  # it is the key
+    return payload
+
+
+async def prometheus_metrics(request: Request) -> Response:
+    """The exposition, with component health read from the monitor at scrape time
+    so the gauge can never lag behind what ``/api/v1/system/health`` says."""
+    deps = _deps(request)
+    for name, state in deps.health.snapshot().items():
+        deps.metrics.set_component_health(name, state.health.value)
+    return Response(deps.metrics.exposition(), media_type=deps.metrics.content_type)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's 404 and 405 as JSON rather than plain text."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+class InternalErrorMiddleware:
+    """Turns an unhandled exception into a 500 JSON answer, logging it once.
+
+    Starlette's own 500 handler answers and then re-raises, so uvicorn logs the
+    same error a second time (and a test transport raises it); here it ends.
+    If the response has already started there is nothing left to answer with:
+    the exception goes on to the server, which logs it and drops the connection.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception:
+            if started:
+                raise
+            logger.exception("internal error answering %s %s", scope["method"], scope["path"])
+            response = JSONResponse({"error": "internal error"}, status_code=500)
+            await response(scope, receive, send)
