@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
+import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -465,6 +467,12 @@ def test_the_health_api_and_metrics_are_served_and_a_taken_port_is_a_clear_error
     resolved = 'playbook="PLAY-MQTT-RECOVER-001",status="resolved"'
     assert f"graylogic_supervisor_executions_total{{{resolved}}} 1.0" in metrics
     assert "graylogic_supervisor_broker_restarts_total 1.0" in metrics
+    assert 'graylogic_supervisor_component_healthy{component="mqtt"} 1.0' in metrics
+    if shutil.which("promtool"):
+        lint = subprocess.run(
+            ["promtool", "check", "metrics"], input=metrics, capture_output=True, text=True
+        )
+        assert (lint.returncode, lint.stdout, lint.stderr) == (0, "", "")
 
     # A second daemon on the same admin port says why it cannot start, and exits.
     other = tmp_path / "other"
