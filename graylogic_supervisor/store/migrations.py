@@ -178,4 +178,44 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE failures ADD COLUMN expected INTEGER NOT NULL DEFAULT 0 CHECK (expected IN (0, 1));
     """,
+    # 6: the failure memory (records with context and resolution) and learned patterns;
+    # executions of a learned fix are told apart from playbook runs.
+    """
+    CREATE TABLE failure_memory (
+        failure_id   TEXT PRIMARY KEY,
+        error_id     TEXT NOT NULL,
+        component    TEXT NOT NULL,
+        detected_at  TEXT NOT NULL,
+        record       TEXT NOT NULL,   -- FailureRecord as JSON
+        outcome      TEXT NOT NULL CHECK (outcome IN
+                       ('open', 'resolved_by_supervisor', 'resolved_by_human', 'unresolved')),
+        fix_action   TEXT,
+        fix_target   TEXT,
+        count        INTEGER NOT NULL DEFAULT 1 CHECK (count >= 1),
+        compressed   INTEGER NOT NULL DEFAULT 0 CHECK (compressed IN (0, 1)),
+        updated_at   TEXT NOT NULL
+    );
+    CREATE INDEX failure_memory_by_error ON failure_memory(error_id, component);
+    CREATE INDEX failure_memory_by_time ON failure_memory(detected_at);
+
+    CREATE TABLE memory_patterns (
+        id                  TEXT PRIMARY KEY,
+        error_id            TEXT NOT NULL,
+        component           TEXT NOT NULL,
+        tokens              TEXT NOT NULL,   -- JSON list: what the members' messages share
+        fix_action          TEXT NOT NULL,
+        fix_target          TEXT,
+        members             TEXT NOT NULL,   -- JSON list of failure ids
+        created_at          TEXT NOT NULL,
+        times_matched       INTEGER NOT NULL DEFAULT 0,
+        times_resolved      INTEGER NOT NULL DEFAULT 0,
+        last_matched        TEXT,
+        flagged_for_review  INTEGER NOT NULL DEFAULT 0 CHECK (flagged_for_review IN (0, 1)),
+        flag_reason         TEXT
+    );
+    CREATE INDEX memory_patterns_by_error ON memory_patterns(error_id, component);
+
+    ALTER TABLE executions ADD COLUMN kind TEXT NOT NULL DEFAULT 'playbook'
+        CHECK (kind IN ('playbook', 'learned_fix'));
+    """,
 ]
