@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import logging
 import os
 import shutil
@@ -163,3 +164,47 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    """A process's children and theirs, as they are now (empty if it is gone)."""
+    with contextlib.suppress(psutil.Error):
+        return psutil.Process(pid).children(recursive=True)
+    return []
+
+
+def children_running(parent: int, needle: str) -> list[int]:
+    """The live children of ``parent`` whose command line contains ``needle``."""
+    found = []
+    for proc in descendants(parent):
+        with contextlib.suppress(psutil.Error):
+            if proc.ppid() == parent and needle in " ".join(proc.cmdline()) and is_live(proc):
+                found.append(proc.pid)
+    return found
+
+
+def kill_survivors(procs: Sequence[psutil.Process]) -> None:
+    """SIGKILL those of ``procs`` that still run; a reused pid is not the same process."""
+    alive = [p for p in procs if p.is_running() and is_live(p)]
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            logger.info("killing leftover pid %d: %s", proc.pid, " ".join(proc.cmdline()))
+            proc.resume()  # a stopped process dies of SIGKILL too; this only tidies its state
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+
+
+def kill_recorded(run_dir: Path) -> None:
+    """SIGKILL what the daemon's pid files name, if it still runs the argv recorded there.
+
+    The daemon writes ``{run_dir}/{service}.pid`` as ``{"pid": .., "argv": [..]}`` for
+    each child and removes it on a clean stop: whatever is left was orphaned.
+    """
+    recorded = []
+    for pid_file in run_dir.glob("*.pid"):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, psutil.Error):
+            record = json.loads(pid_file.read_text(encoding="utf-8"))
+            proc = psutil.Process(int(record["pid"]))
+            if proc.cmdline() == list(record["argv"]):
+                recorded.append(proc)
+    kill_survivors(recorded)

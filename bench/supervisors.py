@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import psutil
 from mqtt_ping import HOST, mqtt_connect
@@ -101,6 +101,18 @@ class Target(ABC):
         kill_leftovers(self.workdir)
 
 
+# Every rule of the recovery policy out of the way of a benchmark that breaks the same
+# component on purpose every few seconds: no safe mode, no flapping hold, and the
+# attempt budget re-armed as soon as the component is healthy again. Failures are
+# recorded before the policy is asked, so none of this changes when they are detected.
+RELAXED_POLICY: dict[str, Any] = {
+    "rearm_after_s": 0,
+    "safe_mode_failures": 1_000_000,
+    "flap_changes": 1_000_000,
+    "termination_min_sample": 1_000_000,
+}
+
+
 class Graylogic(Target):
     name = "graylogic-supervisor"
     PORT_LINE = re.compile(r"broker: .* on 127\.0\.0\.1:(\d+)")
@@ -126,6 +138,8 @@ class Graylogic(Target):
             f"playbooks: {{directory: {q(REPO / 'playbooks')}}}\n"
             "mqtt: {topic_root: bench, reconnect: {initial_s: 0.05, max_s: 2}}\n"
             f"broker: {{mode: process, process_port: {self.port}}}\n"
+            f"admin: {{port: {free_port()}}}\n"  # never the shipped 8080
+            f"policy: {json.dumps(RELAXED_POLICY)}\n"
             "components:\n"
             "  mqtt: {kind: mqtt, service: mosquitto, error_id: ERR-INFRA-MQTT-001,"
             " check_interval_s: 5, grace_s: 0}\n"

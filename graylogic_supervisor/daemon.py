@@ -9,6 +9,7 @@ import signal
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from graylogic_supervisor import __version__
 from graylogic_supervisor.broker import BrokerPlan, plan_broker, write_mosquitto_conf
@@ -70,6 +71,8 @@ from graylogic_supervisor.web.server import serve
 logger = logging.getLogger(__name__)
 
 STATE_INTERVAL_S = 15.0
+SHUTDOWN_RECANCEL_TRIES = 10
+SHUTDOWN_RECANCEL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -311,9 +314,24 @@ async def _run(
                 )
             publisher.announce_stopping()
             await link.flush(timeout_s=1.0)
-            for task in tasks:
-                task.cancel()
+            await _cancel_all(tasks)
     logger.info("stopped")
+
+
+async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel every loop, and again any that swallowed it (see cancellation.py)."""
+    for attempt in range(SHUTDOWN_RECANCEL_TRIES):
+        pending = [task for task in tasks if not task.done()]
+        if not pending:
+            return
+        if attempt:
+            logger.warning(
+                "still running after cancel: %s; cancelling again",
+                ", ".join(task.get_name() for task in pending),
+            )
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=SHUTDOWN_RECANCEL_S)
 
 
 async def _publish_state(

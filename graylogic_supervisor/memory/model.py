@@ -15,7 +15,26 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 # Words that carry no meaning for matching failures; numbers and ids are masked.
-STOP_WORDS = frozenset("a an and at by for from in is of on or the to was with".split())
+STOP_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "at",
+        "by",
+        "for",
+        "from",
+        "in",
+        "is",
+        "of",
+        "on",
+        "or",
+        "the",
+        "to",
+        "was",
+        "with",
+    ]
+)
 _MASKS = (
     (re.compile(r"\b[0-9a-f]{8,}\b"), " "),  # hex ids
     (re.compile(r"\b\d+(\.\d+)*\b"), " "),  # numbers, versions, addresses

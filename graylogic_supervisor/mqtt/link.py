@@ -177,6 +177,7 @@ class MqttLink:
                 await self._clock.wait_for(self._reconnect.wait(), delay)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
+        raise_if_cancelling()  # the connect may have swallowed a cancel
         for message in self._on_connect:
             await client.publish(
                 message.topic, message.payload, qos=message.qos, retain=message.retain

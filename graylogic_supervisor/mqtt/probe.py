@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import aiomqtt
 
+from graylogic_supervisor.cancellation import raise_if_cancelling
 from graylogic_supervisor.errors import SupervisorError
 
 
@@ -51,6 +52,7 @@ async def probe_broker(target: ProbeTarget, timeout_s: float) -> ProbeResult:
                 keepalive=10,
                 timeout=timeout_s,
             ) as client:
+                raise_if_cancelling()  # the connect may have swallowed a cancel
                 connected = time.perf_counter()
                 await client.subscribe(topic, qos=1)
                 await client.publish(topic, token.encode(), qos=1)
