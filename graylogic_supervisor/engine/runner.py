@@ -97,7 +97,11 @@ class Runner:
         self._rng = rng or random.Random()
 
     async def run(
-        self, playbook: Playbook, failure: FailureInfo, incident_id: str | None = None
+        self,
+        playbook: Playbook,
+        failure: FailureInfo,
+        incident_id: str | None = None,
+        kind: str = "playbook",
     ) -> ExecutionOutcome:
         clock = self._clock
         execution_id = new_id("exec", clock.now())
@@ -113,6 +117,7 @@ class Runner:
             failure.component,
             clock.now(),
             incident_id,
+            kind,
         )
         if self._observer is not None:
             self._observer.execution_started(execution_id, playbook, failure)

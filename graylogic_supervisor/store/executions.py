@@ -77,11 +77,13 @@ class ExecutionRepository:
         component: str,
         started_at: datetime,
         incident_id: str | None = None,
+        kind: str = "playbook",
     ) -> None:
+        """``kind`` is ``playbook``, or ``learned_fix`` for a fix the failure memory chose."""
         await self._db.execute(
             "INSERT INTO executions (id, playbook_id, playbook_version, failure_id, error_id,"
-            " component, status, started_at, incident_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+            " component, status, started_at, incident_id, kind)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
             (
                 execution_id,
                 playbook_id,
@@ -91,6 +93,7 @@ class ExecutionRepository:
                 component,
                 isoformat(started_at),
                 incident_id,
+                kind,
             ),
         )
 
@@ -199,6 +202,7 @@ def execution_record(execution: Row, steps: list[Row]) -> dict[str, Any]:
         "playbook_id": execution["playbook_id"],
         "playbook_version": execution["playbook_version"],
         "incident_id": execution["incident_id"],
+        "kind": execution["kind"],
         "trigger": {
             "failure_id": execution["failure_id"],
             "error_id": execution["error_id"],

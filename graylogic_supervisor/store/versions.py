@@ -11,6 +11,8 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+import yaml
+
 from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.playbooks.model import SEMVER, Playbook
 from graylogic_supervisor.store.database import Database
@@ -102,6 +104,36 @@ class PlaybookVersions:
             extra={"playbook": playbook.id},
         )
         return SeedOutcome(playbook.id, playbook.version, action)
+
+    async def register_inactive(
+        self, playbook: Playbook, created_by: str, reason: str, now: datetime
+    ) -> bool:
+        """Store a version that must never be selected as a component's playbook.
+
+        Learned fixes are stored so, so their executions are recorded like any
+        other. Returns False when the version is already there.
+        """
+        stamp = isoformat(now)
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "INSERT OR IGNORE INTO playbooks (id, name, created_at) VALUES (?, ?, ?)",
+                (playbook.id, playbook.name, stamp),
+            )
+            cursor = await conn.execute(
+                "INSERT OR IGNORE INTO playbook_versions (playbook_id, version, definition,"
+                " source_yaml, source_file, active, created_at, created_by, reason)"
+                " VALUES (?, ?, ?, ?, NULL, 0, ?, ?, ?)",
+                (
+                    playbook.id,
+                    playbook.version,
+                    playbook.model_dump_json(),
+                    yaml.safe_dump(playbook.model_dump(mode="json"), sort_keys=False),
+                    stamp,
+                    created_by,
+                    reason,
+                ),
+            )
+            return cursor.rowcount == 1
 
     async def active_version(self, playbook_id: str) -> str | None:
         row = await self._db.fetchone(
