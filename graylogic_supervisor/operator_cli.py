@@ -14,6 +14,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from datetime import datetime
 
 from graylogic_supervisor.clock import SystemClock
 from graylogic_supervisor.config import SupervisorConfig
@@ -33,6 +34,15 @@ def parse_duration(text: str) -> float:
     if match is None or float(match.group(1)) <= 0:
         raise argparse.ArgumentTypeError(f"not a duration: {text!r} (e.g. 30m, 2h, 1d)")
     return float(match.group(1)) * UNITS[match.group(2)]
+
+
+def parse_time(text: str) -> datetime:
+    """ISO 8601; a time without a zone is the site's local time."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (e.g. 2026-11-26T08:00)") from exc
+    return moment if moment.tzinfo else moment.astimezone()
 
 
 def default_actor() -> str:
@@ -118,6 +128,14 @@ def add_operator_commands(
     config_option(show)
     show.add_argument("--limit", type=int, default=30)
     show.add_argument("--json", action="store_true", help="one JSON object per line")
+    show.add_argument(
+        "--since", type=parse_time, help="from this time (ISO 8601, e.g. 2026-11-26T08:00)"
+    )
+    show.add_argument("--until", type=parse_time, help="before this time (ISO 8601)")
+    show.add_argument("--actor", help="only this actor (a person, or 'supervisor')")
+    show.add_argument(
+        "--action", help="only this action, or a prefix ending in '.' (e.g. 'memory.')"
+    )
 
 
 async def run_operator_command(args: argparse.Namespace, config: SupervisorConfig) -> int:
@@ -183,7 +201,14 @@ async def run_operator_command(args: argparse.Namespace, config: SupervisorConfi
                 f"audit log BROKEN at entry {check.first_bad_seq}: {check.problem}", file=sys.stderr
             )
             return EXIT_INVALID
-        for row in reversed(await audit.entries(limit=args.limit)):
+        entries = await audit.entries(
+            limit=args.limit,
+            actor=args.actor,
+            action=args.action,
+            since=args.since,
+            until=args.until,
+        )
+        for row in reversed(entries):
             if args.json:
                 print(json.dumps(dict(zip(row.keys(), tuple(row), strict=True))))
             else:

@@ -69,13 +69,42 @@ class AuditLog:
             )
         return seq
 
-    async def entries(self, limit: int = 100, subject: str | None = None) -> list[Row]:
-        if subject is None:
-            return await self._db.fetchall(
-                "SELECT * FROM audit_log ORDER BY seq DESC LIMIT ?", (limit,)
-            )
+    async def entries(
+        self,
+        limit: int = 100,
+        subject: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[Row]:
+        """Newest first. ``action`` matches a whole action or a prefix ending in a dot
+        (``memory.`` finds every memory decision); ``since`` and ``until`` bound ``at``."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if subject is not None:
+            clauses.append("subject = ?")
+            params.append(subject)
+        if actor is not None:
+            clauses.append("actor = ?")
+            params.append(actor)
+        if action is not None:
+            if action.endswith("."):
+                clauses.append("substr(action, 1, ?) = ?")
+                params += [len(action), action]
+            else:
+                clauses.append("action = ?")
+                params.append(action)
+        if since is not None:
+            clauses.append("at >= ?")
+            params.append(isoformat(since))
+        if until is not None:
+            clauses.append("at < ?")
+            params.append(isoformat(until))
+        where = f"WHERE {' AND '.join(clauses)} " if clauses else ""
         return await self._db.fetchall(
-            "SELECT * FROM audit_log WHERE subject = ? ORDER BY seq DESC LIMIT ?", (subject, limit)
+            f"SELECT * FROM audit_log {where}ORDER BY seq DESC LIMIT ?",  # noqa: S608 - fixed clauses
+            (*params, limit),
         )
 
     async def verify(self) -> ChainCheck:

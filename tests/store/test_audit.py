@@ -76,3 +76,26 @@ async def test_two_writers_never_fork_the_chain(tmp_path: Path) -> None:
         await asyncio.gather(write(first, "daemon"), write(second, "cli"))
         check = await AuditLog(first).verify()
     assert (check.ok, check.entries) == (True, 40)
+
+
+async def test_the_log_is_queried_by_time_range_actor_and_action(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    async with Database(tmp_path / "s.db") as db:
+        audit = AuditLog(db)
+        for hours, actor, action in [
+            (0, "alice", "maintenance.start"),
+            (1, "supervisor", "memory.decision"),
+            (2, "bob", "maintenance.end"),
+            (3, "supervisor", "safe_mode.enter"),
+        ]:
+            await audit.append(actor, action, "site", {}, NOW + timedelta(hours=hours))
+
+        async def actions(**query: object) -> list[str]:
+            return [row["action"] for row in await audit.entries(**query)]  # type: ignore[arg-type]
+
+        assert await actions(actor="supervisor") == ["safe_mode.enter", "memory.decision"]
+        assert await actions(action="maintenance.") == ["maintenance.end", "maintenance.start"]
+        assert await actions(action="maintenance") == []  # a whole action, or a prefix with '.'
+        window = await actions(since=NOW + timedelta(hours=1), until=NOW + timedelta(hours=3))
+        assert window == ["maintenance.end", "memory.decision"]
