@@ -20,6 +20,7 @@ from graylogic_supervisor.catalog import (
 from graylogic_supervisor.config import SupervisorConfig, default_config_path, load_config
 from graylogic_supervisor.engine.builtins import builtin_specs
 from graylogic_supervisor.errors import SourceError, StoreError, SupervisorError
+from graylogic_supervisor.memory_cli import add_memory_commands, run_memory_command
 from graylogic_supervisor.operator_cli import add_operator_commands, run_operator_command
 from graylogic_supervisor.playbooks.loader import load_directory, load_files
 
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("execution_id")
     show.add_argument("--json", action="store_true", help="print JSON instead of YAML")
     add_operator_commands(commands, _config_option)
+    add_memory_commands(commands, _config_option)
     return parser
 
 
@@ -115,6 +117,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate_playbooks(args.paths)
         if args.command == "executions":
             return asyncio.run(_executions(args))
+        if args.command in ("why", "memory"):
+            return asyncio.run(run_memory_command(args, _load(args.config)))
         if args.command in ("safe-mode", "maintenance", "escalation", "audit"):
             return asyncio.run(run_operator_command(args, _load(args.config)))
     except SourceError as exc:

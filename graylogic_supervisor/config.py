@@ -234,6 +234,36 @@ class EscalationConfig(Model):
     check_interval_s: float = Field(5.0, gt=0)
 
 
+class MemoryConfig(Model):
+    """The failure memory: when a remembered fix is tried first, and how long what is kept."""
+
+    enabled: bool = True
+    confidence_threshold: float = Field(0.8, gt=0, le=1)
+    similar_min_score: float = Field(0.8, gt=0, le=1)
+    pattern_threshold: float = Field(0.8, gt=0, le=1)
+    pattern_min_members: int = Field(3, ge=2)
+    recent_events: int = Field(50, ge=1, le=1000)
+    consolidation_cron: str = Field("0 3 * * *", description="crontab: minute hour dom month dow")
+    timezone: str | None = Field(None, description="for the cron; default the host's")
+    pattern_unmatched_days: int = Field(90, ge=1)
+    review_min_matches: int = Field(5, ge=1)
+    review_success_below: float = Field(0.2, ge=0, le=1)
+    compress_after_days: int = Field(365, ge=1)
+    keep_routine_days: int = Field(180, ge=1)
+    keep_escalated_days: int = Field(730, ge=1)
+
+    @field_validator("consolidation_cron")
+    @classmethod
+    def _cron_parses(cls, value: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(value, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"not a crontab expression: {exc}") from exc
+        return value
+
+
 class PlaybooksConfig(Model):
     directory: Path = Path("../playbooks")
 
@@ -256,6 +286,7 @@ class SupervisorConfig(Model):
     components: dict[str, ComponentConfig] = {}
     policy: PolicyConfig = PolicyConfig()
     escalation: EscalationConfig = EscalationConfig()
+    memory: MemoryConfig = MemoryConfig()
     playbooks: PlaybooksConfig = PlaybooksConfig()
     admin: AdminConfig = AdminConfig()
 

@@ -41,13 +41,16 @@ from graylogic_supervisor.health.probes import (
     disk_prober,
     memory_prober,
 )
+from graylogic_supervisor.memory.capture import ContextCapture
+from graylogic_supervisor.memory.events import EventRing, ExecutionEvents
+from graylogic_supervisor.memory.service import FailureMemory
 from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.mqtt.discovery import discovery_messages
 from graylogic_supervisor.mqtt.link import LinkSettings, MqttLink, encode
 from graylogic_supervisor.mqtt.probe import ProbeError, ProbeTarget, probe_broker
 from graylogic_supervisor.mqtt.status import StatusPublisher, Topics, offline_payload
 from graylogic_supervisor.playbooks.loader import load_directory
-from graylogic_supervisor.reload import Reloader, policy_settings
+from graylogic_supervisor.reload import Reloader, memory_settings, policy_settings
 from graylogic_supervisor.sdnotify import Notifier
 from graylogic_supervisor.services.factory import build_backend, readiness_of
 from graylogic_supervisor.services.manager import ServiceManager
@@ -59,7 +62,9 @@ from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.escalations import EscalationRepository
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.incidents import IncidentRepository
+from graylogic_supervisor.store.memory import MemoryRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.supervisor.advisor import MemoryAdvisor
 from graylogic_supervisor.supervisor.escalation import EscalationChain
 from graylogic_supervisor.supervisor.events import FanOut
 from graylogic_supervisor.supervisor.loop import Supervisor
@@ -71,6 +76,7 @@ from graylogic_supervisor.web.server import serve
 logger = logging.getLogger(__name__)
 
 STATE_INTERVAL_S = 15.0
+USER_ACTIONS_INTERVAL_S = 5.0
 SHUTDOWN_RECANCEL_TRIES = 10
 SHUTDOWN_RECANCEL_S = 0.5
 
@@ -163,8 +169,11 @@ async def _run(
         )
         link.subscribe(heartbeats.topic_filter, heartbeats.handle)
 
+        events = EventRing(clock, config.memory.recent_events)
+
         def on_health_change(state: ComponentHealth) -> None:
             publisher.component_changed(state, monitor.overall())
+            events.add("health", state.component, f"{state.health.value}: {state.detail}")
             broker_back = state.health is Health.HEALTHY and isinstance(
                 config.components[state.component], MqttComponent
             )
@@ -211,7 +220,10 @@ async def _run(
         metrics = Metrics(__version__)
         recorder = MetricsRecorder(metrics, plan.service.name if plan.service else None)
         runner = Runner(
-            registry, executions, clock, observer=ExecutionFanOut([publisher, recorder])
+            registry,
+            executions,
+            clock,
+            observer=ExecutionFanOut([publisher, recorder, ExecutionEvents(events)]),
         )
         policy = RecoveryPolicy(policy_settings(config), clock)
         audit = AuditLog(db)
@@ -224,6 +236,19 @@ async def _run(
                 config.escalation, escalation_store, observer, clock, site=config.site.name
             )
         )
+        advisor = None
+        memory = FailureMemory(MemoryRepository(db), memory_settings(config), clock)
+        if config.memory.enabled:
+            remembered = await memory.load()
+            logger.info("failure memory: %d records", remembered)
+            advisor = MemoryAdvisor(
+                memory,
+                ContextCapture(monitor, events, state_dir, clock),
+                audit,
+                versions,
+                registry.specs(),
+                clock,
+            )
         supervisor = Supervisor(
             monitor,
             versions,
@@ -236,6 +261,7 @@ async def _run(
             observer,
             escalations,
             clock,
+            advisor,
         )
         reloader = Reloader(
             config_path,
@@ -290,7 +316,10 @@ async def _run(
                     _publish_state(publisher, metrics, policy, supervisor, controls, clock),
                     name="state-publisher",
                 ),
-                group.create_task(_reload_on_signal(reloader, reload_requested), name="reload"),
+                group.create_task(
+                    _reload_on_signal(reloader, reload_requested, events), name="reload"
+                ),
+                group.create_task(_watch_user_actions(audit, events, clock), name="user-actions"),
             ]
             interval = notifier.watchdog_interval_s()
             if interval is not None:
@@ -362,11 +391,28 @@ async def _publish_state(
         await clock.sleep(STATE_INTERVAL_S)
 
 
-async def _reload_on_signal(reloader: Reloader, requested: asyncio.Event) -> None:
+async def _reload_on_signal(
+    reloader: Reloader, requested: asyncio.Event, events: EventRing
+) -> None:
     while True:
         await requested.wait()
         requested.clear()
-        await reloader.reload()
+        result = await reloader.reload()
+        events.add(
+            "config", "site", ("reloaded: " if result.ok else "reload refused: ") + result.detail
+        )
+
+
+async def _watch_user_actions(audit: AuditLog, events: EventRing, clock: Clock) -> None:
+    """People's actions (from the CLI, another process) join the ring of recent events."""
+    newest = await audit.entries(limit=1)
+    last_seq = newest[0]["seq"] if newest else 0
+    while True:
+        await clock.sleep(USER_ACTIONS_INTERVAL_S)
+        for entry in reversed(await audit.entries(limit=100)):
+            if entry["seq"] > last_seq and entry["actor"] != "supervisor":
+                events.add("user", entry["actor"], f"{entry['action']} {entry['subject']}")
+            last_seq = max(last_seq, entry["seq"])
 
 
 async def _watchdog(notifier: Notifier, clock: Clock, interval: float) -> None:

@@ -19,6 +19,8 @@ from graylogic_supervisor.config import SupervisorConfig, load_config
 from graylogic_supervisor.engine.action import ActionSpec
 from graylogic_supervisor.errors import SourceError
 from graylogic_supervisor.health.monitor import HealthMonitor
+from graylogic_supervisor.memory.consolidation import ConsolidationSettings
+from graylogic_supervisor.memory.service import MemorySettings
 from graylogic_supervisor.playbooks.loader import load_directory
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.versions import PlaybookVersions
@@ -44,6 +46,24 @@ def policy_settings(config: SupervisorConfig) -> PolicySettings:
         essentials=tuple(policy.essentials),
         critical_patterns=tuple(
             (p.error_id, p.message, p.reason) for p in policy.critical_patterns
+        ),
+    )
+
+
+def memory_settings(config: SupervisorConfig) -> MemorySettings:
+    memory = config.memory
+    return MemorySettings(
+        confidence_threshold=memory.confidence_threshold,
+        similar_min_score=memory.similar_min_score,
+        pattern_threshold=memory.pattern_threshold,
+        pattern_min_members=memory.pattern_min_members,
+        consolidation=ConsolidationSettings(
+            pattern_unmatched_days=memory.pattern_unmatched_days,
+            review_min_matches=memory.review_min_matches,
+            review_success_below=memory.review_success_below,
+            compress_after_days=memory.compress_after_days,
+            keep_routine_days=memory.keep_routine_days,
+            keep_escalated_days=memory.keep_escalated_days,
         ),
     )
 

@@ -10,7 +10,11 @@ from collections import deque
 from typing import Literal
 
 from graylogic_supervisor.clock import Clock
+from graylogic_supervisor.engine.action import FailureInfo
+from graylogic_supervisor.engine.runner import ExecutionOutcome
 from graylogic_supervisor.memory.model import RecentEvent
+from graylogic_supervisor.playbooks.model import Playbook, Step
+from graylogic_supervisor.store.executions import StepEnd
 
 EventKind = Literal["health", "execution", "config", "user"]
 
@@ -30,3 +34,32 @@ class EventRing:
 
     def __len__(self) -> int:
         return len(self._events)
+
+
+class ExecutionEvents:
+    """An execution observer that puts each run's start and end in the ring."""
+
+    def __init__(self, ring: EventRing) -> None:
+        self._ring = ring
+
+    def execution_started(
+        self, execution_id: str, playbook: Playbook, failure: FailureInfo
+    ) -> None:
+        self._ring.add("execution", playbook.id, f"{execution_id} started for {failure.component}")
+
+    def step_started(self, execution_id: str, playbook: Playbook, step: Step, attempt: int) -> None:
+        """Steps are too fine-grained to tell failures apart."""
+
+    def step_finished(
+        self, execution_id: str, playbook: Playbook, step: Step, end: StepEnd
+    ) -> None:
+        """Steps are too fine-grained to tell failures apart."""
+
+    def execution_finished(
+        self, playbook: Playbook, failure: FailureInfo, outcome: ExecutionOutcome
+    ) -> None:
+        self._ring.add(
+            "execution",
+            playbook.id,
+            f"{outcome.execution_id} {outcome.status} for {failure.component}",
+        )

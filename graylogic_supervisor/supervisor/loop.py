@@ -22,13 +22,16 @@ from graylogic_supervisor.clock import Clock, isoformat
 from graylogic_supervisor.config import BridgeComponent
 from graylogic_supervisor.engine.action import FailureInfo
 from graylogic_supervisor.engine.runner import ExecutionOutcome, Runner
+from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.health.monitor import Health, HealthMonitor
+from graylogic_supervisor.memory.model import FailureContext
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.ids import new_id
 from graylogic_supervisor.store.incidents import IncidentRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.supervisor.advisor import LearnedFix, MemoryAdvisor
 from graylogic_supervisor.supervisor.events import Escalator, SupervisorObserver
 from graylogic_supervisor.supervisor.holds import Holds
 from graylogic_supervisor.supervisor.policy import Reason, RecoveryPolicy, Signature, Verdict
@@ -54,6 +57,8 @@ class _Incident:
     escalated_for: Reason | None = None
     held_for: Reason | None = None
     last_recorded: Reason | None = None
+    context: FailureContext | None = None
+    memory_consulted: bool = False
 
 
 class Supervisor:
@@ -70,6 +75,7 @@ class Supervisor:
         observer: SupervisorObserver,
         escalations: Escalator,
         clock: Clock,
+        advisor: MemoryAdvisor | None = None,
     ) -> None:
         self._monitor = monitor
         self._versions = versions
@@ -84,6 +90,7 @@ class Supervisor:
         self._in_maintenance: set[str] = set()
         self._observer = observer
         self._escalations = escalations
+        self._advisor = advisor
         self._clock = clock
         self._active: set[str] = set()
         self._accepting = True
@@ -272,6 +279,20 @@ class Supervisor:
             incident.id, component, state.error_id, failure.failure_id, state.detail, now
         )
         self._publish(incident, state.detail)
+        if self._advisor is not None:
+            try:
+                incident.context = await self._advisor.remember(
+                    failure.failure_id,
+                    incident.id,
+                    component,
+                    state.error_id,
+                    self._severity(component, state.error_id),
+                    # the catalog's title keeps failures of one kind alike, whichever
+                    # symptom (a link drop, a process exit) was noticed first
+                    f"{self._catalog.entry(state.error_id).title}: {state.detail}",
+                )
+            except SupervisorError as exc:  # recovery must not wait on the memory
+                logger.error("failure memory could not capture %s: %s", failure.failure_id, exc)
         return incident
 
     async def _recover(self, incident: _Incident) -> None:
@@ -312,15 +333,27 @@ class Supervisor:
                 await self._wait_healthy(component, self._wait_for(component, verdict))
                 continue
             incident.attempts += 1
+            learned = await self._consult_memory(incident, playbook)
+            chosen = learned.playbook if learned is not None else playbook
+            kind = "playbook" if learned is None else "learned_fix"
             await self._set_phase(
-                incident, "executing", f"running {playbook.id} {playbook.version}"
+                incident, "executing", f"running {chosen.id} {chosen.version} ({kind})"
             )
-            outcome = await self._runner.run(playbook, incident.failure, incident.id)
+            outcome = await self._runner.run(chosen, incident.failure, incident.id, kind)
             self._after_execution(outcome)
             succeeded = outcome.status == "resolved" and (await self._monitor.probe(component))[0]
             denial = self._policy.record_outcome(
                 component, succeeded, self._signature(incident, outcome)
             )
+            if self._advisor is not None and incident.context is not None:
+                await self._advisor.executed(
+                    incident.context, chosen, outcome, kind, learned, succeeded
+                )
+            if learned is not None and not succeeded and denial is None:
+                await self._set_phase(
+                    incident, "recovering", f"the learned fix did not work ({outcome.detail})"
+                )
+                continue  # straight on to the playbook
             if succeeded:
                 await self._set_phase(
                     incident,
@@ -351,6 +384,17 @@ class Supervisor:
             await self._wait_healthy(component, pause)
 
     # -- decisions and their records ------------------------------------------
+
+    async def _consult_memory(self, incident: _Incident, playbook: Playbook) -> LearnedFix | None:
+        """Once per incident, before the first execution: a fix that worked before."""
+        if self._advisor is None or incident.context is None or incident.memory_consulted:
+            return None
+        incident.memory_consulted = True
+        try:
+            return await self._advisor.advise(incident.context, playbook)
+        except SupervisorError as exc:
+            logger.error("failure memory could not advise on %s: %s", incident.id, exc)
+            return None
 
     def _wait_for(self, component: str, verdict: Verdict) -> float:
         """How long a denied incident waits before asking the policy again."""

@@ -1,0 +1,130 @@
+"""Commands for the failure memory and for asking why: ``why``, ``memory …``.
+
+A technician records here what fixed an escalated failure, which is how the
+memory learns fixes the playbooks did not know.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from graylogic_supervisor.clock import SystemClock
+from graylogic_supervisor.config import SupervisorConfig
+from graylogic_supervisor.memory.model import Resolution
+from graylogic_supervisor.memory.service import FailureMemory, MemorySettings
+from graylogic_supervisor.operator_cli import default_actor
+from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.memory import MemoryRepository
+from graylogic_supervisor.why import explain
+
+EXIT_OK, EXIT_INVALID = 0, 1
+
+
+def add_memory_commands(
+    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+    config_option: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    why = commands.add_parser(
+        "why",
+        help="why the supervisor did what it did, for an execution, failure or incident",
+        description=(
+            "Prints the failure, the failure memory's decision record (what it matched and"
+            " with what scores, the confidence, what it chose and what it set aside), the"
+            " policy's evaluations and the executions."
+        ),
+    )
+    config_option(why)
+    why.add_argument(
+        "identifier", help="an execution (exec-…), failure (fail-…) or incident (inc-…) id"
+    )
+
+    memory = commands.add_parser("memory", help="the failure memory: resolutions, recall, patterns")
+    memory_commands = memory.add_subparsers(dest="memory_command", required=True, metavar="ACTION")
+    resolve = memory_commands.add_parser(
+        "resolve",
+        help="record what fixed a failure (after an escalation)",
+        description="Record a technician's resolution; the memory learns the fix from it.",
+    )
+    config_option(resolve)
+    resolve.add_argument("failure_id")
+    resolve.add_argument(
+        "--fix-action", required=True, help="the action that fixed it, e.g. restart_service"
+    )
+    resolve.add_argument("--target", help="what it acted on, e.g. mosquitto")
+    resolve.add_argument("--what", required=True, help="what was done, in words")
+    resolve.add_argument("--root-cause", help="what caused it, if known")
+    resolve.add_argument("--by", default=None, help="who fixed it (default: login name)")
+    similar = memory_commands.add_parser(
+        "similar", help="the past failures most like one, explained"
+    )
+    config_option(similar)
+    similar.add_argument("failure_id")
+    patterns = memory_commands.add_parser(
+        "patterns", help="learned patterns and how well they work"
+    )
+    config_option(patterns)
+    consolidate = memory_commands.add_parser(
+        "consolidate", help="merge, learn patterns, decay and apply retention now"
+    )
+    config_option(consolidate)
+
+
+async def run_memory_command(args: argparse.Namespace, config: SupervisorConfig) -> int:
+    clock = SystemClock()
+    async with Database(config.database_path) as db:
+        if args.command == "why":
+            lines = await explain(db, args.identifier)
+            if lines is None:
+                print(f"no execution, failure or incident {args.identifier}", file=sys.stderr)
+                return EXIT_INVALID
+            print("\n".join(lines))
+            return EXIT_OK
+        repository = MemoryRepository(db)
+        memory = FailureMemory(repository, MemorySettings(), clock)
+        if args.memory_command == "resolve":
+            by = args.by or default_actor()
+            resolution = Resolution(
+                resolved_at=clock.now(),
+                fixed_by=by,
+                what_fixed_it=args.what,
+                fix_action=args.fix_action,
+                fix_target=args.target,
+                root_cause=args.root_cause,
+            )
+            if not await repository.resolve(args.failure_id, resolution, clock.now()):
+                print(f"the memory has no failure {args.failure_id}", file=sys.stderr)
+                return EXIT_INVALID
+            await AuditLog(db).append(
+                by,
+                "memory.resolve",
+                args.failure_id,
+                resolution.model_dump(mode="json"),
+                clock.now(),
+            )
+            print(f"{args.failure_id}: resolution recorded ({args.fix_action} {args.target or ''})")
+            return EXIT_OK
+        if args.memory_command == "patterns":
+            for pattern in await repository.patterns():
+                rate = "unused" if pattern.success_rate is None else f"{pattern.success_rate:.0%}"
+                flag = f"  REVIEW: {pattern.flag_reason}" if pattern.flagged_for_review else ""
+                print(
+                    f"{pattern.id}  {pattern.component} {pattern.error_id} ->"
+                    f" {pattern.fix_action} {pattern.fix_target or ''}  members"
+                    f" {len(pattern.members)}  used {pattern.times_matched}, {rate}{flag}"
+                )
+            return EXIT_OK
+        await memory.load()
+        if args.memory_command == "similar":
+            record = await repository.get(args.failure_id)
+            if record is None:
+                print(f"the memory has no failure {args.failure_id}", file=sys.stderr)
+                return EXIT_INVALID
+            for match in memory.similar(record.context):
+                print(match.explain())
+            return EXIT_OK
+        report = await memory.consolidate()
+        print(report)
+        return EXIT_OK

@@ -1,0 +1,89 @@
+"""``graylogic-supervisor why ID``: why the supervisor did what it did, from the records.
+
+For an execution, a failure or an incident: the failure, the memory's decision
+record (what it matched, with what scores, what it chose and what it set
+aside), every viability evaluation of the incident, and the executions.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.database import Database, Row
+
+
+async def explain(db: Database, identifier: str) -> list[str] | None:
+    """Readable lines, or None when the id is not an execution, failure or incident."""
+    failure_id, incident_id = await _resolve(db, identifier)
+    if failure_id is None:
+        return None
+    lines: list[str] = []
+    failure = await db.fetchone("SELECT * FROM failures WHERE id = ?", (failure_id,))
+    if failure is not None:
+        lines.append(
+            f"failure {failure['id']} at {failure['detected_at']}: {failure['component']}"
+            f" {failure['error_id']} ({failure['severity']}): {failure['message']}"
+        )
+    for entry in reversed(await AuditLog(db).entries(limit=20, subject=failure_id)):
+        if entry["action"] == "memory.decision":
+            lines += _decision(json.loads(entry["detail"]))
+        elif entry["action"] == "memory.outcome":
+            detail = json.loads(entry["detail"])
+            worked = "worked" if detail["succeeded"] else "did not work"
+            lines.append(f"learned fix {detail['fix']} {worked} ({detail['execution_id']})")
+    if incident_id is not None:
+        for row in await db.fetchall(
+            "SELECT * FROM viability_evaluations WHERE incident_id = ? ORDER BY id",
+            (incident_id,),
+        ):
+            verdict = "allowed" if row["allowed"] else "denied"
+            lines.append(
+                f"policy at {row['evaluated_at']}: {verdict} ({row['reason']}) {row['detail']}"
+            )
+    for row in await db.fetchall(
+        "SELECT * FROM executions WHERE failure_id = ? ORDER BY started_at", (failure_id,)
+    ):
+        lines.append(
+            f"execution {row['id']} ({row['kind']}) {row['playbook_id']} {row['playbook_version']}:"
+            f" {row['status']}{_by(row)} — {row['detail']}"
+        )
+    return lines
+
+
+def _by(row: Row) -> str:
+    return f" by {row['resolved_by']}" if row["resolved_by"] else ""
+
+
+def _decision(record: dict[str, Any]) -> list[str]:
+    lines = [f"memory decision: {record['why']}"]
+    if record.get("chosen"):
+        lines.append(f"  chosen: {record['chosen']}; set aside: {record.get('set_aside')}")
+    evidence = record.get("evidence")
+    if evidence:
+        lines.append(
+            f"  evidence: {evidence['source']} {evidence.get('pattern_id') or ''} fit"
+            f" {evidence['fit']}, {evidence['successes']} successes of {evidence['sample_size']}"
+            f" (estimate {evidence['success_rate_estimate']})"
+        )
+    for match in record.get("matched", []):
+        features = ", ".join(f"{k} {v}" for k, v in match["features"].items())
+        lines.append(f"  matched {match['failure_id']} score {match['score']}: {features}")
+    return lines
+
+
+async def _resolve(db: Database, identifier: str) -> tuple[str | None, str | None]:
+    row = await db.fetchone(
+        "SELECT failure_id, incident_id FROM executions WHERE id = ?", (identifier,)
+    )
+    if row is not None:
+        return row["failure_id"], row["incident_id"]
+    row = await db.fetchone("SELECT id, failure_id FROM incidents WHERE id = ?", (identifier,))
+    if row is not None:
+        return row["failure_id"], row["id"]
+    row = await db.fetchone("SELECT id FROM failures WHERE id = ?", (identifier,))
+    if row is not None:
+        incident = await db.fetchone("SELECT id FROM incidents WHERE failure_id = ?", (identifier,))
+        return row["id"], incident["id"] if incident is not None else None
+    return None, None
