@@ -245,6 +245,19 @@ class MemoryConfig(Model):
     recent_events: int = Field(50, ge=1, le=1000)
     consolidation_cron: str = Field("0 3 * * *", description="crontab: minute hour dom month dow")
     timezone: str | None = Field(None, description="for the cron; default the host's")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(value)
+            except (ZoneInfoNotFoundError, ValueError) as exc:
+                raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
     pattern_unmatched_days: int = Field(90, ge=1)
     review_min_matches: int = Field(5, ge=1)
     review_success_below: float = Field(0.2, ge=0, le=1)

@@ -10,6 +10,11 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from tzlocal import get_localzone
 
 from graylogic_supervisor import __version__
 from graylogic_supervisor.broker import BrokerPlan, plan_broker, write_mosquitto_conf
@@ -27,7 +32,7 @@ from graylogic_supervisor.config import (
 )
 from graylogic_supervisor.engine.builtins import builtin_registry
 from graylogic_supervisor.engine.runner import Runner
-from graylogic_supervisor.errors import ServiceError
+from graylogic_supervisor.errors import ServiceError, SupervisorError
 from graylogic_supervisor.health.heartbeats import HeartbeatTracker
 from graylogic_supervisor.health.monitor import (
     ComponentHealth,
@@ -299,6 +304,10 @@ async def _run(
         )
         web_ready = asyncio.Event()
 
+        scheduler = nightly_scheduler(config, memory)
+        scheduler.start()  # inside the running loop, as APScheduler 3 requires
+        stack.callback(scheduler.shutdown, wait=False)
+
         async with asyncio.TaskGroup() as group:
             web = group.create_task(
                 serve(app, config.admin.bind, config.admin.port, ready=web_ready), name="web"
@@ -345,6 +354,33 @@ async def _run(
             await link.flush(timeout_s=1.0)
             await _cancel_all(tasks)
     logger.info("stopped")
+
+
+def nightly_scheduler(config: SupervisorConfig, memory: FailureMemory) -> AsyncIOScheduler:
+    """The memory's consolidation on its cron (nightly by default), in the site's time zone."""
+    zone = ZoneInfo(config.memory.timezone) if config.memory.timezone else get_localzone()
+    scheduler = AsyncIOScheduler(timezone=zone)
+    if config.memory.enabled:
+        scheduler.add_job(
+            _consolidate,
+            CronTrigger.from_crontab(config.memory.consolidation_cron, timezone=zone),
+            args=[memory],
+            id="memory-consolidation",
+            name="failure memory consolidation",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=3600,
+        )
+    return scheduler
+
+
+async def _consolidate(memory: FailureMemory) -> None:
+    try:
+        report = await memory.consolidate()
+    except SupervisorError as exc:
+        logger.error("failure memory consolidation failed: %s", exc)
+        return
+    logger.info("failure memory consolidated: %s", report)
 
 
 async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +29,7 @@ from graylogic_supervisor.memory.consolidation import (
     ConsolidationSettings,
     consolidate,
 )
+from graylogic_supervisor.memory.learned import learned_playbook_id
 from graylogic_supervisor.memory.model import (
     Attempt,
     FailureContext,
@@ -302,6 +303,7 @@ class FailureMemory:
             return []
         trials = 0
         by_fix: dict[tuple[str, str | None], list[tuple[Match, int]]] = defaultdict(list)
+        failed_tries: Counter[str] = Counter()  # learned playbook id -> runs that did not fix
         for match in alike:
             record = self._index.get(match.failure_id)
             if record is None:
@@ -310,14 +312,23 @@ class FailureMemory:
             if record.resolution is not None and record.resolution.fix_action is not None:
                 key = (record.resolution.fix_action, record.resolution.fix_target)
                 by_fix[key].append((match, record.count))
+            for attempt in record.attempts:
+                if attempt.kind == "learned_fix" and attempt.status != "resolved":
+                    failed_tries[attempt.playbook_id] += 1
         options = []
         for (action, target), fixed in by_fix.items():
             successes = sum(count for _, count in fixed)
             fit = sum(m.score * count for m, count in fixed) / successes
+            component = self._component_of(fixed[0][0])
+            misses = failed_tries[learned_playbook_id(component, action, target)]
             options.append(
-                Option(action, target, fit, successes, trials, source="similar failures")
+                Option(action, target, fit, successes, trials + misses, source="similar failures")
             )
         return options
+
+    def _component_of(self, match: Match) -> str:
+        record = self._index.get(match.failure_id)
+        return record.context.component if record is not None else ""
 
     def _occurrences(self, failure_ids: tuple[str, ...]) -> int:
         total = 0

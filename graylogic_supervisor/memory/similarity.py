@@ -272,6 +272,8 @@ class MemoryIndex:
         )
         own = self._slots.get(context.failure_id)
         best: list[_Candidate] = []  # sorted best first
+        floor = -1.0  # the limit-th rank once there are limit candidates
+        half_life_s = self._half_life_s
         for slots, bound, skip_error, skip_component in sorted(groups, key=lambda g: -g[1]):
             if bound * (1.0 + _SLACK) < min_score:
                 continue
@@ -283,14 +285,16 @@ class MemoryIndex:
                 if slot == own or p.error_id == skip_error or p.component == skip_component:
                     continue  # the query itself, or already scored in an earlier group
                 score = query.score(p, weights)
-                if score < min_score:
-                    continue
-                rec = _recency(p.detected, now_s, self._half_life_s)
+                if score < min_score or score * p.multiplier < floor:
+                    continue  # recency is at most 1: it cannot rank high enough
+                rec = _recency(p.detected, now_s, half_life_s)
                 candidate = (-(score * rec * p.multiplier), -p.detected, p.failure_id, score, rec)
                 if len(best) < limit or candidate < best[-1]:
                     insort(best, candidate)
                     del best[limit:]
-                    cutoff = _cutoff(best, limit, bound, log_now, tolerance)
+                    if len(best) == limit:
+                        floor = -best[-1][0]
+                        cutoff = _cutoff(best, limit, bound, log_now, tolerance)
         return [self._match(context, failure_id, score, rec) for *_, failure_id, score, rec in best]
 
     def _match(self, context: FailureContext, failure_id: str, score: float, rec: float) -> Match:

@@ -179,7 +179,7 @@ def test_ties_go_to_the_newer_record() -> None:
 
 
 def test_scores_are_symmetric_and_between_0_and_1() -> None:
-    contexts = [c for c in random_memory(random.Random(7), 60)]
+    contexts = random_memory(random.Random(7), 30)
     for a in contexts:
         assert similarity(a, a) == pytest.approx(1.0)
         for b in contexts:
@@ -261,19 +261,34 @@ def test_a_fresh_record_sharing_neither_beats_stale_ones_sharing_both() -> None:
     assert matches[0].score == pytest.approx(0.55)
 
 
-def test_pruning_finds_exactly_what_scoring_every_record_finds() -> None:
+SKEWED = Weights(0.10, 0.30, 0.30, 0.10, 0.10, 0.05, 0.05, 0.0)  # component before error id
+
+
+@pytest.mark.parametrize(
+    ("weights", "half_life"), [(Weights(), timedelta(days=90)), (SKEWED, timedelta(days=3))]
+)
+def test_pruning_finds_exactly_what_scoring_every_record_finds(
+    weights: Weights, half_life: timedelta
+) -> None:
     rng = random.Random(20261126)
-    records = [random_record(rng, ctx) for ctx in random_memory(rng, 600)]
-    index = MemoryIndex(records)
+    records = [random_record(rng, ctx) for ctx in random_memory(rng, 350)]
+    index = MemoryIndex(records, weights=weights, half_life=half_life)
     for churn in records[:150:3]:  # replaced and removed records must not linger
         index.add(random_record(rng, churn.context))
     for gone in records[1:150:3]:
         index.remove(gone.context.failure_id)
     kept = [r for r in (index.get(r.context.failure_id) for r in records) if r is not None]
-    queries = [*random_memory(rng, 40, prefix="q"), *(r.context for r in kept[:10])]
+    queries = [
+        *random_memory(rng, 25, prefix="q"),
+        *(r.context for r in kept[:8]),  # each must not find itself
+        *(  # sharing neither error id nor component with any record
+            q.model_copy(update={"error_id": "E-NEW", "component": "new"})
+            for q in random_memory(rng, 7, prefix="n")
+        ),
+    ]
 
     for query in queries:
-        everything = brute_force(kept, query)
+        everything = brute_force(kept, query, weights, half_life)
         for limit, min_score in [(1, 0.0), (3, 0.0), (5, 0.0), (3, 0.6)]:
             got = index.similar(query, NOW, limit=limit, min_score=min_score)
             expected = [(i, rank) for i, rank, score in everything if score >= min_score]
@@ -281,7 +296,7 @@ def test_pruning_finds_exactly_what_scoring_every_record_finds() -> None:
 
 
 def brute_force(
-    records: list[FailureRecord], query: FailureContext
+    records: list[FailureRecord], query: FailureContext, weights: Weights, half_life: timedelta
 ) -> list[tuple[str, float, float]]:
     """Every other record as (failure id, rank, score), best first, ties newest first."""
     ranked = []
@@ -289,8 +304,8 @@ def brute_force(
         ctx = r.context
         if ctx.failure_id == query.failure_id:
             continue
-        score = similarity(query, ctx)
-        rank = score * recency(ctx.detected_at, NOW) * (0.5 + 0.5 * effectiveness(r))
+        score = similarity(query, ctx, weights)
+        rank = score * recency(ctx.detected_at, NOW, half_life) * (0.5 + 0.5 * effectiveness(r))
         ranked.append((-rank, -ctx.detected_at.timestamp(), ctx.failure_id, score))
     return [(failure_id, -rank, score) for rank, _, failure_id, score in sorted(ranked)]
 
