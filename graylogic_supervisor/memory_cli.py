@@ -104,7 +104,8 @@ async def run_memory_command(args: argparse.Namespace, config: SupervisorConfig)
                 resolution.model_dump(mode="json"),
                 clock.now(),
             )
-            print(f"{args.failure_id}: resolution recorded ({args.fix_action} {args.target or ''})")
+            fix = " ".join(p for p in (args.fix_action, args.target) if p)
+            print(f"{args.failure_id}: resolution recorded ({fix})")
             return EXIT_OK
         if args.memory_command == "patterns":
             for pattern in await repository.patterns():

@@ -26,6 +26,17 @@ async def explain(db: Database, identifier: str) -> list[str] | None:
             f"failure {failure['id']} at {failure['detected_at']}: {failure['component']}"
             f" {failure['error_id']} ({failure['severity']}): {failure['message']}"
         )
+    remembered = await db.fetchone(
+        "SELECT record, outcome FROM failure_memory WHERE failure_id = ?", (failure_id,)
+    )
+    if remembered is not None:
+        lines.append(f"memory: {remembered['outcome']}")
+        resolution = json.loads(remembered["record"]).get("resolution")
+        if resolution:
+            fix = " ".join(p for p in (resolution["fix_action"], resolution.get("fix_target")) if p)
+            lines.append(
+                f"  fixed by {resolution['fixed_by']}: {resolution['what_fixed_it']} ({fix})"
+            )
     for entry in reversed(await AuditLog(db).entries(limit=20, subject=failure_id)):
         if entry["action"] == "memory.decision":
             lines += _decision(json.loads(entry["detail"]))
@@ -82,7 +93,11 @@ async def _resolve(db: Database, identifier: str) -> tuple[str | None, str | Non
     row = await db.fetchone("SELECT id, failure_id FROM incidents WHERE id = ?", (identifier,))
     if row is not None:
         return row["failure_id"], row["id"]
-    row = await db.fetchone("SELECT id FROM failures WHERE id = ?", (identifier,))
+    row = await db.fetchone(
+        "SELECT id FROM failures WHERE id = ? UNION"
+        " SELECT failure_id FROM failure_memory WHERE failure_id = ?",
+        (identifier, identifier),
+    )
     if row is not None:
         incident = await db.fetchone("SELECT id FROM incidents WHERE failure_id = ?", (identifier,))
         return row["id"], incident["id"] if incident is not None else None

@@ -92,3 +92,84 @@ def test_acknowledging_an_unknown_escalation_says_so(config: Path) -> None:
     assert cli(config, "escalation", "list").stdout == ""
     ack = cli(config, "escalation", "ack", "esc-nope", "--by", "dave")
     assert (ack.returncode, ack.stderr) == (1, "no unacknowledged escalation esc-nope\n")
+
+
+def test_a_technician_records_a_resolution_the_memory_learns_from(config: Path) -> None:
+    import asyncio
+    from datetime import UTC, datetime
+
+    from graylogic_supervisor.memory.model import (
+        Environment,
+        FailureContext,
+        FailureRecord,
+        Resources,
+    )
+    from graylogic_supervisor.store.database import Database
+    from graylogic_supervisor.store.memory import MemoryRepository
+
+    state = yaml.safe_load(config.read_text())["state_dir"]
+
+    async def remember() -> None:
+        async with Database(Path(state) / "supervisor.db") as db:
+            context = FailureContext(
+                failure_id="fail-1",
+                incident_id=None,
+                detected_at=datetime(2026, 11, 26, tzinfo=UTC),
+                error_id="ERR-INFRA-MQTT-001",
+                component="mqtt",
+                severity="critical",
+                message="MQTT broker connection failed: port 1883 refused",
+                other_health={},
+                recent_events=[],
+                resources=Resources(
+                    memory_percent=1, disk_percent=1, cpu_percent=1, load_per_cpu=0
+                ),
+                environment=Environment(hour=1, weekday=1, uptime_s=1),
+            )
+            await MemoryRepository(db).save(FailureRecord(context=context), datetime.now(UTC))
+
+    asyncio.run(remember())
+    unknown = cli(config, "memory", "resolve", "fail-404", "--fix-action", "x", "--what", "y")
+    assert (unknown.returncode, unknown.stderr) == (1, "the memory has no failure fail-404\n")
+    done = cli(
+        config,
+        "memory",
+        "resolve",
+        "fail-1",
+        "--fix-action",
+        "remove_firewall_rule",
+        "--what",
+        "removed the DROP rule on 1883",
+        "--root-cause",
+        "firewall",
+        "--by",
+        "erin",
+    )
+    assert (done.returncode, done.stdout) == (
+        0,
+        "fail-1: resolution recorded (remove_firewall_rule)\n",
+    )
+    [entry] = [
+        json.loads(line)
+        for line in cli(
+            config, "audit", "list", "--json", "--action", "memory."
+        ).stdout.splitlines()
+    ]
+    assert (entry["actor"], entry["action"], entry["subject"]) == (
+        "erin",
+        "memory.resolve",
+        "fail-1",
+    )
+    why = cli(config, "why", "fail-1")
+    assert why.returncode == 0
+    assert why.stdout.splitlines()[:2] == [
+        "memory: resolved_by_human",
+        "  fixed by erin: removed the DROP rule on 1883 (remove_firewall_rule)",
+    ]
+    nothing = cli(config, "why", "exec-404")
+    assert (nothing.returncode, nothing.stderr) == (
+        1,
+        "no execution, failure or incident exec-404\n",
+    )
+    report = cli(config, "memory", "consolidate")
+    assert report.returncode == 0 and "ConsolidationReport(" in report.stdout
