@@ -10,11 +10,13 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from graylogic_supervisor.store.database import Database
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -81,3 +83,10 @@ def own_broker(tmp_path: Path) -> Iterator[Broker]:
     running = start_broker(tmp_path / "broker")
     yield running
     running.stop()
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A real SQLite store in the test's directory, migrated, closed afterwards."""
+    async with Database(tmp_path / "s.db") as database:
+        yield database

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
@@ -81,12 +80,6 @@ STANDARD = [
     {"id": "fix", "name": "Fix", "action": "fix", "on_success": "verify", "on_failure": "escalate"},
     {"id": "verify", "name": "Verify", "action": "verify", "on_success": "done"},
 ]
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    async with Database(tmp_path / "store.db") as database:
-        yield database
 
 
 async def prepare(db: Database, book: Playbook) -> ExecutionRepository:

@@ -4,9 +4,7 @@ expire by outcome, open records are never touched, and a second run changes noth
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -31,12 +29,6 @@ NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 SETTINGS = ConsolidationSettings()
 ERROR_ID = "ERR-INFRA-MQTT-001"
 PORT_8883 = "connection refused on port 8883"
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    async with Database(tmp_path / "s.db") as database:
-        yield database
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,12 +17,6 @@ from graylogic_supervisor.store.incidents import IncidentRepository
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 ERROR_ID = "ERR-INFRA-MQTT-001"
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    async with Database(tmp_path / "s.db") as database:
-        yield database
 
 
 @pytest.fixture

@@ -4,9 +4,7 @@ row is reported without hiding the others, and pattern counters add up."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -28,12 +26,6 @@ from graylogic_supervisor.store.memory import (
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 ERROR_ID = "ERR-INFRA-MQTT-001"
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    async with Database(tmp_path / "s.db") as database:
-        yield database
 
 
 @pytest.fixture

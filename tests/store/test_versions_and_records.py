@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-
-import pytest
 
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.database import Database
@@ -26,12 +23,6 @@ def book(version: str, name: str = "MQTT") -> Playbook:
             "steps": [{"id": "check", "name": "Check", "action": "log", "on_success": "done"}],
         }
     )
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    async with Database(tmp_path / "s.db") as database:
-        yield database
 
 
 async def test_a_new_playbook_is_created_active_at_its_declared_version(db: Database) -> None:
