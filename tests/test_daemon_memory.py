@@ -88,7 +88,8 @@ def test_a_fix_learned_from_three_runs_resolves_the_fourth_faster(daemon: Daemon
     by_playbook = [kill_and_wait(daemon, n) for n in range(3)]
     assert [e["kind"] for e in by_playbook] == ["playbook"] * 3
     assert all(e["resolved_by"] == "restart" for e in by_playbook)
-    [pattern] = daemon.query("SELECT * FROM memory_patterns")
+    # learned as the third incident closes, just after its execution is recorded
+    [pattern] = daemon.wait_for(lambda: daemon.query("SELECT * FROM memory_patterns"))
     assert (pattern["fix_action"], pattern["fix_target"]) == ("restart_service", "worker")
 
     learned = kill_and_wait(daemon, 3)
@@ -99,7 +100,9 @@ def test_a_fix_learned_from_three_runs_resolves_the_fourth_faster(daemon: Daemon
     assert fastest_playbook > 1.0  # the settle step
     assert slowest_learned < 0.5, (slowest_learned, fastest_playbook)
 
-    [pattern] = daemon.query("SELECT * FROM memory_patterns")
+    [pattern] = daemon.wait_for(
+        lambda: daemon.query("SELECT * FROM memory_patterns WHERE times_matched = 1")
+    )
     assert (pattern["times_matched"], pattern["times_resolved"]) == (1, 1)
     decisions = daemon.query(
         "SELECT detail FROM audit_log WHERE action = 'memory.decision' ORDER BY seq"

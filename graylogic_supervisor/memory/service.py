@@ -214,10 +214,6 @@ class FailureMemory:
     async def pattern_outcome(self, pattern_id: str, resolved: bool) -> None:
         await self._repository.record_pattern_use(pattern_id, resolved, self._clock.now())
 
-    async def learn_patterns(self) -> int:
-        """Extract patterns from the whole memory (consolidation does this nightly)."""
-        return await self._store_patterns(await self._repository.all_records())
-
     async def learn_around(self, failure_id: str) -> int:
         """Patterns that a newly resolved failure may complete: only its neighbourhood.
 

@@ -53,11 +53,6 @@ def load_playbook(
     return LoadedPlaybook(playbook, file, source, located.line_of(("id",)))
 
 
-def parse_playbook_text(source: str, actions: Mapping[str, ActionSpec], name: str) -> Playbook:
-    """Validate playbook YAML held in the store (for example an exported version)."""
-    return load_playbook(Path(name), actions, text=source).playbook
-
-
 def load_directory(
     directory: Path, actions: Mapping[str, ActionSpec]
 ) -> tuple[list[LoadedPlaybook], list[PlaybookError]]:

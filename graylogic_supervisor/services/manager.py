@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from graylogic_supervisor.clock import Clock
@@ -38,10 +37,6 @@ class ServiceManager:
         self._backends[backend.name] = backend
         if readiness is not None:
             self._readiness[backend.name] = readiness
-
-    @property
-    def names(self) -> list[str]:
-        return list(self._backends)
 
     def _backend(self, name: str) -> ServiceBackend:
         try:
@@ -93,13 +88,6 @@ class ServiceManager:
                 )
             await self._clock.sleep(pause)
             pause = min(pause * 2, 0.1)
-
-    @staticmethod
-    def from_backends(clock: Clock, backends: Iterable[ServiceBackend]) -> ServiceManager:
-        manager = ServiceManager(clock)
-        for backend in backends:
-            manager.add(backend)
-        return manager
 
 
 async def port_accepts(host: str, port: int, timeout_s: float) -> bool:

@@ -77,10 +77,6 @@ class Database:
         if connection is not None:
             await connection.close()
 
-    @property
-    def schema_version(self) -> int:
-        return len(self._migrations)
-
     def _conn(self) -> aiosqlite.Connection:
         if self._connection is None:
             raise StoreClosedError(

@@ -103,16 +103,6 @@ class IncidentRepository:
     async def get(self, incident_id: str) -> Row | None:
         return await self._db.fetchone("SELECT * FROM incidents WHERE id = ?", (incident_id,))
 
-    async def open_incidents(self) -> list[Row]:
-        return await self._db.fetchall(
-            "SELECT * FROM incidents WHERE closed_at IS NULL ORDER BY opened_at"
-        )
-
-    async def evaluations(self, incident_id: str) -> list[Row]:
-        return await self._db.fetchall(
-            "SELECT * FROM viability_evaluations WHERE incident_id = ? ORDER BY id", (incident_id,)
-        )
-
     async def close_all_open(self, detail: str, now: datetime) -> int:
         """At start-up: incidents of a previous run are over (health is checked anew)."""
         stamp = isoformat(now)

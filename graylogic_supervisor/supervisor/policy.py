@@ -130,7 +130,6 @@ class _ComponentState:
     opened_at: float = 0.0
     open_for: float = 0.0
     last_signature: Signature | None = None
-    succeeded_at: float | None = None
     healthy_since: float | None = None
     changes: deque[float] = field(default_factory=deque)
     held_until: float = 0.0
@@ -256,7 +255,6 @@ class RecoveryPolicy:
         state = self._state(component)
         now = self._clock.monotonic()
         if succeeded:
-            state.succeeded_at = now
             state.last_signature = None
             if state.breaker is Breaker.HALF_OPEN:
                 state.breaker = Breaker.CLOSED
