@@ -73,6 +73,17 @@ class ExecutionObserver(Protocol):
     ) -> None: ...
 
 
+class _Sequence:
+    """The step numbers of one execution (1, 2, 3 …), shared by steps, retries and undos."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+    def next(self) -> int:
+        self.value += 1
+        return self.value
+
+
 @dataclass
 class _Attempt:
     """What one step, all attempts included, came to."""
@@ -129,10 +140,11 @@ class Runner:
             execution_id,
             extra=log_extra,
         )
-        seq = 0
+        seq = _Sequence()
         visits: Counter[str] = Counter()
         last_fix: tuple[Step, StepResult] | None = None
         last_failed: FailedStep | None = None
+        completed: list[Step] = []  # succeeded steps, for their compensations
         step = playbook.steps[0]
         end: ExecutionEnd
         try:
@@ -149,7 +161,7 @@ class Runner:
                     )
                     break
                 action = self._registry.get(step.action)
-                attempt, seq = await self._run_step(
+                attempt = await self._run_step(
                     execution_id, playbook, step, action, failure, seq, deadline
                 )
                 if attempt.outcome != "success":
@@ -166,6 +178,8 @@ class Runner:
                     )
                     break
                 succeeded = attempt.outcome == "success"
+                if succeeded:
+                    completed.append(step)
                 if succeeded and action.kind is ActionKind.FIX and attempt.result is not None:
                     last_fix = (step, attempt.result)
                 target = playbook.resolve_transition(
@@ -191,6 +205,9 @@ class Runner:
                     break
                 step = playbook.step(target)
         except asyncio.CancelledError:
+            # Undo what was done before giving in to the cancel (bounded by each undo's
+            # timeout; a second cancel, at shutdown's end, still wins).
+            await self._compensate(execution_id, playbook, failure, completed, seq)
             await self._finish(
                 execution_id,
                 playbook,
@@ -201,6 +218,8 @@ class Runner:
                 ),
             )
             raise
+        if end.status != "resolved":
+            await self._compensate(execution_id, playbook, failure, completed, seq)
         failed_step = None if end.status == "resolved" else last_failed
         return await self._finish(execution_id, playbook, failure, started, end, failed_step)
 
@@ -240,10 +259,10 @@ class Runner:
         step: Step,
         action: Action,
         failure: FailureInfo,
-        seq: int,
+        seq: _Sequence,
         deadline: float,
-    ) -> tuple[_Attempt, int]:
-        """Run a step and its retries; returns what it came to and the last seq used."""
+    ) -> _Attempt:
+        """Run a step and its retries; returns what it came to."""
         attempts = step.retry.attempts if step.retry else 1
         params = action.params_model.model_validate(step.params)
         attempt = _Attempt("failure", None)
@@ -251,12 +270,12 @@ class Runner:
             if number > 1:
                 pause = retry_pause(step.retry, number - 1, self._rng) if step.retry else 0.0
                 if self._clock.monotonic() + pause >= deadline:
-                    return _Attempt("deadline", attempt.result), seq
+                    return _Attempt("deadline", attempt.result)
                 await self._clock.sleep(pause)
-            seq += 1
+            number_in_run = seq.next()
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
-                return _Attempt("deadline", attempt.result), seq
+                return _Attempt("deadline", attempt.result)
             timeout = min(step.timeout_seconds, remaining)
             cut_by_deadline = timeout < step.timeout_seconds
             ctx = StepContext(
@@ -270,13 +289,13 @@ class Runner:
                 deadline=self._clock.monotonic() + timeout,
             )
             attempt = await self._attempt(
-                ctx, playbook, step, action, seq, number, timeout, cut_by_deadline
+                ctx, playbook, step, action, number_in_run, number, timeout, cut_by_deadline
             )
             if attempt.outcome == "success":
-                return attempt, seq
+                return attempt
             if attempt.outcome == "timeout" and cut_by_deadline:
-                return _Attempt("deadline", attempt.result), seq
-        return attempt, seq
+                return _Attempt("deadline", attempt.result)
+        return attempt
 
     async def _attempt(
         self,
@@ -296,15 +315,8 @@ class Runner:
         if self._observer is not None:
             self._observer.step_started(ctx.execution_id, playbook, step, number)
         began = clock.monotonic()
-        result: StepResult | None = None
         try:
-            result = await clock.wait_for(action.run(ctx), timeout_s)
-            outcome = "success" if result.success else "failure"
-            error = result.error
-        except TimeoutError:
-            outcome, error = "timeout", f"no answer within {timeout_s:g} s"
-        except SupervisorError as exc:
-            outcome, error = "failure", str(exc)
+            outcome, result, error = await self._call(ctx, action, timeout_s)
         except asyncio.CancelledError:
             await self._executions.finish_step(
                 row_id,
@@ -313,14 +325,6 @@ class Runner:
                 StepEnd("interrupted", None, {}, "cancelled", None),
             )
             raise
-        except Exception as exc:  # an action's bug must not take the supervisor down
-            logger.exception(
-                "action %s raised in step %s",
-                step.action,
-                step.id,
-                extra={"playbook": playbook.id, "error_id": ctx.failure.error_id},
-            )
-            outcome, error = "error", f"{type(exc).__name__}: {exc}"
         succeeded = outcome == "success"
         transition = playbook.resolve_transition(
             step, step.on_success if succeeded else step.on_failure
@@ -340,6 +344,93 @@ class Runner:
         if self._observer is not None:
             self._observer.step_finished(ctx.execution_id, playbook, step, end)
         return _Attempt(outcome, result)
+
+    async def _call(
+        self, ctx: StepContext, action: Action, timeout_s: float
+    ) -> tuple[str, StepResult | None, str | None]:
+        """Run an action: (outcome, its result if it gave one, the error)."""
+        try:
+            result = await self._clock.wait_for(action.run(ctx), timeout_s)
+        except TimeoutError:
+            return "timeout", None, f"no answer within {timeout_s:g} s"
+        except SupervisorError as exc:
+            return "failure", None, str(exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # an action's bug must not take the supervisor down
+            logger.exception(
+                "action %s raised in step %s",
+                action.name,
+                ctx.step_id,
+                extra={"playbook": ctx.playbook_id, "error_id": ctx.failure.error_id},
+            )
+            return "error", None, f"{type(exc).__name__}: {exc}"
+        return ("success" if result.success else "failure"), result, result.error
+
+    async def _compensate(
+        self,
+        execution_id: str,
+        playbook: Playbook,
+        failure: FailureInfo,
+        completed: list[Step],
+        seq: _Sequence,
+    ) -> None:
+        """Undo completed steps, newest first; each undo is a recorded step of its own.
+
+        An undo that fails is recorded and the others still run: leaving the
+        rest undone would only add to the mess a human is about to walk into.
+        """
+        clock = self._clock
+        undo_steps = [step for step in reversed(completed) if step.compensate is not None]
+        for position, step in enumerate(undo_steps):
+            undo = step.compensate
+            assert undo is not None
+            step_id = f"{step.id}:compensate"
+            row_id = await self._executions.start_step(
+                execution_id,
+                seq.next(),
+                step_id,
+                f"Undo: {step.name}",
+                undo.action,
+                undo.target,
+                1,
+                clock.now(),
+            )
+            action = self._registry.get(undo.action)
+            ctx = StepContext(
+                execution_id=execution_id,
+                playbook_id=playbook.id,
+                step_id=step_id,
+                target=undo.target,
+                params=action.params_model.model_validate(undo.params),
+                failure=failure,
+                clock=clock,
+                deadline=clock.monotonic() + undo.timeout_seconds,
+            )
+            began = clock.monotonic()
+            outcome, result, error = await self._call(ctx, action, undo.timeout_seconds)
+            following = undo_steps[position + 1] if position + 1 < len(undo_steps) else None
+            await self._executions.finish_step(
+                row_id,
+                clock.now(),
+                clock.monotonic() - began,
+                StepEnd(
+                    outcome=outcome,
+                    result=result.result if result is not None else None,
+                    output=result.output if result is not None else {},
+                    error=error,
+                    transitioned_to=f"{following.id}:compensate" if following else None,
+                ),
+            )
+            log = logger.info if outcome == "success" else logger.error
+            log(
+                "%s: undo of %s %s (%s)",
+                execution_id,
+                step.id,
+                outcome,
+                error or (result.result if result else ""),
+                extra={"playbook": playbook.id, "error_id": failure.error_id},
+            )
 
 
 def retry_pause(policy: RetryPolicy, retry_number: int, rng: random.Random) -> float:

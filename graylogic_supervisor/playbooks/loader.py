@@ -102,37 +102,53 @@ def _action_problems(
 ) -> list[SourceProblem]:
     problems = []
     for index, step in enumerate(playbook.steps):
-        spec = actions.get(step.action)
-        if spec is None:
-            known = ", ".join(sorted(actions))
-            problems.append(
-                _locate(
-                    located,
-                    ("steps", index, "action"),
-                    f"unknown action {step.action!r} (known: {known})",
-                )
+        problems += _call_problems(
+            located, ("steps", index), step.action, step.target, step.params, actions
+        )
+        if step.compensate is not None:
+            undo = step.compensate
+            problems += _call_problems(
+                located,
+                ("steps", index, "compensate"),
+                undo.action,
+                undo.target,
+                undo.params,
+                actions,
             )
-            continue
-        if spec.needs_target and not step.target:
-            problems.append(
-                _locate(
-                    located, ("steps", index, "target"), f"action {step.action!r} needs a target"
-                )
-            )
-        try:
-            spec.params_model.model_validate(step.params)
-        except ValidationError as exc:
-            params_data = LocatedData(
-                located.file,
-                step.params,
-                {
-                    key[3:]: line
-                    for key, line in located.lines.items()
-                    if key[:3] == ("steps", index, "params")
-                },
-            )
-            for problem in problems_from_validation(params_data, exc):
-                field = f"steps[{index}].params" + (f".{problem.field}" if problem.field else "")
-                line = problem.line or located.line_of(("steps", index, "params"))
-                problems.append(SourceProblem(located.file, line, field, problem.message))
+    return problems
+
+
+def _call_problems(
+    located: LocatedData,
+    where: PathKey,
+    action: str,
+    target: str | None,
+    params: Mapping[str, object],
+    actions: Mapping[str, ActionSpec],
+) -> list[SourceProblem]:
+    """An action called with a target and params (a step, or a step's compensation)."""
+    spec = actions.get(action)
+    if spec is None:
+        known = ", ".join(sorted(actions))
+        return [_locate(located, (*where, "action"), f"unknown action {action!r} (known: {known})")]
+    problems = []
+    if spec.needs_target and not target:
+        problems.append(_locate(located, (*where, "target"), f"action {action!r} needs a target"))
+    try:
+        spec.params_model.model_validate(dict(params))
+    except ValidationError as exc:
+        depth = len(where) + 1
+        params_data = LocatedData(
+            located.file,
+            dict(params),
+            {
+                key[depth:]: line
+                for key, line in located.lines.items()
+                if key[:depth] == (*where, "params")
+            },
+        )
+        for problem in problems_from_validation(params_data, exc):
+            field = dotted((*where, "params")) + (f".{problem.field}" if problem.field else "")
+            line = problem.line or located.line_of((*where, "params"))
+            problems.append(SourceProblem(located.file, line, field, problem.message))
     return problems

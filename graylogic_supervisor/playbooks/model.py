@@ -47,6 +47,15 @@ class RetryPolicy(_Model):
     jitter: float = Field(0.0, ge=0, le=1)
 
 
+class Compensation(_Model):
+    """What undoes a completed step when the execution does not resolve."""
+
+    action: str = Field(min_length=1)
+    target: str | None = None
+    params: dict[str, Any] = {}
+    timeout_seconds: float = Field(30, gt=0)
+
+
 class Step(_Model):
     id: str = Field(pattern=STEP_ID)
     name: str = Field(min_length=1)
@@ -60,6 +69,7 @@ class Step(_Model):
     )
     on_success: str = NEXT
     on_failure: str = ESCALATE
+    compensate: Compensation | None = None
 
     @field_validator("id")
     @classmethod

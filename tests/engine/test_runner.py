@@ -314,3 +314,90 @@ async def test_a_resolved_run_has_no_failed_step_even_after_a_failed_check(
     )
     assert outcome.status == "resolved"
     assert outcome.failed_step is None
+
+
+UNDOABLE = [
+    {
+        "id": "isolate",
+        "name": "Stop the bridge",
+        "action": "isolate",
+        "compensate": {"action": "restore", "timeout_seconds": 1},
+    },
+    {
+        "id": "drain",
+        "name": "Drain queues",
+        "action": "drain",
+        "compensate": {"action": "undrain"},
+    },
+    {"id": "fix", "name": "Fix", "action": "fix", "on_success": "done"},
+]
+
+
+def undo_actions(fix_answer: Any, restore_answer: Any = True) -> list[Scripted]:
+    return [
+        Scripted("isolate", ActionKind.FIX, [True]),
+        Scripted("drain", ActionKind.FIX, [True]),
+        Scripted("fix", ActionKind.FIX, [fix_answer]),
+        Scripted("restore", ActionKind.FIX, [restore_answer]),
+        Scripted("undrain", ActionKind.FIX, [True]),
+    ]
+
+
+async def test_an_escalation_undoes_completed_steps_newest_first(db: Database) -> None:
+    actions = undo_actions(False)
+    outcome, record = await run(db, playbook(UNDOABLE), *actions)
+    assert outcome.status == "escalated"
+    assert steps_of(record) == [
+        ("isolate", "success", "drain"),
+        ("drain", "success", "fix"),
+        ("fix", "failure", "escalate"),
+        ("drain:compensate", "success", "isolate:compensate"),
+        ("isolate:compensate", "success", None),
+    ]
+    assert record["steps"][3]["name"] == "Undo: Drain queues"
+    assert record["steps"][3]["action"] == "undrain"
+
+
+async def test_a_resolved_run_undoes_nothing(db: Database) -> None:
+    outcome, record = await run(db, playbook(UNDOABLE), *undo_actions(True))
+    assert outcome.status == "resolved"
+    assert [s["id"] for s in record["steps"]] == ["isolate", "drain", "fix"]
+
+
+async def test_an_undo_that_fails_is_recorded_and_the_others_still_run(db: Database) -> None:
+    outcome, record = await run(
+        db, playbook(UNDOABLE), *undo_actions(False, restore_answer=RuntimeError("stuck"))
+    )
+    assert steps_of(record)[-2:] == [
+        ("drain:compensate", "success", "isolate:compensate"),
+        ("isolate:compensate", "error", None),
+    ]
+    assert record["steps"][-1]["error"] == "RuntimeError: stuck"
+    assert outcome.status == "escalated"
+
+
+async def test_the_playbook_deadline_still_runs_the_undos(db: Database) -> None:
+    steps = [*UNDOABLE[:2], dict(UNDOABLE[2], timeout_seconds=10)]
+    outcome, record = await run(db, playbook(steps, timeout_seconds=0.2), *undo_actions(5.0))
+    assert outcome.status == "failed"
+    assert [s["id"] for s in record["steps"]][-2:] == ["drain:compensate", "isolate:compensate"]
+
+
+async def test_a_cancelled_run_undoes_before_it_stops(db: Database) -> None:
+    book = playbook(UNDOABLE)
+    executions = await prepare(db, book)
+    runner = Runner(ActionRegistry(undo_actions(10.0)), executions, SystemClock())
+    task = asyncio.create_task(runner.run(book, FAILURE))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [row] = await executions.recent(1)
+    record = await executions.record(row["id"])
+    assert record is not None
+    assert record["outcome"]["status"] == "interrupted"
+    assert steps_of(record)[2:] == [
+        ("fix", "interrupted", None),
+        ("drain:compensate", "success", "isolate:compensate"),
+        ("isolate:compensate", "success", None),
+    ]

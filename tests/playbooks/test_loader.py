@@ -567,3 +567,31 @@ def test_second_file_with_the_same_playbook_id_is_refused_at_its_id_line(
         "id",
     )
     assert problem.message == f"playbook id PLAY-MQTT-RECOVER-001 is also in {first}"
+
+
+def test_a_compensation_is_checked_like_a_step(
+    tmp_path: Path, actions: dict[str, ActionSpec]
+) -> None:
+    path = write(
+        tmp_path,
+        HEADER
+        + """\
+steps:
+  - id: stop_bridge
+    name: Stop the bridge
+    action: stop_service
+    target: bridge-knx
+    compensate:
+      action: start_servce
+    on_success: probe
+  - id: probe
+    name: Probe
+    action: check_mqtt
+    compensate: {action: check_port, params: {port: 99999}}
+    on_success: done
+""",
+    )
+    problems = refusal(path, actions)
+    assert problems[0][:2] == (line_of(path, "action: start_servce"), "steps[0].compensate.action")
+    assert problems[0][2].startswith("unknown action 'start_servce'")
+    assert problems[1][:2] == (line_of(path, "port: 99999"), "steps[1].compensate.params.port")
