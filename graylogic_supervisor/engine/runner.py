@@ -27,7 +27,14 @@ from graylogic_supervisor.engine.action import (
     StepResult,
 )
 from graylogic_supervisor.errors import SupervisorError
-from graylogic_supervisor.playbooks.model import DONE, ESCALATE, Playbook, RetryPolicy, Step
+from graylogic_supervisor.playbooks.model import (
+    DONE,
+    ESCALATE,
+    PARALLEL,
+    Playbook,
+    RetryPolicy,
+    Step,
+)
 from graylogic_supervisor.store.executions import ExecutionEnd, ExecutionRepository, StepEnd
 from graylogic_supervisor.store.ids import new_id
 
@@ -86,10 +93,12 @@ class _Sequence:
 
 @dataclass
 class _Attempt:
-    """What one step, all attempts included, came to."""
+    """What one step (all its attempts, or a group's branches) came to."""
 
     outcome: str
     result: StepResult | None
+    fix: tuple[Step, StepResult] | None = None  # a successful fix-kind step within it
+    failed_step: Step | None = None  # a group's branch that failed it
 
 
 class Runner:
@@ -160,13 +169,25 @@ class Runner:
                         f" more than {step.max_visits} times",
                     )
                     break
-                action = self._registry.get(step.action)
-                attempt = await self._run_step(
-                    execution_id, playbook, step, action, failure, seq, deadline
-                )
+                if step.parallel is not None:
+                    attempt = await self._run_group(
+                        execution_id, playbook, step, failure, seq, deadline, completed
+                    )
+                else:
+                    action = self._registry.get(step.action)
+                    attempt = await self._run_step(
+                        execution_id, playbook, step, action, failure, seq, deadline
+                    )
+                    if attempt.outcome == "success":
+                        completed.append(step)
+                        if action.kind is ActionKind.FIX and attempt.result is not None:
+                            attempt = _Attempt(
+                                attempt.outcome, attempt.result, (step, attempt.result)
+                            )
                 if attempt.outcome != "success":
                     outcome = "timeout" if attempt.outcome == "deadline" else attempt.outcome
-                    last_failed = FailedStep(step.id, step.action, outcome)
+                    failed = attempt.failed_step or step
+                    last_failed = FailedStep(failed.id, failed.action, outcome)
                 if attempt.outcome == "deadline":
                     end = ExecutionEnd(
                         "failed",
@@ -178,10 +199,8 @@ class Runner:
                     )
                     break
                 succeeded = attempt.outcome == "success"
-                if succeeded:
-                    completed.append(step)
-                if succeeded and action.kind is ActionKind.FIX and attempt.result is not None:
-                    last_fix = (step, attempt.result)
+                if succeeded and attempt.fix is not None:
+                    last_fix = attempt.fix
                 target = playbook.resolve_transition(
                     step, step.on_success if succeeded else step.on_failure
                 )
@@ -261,8 +280,12 @@ class Runner:
         failure: FailureInfo,
         seq: _Sequence,
         deadline: float,
+        join_of: str | None = None,
     ) -> _Attempt:
-        """Run a step and its retries; returns what it came to."""
+        """Run a step and its retries; returns what it came to.
+
+        ``join_of`` names the group when the step is one of its branches.
+        """
         attempts = step.retry.attempts if step.retry else 1
         params = action.params_model.model_validate(step.params)
         attempt = _Attempt("failure", None)
@@ -289,7 +312,15 @@ class Runner:
                 deadline=self._clock.monotonic() + timeout,
             )
             attempt = await self._attempt(
-                ctx, playbook, step, action, number_in_run, number, timeout, cut_by_deadline
+                ctx,
+                playbook,
+                step,
+                action,
+                number_in_run,
+                number,
+                timeout,
+                cut_by_deadline,
+                join_of,
             )
             if attempt.outcome == "success":
                 return attempt
@@ -307,6 +338,7 @@ class Runner:
         number: int,
         timeout_s: float,
         cut_by_deadline: bool,
+        join_of: str | None = None,
     ) -> _Attempt:
         clock = self._clock
         row_id = await self._executions.start_step(
@@ -326,9 +358,12 @@ class Runner:
             )
             raise
         succeeded = outcome == "success"
-        transition = playbook.resolve_transition(
-            step, step.on_success if succeeded else step.on_failure
-        )
+        if join_of is not None:
+            transition = f"join:{join_of}"
+        else:
+            transition = playbook.resolve_transition(
+                step, step.on_success if succeeded else step.on_failure
+            )
         if outcome == "timeout" and cut_by_deadline:
             transition = "failed"  # the playbook's own deadline ended it
         elif not succeeded and step.retry is not None and number < step.retry.attempts:
@@ -344,6 +379,120 @@ class Runner:
         if self._observer is not None:
             self._observer.step_finished(ctx.execution_id, playbook, step, end)
         return _Attempt(outcome, result)
+
+    async def _run_group(
+        self,
+        execution_id: str,
+        playbook: Playbook,
+        group: Step,
+        failure: FailureInfo,
+        seq: _Sequence,
+        deadline: float,
+        completed: list[Step],
+    ) -> _Attempt:
+        """Run a group's branches at once, each a step row ``group.branch`` of its own.
+
+        ``all`` succeeds when every branch did; ``any`` as soon as one did, and the
+        others are cancelled (their rows say ``interrupted``). The group has a row
+        too, with the join's outcome and the group's transition.
+        """
+        assert group.parallel is not None
+        clock = self._clock
+        row_id = await self._executions.start_step(
+            execution_id, seq.next(), group.id, group.name, PARALLEL, None, 1, clock.now()
+        )
+        began = clock.monotonic()
+        branches = [
+            branch.model_copy(update={"id": f"{group.id}.{branch.id}"})
+            for branch in group.parallel.branches
+        ]
+        tasks = {
+            asyncio.create_task(
+                self._run_step(
+                    execution_id,
+                    playbook,
+                    branch,
+                    self._registry.get(branch.action),
+                    failure,
+                    seq,
+                    deadline,
+                    join_of=group.id,
+                ),
+                name=f"{execution_id}:{branch.id}",
+            ): branch
+            for branch in branches
+        }
+        results: dict[str, _Attempt] = {}
+        try:
+            pending = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    results[tasks[task].id] = task.result()
+                if group.parallel.join == "any" and any(
+                    r.outcome == "success" for r in results.values()
+                ):
+                    break
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        succeeded_branches = [
+            b for b in branches if results.get(b.id, _NOT_RUN).outcome == "success"
+        ]
+        completed.extend(succeeded_branches)
+        if group.parallel.join == "all":
+            succeeded = len(succeeded_branches) == len(branches)
+        else:
+            succeeded = bool(succeeded_branches)
+        failed = next(
+            (
+                b
+                for b in branches
+                if results.get(b.id, _NOT_RUN).outcome not in ("success", "cancelled")
+            ),
+            None,
+        )
+        deadline_hit = any(r.outcome == "deadline" for r in results.values())
+        outcome = (
+            "deadline"
+            if deadline_hit and not succeeded
+            else ("success" if succeeded else "failure")
+        )
+        summary = (
+            f"{len(succeeded_branches)} of {len(branches)} branches succeeded"
+            f" (join {group.parallel.join})"
+        )
+        fix = next(
+            (
+                (b, result)
+                for b in succeeded_branches
+                if (result := results[b.id].result) is not None
+                and self._registry.get(b.action).kind is ActionKind.FIX
+            ),
+            None,
+        )
+        if outcome == "deadline":
+            transition = "failed"
+        else:
+            transition = playbook.resolve_transition(
+                group, group.on_success if succeeded else group.on_failure
+            )
+        await self._executions.finish_step(
+            row_id,
+            clock.now(),
+            clock.monotonic() - began,
+            StepEnd(
+                outcome="success"
+                if succeeded
+                else ("timeout" if outcome == "deadline" else "failure"),
+                result=summary,
+                output={b.id: results.get(b.id, _NOT_RUN).outcome for b in branches},
+                error=None if succeeded else summary,
+                transitioned_to=transition,
+            ),
+        )
+        return _Attempt(outcome, None, fix, failed)
 
     async def _call(
         self, ctx: StepContext, action: Action, timeout_s: float
@@ -442,3 +591,7 @@ def retry_pause(policy: RetryPolicy, retry_number: int, rng: random.Random) -> f
         retry_number,
         rng,
     )
+
+
+# What a branch came to when it was cancelled before finishing (a join ``any`` won).
+_NOT_RUN = _Attempt("cancelled", None)

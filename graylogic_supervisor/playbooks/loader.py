@@ -102,6 +102,23 @@ def _action_problems(
 ) -> list[SourceProblem]:
     problems = []
     for index, step in enumerate(playbook.steps):
+        if step.parallel is not None:
+            for branch_index, branch in enumerate(step.parallel.branches):
+                where = ("steps", index, "parallel", "branches", branch_index)
+                problems += _call_problems(
+                    located, where, branch.action, branch.target, branch.params, actions
+                )
+                if branch.compensate is not None:
+                    undo = branch.compensate
+                    problems += _call_problems(
+                        located,
+                        (*where, "compensate"),
+                        undo.action,
+                        undo.target,
+                        undo.params,
+                        actions,
+                    )
+            continue
         problems += _call_problems(
             located, ("steps", index), step.action, step.target, step.params, actions
         )

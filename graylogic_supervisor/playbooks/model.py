@@ -6,7 +6,7 @@ A playbook is validated once, when it loads; after that the engine trusts it.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -15,6 +15,7 @@ STEP_ID = r"^[a-z][a-z0-9_]{0,62}$"
 PLAYBOOK_ID = r"^PLAY-[A-Z0-9]+(-[A-Z0-9]+)*-\d{3}$"
 
 # Transition targets that are not step ids.
+PARALLEL = "parallel"  # the action name of a parallel group step
 DONE = "done"
 ESCALATE = "escalate"
 NEXT = "next"
@@ -70,6 +71,14 @@ class Step(_Model):
     on_success: str = NEXT
     on_failure: str = ESCALATE
     compensate: Compensation | None = None
+    parallel: ParallelGroup | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_group_is_a_parallel_action(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "parallel" in data and "action" not in data:
+            return {**data, "action": PARALLEL}
+        return data
 
     @field_validator("id")
     @classmethod
@@ -77,6 +86,46 @@ class Step(_Model):
         if value in RESERVED:
             raise ValueError(f"{value!r} is a reserved transition word")
         return value
+
+    @model_validator(mode="after")
+    def _group_shape(self) -> Step:
+        if self.parallel is None:
+            if self.action == PARALLEL:
+                raise ValueError("a parallel step needs 'parallel' with its branches")
+            return self
+        if self.action != PARALLEL or self.target or self.params or self.retry or self.compensate:
+            raise ValueError(
+                "a parallel step has branches instead of an action, target, params, retry"
+                " or compensate"
+            )
+        return self
+
+    @property
+    def is_group(self) -> bool:
+        return self.parallel is not None
+
+
+class ParallelGroup(_Model):
+    """Branches run at once; ``all`` needs every one to succeed, ``any`` the first to."""
+
+    join: Literal["all", "any"] = "all"
+    branches: list[Step] = Field(min_length=2)
+
+    @model_validator(mode="after")
+    def _plain_branches(self) -> ParallelGroup:
+        ids = [branch.id for branch in self.branches]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate branch ids: {', '.join(duplicates)}")
+        for branch in self.branches:
+            if branch.parallel is not None:
+                raise ValueError(f"branch {branch.id!r}: groups do not nest")
+            if (branch.on_success, branch.on_failure) != (NEXT, ESCALATE) or branch.max_visits:
+                raise ValueError(
+                    f"branch {branch.id!r}: branches have no transitions of their own;"
+                    " the group's on_success and on_failure decide"
+                )
+        return self
 
 
 class Playbook(_Model):
@@ -108,9 +157,15 @@ class Playbook(_Model):
         return self.limits.timeout_seconds
 
     def step(self, step_id: str) -> Step:
+        """A step by id; a group's branch by ``group.branch``, as its rows record it."""
+        group_id, _, branch_id = step_id.partition(".")
         for step in self.steps:
-            if step.id == step_id:
-                return step
+            if step.id == group_id:
+                if not branch_id:
+                    return step
+                for branch in step.parallel.branches if step.parallel else []:
+                    if branch.id == branch_id:
+                        return branch.model_copy(update={"id": step_id})
         raise KeyError(step_id)
 
     def resolve_transition(self, step: Step, target: str) -> str:
@@ -129,3 +184,6 @@ def default_timeout(playbook: Playbook) -> float:
     if count <= 10:
         return 1200.0
     return 2700.0
+
+
+Step.model_rebuild()

@@ -401,3 +401,88 @@ async def test_a_cancelled_run_undoes_before_it_stops(db: Database) -> None:
         ("drain:compensate", "success", "isolate:compensate"),
         ("isolate:compensate", "success", None),
     ]
+
+
+def group(join: str, on_failure: str = "escalate") -> list[dict[str, Any]]:
+    return [
+        {
+            "id": "both",
+            "name": "Restart both",
+            "parallel": {
+                "join": join,
+                "branches": [
+                    {"id": "broker", "name": "Broker", "action": "fix_broker"},
+                    {"id": "bridge", "name": "Bridge", "action": "fix_bridge"},
+                ],
+            },
+            "on_success": "verify",
+            "on_failure": on_failure,
+        },
+        {"id": "verify", "name": "Verify", "action": "verify", "on_success": "done"},
+    ]
+
+
+async def test_a_parallel_group_runs_its_branches_at_once_and_joins_all(db: Database) -> None:
+    started = asyncio.get_running_loop().time()
+    outcome, record = await run(
+        db,
+        playbook(group("all")),
+        Scripted("fix_broker", ActionKind.FIX, [0.2]),
+        Scripted("fix_bridge", ActionKind.FIX, [0.2]),
+        Scripted("verify", ActionKind.CHECK, [True]),
+    )
+    assert asyncio.get_running_loop().time() - started < 0.35  # not 0.4: at once
+    assert outcome.status == "resolved"
+    rows = {s["id"]: s for s in record["steps"]}
+    assert rows["both"]["outcome"] == "success"
+    assert rows["both"]["transitioned_to"] == "verify"
+    assert rows["both"]["result"] == "2 of 2 branches succeeded (join all)"
+    assert rows["both.broker"]["transitioned_to"] == "join:both"
+    assert rows["both.bridge"]["outcome"] == "success"
+    assert outcome.resolved_by in ("both.broker", "both.bridge")
+
+
+async def test_join_all_fails_when_one_branch_fails(db: Database) -> None:
+    outcome, record = await run(
+        db,
+        playbook(group("all")),
+        Scripted("fix_broker", ActionKind.FIX, [True]),
+        Scripted("fix_bridge", ActionKind.FIX, [False]),
+        Scripted("verify", ActionKind.CHECK, [True]),
+    )
+    assert outcome.status == "escalated"
+    assert outcome.failed_step is not None and outcome.failed_step.step_id == "both.bridge"
+    rows = {s["id"]: s for s in record["steps"]}
+    assert (rows["both"]["outcome"], rows["both"]["transitioned_to"]) == ("failure", "escalate")
+    assert rows["both"]["output"] == {"both.broker": "success", "both.bridge": "failure"}
+
+
+async def test_join_any_takes_the_first_success_and_cancels_the_rest(db: Database) -> None:
+    started = asyncio.get_running_loop().time()
+    outcome, record = await run(
+        db,
+        playbook(group("any")),
+        Scripted("fix_broker", ActionKind.FIX, [True]),
+        Scripted("fix_bridge", ActionKind.FIX, [5.0]),
+        Scripted("verify", ActionKind.CHECK, [True]),
+    )
+    assert asyncio.get_running_loop().time() - started < 1
+    assert outcome.status == "resolved"
+    rows = {s["id"]: s for s in record["steps"]}
+    assert rows["both.bridge"]["outcome"] == "interrupted"
+    assert rows["both"]["result"] == "1 of 2 branches succeeded (join any)"
+
+
+async def test_a_failed_run_undoes_the_branches_that_succeeded(db: Database) -> None:
+    steps = group("all")
+    steps[0]["parallel"]["branches"][0]["compensate"] = {"action": "undo_broker"}
+    outcome, record = await run(
+        db,
+        playbook(steps),
+        Scripted("fix_broker", ActionKind.FIX, [True]),
+        Scripted("fix_bridge", ActionKind.FIX, [False]),
+        Scripted("verify", ActionKind.CHECK, [True]),
+        Scripted("undo_broker", ActionKind.FIX, [True]),
+    )
+    assert outcome.status == "escalated"
+    assert steps_of(record)[-1] == ("both.broker:compensate", "success", None)

@@ -595,3 +595,62 @@ steps:
     assert problems[0][:2] == (line_of(path, "action: start_servce"), "steps[0].compensate.action")
     assert problems[0][2].startswith("unknown action 'start_servce'")
     assert problems[1][:2] == (line_of(path, "port: 99999"), "steps[1].compensate.params.port")
+
+
+def test_a_parallel_groups_branches_are_checked_where_they_are(
+    tmp_path: Path, actions: dict[str, ActionSpec]
+) -> None:
+    path = write(
+        tmp_path,
+        HEADER
+        + """\
+steps:
+  - id: both
+    name: Restart both
+    parallel:
+      join: all
+      branches:
+        - {id: broker, name: Broker, action: restart_service, target: mosquitto}
+        - {id: bridge, name: Bridge, action: restart_servce, target: bridge}
+    on_success: done
+""",
+    )
+    [(line, field, message)] = refusal(path, actions)
+    assert (line, field) == (
+        line_of(path, "action: restart_servce"),
+        "steps[0].parallel.branches[1].action",
+    )
+    assert message.startswith("unknown action 'restart_servce'")
+
+
+@pytest.mark.parametrize(
+    ("branch", "message"),
+    [
+        ("{id: b, name: B, action: log, params: {message: x}, on_success: done}", "no transitions"),
+        ("{id: a, name: A, action: log, params: {message: x}}", "duplicate branch ids: a"),
+        (
+            "{id: b, name: B, parallel: {branches: [{id: c, name: C, action: log},"
+            " {id: d, name: D, action: log}]}}",
+            "groups do not nest",
+        ),
+    ],
+)
+def test_branches_are_plain_steps(
+    tmp_path: Path, actions: dict[str, ActionSpec], branch: str, message: str
+) -> None:
+    path = write(
+        tmp_path,
+        HEADER
+        + f"""\
+steps:
+  - id: both
+    name: Both
+    parallel:
+      branches:
+        - {{id: a, name: A, action: log, params: {{message: x}}}}
+        - {branch}
+    on_success: done
+""",
+    )
+    problems = refusal(path, actions)
+    assert any(message in text for _, _, text in problems), problems
