@@ -138,10 +138,12 @@ def _is_tag(part: str) -> bool:
 UNION_TAG_ERRORS = ("union_tag_invalid", "union_tag_not_found")
 
 
-def problems_from_validation(located: LocatedData, exc: ValidationError) -> list[SourceProblem]:
-    """Translate pydantic errors into located problems."""
+def problems_from_validation(
+    located: LocatedData, exc: ValidationError, errors: list[Any] | None = None
+) -> list[SourceProblem]:
+    """Translate pydantic errors (all of ``exc``'s, or the ``errors`` chosen) into problems."""
     problems = []
-    for error in exc.errors():
+    for error in exc.errors() if errors is None else errors:
         loc = tuple(error["loc"])
         if error["type"] in UNION_TAG_ERRORS:
             # pydantic locates a bad or missing tag at the union; point at the tag field.

@@ -23,7 +23,7 @@ import operator
 import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from functools import partial
 from types import MappingProxyType
@@ -182,40 +182,23 @@ def expression_context(
     measuring when ``CompiledExpression.roots`` does not name it.
     """
     step_data = {
-        step_id: Record(
-            {
-                "outcome": record.outcome,
-                "output": record.output,
-                "result": record.result,
-                "duration_s": record.duration_s,
-                "attempts": record.attempts,
-            },
-            f"steps.{step_id}",
-        )
+        step_id: {field.name: getattr(record, field.name) for field in fields(record)}
         for step_id, record in steps.items()
     }
-    figures: dict[str, float] = {}
+    figures = {}
     if resources is not None:
-        figures = {
-            "memory_percent": resources.memory_percent,
-            "disk_percent": resources.disk_percent,
-            "cpu_percent": resources.cpu_percent,
-            "load_per_cpu": resources.load_per_cpu,
-        }
+        figures = {name: getattr(resources, name) for name in FIXED_FIELDS["resources"]}
     time_data = {
         "hour": now.hour,
         "minute": now.minute,
         "weekday": now.weekday(),
         "iso": now.isoformat(),
     }
-    failure_data = {
-        "component": failure.component,
-        "error_id": failure.error_id,
-        "message": failure.message,
-    }
     roots = {
         "steps": Record(step_data, "steps", "step {name} has not run (run so far: {known})"),
-        "failure": Record(failure_data, "failure"),
+        "failure": Record(
+            {name: getattr(failure, name) for name in FIXED_FIELDS["failure"]}, "failure"
+        ),
         "params": Record(params, "params"),
         "time": Record(time_data, "time"),
         "resources": Record(
@@ -301,9 +284,7 @@ FUNCTIONS: Mapping[str, _Function] = MappingProxyType(
         "startswith": _Function(_startswith, 2, 2),
         "endswith": _Function(_endswith, 2, 2),
         "contains": _Function(_contains, 2, 2),
-        "matches": _Function(
-            partial(_matches, MappingProxyType({})), 2, 2
-        ),  # replaced per expression
+        "matches": _Function(_matches, 2, 2),  # bound to the expression's patterns when run
         "len": _Function(_length, 1, 1),
         "str": _Function(str, 1, 1),
         "int": _Function(int, 1, 1),
@@ -458,16 +439,17 @@ class _Checker:
         if not isinstance(base, ast.Name) and any(isinstance(x, ast.Attribute) for x in chain):
             raise self.error(f"fields are read only from {', '.join(ROOTS)}", node)
         self.check(base, depth + len(chain))
-        path: list[str] = []
         for link in chain:
             if isinstance(link, ast.Subscript):
                 self.check(link.slice, depth + len(chain))
-                key = link.slice
-                if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
-                    break
-                path.append(key.value)
-            else:
+        path: list[str] = []  # the leading fields named literally, checked against the known ones
+        for link in chain:
+            if isinstance(link, ast.Attribute):
                 path.append(link.attr)
+            elif isinstance(link.slice, ast.Constant) and isinstance(link.slice.value, str):
+                path.append(link.slice.value)
+            else:
+                break
         if isinstance(base, ast.Name):
             self.check_path(base.id, path, node)
 
@@ -522,6 +504,8 @@ class _Checker:
 
 
 def _syntax_message(exc: SyntaxError, body: str, offset: int) -> str:
+    if offset == len(body) and exc.msg == "invalid syntax":
+        return "syntax error: the expression ends too early"
     if body[offset : offset + 1] == "=" and body[offset - 1 : offset] not in ("=", "!", "<", ">"):
         return "syntax error: '=' assigns; compare with '=='"
     if "escape sequence" in exc.msg:
@@ -572,6 +556,7 @@ class CompiledExpression:
 
     def evaluate(self, context: ExpressionContext) -> object:
         """The value, as plain data; any problem is an ``ExpressionError``."""
+        # A fresh dict each time: simpleeval adds its own entries to the one it is given.
         functions: dict[str, object] = {name: f.impl for name, f in FUNCTIONS.items()}
         functions["matches"] = partial(_matches, self._patterns)
         evaluator = _Evaluator(
@@ -581,6 +566,8 @@ class CompiledExpression:
             value = evaluator.eval(self.text, previously_parsed=self._node)
         except ZeroDivisionError:
             raise ExpressionError(self.text, "division by zero") from None
+        except OverflowError:
+            raise ExpressionError(self.text, "a number is too large") from None
         except (
             _Problem,
             simpleeval.InvalidExpression,
@@ -593,7 +580,7 @@ class CompiledExpression:
             raise ExpressionError(self.text, str(exc) or type(exc).__name__) from exc
         if isinstance(value, str | list | tuple) and len(value) > MAX_RESULT_LENGTH:
             raise ExpressionError(
-                self.text, f"result is {len(value)} long; the limit is {MAX_RESULT_LENGTH}"
+                self.text, f"result has {len(value)} items; the limit is {MAX_RESULT_LENGTH}"
             )
         return _unwrap(value)
 
@@ -647,7 +634,8 @@ def compile_expression(text: str) -> CompiledExpression:
             warnings.simplefilter("error")
             tree = ast.parse(body, mode="eval")
     except SyntaxError as exc:
-        offset = min(max((exc.offset or 1) - 1, 0), len(body))
+        # CPython reports an offset of 0 when the input ends in the middle of an expression.
+        offset = len(body) if exc.offset == 0 else min(max((exc.offset or 1) - 1, 0), len(body))
         position = lead + offset if exc.offset is not None else None
         raise ExpressionError(text, _syntax_message(exc, body, offset), position) from None
     except ValueError as exc:  # null bytes, on Python before 3.12
@@ -681,6 +669,10 @@ class CompiledTemplate:
     def is_static(self) -> bool:
         """No placeholders: the runner can use ``render`` without building a context."""
         return not any(isinstance(part, tuple) for part in self._parts)
+
+    def __bool__(self) -> bool:
+        """Empty like its text, so ``if not step.target`` keeps meaning "no target"."""
+        return bool(self.text)
 
     def render(self, context: ExpressionContext) -> str:
         pieces: list[str] = []

@@ -13,8 +13,11 @@ import asyncio
 import logging
 import random
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
+
+from pydantic import ValidationError
 
 from graylogic_supervisor.backoff import backoff_delay
 from graylogic_supervisor.clock import Clock
@@ -25,6 +28,14 @@ from graylogic_supervisor.engine.action import (
     FailureInfo,
     StepContext,
     StepResult,
+)
+from graylogic_supervisor.engine.expressions import (
+    ExpressionContext,
+    ExpressionError,
+    ResourceFigures,
+    StepRecord,
+    compile_template,
+    expression_context,
 )
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.playbooks.model import (
@@ -80,11 +91,21 @@ class ExecutionObserver(Protocol):
     ) -> None: ...
 
 
-class _Sequence:
-    """The step numbers of one execution (1, 2, 3 …), shared by steps, retries and undos."""
+def skip_target(playbook: Playbook, step: Step) -> str:
+    """Where a skipped step leads: the next step in order (the last one: its on_success)."""
+    index = playbook.steps.index(step)
+    if index + 1 < len(playbook.steps):
+        return playbook.steps[index + 1].id
+    return playbook.resolve_transition(step, step.on_success)
+
+
+class _RunState:
+    """One execution's step numbers (1, 2, 3 …, shared by steps, retries and undos) and
+    what each step came to, as conditions and templates see it (``steps.<id>``)."""
 
     def __init__(self) -> None:
         self.value = 0
+        self.records: dict[str, StepRecord] = {}
 
     def next(self) -> int:
         self.value += 1
@@ -109,12 +130,15 @@ class Runner:
         clock: Clock,
         observer: ExecutionObserver | None = None,
         rng: random.Random | None = None,
+        resources: Callable[[], ResourceFigures] | None = None,
     ) -> None:
+        """``resources`` reads the host's figures for conditions that use ``resources.…``."""
         self._registry = registry
         self._executions = executions
         self._clock = clock
         self._observer = observer
         self._rng = rng or random.Random()
+        self._resources = resources
 
     async def run(
         self,
@@ -149,7 +173,11 @@ class Runner:
             execution_id,
             extra=log_extra,
         )
-        seq = _Sequence()
+        seq = _RunState()
+
+        def context(params: Mapping[str, Any]) -> ExpressionContext:
+            return self._context(failure, seq, params)
+
         visits: Counter[str] = Counter()
         last_fix: tuple[Step, StepResult] | None = None
         last_failed: FailedStep | None = None
@@ -159,51 +187,54 @@ class Runner:
         try:
             while True:
                 visits[step.id] += 1
-                if step.max_visits is not None and visits[step.id] > step.max_visits:
-                    end = ExecutionEnd(
-                        "escalated",
-                        None,
-                        None,
-                        False,
-                        f"loop bound reached: step {step.id} would run"
-                        f" more than {step.max_visits} times",
-                    )
-                    break
-                if step.parallel is not None:
-                    attempt = await self._run_group(
-                        execution_id, playbook, step, failure, seq, deadline, completed
-                    )
+                if step.when is not None and not await self._holds(
+                    execution_id, playbook, step, seq, context(step.params)
+                ):
+                    attempt, target = _Attempt("skipped", None), skip_target(playbook, step)
                 else:
-                    action = self._registry.get(step.action)
-                    attempt = await self._run_step(
-                        execution_id, playbook, step, action, failure, seq, deadline
+                    if step.max_visits is not None and visits[step.id] > step.max_visits:
+                        end = ExecutionEnd(
+                            "escalated",
+                            None,
+                            None,
+                            False,
+                            f"loop bound reached: step {step.id} would run"
+                            f" more than {step.max_visits} times",
+                        )
+                        break
+                    if step.parallel is not None:
+                        attempt = await self._run_group(
+                            execution_id, playbook, step, failure, seq, deadline, completed
+                        )
+                    else:
+                        action = self._registry.get(step.action)
+                        attempt = await self._run_step(
+                            execution_id, playbook, step, action, failure, seq, deadline
+                        )
+                        if attempt.outcome == "success":
+                            completed.append(step)
+                            if action.kind is ActionKind.FIX and attempt.result is not None:
+                                attempt.fix = (step, attempt.result)
+                    if attempt.outcome != "success":
+                        outcome = "timeout" if attempt.outcome == "deadline" else attempt.outcome
+                        failed = attempt.failed_step or step
+                        last_failed = FailedStep(failed.id, failed.action, outcome)
+                    if attempt.outcome == "deadline":
+                        end = ExecutionEnd(
+                            "failed",
+                            None,
+                            None,
+                            False,
+                            f"playbook timeout of {playbook.timeout_seconds:g} s"
+                            f" reached in step {step.id}",
+                        )
+                        break
+                    succeeded = attempt.outcome == "success"
+                    if succeeded and attempt.fix is not None:
+                        last_fix = attempt.fix
+                    target = playbook.resolve_transition(
+                        step, step.on_success if succeeded else step.on_failure
                     )
-                    if attempt.outcome == "success":
-                        completed.append(step)
-                        if action.kind is ActionKind.FIX and attempt.result is not None:
-                            attempt = _Attempt(
-                                attempt.outcome, attempt.result, (step, attempt.result)
-                            )
-                if attempt.outcome != "success":
-                    outcome = "timeout" if attempt.outcome == "deadline" else attempt.outcome
-                    failed = attempt.failed_step or step
-                    last_failed = FailedStep(failed.id, failed.action, outcome)
-                if attempt.outcome == "deadline":
-                    end = ExecutionEnd(
-                        "failed",
-                        None,
-                        None,
-                        False,
-                        f"playbook timeout of {playbook.timeout_seconds:g} s"
-                        f" reached in step {step.id}",
-                    )
-                    break
-                succeeded = attempt.outcome == "success"
-                if succeeded and attempt.fix is not None:
-                    last_fix = attempt.fix
-                target = playbook.resolve_transition(
-                    step, step.on_success if succeeded else step.on_failure
-                )
                 if target == DONE:
                     fixer, fix_result = last_fix if last_fix else (step, attempt.result)
                     what = f"{fixer.action} {fixer.target or ''}".strip()
@@ -278,7 +309,7 @@ class Runner:
         step: Step,
         action: Action,
         failure: FailureInfo,
-        seq: _Sequence,
+        seq: _RunState,
         deadline: float,
         join_of: str | None = None,
     ) -> _Attempt:
@@ -287,7 +318,11 @@ class Runner:
         ``join_of`` names the group when the step is one of its branches.
         """
         attempts = step.retry.attempts if step.retry else 1
-        params = action.params_model.model_validate(step.params)
+        try:
+            target, raw_params = self._render(step, failure, seq)
+            params = action.params_model.model_validate(raw_params)
+        except (ExpressionError, ValidationError) as exc:
+            return await self._refuse(execution_id, playbook, step, seq, join_of, exc)
         attempt = _Attempt("failure", None)
         for number in range(1, attempts + 1):
             if number > 1:
@@ -305,7 +340,7 @@ class Runner:
                 execution_id=execution_id,
                 playbook_id=playbook.id,
                 step_id=step.id,
-                target=step.target,
+                target=target,
                 params=params,
                 failure=failure,
                 clock=self._clock,
@@ -321,6 +356,7 @@ class Runner:
                 timeout,
                 cut_by_deadline,
                 join_of,
+                seq,
             )
             if attempt.outcome == "success":
                 return attempt
@@ -338,11 +374,12 @@ class Runner:
         number: int,
         timeout_s: float,
         cut_by_deadline: bool,
-        join_of: str | None = None,
+        join_of: str | None,
+        state: _RunState,
     ) -> _Attempt:
         clock = self._clock
         row_id = await self._executions.start_step(
-            ctx.execution_id, seq, step.id, step.name, step.action, step.target, number, clock.now()
+            ctx.execution_id, seq, step.id, step.name, step.action, ctx.target, number, clock.now()
         )
         if self._observer is not None:
             self._observer.step_started(ctx.execution_id, playbook, step, number)
@@ -357,6 +394,17 @@ class Runner:
                 StepEnd("interrupted", None, {}, "cancelled", None),
             )
             raise
+        if result is not None and step.success_when is not None:
+            outcome, error = self._judge(
+                step, ctx.failure, state, result, clock.monotonic() - began, number
+            )
+        state.records[step.id] = StepRecord(
+            outcome=outcome,  # type: ignore[arg-type]  # one of the step outcomes
+            output=dict(result.output) if result is not None else {},
+            result=result.result if result is not None else (error or ""),
+            duration_s=clock.monotonic() - began,
+            attempts=number,
+        )
         succeeded = outcome == "success"
         if join_of is not None:
             transition = f"join:{join_of}"
@@ -380,13 +428,118 @@ class Runner:
             self._observer.step_finished(ctx.execution_id, playbook, step, end)
         return _Attempt(outcome, result)
 
+    def _context(
+        self, failure: FailureInfo, state: _RunState, params: Mapping[str, Any]
+    ) -> ExpressionContext:
+        return expression_context(
+            failure=failure,
+            steps=state.records,
+            params=params,
+            now=self._clock.now().astimezone(),
+            resources=self._resources() if self._resources is not None else None,
+        )
+
+    async def _holds(
+        self,
+        execution_id: str,
+        playbook: Playbook,
+        step: Step,
+        state: _RunState,
+        ctx: ExpressionContext,
+    ) -> bool:
+        """Whether a step's ``when:`` holds; a skipped step gets its row all the same."""
+        assert step.when is not None
+        try:
+            holds = step.when.test(ctx)
+        except ExpressionError as exc:
+            detail, holds = f"condition could not be evaluated, step skipped: {exc}", False
+        else:
+            detail = f"skipped: {step.when.text} is false"
+        if holds:
+            return True
+        now = self._clock.now()
+        row_id = await self._executions.start_step(
+            execution_id, state.next(), step.id, step.name, step.action, step.target, 1, now
+        )
+        await self._executions.finish_step(
+            row_id,
+            now,
+            0.0,
+            StepEnd("skipped", detail, {}, None, skip_target(playbook, step)),
+        )
+        state.records[step.id] = StepRecord("skipped", {}, detail, 0.0, 0)
+        return False
+
+    def _render(
+        self, step: Step, failure: FailureInfo, state: _RunState
+    ) -> tuple[str | None, dict[str, Any]]:
+        """The step's target and params with their ``{…}`` placeholders filled in."""
+        templated = [k for k, v in step.params.items() if isinstance(v, str) and "{" in v]
+        if not templated and not (step.target and "{" in step.target):
+            return step.target, dict(step.params)
+        ctx = self._context(failure, state, step.params)
+        target = compile_template(step.target).render(ctx) if step.target else None
+        params = dict(step.params)
+        for key in templated:
+            params[key] = compile_template(params[key]).render(ctx)
+        return target, params
+
+    async def _refuse(
+        self,
+        execution_id: str,
+        playbook: Playbook,
+        step: Step,
+        state: _RunState,
+        join_of: str | None,
+        exc: Exception,
+    ) -> _Attempt:
+        """A step whose target or params cannot be filled in is an error, on the record."""
+        now = self._clock.now()
+        error = f"cannot fill in the step: {exc}".replace("\n", " ")[:500]
+        row_id = await self._executions.start_step(
+            execution_id, state.next(), step.id, step.name, step.action, step.target, 1, now
+        )
+        transition = (
+            f"join:{join_of}" if join_of else playbook.resolve_transition(step, step.on_failure)
+        )
+        await self._executions.finish_step(
+            row_id, now, 0.0, StepEnd("error", None, {}, error, transition)
+        )
+        state.records[step.id] = StepRecord("error", {}, error, 0.0, 1)
+        return _Attempt("error", None)
+
+    def _judge(
+        self,
+        step: Step,
+        failure: FailureInfo,
+        state: _RunState,
+        result: StepResult,
+        duration: float,
+        number: int,
+    ) -> tuple[str, str | None]:
+        """``success_when:`` decides the outcome from the result (seen as ``steps.<own id>``)."""
+        assert step.success_when is not None
+        state.records[step.id] = StepRecord(
+            "success" if result.success else "failure",
+            dict(result.output),
+            result.result,
+            duration,
+            number,
+        )
+        try:
+            if step.success_when.test(self._context(failure, state, step.params)):
+                return "success", None
+        except ExpressionError as exc:
+            return "error", str(exc)
+        return "failure", f"{step.success_when.text} is false ({result.result})"
+
     async def _run_group(
         self,
         execution_id: str,
         playbook: Playbook,
         group: Step,
         failure: FailureInfo,
-        seq: _Sequence,
+        seq: _RunState,
         deadline: float,
         completed: list[Step],
     ) -> _Attempt:
@@ -522,7 +675,7 @@ class Runner:
         playbook: Playbook,
         failure: FailureInfo,
         completed: list[Step],
-        seq: _Sequence,
+        seq: _RunState,
     ) -> None:
         """Undo completed steps, newest first; each undo is a recorded step of its own.
 

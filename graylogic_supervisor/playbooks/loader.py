@@ -10,10 +10,12 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from graylogic_supervisor.engine.action import ActionSpec
+from graylogic_supervisor.engine.expressions import ExpressionError, compile_template
 from graylogic_supervisor.errors import PlaybookError, SourceProblem
 from graylogic_supervisor.playbooks.graph import graph_problems
 from graylogic_supervisor.playbooks.model import Playbook
@@ -47,6 +49,7 @@ def load_playbook(
     playbook = validate_located(located, Playbook, PlaybookError)
     problems = [_locate(located, where, message) for where, message in graph_problems(playbook)]
     problems += _action_problems(located, playbook, actions)
+    problems += _expression_problems(located, playbook)
     if problems:
         raise PlaybookError(file, problems)
     source = text if text is not None else file.read_text(encoding="utf-8")
@@ -135,6 +138,36 @@ def _action_problems(
     return problems
 
 
+def _expression_problems(located: LocatedData, playbook: Playbook) -> list[SourceProblem]:
+    """Steps named in conditions must exist; templates in targets and params must compile."""
+    known = {step.id for step in playbook.steps}
+    problems = []
+    for index, step in enumerate(playbook.steps):
+        for field in ("when", "success_when"):
+            expression = getattr(step, field)
+            for name in sorted(expression.step_refs - known) if expression else []:
+                problems.append(_locate(located, ("steps", index, field), f"unknown step {name!r}"))
+    return problems
+
+
+def _template_problems(
+    located: LocatedData, where: PathKey, target: str | None, params: Mapping[str, object]
+) -> list[SourceProblem]:
+    texts: list[tuple[PathKey, str]] = [((*where, "target"), target)] if target else []
+    texts += [
+        ((*where, "params", key), value) for key, value in params.items() if isinstance(value, str)
+    ]
+    problems = []
+    for path, text in texts:
+        if "{" not in text and "}" not in text:
+            continue
+        try:
+            compile_template(text)
+        except ExpressionError as exc:
+            problems.append(_locate(located, path, str(exc)))
+    return problems
+
+
 def _call_problems(
     located: LocatedData,
     where: PathKey,
@@ -148,24 +181,40 @@ def _call_problems(
     if spec is None:
         known = ", ".join(sorted(actions))
         return [_locate(located, (*where, "action"), f"unknown action {action!r} (known: {known})")]
-    problems = []
+    problems = _template_problems(located, where, target, params)
     if spec.needs_target and not target:
         problems.append(_locate(located, (*where, "target"), f"action {action!r} needs a target"))
+    templated = {k for k, v in params.items() if isinstance(v, str) and "{" in v}
     try:
         spec.params_model.model_validate(dict(params))
-    except ValidationError as exc:
-        depth = len(where) + 1
-        params_data = LocatedData(
-            located.file,
-            dict(params),
-            {
-                key[depth:]: line
-                for key, line in located.lines.items()
-                if key[:depth] == (*where, "params")
-            },
-        )
-        for problem in problems_from_validation(params_data, exc):
-            field = dotted((*where, "params")) + (f".{problem.field}" if problem.field else "")
-            line = problem.line or located.line_of((*where, "params"))
-            problems.append(SourceProblem(located.file, line, field, problem.message))
+    except ValidationError as caught:
+        # a templated value is checked when it is rendered, at run time
+        errors = [e for e in caught.errors() if not (e["loc"] and e["loc"][0] in templated)]
+        if errors:
+            problems += _param_problems(located, where, params, caught, errors)
+    return problems
+
+
+def _param_problems(
+    located: LocatedData,
+    where: PathKey,
+    params: Mapping[str, object],
+    exc: ValidationError,
+    errors: list[Any],
+) -> list[SourceProblem]:
+    depth = len(where) + 1
+    params_data = LocatedData(
+        located.file,
+        dict(params),
+        {
+            key[depth:]: line
+            for key, line in located.lines.items()
+            if key[:depth] == (*where, "params")
+        },
+    )
+    problems = []
+    for problem in problems_from_validation(params_data, exc, errors):
+        field = dotted((*where, "params")) + (f".{problem.field}" if problem.field else "")
+        line = problem.line or located.line_of((*where, "params"))
+        problems.append(SourceProblem(located.file, line, field, problem.message))
     return problems

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from graylogic_supervisor.engine.expressions import CompiledExpression
+
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 STEP_ID = r"^[a-z][a-z0-9_]{0,62}$"
 PLAYBOOK_ID = r"^PLAY-[A-Z0-9]+(-[A-Z0-9]+)*-\d{3}$"
@@ -72,6 +74,8 @@ class Step(_Model):
     on_failure: str = ESCALATE
     compensate: Compensation | None = None
     parallel: ParallelGroup | None = None
+    when: CompiledExpression | None = None  # the step runs only if this holds
+    success_when: CompiledExpression | None = None  # decides the outcome from the result
 
     @model_validator(mode="before")
     @classmethod

@@ -218,4 +218,51 @@ MIGRATIONS: list[str] = [
     ALTER TABLE executions ADD COLUMN kind TEXT NOT NULL DEFAULT 'playbook'
         CHECK (kind IN ('playbook', 'learned_fix'));
     """,
+    # 7: operators' commands to running executions (pause, resume, cancel, override),
+    # written by the CLI and applied by the daemon.
+    """
+    CREATE TABLE execution_commands (
+        id            INTEGER PRIMARY KEY,
+        execution_id  TEXT NOT NULL,        -- an execution id, or '*' for all (emergency stop)
+        command       TEXT NOT NULL CHECK (command IN
+                        ('pause', 'resume', 'cancel', 'override', 'emergency_stop')),
+        step_id       TEXT,                 -- override: the step
+        outcome       TEXT CHECK (outcome IN ('success', 'failure')),
+        issued_by     TEXT NOT NULL,
+        reason        TEXT NOT NULL,
+        issued_at     TEXT NOT NULL,
+        applied_at    TEXT,
+        result        TEXT                  -- what applying it did, or why it could not
+    );
+    CREATE INDEX execution_commands_pending ON execution_commands(id) WHERE applied_at IS NULL;
+    """,
+    # 8: a step whose `when:` did not hold is recorded as `skipped`. SQLite cannot widen a
+    # CHECK in place, so the table is rebuilt with every row copied: nothing is dropped.
+    """
+    CREATE TABLE execution_steps_v8 (
+        id                INTEGER PRIMARY KEY,
+        execution_id      TEXT NOT NULL REFERENCES executions(id),
+        seq               INTEGER NOT NULL,
+        step_id           TEXT NOT NULL,
+        name              TEXT NOT NULL,
+        action            TEXT NOT NULL,
+        target            TEXT,
+        attempt           INTEGER NOT NULL DEFAULT 1,
+        started_at        TEXT NOT NULL,
+        completed_at      TEXT,
+        duration_seconds  REAL,
+        outcome           TEXT NOT NULL CHECK (outcome IN ('running', 'success', 'failure',
+                            'timeout', 'error', 'interrupted', 'skipped')),
+        result            TEXT,
+        output            TEXT,
+        error             TEXT,
+        transitioned_to   TEXT,
+        UNIQUE (execution_id, seq)
+    );
+    INSERT INTO execution_steps_v8 SELECT id, execution_id, seq, step_id, name, action, target,
+        attempt, started_at, completed_at, duration_seconds, outcome, result, output, error,
+        transitioned_to FROM execution_steps;
+    DROP TABLE execution_steps;
+    ALTER TABLE execution_steps_v8 RENAME TO execution_steps;
+    """,
 ]

@@ -486,3 +486,108 @@ async def test_a_failed_run_undoes_the_branches_that_succeeded(db: Database) -> 
     )
     assert outcome.status == "escalated"
     assert steps_of(record)[-1] == ("both.broker:compensate", "success", None)
+
+
+class Echo:
+    """Reports the target and params it was given (after templates were filled in)."""
+
+    name = "echo"
+    kind = ActionKind.CHECK
+    needs_target = False
+
+    class params_model(BaseModel):
+        model_config = {"extra": "forbid"}
+        port: int = 0
+
+    async def run(self, ctx: StepContext) -> StepResult:
+        params = ctx.params
+        assert isinstance(params, Echo.params_model)
+        return StepResult.ok(f"{ctx.target}:{params.port}", target=ctx.target, port=params.port)
+
+
+async def test_when_skips_a_step_and_the_run_goes_on_in_order(db: Database) -> None:
+    steps = [
+        {
+            "id": "check",
+            "name": "Check",
+            "action": "check",
+            "on_success": "fix",
+            "on_failure": "fix",
+        },
+        {"id": "fix", "name": "Fix", "action": "fix", "when": "steps.check.outcome == 'failure'"},
+        {"id": "verify", "name": "Verify", "action": "verify", "on_success": "done"},
+    ]
+    fix = Scripted("fix", ActionKind.FIX, [True])
+    outcome, record = await run(
+        db,
+        playbook(steps),
+        Scripted("check", ActionKind.CHECK, [True]),
+        fix,
+        Scripted("verify", ActionKind.CHECK, [True]),
+    )
+    assert outcome.status == "resolved"
+    assert steps_of(record) == [
+        ("check", "success", "fix"),
+        ("fix", "skipped", "verify"),
+        ("verify", "success", "done"),
+    ]
+    assert record["steps"][1]["result"] == "skipped: steps.check.outcome == 'failure' is false"
+    assert fix.calls == 0
+
+
+async def test_success_when_decides_the_outcome_from_the_result(db: Database) -> None:
+    steps = [
+        {
+            "id": "probe",
+            "name": "Probe",
+            "action": "echo",
+            "target": "broker",
+            "params": {"port": 1883},
+            "success_when": "steps.probe.output.port != 1883",
+            "on_failure": "escalate",
+            "on_success": "done",
+        }
+    ]
+    outcome, record = await run(db, playbook(steps), Echo())  # type: ignore[arg-type]
+    assert outcome.status == "escalated"
+    assert record["steps"][0]["outcome"] == "failure"
+    assert record["steps"][0]["error"] == "steps.probe.output.port != 1883 is false (broker:1883)"
+
+
+async def test_targets_and_params_are_filled_in_from_the_failure_and_earlier_steps(
+    db: Database,
+) -> None:
+    steps = [
+        {"id": "first", "name": "First", "action": "echo", "target": "x", "params": {"port": 8883}},
+        {
+            "id": "second",
+            "name": "Second",
+            "action": "echo",
+            "target": "{failure.component}-{steps.first.output.port}",
+            "params": {"port": "{steps.first.output.port + 1}"},
+            "on_success": "done",
+        },
+    ]
+    outcome, record = await run(db, playbook(steps), Echo())  # type: ignore[arg-type]
+    assert outcome.status == "resolved"
+    second = record["steps"][1]
+    assert (second["target"], second["result"]) == ("mqtt-8883", "mqtt-8883:8884")
+
+
+async def test_a_placeholder_that_cannot_be_filled_in_is_an_error_step(db: Database) -> None:
+    steps = [
+        {
+            "id": "only",
+            "name": "Only",
+            "action": "echo",
+            "target": "{failure.message}",
+            "params": {"port": "{failure.component}"},
+            "on_failure": "escalate",
+            "on_success": "done",
+        }
+    ]
+    outcome, record = await run(db, playbook(steps), Echo())  # type: ignore[arg-type]
+    assert outcome.status == "escalated"
+    assert record["steps"][0]["outcome"] == "error"
+    assert "cannot fill in the step" in record["steps"][0]["error"]
+    assert "port" in record["steps"][0]["error"]
