@@ -46,7 +46,7 @@ from graylogic_supervisor.health.probes import (
     disk_prober,
     memory_prober,
 )
-from graylogic_supervisor.memory.capture import ContextCapture
+from graylogic_supervisor.memory.capture import ContextCapture, resource_state
 from graylogic_supervisor.memory.events import EventRing, ExecutionEvents
 from graylogic_supervisor.memory.service import FailureMemory
 from graylogic_supervisor.metrics import Metrics
@@ -229,6 +229,7 @@ async def _run(
             executions,
             clock,
             observer=ExecutionFanOut([publisher, recorder, ExecutionEvents(events)]),
+            resources=lambda: resource_state(state_dir),
         )
         policy = RecoveryPolicy(policy_settings(config), clock)
         audit = AuditLog(db)
