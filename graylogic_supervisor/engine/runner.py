@@ -10,6 +10,7 @@ passed) or, when it is cancelled, ``interrupted``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections import Counter
@@ -28,6 +29,12 @@ from graylogic_supervisor.engine.action import (
     FailureInfo,
     StepContext,
     StepResult,
+)
+from graylogic_supervisor.engine.control import (
+    ExecutionControls,
+    ExecutionHandle,
+    Override,
+    PriorityGate,
 )
 from graylogic_supervisor.engine.expressions import (
     ExpressionContext,
@@ -131,6 +138,8 @@ class Runner:
         observer: ExecutionObserver | None = None,
         rng: random.Random | None = None,
         resources: Callable[[], ResourceFigures] | None = None,
+        controls: ExecutionControls | None = None,
+        gate: PriorityGate | None = None,
     ) -> None:
         """``resources`` reads the host's figures for conditions that use ``resources.…``."""
         self._registry = registry
@@ -139,6 +148,8 @@ class Runner:
         self._observer = observer
         self._rng = rng or random.Random()
         self._resources = resources
+        self._controls = controls
+        self._gate = gate
 
     async def run(
         self,
@@ -146,6 +157,20 @@ class Runner:
         failure: FailureInfo,
         incident_id: str | None = None,
         kind: str = "playbook",
+        priority: int = 2,
+    ) -> ExecutionOutcome:
+        """Run one playbook for one failure; ``priority`` (0 most urgent) orders waiting runs."""
+        if self._gate is None:
+            return await self._run(playbook, failure, incident_id, kind)
+        async with self._gate.slot(priority):
+            return await self._run(playbook, failure, incident_id, kind)
+
+    async def _run(
+        self,
+        playbook: Playbook,
+        failure: FailureInfo,
+        incident_id: str | None,
+        kind: str,
     ) -> ExecutionOutcome:
         clock = self._clock
         execution_id = new_id("exec", clock.now())
@@ -174,6 +199,7 @@ class Runner:
             extra=log_extra,
         )
         seq = _RunState()
+        handle = self._controls.open(execution_id) if self._controls is not None else None
 
         def context(params: Mapping[str, Any]) -> ExpressionContext:
             return self._context(failure, seq, params)
@@ -186,6 +212,8 @@ class Runner:
         end: ExecutionEnd
         try:
             while True:
+                if handle is not None and self._controls is not None:
+                    deadline += await self._controls.wait_while_paused(handle)
                 visits[step.id] += 1
                 if step.when is not None and not await self._holds(
                     execution_id, playbook, step, seq, context(step.params)
@@ -258,19 +286,29 @@ class Runner:
             # Undo what was done before giving in to the cancel (bounded by each undo's
             # timeout; a second cancel, at shutdown's end, still wins).
             await self._compensate(execution_id, playbook, failure, completed, seq)
+            if handle is not None and self._controls is not None:
+                self._controls.close(execution_id)
             await self._finish(
                 execution_id,
                 playbook,
                 failure,
                 started,
                 ExecutionEnd(
-                    "interrupted", None, None, None, "cancelled while running (supervisor stopping)"
+                    "interrupted",
+                    None,
+                    None,
+                    None,
+                    f"cancelled by {handle.cancelled_by}"
+                    if handle is not None and handle.cancelled_by
+                    else "cancelled while running (supervisor stopping)",
                 ),
             )
             raise
         if end.status != "resolved":
             await self._compensate(execution_id, playbook, failure, completed, seq)
         failed_step = None if end.status == "resolved" else last_failed
+        if handle is not None and self._controls is not None:
+            self._controls.close(execution_id)
         return await self._finish(execution_id, playbook, failure, started, end, failed_step)
 
     async def _finish(
@@ -650,9 +688,21 @@ class Runner:
     async def _call(
         self, ctx: StepContext, action: Action, timeout_s: float
     ) -> tuple[str, StepResult | None, str | None]:
-        """Run an action: (outcome, its result if it gave one, the error)."""
+        """Run an action: (outcome, its result if it gave one, the error).
+
+        A person's override of this step, if one comes, ends the action at once.
+        """
+        handle = self._controls.handle(ctx.execution_id) if self._controls else None
         try:
-            result = await self._clock.wait_for(action.run(ctx), timeout_s)
+            if handle is None:
+                result = await self._clock.wait_for(action.run(ctx), timeout_s)
+            else:
+                overridden = await self._race_override(ctx, action, timeout_s, handle)
+                if isinstance(overridden, Override):
+                    text = f"overridden by {overridden.by}: {overridden.reason}"
+                    success = overridden.outcome == "success"
+                    return overridden.outcome, StepResult(success, text), None if success else text
+                result = overridden
         except TimeoutError:
             return "timeout", None, f"no answer within {timeout_s:g} s"
         except SupervisorError as exc:
@@ -668,6 +718,26 @@ class Runner:
             )
             return "error", None, f"{type(exc).__name__}: {exc}"
         return ("success" if result.success else "failure"), result, result.error
+
+    async def _race_override(
+        self, ctx: StepContext, action: Action, timeout_s: float, handle: ExecutionHandle
+    ) -> StepResult | Override:
+        decision = handle.override_for(ctx.step_id)
+        work = asyncio.ensure_future(self._clock.wait_for(action.run(ctx), timeout_s))
+        either: set[asyncio.Future[Any]] = {work, decision}
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            work.cancel()
+            raise
+        if decision.done():
+            handle.overrides.pop(ctx.step_id, None)  # used: a later visit starts afresh
+            work.cancel()
+            with contextlib.suppress(BaseException):
+                await work
+            return decision.result()
+        handle.overrides.pop(ctx.step_id, None)
+        return work.result()
 
     async def _compensate(
         self,

@@ -1,0 +1,156 @@
+"""Pause, resume, cancel and override a running execution; priorities under a limit."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from graylogic_supervisor.clock import SystemClock
+from graylogic_supervisor.engine.action import ActionKind, ActionRegistry
+from graylogic_supervisor.engine.control import ExecutionControls, Override, PriorityGate
+from graylogic_supervisor.engine.runner import Runner
+from graylogic_supervisor.store.database import Database
+from tests.engine.test_runner import FAILURE, STANDARD, Scripted, playbook, prepare, steps_of
+
+
+async def started(runner_task: asyncio.Task[Any], controls: ExecutionControls) -> str:
+    async with asyncio.timeout(5):
+        while not controls.running():
+            await asyncio.sleep(0.005)
+    return controls.running()[0]
+
+
+def slow_registry(check: list[Any]) -> ActionRegistry:
+    return ActionRegistry(
+        [
+            Scripted("check", ActionKind.CHECK, check),
+            Scripted("fix", ActionKind.FIX, [True]),
+            Scripted("verify", ActionKind.CHECK, [True]),
+        ]
+    )
+
+
+async def test_a_paused_execution_waits_between_steps_and_resumes(db: Database) -> None:
+    book = playbook(STANDARD)
+    executions = await prepare(db, book)
+    controls = ExecutionControls(SystemClock())
+    fix = Scripted("fix", ActionKind.FIX, [True])
+    registry = ActionRegistry(
+        [
+            Scripted("check", ActionKind.CHECK, [0.1]),
+            fix,
+            Scripted("verify", ActionKind.CHECK, [True]),
+        ]
+    )
+    task = asyncio.create_task(
+        Runner(registry, executions, SystemClock(), controls=controls).run(book, FAILURE)
+    )
+    execution_id = await started(task, controls)
+    assert controls.pause(execution_id) == f"{execution_id} paused (after its current step)"
+    assert controls.pause(execution_id) == f"{execution_id} was already paused"
+    await asyncio.sleep(0.3)
+    assert not task.done()  # the check finished; the next step waits
+    assert controls.resume(execution_id) == f"{execution_id} resumed"
+    outcome = await task
+    assert outcome.status == "resolved"
+    assert controls.running() == []
+    assert controls.resume(execution_id) == f"{execution_id} is not running"
+
+
+async def test_a_cancelled_execution_is_interrupted_and_says_who(db: Database) -> None:
+    book = playbook(STANDARD)
+    executions = await prepare(db, book)
+    controls = ExecutionControls(SystemClock())
+    task = asyncio.create_task(
+        Runner(slow_registry([10.0]), executions, SystemClock(), controls=controls).run(
+            book, FAILURE
+        )
+    )
+    execution_id = await started(task, controls)
+    controls.cancel(execution_id, "alice")
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    record = await executions.record(execution_id)
+    assert record is not None
+    assert record["outcome"]["status"] == "interrupted"
+    assert record["outcome"]["detail"] == "cancelled by alice"
+
+
+async def test_a_person_can_mark_a_running_step_succeeded(db: Database) -> None:
+    book = playbook(STANDARD)
+    executions = await prepare(db, book)
+    controls = ExecutionControls(SystemClock())
+    task = asyncio.create_task(
+        Runner(slow_registry([10.0]), executions, SystemClock(), controls=controls).run(
+            book, FAILURE
+        )
+    )
+    execution_id = await started(task, controls)
+    await asyncio.sleep(0.05)
+    said = controls.override(execution_id, "check", Override("failure", "bob", "saw it down"))
+    assert said == f"step check of {execution_id} marked failure by bob"
+    outcome = await asyncio.wait_for(task, 5)
+    assert outcome.status == "resolved"
+    record = await executions.record(execution_id)
+    assert record is not None
+    assert steps_of(record)[0] == ("check", "failure", "fix")
+    assert record["steps"][0]["result"] == "overridden by bob: saw it down"
+
+
+async def test_emergency_stop_cancels_every_execution(db: Database) -> None:
+    book = playbook(STANDARD)
+    executions = await prepare(db, book)
+    controls = ExecutionControls(SystemClock())
+    runner = Runner(slow_registry([10.0]), executions, SystemClock(), controls=controls)
+    tasks = [asyncio.create_task(runner.run(book, FAILURE)) for _ in range(3)]
+    async with asyncio.timeout(5):
+        while len(controls.running()) < 3:
+            await asyncio.sleep(0.005)
+    assert controls.emergency_stop("carol") == "emergency stop: 3 execution(s) cancelled"
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert all(isinstance(r, asyncio.CancelledError) for r in results)
+
+
+async def test_the_gate_lets_the_most_urgent_waiting_run_go_first() -> None:
+    gate = PriorityGate(limit=1)
+    order: list[str] = []
+
+    async def run(name: str, priority: int, hold: float) -> None:
+        async with gate.slot(priority):
+            order.append(name)
+            await asyncio.sleep(hold)
+
+    first = asyncio.create_task(run("first", 3, 0.05))
+    await asyncio.sleep(0.01)
+    others = [
+        asyncio.create_task(run("low", 3, 0)),
+        asyncio.create_task(run("critical", 0, 0)),
+        asyncio.create_task(run("high", 1, 0)),
+    ]
+    await asyncio.sleep(0.01)
+    assert gate.waiting == 3
+    await asyncio.gather(first, *others)
+    assert order == ["first", "critical", "high", "low"]
+
+
+async def test_a_cancelled_waiter_does_not_lose_the_slot() -> None:
+    gate = PriorityGate(limit=1)
+    release = asyncio.Event()
+
+    async def hold() -> None:
+        async with gate.slot(1):
+            await release.wait()
+
+    holder = asyncio.create_task(hold())
+    await asyncio.sleep(0.01)
+    waiter = asyncio.create_task(hold())
+    await asyncio.sleep(0.01)
+    waiter.cancel()
+    release.set()
+    await holder
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    async with asyncio.timeout(1), gate.slot(0):
+        pass  # the slot is free again
