@@ -21,7 +21,13 @@ from graylogic_supervisor.config import SupervisorConfig, default_config_path, l
 from graylogic_supervisor.engine.builtins import builtin_specs
 from graylogic_supervisor.errors import SourceError, StoreError, SupervisorError
 from graylogic_supervisor.memory_cli import add_memory_commands, run_memory_command
-from graylogic_supervisor.operator_cli import add_operator_commands, run_operator_command
+from graylogic_supervisor.operator_cli import (
+    CONTROL_COMMANDS,
+    add_execution_control,
+    add_operator_commands,
+    run_control_command,
+    run_operator_command,
+)
 from graylogic_supervisor.playbooks.loader import load_directory, load_files
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -92,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(show)
     show.add_argument("execution_id")
     show.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    add_execution_control(exec_commands, commands, _config_option)
     add_operator_commands(commands, _config_option)
     add_memory_commands(commands, _config_option)
     return parser
@@ -115,6 +122,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(args.path)
         if args.command == "playbook":
             return _validate_playbooks(args.paths)
+        if args.command == "executions" and args.executions_command in CONTROL_COMMANDS:
+            return asyncio.run(run_control_command(args, _load(args.config)))
+        if args.command == "emergency-stop":
+            return asyncio.run(run_control_command(args, _load(args.config)))
         if args.command == "executions":
             return asyncio.run(_executions(args))
         if args.command in ("why", "memory"):

@@ -277,6 +277,12 @@ class MemoryConfig(Model):
         return value
 
 
+class EngineConfig(Model):
+    max_concurrent_executions: int = Field(
+        4, ge=1, le=1000, description="more wait, the most severe failure first"
+    )
+
+
 class PlaybooksConfig(Model):
     directory: Path = Path("../playbooks")
 
@@ -300,6 +306,7 @@ class SupervisorConfig(Model):
     policy: PolicyConfig = PolicyConfig()
     escalation: EscalationConfig = EscalationConfig()
     memory: MemoryConfig = MemoryConfig()
+    engine: EngineConfig = EngineConfig()
     playbooks: PlaybooksConfig = PlaybooksConfig()
     admin: AdminConfig = AdminConfig()
 

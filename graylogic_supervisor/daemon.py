@@ -31,6 +31,7 @@ from graylogic_supervisor.config import (
     SupervisorConfig,
 )
 from graylogic_supervisor.engine.builtins import builtin_registry
+from graylogic_supervisor.engine.control import ExecutionControls, Override, PriorityGate
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import ServiceError, SupervisorError
 from graylogic_supervisor.health.heartbeats import HeartbeatTracker
@@ -62,6 +63,7 @@ from graylogic_supervisor.services.manager import ServiceManager
 from graylogic_supervisor.services.process import stop_orphans
 from graylogic_supervisor.services.systemd import SubprocessRunner
 from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.commands import CommandRepository
 from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.escalations import EscalationRepository
@@ -82,6 +84,7 @@ logger = logging.getLogger(__name__)
 
 STATE_INTERVAL_S = 15.0
 USER_ACTIONS_INTERVAL_S = 5.0
+COMMANDS_INTERVAL_S = 0.25
 SHUTDOWN_RECANCEL_TRIES = 10
 SHUTDOWN_RECANCEL_S = 0.5
 
@@ -223,6 +226,7 @@ async def _run(
             logger.warning("%s", warning)
 
         metrics = Metrics(__version__)
+        controls_of_runs = ExecutionControls(clock)
         recorder = MetricsRecorder(metrics, plan.service.name if plan.service else None)
         runner = Runner(
             registry,
@@ -230,6 +234,8 @@ async def _run(
             clock,
             observer=ExecutionFanOut([publisher, recorder, ExecutionEvents(events)]),
             resources=lambda: resource_state(state_dir),
+            controls=controls_of_runs,
+            gate=PriorityGate(config.engine.max_concurrent_executions),
         )
         policy = RecoveryPolicy(policy_settings(config), clock)
         audit = AuditLog(db)
@@ -330,6 +336,12 @@ async def _run(
                     _reload_on_signal(reloader, reload_requested, events), name="reload"
                 ),
                 group.create_task(_watch_user_actions(audit, events, clock), name="user-actions"),
+                group.create_task(
+                    _apply_commands(
+                        CommandRepository(db), controls_of_runs, controls, audit, clock
+                    ),
+                    name="operator-commands",
+                ),
             ]
             interval = notifier.watchdog_interval_s()
             if interval is not None:
@@ -438,6 +450,46 @@ async def _reload_on_signal(
         events.add(
             "config", "site", ("reloaded: " if result.ok else "reload refused: ") + result.detail
         )
+
+
+async def _apply_commands(
+    commands: CommandRepository,
+    runs: ExecutionControls,
+    controls: ControlRepository,
+    audit: AuditLog,
+    clock: Clock,
+) -> None:
+    """Operators' commands from the CLI (through the store), applied and audited."""
+    while True:
+        for command in await commands.pending():
+            if command.command == "pause":
+                result = runs.pause(command.execution_id)
+            elif command.command == "resume":
+                result = runs.resume(command.execution_id)
+            elif command.command == "cancel":
+                result = runs.cancel(command.execution_id, command.issued_by)
+            elif command.command == "override":
+                assert command.step_id is not None and command.outcome is not None
+                result = runs.override(
+                    command.execution_id,
+                    command.step_id,
+                    Override(command.outcome, command.issued_by, command.reason),
+                )
+            else:  # emergency_stop: stop everything, and start nothing new
+                result = runs.emergency_stop(command.issued_by)
+                await controls.set_safe_mode(
+                    True, f"emergency stop: {command.reason}", command.issued_by, clock.now()
+                )
+            await commands.applied(command.id, result, clock.now())
+            await audit.append(
+                command.issued_by,
+                f"execution.{command.command}",
+                command.execution_id,
+                {"reason": command.reason, "step": command.step_id, "result": result},
+                clock.now(),
+            )
+            logger.info("%s (%s, by %s)", result, command.reason, command.issued_by)
+        await clock.sleep(COMMANDS_INTERVAL_S)
 
 
 async def _watch_user_actions(audit: AuditLog, events: EventRing, clock: Clock) -> None:

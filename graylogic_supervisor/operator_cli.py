@@ -19,6 +19,7 @@ from datetime import datetime
 from graylogic_supervisor.clock import SystemClock
 from graylogic_supervisor.config import SupervisorConfig
 from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.commands import ALL, CommandRepository
 from graylogic_supervisor.store.controls import SITE, ControlRepository
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.escalations import EscalationRepository
@@ -241,3 +242,70 @@ async def _escalation_command(
             f"  level {level}  {state}  {row['message']}"
         )
     return EXIT_OK
+
+
+CONTROL_COMMANDS = ("pause", "resume", "cancel", "override")
+RESULT_WAIT_S = 3.0
+
+
+def add_execution_control(
+    exec_commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+    config_option: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """``executions pause|resume|cancel|override`` and ``emergency-stop``: for the daemon."""
+    texts = {
+        "pause": "pause a running execution after its current step",
+        "resume": "resume a paused execution",
+        "cancel": "cancel a running execution; its completed steps are undone",
+        "override": "mark a running step succeeded or failed (it stops at once)",
+    }
+    for name, text in texts.items():
+        sub = exec_commands.add_parser(name, help=text)
+        config_option(sub)
+        sub.add_argument("execution_id")
+        if name == "override":
+            sub.add_argument("step_id", help="the step that is running")
+            sub.add_argument("--outcome", choices=["success", "failure"], required=True)
+        sub.add_argument("--reason", required=True, help="why, for the audit log")
+        sub.add_argument("--by", default=None, help="who (default: login name)")
+    stop = commands.add_parser(
+        "emergency-stop",
+        help="cancel every running execution and enter safe mode",
+        description="Cancels every running execution (their completed steps are undone) and"
+        " enters safe mode, so nothing new starts until someone leaves it.",
+    )
+    config_option(stop)
+    stop.add_argument("--reason", required=True)
+    stop.add_argument("--by", default=None)
+
+
+async def run_control_command(args: argparse.Namespace, config: SupervisorConfig) -> int:
+    """Queue the command for the daemon, then wait briefly to say what it did."""
+    clock = SystemClock()
+    by = args.by or default_actor()
+    async with Database(config.database_path) as db:
+        commands = CommandRepository(db)
+        if args.command == "emergency-stop":
+            command_id = await commands.issue(ALL, "emergency_stop", by, args.reason, clock.now())
+        else:
+            command_id = await commands.issue(
+                args.execution_id,
+                args.executions_command,
+                by,
+                args.reason,
+                clock.now(),
+                step_id=getattr(args, "step_id", None),
+                outcome=getattr(args, "outcome", None),
+            )
+        for _ in range(int(RESULT_WAIT_S / 0.1)):
+            result = await commands.result(command_id)
+            if result is not None:
+                print(result)
+                return EXIT_OK
+            await clock.sleep(0.1)
+    print(
+        f"queued (command {command_id}); no running daemon applied it within {RESULT_WAIT_S:g} s",
+        file=sys.stderr,
+    )
+    return EXIT_INVALID

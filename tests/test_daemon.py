@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -483,3 +484,75 @@ def test_the_health_api_and_metrics_are_served_and_a_taken_port_is_a_clear_error
     assert second.process.wait(timeout=15) == 1
     assert f"graylogic-supervisor: cannot listen on 127.0.0.1:{admin}" in second.log
     assert "Traceback" not in second.log
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "graylogic_supervisor", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_operators_override_a_running_step_and_stop_everything(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    (playbooks / "slow.yaml").write_text(SLOW_PLAYBOOK)
+    port = free_port()
+    config = write_config(tmp_path, port, playbooks=playbooks, policy={"flap_changes": 100})
+    daemon = start(daemons, config)
+    started_healthy(daemon)
+    os.kill(daemon.broker_pid(), signal.SIGKILL)
+    [running] = daemon.wait_for(
+        lambda: daemon.query(
+            "SELECT execution_id FROM execution_steps WHERE step_id = 'settle'"
+            " AND outcome = 'running'"
+        )
+    )
+    execution_id = running["execution_id"]
+    done = cli(
+        config,
+        "executions",
+        "override",
+        execution_id,
+        "settle",
+        "--outcome",
+        "success",
+        "--reason",
+        "the bus is quiet",
+        "--by",
+        "alice",
+    )
+    assert done.stdout == f"step settle of {execution_id} marked success by alice\n"
+    [execution] = daemon.wait_for(
+        lambda: daemon.query("SELECT * FROM executions WHERE status = 'resolved'")
+    )
+    assert execution["resolved_by"] == "restart"
+    [settle] = daemon.query(
+        "SELECT * FROM execution_steps WHERE execution_id = ? AND step_id = 'settle'",
+        (execution_id,),
+    )
+    assert (settle["outcome"], settle["result"]) == (
+        "success",
+        "overridden by alice: the bus is quiet",
+    )
+
+    os.kill(daemon.broker_pid(), signal.SIGKILL)
+    daemon.wait_for(
+        lambda: daemon.query(
+            "SELECT 1 FROM execution_steps WHERE step_id = 'settle' AND outcome = 'running'"
+        )
+    )
+    stop = cli(config, "emergency-stop", "--reason", "fire alarm", "--by", "bob")
+    assert stop.stdout == "emergency stop: 1 execution(s) cancelled\n"
+    [cancelled] = daemon.wait_for(
+        lambda: daemon.query("SELECT * FROM executions WHERE status = 'interrupted'")
+    )
+    assert cancelled["detail"] == "cancelled by bob"
+    assert cli(config, "safe-mode", "status").stdout.startswith("safe mode ON")
+    actions = [r["action"] for r in daemon.query("SELECT action FROM audit_log ORDER BY seq")]
+    assert "execution.override" in actions and "execution.emergency_stop" in actions

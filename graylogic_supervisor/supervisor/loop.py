@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 WAIT_STEP_S = 0.5
 # How often an incident held by the termination-rate gate asks again.
 TERMINATION_RECHECK_S = 60.0
+# When more executions are ready than may run, the most severe failure goes first.
+SEVERITY_PRIORITY = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 # How often maintenance windows are checked for their end.
 MAINTENANCE_CHECK_S = 1.0
 
@@ -339,7 +341,10 @@ class Supervisor:
             await self._set_phase(
                 incident, "executing", f"running {chosen.id} {chosen.version} ({kind})"
             )
-            outcome = await self._runner.run(chosen, incident.failure, incident.id, kind)
+            priority = SEVERITY_PRIORITY.get(self._severity(component, incident.error_id), 2)
+            outcome = await self._runner.run(
+                chosen, incident.failure, incident.id, kind, priority=priority
+            )
             self._after_execution(outcome)
             succeeded = outcome.status == "resolved" and (await self._monitor.probe(component))[0]
             denial = self._policy.record_outcome(
