@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -81,6 +82,35 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     validate.add_argument("paths", type=Path, nargs="+", help="playbook files (YAML)")
+    dry = playbook_commands.add_parser(
+        "dry-run",
+        help="walk a playbook on simulated outcomes; nothing is run or written",
+        description=(
+            "Walk a playbook through the real engine with simulated step outcomes (default:"
+            " every step succeeds) and print the path and its expected time. No action runs,"
+            " no service is touched, nothing is written."
+        ),
+    )
+    dry.add_argument("file", type=Path, help="the playbook file (YAML)")
+    dry.add_argument(
+        "--outcome",
+        action="extend",
+        nargs="+",
+        default=[],
+        metavar="STEP=OUTCOME",
+        help=(
+            "a step's simulated outcome: success, failure, timeout or error (a group's branch"
+            " is GROUP.BRANCH, a step's undo STEP:compensate); may be repeated"
+        ),
+    )
+    dry.add_argument(
+        "--history",
+        type=Path,
+        default=None,
+        metavar="DB",
+        help="a supervisor store whose step durations give the expected times (read only)",
+    )
+    dry.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     executions = commands.add_parser("executions", help="read recorded executions")
     exec_commands = executions.add_subparsers(
@@ -121,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             return _check_config(args.path)
         if args.command == "playbook":
+            if args.playbook_command == "dry-run":
+                return _dry_run(args)
             return _validate_playbooks(args.paths)
         if args.command == "executions" and args.executions_command in CONTROL_COMMANDS:
             return asyncio.run(run_control_command(args, _load(args.config)))
@@ -191,6 +223,29 @@ def _validate_playbooks(paths: Sequence[Path]) -> int:
     for error in errors:
         print(error, file=sys.stderr)
     return EXIT_INVALID if errors else EXIT_OK
+
+
+def _dry_run(args: argparse.Namespace) -> int:
+    from graylogic_supervisor.playbooks.dryrun import (
+        DryRunError,
+        dry_run,
+        format_report,
+        parse_outcomes,
+    )
+
+    # The simulated run logs as a real one would (a raised stand-in, an escalation);
+    # those lines describe nothing that happened, and the report is the output.
+    logging.getLogger("graylogic_supervisor").addHandler(logging.NullHandler())
+    try:
+        report = asyncio.run(dry_run(args.file, parse_outcomes(args.outcome), args.history))
+    except DryRunError as exc:
+        print(f"dry-run: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(format_report(report))
+    return EXIT_OK
 
 
 async def _executions(args: argparse.Namespace) -> int:

@@ -54,7 +54,12 @@ from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.mqtt.discovery import discovery_messages
 from graylogic_supervisor.mqtt.link import LinkSettings, MqttLink, encode
 from graylogic_supervisor.mqtt.probe import ProbeError, ProbeTarget, probe_broker
-from graylogic_supervisor.mqtt.status import StatusPublisher, Topics, offline_payload
+from graylogic_supervisor.mqtt.status import (
+    DurationHistory,
+    StatusPublisher,
+    Topics,
+    offline_payload,
+)
 from graylogic_supervisor.playbooks.loader import load_directory
 from graylogic_supervisor.reload import Reloader, memory_settings, policy_settings
 from graylogic_supervisor.sdnotify import Notifier
@@ -148,7 +153,13 @@ async def _run(
         stack.push_async_callback(services.close)
         topics = Topics(config.mqtt.topic_root)
         link = MqttLink(_link_settings(config, plan, topics), clock, random.Random())
-        publisher = StatusPublisher(link, topics, config.site.name, clock)
+        publisher = StatusPublisher(
+            link,
+            topics,
+            config.site.name,
+            clock,
+            DurationHistory(await executions.resolved_durations()),
+        )
         probe_target = ProbeTarget(
             plan.host,
             plan.port,

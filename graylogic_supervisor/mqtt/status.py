@@ -4,6 +4,7 @@
 {root}/supervisor/health/{component}   retained: each component's health
 {root}/supervisor/executions/{component}  retained: the latest execution and its progress
 {root}/supervisor/incidents/{component}   retained: the latest incident, its phase and breaker
+{root}/supervisor/execution/{id}       not retained: a running execution's progress, each step
 {root}/supervisor/state                retained: termination rate, safe mode, open incidents
 {root}/supervisor/alerts               QoS 1: escalations and alert steps
 """
@@ -41,6 +42,9 @@ class Topics:
     def execution(self, component: str) -> str:
         return f"{self.root}/supervisor/executions/{component}"
 
+    def progress(self, execution_id: str) -> str:
+        return f"{self.root}/supervisor/execution/{execution_id}"
+
     def incident(self, component: str) -> str:
         return f"{self.root}/supervisor/incidents/{component}"
 
@@ -60,12 +64,21 @@ def offline_payload(site: str) -> dict[str, Any]:
 class StatusPublisher:
     """Health, progress and alerts onto the link's queue; never blocks."""
 
-    def __init__(self, link: MqttLink, topics: Topics, site: str, clock: Clock) -> None:
+    def __init__(
+        self,
+        link: MqttLink,
+        topics: Topics,
+        site: str,
+        clock: Clock,
+        durations: DurationHistory | None = None,
+    ) -> None:
         self._link = link
         self._topics = topics
         self._site = site
         self._clock = clock
         self._started = clock.now()
+        self._durations = durations or DurationHistory()
+        self._began: dict[str, float] = {}  # execution id -> clock.monotonic() at start
         self._running: dict[str, dict[str, Any]] = {}  # execution id -> progress
         self._overall = Health.UNKNOWN
 
@@ -112,8 +125,11 @@ class StatusPublisher:
             "component": failure.component,
             "step": None,
             "started_at": isoformat(self._clock.now()),
+            "steps_done": 0,
+            "steps_total": len(playbook.steps),
         }
         self._running[execution_id] = progress
+        self._began[execution_id] = self._clock.monotonic()
         self._link.publish(self._topics.execution(failure.component), progress, retain=True)
 
     def step_started(self, execution_id: str, playbook: Playbook, step: Step, attempt: int) -> None:
@@ -122,15 +138,20 @@ class StatusPublisher:
     def step_finished(
         self, execution_id: str, playbook: Playbook, step: Step, end: StepEnd
     ) -> None:
+        done = self._running.get(execution_id, {}).get("steps_done", 0)
         self._update(
             execution_id,
             step={"id": step.id, "name": step.name, "outcome": end.outcome, "result": end.result},
+            steps_done=done + 1,
         )
 
     def execution_finished(
         self, playbook: Playbook, failure: FailureInfo, outcome: ExecutionOutcome
     ) -> None:
         progress = self._running.pop(outcome.execution_id, {"execution_id": outcome.execution_id})
+        self._began.pop(outcome.execution_id, None)
+        if outcome.status == "resolved":
+            self._durations.observe(playbook.id, playbook.version, outcome.duration_seconds)
         progress.update(
             status=outcome.status,
             resolved_by=outcome.resolved_by,
@@ -139,15 +160,22 @@ class StatusPublisher:
             completed_at=isoformat(self._clock.now()),
         )
         self._link.publish(self._topics.execution(failure.component), progress, retain=True)
+        self._link.publish(self._topics.progress(outcome.execution_id), progress)
 
     def _update(self, execution_id: str, **changes: Any) -> None:
         progress = self._running.get(execution_id)
         if progress is None:
             return
         progress.update(changes)
+        elapsed = self._clock.monotonic() - self._began.get(execution_id, self._clock.monotonic())
+        mean = self._durations.mean(progress["playbook"], progress["version"])
+        progress["elapsed_s"] = round(elapsed, 3)
+        # from the mean of this version's resolved runs; unknown before the first one
+        progress["remaining_s"] = None if mean is None else round(max(mean - elapsed, 0.0), 3)
         component = progress.get("component")
         if component:
             self._link.publish(self._topics.execution(component), progress, retain=True)
+        self._link.publish(self._topics.progress(execution_id), progress)
 
     def state_changed(self, state: dict[str, Any]) -> None:
         self._link.publish(self._topics.state, state, retain=True)
@@ -172,3 +200,22 @@ class StatusPublisher:
             },
             qos=1,
         )
+
+
+class DurationHistory:
+    """Mean duration of each playbook version's resolved runs: the remaining-time estimate.
+
+    Seeded from the store at start-up, then kept up to date as runs finish, so
+    publishing progress never waits on the database.
+    """
+
+    def __init__(self, seed: dict[tuple[str, str], tuple[float, int]] | None = None) -> None:
+        self._sums: dict[tuple[str, str], tuple[float, int]] = dict(seed or {})
+
+    def observe(self, playbook_id: str, version: str, duration_s: float) -> None:
+        total, count = self._sums.get((playbook_id, version), (0.0, 0))
+        self._sums[(playbook_id, version)] = (total + duration_s, count + 1)
+
+    def mean(self, playbook_id: str, version: str) -> float | None:
+        total, count = self._sums.get((playbook_id, version), (0.0, 0))
+        return total / count if count else None

@@ -171,6 +171,18 @@ class ExecutionRepository:
             )
         return [str(row["id"]) for row in rows]
 
+    async def resolved_durations(self) -> dict[tuple[str, str], tuple[float, int]]:
+        """(playbook, version) -> (sum of durations, count) of resolved runs."""
+        rows = await self._db.fetchall(
+            "SELECT playbook_id, playbook_version, SUM(duration_seconds) AS total,"
+            " COUNT(*) AS n FROM executions WHERE status = 'resolved'"
+            " GROUP BY playbook_id, playbook_version"
+        )
+        return {
+            (row["playbook_id"], row["playbook_version"]): (float(row["total"]), int(row["n"]))
+            for row in rows
+        }
+
     async def recent(self, limit: int = 20, status: str | None = None) -> list[Row]:
         if status is None:
             return await self._db.fetchall(
