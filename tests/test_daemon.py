@@ -122,6 +122,9 @@ async def test_status_topics_show_health_and_the_last_execution(
     assert progress["status"] == "resolved"
     assert progress["playbook"] == "PLAY-MQTT-RECOVER-001"
     assert progress["resolved_by"] == "restart"
+    assert (progress["steps_done"], progress["steps_total"]) == (3, 4)
+    assert progress["elapsed_s"] >= 0
+    assert progress["remaining_s"] is None  # no resolved run of this version before it
 
 
 def asyncio_timeout(seconds: float):  # type: ignore[no-untyped-def]
