@@ -90,6 +90,8 @@ logger = logging.getLogger(__name__)
 STATE_INTERVAL_S = 15.0
 USER_ACTIONS_INTERVAL_S = 5.0
 COMMANDS_INTERVAL_S = 0.25
+WATCHDOG_INTERVAL_S = 5.0
+STUCK_GRACE_S = 30.0
 SHUTDOWN_RECANCEL_TRIES = 10
 SHUTDOWN_RECANCEL_S = 0.5
 
@@ -348,6 +350,10 @@ async def _run(
                 ),
                 group.create_task(_watch_user_actions(audit, events, clock), name="user-actions"),
                 group.create_task(
+                    _watch_stuck_executions(controls_of_runs, publisher, clock),
+                    name="execution-watchdog",
+                ),
+                group.create_task(
                     _apply_commands(
                         CommandRepository(db), controls_of_runs, controls, audit, clock
                     ),
@@ -461,6 +467,21 @@ async def _reload_on_signal(
         events.add(
             "config", "site", ("reloaded: " if result.ok else "reload refused: ") + result.detail
         )
+
+
+async def _watch_stuck_executions(
+    runs: ExecutionControls, alerts: StatusPublisher, clock: Clock
+) -> None:
+    """Flag an execution still running well past its playbook's deadline."""
+    while True:
+        for execution_id, silent_s in runs.stuck(STUCK_GRACE_S):
+            message = (
+                f"execution {execution_id} is stuck past its deadline"
+                f" (no step started or ended for {silent_s:.0f} s)"
+            )
+            logger.error("%s", message)
+            alerts.alert("high", message, {"execution_id": execution_id})
+        await clock.sleep(WATCHDOG_INTERVAL_S)
 
 
 async def _apply_commands(

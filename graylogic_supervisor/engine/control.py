@@ -32,6 +32,9 @@ class ExecutionHandle:
     running: asyncio.Event = field(default_factory=asyncio.Event)
     cancelled_by: str | None = None
     overrides: dict[str, asyncio.Future[Override]] = field(default_factory=dict)
+    deadline: float = float("inf")  # on the clock's monotonic scale
+    last_beat: float = 0.0  # the last step start or end
+    flagged: bool = False  # the watchdog has said it is stuck
 
     def __post_init__(self) -> None:
         self.running.set()
@@ -50,10 +53,29 @@ class ExecutionControls:
         self._clock = clock
         self._handles: dict[str, ExecutionHandle] = {}
 
-    def open(self, execution_id: str) -> ExecutionHandle:
-        handle = ExecutionHandle(execution_id, asyncio.current_task())
+    def open(self, execution_id: str, deadline: float = float("inf")) -> ExecutionHandle:
+        handle = ExecutionHandle(execution_id, asyncio.current_task(), deadline=deadline)
+        handle.last_beat = self._clock.monotonic()
         self._handles[execution_id] = handle
         return handle
+
+    def beat(self, execution_id: str) -> None:
+        """A sign of life: a step started or ended."""
+        handle = self._handles.get(execution_id)
+        if handle is not None:
+            handle.last_beat = self._clock.monotonic()
+
+    def stuck(self, grace_s: float) -> list[tuple[str, float]]:
+        """Executions past their deadline by more than ``grace_s``, each reported once:
+        (id, seconds since their last sign of life). The runner's own timeouts should have
+        ended them; one that did not is wedged (a hung undo, a stalled store)."""
+        now = self._clock.monotonic()
+        found = []
+        for handle in self._handles.values():
+            if not handle.flagged and not handle.paused and now > handle.deadline + grace_s:
+                handle.flagged = True
+                found.append((handle.execution_id, now - handle.last_beat))
+        return found
 
     def close(self, execution_id: str) -> None:
         self._handles.pop(execution_id, None)
@@ -70,7 +92,9 @@ class ExecutionControls:
             return 0.0
         began = self._clock.monotonic()
         await handle.running.wait()
-        return self._clock.monotonic() - began
+        paused = self._clock.monotonic() - began
+        handle.deadline += paused
+        return paused
 
     # -- commands: each returns what it did, for the record ----------------------
 

@@ -199,7 +199,7 @@ class Runner:
             extra=log_extra,
         )
         seq = _RunState()
-        handle = self._controls.open(execution_id) if self._controls is not None else None
+        handle = self._controls.open(execution_id, deadline) if self._controls is not None else None
 
         def context(params: Mapping[str, Any]) -> ExpressionContext:
             return self._context(failure, seq, params)
@@ -421,6 +421,8 @@ class Runner:
         )
         if self._observer is not None:
             self._observer.step_started(ctx.execution_id, playbook, step, number)
+        if self._controls is not None:
+            self._controls.beat(ctx.execution_id)
         began = clock.monotonic()
         try:
             outcome, result, error = await self._call(ctx, action, timeout_s)
@@ -464,6 +466,8 @@ class Runner:
         await self._executions.finish_step(row_id, clock.now(), clock.monotonic() - began, end)
         if self._observer is not None:
             self._observer.step_finished(ctx.execution_id, playbook, step, end)
+        if self._controls is not None:
+            self._controls.beat(ctx.execution_id)
         return _Attempt(outcome, result)
 
     def _context(

@@ -154,3 +154,34 @@ async def test_a_cancelled_waiter_does_not_lose_the_slot() -> None:
         await waiter
     async with asyncio.timeout(1), gate.slot(0):
         pass  # the slot is free again
+
+
+async def test_the_watchdog_flags_an_execution_past_its_deadline_once() -> None:
+    from tests.clocks import ManualClock
+
+    clock = ManualClock()
+    controls = ExecutionControls(clock)
+    handle = controls.open("exec-1", deadline=clock.monotonic() + 60)
+    clock.advance(60 + 29)
+    assert controls.stuck(grace_s=30) == []
+    controls.beat("exec-1")
+    clock.advance(2)
+    [(execution_id, silent)] = controls.stuck(grace_s=30)
+    assert (execution_id, silent) == ("exec-1", 2)
+    assert controls.stuck(grace_s=30) == []  # said once
+    assert handle.flagged
+
+
+async def test_a_pause_moves_the_deadline_with_it() -> None:
+    from tests.clocks import ManualClock
+
+    clock = ManualClock()
+    controls = ExecutionControls(clock)
+    handle = controls.open("exec-1", deadline=100)
+    controls.pause("exec-1")
+    waiting = asyncio.create_task(controls.wait_while_paused(handle))
+    await asyncio.sleep(0)
+    clock.advance(50)
+    controls.resume("exec-1")
+    assert await waiting == 50
+    assert handle.deadline == 150
