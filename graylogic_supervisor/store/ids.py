@@ -7,5 +7,9 @@ from datetime import datetime
 
 
 def new_id(prefix: str, moment: datetime) -> str:
-    """E.g. ``exec-20260119-142500-3f9a1c``: the UTC time it began, then randomness."""
-    return f"{prefix}-{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+    """E.g. ``exec-20260119-142500-3f9a1c07d2e4``: the UTC time it began, then randomness.
+
+    48 random bits: a thousand ids in the same second collide with a chance of about
+    2 in a billion (24 bits, as before, collided in about 3% of bench runs).
+    """
+    return f"{prefix}-{moment:%Y%m%d-%H%M%S}-{secrets.token_hex(6)}"
