@@ -8,6 +8,7 @@ import random
 import signal
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,6 +31,7 @@ from graylogic_supervisor.config import (
     MqttComponent,
     SupervisorConfig,
 )
+from graylogic_supervisor.engine.action import FailureInfo
 from graylogic_supervisor.engine.builtins import builtin_registry
 from graylogic_supervisor.engine.control import ExecutionControls, Override, PriorityGate
 from graylogic_supervisor.engine.runner import Runner
@@ -61,6 +63,7 @@ from graylogic_supervisor.mqtt.status import (
     offline_payload,
 )
 from graylogic_supervisor.playbooks.loader import load_directory
+from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.reload import Reloader, memory_settings, policy_settings
 from graylogic_supervisor.sdnotify import Notifier
 from graylogic_supervisor.services.factory import build_backend, readiness_of
@@ -144,7 +147,10 @@ async def _run(
         executions = ExecutionRepository(db)
         versions = PlaybookVersions(db)
         incidents = IncidentRepository(db)
-        interrupted = await executions.mark_interrupted(clock.now())
+        resumable = await resumable_executions(executions, versions, clock)
+        interrupted = await executions.mark_interrupted(
+            clock.now(), keep=[r.execution_id for r in resumable]
+        )
         await incidents.close_all_open("the supervisor restarted", clock.now())
         for execution_id in interrupted:
             logger.warning(
@@ -300,6 +306,19 @@ async def _run(
             clock,
         )
 
+        for resumed in resumable:
+            supervisor.adopt(
+                resumed.failure.component,
+                runner.resume(
+                    resumed.execution_id,
+                    resumed.playbook,
+                    resumed.failure,
+                    resumed.step_id,
+                    resumed.elapsed_s,
+                    resumed.rows,
+                ),
+            )
+
         for service_config in all_services:
             if service_config.backend == "process":
                 try:
@@ -384,6 +403,62 @@ async def _run(
             await link.flush(timeout_s=1.0)
             await _cancel_all(tasks)
     logger.info("stopped")
+
+
+@dataclass(frozen=True)
+class Resumable:
+    execution_id: str
+    playbook: Playbook
+    failure: FailureInfo
+    step_id: str
+    elapsed_s: float
+    rows: list[Any]
+
+
+async def resumable_executions(
+    executions: ExecutionRepository, versions: PlaybookVersions, clock: Clock
+) -> list[Resumable]:
+    """Executions a stop interrupted in an idempotent step: they carry on from it.
+
+    The step that was running is marked ``interrupted`` (its row stays, with why);
+    the execution keeps running from that step once the daemon is up.
+    """
+    found = []
+    for execution in await executions.running():
+        rows = await executions.steps(execution["id"])
+        current = next((r for r in reversed(rows) if r["outcome"] == "running"), None)
+        playbook = await versions.definition(
+            execution["playbook_id"], execution["playbook_version"]
+        )
+        if current is None or playbook is None or "." in current["step_id"]:
+            continue
+        try:
+            step = playbook.step(current["step_id"])
+        except KeyError:
+            continue
+        if not step.idempotent:
+            continue
+        await executions.interrupt_step(
+            current["id"], clock.now(), "the supervisor stopped while this step ran; run again"
+        )
+        failure = await executions.failure(execution["failure_id"])
+        started = datetime.fromisoformat(execution["started_at"].replace("Z", "+00:00"))
+        found.append(
+            Resumable(
+                execution["id"],
+                playbook,
+                FailureInfo(
+                    execution["failure_id"],
+                    execution["component"],
+                    execution["error_id"],
+                    failure["message"] if failure is not None else "",
+                ),
+                step.id,
+                max((clock.now() - started).total_seconds(), 0.0),
+                [dict(zip(r.keys(), tuple(r), strict=True)) for r in rows],
+            )
+        )
+    return found
 
 
 def nightly_scheduler(config: SupervisorConfig, memory: FailureMemory) -> AsyncIOScheduler:

@@ -559,3 +559,43 @@ def test_operators_override_a_running_step_and_stop_everything(
     assert cli(config, "safe-mode", "status").stdout.startswith("safe mode ON")
     actions = [r["action"] for r in daemon.query("SELECT action FROM audit_log ORDER BY seq")]
     assert "execution.override" in actions and "execution.emergency_stop" in actions
+
+
+def test_a_run_stopped_in_an_idempotent_step_resumes_there_after_a_restart(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    resumable = SLOW_PLAYBOOK.replace(
+        "params: {seconds: 30},", "params: {seconds: 1}, idempotent: true,"
+    )
+    assert "idempotent: true" in resumable
+    (playbooks / "slow.yaml").write_text(resumable)
+    config = write_config(tmp_path, free_port(), playbooks=playbooks)
+    daemon = start(daemons, config)
+    started_healthy(daemon)
+    os.kill(daemon.broker_pid(), signal.SIGKILL)
+    [running] = daemon.wait_for(
+        lambda: daemon.query(
+            "SELECT execution_id FROM execution_steps WHERE step_id = 'settle'"
+            " AND outcome = 'running'"
+        )
+    )
+    daemon.kill()
+
+    restarted = start(daemons, config)
+    restarted.wait_for_log(r"resuming exec-\S+ of PLAY-MQTT-RECOVER-001 at step settle")
+    [execution] = restarted.wait_for(
+        lambda: restarted.query(
+            "SELECT * FROM executions WHERE id = ? AND status != 'running'",
+            (running["execution_id"],),
+        )
+    )
+    assert execution["status"] == "resolved"
+    assert steps(restarted, execution["id"]) == [
+        ("check_broker", "failure", "settle"),
+        ("settle", "interrupted", None),
+        ("settle", "success", "restart"),
+        ("restart", "success", "done"),
+    ]
+    assert restarted.query("PRAGMA integrity_check")[0][0] == "ok"

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -175,7 +176,6 @@ class Runner:
         clock = self._clock
         execution_id = new_id("exec", clock.now())
         started = clock.monotonic()
-        deadline = started + playbook.timeout_seconds
         log_extra = {"playbook": playbook.id, "error_id": failure.error_id}
         await self._executions.start_execution(
             execution_id,
@@ -198,7 +198,69 @@ class Runner:
             execution_id,
             extra=log_extra,
         )
-        seq = _RunState()
+        return await self._drive(
+            execution_id, playbook, failure, playbook.steps[0], _RunState(), [], started
+        )
+
+    async def resume(
+        self,
+        execution_id: str,
+        playbook: Playbook,
+        failure: FailureInfo,
+        from_step: str,
+        elapsed_s: float,
+        rows: Sequence[Mapping[str, Any]],
+    ) -> ExecutionOutcome:
+        """Carry on an execution a stopped supervisor left at ``from_step``.
+
+        The store's rows are the checkpoint: the step numbers go on from them, and
+        what earlier steps came to (for conditions and for undoing) is read back
+        from them. The playbook's deadline counts the time already spent.
+        """
+        state = _RunState()
+        completed: list[Step] = []
+        for row in rows:
+            state.value = max(state.value, int(row["seq"]))
+            step_id = str(row["step_id"])
+            if ":" in step_id or row["outcome"] in ("running", "interrupted"):
+                continue
+            output = json.loads(row["output"]) if row["output"] else {}
+            state.records[step_id] = StepRecord(
+                row["outcome"],
+                output,
+                row["result"] or row["error"] or "",
+                float(row["duration_seconds"] or 0.0),
+                int(row["attempt"]),
+            )
+            if row["outcome"] == "success":
+                with contextlib.suppress(KeyError):
+                    completed.append(playbook.step(step_id))
+        logger.warning(
+            "resuming %s of %s at step %s (it is idempotent)",
+            execution_id,
+            playbook.id,
+            from_step,
+            extra={"playbook": playbook.id, "error_id": failure.error_id},
+        )
+        if self._observer is not None:
+            self._observer.execution_started(execution_id, playbook, failure)
+        started = self._clock.monotonic() - elapsed_s
+        return await self._drive(
+            execution_id, playbook, failure, playbook.step(from_step), state, completed, started
+        )
+
+    async def _drive(
+        self,
+        execution_id: str,
+        playbook: Playbook,
+        failure: FailureInfo,
+        step: Step,
+        seq: _RunState,
+        completed: list[Step],
+        started: float,
+    ) -> ExecutionOutcome:
+        """The run itself, from ``step``: transitions, retries, groups, undoing, the end."""
+        deadline = started + playbook.timeout_seconds
         handle = self._controls.open(execution_id, deadline) if self._controls is not None else None
 
         def context(params: Mapping[str, Any]) -> ExpressionContext:
@@ -207,8 +269,6 @@ class Runner:
         visits: Counter[str] = Counter()
         last_fix: tuple[Step, StepResult] | None = None
         last_failed: FailedStep | None = None
-        completed: list[Step] = []  # succeeded steps, for their compensations
-        step = playbook.steps[0]
         end: ExecutionEnd
         try:
             while True:

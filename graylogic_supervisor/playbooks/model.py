@@ -67,6 +67,9 @@ class Step(_Model):
     params: dict[str, Any] = {}
     timeout_seconds: float = Field(30, gt=0)
     retry: RetryPolicy | None = None
+    idempotent: bool = Field(
+        False, description="safe to run again: a run a crash stopped here resumes here"
+    )
     max_visits: int | None = Field(
         None, ge=1, le=100, description="bound on how often a loop may enter this step"
     )

@@ -8,7 +8,7 @@ start-up turns into ``interrupted``.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -153,23 +153,48 @@ class ExecutionRepository:
             ),
         )
 
-    async def mark_interrupted(self, now: datetime) -> list[str]:
-        """At start-up: whatever was running when we died is ``interrupted``."""
+    async def failure(self, failure_id: str) -> Row | None:
+        return await self._db.fetchone("SELECT * FROM failures WHERE id = ?", (failure_id,))
+
+    async def running(self) -> list[Row]:
+        """Executions whose end was never recorded (the supervisor stopped during them)."""
+        return await self._db.fetchall(
+            "SELECT * FROM executions WHERE status = 'running' ORDER BY started_at"
+        )
+
+    async def steps(self, execution_id: str) -> list[Row]:
+        return await self._db.fetchall(
+            "SELECT * FROM execution_steps WHERE execution_id = ? ORDER BY seq", (execution_id,)
+        )
+
+    async def interrupt_step(self, row_id: int, now: datetime, why: str) -> None:
+        await self._db.execute(
+            "UPDATE execution_steps SET outcome = 'interrupted', completed_at = ?, error = ?"
+            " WHERE id = ?",
+            (isoformat(now), why, row_id),
+        )
+
+    async def mark_interrupted(self, now: datetime, keep: Iterable[str] = ()) -> list[str]:
+        """At start-up: whatever was running when we died is ``interrupted``,
+        except the executions in ``keep`` (they resume)."""
+        kept = set(keep)
         rows = await self._db.fetchall("SELECT id FROM executions WHERE status = 'running'")
+        ended = [str(row["id"]) for row in rows if row["id"] not in kept]
         stamp = isoformat(now)
         async with self._db.transaction() as conn:
-            await conn.execute(
-                "UPDATE execution_steps SET outcome = 'interrupted', completed_at = ?,"
-                " error = 'the supervisor stopped while this step ran' WHERE outcome = 'running'",
-                (stamp,),
-            )
-            await conn.execute(
-                "UPDATE executions SET status = 'interrupted', completed_at = ?,"
-                " detail = 'the supervisor stopped while this execution ran'"
-                " WHERE status = 'running'",
-                (stamp,),
-            )
-        return [str(row["id"]) for row in rows]
+            for execution_id in ended:
+                await conn.execute(
+                    "UPDATE execution_steps SET outcome = 'interrupted', completed_at = ?,"
+                    " error = 'the supervisor stopped while this step ran'"
+                    " WHERE outcome = 'running' AND execution_id = ?",
+                    (stamp, execution_id),
+                )
+                await conn.execute(
+                    "UPDATE executions SET status = 'interrupted', completed_at = ?,"
+                    " detail = 'the supervisor stopped while this execution ran' WHERE id = ?",
+                    (stamp, execution_id),
+                )
+        return ended
 
     async def resolved_durations(self) -> dict[tuple[str, str], tuple[float, int]]:
         """(playbook, version) -> (sum of durations, count) of resolved runs."""

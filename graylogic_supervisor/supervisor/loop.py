@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -95,6 +96,7 @@ class Supervisor:
         self._advisor = advisor
         self._clock = clock
         self._active: set[str] = set()
+        self._adopted: list[tuple[str, Coroutine[Any, Any, object]]] = []
         self._accepting = True
         self._idle = asyncio.Event()
         self._idle.set()
@@ -110,9 +112,34 @@ class Supervisor:
     def recovering(self) -> frozenset[str]:
         return frozenset(self._active)
 
+    def adopt(self, component: str, run: Coroutine[Any, Any, object]) -> None:
+        """A run resumed at start-up: the component is in recovery until it ends."""
+        self._adopted.append((component, run))
+        self._active.add(component)
+        self._idle.clear()
+
+    async def _finish_adopted(
+        self, group: asyncio.TaskGroup, component: str, run: Coroutine[Any, Any, object]
+    ) -> None:
+        try:
+            await run
+        except SupervisorError as exc:
+            logger.error("resumed run for %s failed: %s", component, exc)
+        finally:
+            self._active.discard(component)
+            if not self._active:
+                self._idle.set()
+        if self._accepting and self._monitor.state(component).health is Health.UNHEALTHY:
+            self._start(group, component)
+
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._watch_maintenance(group), name="maintenance-windows")
+            for component, resumed in self._adopted:
+                group.create_task(
+                    self._finish_adopted(group, component, resumed), name=f"resumed:{component}"
+                )
+            self._adopted.clear()
             while True:
                 change = await self._monitor.changes.get()
                 component = change.current.component
