@@ -29,7 +29,7 @@ from graylogic_supervisor.operator_cli import (
     run_control_command,
     run_operator_command,
 )
-from graylogic_supervisor.playbooks.loader import load_directory, load_files
+from graylogic_supervisor.playbooks.loader import load_directory, load_files, load_playbook
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -111,6 +111,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="a supervisor store whose step durations give the expected times (read only)",
     )
     dry.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    export = playbook_commands.add_parser(
+        "export", help="print a playbook version from the store as YAML (default: the active one)"
+    )
+    _config_option(export)
+    export.add_argument("playbook_id")
+    export.add_argument("--version", default=None)
+    importer = playbook_commands.add_parser(
+        "import",
+        help="validate a playbook file and add it to the store as a version",
+        description=(
+            "Validate a playbook file and store its version; it becomes active when it is"
+            " newer than the active one. The daemon uses it from its next failure on."
+        ),
+    )
+    _config_option(importer)
+    importer.add_argument("file", type=Path)
+    importer.add_argument("--by", default=None, help="who (default: login name)")
+    importer.add_argument("--reason", required=True, help="why, for the version and the audit log")
 
     executions = commands.add_parser("executions", help="read recorded executions")
     exec_commands = executions.add_subparsers(
@@ -153,6 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "playbook":
             if args.playbook_command == "dry-run":
                 return _dry_run(args)
+            if args.playbook_command in ("export", "import"):
+                return asyncio.run(_playbook_store(args, _load(args.config)))
             return _validate_playbooks(args.paths)
         if args.command == "executions" and args.executions_command in CONTROL_COMMANDS:
             return asyncio.run(run_control_command(args, _load(args.config)))
@@ -223,6 +243,42 @@ def _validate_playbooks(paths: Sequence[Path]) -> int:
     for error in errors:
         print(error, file=sys.stderr)
     return EXIT_INVALID if errors else EXIT_OK
+
+
+async def _playbook_store(args: argparse.Namespace, config: SupervisorConfig) -> int:
+    """Playbook versions in and out of the store, as YAML."""
+    from graylogic_supervisor.clock import SystemClock
+    from graylogic_supervisor.operator_cli import default_actor
+    from graylogic_supervisor.store.audit import AuditLog
+    from graylogic_supervisor.store.database import Database
+    from graylogic_supervisor.store.versions import PlaybookVersions
+
+    clock = SystemClock()
+    async with Database(config.database_path) as db:
+        versions = PlaybookVersions(db)
+        if args.playbook_command == "export":
+            version = args.version or await versions.active_version(args.playbook_id)
+            source = await versions.source_yaml(args.playbook_id, version) if version else None
+            if source is None:
+                print(f"no version {version or '(active)'} of {args.playbook_id}", file=sys.stderr)
+                return EXIT_INVALID
+            print(source, end="" if source.endswith("\n") else "\n")
+            return EXIT_OK
+        item = load_playbook(args.file, builtin_specs())
+        by = args.by or default_actor()
+        outcome = await versions.seed(
+            item.playbook, item.source, f"import by {by}: {args.reason}", clock.now()
+        )
+        await AuditLog(db).append(
+            by,
+            "playbook.import",
+            item.playbook.id,
+            {"version": item.playbook.version, "outcome": outcome.action, "reason": args.reason},
+            clock.now(),
+        )
+        active = await versions.active_version(item.playbook.id)
+        print(f"{item.playbook.id} {item.playbook.version}: {outcome.action}; active {active}")
+        return EXIT_OK
 
 
 def _dry_run(args: argparse.Namespace) -> int:

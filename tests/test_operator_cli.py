@@ -173,3 +173,33 @@ def test_a_technician_records_a_resolution_the_memory_learns_from(config: Path) 
     )
     report = cli(config, "memory", "consolidate")
     assert report.returncode == 0 and "ConsolidationReport(" in report.stdout
+
+
+def test_playbook_versions_export_and_import_as_yaml(config: Path, tmp_path: Path) -> None:
+    shipped = REPO / "playbooks" / "mqtt-recover.yaml"
+    first = cli(config, "playbook", "import", str(shipped), "--reason", "first", "--by", "ida")
+    assert first.stdout == "PLAY-MQTT-RECOVER-001 1.0.0: created; active 1.0.0\n"
+    exported = cli(config, "playbook", "export", "PLAY-MQTT-RECOVER-001")
+    assert exported.stdout == shipped.read_text()
+
+    newer = tmp_path / "newer.yaml"
+    newer.write_text(shipped.read_text().replace("version: 1.0.0", "version: 1.1.0"))
+    second = cli(config, "playbook", "import", str(newer), "--reason", "tuned")
+    assert second.stdout == "PLAY-MQTT-RECOVER-001 1.1.0: added; active 1.1.0\n"
+    old = cli(config, "playbook", "export", "PLAY-MQTT-RECOVER-001", "--version", "1.0.0")
+    assert old.stdout == shipped.read_text()
+
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(shipped.read_text().replace("on_failure: restart", "on_failure: nowhere", 1))
+    refused = cli(config, "playbook", "import", str(broken), "--reason", "x")
+    assert refused.returncode == 1
+    assert "transition to unknown step 'nowhere'" in refused.stderr
+    missing = cli(config, "playbook", "export", "PLAY-NONE-001")
+    assert (missing.returncode, missing.stderr) == (1, "no version (active) of PLAY-NONE-001\n")
+    imports = [
+        json.loads(line)
+        for line in cli(
+            config, "audit", "list", "--json", "--action", "playbook."
+        ).stdout.splitlines()
+    ]
+    assert (imports[0]["actor"], imports[0]["subject"]) == ("ida", "PLAY-MQTT-RECOVER-001")
