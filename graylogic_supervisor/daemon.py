@@ -33,6 +33,7 @@ from graylogic_supervisor.config import (
 )
 from graylogic_supervisor.engine.action import FailureInfo
 from graylogic_supervisor.engine.builtins import builtin_registry
+from graylogic_supervisor.engine.builtins.compose import RunPlaybook
 from graylogic_supervisor.engine.control import ExecutionControls, Override, PriorityGate
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import ServiceError, SupervisorError
@@ -234,7 +235,10 @@ async def _run(
             services.add(backend, readiness_of(service_config, plan.host))
         link.add_listener(monitor.link_changed)
 
-        registry = builtin_registry(services, monitor, probe_target, publisher, db, state_dir)
+        composer = RunPlaybook(versions)
+        registry = builtin_registry(
+            services, monitor, probe_target, publisher, db, state_dir, composer
+        )
         loaded, errors = load_directory(config.playbooks.directory, registry.specs())
         for error in errors:
             logger.error("playbook skipped: %s", error)
@@ -256,6 +260,7 @@ async def _run(
             controls=controls_of_runs,
             gate=PriorityGate(config.engine.max_concurrent_executions),
         )
+        composer.bind(runner)
         policy = RecoveryPolicy(policy_settings(config), clock)
         audit = AuditLog(db)
         controls = ControlRepository(db, audit)

@@ -202,6 +202,10 @@ class Runner:
             execution_id, playbook, failure, playbook.steps[0], _RunState(), [], started
         )
 
+    async def run_nested(self, playbook: Playbook, ctx: StepContext) -> ExecutionOutcome:
+        """A playbook a step calls: same failure, no slot of its own (its parent holds one)."""
+        return await self._run(playbook, ctx.failure, None, "playbook")
+
     async def resume(
         self,
         execution_id: str,

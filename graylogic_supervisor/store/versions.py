@@ -135,6 +135,13 @@ class PlaybookVersions:
             )
             return cursor.rowcount == 1
 
+    async def active_playbook(self, playbook_id: str) -> Playbook | None:
+        row = await self._db.fetchone(
+            "SELECT definition FROM playbook_versions WHERE playbook_id = ? AND active = 1",
+            (playbook_id,),
+        )
+        return None if row is None else Playbook.model_validate_json(row["definition"])
+
     async def definition(self, playbook_id: str, version: str) -> Playbook | None:
         row = await self._db.fetchone(
             "SELECT definition FROM playbook_versions WHERE playbook_id = ? AND version = ?",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from graylogic_supervisor.engine.action import Action, ActionRegistry, ActionSpec, spec_of
+from graylogic_supervisor.engine.builtins.compose import RunPlaybook
 from graylogic_supervisor.engine.builtins.database import (
     CheckDatabase,
     CheckDisk,
@@ -38,6 +39,7 @@ BUILTIN_ACTION_TYPES: tuple[type[Action], ...] = (
     CheckDisk,
     CheckDatabase,
     CheckpointDatabase,
+    RunPlaybook,
 )
 
 
@@ -53,9 +55,12 @@ def builtin_registry(
     alerts: AlertSink,
     db: Database,
     state_dir: Path,
+    composer: RunPlaybook,
 ) -> ActionRegistry:
+    """``composer`` runs nested playbooks; bind it to the runner once that exists."""
     return ActionRegistry(
         [
+            composer,
             CheckService(services),
             StartService(services),
             RestartService(services),
