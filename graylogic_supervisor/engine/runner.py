@@ -114,6 +114,8 @@ class _RunState:
     def __init__(self) -> None:
         self.value = 0
         self.records: dict[str, StepRecord] = {}
+        # the playbook's parameters, as a caller set them: ``params.<name>`` in expressions
+        self.parameters: dict[str, Any] = {}
 
     def next(self) -> int:
         self.value += 1
@@ -172,6 +174,7 @@ class Runner:
         failure: FailureInfo,
         incident_id: str | None,
         kind: str,
+        parameters: Mapping[str, Any] | None = None,
     ) -> ExecutionOutcome:
         clock = self._clock
         execution_id = new_id("exec", clock.now())
@@ -198,13 +201,17 @@ class Runner:
             execution_id,
             extra=log_extra,
         )
+        state = _RunState()
+        state.parameters = {**playbook.parameters, **(parameters or {})}
         return await self._drive(
-            execution_id, playbook, failure, playbook.steps[0], _RunState(), [], started
+            execution_id, playbook, failure, playbook.steps[0], state, [], started
         )
 
-    async def run_nested(self, playbook: Playbook, ctx: StepContext) -> ExecutionOutcome:
+    async def run_nested(
+        self, playbook: Playbook, ctx: StepContext, parameters: Mapping[str, Any]
+    ) -> ExecutionOutcome:
         """A playbook a step calls: same failure, no slot of its own (its parent holds one)."""
-        return await self._run(playbook, ctx.failure, None, "playbook")
+        return await self._run(playbook, ctx.failure, None, "playbook", parameters)
 
     async def resume(
         self,
@@ -222,6 +229,7 @@ class Runner:
         from them. The playbook's deadline counts the time already spent.
         """
         state = _RunState()
+        state.parameters = dict(playbook.parameters)
         completed: list[Step] = []
         for row in rows:
             state.value = max(state.value, int(row["seq"]))
@@ -267,9 +275,6 @@ class Runner:
         deadline = started + playbook.timeout_seconds
         handle = self._controls.open(execution_id, deadline) if self._controls is not None else None
 
-        def context(params: Mapping[str, Any]) -> ExpressionContext:
-            return self._context(failure, seq, params)
-
         visits: Counter[str] = Counter()
         last_fix: tuple[Step, StepResult] | None = None
         last_failed: FailedStep | None = None
@@ -280,7 +285,7 @@ class Runner:
                     deadline += await self._controls.wait_while_paused(handle)
                 visits[step.id] += 1
                 if step.when is not None and not await self._holds(
-                    execution_id, playbook, step, seq, context(step.params)
+                    execution_id, playbook, step, seq, self._context(failure, seq)
                 ):
                     attempt, target = _Attempt("skipped", None), skip_target(playbook, step)
                 else:
@@ -534,13 +539,12 @@ class Runner:
             self._controls.beat(ctx.execution_id)
         return _Attempt(outcome, result)
 
-    def _context(
-        self, failure: FailureInfo, state: _RunState, params: Mapping[str, Any]
-    ) -> ExpressionContext:
+    def _context(self, failure: FailureInfo, state: _RunState) -> ExpressionContext:
+        """What conditions and templates see; ``params`` are the playbook's parameters."""
         return expression_context(
             failure=failure,
             steps=state.records,
-            params=params,
+            params=state.parameters,
             now=self._clock.now().astimezone(),
             resources=self._resources() if self._resources is not None else None,
         )
@@ -583,7 +587,7 @@ class Runner:
         templated = [k for k, v in step.params.items() if isinstance(v, str) and "{" in v]
         if not templated and not (step.target and "{" in step.target):
             return step.target, dict(step.params)
-        ctx = self._context(failure, state, step.params)
+        ctx = self._context(failure, state)
         target = compile_template(step.target).render(ctx) if step.target else None
         params = dict(step.params)
         for key in templated:
@@ -633,7 +637,7 @@ class Runner:
             number,
         )
         try:
-            if step.success_when.test(self._context(failure, state, step.params)):
+            if step.success_when.test(self._context(failure, state)):
                 return "success", None
         except ExpressionError as exc:
             return "error", str(exc)

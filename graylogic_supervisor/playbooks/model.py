@@ -142,6 +142,9 @@ class Playbook(_Model):
     description: str = ""
     trigger: Trigger
     limits: Limits = Limits()
+    parameters: dict[str, str | int | float | bool] = Field(
+        {}, description="a template's parameters and their defaults: params.<name>"
+    )
     steps: list[Step] = Field(min_length=1)
 
     @field_validator("version")

@@ -138,3 +138,59 @@ async def test_an_unknown_child_is_a_clear_failure(db: Database) -> None:
     record = await executions.record(outcome.execution_id)
     assert record is not None
     assert record["steps"][0]["error"] == "no active playbook PLAY-NOWHERE-001"
+
+
+async def test_a_template_playbook_takes_parameters_from_its_caller(db: Database) -> None:
+    from tests.engine.test_runner import Echo
+
+    template = book(
+        "PLAY-SVC-TEMPLATE-001",
+        [
+            {
+                "id": "restart",
+                "name": "Restart",
+                "action": "echo",
+                "target": "{params.service}",
+                "params": {"port": "{params.port}"},
+                "on_success": "done",
+            }
+        ],
+    ).model_copy(update={"parameters": {"service": "unset", "port": 1}})
+    caller = book(
+        "PLAY-CALLER-001",
+        [
+            {
+                "id": "worker",
+                "name": "Worker",
+                "action": "playbook",
+                "params": {
+                    "playbook": "PLAY-SVC-TEMPLATE-001",
+                    "parameters": {"service": "worker", "port": 8080},
+                },
+            },
+            {
+                "id": "wrong",
+                "name": "Wrong",
+                "action": "playbook",
+                "params": {"playbook": "PLAY-SVC-TEMPLATE-001", "parameters": {"sevice": "x"}},
+                "on_success": "done",
+                "on_failure": "escalate",
+            },
+        ],
+    )
+    executions = await prepare(db, caller)
+    versions = PlaybookVersions(db)
+    await versions.seed(template, "", "t.yaml", SystemClock().now())
+    composer = RunPlaybook(versions)
+    runner = Runner(ActionRegistry([composer, Echo()]), executions, SystemClock())  # type: ignore[list-item]
+    composer.bind(runner)
+    outcome = await runner.run(caller, FAILURE)
+    assert outcome.status == "escalated"
+    record = await executions.record(outcome.execution_id)
+    assert record is not None
+    nested = await executions.record(record["steps"][0]["output"]["execution_id"])
+    assert nested is not None
+    assert nested["steps"][0]["result"] == "worker:8080"
+    assert record["steps"][1]["error"] == (
+        "PLAY-SVC-TEMPLATE-001 has no parameter sevice (declared: port, service)"
+    )

@@ -8,8 +8,9 @@ than ``MAX_DEPTH`` (a playbook that calls itself, directly or not) fails the ste
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextvars import ContextVar
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -23,11 +24,16 @@ _DEPTH: ContextVar[int] = ContextVar("playbook_depth", default=0)
 
 
 class NestedRunner(Protocol):
-    async def run_nested(self, playbook: Playbook, ctx: StepContext) -> ExecutionOutcome: ...
+    async def run_nested(
+        self, playbook: Playbook, ctx: StepContext, parameters: Mapping[str, Any]
+    ) -> ExecutionOutcome: ...
 
 
 class PlaybookParams(ActionParams):
     playbook: str = Field(pattern=PLAYBOOK_ID, description="the id of the playbook to run")
+    parameters: dict[str, str | int | float | bool] = Field(
+        {}, description="values for the child's declared parameters (a template)"
+    )
 
 
 class RunPlaybook:
@@ -57,9 +63,15 @@ class RunPlaybook:
         child = await self._versions.active_playbook(params.playbook)
         if child is None:
             return StepResult.failed(f"no active playbook {params.playbook}")
+        unknown = sorted(set(params.parameters) - set(child.parameters))
+        if unknown:
+            declared = ", ".join(sorted(child.parameters)) or "none"
+            return StepResult.failed(
+                f"{child.id} has no parameter {', '.join(unknown)} (declared: {declared})"
+            )
         token = _DEPTH.set(depth + 1)
         try:
-            outcome = await self._runner.run_nested(child, ctx)
+            outcome = await self._runner.run_nested(child, ctx, params.parameters)
         finally:
             _DEPTH.reset(token)
         summary = f"{child.id} {child.version} {outcome.status} ({outcome.execution_id})"
