@@ -101,6 +101,8 @@ class ExecutionObserver(Protocol):
 
 def skip_target(playbook: Playbook, step: Step) -> str:
     """Where a skipped step leads: the next step in order (the last one: its on_success)."""
+    if playbook.uses_needs:
+        return "needs"  # the graph decides, not the order
     index = playbook.steps.index(step)
     if index + 1 < len(playbook.steps):
         return playbook.steps[index + 1].id
@@ -275,82 +277,11 @@ class Runner:
         deadline = started + playbook.timeout_seconds
         handle = self._controls.open(execution_id, deadline) if self._controls is not None else None
 
-        visits: Counter[str] = Counter()
-        last_fix: tuple[Step, StepResult] | None = None
-        last_failed: FailedStep | None = None
-        end: ExecutionEnd
+        walk = self._walk_needs if playbook.uses_needs else self._walk_transitions
         try:
-            while True:
-                if handle is not None and self._controls is not None:
-                    deadline += await self._controls.wait_while_paused(handle)
-                visits[step.id] += 1
-                if step.when is not None and not await self._holds(
-                    execution_id, playbook, step, seq, self._context(failure, seq)
-                ):
-                    attempt, target = _Attempt("skipped", None), skip_target(playbook, step)
-                else:
-                    if step.max_visits is not None and visits[step.id] > step.max_visits:
-                        end = ExecutionEnd(
-                            "escalated",
-                            None,
-                            None,
-                            False,
-                            f"loop bound reached: step {step.id} would run"
-                            f" more than {step.max_visits} times",
-                        )
-                        break
-                    if step.parallel is not None:
-                        attempt = await self._run_group(
-                            execution_id, playbook, step, failure, seq, deadline, completed
-                        )
-                    else:
-                        action = self._registry.get(step.action)
-                        attempt = await self._run_step(
-                            execution_id, playbook, step, action, failure, seq, deadline
-                        )
-                        if attempt.outcome == "success":
-                            completed.append(step)
-                            if action.kind is ActionKind.FIX and attempt.result is not None:
-                                attempt.fix = (step, attempt.result)
-                    if attempt.outcome != "success":
-                        outcome = "timeout" if attempt.outcome == "deadline" else attempt.outcome
-                        failed = attempt.failed_step or step
-                        last_failed = FailedStep(failed.id, failed.action, outcome)
-                    if attempt.outcome == "deadline":
-                        end = ExecutionEnd(
-                            "failed",
-                            None,
-                            None,
-                            False,
-                            f"playbook timeout of {playbook.timeout_seconds:g} s"
-                            f" reached in step {step.id}",
-                        )
-                        break
-                    succeeded = attempt.outcome == "success"
-                    if succeeded and attempt.fix is not None:
-                        last_fix = attempt.fix
-                    target = playbook.resolve_transition(
-                        step, step.on_success if succeeded else step.on_failure
-                    )
-                if target == DONE:
-                    fixer, fix_result = last_fix if last_fix else (step, attempt.result)
-                    what = f"{fixer.action} {fixer.target or ''}".strip()
-                    if fix_result is not None:
-                        what += f": {fix_result.result}"
-                    end = ExecutionEnd(
-                        "resolved", fixer.id, what, True, f"resolved after step {step.id}"
-                    )
-                    break
-                if target == ESCALATE:
-                    end = ExecutionEnd(
-                        "escalated",
-                        None,
-                        None,
-                        False,
-                        f"step {step.id} escalated ({attempt.outcome})",
-                    )
-                    break
-                step = playbook.step(target)
+            end, last_failed = await walk(
+                execution_id, playbook, failure, step, seq, completed, deadline, handle
+            )
         except asyncio.CancelledError:
             # Undo what was done before giving in to the cancel (bounded by each undo's
             # timeout; a second cancel, at shutdown's end, still wins).
@@ -379,6 +310,201 @@ class Runner:
         if handle is not None and self._controls is not None:
             self._controls.close(execution_id)
         return await self._finish(execution_id, playbook, failure, started, end, failed_step)
+
+    async def _walk_transitions(
+        self,
+        execution_id: str,
+        playbook: Playbook,
+        failure: FailureInfo,
+        step: Step,
+        seq: _RunState,
+        completed: list[Step],
+        deadline: float,
+        handle: ExecutionHandle | None,
+    ) -> tuple[ExecutionEnd, FailedStep | None]:
+        """Step by step along the transitions, until done, escalate or the deadline."""
+        visits: Counter[str] = Counter()
+        last_fix: tuple[Step, StepResult] | None = None
+        last_failed: FailedStep | None = None
+        end: ExecutionEnd
+        while True:
+            if handle is not None and self._controls is not None:
+                deadline += await self._controls.wait_while_paused(handle)
+            visits[step.id] += 1
+            if step.when is not None and not await self._holds(
+                execution_id, playbook, step, seq, self._context(failure, seq)
+            ):
+                attempt, target = _Attempt("skipped", None), skip_target(playbook, step)
+            else:
+                if step.max_visits is not None and visits[step.id] > step.max_visits:
+                    end = ExecutionEnd(
+                        "escalated",
+                        None,
+                        None,
+                        False,
+                        f"loop bound reached: step {step.id} would run"
+                        f" more than {step.max_visits} times",
+                    )
+                    break
+                if step.parallel is not None:
+                    attempt = await self._run_group(
+                        execution_id, playbook, step, failure, seq, deadline, completed
+                    )
+                else:
+                    action = self._registry.get(step.action)
+                    attempt = await self._run_step(
+                        execution_id, playbook, step, action, failure, seq, deadline
+                    )
+                    if attempt.outcome == "success":
+                        completed.append(step)
+                        if action.kind is ActionKind.FIX and attempt.result is not None:
+                            attempt.fix = (step, attempt.result)
+                if attempt.outcome != "success":
+                    outcome = "timeout" if attempt.outcome == "deadline" else attempt.outcome
+                    failed = attempt.failed_step or step
+                    last_failed = FailedStep(failed.id, failed.action, outcome)
+                if attempt.outcome == "deadline":
+                    end = ExecutionEnd(
+                        "failed",
+                        None,
+                        None,
+                        False,
+                        f"playbook timeout of {playbook.timeout_seconds:g} s"
+                        f" reached in step {step.id}",
+                    )
+                    break
+                succeeded = attempt.outcome == "success"
+                if succeeded and attempt.fix is not None:
+                    last_fix = attempt.fix
+                target = playbook.resolve_transition(
+                    step, step.on_success if succeeded else step.on_failure
+                )
+            if target == DONE:
+                fixer, fix_result = last_fix if last_fix else (step, attempt.result)
+                what = f"{fixer.action} {fixer.target or ''}".strip()
+                if fix_result is not None:
+                    what += f": {fix_result.result}"
+                end = ExecutionEnd(
+                    "resolved", fixer.id, what, True, f"resolved after step {step.id}"
+                )
+                break
+            if target == ESCALATE:
+                end = ExecutionEnd(
+                    "escalated",
+                    None,
+                    None,
+                    False,
+                    f"step {step.id} escalated ({attempt.outcome})",
+                )
+                break
+            step = playbook.step(target)
+        return end, last_failed
+
+    async def _walk_needs(
+        self,
+        execution_id: str,
+        playbook: Playbook,
+        failure: FailureInfo,
+        first: Step,
+        seq: _RunState,
+        completed: list[Step],
+        deadline: float,
+        handle: ExecutionHandle | None,
+    ) -> tuple[ExecutionEnd, FailedStep | None]:
+        """Steps in waves by what they need; a wave's steps run at once.
+
+        A step runs once every step it needs succeeded; if one did not, it is
+        skipped and says which. The run resolves when no step failed.
+        """
+        outcomes = dict.fromkeys(
+            (r for r in seq.records if seq.records[r].outcome in ("success", "skipped")),
+            "success",
+        )  # a resumed run keeps what already succeeded
+        pending = [s for s in playbook.steps if s.id not in outcomes]
+        last_fix: tuple[Step, StepResult] | None = None
+        last_failed: FailedStep | None = None
+        while pending:
+            if handle is not None and self._controls is not None:
+                deadline += await self._controls.wait_while_paused(handle)
+            ready = [s for s in pending if all(n in outcomes for n in s.needs)]
+            pending = [s for s in pending if s not in ready]
+            wave: list[Step] = []
+            for step in ready:
+                unmet = [n for n in step.needs if outcomes[n] != "success"]
+                if unmet:
+                    await self._skip(
+                        execution_id,
+                        step,
+                        seq,
+                        f"skipped: needs {', '.join(unmet)}, which did not succeed",
+                    )
+                    outcomes[step.id] = "skipped"
+                elif step.when is not None and not await self._holds(
+                    execution_id, playbook, step, seq, self._context(failure, seq)
+                ):
+                    outcomes[step.id] = "success"  # a condition that does not hold blocks nothing
+                else:
+                    wave.append(step)
+            attempts = await asyncio.gather(
+                *(
+                    self._wave_step(execution_id, playbook, failure, s, seq, completed, deadline)
+                    for s in wave
+                )
+            )
+            for step, attempt in zip(wave, attempts, strict=True):
+                outcomes[step.id] = attempt.outcome
+                if attempt.outcome == "success" and attempt.fix is not None:
+                    last_fix = attempt.fix
+                if attempt.outcome != "success":
+                    failed = attempt.failed_step or step
+                    outcome = "timeout" if attempt.outcome == "deadline" else attempt.outcome
+                    last_failed = FailedStep(failed.id, failed.action, outcome)
+            if any(a.outcome == "deadline" for a in attempts):
+                detail = f"playbook timeout of {playbook.timeout_seconds:g} s reached"
+                return ExecutionEnd("failed", None, None, False, detail), last_failed
+        failed_steps = [i for i, o in outcomes.items() if o not in ("success",)]
+        if failed_steps:
+            detail = f"steps did not succeed: {', '.join(failed_steps)}"
+            return ExecutionEnd("escalated", None, None, False, detail), last_failed
+        fixer, fix_result = last_fix if last_fix else (playbook.steps[-1], None)
+        what = f"{fixer.action} {fixer.target or ''}".strip()
+        if fix_result is not None:
+            what += f": {fix_result.result}"
+        return ExecutionEnd("resolved", fixer.id, what, True, "every step succeeded"), None
+
+    async def _wave_step(
+        self,
+        execution_id: str,
+        playbook: Playbook,
+        failure: FailureInfo,
+        step: Step,
+        seq: _RunState,
+        completed: list[Step],
+        deadline: float,
+    ) -> _Attempt:
+        if step.parallel is not None:
+            return await self._run_group(
+                execution_id, playbook, step, failure, seq, deadline, completed
+            )
+        action = self._registry.get(step.action)
+        attempt = await self._run_step(
+            execution_id, playbook, step, action, failure, seq, deadline, join_of=None
+        )
+        if attempt.outcome == "success":
+            completed.append(step)
+            if action.kind is ActionKind.FIX and attempt.result is not None:
+                attempt.fix = (step, attempt.result)
+        return attempt
+
+    async def _skip(self, execution_id: str, step: Step, state: _RunState, why: str) -> None:
+        now = self._clock.now()
+        row_id = await self._executions.start_step(
+            execution_id, state.next(), step.id, step.name, step.action, step.target, 1, now
+        )
+        await self._executions.finish_step(
+            row_id, now, 0.0, StepEnd("skipped", why, {}, None, None)
+        )
+        state.records[step.id] = StepRecord("skipped", {}, why, 0.0, 0)
 
     async def _finish(
         self,
@@ -516,7 +642,9 @@ class Runner:
         )
         succeeded = outcome == "success"
         if join_of is not None:
-            transition = f"join:{join_of}"
+            transition: str | None = f"join:{join_of}"
+        elif playbook.uses_needs:
+            transition = None  # what needs this step follows from the graph
         else:
             transition = playbook.resolve_transition(
                 step, step.on_success if succeeded else step.on_failure

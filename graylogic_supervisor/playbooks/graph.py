@@ -17,6 +17,9 @@ def graph_problems(playbook: Playbook) -> list[tuple[PathKey, str]]:
     if problems:
         return problems
 
+    if playbook.uses_needs:
+        return needs_problems(playbook)
+
     ids = {step.id for step in playbook.steps}
     last = len(playbook.steps) - 1
     edges: dict[str, list[str]] = {}
@@ -105,3 +108,30 @@ def _cycles(edges: dict[str, list[str]]) -> list[set[str]]:
         if node not in index:
             visit(node)
     return found
+
+
+def needs_problems(playbook: Playbook) -> list[tuple[PathKey, str]]:
+    """A playbook ordered by ``needs``: known steps, no cycle, and no transitions of its own."""
+    problems: list[tuple[PathKey, str]] = []
+    ids = {step.id for step in playbook.steps}
+    index_of = {step.id: i for i, step in enumerate(playbook.steps)}
+    for index, step in enumerate(playbook.steps):
+        for position, need in enumerate(step.needs):
+            if need not in ids:
+                problems.append((("steps", index, "needs", position), f"unknown step {need!r}"))
+        if (step.on_success, step.on_failure) != (NEXT, "escalate") or step.max_visits:
+            problems.append(
+                (
+                    ("steps", index),
+                    "a playbook ordered by needs has no transitions: drop on_success,"
+                    " on_failure and max_visits",
+                )
+            )
+    if problems:
+        return problems
+    edges = {step.id: list(step.needs) for step in playbook.steps}
+    for cycle in _cycles(edges):
+        first = min(cycle, key=index_of.__getitem__)
+        loop = " -> ".join([*sorted(cycle, key=index_of.__getitem__), first])
+        problems.append((("steps", index_of[first], "needs"), f"needs form a cycle ({loop})"))
+    return problems

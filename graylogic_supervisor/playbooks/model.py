@@ -67,6 +67,9 @@ class Step(_Model):
     params: dict[str, Any] = {}
     timeout_seconds: float = Field(30, gt=0)
     retry: RetryPolicy | None = None
+    needs: list[str] = Field(
+        [], description="steps that must succeed first; a playbook with needs runs as a graph"
+    )
     idempotent: bool = Field(
         False, description="safe to run again: a run a crash stopped here resumes here"
     )
@@ -160,6 +163,12 @@ class Playbook(_Model):
             limits = self.limits.model_copy(update={"timeout_seconds": default_timeout(self)})
             object.__setattr__(self, "limits", limits)
         return self
+
+    @property
+    def uses_needs(self) -> bool:
+        """Steps ordered by what they need (run in waves, independent ones at once)
+        rather than by transitions."""
+        return any(step.needs for step in self.steps)
 
     @property
     def timeout_seconds(self) -> float:

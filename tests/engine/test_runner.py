@@ -591,3 +591,46 @@ async def test_a_placeholder_that_cannot_be_filled_in_is_an_error_step(db: Datab
     assert record["steps"][0]["outcome"] == "error"
     assert "cannot fill in the step" in record["steps"][0]["error"]
     assert "port" in record["steps"][0]["error"]
+
+
+GRAPH = [
+    {"id": "stop_bridge", "name": "Stop bridge", "action": "stop_bridge"},
+    {"id": "flush", "name": "Flush queue", "action": "flush"},
+    {"id": "restart", "name": "Restart broker", "action": "fix", "needs": ["stop_bridge", "flush"]},
+    {"id": "verify", "name": "Verify", "action": "verify", "needs": ["restart"]},
+]
+
+
+async def test_steps_with_needs_run_in_waves_independent_ones_at_once(db: Database) -> None:
+    started = asyncio.get_running_loop().time()
+    outcome, record = await run(
+        db,
+        playbook(GRAPH),
+        Scripted("stop_bridge", ActionKind.FIX, [0.2]),
+        Scripted("flush", ActionKind.FIX, [0.2]),
+        Scripted("fix", ActionKind.FIX, [True]),
+        Scripted("verify", ActionKind.CHECK, [True]),
+    )
+    assert asyncio.get_running_loop().time() - started < 0.35  # the first wave at once
+    assert outcome.status == "resolved"
+    order = [s["id"] for s in record["steps"]]
+    assert set(order[:2]) == {"stop_bridge", "flush"}
+    assert order[2:] == ["restart", "verify"]
+    assert outcome.resolved_by == "restart"
+
+
+async def test_a_step_whose_need_failed_is_skipped_and_the_run_escalates(db: Database) -> None:
+    outcome, record = await run(
+        db,
+        playbook(GRAPH),
+        Scripted("stop_bridge", ActionKind.FIX, [True]),
+        Scripted("flush", ActionKind.FIX, [False]),
+        Scripted("fix", ActionKind.FIX, [True]),
+        Scripted("verify", ActionKind.CHECK, [True]),
+    )
+    assert outcome.status == "escalated"
+    rows = {s["id"]: s for s in record["steps"]}
+    assert rows["restart"]["outcome"] == "skipped"
+    assert rows["restart"]["result"] == "skipped: needs flush, which did not succeed"
+    assert rows["verify"]["result"] == "skipped: needs restart, which did not succeed"
+    assert outcome.detail == "steps did not succeed: flush, restart, verify"

@@ -378,3 +378,39 @@ def test_two_separate_loops_are_both_reported(
             "loop with no bound (port -> port): set max_visits on one of its steps",
         ),
     ]
+
+
+def test_needs_name_known_steps_form_no_cycle_and_replace_transitions(
+    tmp_path: Path, actions: dict[str, ActionSpec]
+) -> None:
+    unknown = write(
+        tmp_path,
+        """\
+  - {id: a, name: A, action: check_mqtt}
+  - {id: b, name: B, action: check_mqtt, needs: [a, c]}
+""",
+    )
+    assert only_problem(unknown, actions) == (
+        line_of(unknown, "needs: [a, c]"),
+        "steps[1].needs[1]",
+        "unknown step 'c'",
+    )
+    cycle = write(
+        tmp_path,
+        """\
+  - {id: a, name: A, action: check_mqtt, needs: [b]}
+  - {id: b, name: B, action: check_mqtt, needs: [a]}
+""",
+    )
+    assert only_problem(cycle, actions)[1:] == (
+        "steps[0].needs",
+        "needs form a cycle (a -> b -> a)",
+    )
+    mixed = write(
+        tmp_path,
+        """\
+  - {id: a, name: A, action: check_mqtt, on_success: done}
+  - {id: b, name: B, action: check_mqtt, needs: [a]}
+""",
+    )
+    assert "has no transitions" in only_problem(mixed, actions)[2]
