@@ -634,3 +634,41 @@ async def test_a_step_whose_need_failed_is_skipped_and_the_run_escalates(db: Dat
     assert rows["restart"]["result"] == "skipped: needs flush, which did not succeed"
     assert rows["verify"]["result"] == "skipped: needs restart, which did not succeed"
     assert outcome.detail == "steps did not succeed: flush, restart, verify"
+
+
+async def test_a_cancel_during_a_retry_backoff_interrupts_cleanly_and_undoes(
+    db: Database,
+) -> None:
+    steps = [
+        dict(UNDOABLE[0]),
+        {
+            "id": "fix",
+            "name": "Fix",
+            "action": "fix",
+            "on_success": "done",
+            "retry": {"attempts": 3, "backoff_seconds": 5},
+        },
+    ]
+    book = playbook(steps)
+    executions = await prepare(db, book)
+    actions = [
+        Scripted("isolate", ActionKind.FIX, [True]),
+        Scripted("fix", ActionKind.FIX, [False]),
+        Scripted("restore", ActionKind.FIX, [True]),
+    ]
+    task = asyncio.create_task(
+        Runner(ActionRegistry(actions), executions, SystemClock()).run(book, FAILURE)
+    )
+    await asyncio.sleep(0.2)  # the first attempt failed; the runner waits 5 s to retry
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    [row] = await executions.recent(1)
+    record = await executions.record(row["id"])
+    assert record is not None
+    assert record["outcome"]["status"] == "interrupted"
+    assert steps_of(record) == [
+        ("isolate", "success", "fix"),
+        ("fix", "failure", "retry:fix"),
+        ("isolate:compensate", "success", None),
+    ]
