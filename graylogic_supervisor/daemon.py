@@ -8,16 +8,10 @@ import random
 import signal
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
-from tzlocal import get_localzone
-
-from graylogic_supervisor import __version__
+from graylogic_supervisor import __version__, loops
 from graylogic_supervisor.broker import BrokerPlan, plan_broker, write_mosquitto_conf
 from graylogic_supervisor.catalog import (
     catalog_playbook_warnings,
@@ -31,12 +25,11 @@ from graylogic_supervisor.config import (
     MqttComponent,
     SupervisorConfig,
 )
-from graylogic_supervisor.engine.action import FailureInfo
 from graylogic_supervisor.engine.builtins import builtin_registry
 from graylogic_supervisor.engine.builtins.compose import RunPlaybook
-from graylogic_supervisor.engine.control import ExecutionControls, Override, PriorityGate
+from graylogic_supervisor.engine.control import ExecutionControls, PriorityGate
 from graylogic_supervisor.engine.runner import Runner
-from graylogic_supervisor.errors import ServiceError, SupervisorError
+from graylogic_supervisor.errors import ServiceError
 from graylogic_supervisor.health.heartbeats import HeartbeatTracker
 from graylogic_supervisor.health.monitor import (
     ComponentHealth,
@@ -64,7 +57,6 @@ from graylogic_supervisor.mqtt.status import (
     offline_payload,
 )
 from graylogic_supervisor.playbooks.loader import load_directory
-from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.reload import Reloader, memory_settings, policy_settings
 from graylogic_supervisor.sdnotify import Notifier
 from graylogic_supervisor.services.factory import build_backend, readiness_of
@@ -86,16 +78,12 @@ from graylogic_supervisor.supervisor.events import FanOut
 from graylogic_supervisor.supervisor.loop import Supervisor
 from graylogic_supervisor.supervisor.policy import RecoveryPolicy
 from graylogic_supervisor.supervisor.recorder import ExecutionFanOut, MetricsRecorder
+from graylogic_supervisor.supervisor.resumption import resumable_executions
 from graylogic_supervisor.web.app import WebDeps, create_app
 from graylogic_supervisor.web.server import serve
 
 logger = logging.getLogger(__name__)
 
-STATE_INTERVAL_S = 15.0
-USER_ACTIONS_INTERVAL_S = 5.0
-COMMANDS_INTERVAL_S = 0.25
-WATCHDOG_INTERVAL_S = 5.0
-STUCK_GRACE_S = 30.0
 SHUTDOWN_RECANCEL_TRIES = 10
 SHUTDOWN_RECANCEL_S = 0.5
 
@@ -348,7 +336,7 @@ async def _run(
         )
         web_ready = asyncio.Event()
 
-        scheduler = nightly_scheduler(config, memory)
+        scheduler = loops.nightly_scheduler(config, memory)
         scheduler.start()  # inside the running loop, as APScheduler 3 requires
         stack.callback(scheduler.shutdown, wait=False)
 
@@ -366,19 +354,21 @@ async def _run(
                 group.create_task(supervisor.run(), name="supervisor"),
                 group.create_task(escalations.run(), name="escalation-chain"),
                 group.create_task(
-                    _publish_state(publisher, metrics, policy, supervisor, controls, clock),
+                    loops.publish_state(publisher, metrics, policy, supervisor, controls, clock),
                     name="state-publisher",
                 ),
                 group.create_task(
-                    _reload_on_signal(reloader, reload_requested, events), name="reload"
+                    loops.reload_on_signal(reloader, reload_requested, events), name="reload"
                 ),
-                group.create_task(_watch_user_actions(audit, events, clock), name="user-actions"),
                 group.create_task(
-                    _watch_stuck_executions(controls_of_runs, publisher, clock),
+                    loops.watch_user_actions(audit, events, clock), name="user-actions"
+                ),
+                group.create_task(
+                    loops.watch_stuck_executions(controls_of_runs, publisher, clock),
                     name="execution-watchdog",
                 ),
                 group.create_task(
-                    _apply_commands(
+                    loops.apply_commands(
                         CommandRepository(db), controls_of_runs, controls, audit, clock
                     ),
                     name="operator-commands",
@@ -387,7 +377,9 @@ async def _run(
             interval = notifier.watchdog_interval_s()
             if interval is not None:
                 tasks.append(
-                    group.create_task(_watchdog(notifier, clock, interval), name="watchdog")
+                    group.create_task(
+                        loops.systemd_watchdog(notifier, clock, interval), name="watchdog"
+                    )
                 )
             notifier.ready()
             notifier.status(f"supervising {', '.join(config.components) or 'nothing'}")
@@ -410,89 +402,6 @@ async def _run(
     logger.info("stopped")
 
 
-@dataclass(frozen=True)
-class Resumable:
-    execution_id: str
-    playbook: Playbook
-    failure: FailureInfo
-    step_id: str
-    elapsed_s: float
-    rows: list[Any]
-
-
-async def resumable_executions(
-    executions: ExecutionRepository, versions: PlaybookVersions, clock: Clock
-) -> list[Resumable]:
-    """Executions a stop interrupted in an idempotent step: they carry on from it.
-
-    The step that was running is marked ``interrupted`` (its row stays, with why);
-    the execution keeps running from that step once the daemon is up.
-    """
-    found = []
-    for execution in await executions.running():
-        rows = await executions.steps(execution["id"])
-        current = next((r for r in reversed(rows) if r["outcome"] == "running"), None)
-        playbook = await versions.definition(
-            execution["playbook_id"], execution["playbook_version"]
-        )
-        if current is None or playbook is None or "." in current["step_id"]:
-            continue
-        try:
-            step = playbook.step(current["step_id"])
-        except KeyError:
-            continue
-        if not step.idempotent:
-            continue
-        await executions.interrupt_step(
-            current["id"], clock.now(), "the supervisor stopped while this step ran; run again"
-        )
-        failure = await executions.failure(execution["failure_id"])
-        started = datetime.fromisoformat(execution["started_at"].replace("Z", "+00:00"))
-        found.append(
-            Resumable(
-                execution["id"],
-                playbook,
-                FailureInfo(
-                    execution["failure_id"],
-                    execution["component"],
-                    execution["error_id"],
-                    failure["message"] if failure is not None else "",
-                ),
-                step.id,
-                max((clock.now() - started).total_seconds(), 0.0),
-                [dict(zip(r.keys(), tuple(r), strict=True)) for r in rows],
-            )
-        )
-    return found
-
-
-def nightly_scheduler(config: SupervisorConfig, memory: FailureMemory) -> AsyncIOScheduler:
-    """The memory's consolidation on its cron (nightly by default), in the site's time zone."""
-    zone = ZoneInfo(config.memory.timezone) if config.memory.timezone else get_localzone()
-    scheduler = AsyncIOScheduler(timezone=zone)
-    if config.memory.enabled:
-        scheduler.add_job(
-            _consolidate,
-            CronTrigger.from_crontab(config.memory.consolidation_cron, timezone=zone),
-            args=[memory],
-            id="memory-consolidation",
-            name="failure memory consolidation",
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=3600,
-        )
-    return scheduler
-
-
-async def _consolidate(memory: FailureMemory) -> None:
-    try:
-        report = await memory.consolidate()
-    except SupervisorError as exc:
-        logger.error("failure memory consolidation failed: %s", exc)
-        return
-    logger.info("failure memory consolidated: %s", report)
-
-
 async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
     """Cancel every loop, and again any that swallowed it (see cancellation.py)."""
     for attempt in range(SHUTDOWN_RECANCEL_TRIES):
@@ -507,120 +416,6 @@ async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
         for task in pending:
             task.cancel()
         await asyncio.wait(pending, timeout=SHUTDOWN_RECANCEL_S)
-
-
-async def _publish_state(
-    publisher: StatusPublisher,
-    metrics: Metrics,
-    policy: RecoveryPolicy,
-    supervisor: Supervisor,
-    controls: ControlRepository,
-    clock: Clock,
-) -> None:
-    """The figures a dashboard shows, retained, refreshed every STATE_INTERVAL_S."""
-    while True:
-        reading = policy.termination()
-        safe_mode = await controls.safe_mode()
-        metrics.set_termination_rate(reading.rate)
-        metrics.set_safe_mode(safe_mode.active)
-        publisher.state_changed(
-            {
-                "termination_rate_percent": None
-                if reading.rate is None
-                else round(reading.rate * 100, 1),
-                "executions_last_hour": reading.finished,
-                "safe_mode": safe_mode.active,
-                "open_incidents": len(supervisor.recovering),
-                "recovering": sorted(supervisor.recovering),
-            }
-        )
-        await clock.sleep(STATE_INTERVAL_S)
-
-
-async def _reload_on_signal(
-    reloader: Reloader, requested: asyncio.Event, events: EventRing
-) -> None:
-    while True:
-        await requested.wait()
-        requested.clear()
-        result = await reloader.reload()
-        events.add(
-            "config", "site", ("reloaded: " if result.ok else "reload refused: ") + result.detail
-        )
-
-
-async def _watch_stuck_executions(
-    runs: ExecutionControls, alerts: StatusPublisher, clock: Clock
-) -> None:
-    """Flag an execution still running well past its playbook's deadline."""
-    while True:
-        for execution_id, silent_s in runs.stuck(STUCK_GRACE_S):
-            message = (
-                f"execution {execution_id} is stuck past its deadline"
-                f" (no step started or ended for {silent_s:.0f} s)"
-            )
-            logger.error("%s", message)
-            alerts.alert("high", message, {"execution_id": execution_id})
-        await clock.sleep(WATCHDOG_INTERVAL_S)
-
-
-async def _apply_commands(
-    commands: CommandRepository,
-    runs: ExecutionControls,
-    controls: ControlRepository,
-    audit: AuditLog,
-    clock: Clock,
-) -> None:
-    """Operators' commands from the CLI (through the store), applied and audited."""
-    while True:
-        for command in await commands.pending():
-            if command.command == "pause":
-                result = runs.pause(command.execution_id)
-            elif command.command == "resume":
-                result = runs.resume(command.execution_id)
-            elif command.command == "cancel":
-                result = runs.cancel(command.execution_id, command.issued_by)
-            elif command.command == "override":
-                assert command.step_id is not None and command.outcome is not None
-                result = runs.override(
-                    command.execution_id,
-                    command.step_id,
-                    Override(command.outcome, command.issued_by, command.reason),
-                )
-            else:  # emergency_stop: stop everything, and start nothing new
-                result = runs.emergency_stop(command.issued_by)
-                await controls.set_safe_mode(
-                    True, f"emergency stop: {command.reason}", command.issued_by, clock.now()
-                )
-            await commands.applied(command.id, result, clock.now())
-            await audit.append(
-                command.issued_by,
-                f"execution.{command.command}",
-                command.execution_id,
-                {"reason": command.reason, "step": command.step_id, "result": result},
-                clock.now(),
-            )
-            logger.info("%s (%s, by %s)", result, command.reason, command.issued_by)
-        await clock.sleep(COMMANDS_INTERVAL_S)
-
-
-async def _watch_user_actions(audit: AuditLog, events: EventRing, clock: Clock) -> None:
-    """People's actions (from the CLI, another process) join the ring of recent events."""
-    newest = await audit.entries(limit=1)
-    last_seq = newest[0]["seq"] if newest else 0
-    while True:
-        await clock.sleep(USER_ACTIONS_INTERVAL_S)
-        for entry in reversed(await audit.entries(limit=100)):
-            if entry["seq"] > last_seq and entry["actor"] != "supervisor":
-                events.add("user", entry["actor"], f"{entry['action']} {entry['subject']}")
-            last_seq = max(last_seq, entry["seq"])
-
-
-async def _watchdog(notifier: Notifier, clock: Clock, interval: float) -> None:
-    """Pings systemd's watchdog; it stops when the loop stops, which is the point."""
-    while True:
-        notifier.watchdog()
-        await clock.sleep(interval)
 
 
 def _link_settings(config: SupervisorConfig, plan: BrokerPlan, topics: Topics) -> LinkSettings:

@@ -1,0 +1,69 @@
+"""Runs a stop interrupted in an idempotent step: found at start-up, carried on from there."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from graylogic_supervisor.clock import Clock
+from graylogic_supervisor.engine.action import FailureInfo
+from graylogic_supervisor.playbooks.model import Playbook
+from graylogic_supervisor.store.executions import ExecutionRepository
+from graylogic_supervisor.store.versions import PlaybookVersions
+
+
+@dataclass(frozen=True)
+class Resumable:
+    execution_id: str
+    playbook: Playbook
+    failure: FailureInfo
+    step_id: str
+    elapsed_s: float
+    rows: list[Any]
+
+
+async def resumable_executions(
+    executions: ExecutionRepository, versions: PlaybookVersions, clock: Clock
+) -> list[Resumable]:
+    """Executions a stop interrupted in an idempotent step: they carry on from it.
+
+    The step that was running is marked ``interrupted`` (its row stays, with why);
+    the execution keeps running from that step once the daemon is up.
+    """
+    found = []
+    for execution in await executions.running():
+        rows = await executions.steps(execution["id"])
+        current = next((r for r in reversed(rows) if r["outcome"] == "running"), None)
+        playbook = await versions.definition(
+            execution["playbook_id"], execution["playbook_version"]
+        )
+        if current is None or playbook is None or "." in current["step_id"]:
+            continue
+        try:
+            step = playbook.step(current["step_id"])
+        except KeyError:
+            continue
+        if not step.idempotent:
+            continue
+        await executions.interrupt_step(
+            current["id"], clock.now(), "the supervisor stopped while this step ran; run again"
+        )
+        failure = await executions.failure(execution["failure_id"])
+        started = datetime.fromisoformat(execution["started_at"].replace("Z", "+00:00"))
+        found.append(
+            Resumable(
+                execution["id"],
+                playbook,
+                FailureInfo(
+                    execution["failure_id"],
+                    execution["component"],
+                    execution["error_id"],
+                    failure["message"] if failure is not None else "",
+                ),
+                step.id,
+                max((clock.now() - started).total_seconds(), 0.0),
+                [dict(zip(r.keys(), tuple(r), strict=True)) for r in rows],
+            )
+        )
+    return found
