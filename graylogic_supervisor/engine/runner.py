@@ -16,12 +16,10 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import ValidationError
 
-from graylogic_supervisor.backoff import backoff_delay
 from graylogic_supervisor.clock import Clock
 from graylogic_supervisor.engine.action import (
     Action,
@@ -37,6 +35,16 @@ from graylogic_supervisor.engine.control import (
     Override,
     PriorityGate,
 )
+from graylogic_supervisor.engine.execution import (
+    NOT_RUN,
+    Attempt,
+    ExecutionObserver,
+    ExecutionOutcome,
+    FailedStep,
+    RunState,
+    retry_pause,
+    skip_target,
+)
 from graylogic_supervisor.engine.expressions import (
     ExpressionContext,
     ExpressionError,
@@ -51,87 +59,12 @@ from graylogic_supervisor.playbooks.model import (
     ESCALATE,
     PARALLEL,
     Playbook,
-    RetryPolicy,
     Step,
 )
 from graylogic_supervisor.store.executions import ExecutionEnd, ExecutionRepository, StepEnd
 from graylogic_supervisor.store.ids import new_id
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class FailedStep:
-    """The step an unsuccessful execution ended on: the basis of its failure signature."""
-
-    step_id: str
-    action: str
-    outcome: str  # failure | timeout | error
-
-
-@dataclass(frozen=True)
-class ExecutionOutcome:
-    execution_id: str
-    status: str
-    resolved_by: str | None
-    duration_seconds: float
-    detail: str
-    failed_step: FailedStep | None = None
-
-
-class ExecutionObserver(Protocol):
-    """Told of progress as it happens (MQTT status); must not block."""
-
-    def execution_started(
-        self, execution_id: str, playbook: Playbook, failure: FailureInfo
-    ) -> None: ...
-
-    def step_started(
-        self, execution_id: str, playbook: Playbook, step: Step, attempt: int
-    ) -> None: ...
-
-    def step_finished(
-        self, execution_id: str, playbook: Playbook, step: Step, end: StepEnd
-    ) -> None: ...
-
-    def execution_finished(
-        self, playbook: Playbook, failure: FailureInfo, outcome: ExecutionOutcome
-    ) -> None: ...
-
-
-def skip_target(playbook: Playbook, step: Step) -> str:
-    """Where a skipped step leads: the next step in order (the last one: its on_success)."""
-    if playbook.uses_needs:
-        return "needs"  # the graph decides, not the order
-    index = playbook.steps.index(step)
-    if index + 1 < len(playbook.steps):
-        return playbook.steps[index + 1].id
-    return playbook.resolve_transition(step, step.on_success)
-
-
-class _RunState:
-    """One execution's step numbers (1, 2, 3 …, shared by steps, retries and undos) and
-    what each step came to, as conditions and templates see it (``steps.<id>``)."""
-
-    def __init__(self) -> None:
-        self.value = 0
-        self.records: dict[str, StepRecord] = {}
-        # the playbook's parameters, as a caller set them: ``params.<name>`` in expressions
-        self.parameters: dict[str, Any] = {}
-
-    def next(self) -> int:
-        self.value += 1
-        return self.value
-
-
-@dataclass
-class _Attempt:
-    """What one step (all its attempts, or a group's branches) came to."""
-
-    outcome: str
-    result: StepResult | None
-    fix: tuple[Step, StepResult] | None = None  # a successful fix-kind step within it
-    failed_step: Step | None = None  # a group's branch that failed it
 
 
 class Runner:
@@ -203,7 +136,7 @@ class Runner:
             execution_id,
             extra=log_extra,
         )
-        state = _RunState()
+        state = RunState()
         state.parameters = {**playbook.parameters, **(parameters or {})}
         return await self._drive(
             execution_id, playbook, failure, playbook.steps[0], state, [], started
@@ -230,7 +163,7 @@ class Runner:
         what earlier steps came to (for conditions and for undoing) is read back
         from them. The playbook's deadline counts the time already spent.
         """
-        state = _RunState()
+        state = RunState()
         state.parameters = dict(playbook.parameters)
         completed: list[Step] = []
         for row in rows:
@@ -269,7 +202,7 @@ class Runner:
         playbook: Playbook,
         failure: FailureInfo,
         step: Step,
-        seq: _RunState,
+        seq: RunState,
         completed: list[Step],
         started: float,
     ) -> ExecutionOutcome:
@@ -317,7 +250,7 @@ class Runner:
         playbook: Playbook,
         failure: FailureInfo,
         step: Step,
-        seq: _RunState,
+        seq: RunState,
         completed: list[Step],
         deadline: float,
         handle: ExecutionHandle | None,
@@ -334,7 +267,7 @@ class Runner:
             if step.when is not None and not await self._holds(
                 execution_id, playbook, step, seq, self._context(failure, seq)
             ):
-                attempt, target = _Attempt("skipped", None), skip_target(playbook, step)
+                attempt, target = Attempt("skipped", None), skip_target(playbook, step)
             else:
                 if step.max_visits is not None and visits[step.id] > step.max_visits:
                     end = ExecutionEnd(
@@ -406,7 +339,7 @@ class Runner:
         playbook: Playbook,
         failure: FailureInfo,
         first: Step,
-        seq: _RunState,
+        seq: RunState,
         completed: list[Step],
         deadline: float,
         handle: ExecutionHandle | None,
@@ -478,10 +411,10 @@ class Runner:
         playbook: Playbook,
         failure: FailureInfo,
         step: Step,
-        seq: _RunState,
+        seq: RunState,
         completed: list[Step],
         deadline: float,
-    ) -> _Attempt:
+    ) -> Attempt:
         if step.parallel is not None:
             return await self._run_group(
                 execution_id, playbook, step, failure, seq, deadline, completed
@@ -496,7 +429,7 @@ class Runner:
                 attempt.fix = (step, attempt.result)
         return attempt
 
-    async def _skip(self, execution_id: str, step: Step, state: _RunState, why: str) -> None:
+    async def _skip(self, execution_id: str, step: Step, state: RunState, why: str) -> None:
         now = self._clock.now()
         row_id = await self._executions.start_step(
             execution_id, state.next(), step.id, step.name, step.action, step.target, 1, now
@@ -542,10 +475,10 @@ class Runner:
         step: Step,
         action: Action,
         failure: FailureInfo,
-        seq: _RunState,
+        seq: RunState,
         deadline: float,
         join_of: str | None = None,
-    ) -> _Attempt:
+    ) -> Attempt:
         """Run a step and its retries; returns what it came to.
 
         ``join_of`` names the group when the step is one of its branches.
@@ -556,17 +489,17 @@ class Runner:
             params = action.params_model.model_validate(raw_params)
         except (ExpressionError, ValidationError) as exc:
             return await self._refuse(execution_id, playbook, step, seq, join_of, exc)
-        attempt = _Attempt("failure", None)
+        attempt = Attempt("failure", None)
         for number in range(1, attempts + 1):
             if number > 1:
                 pause = retry_pause(step.retry, number - 1, self._rng) if step.retry else 0.0
                 if self._clock.monotonic() + pause >= deadline:
-                    return _Attempt("deadline", attempt.result)
+                    return Attempt("deadline", attempt.result)
                 await self._clock.sleep(pause)
             number_in_run = seq.next()
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
-                return _Attempt("deadline", attempt.result)
+                return Attempt("deadline", attempt.result)
             timeout = min(step.timeout_seconds, remaining)
             cut_by_deadline = timeout < step.timeout_seconds
             ctx = StepContext(
@@ -594,7 +527,7 @@ class Runner:
             if attempt.outcome == "success":
                 return attempt
             if attempt.outcome == "timeout" and cut_by_deadline:
-                return _Attempt("deadline", attempt.result)
+                return Attempt("deadline", attempt.result)
         return attempt
 
     async def _attempt(
@@ -608,8 +541,8 @@ class Runner:
         timeout_s: float,
         cut_by_deadline: bool,
         join_of: str | None,
-        state: _RunState,
-    ) -> _Attempt:
+        state: RunState,
+    ) -> Attempt:
         clock = self._clock
         row_id = await self._executions.start_step(
             ctx.execution_id, seq, step.id, step.name, step.action, ctx.target, number, clock.now()
@@ -665,9 +598,9 @@ class Runner:
             self._observer.step_finished(ctx.execution_id, playbook, step, end)
         if self._controls is not None:
             self._controls.beat(ctx.execution_id)
-        return _Attempt(outcome, result)
+        return Attempt(outcome, result)
 
-    def _context(self, failure: FailureInfo, state: _RunState) -> ExpressionContext:
+    def _context(self, failure: FailureInfo, state: RunState) -> ExpressionContext:
         """What conditions and templates see; ``params`` are the playbook's parameters."""
         return expression_context(
             failure=failure,
@@ -682,7 +615,7 @@ class Runner:
         execution_id: str,
         playbook: Playbook,
         step: Step,
-        state: _RunState,
+        state: RunState,
         ctx: ExpressionContext,
     ) -> bool:
         """Whether a step's ``when:`` holds; a skipped step gets its row all the same."""
@@ -709,7 +642,7 @@ class Runner:
         return False
 
     def _render(
-        self, step: Step, failure: FailureInfo, state: _RunState
+        self, step: Step, failure: FailureInfo, state: RunState
     ) -> tuple[str | None, dict[str, Any]]:
         """The step's target and params with their ``{…}`` placeholders filled in."""
         templated = [k for k, v in step.params.items() if isinstance(v, str) and "{" in v]
@@ -727,10 +660,10 @@ class Runner:
         execution_id: str,
         playbook: Playbook,
         step: Step,
-        state: _RunState,
+        state: RunState,
         join_of: str | None,
         exc: Exception,
-    ) -> _Attempt:
+    ) -> Attempt:
         """A step whose target or params cannot be filled in is an error, on the record."""
         now = self._clock.now()
         error = f"cannot fill in the step: {exc}".replace("\n", " ")[:500]
@@ -744,13 +677,13 @@ class Runner:
             row_id, now, 0.0, StepEnd("error", None, {}, error, transition)
         )
         state.records[step.id] = StepRecord("error", {}, error, 0.0, 1)
-        return _Attempt("error", None)
+        return Attempt("error", None)
 
     def _judge(
         self,
         step: Step,
         failure: FailureInfo,
-        state: _RunState,
+        state: RunState,
         result: StepResult,
         duration: float,
         number: int,
@@ -777,10 +710,10 @@ class Runner:
         playbook: Playbook,
         group: Step,
         failure: FailureInfo,
-        seq: _RunState,
+        seq: RunState,
         deadline: float,
         completed: list[Step],
-    ) -> _Attempt:
+    ) -> Attempt:
         """Run a group's branches at once, each a step row ``group.branch`` of its own.
 
         ``all`` succeeds when every branch did; ``any`` as soon as one did, and the
@@ -813,7 +746,7 @@ class Runner:
             ): branch
             for branch in branches
         }
-        results: dict[str, _Attempt] = {}
+        results: dict[str, Attempt] = {}
         try:
             pending = set(tasks)
             while pending:
@@ -829,7 +762,7 @@ class Runner:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         succeeded_branches = [
-            b for b in branches if results.get(b.id, _NOT_RUN).outcome == "success"
+            b for b in branches if results.get(b.id, NOT_RUN).outcome == "success"
         ]
         completed.extend(succeeded_branches)
         if group.parallel.join == "all":
@@ -840,7 +773,7 @@ class Runner:
             (
                 b
                 for b in branches
-                if results.get(b.id, _NOT_RUN).outcome not in ("success", "cancelled")
+                if results.get(b.id, NOT_RUN).outcome not in ("success", "cancelled")
             ),
             None,
         )
@@ -878,12 +811,12 @@ class Runner:
                 if succeeded
                 else ("timeout" if outcome == "deadline" else "failure"),
                 result=summary,
-                output={b.id: results.get(b.id, _NOT_RUN).outcome for b in branches},
+                output={b.id: results.get(b.id, NOT_RUN).outcome for b in branches},
                 error=None if succeeded else summary,
                 transitioned_to=transition,
             ),
         )
-        return _Attempt(outcome, None, fix, failed)
+        return Attempt(outcome, None, fix, failed)
 
     async def _call(
         self, ctx: StepContext, action: Action, timeout_s: float
@@ -945,7 +878,7 @@ class Runner:
         playbook: Playbook,
         failure: FailureInfo,
         completed: list[Step],
-        seq: _RunState,
+        seq: RunState,
     ) -> None:
         """Undo completed steps, newest first; each undo is a recorded step of its own.
 
@@ -1003,18 +936,3 @@ class Runner:
                 error or (result.result if result else ""),
                 extra={"playbook": playbook.id, "error_id": failure.error_id},
             )
-
-
-def retry_pause(policy: RetryPolicy, retry_number: int, rng: random.Random) -> float:
-    return backoff_delay(
-        policy.backoff_seconds,
-        policy.multiplier,
-        policy.max_backoff_seconds,
-        policy.jitter,
-        retry_number,
-        rng,
-    )
-
-
-# What a branch came to when it was cancelled before finishing (a join ``any`` won).
-_NOT_RUN = _Attempt("cancelled", None)

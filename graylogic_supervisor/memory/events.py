@@ -11,7 +11,7 @@ from typing import Literal
 
 from graylogic_supervisor.clock import Clock
 from graylogic_supervisor.engine.action import FailureInfo
-from graylogic_supervisor.engine.runner import ExecutionOutcome
+from graylogic_supervisor.engine.execution import ExecutionOutcome
 from graylogic_supervisor.memory.model import RecentEvent
 from graylogic_supervisor.playbooks.model import Playbook, Step
 from graylogic_supervisor.store.executions import StepEnd

@@ -16,7 +16,7 @@ from typing import Any
 from graylogic_supervisor import __version__
 from graylogic_supervisor.clock import Clock, isoformat
 from graylogic_supervisor.engine.action import FailureInfo
-from graylogic_supervisor.engine.runner import ExecutionOutcome
+from graylogic_supervisor.engine.execution import ExecutionOutcome
 from graylogic_supervisor.health.monitor import ComponentHealth, Health, health_payload
 from graylogic_supervisor.mqtt.link import MqttLink
 from graylogic_supervisor.playbooks.model import Playbook, Step

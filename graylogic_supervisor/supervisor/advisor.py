@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from graylogic_supervisor.clock import Clock
 from graylogic_supervisor.engine.action import ActionKind, ActionSpec
-from graylogic_supervisor.engine.runner import ExecutionOutcome
+from graylogic_supervisor.engine.execution import ExecutionOutcome
 from graylogic_supervisor.memory.capture import ContextCapture
 from graylogic_supervisor.memory.learned import learned_playbook
 from graylogic_supervisor.memory.model import Attempt, FailureContext, Resolution

@@ -22,7 +22,8 @@ from graylogic_supervisor.catalog import ErrorCatalog
 from graylogic_supervisor.clock import Clock, isoformat
 from graylogic_supervisor.config import BridgeComponent
 from graylogic_supervisor.engine.action import FailureInfo
-from graylogic_supervisor.engine.runner import ExecutionOutcome, Runner
+from graylogic_supervisor.engine.execution import ExecutionOutcome
+from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.health.monitor import Health, HealthMonitor
 from graylogic_supervisor.memory.model import FailureContext

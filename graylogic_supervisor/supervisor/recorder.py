@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from graylogic_supervisor.engine.action import FailureInfo
-from graylogic_supervisor.engine.runner import ExecutionObserver, ExecutionOutcome
+from graylogic_supervisor.engine.execution import ExecutionObserver, ExecutionOutcome
 from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.playbooks.model import Playbook, Step
 from graylogic_supervisor.store.executions import StepEnd

@@ -10,7 +10,7 @@ import aiomqtt
 
 from graylogic_supervisor.clock import SystemClock
 from graylogic_supervisor.engine.action import FailureInfo
-from graylogic_supervisor.engine.runner import ExecutionOutcome
+from graylogic_supervisor.engine.execution import ExecutionOutcome
 from graylogic_supervisor.mqtt.link import MqttLink
 from graylogic_supervisor.mqtt.status import DurationHistory, StatusPublisher, Topics
 from graylogic_supervisor.store.executions import StepEnd

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Protocol
 from pydantic import BaseModel, Field
 
 from graylogic_supervisor.engine.action import ActionKind, ActionParams, StepContext, StepResult
-from graylogic_supervisor.engine.runner import ExecutionOutcome
+from graylogic_supervisor.engine.execution import ExecutionOutcome
 from graylogic_supervisor.playbooks.model import PLAYBOOK_ID, Playbook
 from graylogic_supervisor.store.versions import PlaybookVersions
 
