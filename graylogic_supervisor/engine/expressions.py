@@ -563,7 +563,7 @@ class CompiledExpression:
             operators=dict(_OPERATORS), functions=functions, names=dict(context.roots)
         )
         try:
-            value = evaluator.eval(self.text, previously_parsed=self._node)
+            value = evaluator.eval(self.text, previously_parsed=self._node)  # allow: sandboxed
         except ZeroDivisionError:
             raise ExpressionError(self.text, "division by zero") from None
         except OverflowError:
