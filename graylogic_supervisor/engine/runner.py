@@ -279,19 +279,9 @@ class Runner:
                         f" more than {step.max_visits} times",
                     )
                     break
-                if step.parallel is not None:
-                    attempt = await self._run_group(
-                        execution_id, playbook, step, failure, seq, deadline, completed
-                    )
-                else:
-                    action = self._registry.get(step.action)
-                    attempt = await self._run_step(
-                        execution_id, playbook, step, action, failure, seq, deadline
-                    )
-                    if attempt.outcome == "success":
-                        completed.append(step)
-                        if action.kind is ActionKind.FIX and attempt.result is not None:
-                            attempt.fix = (step, attempt.result)
+                attempt = await self._run_one(
+                    execution_id, playbook, failure, step, seq, completed, deadline
+                )
                 if attempt.outcome != "success":
                     outcome = "timeout" if attempt.outcome == "deadline" else attempt.outcome
                     failed = attempt.failed_step or step
@@ -380,7 +370,7 @@ class Runner:
                     wave.append(step)
             attempts = await asyncio.gather(
                 *(
-                    self._wave_step(execution_id, playbook, failure, s, seq, completed, deadline)
+                    self._run_one(execution_id, playbook, failure, s, seq, completed, deadline)
                     for s in wave
                 )
             )
@@ -405,7 +395,7 @@ class Runner:
             what += f": {fix_result.result}"
         return ExecutionEnd("resolved", fixer.id, what, True, "every step succeeded"), None
 
-    async def _wave_step(
+    async def _run_one(
         self,
         execution_id: str,
         playbook: Playbook,
@@ -415,6 +405,8 @@ class Runner:
         completed: list[Step],
         deadline: float,
     ) -> Attempt:
+        """A step or a group; a successful step joins ``completed`` (for undoing later)
+        and, when its action is a fix, is the candidate for what fixed the failure."""
         if step.parallel is not None:
             return await self._run_group(
                 execution_id, playbook, step, failure, seq, deadline, completed
