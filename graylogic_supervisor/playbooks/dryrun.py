@@ -15,14 +15,15 @@ import asyncio
 import random
 import sqlite3
 import tempfile
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 
+from graylogic_supervisor.clock import VirtualClock
 from graylogic_supervisor.engine.action import (
     Action,
     ActionKind,
@@ -56,80 +57,6 @@ class DryRunError(SupervisorError):
 
 
 # --- virtual time -------------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class _Deadline:
-    left: float  # seconds the awaited work may still sleep
-
-
-class _Expired(BaseException):
-    """Unwinds work that slept past its ``wait_for`` deadline.
-
-    A BaseException, like ``CancelledError``, so that an action's ``except
-    Exception`` cannot swallow the timeout the clock imposes on it.
-    """
-
-    def __init__(self, deadline: _Deadline) -> None:
-        self.deadline = deadline
-        super().__init__()
-
-
-class VirtualClock:
-    """A ``Clock`` on which waiting is instant, so a 30 s timeout costs no real time.
-
-    ``sleep`` moves time forward at once. ``wait_for`` gives the awaited work a
-    budget of sleep; a sleep that would overspend it stops at the budget's end
-    and unwinds the work, which ``wait_for`` turns into ``TimeoutError``, just
-    as ``asyncio.timeout`` cancels a real step at its deadline.
-
-    Budgets belong to the task that set them, so the branches of a parallel
-    group (one task each) time out on their own sleeps, never on a sibling's.
-    Their sleeps still add up on the one time line: a group's time is the sum
-    of its branches', an upper bound of the real one.
-    """
-
-    def __init__(self, start: datetime) -> None:
-        self._start = start
-        self._elapsed = 0.0
-        self._deadlines: dict[asyncio.Task[Any] | None, list[_Deadline]] = {}
-
-    def now(self) -> datetime:
-        return self._start + timedelta(seconds=self._elapsed)
-
-    def monotonic(self) -> float:
-        return self._elapsed
-
-    async def sleep(self, seconds: float) -> None:
-        seconds = max(seconds, 0.0)
-        own = self._deadlines.get(asyncio.current_task(), [])
-        tightest = min(own, key=lambda deadline: deadline.left, default=None)
-        if tightest is not None and seconds > tightest.left:
-            self._spend(tightest.left, own)
-            raise _Expired(tightest)
-        self._spend(seconds, own)
-        await asyncio.sleep(0)  # still a checkpoint, as a real sleep is
-
-    def _spend(self, seconds: float, deadlines: list[_Deadline]) -> None:
-        self._elapsed += seconds
-        for deadline in deadlines:
-            deadline.left -= seconds
-
-    async def wait_for(self, awaitable: Awaitable[T], seconds: float) -> T:
-        task = asyncio.current_task()
-        deadline = _Deadline(seconds)
-        self._deadlines.setdefault(task, []).append(deadline)
-        try:
-            return await awaitable
-        except _Expired as expired:
-            if expired.deadline is not deadline:
-                raise  # an outer wait_for's budget ran out first
-            raise TimeoutError(f"no answer within {seconds:g} s") from None
-        finally:
-            own = self._deadlines[task]
-            own.remove(deadline)
-            if not own:
-                del self._deadlines[task]
 
 
 class _MeanJitter(random.Random):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import pytest
 from pydantic import BaseModel
 
-from graylogic_supervisor.clock import SystemClock
+from graylogic_supervisor.clock import Clock, SystemClock, VirtualClock
 from graylogic_supervisor.engine.action import (
     ActionKind,
     ActionRegistry,
@@ -46,7 +47,7 @@ class Scripted:
         if isinstance(answer, Exception):
             raise answer
         if isinstance(answer, float):
-            await asyncio.sleep(answer)
+            await ctx.clock.sleep(answer)  # real or virtual, as the runner's clock is
             return StepResult.ok(f"slept {answer}")
         if callable(answer):
             return await answer(ctx)
@@ -93,9 +94,11 @@ async def prepare(db: Database, book: Playbook) -> ExecutionRepository:
     return executions
 
 
-async def run(db: Database, book: Playbook, *actions: Scripted) -> tuple[Any, dict[str, Any]]:
+async def run(
+    db: Database, book: Playbook, *actions: Scripted, clock: Clock | None = None
+) -> tuple[Any, dict[str, Any]]:
     executions = await prepare(db, book)
-    runner = Runner(ActionRegistry(actions), executions, SystemClock())
+    runner = Runner(ActionRegistry(actions), executions, clock or SystemClock())
     outcome = await runner.run(book, FAILURE)
     await_record = await executions.record(outcome.execution_id)
     assert await_record is not None
@@ -165,19 +168,19 @@ async def test_failed_fix_escalates_and_the_playbook_was_not_sufficient(db: Data
 
 
 async def test_step_timeout_is_enforced_and_follows_on_failure(db: Database) -> None:
-    slow_check = Scripted("check", ActionKind.CHECK, [5.0])
-    steps = [dict(STANDARD[0], timeout_seconds=0.05), *STANDARD[1:]]
-    started = asyncio.get_running_loop().time()
+    slow_check = Scripted("check", ActionKind.CHECK, [300.0])
+    steps = [dict(STANDARD[0], timeout_seconds=30), *STANDARD[1:]]
     outcome, record = await run(
         db,
         playbook(steps),
         slow_check,
         Scripted("fix", ActionKind.FIX, [True]),
         Scripted("verify", ActionKind.CHECK, [True]),
+        clock=VirtualClock(datetime(2026, 11, 26, tzinfo=UTC)),
     )
-    assert asyncio.get_running_loop().time() - started < 2
     assert steps_of(record)[0] == ("check", "timeout", "fix")
-    assert "0.05" in record["steps"][0]["error"]
+    assert record["steps"][0]["error"] == "no answer within 30 s"
+    assert record["steps"][0]["duration_seconds"] == 30  # on the virtual clock, exactly
     assert outcome.status == "resolved"
 
 
@@ -185,31 +188,35 @@ async def test_playbook_deadline_cuts_the_step_and_fails_the_execution(db: Datab
     steps = [dict(STANDARD[0], timeout_seconds=30), *STANDARD[1:]]
     outcome, record = await run(
         db,
-        playbook(steps, timeout_seconds=0.1),
-        Scripted("check", ActionKind.CHECK, [5.0]),
+        playbook(steps, timeout_seconds=10),
+        Scripted("check", ActionKind.CHECK, [300.0]),
         Scripted("fix", ActionKind.FIX, [True]),
         Scripted("verify", ActionKind.CHECK, [True]),
+        clock=VirtualClock(datetime(2026, 11, 26, tzinfo=UTC)),
     )
     assert outcome.status == "failed"
-    assert "playbook timeout" in outcome.detail
+    assert outcome.detail == "playbook timeout of 10 s reached in step check"
     assert steps_of(record) == [("check", "timeout", "failed")]
-    assert record["steps"][0]["duration_seconds"] < 1
+    assert record["steps"][0]["duration_seconds"] == 10  # the step got what the playbook had left
 
 
 async def test_retries_are_each_recorded_until_one_succeeds(db: Database) -> None:
     steps = [
         STANDARD[0],
-        dict(STANDARD[1], retry={"attempts": 3, "backoff_seconds": 0.01}),
+        dict(STANDARD[1], retry={"attempts": 3, "backoff_seconds": 10, "multiplier": 2}),
         STANDARD[2],
     ]
     fix = Scripted("fix", ActionKind.FIX, [False, False, True])
+    clock = VirtualClock(datetime(2026, 11, 26, tzinfo=UTC))
     outcome, record = await run(
         db,
         playbook(steps),
         Scripted("check", ActionKind.CHECK, [False]),
         fix,
         Scripted("verify", ActionKind.CHECK, [True]),
+        clock=clock,
     )
+    assert clock.monotonic() == 30  # backoff 10 s, then 20 s, exactly (no jitter)
     assert outcome.status == "resolved"
     fixes = [s for s in record["steps"] if s["id"] == "fix"]
     assert [(s["attempt"], s["outcome"], s["transitioned_to"]) for s in fixes] == [
