@@ -130,7 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--by", default=None, help="who (default: login name)")
     importer.add_argument("--reason", required=True, help="why, for the version and the audit log")
 
-    executions = commands.add_parser("executions", help="read recorded executions")
+    executions = commands.add_parser(
+        "executions",
+        help="read recorded executions; pause, resume, cancel or override running ones",
+    )
     exec_commands = executions.add_subparsers(
         dest="executions_command", required=True, metavar="ACTION"
     )
