@@ -9,6 +9,7 @@ multi-statement transaction never interleaves with another coroutine's writes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -25,6 +26,9 @@ from graylogic_supervisor.store.migrations import MIGRATIONS
 logger = logging.getLogger(__name__)
 
 Row = sqlite3.Row
+_PendingWrite = tuple[
+    str, "Sequence[Any] | dict[str, Any]", "asyncio.Future[tuple[int, int | None]]"
+]
 
 
 class Database:
@@ -35,6 +39,8 @@ class Database:
         self._migrations = migrations
         self._connection: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._pending: list[_PendingWrite] = []
+        self._flusher: asyncio.Task[None] | None = None
         self._closed = False
 
     async def __aenter__(self) -> Self:
@@ -71,7 +77,13 @@ class Database:
             raise
 
     async def close(self) -> None:
-        """Idempotent; using the database afterwards raises ``StoreClosedError``."""
+        """Idempotent; using the database afterwards raises ``StoreClosedError``.
+
+        Writes already handed over are committed first.
+        """
+        if self._flusher is not None and not self._flusher.done():
+            with contextlib.suppress(Exception):
+                await self._flusher
         self._closed = True
         connection, self._connection = self._connection, None
         if connection is not None:
@@ -108,25 +120,77 @@ class Database:
             logger.info("applied store migration %d", number)
 
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
-        """One write in its own transaction; returns the rowcount."""
-        async with self._write_lock:
-            try:
-                async with self._conn().execute(sql, params) as cursor:
-                    return cursor.rowcount
-            except sqlite3.Error as exc:
-                raise StoreError(f"write failed: {exc}") from exc
+        """One write, committed before this returns; returns the rowcount."""
+        rowcount, _ = await self._write(sql, params)
+        return rowcount
 
     async def insert(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
-        """One INSERT in its own transaction; returns the new row id."""
-        async with self._write_lock:
-            try:
-                async with self._conn().execute(sql, params) as cursor:
-                    row_id = cursor.lastrowid
-            except sqlite3.Error as exc:
-                raise StoreError(f"insert failed: {exc}") from exc
+        """One INSERT, committed before this returns; returns the new row id."""
+        _, row_id = await self._write(sql, params)
         if row_id is None:
             raise StoreError("insert returned no row id")
         return row_id
+
+    async def _write(
+        self, sql: str, params: Sequence[Any] | dict[str, Any]
+    ) -> tuple[int, int | None]:
+        """Group commit: writes that arrive while a commit is under way share the next one.
+
+        Each caller still returns only once its own write is committed (durable as
+        before); many concurrent executions then pay one disk sync per batch instead
+        of one per write. The first waiting writer flushes for everyone queued.
+        """
+        self._conn()  # a closed store refuses at once
+        future: asyncio.Future[tuple[int, int | None]] = asyncio.get_running_loop().create_future()
+        self._pending.append((sql, params, future))
+        if self._flusher is None or self._flusher.done():
+            # Its own task: a caller that is cancelled does not take the others' writes
+            # with it (its own write still completes; the store never half-writes).
+            self._flusher = asyncio.create_task(self._flush_pending(), name="store-writer")
+        return await future
+
+    async def _flush_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            await self._flush(batch)
+
+    async def _flush(self, batch: list[_PendingWrite]) -> None:
+        async with self._write_lock:
+            conn = self._conn()
+            try:
+                if len(batch) > 1:
+                    await conn.execute("BEGIN IMMEDIATE")
+                    results = [await self._run(conn, sql, params) for sql, params, _ in batch]
+                    await conn.execute("COMMIT")
+                    for (_, _, future), result in zip(batch, results, strict=True):
+                        if not future.done():
+                            future.set_result(result)
+                    return
+            except sqlite3.Error:
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+            except BaseException as exc:  # the store closing under a batch
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(StoreError(f"write not committed: {exc!r}"))
+                raise
+            # one write, or a batch in which one failed: each on its own, with its own result
+            for sql, params, future in batch:
+                try:
+                    result = await self._run(conn, sql, params)
+                except sqlite3.Error as exc:
+                    if not future.done():
+                        future.set_exception(StoreError(f"write failed: {exc}"))
+                else:
+                    if not future.done():
+                        future.set_result(result)
+
+    @staticmethod
+    async def _run(
+        conn: aiosqlite.Connection, sql: str, params: Sequence[Any] | dict[str, Any]
+    ) -> tuple[int, int | None]:
+        async with conn.execute(sql, params) as cursor:
+            return cursor.rowcount, cursor.lastrowid
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:

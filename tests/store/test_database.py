@@ -84,3 +84,45 @@ async def test_use_after_close_is_an_error_and_close_is_idempotent(tmp_path: Pat
     await db.close()
     with pytest.raises(StoreClosedError):
         await db.fetchall("SELECT 1")
+
+
+async def test_concurrent_writes_share_commits_and_each_gets_its_own_answer(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    async with Database(tmp_path / "s.db") as db:
+        await db.execute("CREATE TABLE t (x INTEGER PRIMARY KEY, v TEXT UNIQUE)")
+
+        async def insert(v: str) -> int:
+            return await db.insert("INSERT INTO t (v) VALUES (?)", (v,))
+
+        ids = await asyncio.gather(*(insert(f"v{n}") for n in range(200)))
+        assert sorted(ids) == list(range(1, 201))
+        # One bad write in a batch fails alone; the others in it are committed.
+        results = await asyncio.gather(
+            insert("new-1"), insert("v7"), insert("new-2"), return_exceptions=True
+        )
+        assert isinstance(results[1], StoreError)
+        assert "UNIQUE" in str(results[1])
+        assert all(isinstance(r, int) for r in (results[0], results[2]))
+        assert (await db.fetchone("SELECT count(*) FROM t"))[0] == 202  # type: ignore[index]
+
+
+async def test_a_cancelled_writer_does_not_lose_the_writes_queued_with_it(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+
+    path = tmp_path / "s.db"
+    async with Database(path) as db:
+        await db.execute("CREATE TABLE t (v TEXT)")
+        tasks = [
+            asyncio.create_task(db.execute("INSERT INTO t VALUES (?)", (str(n),)))
+            for n in range(50)
+        ]
+        await asyncio.sleep(0)
+        tasks[0].cancel()  # the first writer, which started the flush
+        await asyncio.gather(*tasks, return_exceptions=True)
+    async with Database(path) as db:
+        assert (await db.fetchone("SELECT count(*) FROM t"))[0] == 50  # type: ignore[index]
