@@ -42,7 +42,8 @@ async def composed(
     return runner, executions
 
 
-async def test_a_step_runs_a_child_playbook_as_an_execution_of_its_own(db: Database) -> None:
+def parent_and_child() -> tuple[Playbook, Playbook]:
+    """A parent whose one step runs a child whose one step is `fix`."""
     parent = book(
         "PLAY-PARENT-001",
         [
@@ -58,6 +59,11 @@ async def test_a_step_runs_a_child_playbook_as_an_execution_of_its_own(db: Datab
     child = book(
         "PLAY-CHILD-001", [{"id": "fix", "name": "Fix", "action": "fix", "on_success": "done"}]
     )
+    return parent, child
+
+
+async def test_a_step_runs_a_child_playbook_as_an_execution_of_its_own(db: Database) -> None:
+    parent, child = parent_and_child()
     runner, executions = await composed(db, parent, child, fix=[True])
     outcome = await runner.run(parent, FAILURE)
     assert outcome.status == "resolved"
@@ -72,21 +78,7 @@ async def test_a_step_runs_a_child_playbook_as_an_execution_of_its_own(db: Datab
 
 
 async def test_a_child_that_fails_fails_the_step(db: Database) -> None:
-    parent = book(
-        "PLAY-PARENT-001",
-        [
-            {
-                "id": "child",
-                "name": "Run the child",
-                "action": "playbook",
-                "params": {"playbook": "PLAY-CHILD-001"},
-                "on_success": "done",
-            }
-        ],
-    )
-    child = book(
-        "PLAY-CHILD-001", [{"id": "fix", "name": "Fix", "action": "fix", "on_success": "done"}]
-    )
+    parent, child = parent_and_child()
     runner, executions = await composed(db, parent, child, fix=[False])
     outcome = await runner.run(parent, FAILURE)
     assert outcome.status == "escalated"

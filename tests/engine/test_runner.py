@@ -278,20 +278,28 @@ async def test_a_step_is_in_the_store_while_it_runs(db: Database) -> None:
     assert outcome.status == "resolved"
 
 
-async def test_cancelling_marks_the_execution_and_its_step_interrupted(db: Database) -> None:
-    book = playbook([{"id": "wait", "name": "Wait", "action": "wait", "on_success": "done"}])
-    executions = await prepare(db, book)
-    runner = Runner(
-        ActionRegistry([Scripted("wait", ActionKind.CHECK, [10.0])]), executions, SystemClock()
-    )
+async def cancelled_after(
+    seconds: float, runner: Runner, book: Playbook, executions: ExecutionRepository
+) -> dict[str, Any]:
+    """Start a run, cancel it after `seconds`, and return what the store recorded."""
     task = asyncio.create_task(runner.run(book, FAILURE))
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(seconds)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
     [row] = await executions.recent(1)
     record = await executions.record(row["id"])
     assert record is not None
+    return record
+
+
+async def test_cancelling_marks_the_execution_and_its_step_interrupted(db: Database) -> None:
+    book = playbook([{"id": "wait", "name": "Wait", "action": "wait", "on_success": "done"}])
+    executions = await prepare(db, book)
+    runner = Runner(
+        ActionRegistry([Scripted("wait", ActionKind.CHECK, [10.0])]), executions, SystemClock()
+    )
+    record = await cancelled_after(0.1, runner, book, executions)
     assert record["outcome"]["status"] == "interrupted"
     assert steps_of(record) == [("wait", "interrupted", None)]
 
@@ -394,14 +402,7 @@ async def test_a_cancelled_run_undoes_before_it_stops(db: Database) -> None:
     book = playbook(UNDOABLE)
     executions = await prepare(db, book)
     runner = Runner(ActionRegistry(undo_actions(10.0)), executions, SystemClock())
-    task = asyncio.create_task(runner.run(book, FAILURE))
-    await asyncio.sleep(0.1)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    [row] = await executions.recent(1)
-    record = await executions.record(row["id"])
-    assert record is not None
+    record = await cancelled_after(0.1, runner, book, executions)
     assert record["outcome"]["status"] == "interrupted"
     assert steps_of(record)[2:] == [
         ("fix", "interrupted", None),
@@ -663,16 +664,9 @@ async def test_a_cancel_during_a_retry_backoff_interrupts_cleanly_and_undoes(
         Scripted("fix", ActionKind.FIX, [False]),
         Scripted("restore", ActionKind.FIX, [True]),
     ]
-    task = asyncio.create_task(
-        Runner(ActionRegistry(actions), executions, SystemClock()).run(book, FAILURE)
-    )
-    await asyncio.sleep(0.2)  # the first attempt failed; the runner waits 5 s to retry
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    [row] = await executions.recent(1)
-    record = await executions.record(row["id"])
-    assert record is not None
+    runner = Runner(ActionRegistry(actions), executions, SystemClock())
+    # after 0.2 s the first attempt has failed and the runner waits 5 s to retry
+    record = await cancelled_after(0.2, runner, book, executions)
     assert record["outcome"]["status"] == "interrupted"
     assert steps_of(record) == [
         ("isolate", "success", "fix"),
