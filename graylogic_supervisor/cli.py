@@ -21,6 +21,12 @@ from graylogic_supervisor.catalog import (
 from graylogic_supervisor.config import SupervisorConfig, default_config_path, load_config
 from graylogic_supervisor.engine.builtins import builtin_specs
 from graylogic_supervisor.errors import SourceError, StoreError, SupervisorError
+from graylogic_supervisor.learning_cli import (
+    LEARNING_PLAYBOOK_COMMANDS,
+    add_learning_commands,
+    run_learning_command,
+    run_simulate,
+)
 from graylogic_supervisor.memory_cli import add_memory_commands, run_memory_command
 from graylogic_supervisor.operator_cli import (
     CONTROL_COMMANDS,
@@ -152,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_execution_control(exec_commands, commands, _config_option)
     add_operator_commands(commands, _config_option)
     add_memory_commands(commands, _config_option)
+    add_learning_commands(commands, playbook_commands, _config_option)
     return parser
 
 
@@ -171,6 +178,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "check-config":
             return _check_config(args.path)
+        if args.command == "simulate":
+            return run_simulate(args, _load(args.config))
+        if args.command in ("analyze", "recommendations", "user") or (
+            args.command == "playbook" and args.playbook_command in LEARNING_PLAYBOOK_COMMANDS
+        ):
+            return asyncio.run(run_learning_command(args, _load(args.config)))
         if args.command == "playbook":
             if args.playbook_command == "dry-run":
                 return _dry_run(args)

@@ -249,14 +249,7 @@ class MemoryConfig(Model):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
-        if value is not None:
-            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-            try:
-                ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError) as exc:
-                raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
+        return known_zone(value)
 
     pattern_unmatched_days: int = Field(90, ge=1)
     review_min_matches: int = Field(5, ge=1)
@@ -268,13 +261,60 @@ class MemoryConfig(Model):
     @field_validator("consolidation_cron")
     @classmethod
     def _cron_parses(cls, value: str) -> str:
-        from apscheduler.triggers.cron import CronTrigger
+        return crontab(value)
+
+
+class LearningConfig(Model):
+    """Workflow learning: when the analysis runs and what it may recommend."""
+
+    enabled: bool = True
+    analysis_cron: str = Field(
+        "0 3 * * sun",
+        description="crontab: minute hour dom month dow; name the day (APScheduler 3 reads"
+        " a numeric day of week with 0 as Monday)",
+    )
+    timezone: str | None = Field(None, description="for the cron; default the host's")
+    confidence_threshold: float = Field(0.8, gt=0, le=1)
+    min_executions: int = Field(10, ge=1, description="of the active version, before anything")
+    min_improvement: float = Field(
+        0.01, ge=0, lt=1, description="share of the expected resolution time a change must save"
+    )
+    replay_window: int = Field(1000, ge=10, le=100_000, description="recent executions replayed")
+    recommendation_expiry_days: float = Field(7.0, gt=0)
+    manual_resolve_s: float = Field(
+        1800.0, ge=0, description="a technician's time, until the store has recorded some"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return known_zone(value)
+
+    @field_validator("analysis_cron")
+    @classmethod
+    def _cron_parses(cls, value: str) -> str:
+        return crontab(value)
+
+
+def known_zone(value: str | None) -> str | None:
+    if value is not None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
         try:
-            CronTrigger.from_crontab(value, timezone="UTC")
-        except ValueError as exc:
-            raise ValueError(f"not a crontab expression: {exc}") from exc
-        return value
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+    return value
+
+
+def crontab(value: str) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(value, timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(f"not a crontab expression: {exc}") from exc
+    return value
 
 
 class EngineConfig(Model):
@@ -306,6 +346,7 @@ class SupervisorConfig(Model):
     policy: PolicyConfig = PolicyConfig()
     escalation: EscalationConfig = EscalationConfig()
     memory: MemoryConfig = MemoryConfig()
+    learning: LearningConfig = LearningConfig()
     engine: EngineConfig = EngineConfig()
     playbooks: PlaybooksConfig = PlaybooksConfig()
     admin: AdminConfig = AdminConfig()

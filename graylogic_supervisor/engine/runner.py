@@ -85,6 +85,7 @@ class Runner:
         self._clock = clock
         self._observer = observer
         self._rng = rng or random.Random()
+        self._ids = rng  # a simulation's seeded ids; None: the system's randomness
         self._resources = resources
         self._controls = controls
         self._gate = gate
@@ -112,7 +113,7 @@ class Runner:
         parameters: Mapping[str, Any] | None = None,
     ) -> ExecutionOutcome:
         clock = self._clock
-        execution_id = new_id("exec", clock.now())
+        execution_id = new_id("exec", clock.now(), self._ids)
         started = clock.monotonic()
         log_extra = {"playbook": playbook.id, "error_id": failure.error_id}
         await self._executions.start_execution(

@@ -189,8 +189,10 @@ class Database:
     async def _run(
         conn: aiosqlite.Connection, sql: str, params: Sequence[Any] | dict[str, Any]
     ) -> tuple[int, int | None]:
-        async with conn.execute(sql, params) as cursor:
-            return cursor.rowcount, cursor.lastrowid
+        # One trip: a finished write's cursor holds no statement (sqlite3 releases it
+        # when the write is done), so it needs no second trip to be closed.
+        cursor = await conn.execute(sql, params)
+        return cursor.rowcount, cursor.lastrowid
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -212,13 +214,13 @@ class Database:
                 raise StoreError(f"commit failed: {exc}") from exc
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
-        async with self._conn().execute(sql, params) as cursor:
-            return list(await cursor.fetchall())
+        """One trip to the database thread (a cursor costs three: execute, fetch, close)."""
+        return list(await self._conn().execute_fetchall(sql, params))
 
     async def fetchone(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Row | None:
-        async with self._conn().execute(sql, params) as cursor:
-            row: Row | None = await cursor.fetchone()
-            return row
+        """The first row; for queries by key, which return one row or none."""
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         async with self.transaction() as conn:

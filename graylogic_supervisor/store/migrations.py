@@ -265,4 +265,120 @@ MIGRATIONS: list[str] = [
     DROP TABLE execution_steps;
     ALTER TABLE execution_steps_v8 RENAME TO execution_steps;
     """,
+    # 9: workflow learning. Metrics kept up to date per execution (``learned`` marks the
+    # executions already counted, in the same transaction as the counts); recommendations
+    # and their decisions; analyses; versions that failed and the rollbacks; users and roles.
+    """
+    ALTER TABLE executions ADD COLUMN learned INTEGER NOT NULL DEFAULT 0
+        CHECK (learned IN (0, 1));
+    CREATE INDEX executions_to_learn ON executions(started_at) WHERE learned = 0;
+
+    ALTER TABLE playbook_versions ADD COLUMN status TEXT NOT NULL DEFAULT 'ok'
+        CHECK (status IN ('ok', 'failed'));
+    ALTER TABLE playbook_versions ADD COLUMN parent_version TEXT;
+    ALTER TABLE playbook_versions ADD COLUMN approved_by TEXT;
+
+    CREATE TABLE learning_version_metrics (
+        playbook_id          TEXT NOT NULL,
+        version              TEXT NOT NULL,
+        executions           INTEGER NOT NULL DEFAULT 0,
+        resolutions          INTEGER NOT NULL DEFAULT 0,
+        escalations          INTEGER NOT NULL DEFAULT 0,
+        failures             INTEGER NOT NULL DEFAULT 0,   -- the playbook's deadline passed
+        interruptions        INTEGER NOT NULL DEFAULT 0,
+        resolution_time_sum  REAL NOT NULL DEFAULT 0,      -- over resolutions
+        resolution_hist      TEXT NOT NULL DEFAULT '{}',   -- JSON: log-bucket -> count
+        first_at             TEXT,
+        last_at              TEXT,
+        PRIMARY KEY (playbook_id, version)
+    );
+    CREATE TABLE learning_step_metrics (
+        playbook_id    TEXT NOT NULL,
+        version        TEXT NOT NULL,
+        step_id        TEXT NOT NULL,
+        name           TEXT NOT NULL,
+        action         TEXT NOT NULL,
+        executions     INTEGER NOT NULL DEFAULT 0,   -- executions in which it ran
+        successes      INTEGER NOT NULL DEFAULT 0,   -- ... and ended in success
+        skips          INTEGER NOT NULL DEFAULT 0,   -- executions in which its when: was false
+        attempts       INTEGER NOT NULL DEFAULT 0,
+        timeouts       INTEGER NOT NULL DEFAULT 0,   -- attempts that timed out
+        fixes          INTEGER NOT NULL DEFAULT 0,   -- executions it resolved
+        duration_sum   REAL NOT NULL DEFAULT 0,      -- over attempts
+        duration_hist  TEXT NOT NULL DEFAULT '{}',
+        success_hist   TEXT NOT NULL DEFAULT '{}',   -- durations of successful attempts
+        PRIMARY KEY (playbook_id, version, step_id)
+    );
+    CREATE TABLE learning_step_pairs (
+        playbook_id      TEXT NOT NULL,
+        version          TEXT NOT NULL,
+        earlier_step     TEXT NOT NULL,
+        earlier_outcome  TEXT NOT NULL CHECK (earlier_outcome IN ('success', 'failure')),
+        step_id          TEXT NOT NULL,
+        runs             INTEGER NOT NULL DEFAULT 0,   -- executions where it ran after that
+        successes        INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (playbook_id, version, earlier_step, earlier_outcome, step_id)
+    );
+    CREATE TABLE learning_paths (
+        playbook_id  TEXT NOT NULL,
+        version      TEXT NOT NULL,
+        path         TEXT NOT NULL,   -- JSON list of step ids, then how it ended
+        executions   INTEGER NOT NULL DEFAULT 0,
+        resolutions  INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (playbook_id, version, path)
+    );
+
+    CREATE TABLE learning_analyses (
+        id               TEXT PRIMARY KEY,
+        started_at       TEXT NOT NULL,
+        finished_at      TEXT NOT NULL,
+        trigger          TEXT NOT NULL,   -- 'schedule', 'cli', 'simulation'
+        recommendations  INTEGER NOT NULL,
+        report           TEXT NOT NULL    -- JSON: per playbook, the findings and why
+    );
+    CREATE TABLE learning_recommendations (
+        id               TEXT PRIMARY KEY,
+        playbook_id      TEXT NOT NULL,
+        base_version     TEXT NOT NULL,
+        type             TEXT NOT NULL,
+        priority         TEXT NOT NULL CHECK (priority IN ('high', 'medium', 'low')),
+        confidence       REAL NOT NULL CHECK (confidence >= 0 AND confidence <= 1),
+        sample_size      INTEGER NOT NULL,
+        summary          TEXT NOT NULL,
+        change           TEXT NOT NULL,   -- JSON: the concrete change
+        evidence         TEXT NOT NULL,   -- JSON
+        expected_impact  TEXT NOT NULL,   -- JSON
+        fingerprint      TEXT NOT NULL,
+        analysis_id      TEXT REFERENCES learning_analyses(id),
+        status           TEXT NOT NULL CHECK (status IN
+                           ('pending', 'approved', 'rejected', 'archived', 'superseded')),
+        generated_at     TEXT NOT NULL,
+        expires_at       TEXT NOT NULL,
+        decided_at       TEXT,
+        decided_by       TEXT,
+        decision_reason  TEXT,
+        new_version      TEXT
+    );
+    CREATE INDEX recommendations_pending ON learning_recommendations(playbook_id)
+        WHERE status = 'pending';
+
+    CREATE TABLE version_rollbacks (
+        id                TEXT PRIMARY KEY,
+        playbook_id       TEXT NOT NULL,
+        from_version      TEXT NOT NULL,
+        to_version        TEXT NOT NULL,
+        at                TEXT NOT NULL,
+        by                TEXT NOT NULL,   -- 'supervisor' (the automatic rule) or a person
+        reason            TEXT NOT NULL,
+        report            TEXT NOT NULL    -- JSON: the investigation report
+    );
+
+    CREATE TABLE users (
+        name           TEXT PRIMARY KEY,
+        role           TEXT NOT NULL CHECK (role IN ('admin', 'system_owner', 'viewer')),
+        password_hash  TEXT NOT NULL,
+        created_at     TEXT NOT NULL,
+        disabled       INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1))
+    );
+    """,
 ]

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import yaml
 
@@ -168,3 +170,91 @@ class PlaybookVersions:
             (playbook_id, version),
         )
         return None if row is None else str(row["source_yaml"])
+
+    async def add_version(
+        self,
+        playbook: Playbook,
+        *,
+        parent_version: str,
+        created_by: str,
+        approved_by: str,
+        reason: str,
+        recommendation_id: str | None,
+        changes: Sequence[Mapping[str, Any]],
+        now: datetime,
+    ) -> None:
+        """Store an approved change as a new version and make it the active one."""
+        stamp = isoformat(now)
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "UPDATE playbook_versions SET active = 0 WHERE playbook_id = ?", (playbook.id,)
+            )
+            await conn.execute(
+                "INSERT INTO playbook_versions (playbook_id, version, definition, source_yaml,"
+                " source_file, active, created_at, created_by, reason, recommendation_id,"
+                " changes, parent_version, approved_by)"
+                " VALUES (?, ?, ?, ?, NULL, 1, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    playbook.id,
+                    playbook.version,
+                    playbook.model_dump_json(),
+                    playbook_yaml(playbook),
+                    stamp,
+                    created_by,
+                    reason,
+                    recommendation_id,
+                    json.dumps({"from_version": parent_version, "changes": list(changes)}),
+                    parent_version,
+                    approved_by,
+                ),
+            )
+
+    async def activate(self, playbook_id: str, version: str, failed: str | None = None) -> None:
+        """Make ``version`` the active one; ``failed`` names a version to mark failed."""
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "UPDATE playbook_versions SET active = 0 WHERE playbook_id = ?", (playbook_id,)
+            )
+            cursor = await conn.execute(
+                "UPDATE playbook_versions SET active = 1 WHERE playbook_id = ? AND version = ?",
+                (playbook_id, version),
+            )
+            if cursor.rowcount != 1:
+                raise KeyError(f"{playbook_id} has no version {version}")
+            if failed is not None:
+                await conn.execute(
+                    "UPDATE playbook_versions SET status = 'failed'"
+                    " WHERE playbook_id = ? AND version = ?",
+                    (playbook_id, failed),
+                )
+
+    async def version_info(self, playbook_id: str, version: str) -> dict[str, Any] | None:
+        row = await self._db.fetchone(
+            "SELECT playbook_id, version, active, status, parent_version, created_at, created_by,"
+            " approved_by, reason, recommendation_id, changes FROM playbook_versions"
+            " WHERE playbook_id = ? AND version = ?",
+            (playbook_id, version),
+        )
+        return None if row is None else _info(row)
+
+    async def versions_of(self, playbook_id: str) -> list[dict[str, Any]]:
+        """Every version, oldest first by number."""
+        rows = await self._db.fetchall(
+            "SELECT playbook_id, version, active, status, parent_version, created_at, created_by,"
+            " approved_by, reason, recommendation_id, changes FROM playbook_versions"
+            " WHERE playbook_id = ?",
+            (playbook_id,),
+        )
+        return sorted((_info(row) for row in rows), key=lambda v: semver_key(v["version"]))
+
+
+def _info(row: Any) -> dict[str, Any]:
+    data = dict(row)
+    data["active"] = bool(data["active"])
+    data["changes"] = json.loads(data["changes"]) if data["changes"] else None
+    return data
+
+
+def playbook_yaml(playbook: Playbook) -> str:
+    """A version as the YAML an installer would write: defaults left out."""
+    return yaml.safe_dump(playbook.model_dump(mode="json", exclude_defaults=True), sort_keys=False)

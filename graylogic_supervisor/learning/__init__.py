@@ -1,0 +1,1 @@
+"""Workflow learning: metrics from every execution, analysis, recommendations, versions."""

@@ -1,0 +1,101 @@
+"""Recorded executions of one playbook, each with what fixed it, ready to replay."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from graylogic_supervisor.engine.action import ActionKind, ActionSpec
+from graylogic_supervisor.learning.replay import SELF, Case, case_of
+from graylogic_supervisor.learning.trace import Trace, trace_of
+from graylogic_supervisor.store.database import Database
+
+RESOLVED = ("resolved_by_human", "resolved_by_supervisor")
+
+
+@dataclass
+class CaseSet:
+    """The replay window of one playbook: its cases with counts, and where they came from."""
+
+    traces: list[Trace] = field(default_factory=list)
+    cases: Counter[Case] = field(default_factory=Counter)
+    case_of_execution: dict[str, Case] = field(default_factory=dict)
+    failure_of_execution: dict[str, str | None] = field(default_factory=dict)
+    human_fixes: Counter[str] = field(default_factory=Counter)  # action -> escalations it fixed
+    fix_targets: dict[str, Counter[str]] = field(default_factory=dict)
+
+    def executions_fixed_by(self, action: str, by_human: bool = True) -> list[str]:
+        return [
+            execution_id
+            for execution_id, case in self.case_of_execution.items()
+            if case.fixer == action and (not by_human or case.manual_s is not None)
+        ]
+
+
+async def load_cases(
+    db: Database,
+    playbook_id: str,
+    specs: Mapping[str, ActionSpec],
+    window: int,
+) -> CaseSet:
+    """The ``window`` most recent counted executions of the playbook, of every version."""
+    rows = await db.fetchall(
+        "SELECT e.*, f.component AS f_component, m.outcome AS memory_outcome,"
+        " m.fix_action AS memory_fix, m.fix_target AS memory_target,"
+        " json_extract(m.record, '$.resolution.resolved_at') AS memory_resolved_at"
+        " FROM executions e LEFT JOIN failures f ON f.id = e.failure_id"
+        " LEFT JOIN failure_memory m ON m.failure_id = e.failure_id"
+        " WHERE e.playbook_id = ? AND e.kind = 'playbook' AND e.learned = 1"
+        " AND e.status IN ('resolved', 'escalated', 'failed')"
+        " ORDER BY e.started_at DESC LIMIT ?",
+        (playbook_id, window),
+    )
+    ids = [row["id"] for row in rows]
+    steps: dict[str, list[object]] = {execution_id: [] for execution_id in ids}
+    for step in await db.fetchall(
+        "SELECT * FROM execution_steps WHERE execution_id IN (SELECT value FROM json_each(?))"
+        " ORDER BY execution_id, seq",
+        (json.dumps(ids),),
+    ):
+        steps[step["execution_id"]].append(step)
+    found = CaseSet()
+    for row in reversed(rows):  # oldest first
+        trace = trace_of(row, steps[row["id"]])  # type: ignore[arg-type]
+        fixer, manual_s = _fixer(row, trace, specs)  # type: ignore[arg-type]  # a Row maps
+        if row["memory_fix"] and row["memory_outcome"] == "resolved_by_human":
+            found.human_fixes[row["memory_fix"]] += 1
+            if row["memory_target"]:
+                found.fix_targets.setdefault(row["memory_fix"], Counter())[
+                    row["memory_target"]
+                ] += 1
+        case = case_of(trace, fixer, manual_s, row["component"], row["error_id"])
+        found.traces.append(trace)
+        found.cases[case] += 1
+        found.case_of_execution[trace.execution_id] = case
+        found.failure_of_execution[trace.execution_id] = row["failure_id"]
+    return found
+
+
+def _fixer(
+    row: Mapping[str, object], trace: Trace, specs: Mapping[str, ActionSpec]
+) -> tuple[str | None, float | None]:
+    """What fixed this execution's failure, and how long a technician took if it was one."""
+    if row["memory_fix"] and row["memory_outcome"] in RESOLVED:
+        manual = None
+        human = row["memory_outcome"] == "resolved_by_human"
+        if human and row["memory_resolved_at"] and row["completed_at"]:
+            resolved = datetime.fromisoformat(str(row["memory_resolved_at"]))
+            ended = datetime.fromisoformat(str(row["completed_at"]))
+            manual = float(round(max((resolved - ended).total_seconds(), 0.0)))
+        return str(row["memory_fix"]), manual
+    if trace.resolved:
+        for visit in trace.visits:
+            if visit.step_id == trace.resolved_by:
+                spec = specs.get(visit.action)
+                if spec is not None and spec.kind is ActionKind.FIX:
+                    return visit.action, None
+        return SELF, None
+    return None, None

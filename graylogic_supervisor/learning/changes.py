@@ -1,0 +1,226 @@
+"""The concrete changes a recommendation proposes, and how each is applied to a playbook.
+
+A change names steps by id, so it can be applied to any version that still has
+them (a human may approve recommendations in any order). Applying one rewires
+transitions explicitly (``next`` is resolved first, so moving a step never
+changes where another step leads) and validates the result exactly as a
+playbook file is validated: a change that would break the graph is refused.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from graylogic_supervisor.engine.action import ActionSpec
+from graylogic_supervisor.errors import PlaybookError, SupervisorError
+from graylogic_supervisor.playbooks.loader import load_playbook
+from graylogic_supervisor.playbooks.model import NEXT, TERMINALS, Playbook
+from graylogic_supervisor.store.versions import semver_key
+
+
+class ChangeError(SupervisorError):
+    """A change that does not apply to this version, or would make it invalid."""
+
+
+class _Change(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AddStep(_Change):
+    """A new step, entered instead of ``before`` or instead of ``after_failure_of``'s
+    failure transition; its own ``on_failure`` carries on where that led."""
+
+    type: Literal["add_step"] = "add_step"
+    step: dict[str, Any]
+    before: str | None = None
+    after_failure_of: str | None = None
+
+
+class RemoveStep(_Change):
+    """Drop a step; what led to it leads to ``route_to`` (where its usual outcome led)."""
+
+    type: Literal["remove_step"] = "remove_step"
+    step_id: str
+    route_to: str
+
+
+class ReorderSteps(_Change):
+    """A chain of steps, each leading to the next on failure, tried in a new order."""
+
+    type: Literal["reorder_steps"] = "reorder_steps"
+    chain: list[str] = Field(min_length=2)
+    order: list[str] = Field(min_length=2)
+
+
+class AddCondition(_Change):
+    type: Literal["add_condition"] = "add_condition"
+    step_id: str
+    when: str
+
+
+class SetRetry(_Change):
+    type: Literal["set_retry"] = "set_retry"
+    step_id: str
+    retry: dict[str, Any]
+
+
+class SetTimeout(_Change):
+    type: Literal["set_timeout"] = "set_timeout"
+    step_id: str
+    timeout_seconds: float = Field(gt=0)
+
+
+Change = Annotated[
+    AddStep | RemoveStep | ReorderSteps | AddCondition | SetRetry | SetTimeout,
+    Field(discriminator="type"),
+]
+
+
+class _Envelope(BaseModel):
+    change: Change
+
+
+def parse_change(data: Mapping[str, Any]) -> Change:
+    return _Envelope.model_validate({"change": data}).change
+
+
+# What part of the version number a change moves.
+MINOR_CHANGES = frozenset({"add_step", "remove_step", "reorder_steps"})
+
+
+def bump(version: str, change_type: str) -> str:
+    major, minor, patch = semver_key(version)
+    if change_type in MINOR_CHANGES:
+        return f"{major}.{minor + 1}.0"
+    return f"{major}.{minor}.{patch + 1}"
+
+
+def explicit_steps(playbook: Playbook) -> list[dict[str, Any]]:
+    """The steps as plain data with every ``next`` replaced by the step it means."""
+    steps = []
+    for step in playbook.steps:
+        data = step.model_dump(mode="json", exclude_defaults=True)
+        for field in ("on_success", "on_failure"):
+            value = getattr(step, field)
+            if value == NEXT:
+                data[field] = playbook.resolve_transition(step, NEXT)
+            else:
+                data[field] = value
+        steps.append(data)
+    return steps
+
+
+def _redirect(steps: list[dict[str, Any]], old: str, new: str, skip: str | None = None) -> None:
+    for data in steps:
+        if data["id"] == skip:
+            continue
+        for field in ("on_success", "on_failure"):
+            if data.get(field) == old:
+                data[field] = new
+
+
+def _index(steps: list[dict[str, Any]], step_id: str) -> int:
+    for index, data in enumerate(steps):
+        if data["id"] == step_id:
+            return index
+    raise ChangeError(f"the playbook has no step {step_id!r}")
+
+
+def apply_change(
+    playbook: Playbook, change: Change, version: str, specs: Mapping[str, ActionSpec]
+) -> Playbook:
+    """``playbook`` with ``change`` made, as version ``version``; raises ``ChangeError``."""
+    steps = explicit_steps(playbook)
+    if isinstance(change, AddStep):
+        _add(steps, change)
+    elif isinstance(change, RemoveStep):
+        _remove(steps, change)
+    elif isinstance(change, ReorderSteps):
+        _reorder(steps, change)
+    elif isinstance(change, AddCondition):
+        steps[_index(steps, change.step_id)]["when"] = change.when
+    elif isinstance(change, SetRetry):
+        steps[_index(steps, change.step_id)]["retry"] = dict(change.retry)
+    else:
+        steps[_index(steps, change.step_id)]["timeout_seconds"] = change.timeout_seconds
+    data = playbook.model_dump(mode="json", exclude_defaults=True)
+    data.update({"version": version, "steps": steps})
+    data["limits"] = playbook.limits.model_dump(mode="json")
+    return validated(data, specs)
+
+
+def validated(data: Mapping[str, Any], specs: Mapping[str, ActionSpec]) -> Playbook:
+    """Check a proposed playbook as a file would be checked."""
+    text = yaml.safe_dump(dict(data), sort_keys=False)
+    name = Path(f"{data.get('id')}-{data.get('version')}.proposed.yaml")
+    try:
+        return load_playbook(name, specs, text).playbook
+    except PlaybookError as exc:
+        problems = "; ".join(f"{p.field}: {p.message}" for p in exc.problems)
+        raise ChangeError(f"the changed playbook would be invalid: {problems}") from exc
+
+
+def _add(steps: list[dict[str, Any]], change: AddStep) -> None:
+    new = dict(change.step)
+    if any(data["id"] == new.get("id") for data in steps):
+        raise ChangeError(f"the playbook already has a step {new.get('id')!r}")
+    if (change.before is None) == (change.after_failure_of is None):
+        raise ChangeError("an added step goes either before a step or after one's failure")
+    if change.before is not None:
+        index = _index(steps, change.before)
+        _redirect(steps, change.before, new["id"])
+        new["on_failure"] = new.get("on_failure", change.before)
+        steps.insert(index, new)
+        return
+    assert change.after_failure_of is not None
+    index = _index(steps, change.after_failure_of)
+    previous = steps[index]["on_failure"]
+    steps[index]["on_failure"] = new["id"]
+    new["on_failure"] = previous
+    steps.insert(index + 1, new)
+
+
+def _remove(steps: list[dict[str, Any]], change: RemoveStep) -> None:
+    index = _index(steps, change.step_id)
+    route = change.route_to
+    if route not in TERMINALS:
+        _index(steps, route)
+    elif index == 0:
+        raise ChangeError(f"{change.step_id!r} is the first step; it cannot lead to {route!r}")
+    _redirect(steps, change.step_id, route, skip=change.step_id)
+    del steps[index]
+    if index == 0:
+        entry = steps.pop(_index(steps, route))
+        steps.insert(0, entry)
+    if not steps:
+        raise ChangeError("a playbook needs at least one step")
+
+
+def _reorder(steps: list[dict[str, Any]], change: ReorderSteps) -> None:
+    chain, order = change.chain, change.order
+    if sorted(chain) != sorted(order) or len(set(chain)) != len(chain):
+        raise ChangeError("a new order must hold the chain's steps, each once")
+    for first, second in itertools.pairwise(chain):
+        if steps[_index(steps, first)]["on_failure"] != second:
+            raise ChangeError(f"{first!r} no longer leads to {second!r} on failure")
+    exit_target = steps[_index(steps, chain[-1])]["on_failure"]
+    positions = sorted(_index(steps, step_id) for step_id in chain)
+    members = {step_id: steps[_index(steps, step_id)] for step_id in chain}
+    _redirect(steps, chain[0], order[0])
+    for step_id in chain[1:]:
+        for data in steps:
+            if data["id"] not in members and step_id in (
+                data.get("on_success"),
+                data.get("on_failure"),
+            ):
+                raise ChangeError(f"{step_id!r} is entered from outside the chain")
+    for current, following in zip(order, [*order[1:], exit_target], strict=True):
+        members[current]["on_failure"] = following
+    for position, step_id in zip(positions, order, strict=True):
+        steps[position] = members[step_id]

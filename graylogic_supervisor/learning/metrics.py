@@ -1,0 +1,431 @@
+"""Per-version, per-step and per-path metrics, updated once per finished execution.
+
+Each execution is counted in one transaction that also sets its ``learned``
+flag, so a crash neither loses nor double-counts it, and nothing ever rescans
+history: the counts are sums, durations are log-bucket histograms
+(``histogram.py``) from which the p95 is read.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from graylogic_supervisor.learning import histogram
+from graylogic_supervisor.learning.trace import Trace, trace_of
+from graylogic_supervisor.store.database import Database
+
+# often_skipped_after is reported when a step did not run after that outcome this often,
+# over at least this many executions with that outcome.
+SKIPPED_AFTER_SHARE = 0.5
+SKIPPED_AFTER_MIN = 5
+
+
+@dataclass(frozen=True)
+class VersionMetrics:
+    playbook_id: str
+    version: str
+    executions: int
+    resolutions: int
+    escalations: int
+    failures: int
+    interruptions: int
+    mean_resolution_s: float | None
+    p95_resolution_s: float | None
+
+    @property
+    def success_rate(self) -> float | None:
+        return None if self.executions == 0 else self.resolutions / self.executions
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "playbook_id": self.playbook_id,
+            "version": self.version,
+            "total_executions": self.executions,
+            "successful_resolutions": self.resolutions,
+            "escalations": self.escalations,
+            "timeouts": self.failures,
+            "interrupted": self.interruptions,
+            "success_rate": _round(self.success_rate),
+            "avg_resolution_time_seconds": _round(self.mean_resolution_s),
+            "p95_resolution_time_seconds": _round(self.p95_resolution_s),
+        }
+
+
+@dataclass(frozen=True)
+class StepMetrics:
+    step_id: str
+    name: str
+    action: str
+    executions: int
+    successes: int
+    skips: int
+    attempts: int
+    timeouts: int
+    fixes: int
+    mean_duration_s: float | None
+    p95_duration_s: float | None
+    p99_success_duration_s: float | None
+    often_skipped_after: str | None
+
+    @property
+    def success_rate(self) -> float | None:
+        return None if self.executions == 0 else self.successes / self.executions
+
+    @property
+    def failures(self) -> int:
+        return self.executions - self.successes
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "step": self.step_id,
+            "name": self.name,
+            "action": self.action,
+            "executions": self.executions,
+            "successes": self.successes,
+            "success_rate": _round(self.success_rate),
+            "skipped": self.skips,
+            "attempts": self.attempts,
+            "timeouts": self.timeouts,
+            "fixed_it": self.fixes,
+            "avg_duration_seconds": _round(self.mean_duration_s),
+            "p95_duration_seconds": _round(self.p95_duration_s),
+            "often_skipped_after": self.often_skipped_after,
+        }
+
+
+@dataclass(frozen=True)
+class PathMetrics:
+    path: tuple[str, ...]
+    executions: int
+    resolutions: int
+    frequency: float
+
+    @property
+    def success_rate(self) -> float:
+        return self.resolutions / self.executions if self.executions else 0.0
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "path": list(self.path),
+            "executions": self.executions,
+            "frequency": round(self.frequency, 4),
+            "success_rate": round(self.success_rate, 4),
+        }
+
+
+@dataclass(frozen=True)
+class StepPair:
+    """How ``step_id`` did in executions where ``earlier_step`` had ``earlier_outcome``."""
+
+    earlier_step: str
+    earlier_outcome: str
+    step_id: str
+    runs: int
+    successes: int
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+class LearningMetrics:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def apply_pending(self, limit: int = 1000) -> list[Trace]:
+        """Count every finished execution not counted yet, oldest first."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM executions WHERE learned = 0 AND status != 'running'"
+            " ORDER BY started_at LIMIT ?",
+            (limit,),
+        )
+        applied = []
+        for row in rows:
+            trace = await self._apply_row(row)
+            if trace is not None:
+                applied.append(trace)
+        return applied
+
+    async def apply(self, execution_id: str) -> Trace | None:
+        """Count one finished execution; None if it is running or already counted."""
+        row = await self._db.fetchone(
+            "SELECT * FROM executions WHERE id = ? AND learned = 0 AND status != 'running'",
+            (execution_id,),
+        )
+        return None if row is None else await self._apply_row(row)
+
+    async def _apply_row(self, execution: aiosqlite.Row) -> Trace | None:
+        steps = await self._db.fetchall(
+            "SELECT * FROM execution_steps WHERE execution_id = ? ORDER BY seq",
+            (execution["id"],),
+        )
+        trace = trace_of(execution, steps)  # type: ignore[arg-type]  # a Row maps by name
+        async with self._db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE executions SET learned = 1 WHERE id = ? AND learned = 0",
+                (trace.execution_id,),
+            )
+            if cursor.rowcount != 1:
+                return None  # another writer counted it first
+            await _count_version(conn, trace)
+            await _count_steps(conn, trace)
+            await _count_pairs(conn, trace)
+            await conn.execute(
+                "INSERT INTO learning_paths (playbook_id, version, path, executions, resolutions)"
+                " VALUES (?, ?, ?, 1, ?) ON CONFLICT DO UPDATE SET"
+                " executions = executions + 1, resolutions = resolutions + excluded.resolutions",
+                (trace.playbook_id, trace.version, json.dumps(trace.path), int(trace.resolved)),
+            )
+        return trace
+
+    async def version(self, playbook_id: str, version: str) -> VersionMetrics | None:
+        row = await self._db.fetchone(
+            "SELECT * FROM learning_version_metrics WHERE playbook_id = ? AND version = ?",
+            (playbook_id, version),
+        )
+        return None if row is None else _version_metrics(row)
+
+    async def versions(self, playbook_id: str) -> list[VersionMetrics]:
+        rows = await self._db.fetchall(
+            "SELECT * FROM learning_version_metrics WHERE playbook_id = ? ORDER BY first_at",
+            (playbook_id,),
+        )
+        return [_version_metrics(row) for row in rows]
+
+    async def steps(self, playbook_id: str, version: str) -> list[StepMetrics]:
+        rows = await self._db.fetchall(
+            "SELECT * FROM learning_step_metrics WHERE playbook_id = ? AND version = ?"
+            " ORDER BY rowid",
+            (playbook_id, version),
+        )
+        pairs = await self.pairs(playbook_id, version)
+        counts = {
+            (row["step_id"], outcome): count
+            for row in rows
+            for outcome, count in (
+                ("success", int(row["successes"])),
+                ("failure", int(row["executions"]) - int(row["successes"])),
+            )
+        }
+        return [
+            _step_metrics(row, _often_skipped_after(str(row["step_id"]), counts, pairs))
+            for row in rows
+        ]
+
+    async def pairs(self, playbook_id: str, version: str) -> list[StepPair]:
+        rows = await self._db.fetchall(
+            "SELECT * FROM learning_step_pairs WHERE playbook_id = ? AND version = ?",
+            (playbook_id, version),
+        )
+        return [
+            StepPair(
+                str(r["earlier_step"]),
+                str(r["earlier_outcome"]),
+                str(r["step_id"]),
+                int(r["runs"]),
+                int(r["successes"]),
+            )
+            for r in rows
+        ]
+
+    async def paths(self, playbook_id: str, version: str, limit: int = 10) -> list[PathMetrics]:
+        rows = await self._db.fetchall(
+            "SELECT path, executions, resolutions, SUM(executions) OVER () AS total"
+            " FROM learning_paths WHERE playbook_id = ? AND version = ?"
+            " ORDER BY executions DESC, path LIMIT ?",
+            (playbook_id, version, limit),
+        )
+        return [
+            PathMetrics(
+                tuple(json.loads(r["path"])),
+                int(r["executions"]),
+                int(r["resolutions"]),
+                int(r["executions"]) / int(r["total"]),
+            )
+            for r in rows
+        ]
+
+
+def _often_skipped_after(
+    step_id: str, counts: dict[tuple[str, str], int], pairs: Sequence[StepPair]
+) -> str | None:
+    """The earlier outcome after which this step most often did not run, if that is usual."""
+    runs_after = {
+        (p.earlier_step, p.earlier_outcome): p.runs for p in pairs if p.step_id == step_id
+    }
+    best: tuple[float, str] | None = None
+    for (earlier, outcome), count in counts.items():
+        if earlier == step_id or count < SKIPPED_AFTER_MIN:
+            continue
+        share = 1 - runs_after.get((earlier, outcome), 0) / count
+        if share >= SKIPPED_AFTER_SHARE and (best is None or share > best[0]):
+            best = (share, f"{earlier}_{outcome}")
+    return None if best is None else best[1]
+
+
+def _version_metrics(row: aiosqlite.Row) -> VersionMetrics:
+    resolutions = int(row["resolutions"])
+    return VersionMetrics(
+        playbook_id=str(row["playbook_id"]),
+        version=str(row["version"]),
+        executions=int(row["executions"]),
+        resolutions=resolutions,
+        escalations=int(row["escalations"]),
+        failures=int(row["failures"]),
+        interruptions=int(row["interruptions"]),
+        mean_resolution_s=float(row["resolution_time_sum"]) / resolutions if resolutions else None,
+        p95_resolution_s=histogram.percentile(row["resolution_hist"], 95),
+    )
+
+
+def _step_metrics(row: aiosqlite.Row, often_skipped_after: str | None) -> StepMetrics:
+    attempts = int(row["attempts"])
+    return StepMetrics(
+        step_id=str(row["step_id"]),
+        name=str(row["name"]),
+        action=str(row["action"]),
+        executions=int(row["executions"]),
+        successes=int(row["successes"]),
+        skips=int(row["skips"]),
+        attempts=attempts,
+        timeouts=int(row["timeouts"]),
+        fixes=int(row["fixes"]),
+        mean_duration_s=float(row["duration_sum"]) / attempts if attempts else None,
+        p95_duration_s=histogram.percentile(row["duration_hist"], 95),
+        p99_success_duration_s=histogram.percentile(row["success_hist"], 99),
+        often_skipped_after=often_skipped_after,
+    )
+
+
+async def _count_version(conn: aiosqlite.Connection, trace: Trace) -> None:
+    status = trace.status
+    stamp = trace.completed_at
+    rows = list(
+        await conn.execute_fetchall(
+            "SELECT resolution_hist FROM learning_version_metrics"
+            " WHERE playbook_id = ? AND version = ?",
+            (trace.playbook_id, trace.version),
+        )
+    )
+    hist = rows[0]["resolution_hist"] if rows else "{}"
+    if trace.resolved:
+        hist = histogram.add(hist, [trace.duration_s])
+    await conn.execute(
+        "INSERT INTO learning_version_metrics (playbook_id, version, executions, resolutions,"
+        " escalations, failures, interruptions, resolution_time_sum, resolution_hist,"
+        " first_at, last_at) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT DO UPDATE SET executions = executions + 1,"
+        " resolutions = resolutions + excluded.resolutions,"
+        " escalations = escalations + excluded.escalations,"
+        " failures = failures + excluded.failures,"
+        " interruptions = interruptions + excluded.interruptions,"
+        " resolution_time_sum = resolution_time_sum + excluded.resolution_time_sum,"
+        " resolution_hist = excluded.resolution_hist, last_at = excluded.last_at",
+        (
+            trace.playbook_id,
+            trace.version,
+            int(status == "resolved"),
+            int(status == "escalated"),
+            int(status == "failed"),
+            int(status == "interrupted"),
+            trace.duration_s if trace.resolved else 0.0,
+            hist,
+            stamp,
+            stamp,
+        ),
+    )
+
+
+async def _count_steps(conn: aiosqlite.Connection, trace: Trace) -> None:
+    """One read of the version's histograms, one batch of upserts for the visits."""
+    finals = trace.final_outcomes()
+    found = await conn.execute_fetchall(
+        "SELECT step_id, duration_hist, success_hist FROM learning_step_metrics"
+        " WHERE playbook_id = ? AND version = ?",
+        (trace.playbook_id, trace.version),
+    )
+    hists = {row["step_id"]: [row["duration_hist"], row["success_hist"]] for row in found}
+    seen: set[str] = set()
+    rows = []
+    for visit in trace.visits:
+        first_visit = visit.step_id not in seen
+        seen.add(visit.step_id)
+        durations, successes = hists.setdefault(visit.step_id, ["{}", "{}"])
+        ran = visit.ran
+        if ran:
+            durations = histogram.add(durations, visit.durations)
+            successes = histogram.add(
+                successes,
+                [d for d, o in zip(visit.durations, visit.outcomes, strict=True) if o == "success"],
+            )
+            hists[visit.step_id] = [durations, successes]
+        final = finals[visit.step_id]
+        # Executions count once per step, at its first visit, with its final outcome.
+        rows.append(
+            (
+                trace.playbook_id,
+                trace.version,
+                visit.step_id,
+                visit.name,
+                visit.action,
+                int(first_visit and final != "skipped"),
+                int(first_visit and final == "success"),
+                int(first_visit and final == "skipped"),
+                len(visit.outcomes) if ran else 0,
+                sum(1 for o in visit.outcomes if o == "timeout"),
+                int(first_visit and trace.resolved and trace.resolved_by == visit.step_id),
+                sum(visit.durations) if ran else 0.0,
+                durations,
+                successes,
+            )
+        )
+    await conn.executemany(
+        "INSERT INTO learning_step_metrics (playbook_id, version, step_id, name, action,"
+        " executions, successes, skips, attempts, timeouts, fixes, duration_sum,"
+        " duration_hist, success_hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT DO UPDATE SET executions = executions + excluded.executions,"
+        " successes = successes + excluded.successes, skips = skips + excluded.skips,"
+        " attempts = attempts + excluded.attempts, timeouts = timeouts + excluded.timeouts,"
+        " fixes = fixes + excluded.fixes, duration_sum = duration_sum + excluded.duration_sum,"
+        " duration_hist = excluded.duration_hist, success_hist = excluded.success_hist",
+        rows,
+    )
+
+
+async def _count_pairs(conn: aiosqlite.Connection, trace: Trace) -> None:
+    """For each step that ran, how each later step did after it (final outcomes)."""
+    finals = trace.final_outcomes()
+    first_seen: dict[str, int] = {}
+    for index, visit in enumerate(trace.visits):
+        first_seen.setdefault(visit.step_id, index)
+    order = sorted(first_seen, key=first_seen.__getitem__)
+    rows = []
+    for i, earlier in enumerate(order):
+        outcome = finals[earlier]
+        if outcome == "skipped":
+            continue
+        for later in order[i + 1 :]:
+            if finals[later] == "skipped":
+                continue
+            rows.append(
+                (
+                    trace.playbook_id,
+                    trace.version,
+                    earlier,
+                    outcome,
+                    later,
+                    int(finals[later] == "success"),
+                )
+            )
+    if rows:
+        await conn.executemany(
+            "INSERT INTO learning_step_pairs (playbook_id, version, earlier_step,"
+            " earlier_outcome, step_id, runs, successes) VALUES (?, ?, ?, ?, ?, 1, ?)"
+            " ON CONFLICT DO UPDATE SET runs = runs + 1,"
+            " successes = successes + excluded.successes",
+            rows,
+        )

@@ -1,0 +1,372 @@
+"""Replaying recorded executions through a playbook version: what would it have done?
+
+Each recorded execution becomes a ``Case``: what fixed it (the fixing step's
+action, a technician's fix action from the failure memory, ``SELF`` when it
+resolved with no fix, or unknown) and the outcomes its actions had, in order,
+before and after the fix. Walking a version for a case uses those recorded
+outcomes wherever the version runs the same action in the same state (not yet
+fixed, or fixed); only where the case never ran that action in that state does
+it fall back on the ``OutcomeModel``, estimated from all cases, and branch on
+both outcomes with their probabilities. Durations are the recorded means per
+action and outcome, capped by the step's timeout.
+
+The assumptions, stated once: a fix-kind action that is not what fixed a case
+does not fix it (it is what the records say whenever it did run); attempts of
+a step are independent draws; parallel groups and ``needs:`` playbooks are
+not replayed (``supported`` says so).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from graylogic_supervisor.engine.action import ActionKind, ActionSpec, FailureInfo
+from graylogic_supervisor.engine.execution import skip_target
+from graylogic_supervisor.engine.expressions import (
+    ExpressionError,
+    StepRecord,
+    expression_context,
+)
+from graylogic_supervisor.learning.trace import Trace
+from graylogic_supervisor.playbooks.model import DONE, ESCALATE, Playbook, Step
+
+K = TypeVar("K")
+SELF = "(recovered by itself)"  # a case resolved without any fix
+MAX_STOPS = 64  # a walk longer than this counts as escalated
+MIN_BRANCH_PROBABILITY = 1e-9
+SMOOTHING = 1.0  # pseudo-observations of the fallback estimate
+_REPLAY_TIME = datetime(2026, 1, 7, 12, 0, tzinfo=UTC)  # conditions on time see a weekday noon
+
+
+@dataclass(frozen=True)
+class Case:
+    fixer: str | None  # the action that fixes it, SELF, or None when nobody recorded one
+    recorded: tuple[tuple[tuple[str, bool], tuple[str, ...]], ...]  # (action, fixed) -> outcomes
+    manual_s: float | None  # a technician's time after the playbook gave up, if known
+    component: str
+    error_id: str
+
+    def outcomes(self) -> dict[tuple[str, bool], tuple[str, ...]]:
+        return dict(self.recorded)
+
+
+def case_of(
+    trace: Trace, fixer: str | None, manual_s: float | None, component: str, error_id: str
+) -> Case:
+    """The replayable facts of one execution; ``fixer`` as the caller determined it."""
+    fixed = fixer == SELF
+    recorded: dict[tuple[str, bool], list[str]] = defaultdict(list)
+    for visit in trace.visits:
+        if not visit.ran:
+            continue
+        for outcome in visit.outcomes:
+            simple = "success" if outcome == "success" else "failure"
+            recorded[(visit.action, fixed)].append(simple)
+            if simple == "success" and visit.action == fixer:
+                fixed = True
+    return Case(
+        fixer,
+        tuple(sorted((key, tuple(values)) for key, values in recorded.items())),
+        manual_s,
+        component,
+        error_id,
+    )
+
+
+@dataclass
+class OutcomeModel:
+    """Success probabilities and mean durations, estimated from weighted cases and traces."""
+
+    specs: Mapping[str, ActionSpec]
+    manual_s: float
+    by_case: dict[tuple[str | None, str, bool], list[int]] = field(default_factory=dict)
+    by_state: dict[tuple[str, bool], list[int]] = field(default_factory=dict)
+    by_action: dict[str, list[int]] = field(default_factory=dict)
+    durations: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+
+    @classmethod
+    def estimate(
+        cls,
+        cases: Mapping[Case, int],
+        traces: Iterable[Trace],
+        specs: Mapping[str, ActionSpec],
+        default_manual_s: float,
+    ) -> OutcomeModel:
+        model = cls(specs, default_manual_s)
+        manual_total, manual_weight = 0.0, 0
+        for case, weight in cases.items():
+            for (action, fixed), outcomes in case.recorded:
+                wins = sum(1 for o in outcomes if o == "success") * weight
+                total = len(outcomes) * weight
+                _count(model.by_case, (case.fixer, action, fixed), wins, total)
+                _count(model.by_state, (action, fixed), wins, total)
+                _count(model.by_action, action, wins, total)
+            if case.manual_s is not None:
+                manual_total += case.manual_s * weight
+                manual_weight += weight
+        if manual_weight:
+            model.manual_s = manual_total / manual_weight
+        sums: dict[tuple[str, str], list[float]] = {}
+        for trace in traces:
+            for visit in trace.visits:
+                for outcome, duration in zip(visit.outcomes, visit.durations, strict=True):
+                    if outcome == "skipped":
+                        continue
+                    simple = "success" if outcome == "success" else "failure"
+                    entry = sums.setdefault((visit.action, simple), [0.0, 0.0])
+                    entry[0] += duration
+                    entry[1] += 1
+        model.durations = sums
+        return model
+
+    def p_success(self, fixer: str | None, action: str, fixed: bool) -> float:
+        prior = self._prior(fixer, action, fixed)
+        wins, total = self.by_case.get((fixer, action, fixed), (0, 0))
+        return (wins + SMOOTHING * prior) / (total + SMOOTHING)
+
+    def _prior(self, fixer: str | None, action: str, fixed: bool) -> float:
+        spec = self.specs.get(action)
+        if spec is not None and spec.kind is ActionKind.FIX and not fixed:
+            if action != fixer:
+                return 0.0  # it is not what fixes this case
+            wins, total = self.by_case.get((fixer, action, False), (0, 0))
+            return wins / total if total else 1.0  # a technician fixed it with this
+        for wins, total in (
+            self.by_state.get((action, fixed), (0, 0)),
+            self.by_case.get((fixer, action, not fixed), (0, 0)),
+        ):
+            if total:
+                return wins / total
+        wins, total = self.by_action.get(action, (0, 0))
+        return wins / total if total else 0.5
+
+    def duration(self, action: str, outcome: str) -> float | None:
+        """Mean recorded seconds for this action and outcome (either outcome if need be)."""
+        for key in ((action, outcome), (action, "failure" if outcome == "success" else "success")):
+            entry = self.durations.get(key)
+            if entry and entry[1]:
+                return entry[0] / entry[1]
+        return None
+
+
+def _count(table: dict[K, list[int]], key: K, wins: int, total: int) -> None:
+    counts = table.setdefault(key, [0, 0])
+    counts[0] += wins
+    counts[1] += total
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a version is expected to do for one case."""
+
+    time_s: float  # mean resolution time, a technician's time included where it gives up
+    p_resolved: float  # resolved by the playbook
+    p_escalated: float
+
+
+@dataclass
+class _Branch:
+    step_id: str
+    time: float
+    fixed: bool
+    probability: float
+    used: Counter[tuple[str, bool]]
+    records: dict[str, StepRecord]
+    stops: int
+
+
+def supported(playbook: Playbook) -> bool:
+    return not playbook.uses_needs and not any(step.is_group for step in playbook.steps)
+
+
+def replay(playbook: Playbook, case: Case, model: OutcomeModel) -> Expectation:
+    """The expected result of ``playbook`` for ``case``, over every branch it could take."""
+    recorded = case.outcomes()
+    failure = FailureInfo("replay", case.component, case.error_id, "")
+    manual = case.manual_s if case.manual_s is not None else model.manual_s
+    time_total = resolved = escalated = 0.0
+    stack = [_Branch(playbook.steps[0].id, 0.0, case.fixer == SELF, 1.0, Counter(), {}, 0)]
+    limit = playbook.timeout_seconds
+    while stack:
+        branch = stack.pop()
+        if branch.step_id in (DONE, ESCALATE) or branch.stops >= MAX_STOPS or branch.time >= limit:
+            ends_fixed = branch.step_id == DONE and branch.fixed
+            took = min(branch.time, limit)
+            if ends_fixed and branch.time < limit:
+                resolved += branch.probability
+                time_total += branch.probability * took
+            else:
+                escalated += branch.probability
+                time_total += branch.probability * (took + manual)
+            continue
+        step = playbook.step(branch.step_id)
+        if step.when is not None and not _holds(step, branch.records, failure, playbook):
+            records = {**branch.records, step.id: StepRecord("skipped", {}, "", 0.0, 0)}
+            stack.append(
+                _Branch(
+                    skip_target(playbook, step),
+                    branch.time,
+                    branch.fixed,
+                    branch.probability,
+                    branch.used,
+                    records,
+                    branch.stops + 1,
+                )
+            )
+            continue
+        stack.extend(_attempts(playbook, step, branch, case, recorded, model))
+    return Expectation(time_total, resolved, escalated)
+
+
+def _holds(
+    step: Step, records: Mapping[str, StepRecord], failure: FailureInfo, playbook: Playbook
+) -> bool:
+    assert step.when is not None
+    ctx = expression_context(
+        failure=failure, steps=records, params=playbook.parameters, now=_REPLAY_TIME
+    )
+    try:
+        return bool(step.when.test(ctx))
+    except ExpressionError:
+        return False  # as the runner does: a condition that cannot be evaluated skips
+
+
+def _attempts(
+    playbook: Playbook,
+    step: Step,
+    branch: _Branch,
+    case: Case,
+    recorded: Mapping[tuple[str, bool], tuple[str, ...]],
+    model: OutcomeModel,
+) -> list[_Branch]:
+    """The branches after ``step``'s attempts: one per way its attempts can come out."""
+    attempts = step.retry.attempts if step.retry is not None else 1
+    results: list[_Branch] = []
+    live = [(branch.time, branch.fixed, branch.probability, branch.used)]
+    for number in range(1, attempts + 1):
+        following = []
+        for time, fixed, probability, used in live:
+            if number > 1 and step.retry is not None:
+                time += min(
+                    step.retry.backoff_seconds * step.retry.multiplier ** (number - 2),
+                    step.retry.max_backoff_seconds,
+                )
+            key = (step.action, fixed)
+            seen = recorded.get(key, ())
+            if used[key] < len(seen):
+                options = [(seen[used[key]], 1.0)]
+            else:
+                p = model.p_success(case.fixer, step.action, fixed)
+                options = [("success", p), ("failure", 1.0 - p)]
+            for outcome, chance in options:
+                weight = probability * chance
+                if weight < MIN_BRANCH_PROBABILITY:
+                    continue
+                took = model.duration(step.action, outcome)
+                if took is None:
+                    took = step.timeout_seconds  # never seen: as long as it may take
+                if took > step.timeout_seconds:
+                    took, outcome = step.timeout_seconds, "failure"
+                now_used = used.copy()
+                now_used[key] += 1
+                now_fixed = fixed or (outcome == "success" and step.action == case.fixer)
+                if outcome == "success" or number == attempts:
+                    record = StepRecord(outcome, {}, "", took, number)  # type: ignore[arg-type]
+                    target = step.on_success if outcome == "success" else step.on_failure
+                    results.append(
+                        _Branch(
+                            playbook.resolve_transition(step, target),
+                            time + took,
+                            now_fixed,
+                            weight,
+                            now_used,
+                            {**branch.records, step.id: record},
+                            branch.stops + 1,
+                        )
+                    )
+                else:
+                    following.append((time + took, now_fixed, weight, now_used))
+        live = following
+    return results
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A proposed version against the current one, over the same cases."""
+
+    cases: int
+    current: Expectation
+    proposed: Expectation
+    confidence: float  # share of bootstrap resamples in which the proposal is faster
+
+    @property
+    def time_saved_s(self) -> float:
+        return self.current.time_s - self.proposed.time_s
+
+
+def mean_expectation(results: Sequence[tuple[Expectation, int]]) -> Expectation:
+    total = sum(weight for _, weight in results)
+    return Expectation(
+        sum(e.time_s * w for e, w in results) / total,
+        sum(e.p_resolved * w for e, w in results) / total,
+        sum(e.p_escalated * w for e, w in results) / total,
+    )
+
+
+def compare(
+    current: Playbook,
+    proposed: Playbook,
+    cases: Mapping[Case, int],
+    model: OutcomeModel,
+    rng: random.Random,
+    resamples: int = 400,
+    baseline: Mapping[Case, Expectation] | None = None,
+) -> Comparison:
+    """Replay both versions over ``cases``; the confidence is a Poisson bootstrap.
+
+    Each resample weighs each distinct case by a Poisson draw with its count as
+    the mean, and asks whether the proposal's total time is lower. The model's
+    estimates are not re-drawn per resample, so where they carry the decision
+    the confidence is somewhat optimistic; the sample size is reported beside it.
+    """
+    items = list(cases.items())
+    before = [
+        (baseline[case] if baseline is not None else replay(current, case, model), weight)
+        for case, weight in items
+    ]
+    after = [(replay(proposed, case, model), weight) for case, weight in items]
+    differences = [
+        (a.time_s - b.time_s, weight) for (b, weight), (a, _) in zip(before, after, strict=True)
+    ]
+    faster = 0
+    for _ in range(resamples):
+        total = 0.0
+        drawn = 0
+        for difference, weight in differences:
+            count = _poisson(rng, weight)
+            total += difference * count
+            drawn += count
+        if drawn and total < 0:
+            faster += 1
+    return Comparison(
+        sum(weight for _, weight in items),
+        mean_expectation(before),
+        mean_expectation(after),
+        faster / resamples,
+    )
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    if mean > 30:  # normal approximation, ample at this size
+        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
+    limit, product, count = math.exp(-mean), rng.random(), 0
+    while product > limit:
+        product *= rng.random()
+        count += 1
+    return count

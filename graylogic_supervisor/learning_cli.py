@@ -1,0 +1,366 @@
+"""Commands for the learning loop: ``analyze``, ``recommendations …``, ``playbook
+versions|diff|rollback|metrics``, ``user …`` and ``simulate``.
+
+Deciding a recommendation or rolling back needs a user with the ``admin`` or
+``system_owner`` role (``user add``); every decision goes to the audit log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import secrets
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from graylogic_supervisor.clock import SystemClock
+from graylogic_supervisor.config import SupervisorConfig
+from graylogic_supervisor.engine.builtins import builtin_specs
+from graylogic_supervisor.errors import SupervisorError
+from graylogic_supervisor.learning.service import LearningService, learning_settings
+from graylogic_supervisor.operator_cli import default_actor
+from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.users import ROLES
+from graylogic_supervisor.store.versions import PlaybookVersions
+
+EXIT_OK, EXIT_INVALID = 0, 1
+STATUSES = ("pending", "approved", "rejected", "archived", "superseded", "all")
+LEARNING_PLAYBOOK_COMMANDS = ("versions", "diff", "rollback", "metrics")
+
+
+def add_learning_commands(
+    commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+    playbook_commands: argparse._SubParsersAction,  # type: ignore[type-arg]
+    config_option: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    analyze = commands.add_parser(
+        "analyze",
+        help="run the learning analysis now and store what it recommends",
+        description=(
+            "Analyse each active playbook's recorded executions: low-success steps, steps"
+            " that never help, better orders, skip conditions, missing steps, timeout and"
+            " retry tuning. A change is recommended only when replaying the recorded"
+            " executions shows it lowers the expected resolution time, with at least"
+            " learning.min_executions executions and learning.confidence_threshold."
+        ),
+    )
+    config_option(analyze)
+    analyze.add_argument("--playbook", action="append", help="only this playbook (repeatable)")
+    analyze.add_argument("--json", action="store_true", help="print the full report as JSON")
+
+    recs = commands.add_parser(
+        "recommendations", help="list, show, approve or reject recommended playbook changes"
+    )
+    rec_commands = recs.add_subparsers(dest="rec_command", required=True, metavar="ACTION")
+    listing = rec_commands.add_parser("list", help="recommendations, newest first")
+    config_option(listing)
+    listing.add_argument("--status", choices=STATUSES, default="pending")
+    listing.add_argument("--playbook", default=None)
+    listing.add_argument("--json", action="store_true")
+    show = rec_commands.add_parser(
+        "show", help="one recommendation: change, evidence, expected impact, and the diff"
+    )
+    config_option(show)
+    show.add_argument("recommendation_id")
+    show.add_argument("--json", action="store_true")
+    approve = rec_commands.add_parser(
+        "approve",
+        help="make the change a new active playbook version (or modify it first)",
+        description=(
+            "Approve as recommended, or give --change-file with the change edited (YAML or"
+            " JSON, the shape `recommendations show` prints under recommendation); the"
+            " changed playbook is validated before it is saved."
+        ),
+    )
+    config_option(approve)
+    approve.add_argument("recommendation_id")
+    approve.add_argument("--by", default=None, help="an admin or system_owner (default: login)")
+    approve.add_argument("--reason", default="", help="why, for the version and the audit log")
+    approve.add_argument("--change-file", type=Path, default=None, help="the modified change")
+    reject = rec_commands.add_parser("reject", help="reject a recommendation, with a reason")
+    config_option(reject)
+    reject.add_argument("recommendation_id")
+    reject.add_argument("--by", default=None, help="an admin or system_owner (default: login)")
+    reject.add_argument("--reason", required=True)
+
+    versions = playbook_commands.add_parser(
+        "versions", help="a playbook's versions: status, who approved what and why"
+    )
+    config_option(versions)
+    versions.add_argument("playbook_id")
+    diff = playbook_commands.add_parser("diff", help="the difference between two versions")
+    config_option(diff)
+    diff.add_argument("playbook_id")
+    diff.add_argument("old")
+    diff.add_argument("new")
+    rollback = playbook_commands.add_parser(
+        "rollback", help="re-activate an earlier version of a playbook"
+    )
+    config_option(rollback)
+    rollback.add_argument("playbook_id")
+    rollback.add_argument("--to", required=True, dest="to_version", help="the version")
+    rollback.add_argument("--by", default=None, help="an admin or system_owner (default: login)")
+    rollback.add_argument("--reason", required=True)
+    metrics = playbook_commands.add_parser(
+        "metrics", help="per-version, per-step and path metrics (default: the active version)"
+    )
+    config_option(metrics)
+    metrics.add_argument("playbook_id")
+    metrics.add_argument("--version", default=None)
+    metrics.add_argument("--json", action="store_true")
+
+    user = commands.add_parser("user", help="people who may approve changes and use the admin page")
+    user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    add = user_commands.add_parser(
+        "add", help="add a user; without --password-stdin a random password is printed once"
+    )
+    config_option(add)
+    add.add_argument("name")
+    add.add_argument("--role", required=True, choices=ROLES)
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    passwd = user_commands.add_parser("passwd", help="set a user's password")
+    config_option(passwd)
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true", help="read it from stdin")
+    users = user_commands.add_parser("list", help="users and their roles")
+    config_option(users)
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="run a scenario's incidents through the engine and the learning loop",
+        description=(
+            "Runs rounds of incidents drawn from SCENARIO (see scenarios/FORMAT.md) through"
+            " the real engine on a virtual clock, in a scratch store; after each round the"
+            " learning analysis runs and, with --auto-approve, every recommendation at or"
+            " above the confidence threshold is approved. The same seed gives the same report."
+        ),
+    )
+    simulate.add_argument("scenario", type=Path)
+    simulate.add_argument("--incidents", type=int, default=200, help="per round (default 200)")
+    simulate.add_argument("--rounds", type=int, default=5, help="default 5")
+    simulate.add_argument("--seed", type=int, default=0, help="default 0")
+    simulate.add_argument("--auto-approve", action="store_true")
+    simulate.add_argument(
+        "--confidence-threshold", type=float, default=None, help="default: the config's (0.8)"
+    )
+    simulate.add_argument("--json", action="store_true", help="print the JSON report")
+    config_option(simulate)
+
+
+def run_simulate(args: argparse.Namespace, config: SupervisorConfig) -> int:
+    from graylogic_supervisor.sim.scenario import load_scenario
+    from graylogic_supervisor.sim.simulator import SimulationOptions, simulate
+
+    if args.incidents < 1 or args.rounds < 1:
+        print("--incidents and --rounds must be at least 1", file=sys.stderr)
+        return EXIT_INVALID
+    scenario = load_scenario(args.scenario)
+    logging.getLogger("graylogic_supervisor").setLevel(logging.ERROR)  # one line per step else
+    options = SimulationOptions(
+        incidents=args.incidents,
+        rounds=args.rounds,
+        seed=args.seed,
+        auto_approve=args.auto_approve,
+        confidence_threshold=args.confidence_threshold or config.learning.confidence_threshold,
+        min_executions=config.learning.min_executions,
+    )
+    report = asyncio.run(simulate(scenario, options, config.playbooks.directory))
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    print(f"{report['scenario']} (seed {report['seed']})")
+    for entry in report["rounds"]:
+        print(
+            f"round {entry['round']}: {entry['playbook_version']}  success"
+            f" {entry['success_rate']:.1%}  mttr {entry['mttr_s']:.1f} s"
+            f"  p95 {entry['p95_s']:.1f} s"
+            + (f"  rolled back to {entry['rolled_back_to']}" if entry["rolled_back_to"] else "")
+        )
+        for rec in entry["recommendations"]:
+            mark = "approved" if rec["approved"] else "pending"
+            print(f"    [{mark}] {rec['type']} ({rec['confidence']:.2f}): {rec['summary']}")
+    print(f"final version {report['final_version']}")
+    return EXIT_OK
+
+
+async def run_learning_command(args: argparse.Namespace, config: SupervisorConfig) -> int:
+    clock = SystemClock()
+    async with Database(config.database_path) as db:
+        versions = PlaybookVersions(db)
+        service = LearningService(
+            db,
+            versions,
+            AuditLog(db),
+            builtin_specs(),
+            learning_settings(config.learning),
+            clock,
+        )
+        try:
+            if args.command == "analyze":
+                return await _analyze(service, args)
+            if args.command == "recommendations":
+                return await _recommendations(service, args)
+            if args.command == "user":
+                return await _user(service, AuditLog(db), args, clock)
+            return await _playbook(service, versions, args)
+        except SupervisorError as exc:
+            print(f"graylogic-supervisor: {exc}", file=sys.stderr)
+            return EXIT_INVALID
+
+
+async def _analyze(service: LearningService, args: argparse.Namespace) -> int:
+    report = await service.analyze("cli", args.playbook)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return EXIT_OK
+    for playbook in report["playbooks"]:
+        print(
+            f"{playbook['playbook_id']} {playbook['version']}: {playbook['executions']} executions"
+        )
+        if playbook["note"]:
+            print(f"  {playbook['note']}")
+        for name, items in playbook["findings"].items():
+            if items:
+                print(f"  {name.replace('_', ' ')}: {json.dumps(items)}")
+        for summary in playbook["recommended"]:
+            print(f"  recommended: {summary}")
+    print(f"{len(report['recommendations'])} new recommendations ({report['id']})")
+    return EXIT_OK
+
+
+async def _recommendations(service: LearningService, args: argparse.Namespace) -> int:
+    if args.rec_command == "list":
+        status = None if args.status == "all" else args.status
+        recs = await service.store.listing(status, args.playbook)
+        if args.json:
+            print(json.dumps([r.as_dict() for r in recs], indent=2))
+            return EXIT_OK
+        for rec in recs:
+            print(
+                f"{rec.id}  {rec.status:10s} {rec.priority:6s} {rec.confidence:.2f}"
+                f" (n={rec.sample_size})  {rec.playbook_id} {rec.base_version}  {rec.summary}"
+            )
+        if not recs:
+            print("no recommendations")
+        return EXIT_OK
+    if args.rec_command == "show":
+        found = await service.store.get(args.recommendation_id)
+        if found is None:
+            print(f"no recommendation {args.recommendation_id}", file=sys.stderr)
+            return EXIT_INVALID
+        data = found.as_dict()
+        if args.json:
+            print(json.dumps(data, indent=2))
+        else:
+            print(yaml.safe_dump(data, sort_keys=False), end="")
+        return EXIT_OK
+    by = args.by or default_actor()
+    if args.rec_command == "approve":
+        change = _read_change(args.change_file) if args.change_file else None
+        version = await service.approve(args.recommendation_id, by, args.reason, change)
+        print(f"{args.recommendation_id}: approved by {by}; version {version} is active")
+        return EXIT_OK
+    await service.reject(args.recommendation_id, by, args.reason)
+    print(f"{args.recommendation_id}: rejected by {by}")
+    return EXIT_OK
+
+
+def _read_change(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise SupervisorError(f"{path}: cannot read the change: {exc}") from exc
+    if isinstance(data, dict) and "recommendation" in data:
+        data = data["recommendation"]  # a whole `recommendations show` output, edited
+    if not isinstance(data, dict):
+        raise SupervisorError(f"{path}: a change is a mapping with a 'type'")
+    return data
+
+
+async def _user(
+    service: LearningService, audit: AuditLog, args: argparse.Namespace, clock: SystemClock
+) -> int:
+    if args.user_command == "list":
+        for user in await service.users.all():
+            state = " (disabled)" if user.disabled else ""
+            print(f"{user.name}  {user.role}  since {user.created_at}{state}")
+        return EXIT_OK
+    generated = not args.password_stdin
+    password = (
+        sys.stdin.readline().rstrip("\n") if args.password_stdin else secrets.token_urlsafe(12)
+    )
+    if len(password) < 8:
+        print("a password has at least 8 characters", file=sys.stderr)
+        return EXIT_INVALID
+    if args.user_command == "add":
+        await service.users.add(args.name, args.role, password, clock.now())
+        message = f"user {args.name} added as {args.role}"
+    else:
+        await service.users.set_password(args.name, password)
+        message = f"password of {args.name} set"
+    await audit.append(
+        default_actor(),
+        f"user.{args.user_command}",
+        args.name,
+        {"role": getattr(args, "role", None)},
+        clock.now(),
+    )
+    print(message)
+    if generated:
+        print(f"password (shown once): {password}")
+    return EXIT_OK
+
+
+async def _playbook(
+    service: LearningService, versions: PlaybookVersions, args: argparse.Namespace
+) -> int:
+    command = args.playbook_command
+    if command == "versions":
+        rows = await versions.versions_of(args.playbook_id)
+        if not rows:
+            print(f"no playbook {args.playbook_id}", file=sys.stderr)
+            return EXIT_INVALID
+        for row in rows:
+            flags = ("active " if row["active"] else "") + (
+                "FAILED " if row["status"] == "failed" else ""
+            )
+            approved = f", approved by {row['approved_by']}" if row["approved_by"] else ""
+            print(
+                f"{row['version']:10s} {flags:14s}{row['created_at']}  by {row['created_by']}"
+                f"{approved}: {row['reason']}"
+            )
+        return EXIT_OK
+    if command == "diff":
+        print(await service.diff(args.playbook_id, args.old, args.new), end="")
+        return EXIT_OK
+    if command == "rollback":
+        by = args.by or default_actor()
+        previous = await service.rollback(args.playbook_id, args.to_version, by, args.reason)
+        print(f"{args.playbook_id}: {args.to_version} is active again (was {previous})")
+        return EXIT_OK
+    version = args.version or await versions.active_version(args.playbook_id)
+    if version is None:
+        print(f"no playbook {args.playbook_id}", file=sys.stderr)
+        return EXIT_INVALID
+    figures = await service.metrics.version(args.playbook_id, version)
+    data = {
+        "playbook_metrics": figures.as_dict()
+        if figures
+        else {"version": version, "total_executions": 0},
+        "steps": [s.as_dict() for s in await service.metrics.steps(args.playbook_id, version)],
+        "common_paths": [
+            p.as_dict() for p in await service.metrics.paths(args.playbook_id, version)
+        ],
+    }
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+    return EXIT_OK

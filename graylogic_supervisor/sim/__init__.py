@@ -1,0 +1,1 @@
+"""Simulation: incidents drawn from a ground-truth scenario, run through the real engine."""

@@ -1,0 +1,85 @@
+"""The scenario's actions as engine actions: each sleeps its drawn duration on the
+(virtual) clock and comes out as the scenario says for the incident's cause."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from graylogic_supervisor.engine.action import (
+    ActionKind,
+    ActionRegistry,
+    StepContext,
+    StepResult,
+)
+from graylogic_supervisor.sim.scenario import Scenario, ScenarioAction
+
+
+class KeptParams(BaseModel):
+    """A simulated step's params are kept, not executed: any keys are accepted."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+@dataclass
+class Incident:
+    """The ground truth of one incident, which the supervisor never sees."""
+
+    cause: str
+    fixed_by: str | None = None  # the action that fixed it
+
+    @property
+    def fixed(self) -> bool:
+        return self.fixed_by is not None
+
+
+class SimulatedAction:
+    kind: ActionKind
+    params_model: ClassVar[type[BaseModel]] = KeptParams
+    needs_target: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        name: str,
+        behaviour: ScenarioAction,
+        causes: list[str],
+        incidents: dict[str, Incident],
+        rng: random.Random,
+    ) -> None:
+        self.name = name
+        self.kind = (
+            ActionKind.FIX if any(behaviour.can_fix(c) for c in causes) else ActionKind.CHECK
+        )
+        self._behaviour = behaviour
+        self._incidents = incidents
+        self._rng = rng
+
+    async def run(self, ctx: StepContext) -> StepResult:
+        incident = self._incidents[ctx.failure.failure_id]
+        duration = self._behaviour.draw_duration(self._rng)
+        word = self._behaviour.draw_outcome(incident.cause, self._rng)
+        await ctx.clock.sleep(duration)  # a timeout shorter than this ends the step here
+        if word == "fix":
+            if incident.fixed_by is None:
+                incident.fixed_by = self.name
+            return StepResult.ok(f"{self.name}: fixed")
+        if word == "success":
+            return StepResult.ok(f"{self.name}: ok")
+        if word == "health":
+            if incident.fixed:
+                return StepResult.ok("healthy")
+            return StepResult.failed("still unhealthy")
+        return StepResult.failed(f"{self.name}: failed")
+
+
+def scenario_registry(
+    scenario: Scenario, incidents: dict[str, Incident], rng: random.Random
+) -> ActionRegistry:
+    causes = list(scenario.causes)
+    return ActionRegistry(
+        SimulatedAction(name, behaviour, causes, incidents, rng)  # type: ignore[misc]
+        for name, behaviour in scenario.actions.items()
+    )

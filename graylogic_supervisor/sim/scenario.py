@@ -1,0 +1,208 @@
+"""The scenario file (``scenarios/FORMAT.md``): causes, how actions behave, a technician.
+
+Loaded like every other YAML file here: each problem names the file, line and
+field. ``outcome`` is a word, or a mapping from cause (or ``default``) to a
+word or to probabilities of words.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from graylogic_supervisor.errors import SourceError, SourceProblem
+from graylogic_supervisor.yamlsource import PathKey, dotted, load_located, validate_located
+
+WORDS = ("success", "failure", "fix", "health")
+DEFAULT = "default"
+TOLERANCE = 1e-6
+
+
+class ScenarioError(SourceError):
+    """A scenario file that cannot be simulated."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Range(_Model):
+    min: float = Field(ge=0)
+    max: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.max < self.min:
+            raise ValueError("max is below min")
+        return self
+
+
+Distribution = dict[str, float]
+OutcomeSpec = str | Distribution
+
+
+def _check_spec(spec: OutcomeSpec) -> OutcomeSpec:
+    if isinstance(spec, str):
+        if spec not in WORDS:
+            raise ValueError(f"unknown outcome word {spec!r} (one of {', '.join(WORDS)})")
+        return spec
+    for word, chance in spec.items():
+        if word not in WORDS:
+            raise ValueError(f"unknown outcome word {word!r} (one of {', '.join(WORDS)})")
+        if not 0 <= chance <= 1:
+            raise ValueError(f"probability of {word!r} must be between 0 and 1")
+    if not math.isclose(sum(spec.values()), 1.0, abs_tol=TOLERANCE):
+        raise ValueError(f"probabilities sum to {sum(spec.values()):g}, not 1")
+    return spec
+
+
+class ScenarioAction(_Model):
+    duration_s: float | Range = Field(description="seconds, or {min, max} drawn uniformly")
+    outcome: OutcomeSpec | dict[str, OutcomeSpec]
+
+    @field_validator("duration_s")
+    @classmethod
+    def _not_negative(cls, value: float | Range) -> float | Range:
+        if isinstance(value, float | int) and value < 0:
+            raise ValueError("a duration cannot be negative")
+        return value
+
+    @field_validator("outcome", mode="before")
+    @classmethod
+    def _words(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return _check_spec(value)
+        if isinstance(value, dict) and value and all(k in WORDS for k in value):
+            return _check_spec(value)  # one distribution for every cause
+        if isinstance(value, dict):
+            return {key: _check_spec(spec) for key, spec in value.items()}
+        raise ValueError("a word, or a mapping of cause (or default) to a word or probabilities")
+
+    def spec_for(self, cause: str) -> OutcomeSpec | None:
+        if isinstance(self.outcome, str) or all(k in WORDS for k in self.outcome):
+            return self.outcome  # type: ignore[return-value]  # a single spec for all
+        by_cause: dict[str, OutcomeSpec] = self.outcome  # type: ignore[assignment]
+        return by_cause.get(cause, by_cause.get(DEFAULT))
+
+    def can_fix(self, cause: str) -> bool:
+        spec = self.spec_for(cause)
+        return spec == "fix" or (isinstance(spec, dict) and spec.get("fix", 0) > 0)
+
+    def draw_duration(self, rng: random.Random) -> float:
+        if isinstance(self.duration_s, Range):
+            return rng.uniform(self.duration_s.min, self.duration_s.max)
+        return float(self.duration_s)
+
+    def draw_outcome(self, cause: str, rng: random.Random) -> str:
+        spec = self.spec_for(cause)
+        assert spec is not None  # checked at load
+        if isinstance(spec, str):
+            return spec
+        return draw(spec, rng)
+
+
+class Trigger(_Model):
+    component: str = Field(min_length=1)
+    error_id: str = Field(min_length=1)
+
+
+class Manual(_Model):
+    resolve_s: float = Field(ge=0)
+    fix_actions: dict[str, str] = {}
+
+
+class Scenario(_Model):
+    name: str = Field(min_length=1)
+    description: str = ""
+    playbook_file: Path | None = None
+    playbook: str | None = None
+    trigger: Trigger
+    causes: dict[str, float] = Field(min_length=1)
+    actions: dict[str, ScenarioAction] = Field(min_length=1)
+    manual: Manual
+
+    @model_validator(mode="after")
+    def _one_playbook(self) -> Scenario:
+        if (self.playbook_file is None) == (self.playbook is None):
+            raise ValueError("give either playbook_file or playbook")
+        return self
+
+    def fix_action_for(self, cause: str) -> str | None:
+        """The technician's fix: ``manual.fix_actions``, else the first action that can fix."""
+        if cause in self.manual.fix_actions:
+            return self.manual.fix_actions[cause]
+        for name, action in self.actions.items():
+            if action.can_fix(cause):
+                return name
+        return None
+
+    def draw_cause(self, rng: random.Random) -> str:
+        return draw(self.causes, rng)
+
+
+def draw(distribution: Mapping[str, float], rng: random.Random) -> str:
+    """One key, with the probabilities given (in file order, so a seed replays)."""
+    point = rng.random()
+    total = 0.0
+    last = ""
+    for key, chance in distribution.items():
+        total += chance
+        last = key
+        if point < total:
+            return key
+    return last  # rounding left a sliver at the top
+
+
+def load_scenario(file: Path) -> Scenario:
+    located = load_located(file, ScenarioError)
+    if not isinstance(located.data, dict):
+        raise ScenarioError(file, [SourceProblem(file, 1, "", "a scenario is a YAML mapping")])
+    scenario = validate_located(located, Scenario, ScenarioError)
+    problems = [
+        SourceProblem(file, located.line_of(where), dotted(where), message)
+        for where, message in _cross_problems(scenario)
+    ]
+    if problems:
+        raise ScenarioError(file, problems)
+    if scenario.playbook_file is not None and not scenario.playbook_file.is_absolute():
+        scenario = scenario.model_copy(
+            update={"playbook_file": (file.parent / scenario.playbook_file).resolve()}
+        )
+    return scenario
+
+
+def _cross_problems(scenario: Scenario) -> list[tuple[PathKey, str]]:
+    problems: list[tuple[PathKey, str]] = []
+    total = sum(scenario.causes.values())
+    for cause, chance in scenario.causes.items():
+        if not 0 <= chance <= 1:
+            problems.append((("causes", cause), "a probability is between 0 and 1"))
+    if not math.isclose(total, 1.0, abs_tol=TOLERANCE):
+        problems.append((("causes",), f"the causes' probabilities sum to {total:g}, not 1"))
+    for name, action in scenario.actions.items():
+        if isinstance(action.outcome, dict) and not all(k in WORDS for k in action.outcome):
+            for key in action.outcome:
+                if key != DEFAULT and key not in scenario.causes:
+                    problems.append((("actions", name, "outcome", key), f"unknown cause {key!r}"))
+            if DEFAULT not in action.outcome:
+                missing = [c for c in scenario.causes if c not in action.outcome]
+                if missing:
+                    problems.append(
+                        (
+                            ("actions", name, "outcome"),
+                            f"no outcome for {', '.join(missing)} and no default",
+                        )
+                    )
+    for cause, fix in scenario.manual.fix_actions.items():
+        if cause not in scenario.causes:
+            problems.append((("manual", "fix_actions", cause), f"unknown cause {cause!r}"))
+        if fix not in scenario.actions:
+            problems.append(
+                (("manual", "fix_actions", cause), f"{fix!r} is not one of the actions")
+            )
+    return problems

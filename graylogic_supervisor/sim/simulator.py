@@ -1,0 +1,270 @@
+"""``simulate``: rounds of incidents through the real runner, store and learning loop.
+
+Everything the daemon would use is real (``Runner``, ``Database`` on a scratch
+file, ``LearningService`` with its metrics, analysis, approval and rollback);
+only time is virtual and the actions are the scenario's. A seeded ``Random``
+draws causes, durations, outcomes and ids, so a seed replays the same report.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from graylogic_supervisor.clock import VirtualClock
+from graylogic_supervisor.engine.action import ActionSpec, FailureInfo
+from graylogic_supervisor.engine.runner import Runner
+from graylogic_supervisor.errors import ScenarioPlaybookError
+from graylogic_supervisor.learning.analysis import AnalysisSettings
+from graylogic_supervisor.learning.service import LearningError, LearningService, LearningSettings
+from graylogic_supervisor.memory.model import (
+    Environment,
+    FailureContext,
+    FailureRecord,
+    Resolution,
+    Resources,
+)
+from graylogic_supervisor.playbooks.loader import load_directory, load_playbook
+from graylogic_supervisor.playbooks.model import Playbook
+from graylogic_supervisor.sim.actions import Incident, scenario_registry
+from graylogic_supervisor.sim.scenario import Scenario
+from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.executions import ExecutionRepository
+from graylogic_supervisor.store.ids import new_id
+from graylogic_supervisor.store.memory import MemoryRepository
+from graylogic_supervisor.store.versions import PlaybookVersions, playbook_yaml
+
+SIMULATOR = "simulator"
+START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+BETWEEN_INCIDENTS_S = 600.0
+
+
+@dataclass(frozen=True)
+class SimulationOptions:
+    incidents: int = 200
+    rounds: int = 5
+    seed: int = 0
+    auto_approve: bool = False
+    confidence_threshold: float = 0.8
+    min_executions: int = 10
+
+
+def scenario_playbook(
+    scenario: Scenario, registry_specs: Mapping[str, ActionSpec], playbooks_dir: Path | None
+) -> Playbook:
+    """The playbook under test, validated against the scenario's actions."""
+    if scenario.playbook_file is not None:
+        return load_playbook(scenario.playbook_file, registry_specs).playbook
+    if playbooks_dir is None:
+        raise ScenarioPlaybookError(f"no playbooks directory to find {scenario.playbook}")
+    loaded, errors = load_directory(playbooks_dir, registry_specs)
+    for item in loaded:
+        if item.playbook.id == scenario.playbook:
+            return item.playbook
+    wanted = scenario.playbook or ""
+    for error in errors:
+        if wanted in error.file.read_text(encoding="utf-8"):
+            raise error  # it is there, but not valid with the scenario's actions
+    raise ScenarioPlaybookError(f"no playbook {scenario.playbook} in {playbooks_dir}")
+
+
+async def simulate(
+    scenario: Scenario, options: SimulationOptions, playbooks_dir: Path | None = None
+) -> dict[str, Any]:
+    rng = random.Random(options.seed)
+    incidents: dict[str, Incident] = {}
+    registry = scenario_registry(scenario, incidents, rng)
+    specs = registry.specs()
+    playbook = scenario_playbook(scenario, specs, playbooks_dir)
+    clock = VirtualClock(START)
+    with tempfile.TemporaryDirectory(prefix="graylogic-sim-") as scratch:
+        async with Database(Path(scratch) / "simulation.db") as db:
+            await db.execute("PRAGMA synchronous=OFF")  # a scratch store: nothing to keep
+            versions = PlaybookVersions(db)
+            await versions.seed(playbook, playbook_yaml(playbook), "scenario", clock.now())
+            executions = ExecutionRepository(db)
+            memory = MemoryRepository(db)
+            runner = Runner(registry, executions, clock, rng=rng)
+            settings = LearningSettings(
+                AnalysisSettings(
+                    min_executions=options.min_executions,
+                    confidence_threshold=options.confidence_threshold,
+                    default_manual_s=scenario.manual.resolve_s,
+                )
+            )
+            learning = LearningService(db, versions, AuditLog(db), specs, settings, clock, ids=rng)
+            if options.auto_approve:
+                await learning.users.add(SIMULATOR, "system_owner", new_id("pw", START, rng), START)
+            run = _Run(scenario, options, rng, clock, runner, executions, memory, incidents)
+            rounds = []
+            for number in range(1, options.rounds + 1):
+                rounds.append(await run.round(number, versions, learning))
+            final = await versions.active_playbook(playbook.id)
+            assert final is not None
+    return {
+        "scenario": scenario.name,
+        "seed": options.seed,
+        "rounds": rounds,
+        "final_version": final.version,
+        "final_playbook": final.model_dump(mode="json", exclude_defaults=True),
+    }
+
+
+class _Run:
+    def __init__(
+        self,
+        scenario: Scenario,
+        options: SimulationOptions,
+        rng: random.Random,
+        clock: VirtualClock,
+        runner: Runner,
+        executions: ExecutionRepository,
+        memory: MemoryRepository,
+        incidents: dict[str, Incident],
+    ) -> None:
+        self._scenario = scenario
+        self._options = options
+        self._rng = rng
+        self._clock = clock
+        self._runner = runner
+        self._executions = executions
+        self._memory = memory
+        self._incidents = incidents
+
+    async def round(
+        self, number: int, versions: PlaybookVersions, learning: LearningService
+    ) -> dict[str, Any]:
+        playbook_id = (await versions.active_playbooks())[0].id
+        first = await versions.active_playbook(playbook_id)
+        assert first is not None
+        playbook = first
+        times: list[float] = []
+        resolved = 0
+        rolled_back_to = None
+        for _ in range(self._options.incidents):
+            took, fixed, rollback = await self._incident(playbook, learning)
+            times.append(took)
+            resolved += fixed
+            if rollback is not None:
+                rolled_back_to = rollback["to_version"]
+                again = await versions.active_playbook(playbook_id)
+                assert again is not None
+                playbook = again
+        analysis = await learning.analyze("simulation")
+        recommendations = []
+        for rec_id in analysis["recommendations"]:
+            rec = await learning.store.get(rec_id)
+            assert rec is not None
+            recommendations.append(
+                {
+                    "id": rec.id,
+                    "type": rec.type,
+                    "confidence": rec.confidence,
+                    "summary": rec.summary,
+                    "approved": False,
+                    "time_saved_s": -rec.expected_impact["resolution_time_s"]["change"],
+                }
+            )
+        if self._options.auto_approve:
+            for entry in sorted(recommendations, key=lambda r: -r["time_saved_s"]):
+                if entry["confidence"] < self._options.confidence_threshold:
+                    continue
+                try:
+                    await learning.approve(entry["id"], SIMULATOR, "auto-approved in simulation")
+                except LearningError as exc:
+                    entry["refused"] = str(exc)
+                else:
+                    entry["approved"] = True
+        for entry in recommendations:
+            del entry["time_saved_s"]
+        ordered = sorted(times)
+        count = len(times)
+        return {
+            "round": number,
+            "playbook_version": first.version,
+            "incidents": count,
+            "resolved_by_playbook": resolved,
+            "escalated": count - resolved,
+            "success_rate": round(resolved / count, 4) if count else 0.0,
+            "mttr_s": round(sum(times) / count, 2) if count else 0.0,
+            "p95_s": round(ordered[max(0, math.ceil(0.95 * count) - 1)], 2) if count else 0.0,
+            "recommendations": recommendations,
+            "rolled_back_to": rolled_back_to,
+        }
+
+    async def _incident(
+        self, playbook: Playbook, learning: LearningService
+    ) -> tuple[float, bool, dict[str, Any] | None]:
+        """One incident: the playbook, then a technician if it did not fix it."""
+        scenario, clock = self._scenario, self._clock
+        await clock.sleep(BETWEEN_INCIDENTS_S)
+        cause = scenario.draw_cause(self._rng)
+        now = clock.now()
+        failure_id = new_id("fail", now, self._rng)
+        message = f"{scenario.trigger.component} failed ({scenario.trigger.error_id})"
+        self._incidents[failure_id] = incident = Incident(cause)
+        await self._executions.record_failure(
+            failure_id,
+            scenario.trigger.component,
+            scenario.trigger.error_id,
+            "error",
+            message,
+            now,
+        )
+        began = clock.monotonic()
+        outcome = await self._runner.run(
+            playbook,
+            FailureInfo(failure_id, scenario.trigger.component, scenario.trigger.error_id, message),
+        )
+        took = clock.monotonic() - began
+        if incident.fixed:
+            resolution = Resolution(
+                resolved_at=clock.now(),
+                fixed_by="supervisor",
+                what_fixed_it=f"{incident.fixed_by} (playbook {playbook.version})",
+                fix_action=incident.fixed_by,
+                fix_target=None,
+            )
+        else:
+            await clock.sleep(scenario.manual.resolve_s)
+            took += scenario.manual.resolve_s
+            fix = scenario.fix_action_for(cause)
+            resolution = Resolution(
+                resolved_at=clock.now(),
+                fixed_by="technician",
+                what_fixed_it=f"{fix or 'unknown'} by hand",
+                fix_action=fix,
+                fix_target=None,
+                root_cause=cause,
+            )
+        # Captured and resolved in one write: nothing reads the memory mid-incident here.
+        record = FailureRecord(
+            context=_context(failure_id, scenario, message, now), resolution=resolution
+        )
+        await self._memory.save(record, clock.now())
+        rollback = await learning.after_execution(outcome.execution_id)
+        del self._incidents[failure_id]
+        return took, incident.fixed, rollback
+
+
+def _context(failure_id: str, scenario: Scenario, message: str, now: datetime) -> FailureContext:
+    return FailureContext(
+        failure_id=failure_id,
+        incident_id=None,
+        detected_at=now,
+        error_id=scenario.trigger.error_id,
+        component=scenario.trigger.component,
+        severity="error",
+        message=message,
+        other_health={},
+        recent_events=[],
+        resources=Resources(memory_percent=0, disk_percent=0, cpu_percent=0, load_per_cpu=0),
+        environment=Environment(hour=now.hour, weekday=now.weekday(), uptime_s=0),
+    )

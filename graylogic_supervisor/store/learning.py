@@ -1,0 +1,243 @@
+"""Recommendations, analyses and rollbacks as the store keeps them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.store.database import Database, Row
+
+PENDING = "pending"
+
+
+@dataclass(frozen=True)
+class StoredRecommendation:
+    id: str
+    playbook_id: str
+    base_version: str
+    type: str
+    priority: str
+    confidence: float
+    sample_size: int
+    summary: str
+    change: dict[str, Any]
+    evidence: dict[str, Any]
+    expected_impact: dict[str, Any]
+    fingerprint: str
+    status: str
+    generated_at: str
+    expires_at: str
+    decided_at: str | None
+    decided_by: str | None
+    decision_reason: str | None
+    new_version: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The learning spec's "Improvement Recommendation", with its decision."""
+        return {
+            "id": self.id,
+            "playbook_id": self.playbook_id,
+            "base_version": self.base_version,
+            "generated_at": self.generated_at,
+            "recommendation_type": self.type,
+            "priority": self.priority,
+            "confidence": self.confidence,
+            "sample_size": self.sample_size,
+            "summary": self.summary,
+            "recommendation": self.change,
+            "evidence": self.evidence,
+            "expected_impact": self.expected_impact,
+            "approval": {
+                "status": self.status,
+                "requires_approval_from": ["admin", "system_owner"],
+                "expires_at": self.expires_at,
+                "decided_at": self.decided_at,
+                "decided_by": self.decided_by,
+                "reason": self.decision_reason,
+                "new_version": self.new_version,
+            },
+        }
+
+
+def _recommendation(row: Row) -> StoredRecommendation:
+    return StoredRecommendation(
+        id=row["id"],
+        playbook_id=row["playbook_id"],
+        base_version=row["base_version"],
+        type=row["type"],
+        priority=row["priority"],
+        confidence=float(row["confidence"]),
+        sample_size=int(row["sample_size"]),
+        summary=row["summary"],
+        change=json.loads(row["change"]),
+        evidence=json.loads(row["evidence"]),
+        expected_impact=json.loads(row["expected_impact"]),
+        fingerprint=row["fingerprint"],
+        status=row["status"],
+        generated_at=row["generated_at"],
+        expires_at=row["expires_at"],
+        decided_at=row["decided_at"],
+        decided_by=row["decided_by"],
+        decision_reason=row["decision_reason"],
+        new_version=row["new_version"],
+    )
+
+
+class LearningRepository:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def record_analysis(
+        self,
+        analysis_id: str,
+        started: datetime,
+        finished: datetime,
+        trigger: str,
+        recommendations: int,
+        report: Mapping[str, Any],
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO learning_analyses (id, started_at, finished_at, trigger,"
+            " recommendations, report) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                analysis_id,
+                isoformat(started),
+                isoformat(finished),
+                trigger,
+                recommendations,
+                json.dumps(report),
+            ),
+        )
+
+    async def latest_analysis(self) -> dict[str, Any] | None:
+        row = await self._db.fetchone(
+            "SELECT * FROM learning_analyses ORDER BY finished_at DESC, rowid DESC LIMIT 1"
+        )
+        if row is None:
+            return None
+        return {**dict(row), "report": json.loads(row["report"])}
+
+    async def add_recommendation(self, values: Mapping[str, Any]) -> None:
+        data = dict(values)
+        for key in ("change", "evidence", "expected_impact"):
+            data[key] = json.dumps(data[key], sort_keys=True)
+        columns = ", ".join(data)
+        marks = ", ".join("?" for _ in data)
+        await self._db.execute(
+            f"INSERT INTO learning_recommendations ({columns}) VALUES ({marks})",  # noqa: S608  # our own column names
+            tuple(data.values()),
+        )
+
+    async def get(self, recommendation_id: str) -> StoredRecommendation | None:
+        row = await self._db.fetchone(
+            "SELECT * FROM learning_recommendations WHERE id = ?", (recommendation_id,)
+        )
+        return None if row is None else _recommendation(row)
+
+    async def listing(
+        self, status: str | None = PENDING, playbook_id: str | None = None, limit: int = 200
+    ) -> list[StoredRecommendation]:
+        clauses, params = [], []
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if playbook_id is not None:
+            clauses.append("playbook_id = ?")
+            params.append(playbook_id)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._db.fetchall(
+            f"SELECT * FROM learning_recommendations {where}"  # noqa: S608  # fixed clauses
+            " ORDER BY generated_at DESC, rowid DESC LIMIT ?",
+            (*params, limit),
+        )
+        return [_recommendation(row) for row in rows]
+
+    async def pending_fingerprints(self, playbook_id: str) -> dict[str, str]:
+        rows = await self._db.fetchall(
+            "SELECT id, fingerprint FROM learning_recommendations"
+            " WHERE playbook_id = ? AND status = 'pending'",
+            (playbook_id,),
+        )
+        return {row["fingerprint"]: row["id"] for row in rows}
+
+    async def supersede(self, ids: Sequence[str], now: datetime, why: str) -> None:
+        await self._db.executemany(
+            "UPDATE learning_recommendations SET status = 'superseded', decided_at = ?,"
+            " decided_by = 'supervisor', decision_reason = ? WHERE id = ? AND status = 'pending'",
+            [(isoformat(now), why, rec_id) for rec_id in ids],
+        )
+
+    async def archive_expired(self, now: datetime) -> list[str]:
+        stamp = isoformat(now)
+        rows = await self._db.fetchall(
+            "SELECT id FROM learning_recommendations WHERE status = 'pending' AND expires_at <= ?",
+            (stamp,),
+        )
+        ids = [row["id"] for row in rows]
+        await self._db.executemany(
+            "UPDATE learning_recommendations SET status = 'archived', decided_at = ?,"
+            " decided_by = 'supervisor', decision_reason = 'not decided within its expiry'"
+            " WHERE id = ? AND status = 'pending'",
+            [(stamp, rec_id) for rec_id in ids],
+        )
+        return ids
+
+    async def decide(
+        self,
+        recommendation_id: str,
+        status: str,
+        by: str,
+        reason: str,
+        now: datetime,
+        new_version: str | None = None,
+        change: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Record a decision; False when the recommendation is no longer pending."""
+        sets = "status = ?, decided_at = ?, decided_by = ?, decision_reason = ?, new_version = ?"
+        params: list[Any] = [status, isoformat(now), by, reason, new_version]
+        if change is not None:
+            sets += ", change = ?"
+            params.append(json.dumps(change, sort_keys=True))
+        count = await self._db.execute(
+            f"UPDATE learning_recommendations SET {sets}"  # noqa: S608  # fixed columns
+            " WHERE id = ? AND status = 'pending'",
+            (*params, recommendation_id),
+        )
+        return count == 1
+
+    async def record_rollback(
+        self,
+        rollback_id: str,
+        playbook_id: str,
+        from_version: str,
+        to_version: str,
+        now: datetime,
+        by: str,
+        reason: str,
+        report: Mapping[str, Any],
+    ) -> None:
+        await self._db.execute(
+            "INSERT INTO version_rollbacks (id, playbook_id, from_version, to_version, at, by,"
+            " reason, report) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                rollback_id,
+                playbook_id,
+                from_version,
+                to_version,
+                isoformat(now),
+                by,
+                reason,
+                json.dumps(report),
+            ),
+        )
+
+    async def rollbacks(self, playbook_id: str | None = None) -> list[dict[str, Any]]:
+        rows = await self._db.fetchall(
+            "SELECT * FROM version_rollbacks WHERE ? IS NULL OR playbook_id = ? ORDER BY at DESC",
+            (playbook_id, playbook_id),
+        )
+        return [{**dict(row), "report": json.loads(row["report"])} for row in rows]

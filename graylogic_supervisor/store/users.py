@@ -1,0 +1,97 @@
+"""People who may use the admin page and approve changes, with their roles.
+
+Passwords are hashed with Argon2id (argon2-cffi's ``PasswordHasher``: a
+memory-hard KDF with a random salt per hash); the store never sees them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.errors import SupervisorError
+from graylogic_supervisor.store.database import Database
+
+ROLES = ("admin", "system_owner", "viewer")
+APPROVERS = frozenset({"admin", "system_owner"})
+USER_NAME = r"^[a-z_][a-z0-9_.-]{0,31}$"
+
+
+class UserError(SupervisorError):
+    """An unknown user, a role that may not do this, or a name already taken."""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: str
+    created_at: str
+    disabled: bool
+
+
+class UserRepository:
+    def __init__(self, db: Database, hasher: PasswordHasher | None = None) -> None:
+        self._db = db
+        self._hasher = hasher or PasswordHasher()
+
+    async def add(self, name: str, role: str, password: str, now: datetime) -> User:
+        if role not in ROLES:
+            raise UserError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
+        if await self.get(name) is not None:
+            raise UserError(f"user {name!r} exists already")
+        await self._db.execute(
+            "INSERT INTO users (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
+            (name, role, self._hasher.hash(password), isoformat(now)),
+        )
+        return User(name, role, isoformat(now), False)
+
+    async def set_password(self, name: str, password: str) -> None:
+        count = await self._db.execute(
+            "UPDATE users SET password_hash = ? WHERE name = ?", (self._hasher.hash(password), name)
+        )
+        if count != 1:
+            raise UserError(f"no user {name!r}")
+
+    async def get(self, name: str) -> User | None:
+        row = await self._db.fetchone(
+            "SELECT name, role, created_at, disabled FROM users WHERE name = ?", (name,)
+        )
+        if row is None:
+            return None
+        return User(row["name"], row["role"], row["created_at"], bool(row["disabled"]))
+
+    async def all(self) -> list[User]:
+        rows = await self._db.fetchall(
+            "SELECT name, role, created_at, disabled FROM users ORDER BY name"
+        )
+        return [User(r["name"], r["role"], r["created_at"], bool(r["disabled"])) for r in rows]
+
+    async def verify(self, name: str, password: str) -> User | None:
+        """The user when the password is right (and the account enabled), else None."""
+        row = await self._db.fetchone(
+            "SELECT password_hash FROM users WHERE name = ? AND disabled = 0", (name,)
+        )
+        if row is None:
+            self._hasher.hash(password)  # the same work as a wrong password: no timing tell
+            return None
+        try:
+            self._hasher.verify(row["password_hash"], password)
+        except (VerificationError, InvalidHashError):
+            return None
+        return await self.get(name)
+
+    async def require_approver(self, name: str) -> User:
+        """The user, who must exist, be enabled and hold ``admin`` or ``system_owner``."""
+        user = await self.get(name)
+        if user is None or user.disabled:
+            raise UserError(f"no user {name!r} (add one with: graylogic-supervisor user add)")
+        if user.role not in APPROVERS:
+            raise UserError(
+                f"{name} is a {user.role}; approving, rejecting and rolling back need the"
+                " admin or system_owner role"
+            )
+        return user
