@@ -43,6 +43,8 @@ from graylogic_supervisor.health.probes import (
     disk_prober,
     memory_prober,
 )
+from graylogic_supervisor.learning.feed import FinishedExecutions
+from graylogic_supervisor.learning.service import LearningService, learning_settings
 from graylogic_supervisor.memory.capture import ContextCapture, resource_state
 from graylogic_supervisor.memory.events import EventRing, ExecutionEvents
 from graylogic_supervisor.memory.service import FailureMemory
@@ -239,11 +241,12 @@ async def _run(
         metrics = Metrics(__version__)
         controls_of_runs = ExecutionControls(clock)
         recorder = MetricsRecorder(metrics, plan.service.name if plan.service else None)
+        finished = FinishedExecutions()
         runner = Runner(
             registry,
             executions,
             clock,
-            observer=ExecutionFanOut([publisher, recorder, ExecutionEvents(events)]),
+            observer=ExecutionFanOut([publisher, recorder, ExecutionEvents(events), finished]),
             resources=lambda: resource_state(state_dir),
             controls=controls_of_runs,
             gate=PriorityGate(config.engine.max_concurrent_executions),
@@ -336,7 +339,16 @@ async def _run(
         )
         web_ready = asyncio.Event()
 
-        scheduler = loops.nightly_scheduler(config, memory)
+        learning = LearningService(
+            db,
+            versions,
+            audit,
+            registry.specs(),
+            learning_settings(config.learning),
+            clock,
+            alert=observer.alert,
+        )
+        scheduler = loops.nightly_scheduler(config, memory, learning)
         scheduler.start()  # inside the running loop, as APScheduler 3 requires
         stack.callback(scheduler.shutdown, wait=False)
 
@@ -354,7 +366,9 @@ async def _run(
                 group.create_task(supervisor.run(), name="supervisor"),
                 group.create_task(escalations.run(), name="escalation-chain"),
                 group.create_task(
-                    loops.publish_state(publisher, metrics, policy, supervisor, controls, clock),
+                    loops.publish_state(
+                        publisher, metrics, policy, supervisor, controls, clock, learning
+                    ),
                     name="state-publisher",
                 ),
                 group.create_task(
@@ -362,6 +376,9 @@ async def _run(
                 ),
                 group.create_task(
                     loops.watch_user_actions(audit, events, clock), name="user-actions"
+                ),
+                group.create_task(
+                    loops.learn_from_executions(finished.queue, learning), name="learning"
                 ),
                 group.create_task(
                     loops.watch_stuck_executions(controls_of_runs, publisher, clock),

@@ -19,6 +19,7 @@ from graylogic_supervisor.clock import Clock
 from graylogic_supervisor.config import SupervisorConfig
 from graylogic_supervisor.engine.control import ExecutionControls, Override
 from graylogic_supervisor.errors import SupervisorError
+from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.memory.events import EventRing
 from graylogic_supervisor.memory.service import FailureMemory
 from graylogic_supervisor.metrics import Metrics
@@ -40,10 +41,37 @@ WATCHDOG_INTERVAL_S = 5.0
 STUCK_GRACE_S = 30.0
 
 
-def nightly_scheduler(config: SupervisorConfig, memory: FailureMemory) -> AsyncIOScheduler:
-    """The memory's consolidation on its cron (nightly by default), in the site's time zone."""
+def nightly_scheduler(
+    config: SupervisorConfig, memory: FailureMemory, learning: LearningService
+) -> AsyncIOScheduler:
+    """The memory's consolidation (nightly), the learning analysis (weekly) and the expiry
+    of undecided recommendations (daily), on their crons, in the site's time zone."""
     zone = ZoneInfo(config.memory.timezone) if config.memory.timezone else get_localzone()
     scheduler = AsyncIOScheduler(timezone=zone)
+    if config.learning.enabled:
+        learning_zone = (
+            ZoneInfo(config.learning.timezone) if config.learning.timezone else get_localzone()
+        )
+        scheduler.add_job(
+            analyse_playbooks,
+            CronTrigger.from_crontab(config.learning.analysis_cron, timezone=learning_zone),
+            args=[learning],
+            id="learning-analysis",
+            name="workflow learning analysis",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=6 * 3600,
+        )
+        scheduler.add_job(
+            expire_recommendations,
+            CronTrigger.from_crontab("30 3 * * *", timezone=learning_zone),
+            args=[learning],
+            id="recommendation-expiry",
+            name="archive recommendations nobody decided",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=6 * 3600,
+        )
     if config.memory.enabled:
         scheduler.add_job(
             consolidate_memory,
@@ -56,6 +84,43 @@ def nightly_scheduler(config: SupervisorConfig, memory: FailureMemory) -> AsyncI
             misfire_grace_time=3600,
         )
     return scheduler
+
+
+async def analyse_playbooks(learning: LearningService) -> None:
+    try:
+        report = await learning.analyze("schedule")
+    except SupervisorError as exc:
+        logger.error("learning analysis failed: %s", exc)
+        return
+    logger.info(
+        "learning analysis %s: %d new recommendations",
+        report["id"],
+        len(report["recommendations"]),
+    )
+
+
+async def expire_recommendations(learning: LearningService) -> None:
+    try:
+        archived = await learning.expire()
+    except SupervisorError as exc:
+        logger.error("archiving expired recommendations failed: %s", exc)
+        return
+    if archived:
+        logger.info("archived %d recommendations nobody decided in time", len(archived))
+
+
+async def learn_from_executions(finished: asyncio.Queue[str], learning: LearningService) -> None:
+    """Count each finished execution into the metrics (and the rollback rule) as it ends;
+    first, whatever finished while the supervisor was not running."""
+    caught_up = await learning.catch_up()
+    if caught_up:
+        logger.info("learning: counted %d executions recorded while stopped", caught_up)
+    while True:
+        execution_id = await finished.get()
+        try:
+            await learning.after_execution(execution_id)
+        except SupervisorError as exc:
+            logger.error("learning could not count %s: %s", execution_id, exc)
 
 
 async def consolidate_memory(memory: FailureMemory) -> None:
@@ -74,6 +139,7 @@ async def publish_state(
     supervisor: Supervisor,
     controls: ControlRepository,
     clock: Clock,
+    learning: LearningService,
 ) -> None:
     """The figures a dashboard shows, retained, refreshed every STATE_INTERVAL_S."""
     while True:
@@ -90,6 +156,7 @@ async def publish_state(
                 "safe_mode": safe_mode.active,
                 "open_incidents": len(supervisor.recovering),
                 "recovering": sorted(supervisor.recovering),
+                "pending_recommendations": await learning.pending_count(),
             }
         )
         await clock.sleep(STATE_INTERVAL_S)

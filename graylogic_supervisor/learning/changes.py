@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from graylogic_supervisor.engine.action import ActionSpec
 from graylogic_supervisor.errors import PlaybookError, SupervisorError
 from graylogic_supervisor.playbooks.loader import load_playbook
-from graylogic_supervisor.playbooks.model import NEXT, TERMINALS, Playbook
+from graylogic_supervisor.playbooks.model import DONE, ESCALATE, NEXT, TERMINALS, Playbook
 from graylogic_supervisor.store.versions import semver_key
 
 
@@ -193,6 +193,14 @@ def _remove(steps: list[dict[str, Any]], change: RemoveStep) -> None:
         _index(steps, route)
     elif index == 0:
         raise ChangeError(f"{change.step_id!r} is the first step; it cannot lead to {route!r}")
+    removed = steps[index]
+    if route == DONE:
+        # A failure must not come to "done": what failed into the removed step goes
+        # where the removed step's own failure went.
+        on_failure = removed["on_failure"]
+        for data in steps:
+            if data["id"] != change.step_id and data.get("on_failure") == change.step_id:
+                data["on_failure"] = on_failure if on_failure != change.step_id else ESCALATE
     _redirect(steps, change.step_id, route, skip=change.step_id)
     del steps[index]
     if index == 0:
@@ -212,7 +220,6 @@ def _reorder(steps: list[dict[str, Any]], change: ReorderSteps) -> None:
     exit_target = steps[_index(steps, chain[-1])]["on_failure"]
     positions = sorted(_index(steps, step_id) for step_id in chain)
     members = {step_id: steps[_index(steps, step_id)] for step_id in chain}
-    _redirect(steps, chain[0], order[0])
     for step_id in chain[1:]:
         for data in steps:
             if data["id"] not in members and step_id in (
@@ -220,6 +227,7 @@ def _reorder(steps: list[dict[str, Any]], change: ReorderSteps) -> None:
                 data.get("on_failure"),
             ):
                 raise ChangeError(f"{step_id!r} is entered from outside the chain")
+    _redirect(steps, chain[0], order[0])
     for current, following in zip(order, [*order[1:], exit_target], strict=True):
         members[current]["on_failure"] = following
     for position, step_id in zip(positions, order, strict=True):

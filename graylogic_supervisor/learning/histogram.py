@@ -7,9 +7,8 @@ within 2.5 % of the exact one (the bucket's geometric middle is reported).
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 BASE = 1.05
 FLOOR = 0.001  # seconds; anything shorter counts as "instant"
@@ -22,20 +21,8 @@ def bucket_of(seconds: float) -> str:
     return str(math.floor(math.log(seconds) / math.log(BASE)))
 
 
-def add(histogram: str, values: Iterable[float]) -> str:
-    """The stored JSON histogram with ``values`` counted in."""
-    counts: dict[str, int] = json.loads(histogram) if histogram else {}
-    for value in values:
-        key = bucket_of(value)
-        counts[key] = counts.get(key, 0) + 1
-    return json.dumps(counts, sort_keys=True)
-
-
-def percentile(histogram: str | Mapping[str, int], percent: float) -> float | None:
-    """Nearest-rank percentile, or None for an empty histogram."""
-    counts: dict[str, int] = (
-        json.loads(histogram) if isinstance(histogram, str) else dict(histogram)
-    )
+def percentile(counts: Mapping[str, int], percent: float) -> float | None:
+    """Nearest-rank percentile of bucket counts, or None for an empty histogram."""
     total = sum(counts.values())
     if total == 0:
         return None

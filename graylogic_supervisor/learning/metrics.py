@@ -1,9 +1,11 @@
 """Per-version, per-step and per-path metrics, updated once per finished execution.
 
-Each execution is counted in one transaction that also sets its ``learned``
+Each execution is counted in the transaction that also sets its ``learned``
 flag, so a crash neither loses nor double-counts it, and nothing ever rescans
-history: the counts are sums, durations are log-bucket histograms
-(``histogram.py``) from which the p95 is read.
+history: every figure is a sum, and durations are counts per log bucket
+(``histogram.py``) from which the p95 is read. ``counted_rows`` turns a trace
+into rows that are added with upserts, so a batch of executions (a catch-up
+after a stop) costs one statement per table, not one per execution.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import aiosqlite
 
@@ -136,65 +139,88 @@ class LearningMetrics:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def apply_pending(self, limit: int = 1000) -> list[Trace]:
-        """Count every finished execution not counted yet, oldest first."""
+    async def apply_pending(self, limit: int = 2000) -> list[Trace]:
+        """Count finished executions not counted yet, oldest first, ``limit`` at a time."""
         rows = await self._db.fetchall(
             "SELECT * FROM executions WHERE learned = 0 AND status != 'running'"
             " ORDER BY started_at LIMIT ?",
             (limit,),
         )
-        applied = []
-        for row in rows:
-            trace = await self._apply_row(row)
-            if trace is not None:
-                applied.append(trace)
-        return applied
+        return await self._apply_rows(rows)
 
     async def apply(self, execution_id: str) -> Trace | None:
         """Count one finished execution; None if it is running or already counted."""
-        row = await self._db.fetchone(
+        rows = await self._db.fetchall(
             "SELECT * FROM executions WHERE id = ? AND learned = 0 AND status != 'running'",
             (execution_id,),
         )
-        return None if row is None else await self._apply_row(row)
+        applied = await self._apply_rows(rows)
+        return applied[0] if applied else None
 
-    async def _apply_row(self, execution: aiosqlite.Row) -> Trace | None:
-        steps = await self._db.fetchall(
-            "SELECT * FROM execution_steps WHERE execution_id = ? ORDER BY seq",
-            (execution["id"],),
-        )
-        trace = trace_of(execution, steps)  # type: ignore[arg-type]  # a Row maps by name
+    async def _apply_rows(self, executions: list[aiosqlite.Row]) -> list[Trace]:
+        if not executions:
+            return []
+        ids = json.dumps([row["id"] for row in executions])
+        steps: dict[str, list[aiosqlite.Row]] = {row["id"]: [] for row in executions}
+        for step in await self._db.fetchall(
+            "SELECT * FROM execution_steps WHERE execution_id IN (SELECT value FROM json_each(?))"
+            " ORDER BY execution_id, seq",
+            (ids,),
+        ):
+            steps[step["execution_id"]].append(step)
+        traces = [trace_of(row, steps[row["id"]]) for row in executions]  # type: ignore[arg-type]
         async with self._db.transaction() as conn:
-            cursor = await conn.execute(
-                "UPDATE executions SET learned = 1 WHERE id = ? AND learned = 0",
-                (trace.execution_id,),
+            fresh = {
+                row["id"]
+                for row in await conn.execute_fetchall(
+                    "SELECT id FROM executions WHERE learned = 0"
+                    " AND id IN (SELECT value FROM json_each(?))",
+                    (ids,),
+                )
+            }
+            traces = [t for t in traces if t.execution_id in fresh]  # another writer was first
+            rows = CountedRows()
+            for trace in traces:
+                rows.add(trace)
+            await conn.executemany(
+                "UPDATE executions SET learned = 1 WHERE id = ?",
+                [(t.execution_id,) for t in traces],
             )
-            if cursor.rowcount != 1:
-                return None  # another writer counted it first
-            await _count_version(conn, trace)
-            await _count_steps(conn, trace)
-            await _count_pairs(conn, trace)
-            await conn.execute(
-                "INSERT INTO learning_paths (playbook_id, version, path, executions, resolutions)"
-                " VALUES (?, ?, ?, 1, ?) ON CONFLICT DO UPDATE SET"
-                " executions = executions + 1, resolutions = resolutions + excluded.resolutions",
-                (trace.playbook_id, trace.version, json.dumps(trace.path), int(trace.resolved)),
-            )
-        return trace
+            for sql, values in rows.statements():
+                await conn.executemany(sql, values)
+        return traces
 
     async def version(self, playbook_id: str, version: str) -> VersionMetrics | None:
         row = await self._db.fetchone(
             "SELECT * FROM learning_version_metrics WHERE playbook_id = ? AND version = ?",
             (playbook_id, version),
         )
-        return None if row is None else _version_metrics(row)
+        if row is None:
+            return None
+        hist = await self._histogram(playbook_id, version, "", "resolution")
+        return _version_metrics(row, hist)
 
     async def versions(self, playbook_id: str) -> list[VersionMetrics]:
         rows = await self._db.fetchall(
             "SELECT * FROM learning_version_metrics WHERE playbook_id = ? ORDER BY first_at",
             (playbook_id,),
         )
-        return [_version_metrics(row) for row in rows]
+        return [
+            _version_metrics(
+                row, await self._histogram(playbook_id, row["version"], "", "resolution")
+            )
+            for row in rows
+        ]
+
+    async def _histogram(
+        self, playbook_id: str, version: str, subject: str, kind: str
+    ) -> dict[str, int]:
+        rows = await self._db.fetchall(
+            "SELECT bucket, count FROM learning_histograms WHERE playbook_id = ? AND version = ?"
+            " AND subject = ? AND kind = ?",
+            (playbook_id, version, subject, kind),
+        )
+        return {row["bucket"]: int(row["count"]) for row in rows}
 
     async def steps(self, playbook_id: str, version: str) -> list[StepMetrics]:
         rows = await self._db.fetchall(
@@ -202,6 +228,13 @@ class LearningMetrics:
             " ORDER BY rowid",
             (playbook_id, version),
         )
+        hists: dict[tuple[str, str], dict[str, int]] = {}
+        for row in await self._db.fetchall(
+            "SELECT subject, kind, bucket, count FROM learning_histograms"
+            " WHERE playbook_id = ? AND version = ? AND subject != ''",
+            (playbook_id, version),
+        ):
+            hists.setdefault((row["subject"], row["kind"]), {})[row["bucket"]] = int(row["count"])
         pairs = await self.pairs(playbook_id, version)
         counts = {
             (row["step_id"], outcome): count
@@ -212,7 +245,12 @@ class LearningMetrics:
             )
         }
         return [
-            _step_metrics(row, _often_skipped_after(str(row["step_id"]), counts, pairs))
+            _step_metrics(
+                row,
+                hists.get((row["step_id"], "attempt"), {}),
+                hists.get((row["step_id"], "success"), {}),
+                _often_skipped_after(str(row["step_id"]), counts, pairs),
+            )
             for row in rows
         ]
 
@@ -267,7 +305,7 @@ def _often_skipped_after(
     return None if best is None else best[1]
 
 
-def _version_metrics(row: aiosqlite.Row) -> VersionMetrics:
+def _version_metrics(row: aiosqlite.Row, resolution_hist: dict[str, int]) -> VersionMetrics:
     resolutions = int(row["resolutions"])
     return VersionMetrics(
         playbook_id=str(row["playbook_id"]),
@@ -278,11 +316,16 @@ def _version_metrics(row: aiosqlite.Row) -> VersionMetrics:
         failures=int(row["failures"]),
         interruptions=int(row["interruptions"]),
         mean_resolution_s=float(row["resolution_time_sum"]) / resolutions if resolutions else None,
-        p95_resolution_s=histogram.percentile(row["resolution_hist"], 95),
+        p95_resolution_s=histogram.percentile(resolution_hist, 95),
     )
 
 
-def _step_metrics(row: aiosqlite.Row, often_skipped_after: str | None) -> StepMetrics:
+def _step_metrics(
+    row: aiosqlite.Row,
+    attempt_hist: dict[str, int],
+    success_hist: dict[str, int],
+    often_skipped_after: str | None,
+) -> StepMetrics:
     attempts = int(row["attempts"])
     return StepMetrics(
         step_id=str(row["step_id"]),
@@ -295,137 +338,141 @@ def _step_metrics(row: aiosqlite.Row, often_skipped_after: str | None) -> StepMe
         timeouts=int(row["timeouts"]),
         fixes=int(row["fixes"]),
         mean_duration_s=float(row["duration_sum"]) / attempts if attempts else None,
-        p95_duration_s=histogram.percentile(row["duration_hist"], 95),
-        p99_success_duration_s=histogram.percentile(row["success_hist"], 99),
+        p95_duration_s=histogram.percentile(attempt_hist, 95),
+        p99_success_duration_s=histogram.percentile(success_hist, 99),
         often_skipped_after=often_skipped_after,
     )
 
 
-async def _count_version(conn: aiosqlite.Connection, trace: Trace) -> None:
-    status = trace.status
-    stamp = trace.completed_at
-    rows = list(
-        await conn.execute_fetchall(
-            "SELECT resolution_hist FROM learning_version_metrics"
-            " WHERE playbook_id = ? AND version = ?",
-            (trace.playbook_id, trace.version),
-        )
-    )
-    hist = rows[0]["resolution_hist"] if rows else "{}"
-    if trace.resolved:
-        hist = histogram.add(hist, [trace.duration_s])
-    await conn.execute(
-        "INSERT INTO learning_version_metrics (playbook_id, version, executions, resolutions,"
-        " escalations, failures, interruptions, resolution_time_sum, resolution_hist,"
-        " first_at, last_at) VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT DO UPDATE SET executions = executions + 1,"
-        " resolutions = resolutions + excluded.resolutions,"
-        " escalations = escalations + excluded.escalations,"
-        " failures = failures + excluded.failures,"
-        " interruptions = interruptions + excluded.interruptions,"
-        " resolution_time_sum = resolution_time_sum + excluded.resolution_time_sum,"
-        " resolution_hist = excluded.resolution_hist, last_at = excluded.last_at",
-        (
-            trace.playbook_id,
-            trace.version,
-            int(status == "resolved"),
-            int(status == "escalated"),
-            int(status == "failed"),
-            int(status == "interrupted"),
-            trace.duration_s if trace.resolved else 0.0,
-            hist,
-            stamp,
-            stamp,
-        ),
-    )
+_VERSION_SQL = (
+    "INSERT INTO learning_version_metrics (playbook_id, version, executions, resolutions,"
+    " escalations, failures, interruptions, resolution_time_sum, first_at, last_at)"
+    " VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT DO UPDATE SET executions = executions + 1,"
+    " resolutions = resolutions + excluded.resolutions,"
+    " escalations = escalations + excluded.escalations,"
+    " failures = failures + excluded.failures,"
+    " interruptions = interruptions + excluded.interruptions,"
+    " resolution_time_sum = resolution_time_sum + excluded.resolution_time_sum,"
+    " first_at = min(first_at, excluded.first_at), last_at = max(last_at, excluded.last_at)"
+)
+_STEP_SQL = (
+    "INSERT INTO learning_step_metrics (playbook_id, version, step_id, name, action,"
+    " executions, successes, skips, attempts, timeouts, fixes, duration_sum)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT DO UPDATE SET executions = executions + excluded.executions,"
+    " successes = successes + excluded.successes, skips = skips + excluded.skips,"
+    " attempts = attempts + excluded.attempts, timeouts = timeouts + excluded.timeouts,"
+    " fixes = fixes + excluded.fixes, duration_sum = duration_sum + excluded.duration_sum"
+)
+_PAIR_SQL = (
+    "INSERT INTO learning_step_pairs (playbook_id, version, earlier_step,"
+    " earlier_outcome, step_id, runs, successes) VALUES (?, ?, ?, ?, ?, 1, ?)"
+    " ON CONFLICT DO UPDATE SET runs = runs + 1, successes = successes + excluded.successes"
+)
+_PATH_SQL = (
+    "INSERT INTO learning_paths (playbook_id, version, path, executions, resolutions)"
+    " VALUES (?, ?, ?, 1, ?) ON CONFLICT DO UPDATE SET"
+    " executions = executions + 1, resolutions = resolutions + excluded.resolutions"
+)
+_HISTOGRAM_SQL = (
+    "INSERT INTO learning_histograms (playbook_id, version, subject, kind, bucket, count)"
+    " VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT DO UPDATE SET count = count + 1"
+)
 
 
-async def _count_steps(conn: aiosqlite.Connection, trace: Trace) -> None:
-    """One read of the version's histograms, one batch of upserts for the visits."""
-    finals = trace.final_outcomes()
-    found = await conn.execute_fetchall(
-        "SELECT step_id, duration_hist, success_hist FROM learning_step_metrics"
-        " WHERE playbook_id = ? AND version = ?",
-        (trace.playbook_id, trace.version),
-    )
-    hists = {row["step_id"]: [row["duration_hist"], row["success_hist"]] for row in found}
-    seen: set[str] = set()
-    rows = []
-    for visit in trace.visits:
-        first_visit = visit.step_id not in seen
-        seen.add(visit.step_id)
-        durations, successes = hists.setdefault(visit.step_id, ["{}", "{}"])
-        ran = visit.ran
-        if ran:
-            durations = histogram.add(durations, visit.durations)
-            successes = histogram.add(
-                successes,
-                [d for d, o in zip(visit.durations, visit.outcomes, strict=True) if o == "success"],
-            )
-            hists[visit.step_id] = [durations, successes]
-        final = finals[visit.step_id]
-        # Executions count once per step, at its first visit, with its final outcome.
-        rows.append(
+class CountedRows:
+    """What a batch of traces adds to each metrics table, as upsert parameters."""
+
+    def __init__(self) -> None:
+        self.versions: list[tuple[Any, ...]] = []
+        self.steps: list[tuple[Any, ...]] = []
+        self.pairs: list[tuple[Any, ...]] = []
+        self.paths: list[tuple[Any, ...]] = []
+        self.histograms: list[tuple[Any, ...]] = []
+
+    def statements(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        return [
+            (_VERSION_SQL, self.versions),
+            (_STEP_SQL, self.steps),
+            (_PAIR_SQL, self.pairs),
+            (_PATH_SQL, self.paths),
+            (_HISTOGRAM_SQL, self.histograms),
+        ]
+
+    def add(self, trace: Trace) -> None:
+        key = (trace.playbook_id, trace.version)
+        status = trace.status
+        self.versions.append(
             (
-                trace.playbook_id,
-                trace.version,
-                visit.step_id,
-                visit.name,
-                visit.action,
-                int(first_visit and final != "skipped"),
-                int(first_visit and final == "success"),
-                int(first_visit and final == "skipped"),
-                len(visit.outcomes) if ran else 0,
-                sum(1 for o in visit.outcomes if o == "timeout"),
-                int(first_visit and trace.resolved and trace.resolved_by == visit.step_id),
-                sum(visit.durations) if ran else 0.0,
-                durations,
-                successes,
+                *key,
+                int(status == "resolved"),
+                int(status == "escalated"),
+                int(status == "failed"),
+                int(status == "interrupted"),
+                trace.duration_s if trace.resolved else 0.0,
+                trace.completed_at,
+                trace.completed_at,
             )
         )
-    await conn.executemany(
-        "INSERT INTO learning_step_metrics (playbook_id, version, step_id, name, action,"
-        " executions, successes, skips, attempts, timeouts, fixes, duration_sum,"
-        " duration_hist, success_hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " ON CONFLICT DO UPDATE SET executions = executions + excluded.executions,"
-        " successes = successes + excluded.successes, skips = skips + excluded.skips,"
-        " attempts = attempts + excluded.attempts, timeouts = timeouts + excluded.timeouts,"
-        " fixes = fixes + excluded.fixes, duration_sum = duration_sum + excluded.duration_sum,"
-        " duration_hist = excluded.duration_hist, success_hist = excluded.success_hist",
-        rows,
-    )
+        if trace.resolved:
+            self.histograms.append((*key, "", "resolution", histogram.bucket_of(trace.duration_s)))
+        self.paths.append((*key, json.dumps(trace.path), int(trace.resolved)))
+        self._add_steps(trace)
+        self._add_pairs(trace)
 
-
-async def _count_pairs(conn: aiosqlite.Connection, trace: Trace) -> None:
-    """For each step that ran, how each later step did after it (final outcomes)."""
-    finals = trace.final_outcomes()
-    first_seen: dict[str, int] = {}
-    for index, visit in enumerate(trace.visits):
-        first_seen.setdefault(visit.step_id, index)
-    order = sorted(first_seen, key=first_seen.__getitem__)
-    rows = []
-    for i, earlier in enumerate(order):
-        outcome = finals[earlier]
-        if outcome == "skipped":
-            continue
-        for later in order[i + 1 :]:
-            if finals[later] == "skipped":
-                continue
-            rows.append(
+    def _add_steps(self, trace: Trace) -> None:
+        key = (trace.playbook_id, trace.version)
+        finals = trace.final_outcomes()
+        seen: set[str] = set()
+        for visit in trace.visits:
+            first_visit = visit.step_id not in seen
+            seen.add(visit.step_id)
+            ran = visit.ran
+            if ran:
+                for duration, outcome in zip(visit.durations, visit.outcomes, strict=True):
+                    bucket = histogram.bucket_of(duration)
+                    self.histograms.append((*key, visit.step_id, "attempt", bucket))
+                    if outcome == "success":
+                        self.histograms.append((*key, visit.step_id, "success", bucket))
+            final = finals[visit.step_id]
+            # Executions count once per step, at its first visit, with its final outcome.
+            self.steps.append(
                 (
-                    trace.playbook_id,
-                    trace.version,
-                    earlier,
-                    outcome,
-                    later,
-                    int(finals[later] == "success"),
+                    *key,
+                    visit.step_id,
+                    visit.name,
+                    visit.action,
+                    int(first_visit and final != "skipped"),
+                    int(first_visit and final == "success"),
+                    int(first_visit and final == "skipped"),
+                    len(visit.outcomes) if ran else 0,
+                    sum(1 for o in visit.outcomes if o == "timeout"),
+                    int(first_visit and trace.resolved and trace.resolved_by == visit.step_id),
+                    sum(visit.durations) if ran else 0.0,
                 )
             )
-    if rows:
-        await conn.executemany(
-            "INSERT INTO learning_step_pairs (playbook_id, version, earlier_step,"
-            " earlier_outcome, step_id, runs, successes) VALUES (?, ?, ?, ?, ?, 1, ?)"
-            " ON CONFLICT DO UPDATE SET runs = runs + 1,"
-            " successes = successes + excluded.successes",
-            rows,
-        )
+
+    def _add_pairs(self, trace: Trace) -> None:
+        """For each step that ran, how each later step did after it (final outcomes)."""
+        finals = trace.final_outcomes()
+        first_seen: dict[str, int] = {}
+        for index, visit in enumerate(trace.visits):
+            first_seen.setdefault(visit.step_id, index)
+        order = sorted(first_seen, key=first_seen.__getitem__)
+        for i, earlier in enumerate(order):
+            outcome = finals[earlier]
+            if outcome == "skipped":
+                continue
+            for later in order[i + 1 :]:
+                if finals[later] != "skipped":
+                    self.pairs.append(
+                        (
+                            trace.playbook_id,
+                            trace.version,
+                            earlier,
+                            outcome,
+                            later,
+                            int(finals[later] == "success"),
+                        )
+                    )

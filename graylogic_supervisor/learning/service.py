@@ -187,6 +187,16 @@ class LearningService:
             )
         return {"id": rollback_id, "to_version": parent, "report": report}
 
+    async def pending_count(self) -> int:
+        row = await self._db.fetchone(
+            "SELECT COUNT(*) FROM learning_recommendations WHERE status = 'pending'"
+        )
+        return int(row[0]) if row is not None else 0
+
+    async def expire(self) -> list[str]:
+        """Archive recommendations nobody decided within their expiry."""
+        return await self.store.archive_expired(self._clock.now())
+
     # --- analysis -----------------------------------------------------------------------------
 
     async def analyze(self, trigger: str, playbook_ids: list[str] | None = None) -> dict[str, Any]:

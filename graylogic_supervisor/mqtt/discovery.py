@@ -79,6 +79,17 @@ def discovery_messages(prefix: str, topics: Topics, site: str) -> list[tuple[str
                 "icon": "mdi:lifebuoy",
             },
         ),
+        (
+            "sensor",
+            "pending_recommendations",
+            {
+                "name": "Pending recommendations",
+                "state_topic": topics.state,
+                "value_template": "{{ value_json.pending_recommendations }}",
+                "state_class": "measurement",
+                "icon": "mdi:lightbulb-on-outline",
+            },
+        ),
     ]
     return [
         (

@@ -287,7 +287,6 @@ MIGRATIONS: list[str] = [
         failures             INTEGER NOT NULL DEFAULT 0,   -- the playbook's deadline passed
         interruptions        INTEGER NOT NULL DEFAULT 0,
         resolution_time_sum  REAL NOT NULL DEFAULT 0,      -- over resolutions
-        resolution_hist      TEXT NOT NULL DEFAULT '{}',   -- JSON: log-bucket -> count
         first_at             TEXT,
         last_at              TEXT,
         PRIMARY KEY (playbook_id, version)
@@ -305,9 +304,18 @@ MIGRATIONS: list[str] = [
         timeouts       INTEGER NOT NULL DEFAULT 0,   -- attempts that timed out
         fixes          INTEGER NOT NULL DEFAULT 0,   -- executions it resolved
         duration_sum   REAL NOT NULL DEFAULT 0,      -- over attempts
-        duration_hist  TEXT NOT NULL DEFAULT '{}',
-        success_hist   TEXT NOT NULL DEFAULT '{}',   -- durations of successful attempts
         PRIMARY KEY (playbook_id, version, step_id)
+    );
+    -- Durations as counts per logarithmic bucket (learning/histogram.py): percentiles
+    -- without keeping every value, and counted in with plain upserts.
+    CREATE TABLE learning_histograms (
+        playbook_id  TEXT NOT NULL,
+        version      TEXT NOT NULL,
+        subject      TEXT NOT NULL,   -- a step id, or '' for the version
+        kind         TEXT NOT NULL CHECK (kind IN ('resolution', 'attempt', 'success')),
+        bucket       TEXT NOT NULL,
+        count        INTEGER NOT NULL,
+        PRIMARY KEY (playbook_id, version, subject, kind, bucket)
     );
     CREATE TABLE learning_step_pairs (
         playbook_id      TEXT NOT NULL,
