@@ -102,6 +102,11 @@ class LearningService:
     def settings(self) -> LearningSettings:
         return self._settings
 
+    @property
+    def specs(self) -> Mapping[str, ActionSpec]:
+        """The actions a changed playbook may use (and whether each is a fix)."""
+        return self._specs
+
     # --- after each execution ------------------------------------------------------------
 
     async def after_execution(self, execution_id: str) -> dict[str, Any] | None:

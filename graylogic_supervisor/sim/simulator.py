@@ -22,7 +22,12 @@ from graylogic_supervisor.engine.action import ActionSpec, FailureInfo
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import ScenarioPlaybookError
 from graylogic_supervisor.learning.analysis import AnalysisSettings
-from graylogic_supervisor.learning.service import LearningError, LearningService, LearningSettings
+from graylogic_supervisor.learning.service import (
+    Alert,
+    LearningError,
+    LearningService,
+    LearningSettings,
+)
 from graylogic_supervisor.memory.model import (
     Environment,
     FailureContext,
@@ -78,35 +83,13 @@ def scenario_playbook(
 async def simulate(
     scenario: Scenario, options: SimulationOptions, playbooks_dir: Path | None = None
 ) -> dict[str, Any]:
-    rng = random.Random(options.seed)
-    incidents: dict[str, Incident] = {}
-    registry = scenario_registry(scenario, incidents, rng)
-    specs = registry.specs()
-    playbook = scenario_playbook(scenario, specs, playbooks_dir)
-    clock = VirtualClock(START)
+    """The whole simulation in a scratch store; the report FORMAT.md defines."""
     with tempfile.TemporaryDirectory(prefix="graylogic-sim-") as scratch:
         async with Database(Path(scratch) / "simulation.db") as db:
             await db.execute("PRAGMA synchronous=OFF")  # a scratch store: nothing to keep
-            versions = PlaybookVersions(db)
-            await versions.seed(playbook, playbook_yaml(playbook), "scenario", clock.now())
-            executions = ExecutionRepository(db)
-            memory = MemoryRepository(db)
-            runner = Runner(registry, executions, clock, rng=rng)
-            settings = LearningSettings(
-                AnalysisSettings(
-                    min_executions=options.min_executions,
-                    confidence_threshold=options.confidence_threshold,
-                    default_manual_s=scenario.manual.resolve_s,
-                )
-            )
-            learning = LearningService(db, versions, AuditLog(db), specs, settings, clock, ids=rng)
-            if options.auto_approve:
-                await learning.users.add(SIMULATOR, "system_owner", new_id("pw", START, rng), START)
-            run = _Run(scenario, options, rng, clock, runner, executions, memory, incidents)
-            rounds = []
-            for number in range(1, options.rounds + 1):
-                rounds.append(await run.round(number, versions, learning))
-            final = await versions.active_playbook(playbook.id)
+            simulation = await Simulation.start(db, scenario, options, playbooks_dir)
+            rounds = [await simulation.round(number) for number in range(1, options.rounds + 1)]
+            final = await simulation.versions.active_playbook(simulation.playbook_id)
             assert final is not None
     return {
         "scenario": scenario.name,
@@ -117,31 +100,83 @@ async def simulate(
     }
 
 
-class _Run:
+class Simulation:
+    """A scenario's incidents run into a store, with the learning loop beside them."""
+
     def __init__(
         self,
         scenario: Scenario,
         options: SimulationOptions,
+        playbook_id: str,
         rng: random.Random,
         clock: VirtualClock,
         runner: Runner,
         executions: ExecutionRepository,
         memory: MemoryRepository,
         incidents: dict[str, Incident],
+        versions: PlaybookVersions,
+        learning: LearningService,
     ) -> None:
         self._scenario = scenario
         self._options = options
+        self.playbook_id = playbook_id
         self._rng = rng
-        self._clock = clock
+        self.clock = clock
         self._runner = runner
         self._executions = executions
         self._memory = memory
         self._incidents = incidents
+        self.versions = versions
+        self.learning = learning
 
-    async def round(
-        self, number: int, versions: PlaybookVersions, learning: LearningService
-    ) -> dict[str, Any]:
-        playbook_id = (await versions.active_playbooks())[0].id
+    @classmethod
+    async def start(
+        cls,
+        db: Database,
+        scenario: Scenario,
+        options: SimulationOptions,
+        playbooks_dir: Path | None = None,
+        alert: Alert | None = None,
+    ) -> Simulation:
+        """Seed ``db`` with the scenario's playbook (and the user ``simulator``)."""
+        rng = random.Random(options.seed)
+        incidents: dict[str, Incident] = {}
+        registry = scenario_registry(scenario, incidents, rng)
+        specs = registry.specs()
+        playbook = scenario_playbook(scenario, specs, playbooks_dir)
+        clock = VirtualClock(START)
+        versions = PlaybookVersions(db)
+        await versions.seed(playbook, playbook_yaml(playbook), "scenario", clock.now())
+        executions = ExecutionRepository(db)
+        settings = LearningSettings(
+            AnalysisSettings(
+                min_executions=options.min_executions,
+                confidence_threshold=options.confidence_threshold,
+                default_manual_s=scenario.manual.resolve_s,
+            )
+        )
+        learning = LearningService(
+            db, versions, AuditLog(db), specs, settings, clock, alert=alert, ids=rng
+        )
+        if await learning.users.get(SIMULATOR) is None:
+            await learning.users.add(SIMULATOR, "system_owner", new_id("pw", START, rng), START)
+        return cls(
+            scenario,
+            options,
+            playbook.id,
+            rng,
+            clock,
+            Runner(registry, executions, clock, rng=rng),
+            executions,
+            MemoryRepository(db),
+            incidents,
+            versions,
+            learning,
+        )
+
+    async def round(self, number: int) -> dict[str, Any]:
+        """``options.incidents`` incidents, the analysis, and approvals if automatic."""
+        versions, learning, playbook_id = self.versions, self.learning, self.playbook_id
         first = await versions.active_playbook(playbook_id)
         assert first is not None
         playbook = first
@@ -149,7 +184,7 @@ class _Run:
         resolved = 0
         rolled_back_to = None
         for _ in range(self._options.incidents):
-            took, fixed, rollback = await self._incident(playbook, learning)
+            took, fixed, rollback = await self.incident(playbook)
             times.append(took)
             resolved += fixed
             if rollback is not None:
@@ -199,11 +234,13 @@ class _Run:
             "rolled_back_to": rolled_back_to,
         }
 
-    async def _incident(
-        self, playbook: Playbook, learning: LearningService
+    async def incident(
+        self, playbook: Playbook, count: bool = True
     ) -> tuple[float, bool, dict[str, Any] | None]:
-        """One incident: the playbook, then a technician if it did not fix it."""
-        scenario, clock = self._scenario, self._clock
+        """One incident: the playbook, then a technician if it did not fix it. Returns its
+        resolution time, whether the playbook fixed it, and a rollback it caused.
+        ``count=False`` leaves it uncounted, as a supervisor stopped before counting."""
+        scenario, clock, learning = self._scenario, self.clock, self.learning
         await clock.sleep(BETWEEN_INCIDENTS_S)
         cause = scenario.draw_cause(self._rng)
         now = clock.now()
@@ -249,7 +286,7 @@ class _Run:
             context=_context(failure_id, scenario, message, now), resolution=resolution
         )
         await self._memory.save(record, clock.now())
-        rollback = await learning.after_execution(outcome.execution_id)
+        rollback = await learning.after_execution(outcome.execution_id) if count else None
         del self._incidents[failure_id]
         return took, incident.fixed, rollback
 

@@ -1,0 +1,50 @@
+"""Users and roles: passwords are stored only as Argon2id hashes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.users import UserError, UserRepository
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+
+
+async def test_a_password_is_kept_only_as_a_salted_argon2id_hash(db: Database) -> None:
+    users = UserRepository(db)
+    await users.add("ada", "admin", "correct horse battery", NOW)
+    await users.add("bob", "viewer", "correct horse battery", NOW)
+    rows = await db.fetchall("SELECT name, password_hash FROM users ORDER BY name")
+    hashes = [row["password_hash"] for row in rows]
+    assert all(h.startswith("$argon2id$") for h in hashes)
+    assert hashes[0] != hashes[1]  # the same password, salted apart
+    assert not any("correct horse" in h for h in hashes)
+
+
+async def test_only_the_right_password_of_an_enabled_user_signs_in(db: Database) -> None:
+    users = UserRepository(db)
+    await users.add("ada", "admin", "correct horse battery", NOW)
+    user = await users.verify("ada", "correct horse battery")
+    assert user is not None and user.role == "admin"
+    assert await users.verify("ada", "wrong") is None
+    assert await users.verify("nobody", "correct horse battery") is None
+    await users.set_password("ada", "another long one")
+    assert await users.verify("ada", "correct horse battery") is None
+    assert await users.verify("ada", "another long one") is not None
+    await db.execute("UPDATE users SET disabled = 1 WHERE name = 'ada'")
+    assert await users.verify("ada", "another long one") is None
+
+
+async def test_roles_are_checked(db: Database) -> None:
+    users = UserRepository(db)
+    with pytest.raises(UserError, match="unknown role"):
+        await users.add("eve", "root", "correct horse battery", NOW)
+    await users.add("vic", "viewer", "correct horse battery", NOW)
+    with pytest.raises(UserError, match="exists already"):
+        await users.add("vic", "admin", "correct horse battery", NOW)
+    with pytest.raises(UserError, match="admin or system_owner"):
+        await users.require_approver("vic")
+    await users.add("olu", "system_owner", "correct horse battery", NOW)
+    assert (await users.require_approver("olu")).role == "system_owner"
