@@ -89,6 +89,15 @@ def test_killed_broker_is_restarted_by_the_tracked_playbook(
     assert failure["severity"] == "critical"
     assert accepts(port)
     assert daemon.broker_pid() != old_pid
+    # The learning loop counted it: the version's metrics and its path are in the store.
+    [counted] = daemon.wait_for(
+        lambda: daemon.query(
+            "SELECT * FROM learning_version_metrics WHERE playbook_id = 'PLAY-MQTT-RECOVER-001'"
+        )
+    )
+    assert (counted["executions"], counted["resolutions"]) == (1, 1)
+    [path] = daemon.query("SELECT path FROM learning_paths")
+    assert json.loads(path["path"]) == ["check_broker", "restart", "verify", "done"]
 
 
 async def test_status_topics_show_health_and_the_last_execution(
@@ -390,7 +399,7 @@ async def test_home_assistant_discovers_the_supervisor_sensors(
                     configs[str(message.topic)] = json.loads(message.payload)
                 else:
                     state = json.loads(message.payload)
-                if len(configs) == 4 and state:
+                if len(configs) == 5 and state:
                     break
     node = "graylogic_supervisor_villa_7"
     assert set(configs) == {
@@ -398,6 +407,7 @@ async def test_home_assistant_discovers_the_supervisor_sensors(
         f"homeassistant/sensor/{node}/termination_rate/config",
         f"homeassistant/binary_sensor/{node}/safe_mode/config",
         f"homeassistant/sensor/{node}/open_incidents/config",
+        f"homeassistant/sensor/{node}/pending_recommendations/config",
     }
     health = configs[f"homeassistant/sensor/{node}/health/config"]
     assert health["availability_topic"] == f"{root}/health/supervisor"
@@ -408,6 +418,7 @@ async def test_home_assistant_discovers_the_supervisor_sensors(
         "safe_mode": False,
         "open_incidents": 0,
         "recovering": [],
+        "pending_recommendations": 0,
     }
 
 
