@@ -39,10 +39,12 @@ it (WAL, ``synchronous=FULL``), the system clock and default ``LearningSettings`
   missed; the store's reads run in aiosqlite's thread and are sampled;
 - ``store_mb``: the store file in MiB once generated (WAL checkpointed into it).
 
-The package's log lines are turned down to ERROR: the runner is not running here, and
-nothing else in the measured code logs per execution.
+The package's logging is turned down to ERROR, as the ``simulate`` command does: the
+runner logs a line per execution (a WARNING when it escalates), and that is not what is
+measured.
 
-**Simulation.** ``simulate()`` as ``graylogic-supervisor learning simulate`` runs it:
+**Simulation.** ``simulate()`` as ``graylogic-supervisor learning simulate --auto-approve``
+runs it:
 the real runner, store and learning loop on a scratch file with ``synchronous=OFF``,
 virtual time, for 5 rounds of 300 incidents (``--quick``: 60), each round followed by
 an analysis whose recommendations are approved (``auto_approve``). For each scenario
