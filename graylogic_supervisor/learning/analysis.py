@@ -433,7 +433,7 @@ def _missing_steps(
             for step in playbook.steps:
                 found.append(
                     Candidate(
-                        AddStep(step=new_step, before=step.id),
+                        AddStep(step={**new_step, "on_failure": step.id}, before=step.id),
                         f"add {action} before {step.id}, then {on_success} on success",
                         evidence,
                     )
@@ -441,7 +441,10 @@ def _missing_steps(
                 if playbook.resolve_transition(step, step.on_failure) == ESCALATE:
                     found.append(
                         Candidate(
-                            AddStep(step=new_step, after_failure_of=step.id),
+                            AddStep(
+                                step={**new_step, "on_failure": ESCALATE},
+                                after_failure_of=step.id,
+                            ),
                             f"add {action} when {step.id} fails, then {on_success} on success",
                             evidence,
                         )

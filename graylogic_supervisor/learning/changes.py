@@ -182,7 +182,7 @@ def _add(steps: list[dict[str, Any]], change: AddStep) -> None:
     index = _index(steps, change.after_failure_of)
     previous = steps[index]["on_failure"]
     steps[index]["on_failure"] = new["id"]
-    new["on_failure"] = previous
+    new.setdefault("on_failure", previous)
     steps.insert(index + 1, new)
 
 

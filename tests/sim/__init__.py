@@ -1,0 +1,1 @@
+"""Tests of the simulator: its scenarios, its errors and the learning goals it measures."""
