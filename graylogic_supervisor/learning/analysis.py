@@ -441,10 +441,9 @@ def _missing_steps(
                 if playbook.resolve_transition(step, step.on_failure) == ESCALATE:
                     found.append(
                         Candidate(
-                            AddStep(
-                                step={**new_step, "on_failure": ESCALATE},
-                                after_failure_of=step.id,
-                            ),
+                            # on failure it carries on where that step's failure led
+                            # in the version it is applied to
+                            AddStep(step=new_step, after_failure_of=step.id),
                             f"add {action} when {step.id} fails, then {on_success} on success",
                             evidence,
                         )

@@ -132,11 +132,14 @@ class OutcomeModel:
 
     def _prior(self, fixer: str | None, action: str, fixed: bool) -> float:
         spec = self.specs.get(action)
-        if spec is not None and spec.kind is ActionKind.FIX and not fixed:
-            if action != fixer:
-                return 0.0  # it is not what fixes this case
+        if spec is not None and spec.kind is ActionKind.FIX:
             wins, total = self.by_case.get((fixer, action, False), (0, 0))
-            return wins / total if total else 1.0  # a technician fixed it with this
+            if action == fixer:  # this case's own fix: as it did when it was needed
+                return wins / total if total else 1.0  # a technician fixed it with this
+            # Not what fixes this case: as it did in this case in the other state, else
+            # taken to fail (the records show it failing wherever it was not the fix).
+            wins, total = self.by_case.get((fixer, action, not fixed), (0, 0))
+            return wins / total if total else 0.0
         for wins, total in (
             self.by_state.get((action, fixed), (0, 0)),
             self.by_case.get((fixer, action, not fixed), (0, 0)),
