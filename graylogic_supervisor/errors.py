@@ -71,7 +71,3 @@ class UnknownServiceError(ServiceError):
 
     def __init__(self, service: str) -> None:
         super().__init__(service, "not configured")
-
-
-class ScenarioPlaybookError(SupervisorError):
-    """A scenario names a playbook that cannot be found."""

@@ -161,7 +161,7 @@ def run_simulate(args: argparse.Namespace, config: SupervisorConfig) -> int:
     if args.incidents < 1 or args.rounds < 1:
         print("--incidents and --rounds must be at least 1", file=sys.stderr)
         return EXIT_INVALID
-    scenario = load_scenario(args.scenario)
+    scenario = load_scenario(args.scenario, config.playbooks.directory)
     logging.getLogger("graylogic_supervisor").setLevel(logging.ERROR)  # one line per step else
     options = SimulationOptions(
         incidents=args.incidents,
@@ -171,7 +171,7 @@ def run_simulate(args: argparse.Namespace, config: SupervisorConfig) -> int:
         confidence_threshold=args.confidence_threshold or config.learning.confidence_threshold,
         min_executions=config.learning.min_executions,
     )
-    report = asyncio.run(simulate(scenario, options, config.playbooks.directory))
+    report = asyncio.run(simulate(scenario, options))
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK

@@ -105,6 +105,7 @@ class PlaybookAnalysis:
     playbook_id: str
     version: str
     executions: int
+    new_executions: int
     findings: dict[str, Any] = field(default_factory=dict)
     considered: list[dict[str, Any]] = field(default_factory=list)
     recommendations: list[Recommendation] = field(default_factory=list)
@@ -115,6 +116,7 @@ class PlaybookAnalysis:
             "playbook_id": self.playbook_id,
             "version": self.version,
             "executions": self.executions,
+            "new_executions": self.new_executions,
             "note": self.note,
             "findings": self.findings,
             "considered": self.considered,
@@ -125,19 +127,22 @@ class PlaybookAnalysis:
 def analyse_playbook(
     playbook: Playbook,
     metrics: VersionMetrics | None,
+    new_executions: int,
     steps: Sequence[StepMetrics],
     pairs: Sequence[StepPair],
     data: CaseSet,
     specs: Mapping[str, ActionSpec],
     settings: AnalysisSettings,
 ) -> PlaybookAnalysis:
+    """``new_executions``: of the active version since the previous analysis. Each
+    analysis judges its own period: evidence already judged does not count again."""
     executions = metrics.executions if metrics is not None else 0
-    result = PlaybookAnalysis(playbook.id, playbook.version, executions)
+    result = PlaybookAnalysis(playbook.id, playbook.version, executions, new_executions)
     result.findings = findings(playbook, steps, pairs, data, specs)
-    if executions < settings.min_executions:
+    if new_executions < settings.min_executions:
         result.note = (
-            f"{executions} executions of {playbook.version}; nothing is recommended from"
-            f" fewer than {settings.min_executions}"
+            f"{new_executions} executions of {playbook.version} since the previous analysis;"
+            f" nothing is recommended from fewer than {settings.min_executions}"
         )
         return result
     if not supported(playbook):

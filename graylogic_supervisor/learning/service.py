@@ -233,17 +233,35 @@ class LearningService:
         return report
 
     async def analyse(self, playbook: Playbook) -> PlaybookAnalysis:
+        """Analyse one playbook's active version; the period it judges ends now."""
         settings = self._settings.analysis
+        now = self._clock.now()
+        previous = await self._db.fetchone(
+            "SELECT analysed_at FROM learning_playbook_analyses WHERE playbook_id = ?",
+            (playbook.id,),
+        )
+        fresh = await self._db.fetchone(
+            "SELECT COUNT(*) FROM executions WHERE playbook_id = ? AND playbook_version = ?"
+            " AND learned = 1 AND kind = 'playbook' AND started_at > ?",
+            (playbook.id, playbook.version, previous["analysed_at"] if previous else ""),
+        )
         data = await load_cases(self._db, playbook.id, self._specs, settings.replay_window)
-        return analyse_playbook(
+        result = analyse_playbook(
             playbook,
             await self.metrics.version(playbook.id, playbook.version),
+            int(fresh[0]) if fresh else 0,
             await self.metrics.steps(playbook.id, playbook.version),
             await self.metrics.pairs(playbook.id, playbook.version),
             data,
             self._specs,
             settings,
         )
+        await self._db.execute(
+            "INSERT INTO learning_playbook_analyses (playbook_id, analysed_at) VALUES (?, ?)"
+            " ON CONFLICT DO UPDATE SET analysed_at = excluded.analysed_at",
+            (playbook.id, isoformat(now)),
+        )
+        return result
 
     async def _store_recommendations(self, result: PlaybookAnalysis, analysis_id: str) -> list[str]:
         now = self._clock.now()

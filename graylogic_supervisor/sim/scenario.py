@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from graylogic_supervisor.errors import SourceError, SourceProblem
@@ -158,7 +159,9 @@ def draw(distribution: Mapping[str, float], rng: random.Random) -> str:
     return last  # rounding left a sliver at the top
 
 
-def load_scenario(file: Path) -> Scenario:
+def load_scenario(file: Path, playbooks_dir: Path | None = None) -> Scenario:
+    """A validated scenario whose ``playbook_file`` names the playbook under test:
+    relative to the scenario, or found by ``playbook`` id in ``playbooks_dir``."""
     located = load_located(file, ScenarioError)
     if not isinstance(located.data, dict):
         raise ScenarioError(file, [SourceProblem(file, 1, "", "a scenario is a YAML mapping")])
@@ -169,11 +172,36 @@ def load_scenario(file: Path) -> Scenario:
     ]
     if problems:
         raise ScenarioError(file, problems)
-    if scenario.playbook_file is not None and not scenario.playbook_file.is_absolute():
-        scenario = scenario.model_copy(
+    if scenario.playbook_file is not None:
+        return scenario.model_copy(
             update={"playbook_file": (file.parent / scenario.playbook_file).resolve()}
         )
-    return scenario
+    assert scenario.playbook is not None
+    found = _playbook_file(scenario.playbook, playbooks_dir)
+    if found is None:
+        where = f"in {playbooks_dir}" if playbooks_dir else "(no playbooks directory given)"
+        problem = SourceProblem(
+            file,
+            located.line_of(("playbook",)),
+            "playbook",
+            f"no playbook {scenario.playbook} {where}",
+        )
+        raise ScenarioError(file, [problem])
+    return scenario.model_copy(update={"playbook_file": found})
+
+
+def _playbook_file(playbook_id: str, directory: Path | None) -> Path | None:
+    """The file in ``directory`` that declares ``id: playbook_id`` (validated later)."""
+    if directory is None or not directory.is_dir():
+        return None
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            continue  # a broken file is not the one we look for; the loader reports it
+        if isinstance(data, dict) and data.get("id") == playbook_id:
+            return path.resolve()
+    return None
 
 
 def _cross_problems(scenario: Scenario) -> list[tuple[PathKey, str]]:

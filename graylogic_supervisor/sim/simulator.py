@@ -20,7 +20,6 @@ from typing import Any
 from graylogic_supervisor.clock import VirtualClock
 from graylogic_supervisor.engine.action import ActionSpec, FailureInfo
 from graylogic_supervisor.engine.runner import Runner
-from graylogic_supervisor.errors import ScenarioPlaybookError
 from graylogic_supervisor.learning.analysis import AnalysisSettings
 from graylogic_supervisor.learning.service import (
     Alert,
@@ -35,7 +34,7 @@ from graylogic_supervisor.memory.model import (
     Resolution,
     Resources,
 )
-from graylogic_supervisor.playbooks.loader import load_directory, load_playbook
+from graylogic_supervisor.playbooks.loader import load_playbook
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.sim.actions import Incident, scenario_registry
 from graylogic_supervisor.sim.scenario import Scenario
@@ -61,33 +60,18 @@ class SimulationOptions:
     min_executions: int = 10
 
 
-def scenario_playbook(
-    scenario: Scenario, registry_specs: Mapping[str, ActionSpec], playbooks_dir: Path | None
-) -> Playbook:
+def scenario_playbook(scenario: Scenario, registry_specs: Mapping[str, ActionSpec]) -> Playbook:
     """The playbook under test, validated against the scenario's actions."""
-    if scenario.playbook_file is not None:
-        return load_playbook(scenario.playbook_file, registry_specs).playbook
-    if playbooks_dir is None:
-        raise ScenarioPlaybookError(f"no playbooks directory to find {scenario.playbook}")
-    loaded, errors = load_directory(playbooks_dir, registry_specs)
-    for item in loaded:
-        if item.playbook.id == scenario.playbook:
-            return item.playbook
-    wanted = scenario.playbook or ""
-    for error in errors:
-        if wanted in error.file.read_text(encoding="utf-8"):
-            raise error  # it is there, but not valid with the scenario's actions
-    raise ScenarioPlaybookError(f"no playbook {scenario.playbook} in {playbooks_dir}")
+    assert scenario.playbook_file is not None  # load_scenario resolved it
+    return load_playbook(scenario.playbook_file, registry_specs).playbook
 
 
-async def simulate(
-    scenario: Scenario, options: SimulationOptions, playbooks_dir: Path | None = None
-) -> dict[str, Any]:
+async def simulate(scenario: Scenario, options: SimulationOptions) -> dict[str, Any]:
     """The whole simulation in a scratch store; the report FORMAT.md defines."""
     with tempfile.TemporaryDirectory(prefix="graylogic-sim-") as scratch:
         async with Database(Path(scratch) / "simulation.db") as db:
             await db.execute("PRAGMA synchronous=OFF")  # a scratch store: nothing to keep
-            simulation = await Simulation.start(db, scenario, options, playbooks_dir)
+            simulation = await Simulation.start(db, scenario, options)
             rounds = [await simulation.round(number) for number in range(1, options.rounds + 1)]
             final = await simulation.versions.active_playbook(simulation.playbook_id)
             assert final is not None
@@ -135,7 +119,6 @@ class Simulation:
         db: Database,
         scenario: Scenario,
         options: SimulationOptions,
-        playbooks_dir: Path | None = None,
         alert: Alert | None = None,
     ) -> Simulation:
         """Seed ``db`` with the scenario's playbook (and the user ``simulator``)."""
@@ -143,7 +126,7 @@ class Simulation:
         incidents: dict[str, Incident] = {}
         registry = scenario_registry(scenario, incidents, rng)
         specs = registry.specs()
-        playbook = scenario_playbook(scenario, specs, playbooks_dir)
+        playbook = scenario_playbook(scenario, specs)
         clock = VirtualClock(START)
         versions = PlaybookVersions(db)
         await versions.seed(playbook, playbook_yaml(playbook), "scenario", clock.now())

@@ -344,6 +344,11 @@ MIGRATIONS: list[str] = [
         recommendations  INTEGER NOT NULL,
         report           TEXT NOT NULL    -- JSON: per playbook, the findings and why
     );
+    -- When each playbook was last analysed: an analysis judges the executions since.
+    CREATE TABLE learning_playbook_analyses (
+        playbook_id  TEXT PRIMARY KEY,
+        analysed_at  TEXT NOT NULL
+    );
     CREATE TABLE learning_recommendations (
         id               TEXT PRIMARY KEY,
         playbook_id      TEXT NOT NULL,
