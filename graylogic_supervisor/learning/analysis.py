@@ -148,7 +148,7 @@ def analyse_playbook(
     if not supported(playbook):
         result.note = "parallel groups and needs: are not replayed; findings only"
         return result
-    model = OutcomeModel.estimate(data.cases, data.traces, specs, settings.default_manual_s)
+    model = data.model(specs, settings.default_manual_s)
     baseline = {case: replay(playbook, case, model) for case in data.cases}
     best_by_key: dict[str, tuple[Recommendation, float]] = {}
     for candidate in candidates(playbook, steps, pairs, data, model, specs):

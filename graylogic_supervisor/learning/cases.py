@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from graylogic_supervisor.engine.action import ActionKind, ActionSpec
-from graylogic_supervisor.learning.replay import SELF, Case, case_of
+from graylogic_supervisor.learning.replay import SELF, Case, OutcomeModel, case_of
 from graylogic_supervisor.learning.trace import Trace, trace_of
 from graylogic_supervisor.store.database import Database
 
@@ -26,12 +26,19 @@ class CaseSet:
     failure_of_execution: dict[str, str | None] = field(default_factory=dict)
     human_fixes: Counter[str] = field(default_factory=Counter)  # action -> escalations it fixed
     fix_targets: dict[str, Counter[str]] = field(default_factory=dict)
+    manual_times: list[float] = field(default_factory=list)  # technicians' times, seconds
+
+    def model(self, specs: Mapping[str, ActionSpec], default_manual_s: float) -> OutcomeModel:
+        """The outcome model these cases give (technicians' time: their recorded mean)."""
+        return OutcomeModel.estimate(
+            self.cases, self.traces, specs, default_manual_s, self.manual_times
+        )
 
     def executions_fixed_by(self, action: str, by_human: bool = True) -> list[str]:
         return [
             execution_id
             for execution_id, case in self.case_of_execution.items()
-            if case.fixer == action and (not by_human or case.manual_s is not None)
+            if case.fixer == action and (not by_human or case.by_human)
         ]
 
 
@@ -43,14 +50,15 @@ async def load_cases(
 ) -> CaseSet:
     """The ``window`` most recent counted executions of the playbook, of every version."""
     rows = await db.fetchall(
-        "SELECT e.*, f.component AS f_component, m.outcome AS memory_outcome,"
-        " m.fix_action AS memory_fix, m.fix_target AS memory_target,"
+        # The window first (by the playbook-and-time index), then its memory records.
+        "SELECT e.*, m.outcome AS memory_outcome, m.fix_action AS memory_fix,"
+        " m.fix_target AS memory_target,"
         " json_extract(m.record, '$.resolution.resolved_at') AS memory_resolved_at"
-        " FROM executions e LEFT JOIN failures f ON f.id = e.failure_id"
+        " FROM (SELECT * FROM executions WHERE playbook_id = ? AND kind = 'playbook'"
+        " AND learned = 1 AND status IN ('resolved', 'escalated', 'failed')"
+        " ORDER BY started_at DESC LIMIT ?) AS e"
         " LEFT JOIN failure_memory m ON m.failure_id = e.failure_id"
-        " WHERE e.playbook_id = ? AND e.kind = 'playbook' AND e.learned = 1"
-        " AND e.status IN ('resolved', 'escalated', 'failed')"
-        " ORDER BY e.started_at DESC LIMIT ?",
+        " ORDER BY e.started_at DESC",
         (playbook_id, window),
     )
     ids = [row["id"] for row in rows]
@@ -71,7 +79,10 @@ async def load_cases(
                 found.fix_targets.setdefault(row["memory_fix"], Counter())[
                     row["memory_target"]
                 ] += 1
-        case = case_of(trace, fixer, manual_s, row["component"], row["error_id"])
+        if manual_s is not None:
+            found.manual_times.append(manual_s)
+        by_human = row["memory_outcome"] == "resolved_by_human" and bool(row["memory_fix"])
+        case = case_of(trace, fixer, by_human, row["component"], row["error_id"])
         found.traces.append(trace)
         found.cases[case] += 1
         found.case_of_execution[trace.execution_id] = case

@@ -347,8 +347,8 @@ def _step_metrics(
 _VERSION_SQL = (
     "INSERT INTO learning_version_metrics (playbook_id, version, executions, resolutions,"
     " escalations, failures, interruptions, resolution_time_sum, first_at, last_at)"
-    " VALUES (?, ?, 1, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT DO UPDATE SET executions = executions + 1,"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT DO UPDATE SET executions = executions + excluded.executions,"
     " resolutions = resolutions + excluded.resolutions,"
     " escalations = escalations + excluded.escalations,"
     " failures = failures + excluded.failures,"
@@ -367,57 +367,78 @@ _STEP_SQL = (
 )
 _PAIR_SQL = (
     "INSERT INTO learning_step_pairs (playbook_id, version, earlier_step,"
-    " earlier_outcome, step_id, runs, successes) VALUES (?, ?, ?, ?, ?, 1, ?)"
-    " ON CONFLICT DO UPDATE SET runs = runs + 1, successes = successes + excluded.successes"
+    " earlier_outcome, step_id, runs, successes) VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT DO UPDATE SET runs = runs + excluded.runs,"
+    " successes = successes + excluded.successes"
 )
 _PATH_SQL = (
     "INSERT INTO learning_paths (playbook_id, version, path, executions, resolutions)"
-    " VALUES (?, ?, ?, 1, ?) ON CONFLICT DO UPDATE SET"
-    " executions = executions + 1, resolutions = resolutions + excluded.resolutions"
+    " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
+    " executions = executions + excluded.executions,"
+    " resolutions = resolutions + excluded.resolutions"
 )
 _HISTOGRAM_SQL = (
     "INSERT INTO learning_histograms (playbook_id, version, subject, kind, bucket, count)"
-    " VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT DO UPDATE SET count = count + 1"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count"
 )
 
 
+def _add(table: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...], values: list[Any]) -> None:
+    """Sum ``values`` into the row at ``key``: a batch writes each key once."""
+    row = table.get(key)
+    if row is None:
+        table[key] = values
+    else:
+        for index, value in enumerate(values):
+            row[index] += value
+
+
 class CountedRows:
-    """What a batch of traces adds to each metrics table, as upsert parameters."""
+    """What a batch of traces adds to each metrics table, summed by key."""
 
     def __init__(self) -> None:
-        self.versions: list[tuple[Any, ...]] = []
-        self.steps: list[tuple[Any, ...]] = []
-        self.pairs: list[tuple[Any, ...]] = []
-        self.paths: list[tuple[Any, ...]] = []
-        self.histograms: list[tuple[Any, ...]] = []
+        self.versions: dict[tuple[Any, ...], list[Any]] = {}
+        self.span: dict[tuple[Any, ...], tuple[str | None, str | None]] = {}
+        self.steps: dict[tuple[Any, ...], list[Any]] = {}
+        self.pairs: dict[tuple[Any, ...], list[Any]] = {}
+        self.paths: dict[tuple[Any, ...], list[Any]] = {}
+        self.histograms: dict[tuple[Any, ...], list[Any]] = {}
 
     def statements(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
+        versions = [(*key, *values, *self.span[key]) for key, values in self.versions.items()]
         return [
-            (_VERSION_SQL, self.versions),
-            (_STEP_SQL, self.steps),
-            (_PAIR_SQL, self.pairs),
-            (_PATH_SQL, self.paths),
-            (_HISTOGRAM_SQL, self.histograms),
+            (_VERSION_SQL, versions),
+            (_STEP_SQL, [(*k, *v) for k, v in self.steps.items()]),
+            (_PAIR_SQL, [(*k, *v) for k, v in self.pairs.items()]),
+            (_PATH_SQL, [(*k, *v) for k, v in self.paths.items()]),
+            (_HISTOGRAM_SQL, [(*k, *v) for k, v in self.histograms.items()]),
         ]
 
     def add(self, trace: Trace) -> None:
         key = (trace.playbook_id, trace.version)
         status = trace.status
-        self.versions.append(
-            (
-                *key,
+        _add(
+            self.versions,
+            key,
+            [
+                1,
                 int(status == "resolved"),
                 int(status == "escalated"),
                 int(status == "failed"),
                 int(status == "interrupted"),
                 trace.duration_s if trace.resolved else 0.0,
-                trace.completed_at,
-                trace.completed_at,
-            )
+            ],
         )
+        first, last = self.span.get(key, (trace.completed_at, trace.completed_at))
+        stamp = trace.completed_at
+        if stamp is not None:
+            first = min(first or stamp, stamp)
+            last = max(last or stamp, stamp)
+        self.span[key] = (first, last)
         if trace.resolved:
-            self.histograms.append((*key, "", "resolution", histogram.bucket_of(trace.duration_s)))
-        self.paths.append((*key, json.dumps(trace.path), int(trace.resolved)))
+            bucket = histogram.bucket_of(trace.duration_s)
+            _add(self.histograms, (*key, "", "resolution", bucket), [1])
+        _add(self.paths, (*key, json.dumps(trace.path)), [1, int(trace.resolved)])
         self._add_steps(trace)
         self._add_pairs(trace)
 
@@ -432,17 +453,16 @@ class CountedRows:
             if ran:
                 for duration, outcome in zip(visit.durations, visit.outcomes, strict=True):
                     bucket = histogram.bucket_of(duration)
-                    self.histograms.append((*key, visit.step_id, "attempt", bucket))
+                    _add(self.histograms, (*key, visit.step_id, "attempt", bucket), [1])
                     if outcome == "success":
-                        self.histograms.append((*key, visit.step_id, "success", bucket))
+                        _add(self.histograms, (*key, visit.step_id, "success", bucket), [1])
             final = finals[visit.step_id]
             # Executions count once per step, at its first visit, with its final outcome.
-            self.steps.append(
-                (
-                    *key,
-                    visit.step_id,
-                    visit.name,
-                    visit.action,
+            step_key = (*key, visit.step_id, visit.name, visit.action)
+            _add(
+                self.steps,
+                step_key,
+                [
                     int(first_visit and final != "skipped"),
                     int(first_visit and final == "success"),
                     int(first_visit and final == "skipped"),
@@ -450,7 +470,7 @@ class CountedRows:
                     sum(1 for o in visit.outcomes if o == "timeout"),
                     int(first_visit and trace.resolved and trace.resolved_by == visit.step_id),
                     sum(visit.durations) if ran else 0.0,
-                )
+                ],
             )
 
     def _add_pairs(self, trace: Trace) -> None:
@@ -466,13 +486,5 @@ class CountedRows:
                 continue
             for later in order[i + 1 :]:
                 if finals[later] != "skipped":
-                    self.pairs.append(
-                        (
-                            trace.playbook_id,
-                            trace.version,
-                            earlier,
-                            outcome,
-                            later,
-                            int(finals[later] == "success"),
-                        )
-                    )
+                    pair = (trace.playbook_id, trace.version, earlier, outcome, later)
+                    _add(self.pairs, pair, [1, int(finals[later] == "success")])

@@ -48,7 +48,7 @@ _REPLAY_TIME = datetime(2026, 1, 7, 12, 0, tzinfo=UTC)  # conditions on time see
 class Case:
     fixer: str | None  # the action that fixes it, SELF, or None when nobody recorded one
     recorded: tuple[tuple[tuple[str, bool], tuple[str, ...]], ...]  # (action, fixed) -> outcomes
-    manual_s: float | None  # a technician's time after the playbook gave up, if known
+    by_human: bool  # a technician fixed it after the playbook gave up
     component: str
     error_id: str
 
@@ -56,9 +56,7 @@ class Case:
         return dict(self.recorded)
 
 
-def case_of(
-    trace: Trace, fixer: str | None, manual_s: float | None, component: str, error_id: str
-) -> Case:
+def case_of(trace: Trace, fixer: str | None, by_human: bool, component: str, error_id: str) -> Case:
     """The replayable facts of one execution; ``fixer`` as the caller determined it."""
     fixed = fixer == SELF
     recorded: dict[tuple[str, bool], list[str]] = defaultdict(list)
@@ -73,7 +71,7 @@ def case_of(
     return Case(
         fixer,
         tuple(sorted((key, tuple(values)) for key, values in recorded.items())),
-        manual_s,
+        by_human,
         component,
         error_id,
     )
@@ -97,9 +95,13 @@ class OutcomeModel:
         traces: Iterable[Trace],
         specs: Mapping[str, ActionSpec],
         default_manual_s: float,
+        manual_times: Sequence[float] = (),
     ) -> OutcomeModel:
-        model = cls(specs, default_manual_s)
-        manual_total, manual_weight = 0.0, 0
+        """``manual_times``: technicians' recorded times (their mean is used for every
+        case, so that cases differ only in what the playbook can change)."""
+        model = cls(
+            specs, sum(manual_times) / len(manual_times) if manual_times else default_manual_s
+        )
         for case, weight in cases.items():
             for (action, fixed), outcomes in case.recorded:
                 wins = sum(1 for o in outcomes if o == "success") * weight
@@ -107,11 +109,6 @@ class OutcomeModel:
                 _count(model.by_case, (case.fixer, action, fixed), wins, total)
                 _count(model.by_state, (action, fixed), wins, total)
                 _count(model.by_action, action, wins, total)
-            if case.manual_s is not None:
-                manual_total += case.manual_s * weight
-                manual_weight += weight
-        if manual_weight:
-            model.manual_s = manual_total / manual_weight
         sums: dict[tuple[str, str], list[float]] = {}
         for trace in traces:
             for visit in trace.visits:
@@ -192,7 +189,7 @@ def replay(playbook: Playbook, case: Case, model: OutcomeModel) -> Expectation:
     """The expected result of ``playbook`` for ``case``, over every branch it could take."""
     recorded = case.outcomes()
     failure = FailureInfo("replay", case.component, case.error_id, "")
-    manual = case.manual_s if case.manual_s is not None else model.manual_s
+    manual = model.manual_s
     time_total = resolved = escalated = 0.0
     stack = [_Branch(playbook.steps[0].id, 0.0, case.fixer == SELF, 1.0, Counter(), {}, 0)]
     limit = playbook.timeout_seconds

@@ -34,7 +34,6 @@ from graylogic_supervisor.learning.changes import (
     parse_change,
 )
 from graylogic_supervisor.learning.metrics import LearningMetrics
-from graylogic_supervisor.learning.replay import OutcomeModel
 from graylogic_supervisor.learning.rollback import rollback_test
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.audit import AuditLog
@@ -462,9 +461,7 @@ class LearningService:
         """None when the change still lowers the expected time on ``active``."""
         settings = self._settings.analysis
         data = await load_cases(self._db, active.id, self._specs, settings.replay_window)
-        model = OutcomeModel.estimate(
-            data.cases, data.traces, self._specs, settings.default_manual_s
-        )
+        model = data.model(self._specs, settings.default_manual_s)
         verdict = evaluate(
             active, Candidate(change, rec.summary, rec.evidence), data, model, self._specs, settings
         )

@@ -272,6 +272,7 @@ MIGRATIONS: list[str] = [
     ALTER TABLE executions ADD COLUMN learned INTEGER NOT NULL DEFAULT 0
         CHECK (learned IN (0, 1));
     CREATE INDEX executions_to_learn ON executions(started_at) WHERE learned = 0;
+    CREATE INDEX executions_by_playbook_time ON executions(playbook_id, started_at);
 
     ALTER TABLE playbook_versions ADD COLUMN status TEXT NOT NULL DEFAULT 'ok'
         CHECK (status IN ('ok', 'failed'));

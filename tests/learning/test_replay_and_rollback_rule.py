@@ -7,7 +7,7 @@ import random
 
 from graylogic_supervisor.learning.cases import load_cases
 from graylogic_supervisor.learning.changes import AddStep, apply_change
-from graylogic_supervisor.learning.replay import OutcomeModel, compare, mean_expectation, replay
+from graylogic_supervisor.learning.replay import compare, mean_expectation, replay
 from graylogic_supervisor.learning.rollback import rollback_test
 from graylogic_supervisor.store.database import Database
 from tests.learning.simulated import run, simulation
@@ -20,7 +20,7 @@ async def test_replaying_the_version_that_ran_gives_back_what_happened(db: Datab
     times = await run(sim, 200)
     specs = sim.learning.specs
     data = await load_cases(db, PLAYBOOK, specs, 1000)
-    model = OutcomeModel.estimate(data.cases, data.traces, specs, 1800.0)
+    model = data.model(specs, 1800.0)
     playbook = await sim.versions.active_playbook(PLAYBOOK)
     assert playbook is not None
     expected = mean_expectation([(replay(playbook, c, model), n) for c, n in data.cases.items()])
@@ -36,7 +36,7 @@ async def test_adding_the_fix_technicians_used_is_predicted_to_help(db: Database
     specs = sim.learning.specs
     data = await load_cases(db, PLAYBOOK, specs, 1000)
     assert data.human_fixes["remove_firewall_rule"] > 40
-    model = OutcomeModel.estimate(data.cases, data.traces, specs, 1800.0)
+    model = data.model(specs, 1800.0)
     playbook = await sim.versions.active_playbook(PLAYBOOK)
     assert playbook is not None
     step = {"id": "unblock", "name": "Unblock", "action": "remove_firewall_rule"}
