@@ -43,7 +43,7 @@ The package's logging is turned down to ERROR, as the ``simulate`` command does:
 runner logs a line per execution (a WARNING when it escalates), and that is not what is
 measured.
 
-**Simulation.** ``simulate()`` as ``graylogic-supervisor learning simulate --auto-approve``
+**Simulation.** ``simulate()`` as ``graylogic-supervisor simulate --auto-approve``
 runs it:
 the real runner, store and learning loop on a scratch file with ``synchronous=OFF``,
 virtual time, for 5 rounds of 300 incidents (``--quick``: 60), each round followed by
@@ -53,8 +53,8 @@ an analysis whose recommendations are approved (``auto_approve``). For each scen
 times incidents per round, and ``incidents_per_s`` the one over the other. Virtual time
 costs nothing, so this is the engine, the store and the learning loop at full speed.
 
-The scenario files come from ``--scenarios`` (``/work/shared/scenarios`` beside this
-checkout by default).
+The scenario files come from ``--scenarios`` (``tests/scenarios`` by default: copies of
+the shared examples).
 
     .venv/bin/python bench/learning.py [--quick] [--json] [--seed 1] [--scenarios DIR]
 """
@@ -101,7 +101,7 @@ from graylogic_supervisor.store.ids import new_id
 from graylogic_supervisor.store.memory import outcome_of
 from graylogic_supervisor.store.versions import PlaybookVersions
 
-SCENARIOS = Path(__file__).resolve().parents[2] / "shared" / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[1] / "tests" / "scenarios"
 DATA_SCENARIO = "mqtt-mixed-causes"
 PLAYBOOK_FILE = "mqtt-basic.yaml"
 SIMULATED = ("mqtt-mixed-causes", "bridge-heartbeat", "already-good")

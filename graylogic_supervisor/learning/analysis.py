@@ -15,6 +15,7 @@ import hashlib
 import json
 import random
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -404,7 +405,10 @@ def _missing_steps(
     after_fix = {playbook.resolve_transition(s, s.on_success) for s in fix_steps} - TERMINALS
     timeout = max([30.0, *(s.timeout_seconds for s in fix_steps)])
     found = []
-    for action, count in data.human_fixes.most_common():
+    missing = Counter(data.human_fixes)
+    for action in data.patterns:
+        missing[action] += 0  # a learned pattern's fix is a candidate too; replay decides
+    for action, count in missing.most_common():
         spec = specs.get(action)
         if action in present or spec is None:
             continue
@@ -423,6 +427,7 @@ def _missing_steps(
                 "occurrences": count,
                 "resolution": f"{action} {target or ''}".strip(),
             },
+            "learned_patterns": data.patterns.get(action, []),
         }
         step_id = _step_id_for(action, playbook)
         for on_success in [DONE, *sorted(after_fix)]:

@@ -27,6 +27,7 @@ class CaseSet:
     human_fixes: Counter[str] = field(default_factory=Counter)  # action -> escalations it fixed
     fix_targets: dict[str, Counter[str]] = field(default_factory=dict)
     manual_times: list[float] = field(default_factory=list)  # technicians' times, seconds
+    patterns: dict[str, list[dict[str, object]]] = field(default_factory=dict)  # by fix action
 
     def model(self, specs: Mapping[str, ActionSpec], default_manual_s: float) -> OutcomeModel:
         """The outcome model these cases give (technicians' time: their recorded mean)."""
@@ -62,6 +63,24 @@ async def load_cases(
         (playbook_id, window),
     )
     ids = [row["id"] for row in rows]
+    patterns: dict[str, list[dict[str, object]]] = {}
+    if rows:
+        # The failure memory's learned patterns for the same failures: more evidence for a fix.
+        for pattern in await db.fetchall(
+            "SELECT id, fix_action, fix_target, members, created_at, times_matched,"
+            " times_resolved FROM memory_patterns WHERE component = ?"
+            " AND error_id IN (SELECT DISTINCT error_id FROM executions WHERE playbook_id = ?)",
+            (rows[0]["component"], playbook_id),
+        ):
+            found_pattern = {
+                "pattern_id": pattern["id"],
+                "fix": f"{pattern['fix_action']} {pattern['fix_target'] or ''}".strip(),
+                "failures": len(json.loads(pattern["members"])),
+                "first_detected": pattern["created_at"],
+                "times_matched": pattern["times_matched"],
+                "times_resolved": pattern["times_resolved"],
+            }
+            patterns.setdefault(pattern["fix_action"], []).append(found_pattern)
     steps: dict[str, list[object]] = {execution_id: [] for execution_id in ids}
     for step in await db.fetchall(
         "SELECT * FROM execution_steps WHERE execution_id IN (SELECT value FROM json_each(?))"
@@ -69,7 +88,7 @@ async def load_cases(
         (json.dumps(ids),),
     ):
         steps[step["execution_id"]].append(step)
-    found = CaseSet()
+    found = CaseSet(patterns=patterns)
     for row in reversed(rows):  # oldest first
         trace = trace_of(row, steps[row["id"]])  # type: ignore[arg-type]
         fixer, manual_s = _fixer(row, trace, specs)  # type: ignore[arg-type]  # a Row maps

@@ -10,6 +10,7 @@ from graylogic_supervisor.learning.service import LearningError, LearningService
 from graylogic_supervisor.sim.simulator import Simulation
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.memory import MemoryRepository
 from graylogic_supervisor.store.users import UserError
 from tests.learning.simulated import run, simulation
 
@@ -207,3 +208,32 @@ async def test_two_versions_diff_as_yaml(db: Database) -> None:
     diff = await sim.learning.diff(PLAYBOOK, "1.0.0", "1.1.0")
     assert diff.startswith(f"--- {PLAYBOOK} 1.0.0\n+++ {PLAYBOOK} 1.1.0\n")
     assert "+version: 1.1.0" in diff and "+  action: " in diff
+
+
+async def test_a_learned_pattern_for_the_missing_fix_is_part_of_the_evidence(
+    db: Database,
+) -> None:
+    sim = await simulation(db, "mqtt-mixed-causes")
+    await run(sim, 150)
+    members = [
+        row["failure_id"]
+        for row in await db.fetchall(
+            "SELECT failure_id FROM failure_memory WHERE fix_action = 'remove_firewall_rule'"
+            " LIMIT 5"
+        )
+    ]
+    await MemoryRepository(db).save_pattern(
+        "pat-firewall",
+        error_id="ERR-INFRA-MQTT-001",
+        component="mqtt",
+        tokens=["mqtt", "failed"],
+        fix_action="remove_firewall_rule",
+        fix_target=None,
+        members=members,
+        now=NOW,
+    )
+    await sim.learning.analyze("test")
+    recs = await sim.learning.store.listing("pending")
+    [firewall] = [r for r in recs if r.type == "add_step" and "remove_firewall" in r.summary]
+    [pattern] = firewall.evidence["learned_patterns"]
+    assert (pattern["pattern_id"], pattern["failures"]) == ("pat-firewall", 5)
