@@ -14,12 +14,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from graylogic_supervisor.engine.action import ActionSpec
 from graylogic_supervisor.errors import PlaybookError, SupervisorError
-from graylogic_supervisor.playbooks.loader import load_playbook
+from graylogic_supervisor.playbooks.loader import validate_playbook_data
 from graylogic_supervisor.playbooks.model import DONE, ESCALATE, NEXT, TERMINALS, Playbook
 from graylogic_supervisor.store.versions import semver_key
 
@@ -157,10 +156,9 @@ def apply_change(
 
 def validated(data: Mapping[str, Any], specs: Mapping[str, ActionSpec]) -> Playbook:
     """Check a proposed playbook as a file would be checked."""
-    text = yaml.safe_dump(dict(data), sort_keys=False)
     name = Path(f"{data.get('id')}-{data.get('version')}.proposed.yaml")
     try:
-        return load_playbook(name, specs, text).playbook
+        return validate_playbook_data(name, data, specs)
     except PlaybookError as exc:
         problems = "; ".join(f"{p.field}: {p.message}" for p in exc.problems)
         raise ChangeError(f"the changed playbook would be invalid: {problems}") from exc

@@ -173,8 +173,8 @@ class LearningMetrics:
             fresh = {
                 row["id"]
                 for row in await conn.execute_fetchall(
-                    "SELECT id FROM executions WHERE learned = 0"
-                    " AND id IN (SELECT value FROM json_each(?))",
+                    "UPDATE executions SET learned = 1 WHERE learned = 0"
+                    " AND id IN (SELECT value FROM json_each(?)) RETURNING id",
                     (ids,),
                 )
             }
@@ -182,12 +182,9 @@ class LearningMetrics:
             rows = CountedRows()
             for trace in traces:
                 rows.add(trace)
-            await conn.executemany(
-                "UPDATE executions SET learned = 1 WHERE id = ?",
-                [(t.execution_id,) for t in traces],
-            )
             for sql, values in rows.statements():
-                await conn.executemany(sql, values)
+                if values:
+                    await conn.executemany(sql, values)
         return traces
 
     async def version(self, playbook_id: str, version: str) -> VersionMetrics | None:
@@ -199,6 +196,16 @@ class LearningMetrics:
             return None
         hist = await self._histogram(playbook_id, version, "", "resolution")
         return _version_metrics(row, hist)
+
+    async def counts(self, playbook_id: str, versions: Sequence[str]) -> dict[str, tuple[int, int]]:
+        """(resolutions, executions) of each version that has run: the rollback rule's
+        figures, in one read."""
+        rows = await self._db.fetchall(
+            "SELECT version, resolutions, executions FROM learning_version_metrics"
+            " WHERE playbook_id = ? AND version IN (SELECT value FROM json_each(?))",
+            (playbook_id, json.dumps(list(versions))),
+        )
+        return {row["version"]: (int(row["resolutions"]), int(row["executions"])) for row in rows}
 
     async def versions(self, playbook_id: str) -> list[VersionMetrics]:
         rows = await self._db.fetchall(

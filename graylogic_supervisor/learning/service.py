@@ -134,15 +134,14 @@ class LearningService:
         if parent is None:
             self._first_versions.add((playbook_id, version))  # never has a parent to go back to
             return None
-        new = await self.metrics.version(playbook_id, version)
-        previous = await self.metrics.version(playbook_id, parent)
-        if new is None or previous is None:
+        counts = await self.metrics.counts(playbook_id, (version, parent))
+        if version not in counts or parent not in counts:
             return None
         test = rollback_test(
-            previous.resolutions,
-            previous.executions,
-            new.resolutions,
-            new.executions,
+            counts[parent][0],
+            counts[parent][1],
+            counts[version][0],
+            counts[version][1],
             self._settings.analysis.min_executions,
         )
         if test is None or not test.rollback:

@@ -47,13 +47,34 @@ def load_playbook(
     if not isinstance(located.data, dict):
         raise PlaybookError(file, [SourceProblem(file, 1, "", "a playbook is a YAML mapping")])
     playbook = validate_located(located, Playbook, PlaybookError)
-    problems = [_locate(located, where, message) for where, message in graph_problems(playbook)]
-    problems += _action_problems(located, playbook, actions)
-    problems += _expression_problems(located, playbook)
+    problems = playbook_problems(located, playbook, actions)
     if problems:
         raise PlaybookError(file, problems)
     source = text if text is not None else file.read_text(encoding="utf-8")
     return LoadedPlaybook(playbook, file, source, located.line_of(("id",)))
+
+
+def validate_playbook_data(
+    name: Path, data: Mapping[str, object], actions: Mapping[str, ActionSpec]
+) -> Playbook:
+    """Playbook data built in memory (a proposed version), checked exactly as a file is,
+    without the YAML round trip; problems name fields, not lines."""
+    located = LocatedData(name, dict(data))
+    playbook = validate_located(located, Playbook, PlaybookError)
+    problems = playbook_problems(located, playbook, actions)
+    if problems:
+        raise PlaybookError(name, problems)
+    return playbook
+
+
+def playbook_problems(
+    located: LocatedData, playbook: Playbook, actions: Mapping[str, ActionSpec]
+) -> list[SourceProblem]:
+    """What a valid model can still get wrong: the graph, the actions, the expressions."""
+    problems = [_locate(located, where, message) for where, message in graph_problems(playbook)]
+    problems += _action_problems(located, playbook, actions)
+    problems += _expression_problems(located, playbook)
+    return problems
 
 
 def load_directory(

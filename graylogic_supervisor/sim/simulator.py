@@ -1,7 +1,7 @@
 """``simulate``: rounds of incidents through the real runner, store and learning loop.
 
 Everything the daemon would use is real (``Runner``, ``Database`` on a scratch
-file, ``LearningService`` with its metrics, analysis, approval and rollback);
+store in memory, ``LearningService`` with its metrics, analysis, approval and rollback);
 only time is virtual and the actions are the scenario's. A seeded ``Random``
 draws causes, durations, outcomes and ids, so a seed replays the same report.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import random
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,14 +66,16 @@ def scenario_playbook(scenario: Scenario, registry_specs: Mapping[str, ActionSpe
 
 
 async def simulate(scenario: Scenario, options: SimulationOptions) -> dict[str, Any]:
-    """The whole simulation in a scratch store; the report FORMAT.md defines."""
-    with tempfile.TemporaryDirectory(prefix="graylogic-sim-") as scratch:
-        async with Database(Path(scratch) / "simulation.db") as db:
-            await db.execute("PRAGMA synchronous=OFF")  # a scratch store: nothing to keep
-            simulation = await Simulation.start(db, scenario, options)
-            rounds = [await simulation.round(number) for number in range(1, options.rounds + 1)]
-            final = await simulation.versions.active_playbook(simulation.playbook_id)
-            assert final is not None
+    """The whole simulation in a scratch store; the report FORMAT.md defines.
+
+    The store is SQLite in memory: the same engine, schema and code as on disk, without
+    the disk writes of a store nobody keeps (a quarter of the time here).
+    """
+    async with Database(Path(":memory:")) as db:
+        simulation = await Simulation.start(db, scenario, options)
+        rounds = [await simulation.round(number) for number in range(1, options.rounds + 1)]
+        final = await simulation.versions.active_playbook(simulation.playbook_id)
+        assert final is not None
     return {
         "scenario": scenario.name,
         "seed": options.seed,
@@ -141,7 +142,7 @@ class Simulation:
         learning = LearningService(
             db, versions, AuditLog(db), specs, settings, clock, alert=alert, ids=rng
         )
-        if await learning.users.get(SIMULATOR) is None:
+        if options.auto_approve and await learning.users.get(SIMULATOR) is None:
             await learning.users.add(SIMULATOR, "system_owner", new_id("pw", START, rng), START)
         return cls(
             scenario,
