@@ -140,17 +140,7 @@ class Database:
         before); many concurrent executions then pay one disk sync per batch instead
         of one per write. The first waiting writer flushes for everyone queued.
         """
-        conn = self._conn()  # a closed store refuses at once
-        idle = not self._pending and (self._flusher is None or self._flusher.done())
-        if idle and not self._write_lock.locked():
-            # Nobody to share a commit with: write at once, without a flusher task (three
-            # fewer turns of the loop). Writers that arrive meanwhile find the lock taken
-            # and queue for the next batch, so group commit still forms under load.
-            async with self._write_lock:
-                try:
-                    return await self._run(conn, sql, params)
-                except sqlite3.Error as exc:
-                    raise StoreError(f"write failed: {exc}") from exc
+        self._conn()  # a closed store refuses at once
         future: asyncio.Future[tuple[int, int | None]] = asyncio.get_running_loop().create_future()
         self._pending.append((sql, params, future))
         if self._flusher is None or self._flusher.done():
