@@ -73,6 +73,8 @@ from graylogic_supervisor.store.escalations import EscalationRepository
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.incidents import IncidentRepository
 from graylogic_supervisor.store.memory import MemoryRepository
+from graylogic_supervisor.store.sessions import SessionRepository
+from graylogic_supervisor.store.users import ensure_first_admin
 from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.supervisor.advisor import MemoryAdvisor
 from graylogic_supervisor.supervisor.escalation import EscalationChain
@@ -81,7 +83,9 @@ from graylogic_supervisor.supervisor.loop import Supervisor
 from graylogic_supervisor.supervisor.policy import RecoveryPolicy
 from graylogic_supervisor.supervisor.recorder import ExecutionFanOut, MetricsRecorder
 from graylogic_supervisor.supervisor.resumption import resumable_executions
+from graylogic_supervisor.web.admin import AdminDeps
 from graylogic_supervisor.web.app import WebDeps, create_app
+from graylogic_supervisor.web.auth import AuthDeps
 from graylogic_supervisor.web.server import serve
 
 logger = logging.getLogger(__name__)
@@ -328,17 +332,6 @@ async def _run(
             ):
                 link.publish_on_connect(topic, payload)
 
-        app = create_app(
-            WebDeps(
-                health=monitor,
-                recovering=lambda: supervisor.recovering,
-                metrics=metrics,
-                site=config.site.name,
-                version=__version__,
-            )
-        )
-        web_ready = asyncio.Event()
-
         learning = LearningService(
             db,
             versions,
@@ -348,6 +341,27 @@ async def _run(
             clock,
             alert=observer.alert,
         )
+        await ensure_first_admin(learning.users, audit, clock)
+        sessions = SessionRepository(db)
+        await sessions.purge(clock.now())
+        app = create_app(
+            WebDeps(
+                health=monitor,
+                recovering=lambda: supervisor.recovering,
+                metrics=metrics,
+                site=config.site.name,
+                version=__version__,
+            ),
+            AdminDeps(
+                AuthDeps(learning.users, sessions, audit, clock),
+                controls,
+                escalation_store,
+                executions,
+                learning,
+                policy.termination,
+            ),
+        )
+        web_ready = asyncio.Event()
         scheduler = loops.nightly_scheduler(config, memory, learning)
         scheduler.start()  # inside the running loop, as APScheduler 3 requires
         stack.callback(scheduler.shutdown, wait=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -376,7 +377,7 @@ def test_sighup_with_a_broken_playbook_keeps_the_running_configuration(
     [active] = daemon.query("SELECT version FROM playbook_versions WHERE active = 1")
     assert active["version"] == "1.1.0"
     actions = [r["action"] for r in daemon.query("SELECT action FROM audit_log ORDER BY seq")]
-    assert actions == ["config.reload_refused", "config.reload"]
+    assert actions == ["user.add", "config.reload_refused", "config.reload"]  # first-run admin
     assert daemon.process.poll() is None
 
 
@@ -610,3 +611,22 @@ def test_a_run_stopped_in_an_idempotent_step_resumes_there_after_a_restart(
         ("restart", "success", "done"),
     ]
     assert restarted.query("PRAGMA integrity_check")[0][0] == "ok"
+
+
+def test_the_first_run_creates_an_admin_whose_password_is_shown_once(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, port)
+    daemon = start(daemons, config)
+    started_healthy(daemon)
+    shown = re.findall(r"user 'admin' with the password (\S+) \(shown once", daemon.log)
+    assert len(shown) == 1
+    [admin] = daemon.query("SELECT role, password_hash FROM users WHERE name = 'admin'")
+    assert admin["role"] == "admin" and admin["password_hash"].startswith("$argon2id$")
+    assert shown[0] not in admin["password_hash"]
+    assert daemon.terminate() == 0
+    daemon.start()
+    started_healthy(daemon)
+    assert len(re.findall(r"shown once", daemon.log)) == 1  # not on the second start
+    assert len(daemon.query("SELECT name FROM users")) == 1

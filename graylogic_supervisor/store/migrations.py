@@ -395,4 +395,24 @@ MIGRATIONS: list[str] = [
         disabled       INTEGER NOT NULL DEFAULT 0 CHECK (disabled IN (0, 1))
     );
     """,
+    # 10: the admin page's sessions (the token only as its SHA-256) and login attempts,
+    # kept in the store so the rate limit holds across restarts and processes.
+    """
+    CREATE TABLE web_sessions (
+        token_hash   TEXT PRIMARY KEY,
+        user         TEXT NOT NULL REFERENCES users(name),
+        csrf         TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        expires_at   TEXT NOT NULL
+    );
+    CREATE INDEX web_sessions_by_expiry ON web_sessions(expires_at);
+    CREATE TABLE login_attempts (
+        id      INTEGER PRIMARY KEY,
+        user    TEXT NOT NULL,
+        remote  TEXT NOT NULL,
+        at      TEXT NOT NULL,
+        ok      INTEGER NOT NULL CHECK (ok IN (0, 1))
+    );
+    CREATE INDEX login_attempts_by_time ON login_attempts(at);
+    """,
 ]

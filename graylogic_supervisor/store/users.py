@@ -6,14 +6,18 @@ memory-hard KDF with a random salt per hash); the store never sees them.
 
 from __future__ import annotations
 
+import secrets
+import sys
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TextIO
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.clock import Clock, isoformat
 from graylogic_supervisor.errors import SupervisorError
+from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database
 
 ROLES = ("admin", "system_owner", "viewer")
@@ -95,3 +99,26 @@ class UserRepository:
                 " admin or system_owner role"
             )
         return user
+
+
+async def ensure_first_admin(
+    users: UserRepository, audit: AuditLog, clock: Clock, out: TextIO | None = None
+) -> str | None:
+    """On the first run (no user at all), create ``admin`` with a random password and
+    print it once on ``out`` (stderr: the journal under systemd). It is never logged
+    and never stored but as its hash; ``graylogic-supervisor user passwd admin`` changes
+    it. Returns the password when one was made."""
+    if await users.all():
+        return None
+    password = secrets.token_urlsafe(15)
+    now = clock.now()
+    await users.add("admin", "admin", password, now)
+    await audit.append("supervisor", "user.add", "admin", {"role": "admin", "first_run": True}, now)
+    print(
+        "graylogic-supervisor: first run: created the admin page user 'admin' with the"
+        f" password {password} (shown once; change it with: graylogic-supervisor user passwd"
+        " admin)",
+        file=out or sys.stderr,
+        flush=True,
+    )
+    return password

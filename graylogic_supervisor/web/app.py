@@ -1,11 +1,11 @@
 """The supervisor's HTTP API: liveness, system health and Prometheus metrics.
 
-Every route here is read-only and unauthenticated. That is acceptable because
-the server binds to localhost by default (``admin.bind``: 127.0.0.1); exposing
-it on another interface publishes the site's component health and metrics to
-whoever can reach it. The admin page with a login comes later and adds
-authentication for what it adds; ``/healthz`` stays open in any case, since
-liveness checks carry no credentials.
+The API routes here are read-only and, for now, unauthenticated: the server
+binds to localhost by default (``admin.bind``: 127.0.0.1), and exposing it on
+another interface publishes the site's component health and metrics to whoever
+can reach it (putting them behind the login is part of the admin-page issue).
+The admin page (``admin.py``) needs a login for everything it serves;
+``/healthz`` stays open in any case, since liveness checks carry no credentials.
 
 The app is built by :func:`create_app` from the collaborators the composition
 root hands it, kept on ``app.state``: nothing is imported as a singleton, so a
@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graylogic_supervisor.health.monitor import ComponentHealth, Health, health_payload
 from graylogic_supervisor.metrics import Metrics
+from graylogic_supervisor.web.admin import AdminDeps, admin_routes, templates
 
 logger = logging.getLogger(__name__)
 
@@ -58,17 +59,24 @@ class WebDeps:
     version: str
 
 
-def create_app(deps: WebDeps) -> Starlette:
+def create_app(deps: WebDeps, admin: AdminDeps | None = None) -> Starlette:
+    """The API; with ``admin``, also the admin page (login, dashboard, actions)."""
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/api/v1/system/health", system_health, methods=["GET"]),
+        Route("/metrics", prometheus_metrics, methods=["GET"]),
+    ]
+    if admin is not None:
+        routes += admin_routes()
     app = Starlette(
-        routes=[
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/api/v1/system/health", system_health, methods=["GET"]),
-            Route("/metrics", prometheus_metrics, methods=["GET"]),
-        ],
+        routes=routes,
         middleware=[Middleware(InternalErrorMiddleware)],
         exception_handlers={HTTPException: http_error},
     )
     app.state.deps = deps
+    if admin is not None:
+        app.state.admin = admin
+        app.state.templates = templates()
     return app
 
 

@@ -1,0 +1,234 @@
+"""The admin page: login, the dashboard, and the actions it offers.
+
+Every page here needs a session (``auth.py``); a browser without one is sent to
+``/login``. A state change is a POST with the session's CSRF token, refused
+for a ``viewer``, and lands in the audit log through the repository it calls.
+Pages are rendered on the server with Jinja2 (autoescaped); there is no
+JavaScript and no external asset, since the controller is offline.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from graylogic_supervisor.learning.service import LearningService
+from graylogic_supervisor.store.controls import ControlRepository
+from graylogic_supervisor.store.escalations import EscalationRepository
+from graylogic_supervisor.store.executions import ExecutionRepository
+from graylogic_supervisor.store.sessions import Session
+from graylogic_supervisor.supervisor.policy import TerminationReading
+from graylogic_supervisor.web.auth import (
+    LOGIN_CSRF_COOKIE,
+    SESSION_COOKIE,
+    AuthDeps,
+    FormError,
+    LoginRefused,
+    current_session,
+    log_in,
+    may_change,
+    new_login_csrf,
+    read_form,
+    remote_of,
+    same,
+    set_session_cookie,
+)
+
+logger = logging.getLogger(__name__)
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass(frozen=True)
+class AdminDeps:
+    auth: AuthDeps
+    controls: ControlRepository
+    escalations: EscalationRepository
+    executions: ExecutionRepository
+    learning: LearningService
+    termination: Callable[[], TerminationReading]
+
+
+def admin_routes() -> list[Route]:
+    return [
+        Route("/", dashboard, methods=["GET"]),
+        Route("/login", login_page, methods=["GET"]),
+        Route("/login", login, methods=["POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/safe-mode/leave", leave_safe_mode, methods=["POST"]),
+        Route("/escalations/{escalation_id}/acknowledge", acknowledge, methods=["POST"]),
+    ]
+
+
+def templates() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        auto_reload=False,
+    )
+
+
+def _admin(request: Request) -> AdminDeps:
+    deps: AdminDeps = request.app.state.admin
+    return deps
+
+
+def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    env: Environment = request.app.state.templates
+    context.setdefault("site", request.app.state.deps.site)
+    context.setdefault("session", None)
+    page = env.get_template(name).render(**context)
+    return HTMLResponse(
+        page,
+        status_code=status,
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'",
+            "X-Frame-Options": "DENY",
+            "Referrer-Policy": "same-origin",
+        },
+    )
+
+
+def _to_login() -> RedirectResponse:
+    return RedirectResponse("/login", status_code=303)
+
+
+async def login_page(request: Request, message: str | None = None, status: int = 200) -> Response:
+    csrf = new_login_csrf()
+    response = _render(request, "login.html", status, csrf=csrf, message=message)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        csrf,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/login",
+    )
+    return response
+
+
+async def login(request: Request) -> Response:
+    deps = _admin(request)
+    try:
+        form = await read_form(request)
+    except FormError as exc:
+        return await login_page(request, str(exc), 400)
+    if not same(request.cookies.get(LOGIN_CSRF_COOKIE, ""), form.get("csrf_token")) or not (
+        request.cookies.get(LOGIN_CSRF_COOKIE)
+    ):
+        return await login_page(request, "The form expired; please log in again.", 403)
+    try:
+        token, session = await log_in(
+            deps.auth, form.get("user", ""), form.get("password", ""), remote_of(request)
+        )
+    except LoginRefused as refused:
+        response = await login_page(request, refused.message, refused.status)
+        if refused.retry_after_s is not None:
+            response.headers["Retry-After"] = str(refused.retry_after_s)
+        return response
+    response = RedirectResponse("/", status_code=303)
+    set_session_cookie(response, request, token, int(deps.auth.session_lifetime.total_seconds()))
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    logger.info("%s logged in from %s", session.user, remote_of(request))
+    return response
+
+
+async def _changing(
+    request: Request, need_change_role: bool = True
+) -> tuple[Session, dict[str, str]] | Response:
+    """The session and form of a state change, or the refusal to send instead."""
+    deps = _admin(request)
+    session = await current_session(request, deps.auth)
+    if session is None:
+        return JSONResponse({"error": "not logged in"}, status_code=401)
+    try:
+        form = await read_form(request)
+    except FormError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    if not same(session.csrf, form.get("csrf_token")):
+        logger.warning(
+            "refused %s by %s: missing or wrong CSRF token", request.url.path, session.user
+        )
+        return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403)
+    if need_change_role and not may_change(session):
+        return JSONResponse(
+            {"error": f"a {session.role} can look but not change anything"}, status_code=403
+        )
+    return session, form
+
+
+async def logout(request: Request) -> Response:
+    checked = await _changing(request, need_change_role=False)
+    if isinstance(checked, Response):
+        return checked
+    deps = _admin(request)
+    await deps.auth.sessions.delete(request.cookies[SESSION_COOKIE])
+    response = _to_login()
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+async def leave_safe_mode(request: Request) -> Response:
+    checked = await _changing(request)
+    if isinstance(checked, Response):
+        return checked
+    session, form = checked
+    reason = form.get("reason", "").strip()
+    if not reason:
+        return JSONResponse({"error": "leaving safe mode needs a reason"}, status_code=400)
+    deps = _admin(request)
+    await deps.controls.set_safe_mode(False, reason, session.user, deps.auth.clock.now())
+    return RedirectResponse("/", status_code=303)
+
+
+async def acknowledge(request: Request) -> Response:
+    checked = await _changing(request)
+    if isinstance(checked, Response):
+        return checked
+    session, _ = checked
+    deps = _admin(request)
+    escalation_id = request.path_params["escalation_id"]
+    if not await deps.escalations.acknowledge(escalation_id, session.user, deps.auth.clock.now()):
+        return JSONResponse({"error": f"no open escalation {escalation_id}"}, status_code=404)
+    return RedirectResponse("/", status_code=303)
+
+
+async def dashboard(request: Request) -> Response:
+    deps = _admin(request)
+    session = await current_session(request, deps.auth)
+    if session is None:
+        return _to_login()
+    web = request.app.state.deps
+    components = sorted(
+        (
+            name,
+            {
+                "health": state.health.value,
+                "error_id": state.error_id or "",
+                "detail": state.detail or "",
+            },
+        )
+        for name, state in web.health.snapshot().items()
+    )
+    return _render(
+        request,
+        "dashboard.html",
+        session=session,
+        may_change=may_change(session),
+        overall=web.health.overall().value,
+        components=components,
+        recovering=web.recovering(),
+        safe_mode=await deps.controls.safe_mode(),
+        termination=deps.termination(),
+        escalations=await deps.escalations.open_unacknowledged(),
+        pending_recommendations=await deps.learning.pending_count(),
+        executions=await deps.executions.recent(10),
+    )
