@@ -83,9 +83,9 @@ from graylogic_supervisor.supervisor.loop import Supervisor
 from graylogic_supervisor.supervisor.policy import RecoveryPolicy
 from graylogic_supervisor.supervisor.recorder import ExecutionFanOut, MetricsRecorder
 from graylogic_supervisor.supervisor.resumption import resumable_executions
-from graylogic_supervisor.web.admin import AdminDeps
 from graylogic_supervisor.web.app import WebDeps, create_app
 from graylogic_supervisor.web.auth import AuthDeps
+from graylogic_supervisor.web.render import AdminDeps
 from graylogic_supervisor.web.server import serve
 
 logger = logging.getLogger(__name__)
@@ -353,10 +353,13 @@ async def _run(
                 version=__version__,
             ),
             AdminDeps(
+                db,
                 AuthDeps(learning.users, sessions, audit, clock),
                 controls,
                 escalation_store,
                 executions,
+                CommandRepository(db),
+                versions,
                 learning,
                 policy.termination,
             ),

@@ -10,26 +10,14 @@ JavaScript and no external asset, since the controller is offline.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from graylogic_supervisor.learning.service import LearningService
-from graylogic_supervisor.store.controls import ControlRepository
-from graylogic_supervisor.store.escalations import EscalationRepository
-from graylogic_supervisor.store.executions import ExecutionRepository
-from graylogic_supervisor.store.sessions import Session
-from graylogic_supervisor.supervisor.policy import TerminationReading
 from graylogic_supervisor.web.auth import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
-    AuthDeps,
     FormError,
     LoginRefused,
     current_session,
@@ -41,19 +29,11 @@ from graylogic_supervisor.web.auth import (
     same,
     set_session_cookie,
 )
+from graylogic_supervisor.web.execution_pages import execution_routes
+from graylogic_supervisor.web.learning_pages import learning_routes
+from graylogic_supervisor.web.render import admin, changing, refuse, render, to_login
 
 logger = logging.getLogger(__name__)
-TEMPLATES = Path(__file__).parent / "templates"
-
-
-@dataclass(frozen=True)
-class AdminDeps:
-    auth: AuthDeps
-    controls: ControlRepository
-    escalations: EscalationRepository
-    executions: ExecutionRepository
-    learning: LearningService
-    termination: Callable[[], TerminationReading]
 
 
 def admin_routes() -> list[Route]:
@@ -64,46 +44,14 @@ def admin_routes() -> list[Route]:
         Route("/logout", logout, methods=["POST"]),
         Route("/safe-mode/leave", leave_safe_mode, methods=["POST"]),
         Route("/escalations/{escalation_id}/acknowledge", acknowledge, methods=["POST"]),
+        *learning_routes(),
+        *execution_routes(),
     ]
-
-
-def templates() -> Environment:
-    return Environment(
-        loader=FileSystemLoader(TEMPLATES),
-        autoescape=select_autoescape(["html"]),
-        auto_reload=False,
-    )
-
-
-def _admin(request: Request) -> AdminDeps:
-    deps: AdminDeps = request.app.state.admin
-    return deps
-
-
-def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
-    env: Environment = request.app.state.templates
-    context.setdefault("site", request.app.state.deps.site)
-    context.setdefault("session", None)
-    page = env.get_template(name).render(**context)
-    return HTMLResponse(
-        page,
-        status_code=status,
-        headers={
-            "Cache-Control": "no-store",
-            "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'",
-            "X-Frame-Options": "DENY",
-            "Referrer-Policy": "same-origin",
-        },
-    )
-
-
-def _to_login() -> RedirectResponse:
-    return RedirectResponse("/login", status_code=303)
 
 
 async def login_page(request: Request, message: str | None = None, status: int = 200) -> Response:
     csrf = new_login_csrf()
-    response = _render(request, "login.html", status, csrf=csrf, message=message)
+    response = render(request, "login.html", status, csrf=csrf, message=message)
     response.set_cookie(
         LOGIN_CSRF_COOKIE,
         csrf,
@@ -116,7 +64,7 @@ async def login_page(request: Request, message: str | None = None, status: int =
 
 
 async def login(request: Request) -> Response:
-    deps = _admin(request)
+    deps = admin(request)
     try:
         form = await read_form(request)
     except FormError as exc:
@@ -141,71 +89,47 @@ async def login(request: Request) -> Response:
     return response
 
 
-async def _changing(
-    request: Request, need_change_role: bool = True
-) -> tuple[Session, dict[str, str]] | Response:
-    """The session and form of a state change, or the refusal to send instead."""
-    deps = _admin(request)
-    session = await current_session(request, deps.auth)
-    if session is None:
-        return JSONResponse({"error": "not logged in"}, status_code=401)
-    try:
-        form = await read_form(request)
-    except FormError as exc:
-        return JSONResponse({"error": str(exc)}, status_code=400)
-    if not same(session.csrf, form.get("csrf_token")):
-        logger.warning(
-            "refused %s by %s: missing or wrong CSRF token", request.url.path, session.user
-        )
-        return JSONResponse({"error": "missing or wrong CSRF token"}, status_code=403)
-    if need_change_role and not may_change(session):
-        return JSONResponse(
-            {"error": f"a {session.role} can look but not change anything"}, status_code=403
-        )
-    return session, form
-
-
 async def logout(request: Request) -> Response:
-    checked = await _changing(request, need_change_role=False)
+    checked = await changing(request, need_change_role=False)
     if isinstance(checked, Response):
         return checked
-    deps = _admin(request)
+    deps = admin(request)
     await deps.auth.sessions.delete(request.cookies[SESSION_COOKIE])
-    response = _to_login()
+    response = to_login()
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response
 
 
 async def leave_safe_mode(request: Request) -> Response:
-    checked = await _changing(request)
+    checked = await changing(request)
     if isinstance(checked, Response):
         return checked
     session, form = checked
     reason = form.get("reason", "").strip()
     if not reason:
-        return JSONResponse({"error": "leaving safe mode needs a reason"}, status_code=400)
-    deps = _admin(request)
+        return refuse(400, "leaving safe mode needs a reason")
+    deps = admin(request)
     await deps.controls.set_safe_mode(False, reason, session.user, deps.auth.clock.now())
     return RedirectResponse("/", status_code=303)
 
 
 async def acknowledge(request: Request) -> Response:
-    checked = await _changing(request)
+    checked = await changing(request)
     if isinstance(checked, Response):
         return checked
     session, _ = checked
-    deps = _admin(request)
+    deps = admin(request)
     escalation_id = request.path_params["escalation_id"]
     if not await deps.escalations.acknowledge(escalation_id, session.user, deps.auth.clock.now()):
-        return JSONResponse({"error": f"no open escalation {escalation_id}"}, status_code=404)
+        return refuse(404, f"no open escalation {escalation_id}")
     return RedirectResponse("/", status_code=303)
 
 
 async def dashboard(request: Request) -> Response:
-    deps = _admin(request)
+    deps = admin(request)
     session = await current_session(request, deps.auth)
     if session is None:
-        return _to_login()
+        return to_login()
     web = request.app.state.deps
     components = sorted(
         (
@@ -218,7 +142,7 @@ async def dashboard(request: Request) -> Response:
         )
         for name, state in web.health.snapshot().items()
     )
-    return _render(
+    return render(
         request,
         "dashboard.html",
         session=session,

@@ -34,7 +34,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from graylogic_supervisor.health.monitor import ComponentHealth, Health, health_payload
 from graylogic_supervisor.metrics import Metrics
-from graylogic_supervisor.web.admin import AdminDeps, admin_routes, templates
+from graylogic_supervisor.web.admin import admin_routes
+from graylogic_supervisor.web.render import AdminDeps, templates
 
 logger = logging.getLogger(__name__)
 

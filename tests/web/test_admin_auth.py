@@ -16,6 +16,7 @@ from graylogic_supervisor.health.monitor import ComponentHealth, Health
 from graylogic_supervisor.learning.service import LearningService, LearningSettings
 from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.commands import CommandRepository
 from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.escalations import EscalationRepository
@@ -24,9 +25,9 @@ from graylogic_supervisor.store.sessions import SessionRepository
 from graylogic_supervisor.store.users import UserRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.supervisor.policy import TerminationReading
-from graylogic_supervisor.web.admin import AdminDeps
 from graylogic_supervisor.web.app import WebDeps, create_app
 from graylogic_supervisor.web.auth import MAX_FAILURES, AuthDeps
+from graylogic_supervisor.web.render import AdminDeps
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 PASSWORD = "correct horse battery"
@@ -57,10 +58,13 @@ async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(
         WebDeps(Health1(), lambda: frozenset({"mqtt"}), Metrics("test"), "villa-7", "0.1.0"),
         AdminDeps(
+            db,
             AuthDeps(users, SessionRepository(db), audit, clock),
             ControlRepository(db, audit),
             EscalationRepository(db, audit),
             ExecutionRepository(db),
+            CommandRepository(db),
+            PlaybookVersions(db),
             learning,
             lambda: TerminationReading(0.125, 16, 2),
         ),

@@ -1,0 +1,148 @@
+"""Executions on the admin page: a filtered list, and each one's timeline, decision
+record and controls. Pause, resume and cancel go through the same commands table
+as the CLI: the daemon applies them within a quarter of a second and audits them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from markupsafe import Markup
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from graylogic_supervisor.web.render import (
+    admin,
+    changing,
+    refuse,
+    render,
+    see_other,
+    to_login,
+    viewer,
+)
+from graylogic_supervisor.web.svg import timeline
+from graylogic_supervisor.why import explain
+
+STATUSES = ("running", "resolved", "escalated", "failed", "interrupted")
+CONTROLS = ("pause", "resume", "cancel")
+PAGE = 50
+
+
+def execution_routes() -> list[Route]:
+    return [
+        Route("/executions", executions, methods=["GET"]),
+        Route("/executions/{execution_id}", execution, methods=["GET"]),
+        Route("/executions/{execution_id}/control", control, methods=["POST"]),
+    ]
+
+
+def _filters(request: Request) -> tuple[dict[str, str], str, list[Any]]:
+    """The query's filters (unknown values dropped) as SQL clauses over ``executions``."""
+    query = request.query_params
+    chosen: dict[str, str] = {}
+    clauses, params = ["1 = 1"], []
+    for key, column in (("playbook", "playbook_id"), ("component", "component")):
+        value = query.get(key, "").strip()[:100]
+        if value:
+            chosen[key] = value
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    status = query.get("status", "")
+    if status in STATUSES:
+        chosen["status"] = status
+        clauses.append("status = ?")
+        params.append(status)
+    for key, operator in (("since", ">="), ("until", "<=")):
+        value = query.get(key, "").strip()
+        try:
+            datetime.fromisoformat(value)
+        except ValueError:
+            continue
+        chosen[key] = value
+        clauses.append(f"started_at {operator} ?")
+        params.append(value)
+    text = query.get("q", "").strip()[:100]
+    if text:
+        chosen["q"] = text
+        clauses.append("(id LIKE ? OR detail LIKE ? OR what_fixed_it LIKE ? OR failure_id LIKE ?)")
+        params += [f"%{text}%"] * 4
+    return chosen, " AND ".join(clauses), params
+
+
+async def executions(request: Request) -> Response:
+    session = await viewer(request)
+    if session is None:
+        return to_login()
+    chosen, where, params = _filters(request)
+    rows = await admin(request).db.fetchall(
+        f"SELECT * FROM executions WHERE {where}"  # noqa: S608  # fixed clauses, values bound
+        " ORDER BY started_at DESC, rowid DESC LIMIT ?",
+        (*params, PAGE),
+    )
+    return render(
+        request, "executions.html", session=session, rows=rows, chosen=chosen, statuses=STATUSES
+    )
+
+
+async def execution(request: Request) -> Response:
+    session = await viewer(request)
+    if session is None:
+        return to_login()
+    deps = admin(request)
+    execution_id = request.path_params["execution_id"]
+    row = await deps.db.fetchone("SELECT * FROM executions WHERE id = ?", (execution_id,))
+    if row is None:
+        return refuse(404, "no such execution")
+    steps = await deps.executions.steps(execution_id)
+    first = datetime.fromisoformat(steps[0]["started_at"]) if steps else None
+    bars = []
+    for step in steps:
+        offset = (
+            (datetime.fromisoformat(step["started_at"]) - first).total_seconds() if first else 0.0
+        )
+        label = step["step_id"] + (f" #{step['attempt']}" if step["attempt"] > 1 else "")
+        bars.append(
+            {
+                "label": label,
+                "offset_s": float(offset),
+                "duration_s": step["duration_seconds"],
+                "outcome": step["outcome"],
+            }
+        )
+    why = await explain(deps.db, execution_id) or []
+    commands = await deps.db.fetchall(
+        "SELECT * FROM execution_commands WHERE execution_id = ? ORDER BY id DESC LIMIT 10",
+        (execution_id,),
+    )
+    return render(
+        request,
+        "execution.html",
+        session=session,
+        may_change=session.role in ("admin", "system_owner"),
+        x=row,
+        steps=steps,
+        chart=Markup(timeline(bars)),  # noqa: S704  # built from escaped text only
+        why=why,
+        commands=commands,
+        running=row["status"] == "running",
+    )
+
+
+async def control(request: Request) -> Response:
+    checked = await changing(request)
+    if isinstance(checked, Response):
+        return checked
+    session, form = checked
+    deps = admin(request)
+    execution_id = request.path_params["execution_id"]
+    command = form.get("command", "")
+    reason = form.get("reason", "").strip()
+    if command not in CONTROLS:
+        return refuse(400, f"command must be one of {', '.join(CONTROLS)}")
+    if not reason:
+        return refuse(400, f"to {command} an execution, give a reason")
+    if await deps.db.fetchone("SELECT 1 FROM executions WHERE id = ?", (execution_id,)) is None:
+        return refuse(404, "no such execution")
+    await deps.commands.issue(execution_id, command, session.user, reason, deps.auth.clock.now())
+    return see_other(f"/executions/{execution_id}")

@@ -1,0 +1,245 @@
+"""Recommendations and playbooks on the admin page: see the evidence, decide, roll back.
+
+Decisions go through ``LearningService`` (role checks, validation, audit) exactly
+as the CLI's do; a refusal is shown on the page with the service's own words.
+"""
+
+from __future__ import annotations
+
+import difflib
+from datetime import timedelta
+from typing import Any
+
+import yaml
+from markupsafe import Markup
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.errors import SupervisorError
+from graylogic_supervisor.learning.changes import apply_change, bump, parse_change
+from graylogic_supervisor.store.versions import playbook_yaml
+from graylogic_supervisor.web.render import (
+    admin,
+    changing,
+    refuse,
+    render,
+    see_other,
+    to_login,
+    viewer,
+)
+from graylogic_supervisor.web.svg import line_chart, step_graph
+
+TREND_DAYS = 30
+
+
+def learning_routes() -> list[Route]:
+    return [
+        Route("/recommendations", recommendations, methods=["GET"]),
+        Route("/recommendations/{rec_id}", recommendation, methods=["GET"]),
+        Route("/recommendations/{rec_id}/approve", approve, methods=["POST"]),
+        Route("/recommendations/{rec_id}/reject", reject, methods=["POST"]),
+        Route("/playbooks", playbooks, methods=["GET"]),
+        Route("/playbooks/{playbook_id}", playbook_page, methods=["GET"]),
+        Route("/playbooks/{playbook_id}/rollback", rollback, methods=["POST"]),
+    ]
+
+
+async def recommendations(request: Request) -> Response:
+    session = await viewer(request)
+    if session is None:
+        return to_login()
+    status = request.query_params.get("status", "pending")
+    recs = await admin(request).learning.store.listing(None if status == "all" else status)
+    return render(request, "recommendations.html", session=session, recs=recs, shown=status)
+
+
+async def _proposal(request: Request, rec: Any) -> tuple[str, str, str]:
+    """The base version's YAML, the proposed version's YAML, and their diff."""
+    deps = admin(request)
+    base = await deps.versions.definition(rec.playbook_id, rec.base_version)
+    if base is None:
+        return "", "", ""
+    before = playbook_yaml(base)
+    try:
+        change = parse_change(rec.change)
+        proposed = apply_change(base, change, bump(base.version, change.type), deps.learning.specs)
+        after = playbook_yaml(proposed)
+    except (SupervisorError, ValueError) as exc:
+        after = f"# the change does not apply: {exc}\n"
+    diff = "".join(
+        difflib.unified_diff(
+            before.splitlines(keepends=True),
+            after.splitlines(keepends=True),
+            f"{rec.base_version} (before)",
+            "proposed (after)",
+        )
+    )
+    return before, after, diff
+
+
+async def recommendation(
+    request: Request, error: str | None = None, status: int = 200, edited: str | None = None
+) -> Response:
+    session = await viewer(request)
+    if session is None:
+        return to_login()
+    rec = await admin(request).learning.store.get(request.path_params["rec_id"])
+    if rec is None:
+        return refuse(404, "no such recommendation")
+    before, after, diff = await _proposal(request, rec)
+    return render(
+        request,
+        "recommendation.html",
+        status,
+        session=session,
+        rec=rec,
+        before=before,
+        after=after,
+        diff=diff,
+        error=error,
+        change_yaml=edited or yaml.safe_dump(rec.change, sort_keys=False),
+        may_change=session.role in ("admin", "system_owner"),
+    )
+
+
+async def approve(request: Request) -> Response:
+    checked = await changing(request)
+    if isinstance(checked, Response):
+        return checked
+    session, form = checked
+    deps = admin(request)
+    rec_id = request.path_params["rec_id"]
+    modified: dict[str, Any] | None = None
+    edited = form.get("change")
+    if edited is not None:
+        try:
+            data = yaml.safe_load(edited)
+        except yaml.YAMLError as exc:
+            return await recommendation(request, f"the change is not YAML: {exc}", 400, edited)
+        if not isinstance(data, dict):
+            return await recommendation(request, "a change is a mapping with a type", 400, edited)
+        modified = data
+    try:
+        version = await deps.learning.approve(
+            rec_id, session.user, form.get("reason", ""), modified
+        )
+    except SupervisorError as exc:
+        return await recommendation(request, str(exc), 400, edited)
+    rec = await deps.learning.store.get(rec_id)
+    assert rec is not None
+    return see_other(f"/playbooks/{rec.playbook_id}?approved={version}")
+
+
+async def reject(request: Request) -> Response:
+    checked = await changing(request)
+    if isinstance(checked, Response):
+        return checked
+    session, form = checked
+    try:
+        await admin(request).learning.reject(
+            request.path_params["rec_id"], session.user, form.get("reason", "")
+        )
+    except SupervisorError as exc:
+        return await recommendation(request, str(exc), 400)
+    return see_other("/recommendations")
+
+
+async def playbooks(request: Request) -> Response:
+    session = await viewer(request)
+    if session is None:
+        return to_login()
+    deps = admin(request)
+    rows = []
+    for book in await deps.versions.active_playbooks():
+        metrics = await deps.learning.metrics.version(book.id, book.version)
+        pending = await deps.learning.store.listing("pending", book.id)
+        rows.append({"playbook": book, "metrics": metrics, "pending": len(pending)})
+    return render(request, "playbooks.html", session=session, rows=rows)
+
+
+async def playbook_page(request: Request, error: str | None = None, status: int = 200) -> Response:
+    session = await viewer(request)
+    if session is None:
+        return to_login()
+    deps = admin(request)
+    playbook_id = request.path_params["playbook_id"]
+    active = await deps.versions.active_playbook(playbook_id)
+    if active is None:
+        return refuse(404, "no such playbook")
+    versions = await deps.versions.versions_of(playbook_id)
+    old = request.query_params.get("old")
+    new = request.query_params.get("new")
+    diff = None
+    if old and new:
+        try:
+            diff = await deps.learning.diff(playbook_id, old, new)
+        except SupervisorError as exc:
+            error = str(exc)
+    trends = await _trends(request, playbook_id)
+    escalated = await deps.db.fetchall(
+        "SELECT id, playbook_version, started_at, detail FROM executions"
+        " WHERE playbook_id = ? AND status != 'resolved' AND status != 'running'"
+        " ORDER BY started_at DESC LIMIT 10",
+        (playbook_id,),
+    )
+    return render(
+        request,
+        "playbook.html",
+        status,
+        session=session,
+        may_change=session.role in ("admin", "system_owner"),
+        playbook=active,
+        yaml_text=playbook_yaml(active),
+        metrics=await deps.learning.metrics.version(playbook_id, active.version),
+        steps=await deps.learning.metrics.steps(playbook_id, active.version),
+        paths=await deps.learning.metrics.paths(playbook_id, active.version),
+        versions=versions,
+        escalated=escalated,
+        diff=diff,
+        old=old,
+        new=new,
+        error=error,
+        approved=request.query_params.get("approved"),
+        graph=Markup(step_graph(active)),  # noqa: S704  # built from escaped text only
+        success_chart=Markup(trends[0]),  # noqa: S704
+        time_chart=Markup(trends[1]),  # noqa: S704
+    )
+
+
+async def _trends(request: Request, playbook_id: str) -> tuple[str, str]:
+    """Daily success rate and mean resolution time over the last TREND_DAYS days."""
+    deps = admin(request)
+    today = deps.auth.clock.now()
+    since = today - timedelta(days=TREND_DAYS - 1)
+    rows = await deps.db.fetchall(
+        "SELECT substr(started_at, 1, 10) AS day, COUNT(*) AS n,"
+        " SUM(status = 'resolved') AS ok,"
+        " AVG(CASE WHEN status = 'resolved' THEN duration_seconds END) AS mean_s"
+        " FROM executions WHERE playbook_id = ? AND kind = 'playbook'"
+        " AND status != 'running' AND started_at >= ? GROUP BY day",
+        (playbook_id, isoformat(since)[:10]),
+    )
+    by_day = {row["day"]: row for row in rows}
+    days = [isoformat(since + timedelta(days=i))[:10] for i in range(TREND_DAYS)]
+    success = [
+        (day, by_day[day]["ok"] / by_day[day]["n"] * 100 if day in by_day else None) for day in days
+    ]
+    mean = [(day, by_day[day]["mean_s"] if day in by_day else None) for day in days]
+    return line_chart(success, "% resolved", 100.0), line_chart(mean, "s to resolve")
+
+
+async def rollback(request: Request) -> Response:
+    checked = await changing(request)
+    if isinstance(checked, Response):
+        return checked
+    session, form = checked
+    playbook_id = request.path_params["playbook_id"]
+    try:
+        await admin(request).learning.rollback(
+            playbook_id, form.get("version", ""), session.user, form.get("reason", "")
+        )
+    except SupervisorError as exc:
+        return await playbook_page(request, str(exc), 400)
+    return see_other(f"/playbooks/{playbook_id}")

@@ -1,0 +1,116 @@
+"""What every admin page shares: its collaborators, rendering, and the guards that
+decide who may look and who may change."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+
+from graylogic_supervisor.learning.service import LearningService
+from graylogic_supervisor.store.commands import CommandRepository
+from graylogic_supervisor.store.controls import ControlRepository
+from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.escalations import EscalationRepository
+from graylogic_supervisor.store.executions import ExecutionRepository
+from graylogic_supervisor.store.sessions import Session
+from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.supervisor.policy import TerminationReading
+from graylogic_supervisor.web.auth import (
+    AuthDeps,
+    FormError,
+    current_session,
+    may_change,
+    read_form,
+    same,
+)
+
+logger = logging.getLogger(__name__)
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+@dataclass(frozen=True)
+class AdminDeps:
+    db: Database
+    auth: AuthDeps
+    controls: ControlRepository
+    escalations: EscalationRepository
+    executions: ExecutionRepository
+    commands: CommandRepository
+    versions: PlaybookVersions
+    learning: LearningService
+    termination: Callable[[], TerminationReading]
+
+
+def templates() -> Environment:
+    return Environment(
+        loader=FileSystemLoader(TEMPLATES),
+        autoescape=select_autoescape(["html"]),
+        auto_reload=False,
+    )
+
+
+def admin(request: Request) -> AdminDeps:
+    deps: AdminDeps = request.app.state.admin
+    return deps
+
+
+def render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    env: Environment = request.app.state.templates
+    context.setdefault("site", request.app.state.deps.site)
+    context.setdefault("session", None)
+    page = env.get_template(name).render(**context)
+    return HTMLResponse(
+        page,
+        status_code=status,
+        headers={
+            "Cache-Control": "no-store",
+            "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'",
+            "X-Frame-Options": "DENY",
+            "Referrer-Policy": "same-origin",
+        },
+    )
+
+
+def to_login() -> RedirectResponse:
+    return RedirectResponse("/login", status_code=303)
+
+
+def see_other(path: str) -> RedirectResponse:
+    return RedirectResponse(path, status_code=303)
+
+
+def refuse(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def viewer(request: Request) -> Session | None:
+    """The session of whoever looks; None sends them to the login."""
+    return await current_session(request, admin(request).auth)
+
+
+async def changing(
+    request: Request, need_change_role: bool = True
+) -> tuple[Session, dict[str, str]] | Response:
+    """The session and form of a state change, or the refusal to send instead."""
+    session = await current_session(request, admin(request).auth)
+    if session is None:
+        return refuse(401, "not logged in")
+    try:
+        form = await read_form(request)
+    except FormError as exc:
+        return refuse(400, str(exc))
+    if not same(session.csrf, form.get("csrf_token")):
+        logger.warning(
+            "refused %s by %s: missing or wrong CSRF token", request.url.path, session.user
+        )
+        return refuse(403, "missing or wrong CSRF token")
+    if need_change_role and not may_change(session):
+        return refuse(403, f"a {session.role} can look but not change anything")
+    return session, form
