@@ -31,6 +31,7 @@ from graylogic_supervisor.web.auth import (
 )
 from graylogic_supervisor.web.execution_pages import execution_routes
 from graylogic_supervisor.web.learning_pages import learning_routes
+from graylogic_supervisor.web.record_pages import record_routes
 from graylogic_supervisor.web.render import admin, changing, refuse, render, to_login
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ def admin_routes() -> list[Route]:
         Route("/escalations/{escalation_id}/acknowledge", acknowledge, methods=["POST"]),
         *learning_routes(),
         *execution_routes(),
+        *record_routes(),
     ]
 
 
