@@ -332,6 +332,9 @@ class PlaybooksConfig(Model):
 class AdminConfig(Model):
     bind: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
+    metrics_token: SecretStr | None = Field(
+        None, description="bearer token a Prometheus scrape of /metrics may use instead of a login"
+    )
 
 
 class SupervisorConfig(Model):

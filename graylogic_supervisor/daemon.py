@@ -362,6 +362,9 @@ async def _run(
                 versions,
                 learning,
                 policy.termination,
+                config.admin.metrics_token.get_secret_value()
+                if config.admin.metrics_token
+                else None,
             ),
         )
         web_ready = asyncio.Event()

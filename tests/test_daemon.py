@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import aiomqtt
+import httpx
 import pytest
 import yaml
 
@@ -48,6 +49,17 @@ def accepts(port: int) -> bool:
 
 def started_healthy(daemon: Daemon) -> None:
     daemon.wait_for_log(r"mqtt is healthy")
+
+
+def logged_in_client(daemon: Daemon, base: str) -> httpx.Client:
+    """A client logged in as the first-run admin, with the password the daemon printed."""
+    [password] = re.findall(r"user 'admin' with the password (\S+) \(shown once", daemon.log)
+    web = httpx.Client(base_url=base, timeout=5)
+    form = web.get("/login").text
+    [token] = re.findall(r'name="csrf_token" value="([^"]+)"', form)
+    answer = web.post("/login", data={"csrf_token": token, "user": "admin", "password": password})
+    assert answer.status_code == 303, answer.text
+    return web
 
 
 def steps(daemon: Daemon, execution_id: str) -> list[tuple[str, str, str | None]]:
@@ -467,19 +479,24 @@ def test_a_broker_killed_over_and_over_is_capped_escalated_then_tried_again(
 def test_the_health_api_and_metrics_are_served_and_a_taken_port_is_a_clear_error(
     tmp_path: Path, daemons: list[Daemon]
 ) -> None:
-    import httpx
 
     port = free_port()
     config = write_config(tmp_path, port)
     daemon = start(daemons, config)
     started_healthy(daemon)
     admin = yaml.safe_load(config.read_text())["admin"]["port"]
-    health = httpx.get(f"http://127.0.0.1:{admin}/api/v1/system/health", timeout=5).json()
+    base = f"http://127.0.0.1:{admin}"
+    assert httpx.get(f"{base}/api/v1/system/health", timeout=5).status_code == 401
+    assert httpx.get(f"{base}/metrics", timeout=5).status_code == 401
+    assert httpx.get(f"{base}/healthz", timeout=5).status_code == 200
+    web = logged_in_client(daemon, base)
+    health = web.get(f"{base}/api/v1/system/health", timeout=5).json()
     assert health["status"] == "healthy"
     assert health["components"]["mqtt"]["status"] == "healthy"
     os.kill(daemon.broker_pid(), signal.SIGKILL)
     daemon.wait_for(lambda: daemon.query("SELECT 1 FROM executions WHERE status = 'resolved'"))
-    metrics = httpx.get(f"http://127.0.0.1:{admin}/metrics", timeout=5).text
+    metrics = web.get(f"{base}/metrics", timeout=5).text
+    web.close()
     resolved = 'playbook="PLAY-MQTT-RECOVER-001",status="resolved"'
     assert f"graylogic_supervisor_executions_total{{{resolved}}} 1.0" in metrics
     assert "graylogic_supervisor_broker_restarts_total 1.0" in metrics

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from graylogic_supervisor.web.api import api_routes
 from graylogic_supervisor.web.auth import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -48,6 +49,7 @@ def admin_routes() -> list[Route]:
         *learning_routes(),
         *execution_routes(),
         *record_routes(),
+        *api_routes(),
     ]
 
 

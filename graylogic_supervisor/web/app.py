@@ -1,11 +1,10 @@
 """The supervisor's HTTP API: liveness, system health and Prometheus metrics.
 
-The API routes here are read-only and, for now, unauthenticated: the server
-binds to localhost by default (``admin.bind``: 127.0.0.1), and exposing it on
-another interface publishes the site's component health and metrics to whoever
-can reach it (putting them behind the login is part of the admin-page issue).
-The admin page (``admin.py``) needs a login for everything it serves;
-``/healthz`` stays open in any case, since liveness checks carry no credentials.
+With the admin page mounted (the daemon always mounts it), every route but
+``/healthz`` needs a login: ``/api/v1/system/health`` the page's session,
+``/metrics`` the session or the bearer token ``admin.metrics_token`` (for a
+Prometheus scrape). ``/healthz`` stays open, since liveness checks carry no
+credentials. Without the admin page (unit tests of the API alone) they are open.
 
 The app is built by :func:`create_app` from the collaborators the composition
 root hands it, kept on ``app.state``: nothing is imported as a singleton, so a
@@ -35,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from graylogic_supervisor.health.monitor import ComponentHealth, Health, health_payload
 from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.web.admin import admin_routes
+from graylogic_supervisor.web.auth import current_session, same
 from graylogic_supervisor.web.render import AdminDeps, templates
 
 logger = logging.getLogger(__name__)
@@ -92,7 +92,30 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def _refused(request: Request, metrics: bool = False) -> Response | None:
+    """With the admin page mounted, these routes need its session (or, for /metrics,
+    the configured bearer token); None when the request may go on."""
+    admin: AdminDeps | None = getattr(request.app.state, "admin", None)
+    if admin is None:
+        return None
+    if metrics and admin.metrics_token is not None:
+        given = request.headers.get("authorization", "").removeprefix("Bearer ")
+        if same(admin.metrics_token, given):
+            return None
+    if await current_session(request, admin.auth) is not None:
+        return None
+    return JSONResponse({"error": "not logged in"}, status_code=401)
+
+
 async def system_health(request: Request) -> Response:
+    """
+    responses:
+      200: {description: "overall and per-component health, and what is being recovered"}
+      401: {description: not logged in}
+    """
+    refused = await _refused(request)
+    if refused is not None:
+        return refused
     deps = _deps(request)
     components = {
         name: _component_json(state) for name, state in sorted(deps.health.snapshot().items())
@@ -119,6 +142,9 @@ def _component_json(state: ComponentHealth) -> dict[str, str]:
 async def prometheus_metrics(request: Request) -> Response:
     """The exposition, with component health read from the monitor at scrape time
     so the gauge can never lag behind what ``/api/v1/system/health`` says."""
+    refused = await _refused(request, metrics=True)
+    if refused is not None:
+        return refused
     deps = _deps(request)
     for name, state in deps.health.snapshot().items():
         deps.metrics.set_component_health(name, state.health.value)

@@ -37,7 +37,7 @@ def execution_routes() -> list[Route]:
     ]
 
 
-def _filters(request: Request) -> tuple[dict[str, str], str, list[Any]]:
+def execution_filters(request: Request) -> tuple[dict[str, str], str, list[Any]]:
     """The query's filters (unknown values dropped) as SQL clauses over ``executions``."""
     query = request.query_params
     chosen: dict[str, str] = {}
@@ -74,7 +74,7 @@ async def executions(request: Request) -> Response:
     session = await viewer(request)
     if session is None:
         return to_login()
-    chosen, where, params = _filters(request)
+    chosen, where, params = execution_filters(request)
     rows = await admin(request).db.fetchall(
         f"SELECT * FROM executions WHERE {where}"  # noqa: S608  # fixed clauses, values bound
         " ORDER BY started_at DESC, rowid DESC LIMIT ?",

@@ -46,6 +46,7 @@ class AdminDeps:
     versions: PlaybookVersions
     learning: LearningService
     termination: Callable[[], TerminationReading]
+    metrics_token: str | None = None  # lets a Prometheus scrape /metrics without a session
 
 
 def templates() -> Environment:

@@ -1,0 +1,404 @@
+"""The admin page's JSON API under ``/api/v1``: what the pages show, and the same
+decisions, for scripts. Described by OpenAPI at ``/api/v1/openapi.json``.
+
+Authentication is the page's session cookie. A state change also needs the
+session's CSRF token in the ``X-CSRF-Token`` header and the admin or
+system_owner role; bodies are JSON objects of at most 16 KiB. Decisions go
+through the same services as the pages and the CLI, so they are validated and
+audited the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.schemas import SchemaGenerator
+
+from graylogic_supervisor.errors import SupervisorError
+from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.sessions import Session
+from graylogic_supervisor.web.auth import MAX_FORM_BYTES, current_session, may_change, same
+from graylogic_supervisor.web.execution_pages import CONTROLS, execution_filters
+from graylogic_supervisor.web.render import admin, refuse
+
+SCHEMAS = SchemaGenerator(
+    {
+        "openapi": "3.0.3",
+        "info": {"title": "graylogic-supervisor admin API", "version": "1"},
+        "components": {
+            "securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": "gls_session"}
+            }
+        },
+        "security": [{"session": []}],
+    }
+)
+
+
+def api_routes() -> list[Route]:
+    return [
+        Route("/api/v1/openapi.json", openapi, methods=["GET"], include_in_schema=False),
+        Route("/api/v1/session", whoami, methods=["GET"]),
+        Route("/api/v1/recommendations", recommendations, methods=["GET"]),
+        Route("/api/v1/recommendations/{rec_id}", recommendation, methods=["GET"]),
+        Route("/api/v1/recommendations/{rec_id}/approve", approve, methods=["POST"]),
+        Route("/api/v1/recommendations/{rec_id}/reject", reject, methods=["POST"]),
+        Route("/api/v1/playbooks", playbooks, methods=["GET"]),
+        Route("/api/v1/playbooks/{playbook_id}", playbook, methods=["GET"]),
+        Route("/api/v1/playbooks/{playbook_id}/rollback", rollback, methods=["POST"]),
+        Route("/api/v1/executions", executions, methods=["GET"]),
+        Route("/api/v1/executions/{execution_id}", execution, methods=["GET"]),
+        Route("/api/v1/executions/{execution_id}/control", control, methods=["POST"]),
+        Route("/api/v1/audit", audit, methods=["GET"]),
+    ]
+
+
+async def openapi(request: Request) -> Response:
+    api = [
+        route for route in request.app.routes if getattr(route, "path", "").startswith("/api/v1/")
+    ]
+    return JSONResponse(SCHEMAS.get_schema(routes=api))
+
+
+async def reader(request: Request) -> Session | Response:
+    session = await current_session(request, admin(request).auth)
+    return session if session is not None else refuse(401, "not logged in")
+
+
+async def writer(request: Request) -> tuple[Session, dict[str, Any]] | Response:
+    """The session and JSON body of a state change, or the refusal."""
+    session = await current_session(request, admin(request).auth)
+    if session is None:
+        return refuse(401, "not logged in")
+    if not same(session.csrf, request.headers.get("x-csrf-token")):
+        return refuse(403, "missing or wrong X-CSRF-Token header")
+    if not may_change(session):
+        return refuse(403, f"a {session.role} can look but not change anything")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return refuse(413, "body too large")
+    try:
+        data = json.loads(body or b"{}")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return refuse(400, "the body is not JSON")
+    if not isinstance(data, dict):
+        return refuse(400, "the body is a JSON object")
+    return session, data
+
+
+def rows(items: list[Any]) -> list[dict[str, Any]]:
+    return [dict(item) for item in items]
+
+
+def text(data: dict[str, Any], key: str) -> str:
+    value = data.get(key, "")
+    return value if isinstance(value, str) else ""
+
+
+async def whoami(request: Request) -> Response:
+    """
+    responses:
+      200: {description: "the logged-in user, role and CSRF token for state changes"}
+      401: {description: not logged in}
+    """
+    session = await reader(request)
+    if isinstance(session, Response):
+        return session
+    return JSONResponse({"user": session.user, "role": session.role, "csrf": session.csrf})
+
+
+async def recommendations(request: Request) -> Response:
+    """
+    parameters:
+      - name: status
+        in: query
+        schema:
+          type: string
+          enum: [pending, approved, rejected, archived, superseded, all]
+    responses:
+      200: {description: recommendations, newest first}
+      401: {description: not logged in}
+    """
+    session = await reader(request)
+    if isinstance(session, Response):
+        return session
+    status = request.query_params.get("status", "pending")
+    if status not in ("pending", "approved", "rejected", "archived", "superseded", "all"):
+        return refuse(400, "unknown status")
+    recs = await admin(request).learning.store.listing(None if status == "all" else status)
+    return JSONResponse([r.as_dict() for r in recs])
+
+
+async def recommendation(request: Request) -> Response:
+    """
+    parameters:
+      - {name: rec_id, in: path, required: true, schema: {type: string}}
+    responses:
+      200: {description: one recommendation}
+      401: {description: not logged in}
+      404: {description: no such recommendation}
+    """
+    session = await reader(request)
+    if isinstance(session, Response):
+        return session
+    rec = await admin(request).learning.store.get(request.path_params["rec_id"])
+    return refuse(404, "no such recommendation") if rec is None else JSONResponse(rec.as_dict())
+
+
+async def approve(request: Request) -> Response:
+    """
+    parameters:
+      - {name: rec_id, in: path, required: true, schema: {type: string}}
+      - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
+    requestBody:
+      content:
+        application/json:
+          schema:
+            type: object
+            properties: {reason: {type: string}, change: {type: object}}
+    responses:
+      200: {description: approved; the new active version}
+      400: {description: the change does not apply or is not valid}
+      401: {description: not logged in}
+      403: {description: wrong CSRF token, or a viewer}
+    """
+    checked = await writer(request)
+    if isinstance(checked, Response):
+        return checked
+    session, data = checked
+    change = data.get("change")
+    if change is not None and not isinstance(change, dict):
+        return refuse(400, "change is a JSON object")
+    try:
+        version = await admin(request).learning.approve(
+            request.path_params["rec_id"], session.user, text(data, "reason"), change
+        )
+    except SupervisorError as exc:
+        return refuse(400, str(exc))
+    return JSONResponse({"approved": request.path_params["rec_id"], "version": version})
+
+
+async def reject(request: Request) -> Response:
+    """
+    parameters:
+      - {name: rec_id, in: path, required: true, schema: {type: string}}
+      - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
+    requestBody:
+      content:
+        application/json:
+          schema:
+            type: object
+            required: [reason]
+            properties: {reason: {type: string}}
+    responses:
+      200: {description: rejected}
+      400: {description: no reason, or not pending}
+      401: {description: not logged in}
+      403: {description: wrong CSRF token, or a viewer}
+    """
+    checked = await writer(request)
+    if isinstance(checked, Response):
+        return checked
+    session, data = checked
+    try:
+        await admin(request).learning.reject(
+            request.path_params["rec_id"], session.user, text(data, "reason")
+        )
+    except SupervisorError as exc:
+        return refuse(400, str(exc))
+    return JSONResponse({"rejected": request.path_params["rec_id"]})
+
+
+async def playbooks(request: Request) -> Response:
+    """
+    responses:
+      200: {description: active playbooks with their metrics}
+      401: {description: not logged in}
+    """
+    session = await reader(request)
+    if isinstance(session, Response):
+        return session
+    deps = admin(request)
+    answer = []
+    for book in await deps.versions.active_playbooks():
+        metrics = await deps.learning.metrics.version(book.id, book.version)
+        answer.append(
+            {
+                "id": book.id,
+                "name": book.name,
+                "active_version": book.version,
+                "metrics": metrics.as_dict() if metrics else None,
+            }
+        )
+    return JSONResponse(answer)
+
+
+async def playbook(request: Request) -> Response:
+    """
+    parameters:
+      - {name: playbook_id, in: path, required: true, schema: {type: string}}
+    responses:
+      200: {description: the active version, its step metrics and paths, and every version}
+      401: {description: not logged in}
+      404: {description: no such playbook}
+    """
+    session = await reader(request)
+    if isinstance(session, Response):
+        return session
+    deps = admin(request)
+    playbook_id = request.path_params["playbook_id"]
+    active = await deps.versions.active_playbook(playbook_id)
+    if active is None:
+        return refuse(404, "no such playbook")
+    metrics = await deps.learning.metrics.version(playbook_id, active.version)
+    return JSONResponse(
+        {
+            "active": active.model_dump(mode="json", exclude_defaults=True),
+            "metrics": metrics.as_dict() if metrics else None,
+            "steps": [
+                s.as_dict() for s in await deps.learning.metrics.steps(playbook_id, active.version)
+            ],
+            "common_paths": [
+                p.as_dict() for p in await deps.learning.metrics.paths(playbook_id, active.version)
+            ],
+            "versions": await deps.versions.versions_of(playbook_id),
+        }
+    )
+
+
+async def rollback(request: Request) -> Response:
+    """
+    parameters:
+      - {name: playbook_id, in: path, required: true, schema: {type: string}}
+      - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
+    requestBody:
+      content:
+        application/json:
+          schema:
+            type: object
+            required: [version, reason]
+            properties: {version: {type: string}, reason: {type: string}}
+    responses:
+      200: {description: the version is active again}
+      400: {description: unknown version, already active, or no reason}
+      401: {description: not logged in}
+      403: {description: wrong CSRF token, or a viewer}
+    """
+    checked = await writer(request)
+    if isinstance(checked, Response):
+        return checked
+    session, data = checked
+    playbook_id = request.path_params["playbook_id"]
+    try:
+        previous = await admin(request).learning.rollback(
+            playbook_id, text(data, "version"), session.user, text(data, "reason")
+        )
+    except SupervisorError as exc:
+        return refuse(400, str(exc))
+    return JSONResponse({"active": text(data, "version"), "was": previous})
+
+
+async def executions(request: Request) -> Response:
+    """
+    parameters:
+      - {name: playbook, in: query, schema: {type: string}}
+      - {name: component, in: query, schema: {type: string}}
+      - {name: status, in: query, schema: {type: string}}
+      - {name: since, in: query, schema: {type: string}}
+      - {name: until, in: query, schema: {type: string}}
+      - {name: q, in: query, schema: {type: string}}
+    responses:
+      200: {description: the 50 newest executions that match}
+      401: {description: not logged in}
+    """
+    session = await reader(request)
+    if isinstance(session, Response):
+        return session
+    _, where, params = execution_filters(request)
+    found = await admin(request).db.fetchall(
+        f"SELECT * FROM executions WHERE {where}"  # noqa: S608  # fixed clauses, values bound
+        " ORDER BY started_at DESC, rowid DESC LIMIT 50",
+        params,
+    )
+    return JSONResponse(rows(found))
+
+
+async def execution(request: Request) -> Response:
+    """
+    parameters:
+      - {name: execution_id, in: path, required: true, schema: {type: string}}
+    responses:
+      200: {description: the execution record with every step (the learning spec's shape)}
+      401: {description: not logged in}
+      404: {description: no such execution}
+    """
+    session = await reader(request)
+    if isinstance(session, Response):
+        return session
+    record = await admin(request).executions.record(request.path_params["execution_id"])
+    return refuse(404, "no such execution") if record is None else JSONResponse(record)
+
+
+async def control(request: Request) -> Response:
+    """
+    parameters:
+      - {name: execution_id, in: path, required: true, schema: {type: string}}
+      - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
+    requestBody:
+      content:
+        application/json:
+          schema:
+            type: object
+            required: [command, reason]
+            properties:
+              command: {type: string, enum: [pause, resume, cancel]}
+              reason: {type: string}
+    responses:
+      202: {description: queued; the daemon applies it and records the result}
+      400: {description: unknown command or no reason}
+      401: {description: not logged in}
+      403: {description: wrong CSRF token, or a viewer}
+      404: {description: no such execution}
+    """
+    checked = await writer(request)
+    if isinstance(checked, Response):
+        return checked
+    session, data = checked
+    deps = admin(request)
+    execution_id = request.path_params["execution_id"]
+    command, reason = text(data, "command"), text(data, "reason").strip()
+    if command not in CONTROLS or not reason:
+        return refuse(400, f"command is one of {', '.join(CONTROLS)}, with a reason")
+    if await deps.db.fetchone("SELECT 1 FROM executions WHERE id = ?", (execution_id,)) is None:
+        return refuse(404, "no such execution")
+    command_id = await deps.commands.issue(
+        execution_id, command, session.user, reason, deps.auth.clock.now()
+    )
+    return JSONResponse({"queued": command_id}, status_code=202)
+
+
+async def audit(request: Request) -> Response:
+    """
+    responses:
+      200: {description: the newest 100 audit entries and whether the chain verifies}
+      401: {description: not logged in}
+    """
+    session = await reader(request)
+    if isinstance(session, Response):
+        return session
+    log = AuditLog(admin(request).db)
+    check = await log.verify()
+    return JSONResponse(
+        {
+            "verified": check.ok,
+            "entries": check.entries,
+            "problem": None if check.ok else check.problem,
+            "newest": rows(await log.entries(limit=100)),
+        }
+    )

@@ -1,0 +1,153 @@
+"""The JSON API: authentication, CSRF, roles, every decision, and an OpenAPI
+description that matches the routes."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.executions import ExecutionRepository
+from tests.web.test_admin_auth import log_in
+from tests.web.test_admin_pages import (
+    NOW,
+    PLAYBOOK,
+    client,  # noqa: F401  # the filled store and app
+)
+
+
+async def schema(http: httpx.AsyncClient) -> dict:  # type: ignore[type-arg]
+    answer = await http.get("/api/v1/openapi.json")
+    assert answer.status_code == 200
+    return answer.json()  # type: ignore[no-any-return]
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x", path)
+
+
+async def test_the_openapi_description_and_the_routes_agree(
+    client: httpx.AsyncClient,  # noqa: F811
+) -> None:
+    described = await schema(client)
+    documented = {(p, m.upper()) for p, ops in described["paths"].items() for m in ops}
+    app = client._transport.app  # type: ignore[attr-defined]  # the ASGI app under test
+    routed = {
+        (route.path, method)
+        for route in app.routes
+        if route.path.startswith("/api/v1/") and route.path != "/api/v1/openapi.json"
+        for method in route.methods - {"HEAD"}
+    }
+    assert documented == routed
+    for path, ops in described["paths"].items():
+        for name in re.findall(r"\{([^}]+)\}", path):
+            for operation in ops.values():
+                assert any(p["name"] == name for p in operation.get("parameters", [])), path
+
+
+async def test_nothing_under_api_v1_answers_a_stranger(
+    client: httpx.AsyncClient,  # noqa: F811
+) -> None:
+    described = await schema(client)
+    for path, ops in described["paths"].items():
+        for method in ops:
+            answer = await client.request(method, concrete(path), json={})
+            assert answer.status_code == 401, (method, path)
+            assert "Traceback" not in answer.text
+    assert (await client.get("/api/v1/system/health")).status_code == 401
+    assert (await client.get("/metrics")).status_code == 401
+
+
+async def test_a_decision_needs_the_csrf_header_and_a_role(
+    client: httpx.AsyncClient,  # noqa: F811
+) -> None:
+    await log_in(client, "vic")
+    me = (await client.get("/api/v1/session")).json()
+    assert me["role"] == "viewer"
+    [rec] = [
+        r
+        for r in (await client.get("/api/v1/recommendations")).json()
+        if r["recommendation_type"] == "set_retry"
+    ]
+    no_header = await client.post(f"/api/v1/recommendations/{rec['id']}/approve", json={})
+    assert no_header.status_code == 403 and "X-CSRF-Token" in no_header.json()["error"]
+    viewer = await client.post(
+        f"/api/v1/recommendations/{rec['id']}/approve",
+        json={},
+        headers={"X-CSRF-Token": me["csrf"]},
+    )
+    assert viewer.status_code == 403 and "viewer" in viewer.json()["error"]
+
+
+async def test_approve_reject_and_roll_back_through_the_api(
+    client: httpx.AsyncClient,  # noqa: F811
+) -> None:
+    await log_in(client, "ada")
+    csrf = {"X-CSRF-Token": (await client.get("/api/v1/session")).json()["csrf"]}
+    recs = (await client.get("/api/v1/recommendations")).json()
+    retry = next(r for r in recs if r["recommendation_type"] == "set_retry")
+    others = [r for r in recs if r["id"] != retry["id"]]
+    bad = await client.post(
+        f"/api/v1/recommendations/{retry['id']}/approve",
+        json={"change": {"type": "set_retry", "step_id": "nope", "retry": {"attempts": 2}}},
+        headers=csrf,
+    )
+    assert bad.status_code == 400 and "nope" in bad.json()["error"]
+    not_json = await client.post(
+        f"/api/v1/recommendations/{retry['id']}/approve", content=b"\xff{", headers=csrf
+    )
+    assert not_json.status_code == 400
+    done = await client.post(
+        f"/api/v1/recommendations/{retry['id']}/approve", json={"reason": "api"}, headers=csrf
+    )
+    assert done.json() == {"approved": retry["id"], "version": "1.0.1"}
+    if others:
+        no_reason = await client.post(
+            f"/api/v1/recommendations/{others[0]['id']}/reject", json={}, headers=csrf
+        )
+        assert no_reason.status_code == 400
+    book = (await client.get(f"/api/v1/playbooks/{PLAYBOOK}")).json()
+    assert book["active"]["version"] == "1.0.1" and len(book["versions"]) == 2
+    back = await client.post(
+        f"/api/v1/playbooks/{PLAYBOOK}/rollback",
+        json={"version": "1.0.0", "reason": "api"},
+        headers=csrf,
+    )
+    assert back.json() == {"active": "1.0.0", "was": "1.0.1"}
+    audit = (await client.get("/api/v1/audit")).json()
+    assert audit["verified"] is True
+    assert {"recommendation.approve", "playbook.rollback"} <= {e["action"] for e in audit["newest"]}
+
+
+async def test_executions_are_listed_read_and_controlled_through_the_api(
+    client: httpx.AsyncClient,  # noqa: F811
+    db: Database,
+) -> None:
+    executions = ExecutionRepository(db)
+    await executions.record_failure(
+        "fail-live", "mqtt", "ERR-INFRA-MQTT-001", "critical", "down", NOW
+    )
+    await executions.start_execution(
+        "exec-live", PLAYBOOK, "1.0.0", "fail-live", "ERR-INFRA-MQTT-001", "mqtt", NOW
+    )
+    await log_in(client, "ada")
+    csrf = {"X-CSRF-Token": (await client.get("/api/v1/session")).json()["csrf"]}
+    running = (await client.get("/api/v1/executions?status=running")).json()
+    assert [x["id"] for x in running] == ["exec-live"]
+    some = (await client.get("/api/v1/executions?status=resolved")).json()[0]["id"]
+    record = (await client.get(f"/api/v1/executions/{some}")).json()
+    assert record["steps"] and record["outcome"]["status"] == "resolved"
+    assert (await client.get("/api/v1/executions/nope")).status_code == 404
+    queued = await client.post(
+        "/api/v1/executions/exec-live/control",
+        json={"command": "pause", "reason": "look"},
+        headers=csrf,
+    )
+    assert queued.status_code == 202
+    refused = await client.post(
+        "/api/v1/executions/exec-live/control", json={"command": "pause"}, headers=csrf
+    )
+    assert refused.status_code == 400
+    health = await client.get("/api/v1/system/health")
+    assert health.status_code == 200 and health.json()["site"] == "villa-7"
