@@ -34,6 +34,7 @@ from graylogic_supervisor.web.execution_pages import execution_routes
 from graylogic_supervisor.web.learning_pages import learning_routes
 from graylogic_supervisor.web.record_pages import record_routes
 from graylogic_supervisor.web.render import admin, changing, refuse, render, to_login
+from graylogic_supervisor.web.reports import report_routes
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def admin_routes() -> list[Route]:
         *execution_routes(),
         *record_routes(),
         *api_routes(),
+        *report_routes(),
     ]
 
 

@@ -151,3 +151,26 @@ async def test_executions_are_listed_read_and_controlled_through_the_api(
     assert refused.status_code == 400
     health = await client.get("/api/v1/system/health")
     assert health.status_code == 200 and health.json()["site"] == "villa-7"
+
+
+async def test_reports_print_and_answer_in_json(
+    client: httpx.AsyncClient,  # noqa: F811
+    db: Database,
+) -> None:
+    await log_in(client, "ada")
+    first = (await db.fetchone("SELECT MAX(started_at) FROM executions"))[0][:10]
+    weekly = (await client.get(f"/api/v1/reports/weekly?end={first}")).json()
+    [book] = weekly["playbooks"]
+    rows = await db.fetchall(
+        "SELECT status FROM executions WHERE started_at >= ?", (weekly["period"]["start"],)
+    )
+    assert book["executions"] == len(rows)
+    assert book["resolved"] == sum(1 for r in rows if r["status"] == "resolved")
+    assert weekly["failures_by_component"]["mqtt"] == len(rows)
+    page = await client.get(f"/reports/weekly?end={first}")
+    assert page.status_code == 200 and "@media print" in page.text
+    assert (await client.get("/api/v1/reports/weekly?end=someday")).status_code == 400
+    some = (await db.fetchone("SELECT id FROM executions LIMIT 1"))["id"]
+    report = (await client.get(f"/api/v1/reports/executions/{some}")).json()
+    assert report["execution"]["id"] == some and report["why"]
+    assert "Execution report" in (await client.get(f"/reports/executions/{some}")).text
