@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from graylogic_supervisor.web.admin_data import dashboard_data
 from graylogic_supervisor.web.api import api_routes
 from graylogic_supervisor.web.auth import (
     LOGIN_CSRF_COOKIE,
@@ -132,33 +133,13 @@ async def acknowledge(request: Request) -> Response:
 
 
 async def dashboard(request: Request) -> Response:
-    deps = admin(request)
-    session = await current_session(request, deps.auth)
+    session = await current_session(request, admin(request).auth)
     if session is None:
         return to_login()
-    web = request.app.state.deps
-    components = sorted(
-        (
-            name,
-            {
-                "health": state.health.value,
-                "error_id": state.error_id or "",
-                "detail": state.detail or "",
-            },
-        )
-        for name, state in web.health.snapshot().items()
-    )
     return render(
         request,
         "dashboard.html",
         session=session,
         may_change=may_change(session),
-        overall=web.health.overall().value,
-        components=components,
-        recovering=web.recovering(),
-        safe_mode=await deps.controls.safe_mode(),
-        termination=deps.termination(),
-        escalations=await deps.escalations.open_unacknowledged(),
-        pending_recommendations=await deps.learning.pending_count(),
-        executions=await deps.executions.recent(10),
+        **await dashboard_data(request),
     )

@@ -21,8 +21,15 @@ from starlette.schemas import SchemaGenerator
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.sessions import Session
+from graylogic_supervisor.web.admin_data import dashboard_data
 from graylogic_supervisor.web.auth import MAX_FORM_BYTES, current_session, may_change, same
 from graylogic_supervisor.web.execution_pages import CONTROLS, execution_filters
+from graylogic_supervisor.web.record_pages import (
+    failure_data,
+    failures_data,
+    learning_data,
+    record_resolution,
+)
 from graylogic_supervisor.web.render import admin, refuse
 
 SCHEMAS = SchemaGenerator(
@@ -54,10 +61,20 @@ def api_routes() -> list[Route]:
         Route("/api/v1/executions/{execution_id}", execution, methods=["GET"]),
         Route("/api/v1/executions/{execution_id}/control", control, methods=["POST"]),
         Route("/api/v1/audit", audit, methods=["GET"]),
+        Route("/api/v1/dashboard", dashboard, methods=["GET"]),
+        Route("/api/v1/learning", learning, methods=["GET"]),
+        Route("/api/v1/failures", failures, methods=["GET"]),
+        Route("/api/v1/failures/{failure_id}", failure, methods=["GET"]),
+        Route("/api/v1/failures/{failure_id}/resolve", resolve, methods=["POST"]),
+        Route("/api/v1/safe-mode/leave", leave_safe_mode, methods=["POST"]),
+        Route("/api/v1/escalations/{escalation_id}/acknowledge", acknowledge, methods=["POST"]),
     ]
 
 
 async def openapi(request: Request) -> Response:
+    session = await reader(request)
+    if isinstance(session, Response):
+        return session
     api = [
         route for route in request.app.routes if getattr(route, "path", "").startswith("/api/v1/")
     ]
@@ -402,3 +419,143 @@ async def audit(request: Request) -> Response:
             "newest": rows(await log.entries(limit=100)),
         }
     )
+
+
+async def dashboard(request: Request) -> Response:
+    """
+    responses:
+      200: {description: "health, safe mode, escalations, recommendations, executions"}
+      401: {description: not logged in}
+    """
+    session = await reader(request)
+    if isinstance(session, Response):
+        return session
+    return JSONResponse(await dashboard_data(request))
+
+
+async def learning(request: Request) -> Response:
+    """
+    responses:
+      200: {description: "patterns this week, improvements this month, progress"}
+      401: {description: not logged in}
+    """
+    session = await reader(request)
+    if isinstance(session, Response):
+        return session
+    return JSONResponse(await learning_data(request))
+
+
+async def failures(request: Request) -> Response:
+    """
+    parameters:
+      - name: outcome
+        in: query
+        schema:
+          type: string
+          enum: [open, resolved_by_supervisor, resolved_by_human, unresolved]
+    responses:
+      200: {description: the newest failure records and the learned patterns}
+      401: {description: not logged in}
+    """
+    session = await reader(request)
+    if isinstance(session, Response):
+        return session
+    return JSONResponse(await failures_data(request))
+
+
+async def failure(request: Request) -> Response:
+    """
+    parameters:
+      - {name: failure_id, in: path, required: true, schema: {type: string}}
+    responses:
+      200: {description: the failure memory's record and the executions for it}
+      401: {description: not logged in}
+      404: {description: no such failure}
+    """
+    session = await reader(request)
+    if isinstance(session, Response):
+        return session
+    data = await failure_data(request)
+    return refuse(404, "no such failure") if data is None else JSONResponse(data)
+
+
+async def resolve(request: Request) -> Response:
+    """
+    parameters:
+      - {name: failure_id, in: path, required: true, schema: {type: string}}
+      - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
+    requestBody:
+      content:
+        application/json:
+          schema:
+            type: object
+            required: [fix_action, what]
+            properties:
+              fix_action: {type: string}
+              target: {type: string}
+              what: {type: string}
+              root_cause: {type: string}
+    responses:
+      200: {description: the resolution is recorded}
+      400: {description: fix_action or what missing}
+      401: {description: not logged in}
+      403: {description: wrong CSRF token, or a viewer}
+      404: {description: no such failure}
+    """
+    checked = await writer(request)
+    if isinstance(checked, Response):
+        return checked
+    session, data = checked
+    fields = {key: text(data, key) for key in ("fix_action", "target", "what", "root_cause")}
+    problem = await record_resolution(request, session, fields)
+    if problem is not None:
+        return refuse(*problem)
+    return JSONResponse({"resolved": request.path_params["failure_id"]})
+
+
+async def leave_safe_mode(request: Request) -> Response:
+    """
+    parameters:
+      - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
+    requestBody:
+      content:
+        application/json:
+          schema: {type: object, required: [reason], properties: {reason: {type: string}}}
+    responses:
+      200: {description: "safe mode is off (left: false when it was not on)"}
+      400: {description: no reason}
+      401: {description: not logged in}
+      403: {description: wrong CSRF token, or a viewer}
+    """
+    checked = await writer(request)
+    if isinstance(checked, Response):
+        return checked
+    session, data = checked
+    reason = text(data, "reason").strip()
+    if not reason:
+        return refuse(400, "leaving safe mode needs a reason")
+    deps = admin(request)
+    left = await deps.controls.set_safe_mode(False, reason, session.user, deps.auth.clock.now())
+    return JSONResponse({"left": left})
+
+
+async def acknowledge(request: Request) -> Response:
+    """
+    parameters:
+      - {name: escalation_id, in: path, required: true, schema: {type: string}}
+      - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
+    responses:
+      200: {description: acknowledged}
+      401: {description: not logged in}
+      403: {description: wrong CSRF token, or a viewer}
+      404: {description: no open escalation with that id}
+    """
+    checked = await writer(request)
+    if isinstance(checked, Response):
+        return checked
+    session, _ = checked
+    deps = admin(request)
+    escalation_id = request.path_params["escalation_id"]
+    if not await deps.escalations.acknowledge(escalation_id, session.user, deps.auth.clock.now()):
+        return refuse(404, f"no open escalation {escalation_id}")
+    return JSONResponse({"acknowledged": escalation_id})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -17,6 +18,7 @@ from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.memory.model import Resolution
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.memory import MemoryRepository
+from graylogic_supervisor.store.sessions import Session
 from graylogic_supervisor.web.render import (
     admin,
     changing,
@@ -41,10 +43,8 @@ def record_routes() -> list[Route]:
     ]
 
 
-async def failures(request: Request) -> Response:
-    session = await viewer(request)
-    if session is None:
-        return to_login()
+async def failures_data(request: Request) -> dict[str, Any]:
+    """The newest failure records (of one outcome, if asked) and the learned patterns."""
     outcome = request.query_params.get("outcome", "")
     chosen = outcome if outcome in OUTCOMES else ""
     deps = admin(request)
@@ -55,45 +55,106 @@ async def failures(request: Request) -> Response:
         (chosen, chosen, PAGE),
     )
     patterns = await MemoryRepository(deps.db).patterns()
+    return {
+        "outcome": chosen,
+        "failures": [dict(row) for row in rows],
+        "patterns": [
+            {
+                "id": p.id,
+                "component": p.component,
+                "error_id": p.error_id,
+                "fix_action": p.fix_action,
+                "fix_target": p.fix_target,
+                "failures": len(p.members),
+                "times_matched": p.times_matched,
+                "success_rate": p.success_rate,
+                "flag_reason": p.flag_reason,
+            }
+            for p in patterns
+        ],
+    }
+
+
+async def failures(request: Request) -> Response:
+    session = await viewer(request)
+    if session is None:
+        return to_login()
+    data = await failures_data(request)
     return render(
         request,
         "failures.html",
         session=session,
-        rows=rows,
-        patterns=patterns,
-        outcome=outcome,
+        rows=data["failures"],
+        patterns=data["patterns"],
+        outcome=data["outcome"],
         outcomes=OUTCOMES,
     )
 
 
-async def failure(request: Request, error: str | None = None, status: int = 200) -> Response:
-    session = await viewer(request)
-    if session is None:
-        return to_login()
+async def failure_data(request: Request) -> dict[str, Any] | None:
+    """One failure's record, outcome and executions; None when the memory has none."""
     deps = admin(request)
     failure_id = request.path_params["failure_id"]
     row = await deps.db.fetchone(
         "SELECT outcome, record FROM failure_memory WHERE failure_id = ?", (failure_id,)
     )
     if row is None:
-        return refuse(404, "the failure memory has no such failure")
+        return None
     executions = await deps.db.fetchall(
         "SELECT id, playbook_id, playbook_version, status, detail FROM executions"
         " WHERE failure_id = ? ORDER BY started_at",
         (failure_id,),
     )
+    return {
+        "failure_id": failure_id,
+        "outcome": row["outcome"],
+        "record": json.loads(row["record"]),
+        "executions": [dict(x) for x in executions],
+    }
+
+
+async def failure(request: Request, error: str | None = None, status: int = 200) -> Response:
+    session = await viewer(request)
+    if session is None:
+        return to_login()
+    data = await failure_data(request)
+    if data is None:
+        return refuse(404, "the failure memory has no such failure")
     return render(
         request,
         "failure.html",
         status,
         session=session,
         may_change=session.role in ("admin", "system_owner"),
-        failure_id=failure_id,
-        outcome=row["outcome"],
-        record=json.loads(row["record"]),
-        executions=executions,
         error=error,
+        **data,
     )
+
+
+async def record_resolution(
+    request: Request, session: Session, fields: dict[str, str]
+) -> tuple[int, str] | None:
+    """A technician's resolution, recorded and audited; (status, why) when refused."""
+    deps = admin(request)
+    failure_id = request.path_params["failure_id"]
+    fix_action, what = fields.get("fix_action", "").strip(), fields.get("what", "").strip()
+    if not fix_action or not what:
+        return 400, "say which action fixed it and what was done"
+    now = deps.auth.clock.now()
+    resolution = Resolution(
+        resolved_at=now,
+        fixed_by=session.user,
+        what_fixed_it=what[:500],
+        fix_action=fix_action[:100],
+        fix_target=fields.get("target", "").strip()[:100] or None,
+        root_cause=fields.get("root_cause", "").strip()[:500] or None,
+    )
+    if not await MemoryRepository(deps.db).resolve(failure_id, resolution, now):
+        return 404, "the failure memory has no such failure"
+    await AuditLog(deps.db).append(
+        session.user, "memory.resolve", failure_id, resolution.model_dump(mode="json"), now
+    )
+    return None
 
 
 async def resolve(request: Request) -> Response:
@@ -101,33 +162,18 @@ async def resolve(request: Request) -> Response:
     if isinstance(checked, Response):
         return checked
     session, form = checked
-    deps = admin(request)
-    failure_id = request.path_params["failure_id"]
-    fix_action = form.get("fix_action", "").strip()
-    what = form.get("what", "").strip()
-    if not fix_action or not what:
-        return await failure(request, "say which action fixed it and what was done", 400)
-    now = deps.auth.clock.now()
-    resolution = Resolution(
-        resolved_at=now,
-        fixed_by=session.user,
-        what_fixed_it=what[:500],
-        fix_action=fix_action[:100],
-        fix_target=form.get("target", "").strip()[:100] or None,
-        root_cause=form.get("root_cause", "").strip()[:500] or None,
-    )
-    if not await MemoryRepository(deps.db).resolve(failure_id, resolution, now):
-        return refuse(404, "the failure memory has no such failure")
-    await AuditLog(deps.db).append(
-        session.user, "memory.resolve", failure_id, resolution.model_dump(mode="json"), now
-    )
-    return see_other(f"/failures/{failure_id}")
+    problem = await record_resolution(request, session, form)
+    if problem is not None:
+        status, why = problem
+        if status == 404:
+            return refuse(status, why)
+        return await failure(request, why, status)
+    return see_other(f"/failures/{request.path_params['failure_id']}")
 
 
-async def learning_activity(request: Request) -> Response:
-    session = await viewer(request)
-    if session is None:
-        return to_login()
+async def learning_data(request: Request) -> dict[str, Any]:
+    """Patterns of the last week, improvements of the last month, and per playbook what
+    its active version does against its first."""
     deps = admin(request)
     now = deps.auth.clock.now()
     week, month = isoformat(now - timedelta(days=7)), isoformat(now - timedelta(days=30))
@@ -147,15 +193,26 @@ async def learning_activity(request: Request) -> Response:
         versions = await deps.learning.metrics.versions(book.id)
         first = next((v for v in versions if v.executions), None)
         current = next((v for v in versions if v.version == book.version), None)
-        progress.append({"playbook": book, "first": first, "current": current})
-    return render(
-        request,
-        "learning.html",
-        session=session,
-        patterns=patterns,
-        applied=applied,
-        progress=progress,
-    )
+        progress.append(
+            {
+                "playbook_id": book.id,
+                "active_version": book.version,
+                "first": first.as_dict() if first else None,
+                "current": current.as_dict() if current else None,
+            }
+        )
+    return {
+        "patterns_this_week": [dict(r) for r in patterns],
+        "improvements_this_month": [dict(r) for r in applied],
+        "since_first_version": progress,
+    }
+
+
+async def learning_activity(request: Request) -> Response:
+    session = await viewer(request)
+    if session is None:
+        return to_login()
+    return render(request, "learning.html", session=session, **await learning_data(request))
 
 
 async def audit_log(request: Request) -> Response:

@@ -30,6 +30,7 @@ def concrete(path: str) -> str:
 async def test_the_openapi_description_and_the_routes_agree(
     client: httpx.AsyncClient,  # noqa: F811
 ) -> None:
+    await log_in(client, "vic")
     described = await schema(client)
     documented = {(p, m.upper()) for p, ops in described["paths"].items() for m in ops}
     app = client._transport.app  # type: ignore[attr-defined]  # the ASGI app under test
@@ -49,7 +50,10 @@ async def test_the_openapi_description_and_the_routes_agree(
 async def test_nothing_under_api_v1_answers_a_stranger(
     client: httpx.AsyncClient,  # noqa: F811
 ) -> None:
+    await log_in(client, "vic")
     described = await schema(client)
+    client.cookies.clear()
+    assert (await client.get("/api/v1/openapi.json")).status_code == 401
     for path, ops in described["paths"].items():
         for method in ops:
             answer = await client.request(method, concrete(path), json={})
@@ -174,3 +178,51 @@ async def test_reports_print_and_answer_in_json(
     report = (await client.get(f"/api/v1/reports/executions/{some}")).json()
     assert report["execution"]["id"] == some and report["why"]
     assert "Execution report" in (await client.get(f"/reports/executions/{some}")).text
+
+
+async def test_the_dashboard_memory_and_learning_through_the_api(
+    client: httpx.AsyncClient,  # noqa: F811
+    db: Database,
+) -> None:
+    from graylogic_supervisor.store.audit import AuditLog
+    from graylogic_supervisor.store.controls import ControlRepository
+    from graylogic_supervisor.store.escalations import EscalationRepository
+
+    escalation = await EscalationRepository(db, AuditLog(db)).raise_(
+        None, "mqtt", "critical", "down", NOW
+    )
+    await ControlRepository(db, AuditLog(db)).set_safe_mode(True, "storm", "supervisor", NOW)
+    await log_in(client, "ada")
+    csrf = {"X-CSRF-Token": (await client.get("/api/v1/session")).json()["csrf"]}
+    dashboard = (await client.get("/api/v1/dashboard")).json()
+    assert dashboard["safe_mode"]["active"] is True and dashboard["pending_recommendations"] >= 1
+    assert [e["id"] for e in dashboard["escalations"]] == [escalation]
+    assert len(dashboard["executions"]) == 10
+    acked = await client.post(
+        f"/api/v1/escalations/{escalation}/acknowledge", json={}, headers=csrf
+    )
+    assert acked.json() == {"acknowledged": escalation}
+    no_reason = await client.post("/api/v1/safe-mode/leave", json={}, headers=csrf)
+    assert no_reason.status_code == 400
+    left = await client.post("/api/v1/safe-mode/leave", json={"reason": "calm"}, headers=csrf)
+    assert left.json() == {"left": True}
+    memory = (await client.get("/api/v1/failures?outcome=resolved_by_human")).json()
+    assert memory["failures"] and {f["outcome"] for f in memory["failures"]} == {
+        "resolved_by_human"
+    }
+    failure_id = memory["failures"][0]["failure_id"]
+    detail = (await client.get(f"/api/v1/failures/{failure_id}")).json()
+    assert detail["record"]["context"]["failure_id"] == failure_id and detail["executions"]
+    missing = await client.post(
+        f"/api/v1/failures/{failure_id}/resolve", json={"what": "x"}, headers=csrf
+    )
+    assert missing.status_code == 400
+    done = await client.post(
+        f"/api/v1/failures/{failure_id}/resolve",
+        json={"fix_action": "restart_service", "what": "by hand"},
+        headers=csrf,
+    )
+    assert done.json() == {"resolved": failure_id}
+    assert (await client.get("/api/v1/failures/fail-nope")).status_code == 404
+    learning = (await client.get("/api/v1/learning")).json()
+    assert learning["since_first_version"][0]["playbook_id"] == PLAYBOOK
