@@ -10,7 +10,9 @@ audited the same way.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -71,19 +73,45 @@ def api_routes() -> list[Route]:
     ]
 
 
-async def openapi(request: Request) -> Response:
-    session = await reader(request)
-    if isinstance(session, Response):
-        return session
+Reading = Callable[[Request, Session], Awaitable[Response]]
+Writing = Callable[[Request, Session, dict[str, Any]], Awaitable[Response]]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def reading(handler: Reading) -> Endpoint:
+    """An endpoint for anyone logged in; 401 otherwise. Keeps the handler's docstring,
+    which is its OpenAPI description."""
+
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        session = await current_session(request, admin(request).auth)
+        if session is None:
+            return refuse(401, "not logged in")
+        return await handler(request, session)
+
+    return endpoint
+
+
+def writing(handler: Writing) -> Endpoint:
+    """An endpoint that changes something: the CSRF header, a role that may change,
+    and a JSON object body (``writer``)."""
+
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        checked = await writer(request)
+        if isinstance(checked, Response):
+            return checked
+        return await handler(request, *checked)
+
+    return endpoint
+
+
+@reading
+async def openapi(request: Request, session: Session) -> Response:
     api = [
         route for route in request.app.routes if getattr(route, "path", "").startswith("/api/v1/")
     ]
     return JSONResponse(SCHEMAS.get_schema(routes=api))
-
-
-async def reader(request: Request) -> Session | Response:
-    session = await current_session(request, admin(request).auth)
-    return session if session is not None else refuse(401, "not logged in")
 
 
 async def writer(request: Request) -> tuple[Session, dict[str, Any]] | Response:
@@ -118,19 +146,18 @@ def text(data: dict[str, Any], key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-async def whoami(request: Request) -> Response:
+@reading
+async def whoami(request: Request, session: Session) -> Response:
     """
     responses:
       200: {description: "the logged-in user, role and CSRF token for state changes"}
       401: {description: not logged in}
     """
-    session = await reader(request)
-    if isinstance(session, Response):
-        return session
     return JSONResponse({"user": session.user, "role": session.role, "csrf": session.csrf})
 
 
-async def recommendations(request: Request) -> Response:
+@reading
+async def recommendations(request: Request, session: Session) -> Response:
     """
     parameters:
       - name: status
@@ -142,9 +169,6 @@ async def recommendations(request: Request) -> Response:
       200: {description: recommendations, newest first}
       401: {description: not logged in}
     """
-    session = await reader(request)
-    if isinstance(session, Response):
-        return session
     status = request.query_params.get("status", "pending")
     if status not in ("pending", "approved", "rejected", "archived", "superseded", "all"):
         return refuse(400, "unknown status")
@@ -152,7 +176,8 @@ async def recommendations(request: Request) -> Response:
     return JSONResponse([r.as_dict() for r in recs])
 
 
-async def recommendation(request: Request) -> Response:
+@reading
+async def recommendation(request: Request, session: Session) -> Response:
     """
     parameters:
       - {name: rec_id, in: path, required: true, schema: {type: string}}
@@ -161,14 +186,12 @@ async def recommendation(request: Request) -> Response:
       401: {description: not logged in}
       404: {description: no such recommendation}
     """
-    session = await reader(request)
-    if isinstance(session, Response):
-        return session
     rec = await admin(request).learning.store.get(request.path_params["rec_id"])
     return refuse(404, "no such recommendation") if rec is None else JSONResponse(rec.as_dict())
 
 
-async def approve(request: Request) -> Response:
+@writing
+async def approve(request: Request, session: Session, data: dict[str, Any]) -> Response:
     """
     parameters:
       - {name: rec_id, in: path, required: true, schema: {type: string}}
@@ -185,10 +208,6 @@ async def approve(request: Request) -> Response:
       401: {description: not logged in}
       403: {description: wrong CSRF token, or a viewer}
     """
-    checked = await writer(request)
-    if isinstance(checked, Response):
-        return checked
-    session, data = checked
     change = data.get("change")
     if change is not None and not isinstance(change, dict):
         return refuse(400, "change is a JSON object")
@@ -201,7 +220,8 @@ async def approve(request: Request) -> Response:
     return JSONResponse({"approved": request.path_params["rec_id"], "version": version})
 
 
-async def reject(request: Request) -> Response:
+@writing
+async def reject(request: Request, session: Session, data: dict[str, Any]) -> Response:
     """
     parameters:
       - {name: rec_id, in: path, required: true, schema: {type: string}}
@@ -219,10 +239,6 @@ async def reject(request: Request) -> Response:
       401: {description: not logged in}
       403: {description: wrong CSRF token, or a viewer}
     """
-    checked = await writer(request)
-    if isinstance(checked, Response):
-        return checked
-    session, data = checked
     try:
         await admin(request).learning.reject(
             request.path_params["rec_id"], session.user, text(data, "reason")
@@ -232,15 +248,13 @@ async def reject(request: Request) -> Response:
     return JSONResponse({"rejected": request.path_params["rec_id"]})
 
 
-async def playbooks(request: Request) -> Response:
+@reading
+async def playbooks(request: Request, session: Session) -> Response:
     """
     responses:
       200: {description: active playbooks with their metrics}
       401: {description: not logged in}
     """
-    session = await reader(request)
-    if isinstance(session, Response):
-        return session
     deps = admin(request)
     answer = []
     for book in await deps.versions.active_playbooks():
@@ -256,7 +270,8 @@ async def playbooks(request: Request) -> Response:
     return JSONResponse(answer)
 
 
-async def playbook(request: Request) -> Response:
+@reading
+async def playbook(request: Request, session: Session) -> Response:
     """
     parameters:
       - {name: playbook_id, in: path, required: true, schema: {type: string}}
@@ -265,9 +280,6 @@ async def playbook(request: Request) -> Response:
       401: {description: not logged in}
       404: {description: no such playbook}
     """
-    session = await reader(request)
-    if isinstance(session, Response):
-        return session
     deps = admin(request)
     playbook_id = request.path_params["playbook_id"]
     active = await deps.versions.active_playbook(playbook_id)
@@ -289,7 +301,8 @@ async def playbook(request: Request) -> Response:
     )
 
 
-async def rollback(request: Request) -> Response:
+@writing
+async def rollback(request: Request, session: Session, data: dict[str, Any]) -> Response:
     """
     parameters:
       - {name: playbook_id, in: path, required: true, schema: {type: string}}
@@ -307,10 +320,6 @@ async def rollback(request: Request) -> Response:
       401: {description: not logged in}
       403: {description: wrong CSRF token, or a viewer}
     """
-    checked = await writer(request)
-    if isinstance(checked, Response):
-        return checked
-    session, data = checked
     playbook_id = request.path_params["playbook_id"]
     try:
         previous = await admin(request).learning.rollback(
@@ -321,7 +330,8 @@ async def rollback(request: Request) -> Response:
     return JSONResponse({"active": text(data, "version"), "was": previous})
 
 
-async def executions(request: Request) -> Response:
+@reading
+async def executions(request: Request, session: Session) -> Response:
     """
     parameters:
       - {name: playbook, in: query, schema: {type: string}}
@@ -334,9 +344,6 @@ async def executions(request: Request) -> Response:
       200: {description: the 50 newest executions that match}
       401: {description: not logged in}
     """
-    session = await reader(request)
-    if isinstance(session, Response):
-        return session
     _, where, params = execution_filters(request)
     found = await admin(request).db.fetchall(
         f"SELECT * FROM executions WHERE {where}"  # noqa: S608  # fixed clauses, values bound
@@ -346,7 +353,8 @@ async def executions(request: Request) -> Response:
     return JSONResponse(rows(found))
 
 
-async def execution(request: Request) -> Response:
+@reading
+async def execution(request: Request, session: Session) -> Response:
     """
     parameters:
       - {name: execution_id, in: path, required: true, schema: {type: string}}
@@ -355,14 +363,12 @@ async def execution(request: Request) -> Response:
       401: {description: not logged in}
       404: {description: no such execution}
     """
-    session = await reader(request)
-    if isinstance(session, Response):
-        return session
     record = await admin(request).executions.record(request.path_params["execution_id"])
     return refuse(404, "no such execution") if record is None else JSONResponse(record)
 
 
-async def control(request: Request) -> Response:
+@writing
+async def control(request: Request, session: Session, data: dict[str, Any]) -> Response:
     """
     parameters:
       - {name: execution_id, in: path, required: true, schema: {type: string}}
@@ -383,10 +389,6 @@ async def control(request: Request) -> Response:
       403: {description: wrong CSRF token, or a viewer}
       404: {description: no such execution}
     """
-    checked = await writer(request)
-    if isinstance(checked, Response):
-        return checked
-    session, data = checked
     deps = admin(request)
     execution_id = request.path_params["execution_id"]
     command, reason = text(data, "command"), text(data, "reason").strip()
@@ -400,15 +402,13 @@ async def control(request: Request) -> Response:
     return JSONResponse({"queued": command_id}, status_code=202)
 
 
-async def audit(request: Request) -> Response:
+@reading
+async def audit(request: Request, session: Session) -> Response:
     """
     responses:
       200: {description: the newest 100 audit entries and whether the chain verifies}
       401: {description: not logged in}
     """
-    session = await reader(request)
-    if isinstance(session, Response):
-        return session
     log = AuditLog(admin(request).db)
     check = await log.verify()
     return JSONResponse(
@@ -421,31 +421,28 @@ async def audit(request: Request) -> Response:
     )
 
 
-async def dashboard(request: Request) -> Response:
+@reading
+async def dashboard(request: Request, session: Session) -> Response:
     """
     responses:
       200: {description: "health, safe mode, escalations, recommendations, executions"}
       401: {description: not logged in}
     """
-    session = await reader(request)
-    if isinstance(session, Response):
-        return session
     return JSONResponse(await dashboard_data(request))
 
 
-async def learning(request: Request) -> Response:
+@reading
+async def learning(request: Request, session: Session) -> Response:
     """
     responses:
       200: {description: "patterns this week, improvements this month, progress"}
       401: {description: not logged in}
     """
-    session = await reader(request)
-    if isinstance(session, Response):
-        return session
     return JSONResponse(await learning_data(request))
 
 
-async def failures(request: Request) -> Response:
+@reading
+async def failures(request: Request, session: Session) -> Response:
     """
     parameters:
       - name: outcome
@@ -457,13 +454,11 @@ async def failures(request: Request) -> Response:
       200: {description: the newest failure records and the learned patterns}
       401: {description: not logged in}
     """
-    session = await reader(request)
-    if isinstance(session, Response):
-        return session
     return JSONResponse(await failures_data(request))
 
 
-async def failure(request: Request) -> Response:
+@reading
+async def failure(request: Request, session: Session) -> Response:
     """
     parameters:
       - {name: failure_id, in: path, required: true, schema: {type: string}}
@@ -472,14 +467,12 @@ async def failure(request: Request) -> Response:
       401: {description: not logged in}
       404: {description: no such failure}
     """
-    session = await reader(request)
-    if isinstance(session, Response):
-        return session
     data = await failure_data(request)
     return refuse(404, "no such failure") if data is None else JSONResponse(data)
 
 
-async def resolve(request: Request) -> Response:
+@writing
+async def resolve(request: Request, session: Session, data: dict[str, Any]) -> Response:
     """
     parameters:
       - {name: failure_id, in: path, required: true, schema: {type: string}}
@@ -502,10 +495,6 @@ async def resolve(request: Request) -> Response:
       403: {description: wrong CSRF token, or a viewer}
       404: {description: no such failure}
     """
-    checked = await writer(request)
-    if isinstance(checked, Response):
-        return checked
-    session, data = checked
     fields = {key: text(data, key) for key in ("fix_action", "target", "what", "root_cause")}
     problem = await record_resolution(request, session, fields)
     if problem is not None:
@@ -513,7 +502,8 @@ async def resolve(request: Request) -> Response:
     return JSONResponse({"resolved": request.path_params["failure_id"]})
 
 
-async def leave_safe_mode(request: Request) -> Response:
+@writing
+async def leave_safe_mode(request: Request, session: Session, data: dict[str, Any]) -> Response:
     """
     parameters:
       - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
@@ -527,10 +517,6 @@ async def leave_safe_mode(request: Request) -> Response:
       401: {description: not logged in}
       403: {description: wrong CSRF token, or a viewer}
     """
-    checked = await writer(request)
-    if isinstance(checked, Response):
-        return checked
-    session, data = checked
     reason = text(data, "reason").strip()
     if not reason:
         return refuse(400, "leaving safe mode needs a reason")
@@ -539,7 +525,8 @@ async def leave_safe_mode(request: Request) -> Response:
     return JSONResponse({"left": left})
 
 
-async def acknowledge(request: Request) -> Response:
+@writing
+async def acknowledge(request: Request, session: Session, data: dict[str, Any]) -> Response:
     """
     parameters:
       - {name: escalation_id, in: path, required: true, schema: {type: string}}
@@ -550,10 +537,6 @@ async def acknowledge(request: Request) -> Response:
       403: {description: wrong CSRF token, or a viewer}
       404: {description: no open escalation with that id}
     """
-    checked = await writer(request)
-    if isinstance(checked, Response):
-        return checked
-    session, _ = checked
     deps = admin(request)
     escalation_id = request.path_params["escalation_id"]
     if not await deps.escalations.acknowledge(escalation_id, session.user, deps.auth.clock.now()):
