@@ -273,6 +273,7 @@ MIGRATIONS: list[str] = [
         CHECK (learned IN (0, 1));
     CREATE INDEX executions_to_learn ON executions(started_at) WHERE learned = 0;
     CREATE INDEX executions_by_playbook_time ON executions(playbook_id, started_at);
+    CREATE INDEX executions_by_time ON executions(started_at);
 
     ALTER TABLE playbook_versions ADD COLUMN status TEXT NOT NULL DEFAULT 'ok'
         CHECK (status IN ('ok', 'failed'));

@@ -6,6 +6,7 @@ memory-hard KDF with a random salt per hash); the store never sees them.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import sys
 from dataclasses import dataclass
@@ -49,13 +50,13 @@ class UserRepository:
             raise UserError(f"user {name!r} exists already")
         await self._db.execute(
             "INSERT INTO users (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
-            (name, role, self._hasher.hash(password), isoformat(now)),
+            (name, role, await self._hash(password), isoformat(now)),
         )
         return User(name, role, isoformat(now), False)
 
     async def set_password(self, name: str, password: str) -> None:
         count = await self._db.execute(
-            "UPDATE users SET password_hash = ? WHERE name = ?", (self._hasher.hash(password), name)
+            "UPDATE users SET password_hash = ? WHERE name = ?", (await self._hash(password), name)
         )
         if count != 1:
             raise UserError(f"no user {name!r}")
@@ -80,13 +81,17 @@ class UserRepository:
             "SELECT password_hash FROM users WHERE name = ? AND disabled = 0", (name,)
         )
         if row is None:
-            self._hasher.hash(password)  # the same work as a wrong password: no timing tell
+            await self._hash(password)  # the same work as a wrong password: no timing tell
             return None
         try:
-            self._hasher.verify(row["password_hash"], password)
+            await asyncio.to_thread(self._hasher.verify, row["password_hash"], password)
         except (VerificationError, InvalidHashError):
             return None
         return await self.get(name)
+
+    async def _hash(self, password: str) -> str:
+        """Argon2 takes tens to hundreds of milliseconds by design: never on the loop."""
+        return await asyncio.to_thread(self._hasher.hash, password)
 
     async def require_approver(self, name: str) -> User:
         """The user, who must exist, be enabled and hold ``admin`` or ``system_owner``."""

@@ -48,3 +48,30 @@ async def test_roles_are_checked(db: Database) -> None:
         await users.require_approver("vic")
     await users.add("olu", "system_owner", "correct horse battery", NOW)
     assert (await users.require_approver("olu")).role == "system_owner"
+
+
+async def test_hashing_a_password_never_holds_the_event_loop(db: Database) -> None:
+    """Argon2 is slow by design; the health probes must keep running during a login."""
+    import asyncio
+    import time
+
+    users = UserRepository(db)
+    await users.add("ada", "admin", "correct horse battery", NOW)
+    ticks = 0
+    longest = 0.0
+
+    async def ticker() -> None:
+        nonlocal ticks, longest
+        while True:
+            before = time.perf_counter()
+            await asyncio.sleep(0.001)
+            longest = max(longest, time.perf_counter() - before)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    started = time.perf_counter()
+    assert await users.verify("ada", "wrong") is None
+    took = time.perf_counter() - started
+    task.cancel()
+    assert ticks >= 3, (ticks, took)
+    assert longest < took / 2  # the loop turned throughout, not once the hashing was over
