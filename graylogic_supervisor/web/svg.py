@@ -92,7 +92,7 @@ def step_graph(playbook: Playbook) -> str:
             f' text-anchor="middle">{escape(label[:34])}</text>'
         )
     return (
-        f'<svg viewBox="0 0 {left * 2 + box_w} {height}" width="100%" role="img"'
+        f'<svg class="drawing" viewBox="0 0 {left * 2 + box_w} {height}" width="100%" role="img"'
         f' aria-label="steps and transitions of {escape(playbook.id)}">{"".join(parts)}</svg>'
     )
 
@@ -127,8 +127,8 @@ def timeline(rows: Sequence[dict[str, object]]) -> str:
         )
     height = 16 + len(spans) * row_h
     return (
-        f'<svg viewBox="0 0 {label_w + bar_w + 10} {height}" width="100%" role="img"'
-        f' aria-label="timeline of the steps">{"".join(parts)}'
+        f'<svg class="drawing" viewBox="0 0 {label_w + bar_w + 10} {height}" width="100%"'
+        f' role="img" aria-label="timeline of the steps">{"".join(parts)}'
         f'<text x="{label_w + bar_w}" y="{height - 2}" font-size="11" text-anchor="end">'
         f"{end:.2f} s</text></svg>"
     )
