@@ -78,10 +78,6 @@ class StepMetrics:
     def success_rate(self) -> float | None:
         return None if self.executions == 0 else self.successes / self.executions
 
-    @property
-    def failures(self) -> int:
-        return self.executions - self.successes
-
     def as_dict(self) -> dict[str, object]:
         return {
             "step": self.step_id,

@@ -25,7 +25,7 @@ from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.sessions import Session
 from graylogic_supervisor.web.admin_data import dashboard_data
 from graylogic_supervisor.web.auth import MAX_FORM_BYTES, current_session, may_change, same
-from graylogic_supervisor.web.execution_pages import CONTROLS, execution_filters
+from graylogic_supervisor.web.execution_pages import execution_filters, queue_control
 from graylogic_supervisor.web.record_pages import (
     failure_data,
     failures_data,
@@ -389,17 +389,10 @@ async def control(request: Request, session: Session, data: dict[str, Any]) -> R
       403: {description: wrong CSRF token, or a viewer}
       404: {description: no such execution}
     """
-    deps = admin(request)
-    execution_id = request.path_params["execution_id"]
-    command, reason = text(data, "command"), text(data, "reason").strip()
-    if command not in CONTROLS or not reason:
-        return refuse(400, f"command is one of {', '.join(CONTROLS)}, with a reason")
-    if await deps.db.fetchone("SELECT 1 FROM executions WHERE id = ?", (execution_id,)) is None:
-        return refuse(404, "no such execution")
-    command_id = await deps.commands.issue(
-        execution_id, command, session.user, reason, deps.auth.clock.now()
-    )
-    return JSONResponse({"queued": command_id}, status_code=202)
+    queued = await queue_control(request, session, text(data, "command"), text(data, "reason"))
+    if isinstance(queued, tuple):
+        return refuse(*queued)
+    return JSONResponse({"queued": queued}, status_code=202)
 
 
 @reading

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import parse_qs
@@ -131,6 +130,3 @@ async def log_in(auth: AuthDeps, name: str, password: str, remote: str) -> tuple
 
 def may_change(session: Session) -> bool:
     return session.role in APPROVERS
-
-
-Handler = Callable[[Request], Awaitable[Response]]

@@ -12,6 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from graylogic_supervisor.store.sessions import Session
+from graylogic_supervisor.web.auth import may_change
 from graylogic_supervisor.web.render import (
     admin,
     changing,
@@ -119,7 +121,7 @@ async def execution(request: Request) -> Response:
         request,
         "execution.html",
         session=session,
-        may_change=session.role in ("admin", "system_owner"),
+        may_change=may_change(session),
         x=row,
         steps=steps,
         chart=Markup(timeline(bars)),  # noqa: S704  # built from escaped text only
@@ -129,20 +131,31 @@ async def execution(request: Request) -> Response:
     )
 
 
+async def queue_control(
+    request: Request, session: Session, command: str, reason: str
+) -> int | tuple[int, str]:
+    """Queue pause, resume or cancel for the daemon (as the CLI does): the command's id,
+    or (status, why) when it is refused. The page and the API share it."""
+    deps = admin(request)
+    execution_id = request.path_params["execution_id"]
+    reason = reason.strip()
+    if command not in CONTROLS:
+        return 400, f"command must be one of {', '.join(CONTROLS)}"
+    if not reason:
+        return 400, f"to {command} an execution, give a reason"
+    if await deps.db.fetchone("SELECT 1 FROM executions WHERE id = ?", (execution_id,)) is None:
+        return 404, "no such execution"
+    return await deps.commands.issue(
+        execution_id, command, session.user, reason, deps.auth.clock.now()
+    )
+
+
 async def control(request: Request) -> Response:
     checked = await changing(request)
     if isinstance(checked, Response):
         return checked
     session, form = checked
-    deps = admin(request)
-    execution_id = request.path_params["execution_id"]
-    command = form.get("command", "")
-    reason = form.get("reason", "").strip()
-    if command not in CONTROLS:
-        return refuse(400, f"command must be one of {', '.join(CONTROLS)}")
-    if not reason:
-        return refuse(400, f"to {command} an execution, give a reason")
-    if await deps.db.fetchone("SELECT 1 FROM executions WHERE id = ?", (execution_id,)) is None:
-        return refuse(404, "no such execution")
-    await deps.commands.issue(execution_id, command, session.user, reason, deps.auth.clock.now())
-    return see_other(f"/executions/{execution_id}")
+    queued = await queue_control(request, session, form.get("command", ""), form.get("reason", ""))
+    if isinstance(queued, tuple):
+        return refuse(*queued)
+    return see_other(f"/executions/{request.path_params['execution_id']}")

@@ -20,6 +20,7 @@ from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.learning.changes import apply_change, bump, parse_change
 from graylogic_supervisor.store.versions import playbook_yaml
+from graylogic_supervisor.web.auth import may_change
 from graylogic_supervisor.web.render import (
     admin,
     changing,
@@ -100,7 +101,7 @@ async def recommendation(
         diff=diff,
         error=error,
         change_yaml=edited or yaml.safe_dump(rec.change, sort_keys=False),
-        may_change=session.role in ("admin", "system_owner"),
+        may_change=may_change(session),
     )
 
 
@@ -189,7 +190,7 @@ async def playbook_page(request: Request, error: str | None = None, status: int 
         "playbook.html",
         status,
         session=session,
-        may_change=session.role in ("admin", "system_owner"),
+        may_change=may_change(session),
         playbook=active,
         yaml_text=playbook_yaml(active),
         metrics=await deps.learning.metrics.version(playbook_id, active.version),

@@ -19,6 +19,7 @@ from graylogic_supervisor.memory.model import Resolution
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.memory import MemoryRepository
 from graylogic_supervisor.store.sessions import Session
+from graylogic_supervisor.web.auth import may_change
 from graylogic_supervisor.web.render import (
     admin,
     changing,
@@ -125,7 +126,7 @@ async def failure(request: Request, error: str | None = None, status: int = 200)
         "failure.html",
         status,
         session=session,
-        may_change=session.role in ("admin", "system_owner"),
+        may_change=may_change(session),
         error=error,
         **data,
     )
