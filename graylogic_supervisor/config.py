@@ -325,6 +325,17 @@ class EngineConfig(Model):
     )
 
 
+class StoreConfig(Model):
+    """Space set aside beside the store so that it keeps recording when the disk fills."""
+
+    reserve_mb: float = Field(
+        16.0, ge=0, description="freed on the first write that finds the disk full; 0: none"
+    )
+    space_check_s: float = Field(
+        10.0, gt=0, description="while full, how often to see whether space has returned"
+    )
+
+
 class PlaybooksConfig(Model):
     directory: Path = Path("../playbooks")
 
@@ -353,6 +364,7 @@ class SupervisorConfig(Model):
     memory: MemoryConfig = MemoryConfig()
     learning: LearningConfig = LearningConfig()
     engine: EngineConfig = EngineConfig()
+    store: StoreConfig = StoreConfig()
     playbooks: PlaybooksConfig = PlaybooksConfig()
     admin: AdminConfig = AdminConfig()
 

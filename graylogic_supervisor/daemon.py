@@ -73,6 +73,7 @@ from graylogic_supervisor.store.escalations import EscalationRepository
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.incidents import IncidentRepository
 from graylogic_supervisor.store.memory import MemoryRepository
+from graylogic_supervisor.store.reserve import DiskReserve
 from graylogic_supervisor.store.sessions import SessionRepository
 from graylogic_supervisor.store.users import ensure_first_admin
 from graylogic_supervisor.store.versions import PlaybookVersions
@@ -83,6 +84,7 @@ from graylogic_supervisor.supervisor.loop import Supervisor
 from graylogic_supervisor.supervisor.policy import RecoveryPolicy
 from graylogic_supervisor.supervisor.recorder import ExecutionFanOut, MetricsRecorder
 from graylogic_supervisor.supervisor.resumption import resumable_executions
+from graylogic_supervisor.supervisor.store_space import StoreSpace
 from graylogic_supervisor.web.app import WebDeps, create_app
 from graylogic_supervisor.web.auth import AuthDeps
 from graylogic_supervisor.web.render import AdminDeps
@@ -92,6 +94,7 @@ logger = logging.getLogger(__name__)
 
 SHUTDOWN_RECANCEL_TRIES = 10
 SHUTDOWN_RECANCEL_S = 0.5
+MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,10 @@ async def _run(
     _log_plan(plan)
 
     async with AsyncExitStack() as stack:
-        db = await stack.enter_async_context(Database(config.database_path))
+        reserve = DiskReserve(
+            config.database_path.parent / "store.reserve", int(config.store.reserve_mb * MIB)
+        )
+        db = await stack.enter_async_context(Database(config.database_path, reserve=reserve))
         executions = ExecutionRepository(db)
         versions = PlaybookVersions(db)
         incidents = IncidentRepository(db)
@@ -228,6 +234,16 @@ async def _run(
             )
             services.add(backend, readiness_of(service_config, plan.host))
         link.add_listener(monitor.link_changed)
+        store_space = StoreSpace(
+            reserve,
+            publisher,
+            monitor.probe,
+            [n for n, c in config.components.items() if c.kind in ("disk", "database")],
+            clock,
+            config.store.space_check_s,
+        )
+        store_space.take_reserve()
+        db.on_full = store_space.on_full
 
         composer = RunPlaybook(versions)
         registry = builtin_registry(
@@ -385,6 +401,7 @@ async def _run(
                 group.create_task(monitor.run(), name="health-probes"),
                 group.create_task(supervisor.run(), name="supervisor"),
                 group.create_task(escalations.run(), name="escalation-chain"),
+                group.create_task(store_space.run(), name="store-space"),
                 group.create_task(
                     loops.publish_state(
                         publisher, metrics, policy, supervisor, controls, clock, learning

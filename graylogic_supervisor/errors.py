@@ -58,6 +58,17 @@ class StoreClosedError(StoreError):
     """The store was used after it was closed."""
 
 
+class StoreFullError(StoreError):
+    """The disk holding the store is full: nothing was written (ERR-SYS-DISK-001).
+
+    ``room_made``: the store's reserve was freed just now, so trying again can work.
+    """
+
+    def __init__(self, message: str, *, room_made: bool) -> None:
+        super().__init__(message)
+        self.room_made = room_made
+
+
 class ServiceError(SupervisorError):
     """A supervised service could not be controlled."""
 

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import aiosqlite
+
 from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.store.database import Database, Row
 
@@ -54,7 +56,8 @@ class AuditLog:
         """Add an entry; returns its sequence number."""
         at = isoformat(now)
         detail_json = json.dumps(dict(detail), sort_keys=True, default=str)
-        async with self._db.transaction() as conn:
+
+        async def add(conn: aiosqlite.Connection) -> int:
             async with conn.execute(
                 "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
             ) as cursor:
@@ -67,7 +70,10 @@ class AuditLog:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (seq, at, actor, action, subject, detail_json, prev_hash, digest),
             )
-        return seq
+            return seq
+
+        # an entry is who did what: on a full disk it goes into the store's reserve
+        return await self._db.run_transaction(add)
 
     async def entries(
         self,

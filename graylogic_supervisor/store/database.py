@@ -12,31 +12,52 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import aiosqlite
 
-from graylogic_supervisor.errors import StoreClosedError, StoreError
+from graylogic_supervisor.errors import StoreClosedError, StoreError, StoreFullError
 from graylogic_supervisor.store.migrations import MIGRATIONS
+from graylogic_supervisor.store.reserve import DiskReserve
 
 logger = logging.getLogger(__name__)
 
 Row = sqlite3.Row
+_T = TypeVar("_T")
+DISK_ERROR_ID = "ERR-SYS-DISK-001"
 _PendingWrite = tuple[
     str, "Sequence[Any] | dict[str, Any]", "asyncio.Future[tuple[int, int | None]]"
 ]
 
 
+def is_disk_full(exc: sqlite3.Error) -> bool:
+    """SQLITE_FULL, whichever extended code or message it came with."""
+    code: int | None = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) == sqlite3.SQLITE_FULL
+    return "database or disk is full" in str(exc)
+
+
 class Database:
     """An aiosqlite connection with migrations, pragmas and serialised writes."""
 
-    def __init__(self, path: Path, migrations: Sequence[str] = MIGRATIONS) -> None:
+    def __init__(
+        self,
+        path: Path,
+        migrations: Sequence[str] = MIGRATIONS,
+        *,
+        reserve: DiskReserve | None = None,
+    ) -> None:
+        """``reserve`` is freed the first time the disk is found full; ``on_full``, once
+        set, is told each time a write finds it full, with whether room was made."""
         self.path = path
         self._migrations = migrations
+        self._reserve = reserve
+        self.on_full: Callable[[bool], None] | None = None
         self._connection: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._pending: list[_PendingWrite] = []
@@ -157,33 +178,64 @@ class Database:
     async def _flush(self, batch: list[_PendingWrite]) -> None:
         async with self._write_lock:
             conn = self._conn()
-            try:
-                if len(batch) > 1:
+            if len(batch) > 1:
+                try:
                     await conn.execute("BEGIN IMMEDIATE")
                     results = [await self._run(conn, sql, params) for sql, params, _ in batch]
                     await conn.execute("COMMIT")
+                except sqlite3.Error:
+                    if conn.in_transaction:
+                        await conn.execute("ROLLBACK")
+                except BaseException as exc:  # the store closing under a batch
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(StoreError(f"write not committed: {exc!r}"))
+                    raise
+                else:
                     for (_, _, future), result in zip(batch, results, strict=True):
                         if not future.done():
                             future.set_result(result)
                     return
-            except sqlite3.Error:
-                if conn.in_transaction:
-                    await conn.execute("ROLLBACK")
-            except BaseException as exc:  # the store closing under a batch
-                for _, _, future in batch:
-                    if not future.done():
-                        future.set_exception(StoreError(f"write not committed: {exc!r}"))
-                raise
             # one write, or a batch in which one failed: each on its own, with its own result
             for sql, params, future in batch:
                 try:
-                    result = await self._run(conn, sql, params)
-                except sqlite3.Error as exc:
+                    result = await self._run_making_room(conn, sql, params)
+                except StoreError as exc:
                     if not future.done():
-                        future.set_exception(StoreError(f"write failed: {exc}"))
+                        future.set_exception(exc)
                 else:
                     if not future.done():
                         future.set_result(result)
+
+    async def _run_making_room(
+        self, conn: aiosqlite.Connection, sql: str, params: Sequence[Any] | dict[str, Any]
+    ) -> tuple[int, int | None]:
+        """One autocommitted write; on a full disk, free the reserve and try once more."""
+        for attempt in range(2):
+            try:
+                return await self._run(conn, sql, params)
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                if not is_disk_full(exc):
+                    raise StoreError(f"write failed: {exc}") from exc
+                room_made = self._make_room()
+                if attempt or not room_made:
+                    raise StoreFullError(f"write failed: {exc}", room_made=False) from exc
+        raise AssertionError("unreachable")
+
+    def _make_room(self) -> bool:
+        """The disk is full: give up the reserve (if still held) and say so once per event."""
+        room_made = self._reserve is not None and self._reserve.release()
+        if room_made:
+            logger.error(
+                "the disk holding %s is full: released the store's reserve to keep recording",
+                self.path,
+                extra={"error_id": DISK_ERROR_ID},
+            )
+        if self.on_full is not None:
+            self.on_full(room_made)
+        return room_made
 
     @staticmethod
     async def _run(
@@ -196,22 +248,41 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Several writes that commit together or not at all."""
+        """Several writes that commit together or not at all.
+
+        On a full disk it rolls back, frees the reserve and raises
+        ``StoreFullError``; its ``room_made`` says whether trying again can work
+        (``run_transaction`` does that).
+        """
         async with self._write_lock:
             conn = self._conn()
             await conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                await conn.execute("COMMIT")
             except BaseException as exc:
-                await conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
                 if isinstance(exc, sqlite3.Error):
+                    if is_disk_full(exc):
+                        room_made = self._make_room()
+                        raise StoreFullError(
+                            f"transaction failed: {exc}", room_made=room_made
+                        ) from exc
                     raise StoreError(f"transaction failed: {exc}") from exc
                 raise
-            try:
-                await conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                await conn.execute("ROLLBACK")
-                raise StoreError(f"commit failed: {exc}") from exc
+
+    async def run_transaction(self, body: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> _T:
+        """``body`` in a transaction, run a second time if the first found the disk full
+        and the reserve made room (records such as the audit chain must not be lost)."""
+        try:
+            async with self.transaction() as conn:
+                return await body(conn)
+        except StoreFullError as exc:
+            if not exc.room_made:
+                raise
+        async with self.transaction() as conn:
+            return await body(conn)
 
     async def fetchall(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         """One trip to the database thread (a cursor costs three: execute, fetch, close)."""

@@ -7,14 +7,22 @@ start-up turns into ``interrupted``.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from graylogic_supervisor.clock import isoformat
-from graylogic_supervisor.store.database import Database, Row
+from graylogic_supervisor.errors import StoreFullError
+from graylogic_supervisor.store.database import DISK_ERROR_ID, Database, Row
+
+logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+ROOM_RETRY_S = 2.0  # a full disk: how often a step's record tries again
 
 
 @dataclass(frozen=True)
@@ -36,8 +44,39 @@ class ExecutionEnd:
 
 
 class ExecutionRepository:
-    def __init__(self, db: Database) -> None:
+    """Executions and their steps.
+
+    Once an execution has begun, its step rows and its end are written even on a
+    full disk: the write waits for room (``room_retry_s``) instead of failing, so
+    the run pauses at that boundary and nothing it did goes unrecorded.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        room_retry_s: float = ROOM_RETRY_S,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self._db = db
+        self._room_retry_s = room_retry_s
+        self._sleep = sleep
+
+    async def _when_room(self, write: Callable[[], Awaitable[_T]]) -> _T:
+        """A write that must land: on a full disk, wait for space rather than lose it."""
+        waited = False
+        while True:
+            try:
+                return await write()
+            except StoreFullError as exc:
+                if not waited:
+                    logger.error(
+                        "a step cannot be recorded, the disk is full: the execution waits"
+                        " for space (%s)",
+                        exc,
+                        extra={"error_id": DISK_ERROR_ID},
+                    )
+                    waited = True
+                await self._sleep(self._room_retry_s)
 
     async def record_failure(
         self,
@@ -109,48 +148,56 @@ class ExecutionRepository:
         started_at: datetime,
     ) -> int:
         """Insert the running step's row; returns the row id to finish it with."""
-        return await self._db.insert(
-            "INSERT INTO execution_steps (execution_id, seq, step_id, name, action, target,"
-            " attempt, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running')",
-            (execution_id, seq, step_id, name, action, target, attempt, isoformat(started_at)),
+        return await self._when_room(
+            lambda: self._db.insert(
+                "INSERT INTO execution_steps (execution_id, seq, step_id, name, action, target,"
+                " attempt, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+                (execution_id, seq, step_id, name, action, target, attempt, isoformat(started_at)),
+            )
         )
 
     async def finish_step(
         self, row_id: int, completed_at: datetime, duration_seconds: float, end: StepEnd
     ) -> None:
-        await self._db.execute(
-            "UPDATE execution_steps SET completed_at = ?, duration_seconds = ?, outcome = ?,"
-            " result = ?, output = ?, error = ?, transitioned_to = ? WHERE id = ?",
-            (
-                isoformat(completed_at),
-                round(duration_seconds, 6),
-                end.outcome,
-                end.result,
-                json.dumps(dict(end.output), default=str) if end.output else None,
-                end.error,
-                end.transitioned_to,
-                row_id,
-            ),
+        params = (
+            isoformat(completed_at),
+            round(duration_seconds, 6),
+            end.outcome,
+            end.result,
+            json.dumps(dict(end.output), default=str) if end.output else None,
+            end.error,
+            end.transitioned_to,
+            row_id,
+        )
+        await self._when_room(
+            lambda: self._db.execute(
+                "UPDATE execution_steps SET completed_at = ?, duration_seconds = ?, outcome = ?,"
+                " result = ?, output = ?, error = ?, transitioned_to = ? WHERE id = ?",
+                params,
+            )
         )
 
     async def finish_execution(
         self, execution_id: str, completed_at: datetime, duration_seconds: float, end: ExecutionEnd
     ) -> None:
         sufficient = None if end.playbook_sufficient is None else int(end.playbook_sufficient)
-        await self._db.execute(
-            "UPDATE executions SET status = ?, completed_at = ?, duration_seconds = ?,"
-            " resolved_by = ?, what_fixed_it = ?, playbook_sufficient = ?, detail = ?"
-            " WHERE id = ?",
-            (
-                end.status,
-                isoformat(completed_at),
-                round(duration_seconds, 6),
-                end.resolved_by,
-                end.what_fixed_it,
-                sufficient,
-                end.detail,
-                execution_id,
-            ),
+        params = (
+            end.status,
+            isoformat(completed_at),
+            round(duration_seconds, 6),
+            end.resolved_by,
+            end.what_fixed_it,
+            sufficient,
+            end.detail,
+            execution_id,
+        )
+        await self._when_room(
+            lambda: self._db.execute(
+                "UPDATE executions SET status = ?, completed_at = ?, duration_seconds = ?,"
+                " resolved_by = ?, what_fixed_it = ?, playbook_sufficient = ?, detail = ?"
+                " WHERE id = ?",
+                params,
+            )
         )
 
     async def failure(self, failure_id: str) -> Row | None:
@@ -168,10 +215,12 @@ class ExecutionRepository:
         )
 
     async def interrupt_step(self, row_id: int, now: datetime, why: str) -> None:
-        await self._db.execute(
-            "UPDATE execution_steps SET outcome = 'interrupted', completed_at = ?, error = ?"
-            " WHERE id = ?",
-            (isoformat(now), why, row_id),
+        await self._when_room(
+            lambda: self._db.execute(
+                "UPDATE execution_steps SET outcome = 'interrupted', completed_at = ?, error = ?"
+                " WHERE id = ?",
+                (isoformat(now), why, row_id),
+            )
         )
 
     async def mark_interrupted(self, now: datetime, keep: Iterable[str] = ()) -> list[str]:

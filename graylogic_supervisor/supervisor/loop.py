@@ -24,7 +24,7 @@ from graylogic_supervisor.config import BridgeComponent
 from graylogic_supervisor.engine.action import FailureInfo
 from graylogic_supervisor.engine.execution import ExecutionOutcome
 from graylogic_supervisor.engine.runner import Runner
-from graylogic_supervisor.errors import SupervisorError
+from graylogic_supervisor.errors import StoreError, SupervisorError
 from graylogic_supervisor.health.monitor import Health, HealthMonitor
 from graylogic_supervisor.memory.model import FailureContext
 from graylogic_supervisor.playbooks.model import Playbook
@@ -48,6 +48,7 @@ TERMINATION_RECHECK_S = 60.0
 SEVERITY_PRIORITY = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 # How often maintenance windows are checked for their end.
 MAINTENANCE_CHECK_S = 1.0
+STORE_RETRY_S = 10.0  # after a failure could not be recorded
 
 
 @dataclass
@@ -263,9 +264,22 @@ class Supervisor:
 
     async def _handle(self, group: asyncio.TaskGroup, component: str, after_root: bool) -> None:
         try:
-            incident = await self._open_incident(component, after_root)
-            if incident is not None:
-                await self._recover(incident)
+            try:
+                incident = await self._open_incident(component, after_root)
+                if incident is not None:
+                    await self._recover(incident)
+            except StoreError as exc:
+                # Nothing more can be written down (a full disk past the store's reserve):
+                # no recovery goes unrecorded. The component stays unhealthy and is taken
+                # up again below, after a pause, once this incident is closed.
+                logger.error(
+                    "cannot record the recovery of %s, tried again in %g s: %s",
+                    component,
+                    STORE_RETRY_S,
+                    exc,
+                    extra={"error_id": self._monitor.state(component).error_id},
+                )
+                await self._clock.sleep(STORE_RETRY_S)
         finally:
             self._active.discard(component)
             if not self._active:
