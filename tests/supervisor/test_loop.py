@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,14 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
             await task
 
 
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5) -> None:
+    """Wait until ``check`` holds: what must happen is waited for, never timed to the
+    millisecond, so a loaded machine makes the test slower, not wrong."""
+    async with asyncio.timeout(timeout):
+        while not await check():
+            await asyncio.sleep(0.01)
+
+
 async def settle(h: Harness, timeout: float = 5) -> None:
     await asyncio.sleep(0.01)
     async with asyncio.timeout(timeout):
@@ -206,7 +214,11 @@ async def test_a_failure_gone_within_its_grace_window_opens_no_incident(tmp_path
 async def test_a_run_resolved_on_paper_but_still_unhealthy_is_no_success(harness: Harness) -> None:
     await harness.seed(max_attempts=2)
     harness.monitor.report("mqtt", False, "down")  # the probe keeps saying unhealthy
-    await asyncio.sleep(0.4)
+
+    async def held() -> bool:
+        return (0, "attempt_budget") in await harness.evaluations()
+
+    await eventually(held)
     assert await harness.statuses() == ["resolved", "resolved"]
     assert (0, "attempt_budget") in await harness.evaluations()
     [incident] = await harness.incident_rows()
@@ -220,7 +232,14 @@ async def test_the_same_failure_twice_opens_the_breaker_then_a_trial_follows(
     await harness.seed(max_attempts=5)
     harness.fix.answers = [False]  # the fix fails every time, the same way
     harness.monitor.report("mqtt", False, "down")
-    await asyncio.sleep(0.2)
+
+    async def breaker_open() -> bool:
+        if harness.policy.breaker("mqtt").value != "open":
+            return False
+        incidents = await harness.incident_rows()
+        return bool(incidents) and "the same failure twice" in incidents[0]["detail"]
+
+    await eventually(breaker_open)
     assert await harness.statuses() == ["escalated", "escalated"]
     messages = [m for _, m in harness.observer.alerts]
     # One page per incident until someone acknowledges it; the incident shows the latest why.
@@ -229,8 +248,12 @@ async def test_the_same_failure_twice_opens_the_breaker_then_a_trial_follows(
     [incident] = await harness.incident_rows()
     assert "the same failure twice: fix/failure at fix (ERR-INFRA-MQTT-001)" in incident["detail"]
     assert harness.policy.breaker("mqtt").value == "open"
+
     # After the cooldown, one trial attempt; it fails too, and the breaker reopens for longer.
-    await asyncio.sleep(0.5)
+    async def trial_failed() -> bool:
+        return len(await harness.statuses()) == 3 and harness.policy.reopens_in("mqtt") > 0
+
+    await eventually(trial_failed)
     assert await harness.statuses() == ["escalated", "escalated", "escalated"]
     assert (1, "trial_attempt") in await harness.evaluations()
     assert harness.policy.reopens_in("mqtt") > 0.3
@@ -241,7 +264,11 @@ async def test_an_escalated_incident_closes_when_someone_else_fixes_it_and_rearm
 ) -> None:
     await harness.seed(on_success="escalate", max_attempts=1)
     harness.monitor.report("mqtt", False, "down")
-    await asyncio.sleep(0.15)
+
+    async def held() -> bool:
+        return len(await harness.evaluations()) == 2
+
+    await eventually(held)
     [incident] = await harness.incident_rows()
     assert incident["phase"] == "escalated"
     assert harness.supervisor.recovering == {"mqtt"}  # waiting, not retrying
@@ -254,7 +281,11 @@ async def test_an_escalated_incident_closes_when_someone_else_fixes_it_and_rearm
 
     await asyncio.sleep(0.35)  # healthy past rearm_after_s
     harness.monitor.report("mqtt", False, "down again")
-    await asyncio.sleep(0.1)
+
+    async def held_again() -> bool:
+        return len(await harness.evaluations()) == 4
+
+    await eventually(held_again)
     assert len(await harness.statuses()) == 2
     assert await harness.evaluations() == [
         (1, "within_budget"),
@@ -403,9 +434,18 @@ async def test_a_site_wide_window_started_mid_incident_holds_it(harness: Harness
     harness.fix.answers = [False, True]
     now = SystemClock().now()
     harness.monitor.report("mqtt", False, "down")
-    await asyncio.sleep(0.01)
+
+    async def under_way() -> bool:
+        return bool(await harness.evaluations())
+
+    await eventually(under_way)  # the incident is open and its first run allowed
     await harness.controls.start_maintenance("*", 60, "site works", "bob", now)
-    await asyncio.sleep(0.3)
+
+    async def held() -> bool:
+        return len(await harness.evaluations()) == 2
+
+    await eventually(held)
+    await asyncio.sleep(0.3)  # the hold lasts: nothing more is tried or recorded
     assert await harness.statuses() == ["escalated"]
     reasons = [reason for _, reason in await harness.evaluations()]
     assert reasons == ["within_budget", "maintenance"]  # recorded once while it lasts
