@@ -18,7 +18,7 @@ from tzlocal import get_localzone
 from graylogic_supervisor.clock import Clock
 from graylogic_supervisor.config import SupervisorConfig
 from graylogic_supervisor.engine.control import ExecutionControls, Override
-from graylogic_supervisor.errors import SupervisorError
+from graylogic_supervisor.errors import StoreError, SupervisorError
 from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.memory.events import EventRing
 from graylogic_supervisor.memory.service import FailureMemory
@@ -39,6 +39,7 @@ USER_ACTIONS_INTERVAL_S = 5.0
 COMMANDS_INTERVAL_S = 0.25
 WATCHDOG_INTERVAL_S = 5.0
 STUCK_GRACE_S = 30.0
+STORE_RETRY_S = 10.0  # after a write the disk had no room for
 
 
 def nightly_scheduler(
@@ -166,7 +167,11 @@ async def reload_on_signal(reloader: Reloader, requested: asyncio.Event, events:
     while True:
         await requested.wait()
         requested.clear()
-        result = await reloader.reload()
+        try:
+            result = await reloader.reload()
+        except StoreError as exc:  # a full disk: its playbooks or its audit entry not written
+            logger.error("the reload could not be recorded, send SIGHUP again: %s", exc)
+            continue
         events.add(
             "config", "site", ("reloaded: " if result.ok else "reload refused: ") + result.detail
         )
@@ -196,35 +201,53 @@ async def apply_commands(
 ) -> None:
     """Operators' commands from the CLI (through the store), applied and audited."""
     while True:
-        for command in await commands.pending():
-            if command.command == "pause":
-                result = runs.pause(command.execution_id)
-            elif command.command == "resume":
-                result = runs.resume(command.execution_id)
-            elif command.command == "cancel":
-                result = runs.cancel(command.execution_id, command.issued_by)
-            elif command.command == "override":
-                assert command.step_id is not None and command.outcome is not None
-                result = runs.override(
-                    command.execution_id,
-                    command.step_id,
-                    Override(command.outcome, command.issued_by, command.reason),
-                )
-            else:  # emergency_stop: stop everything, and start nothing new
-                result = runs.emergency_stop(command.issued_by)
-                await controls.set_safe_mode(
-                    True, f"emergency stop: {command.reason}", command.issued_by, clock.now()
-                )
-            await commands.applied(command.id, result, clock.now())
-            await audit.append(
-                command.issued_by,
-                f"execution.{command.command}",
-                command.execution_id,
-                {"reason": command.reason, "step": command.step_id, "result": result},
-                clock.now(),
+        try:
+            await _apply_pending(commands, runs, controls, audit, clock)
+        except StoreError as exc:  # a full disk: not recorded, so tried again later
+            logger.error(
+                "an operator's command could not be recorded, tried again in %g s: %s",
+                STORE_RETRY_S,
+                exc,
             )
-            logger.info("%s (%s, by %s)", result, command.reason, command.issued_by)
+            await clock.sleep(STORE_RETRY_S)
         await clock.sleep(COMMANDS_INTERVAL_S)
+
+
+async def _apply_pending(
+    commands: CommandRepository,
+    runs: ExecutionControls,
+    controls: ControlRepository,
+    audit: AuditLog,
+    clock: Clock,
+) -> None:
+    for command in await commands.pending():
+        if command.command == "pause":
+            result = runs.pause(command.execution_id)
+        elif command.command == "resume":
+            result = runs.resume(command.execution_id)
+        elif command.command == "cancel":
+            result = runs.cancel(command.execution_id, command.issued_by)
+        elif command.command == "override":
+            assert command.step_id is not None and command.outcome is not None
+            result = runs.override(
+                command.execution_id,
+                command.step_id,
+                Override(command.outcome, command.issued_by, command.reason),
+            )
+        else:  # emergency_stop: stop everything, and start nothing new
+            result = runs.emergency_stop(command.issued_by)
+            await controls.set_safe_mode(
+                True, f"emergency stop: {command.reason}", command.issued_by, clock.now()
+            )
+        await commands.applied(command.id, result, clock.now())
+        await audit.append(
+            command.issued_by,
+            f"execution.{command.command}",
+            command.execution_id,
+            {"reason": command.reason, "step": command.step_id, "result": result},
+            clock.now(),
+        )
+        logger.info("%s (%s, by %s)", result, command.reason, command.issued_by)
 
 
 async def watch_user_actions(audit: AuditLog, events: EventRing, clock: Clock) -> None:

@@ -169,6 +169,10 @@ def test_with_no_room_left_a_recovery_waits_for_space_and_records_everything(
     assert running["status"] == "running"
     with pytest.raises(AssertionError):
         daemon.broker_pid()  # nothing is done that could not be written down
+    # a reload's record cannot be written either: said so, and the daemon carries on
+    assert daemon.process is not None
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.wait_for_log(r"the reload could not be recorded, send SIGHUP again", timeout=10)
 
     # space returns: the run goes on from where it waited, and every step is there
     (daemon.state_dir / "filler").unlink()
