@@ -22,6 +22,7 @@ from graylogic_supervisor.web.auth import (
     SESSION_COOKIE,
     FormError,
     LoginRefused,
+    cookie_flags,
     current_session,
     log_in,
     may_change,
@@ -59,14 +60,7 @@ def admin_routes() -> list[Route]:
 async def login_page(request: Request, message: str | None = None, status: int = 200) -> Response:
     csrf = new_login_csrf()
     response = render(request, "login.html", status, csrf=csrf, message=message)
-    response.set_cookie(
-        LOGIN_CSRF_COOKIE,
-        csrf,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/login",
-    )
+    response.set_cookie(LOGIN_CSRF_COOKIE, csrf, path="/login", **cookie_flags(request))
     return response
 
 
@@ -91,7 +85,7 @@ async def login(request: Request) -> Response:
         return response
     response = RedirectResponse("/", status_code=303)
     set_session_cookie(response, request, token, int(deps.auth.session_lifetime.total_seconds()))
-    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login", **cookie_flags(request))
     logger.info("%s logged in from %s", session.user, remote_of(request))
     return response
 
@@ -103,7 +97,7 @@ async def logout(request: Request) -> Response:
     deps = admin(request)
     await deps.auth.sessions.delete(request.cookies[SESSION_COOKIE])
     response = to_login()
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(SESSION_COOKIE, path="/", **cookie_flags(request))
     return response
 
 

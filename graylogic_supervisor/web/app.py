@@ -35,6 +35,7 @@ from graylogic_supervisor.health.monitor import ComponentHealth, Health, health_
 from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.web.admin import admin_routes
 from graylogic_supervisor.web.auth import current_session, same
+from graylogic_supervisor.web.headers import SecurityHeadersMiddleware
 from graylogic_supervisor.web.render import AdminDeps, templates
 
 logger = logging.getLogger(__name__)
@@ -71,7 +72,7 @@ def create_app(deps: WebDeps, admin: AdminDeps | None = None) -> Starlette:
         routes += admin_routes()
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(InternalErrorMiddleware)],
+        middleware=[Middleware(SecurityHeadersMiddleware), Middleware(InternalErrorMiddleware)],
         exception_handlers={HTTPException: http_error},
     )
     app.state.deps = deps

@@ -18,6 +18,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal, TypedDict
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
@@ -75,16 +76,20 @@ def same(secret: str, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(secret.encode(), given.encode())
 
 
+class CookieFlags(TypedDict):
+    httponly: bool
+    samesite: Literal["strict"]
+    secure: bool
+
+
+def cookie_flags(request: Request) -> CookieFlags:
+    """Every cookie we set or delete: out of scripts' reach, never sent by another
+    site's page, and only over HTTPS when the page is served over HTTPS."""
+    return {"httponly": True, "samesite": "strict", "secure": request.url.scheme == "https"}
+
+
 def set_session_cookie(response: Response, request: Request, token: str, max_age: int) -> None:
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=max_age,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        path="/",
-    )
+    response.set_cookie(SESSION_COOKIE, token, max_age=max_age, path="/", **cookie_flags(request))
 
 
 def new_login_csrf() -> str:

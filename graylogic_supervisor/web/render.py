@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,11 @@ from graylogic_supervisor.web.auth import (
 
 logger = logging.getLogger(__name__)
 TEMPLATES = Path(__file__).parent / "templates"
+PAGE_POLICY = (
+    "default-src 'self'; script-src 'none'; style-src 'unsafe-inline';"
+    " frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+)
+"""Pages load nothing from elsewhere, run no script, post only to us, are never framed."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,8 @@ class AdminDeps:
     versions: PlaybookVersions
     learning: LearningService
     termination: Callable[[], TerminationReading]
-    metrics_token: str | None = None  # lets a Prometheus scrape /metrics without a session
+    metrics_token: str | None = field(default=None, repr=False)
+    """Lets a Prometheus scrape /metrics without a session; kept out of ``repr``."""
 
 
 def templates() -> Environment:
@@ -70,12 +76,8 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
     return HTMLResponse(
         page,
         status_code=status,
-        headers={
-            "Cache-Control": "no-store",
-            "Content-Security-Policy": "default-src 'self'; style-src 'unsafe-inline'",
-            "X-Frame-Options": "DENY",
-            "Referrer-Policy": "same-origin",
-        },
+        # The rest (no framing, no sniffing, no cache) comes from web/headers.py.
+        headers={"Content-Security-Policy": PAGE_POLICY},
     )
 
 
