@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from graylogic_supervisor.errors import ConfigError, SourceProblem
 from graylogic_supervisor.resources import bundled_path
@@ -19,6 +19,20 @@ from graylogic_supervisor.yamlsource import PathKey, dotted, load_located, valid
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
 ERROR_ID_PATTERN = r"^ERR-[A-Z0-9]+-[A-Z0-9]+-\d{3}$"
+
+
+def usable_path(value: Path) -> Path:
+    """Refused here, with its line, what would otherwise fail when the path is resolved."""
+    if "\0" in str(value):
+        raise ValueError("a path cannot contain a NUL character")
+    try:
+        value.expanduser()
+    except RuntimeError as exc:  # ~name of a user this machine does not have
+        raise ValueError(f"cannot expand {value.parts[0]!r}: no such user") from exc
+    return value
+
+
+FilePath = Annotated[Path, AfterValidator(usable_path)]
 
 
 class Model(BaseModel):
@@ -73,7 +87,7 @@ class ProcessServiceConfig(Model):
     name: str = Field(pattern=NAME_PATTERN)
     backend: Literal["process"]
     argv: list[str] = Field(min_length=1)
-    cwd: Path | None = None
+    cwd: FilePath | None = None
     env: dict[str, str] = {}
     ready_port: int | None = Field(None, ge=1, le=65535)
     ready_timeout_s: float = Field(5.0, gt=0)
@@ -146,7 +160,7 @@ class DiskComponent(_ComponentBase):
 
     kind: Literal["disk"]
     service: None = None
-    path: Path | None = None
+    path: FilePath | None = None
     max_percent: float = Field(90.0, gt=0, le=100)
 
 
@@ -337,7 +351,7 @@ class StoreConfig(Model):
 
 
 class PlaybooksConfig(Model):
-    directory: Path = Path("../playbooks")
+    directory: FilePath = Path("../playbooks")
 
 
 class AdminConfig(Model):
@@ -350,9 +364,9 @@ class AdminConfig(Model):
 
 class SupervisorConfig(Model):
     site: SiteConfig = SiteConfig()
-    state_dir: Path = Path(".state")
-    database: Path | None = None
-    catalog: Path = Path("catalog.yaml")
+    state_dir: FilePath = Path(".state")
+    database: FilePath | None = None
+    catalog: FilePath = Path("catalog.yaml")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     shutdown_grace_s: float = Field(10.0, ge=0)
     mqtt: MqttConfig = MqttConfig()

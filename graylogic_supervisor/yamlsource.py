@@ -3,6 +3,13 @@
 PyYAML's composer gives us nodes with positions; we build plain Python data from
 them ourselves, remembering where each path came from, and refuse duplicate keys
 (which PyYAML would silently overwrite).
+
+Building is bounded, because these files may come from anyone with write access
+to the config directory and a file must never hang or crash the daemon: a file
+nested deeper than ``MAX_DEPTH`` (an alias of its own ancestor is infinitely
+deep), or larger than ``MAX_NODES`` once its aliases are expanded (a "billion
+laughs" file), and any scalar PyYAML cannot construct (a 5,000-digit integer,
+the 13th month, a ``!!python`` tag, a ``<<`` merge key) is a located problem.
 """
 
 from __future__ import annotations
@@ -43,37 +50,115 @@ def load_located(file: Path, error_type: type[E], text: str | None = None) -> Lo
     """Read and parse ``file``; a syntax error or duplicate key raises ``error_type``."""
     try:
         source = text if text is not None else file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        problem = f"cannot read: not UTF-8 (byte {exc.start + 1})"
+        raise error_type(file, [SourceProblem(file, line, "", problem)]) from exc
+    except OSError as exc:
         raise error_type(file, [SourceProblem(file, None, "", f"cannot read: {exc}")]) from exc
     try:
         node = yaml.compose(source, Loader=yaml.SafeLoader)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, e.g. NUL
+        line = source.count("\n", 0, exc.position) + 1
+        problem = f"character #x{exc.character:04x} is not allowed in YAML"
+        raise error_type(file, [SourceProblem(file, line, "", problem)]) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
+        at = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
-        raise error_type(file, [SourceProblem(file, line, "", f"YAML syntax: {problem}")]) from exc
+        raise error_type(file, [SourceProblem(file, at, "", f"YAML syntax: {problem}")]) from exc
+    except RecursionError as exc:  # PyYAML's composer recurses once per nesting level
+        message = f"YAML nested more than {MAX_DEPTH} levels deep"
+        raise error_type(file, [SourceProblem(file, 1, "", message)]) from exc
     located = LocatedData(file=file, data=None)
-    problems: list[SourceProblem] = []
-    scalars = yaml.SafeLoader("")
-    located.data = _build(node, (), located, problems, scalars) if node is not None else None
-    scalars.dispose()
-    if problems:
-        raise error_type(file, problems)
+    if node is not None:
+        builder = _Builder(located)
+        located.data = builder.build(node, ())
+        builder.scalars.dispose()
+        if builder.problems:
+            raise error_type(file, builder.problems)
     return located
 
 
-def _build(
-    node: yaml.Node,
-    path: PathKey,
-    out: LocatedData,
-    problems: list[SourceProblem],
-    scalars: yaml.SafeLoader,
-) -> Any:
-    out.lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
+MAX_DEPTH = 64  # nesting levels: far beyond any real file, far below Python's recursion limit
+MAX_NODES = 20_000  # values once aliases are expanded: a real file has a few hundred
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+class _TooLarge(Exception):
+    """The file expands past ``MAX_NODES``: building stops at once."""
+
+
+class _Builder:
+    """Plain data from composed nodes, with the line of every path, within bounds."""
+
+    def __init__(self, out: LocatedData) -> None:
+        self.out = out
+        self.problems: list[SourceProblem] = []
+        self.scalars = yaml.SafeLoader("")
+        self.nodes = 0
+        self.ancestors: set[int] = set()  # ids of the collection nodes being built
+
+    def build(self, node: yaml.Node, path: PathKey) -> Any:
+        try:
+            return self._build(node, path)
+        except _TooLarge:
+            message = f"more than {MAX_NODES} values once aliases are expanded"
+            self.problems.append(self._problem(node, path, message))
+            return None
+
+    def _problem(self, node: yaml.Node, path: PathKey, message: str) -> SourceProblem:
+        return SourceProblem(self.out.file, node.start_mark.line + 1, dotted(path), message)
+
+    def _scalar(self, node: yaml.Node, path: PathKey) -> tuple[bool, Any]:
+        """(True, value), or (False, None) with the problem recorded."""
+        if node.tag == MERGE_TAG:
+            self.problems.append(
+                self._problem(node, path, "merge keys ('<<') are not supported; write the fields")
+            )
+            return False, None
+        try:
+            return True, self.scalars.construct_object(node)
+        except (yaml.YAMLError, ValueError, OverflowError) as exc:
+            reason = getattr(exc, "problem", None) or str(exc)
+            self.problems.append(self._problem(node, path, f"cannot read this value: {reason}"))
+            return False, None
+
+    def _build(self, node: yaml.Node, path: PathKey) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise _TooLarge
+        out = self.out
+        out.lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node, path)[1]
+        if id(node) in self.ancestors:
+            self.problems.append(self._problem(node, path, "an alias of its own ancestor"))
+            return None
+        if len(path) > MAX_DEPTH:
+            where = path[:MAX_DEPTH]
+            message = f"nested more than {MAX_DEPTH} levels deep"
+            self.problems.append(self._problem(node, where, message))
+            return None
+        self.ancestors.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
+            return [self._build(item, (*path, i)) for i, item in enumerate(node.value)]
+        finally:
+            self.ancestors.discard(id(node))
+
+    def _mapping(self, node: yaml.MappingNode, path: PathKey) -> dict[Any, Any]:
+        out, problems = self.out, self.problems
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = scalars.construct_object(key_node)
+            readable, key = (
+                self._scalar(key_node, path)
+                if isinstance(key_node, yaml.ScalarNode)
+                else (True, None)
+            )
+            if not readable:
+                continue
             if not isinstance(key, str | int):
                 problems.append(
                     SourceProblem(
@@ -91,21 +176,20 @@ def _build(
                     )
                 )
                 continue
-            result[key] = _build(value_node, (*path, key), out, problems, scalars)
+            result[key] = self._build(value_node, (*path, key))
             out.lines[(*path, key)] = key_node.start_mark.line + 1
         return result
-    if isinstance(node, yaml.SequenceNode):
-        return [
-            _build(item, (*path, i), out, problems, scalars) for i, item in enumerate(node.value)
-        ]
-    return scalars.construct_object(node)
 
 
 def dotted(path: PathKey) -> str:
-    """``steps[2].on_failure`` style, as a reader of the YAML would name the field."""
+    """``steps[2].on_failure`` style, as a reader of the YAML would name the field
+    (an empty key, which YAML allows, as ``['']`` so the field is never blank)."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int) or part == "":
+            text += f"[{part!r}]"
+        else:
+            text += f".{part}" if text else part
     return text
 
 
@@ -136,6 +220,22 @@ def _is_tag(part: str) -> bool:
 
 
 UNION_TAG_ERRORS = ("union_tag_invalid", "union_tag_not_found")
+MAPPING_ERRORS = ("model_type", "model_attributes_type", "dict_type")
+
+
+def _kind(value: object) -> str:
+    """A YAML reader's name for a value's kind."""
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    return type(value).__name__
 
 
 def problems_from_validation(
@@ -154,6 +254,8 @@ def problems_from_validation(
             message = "unknown field"
         elif error["type"] in ("missing", "union_tag_not_found"):
             message = "field required"
+        elif error["type"] in MAPPING_ERRORS:  # pydantic names its model class here
+            message = f"expected a mapping (dictionary) of fields, got {_kind(error['input'])}"
         problems.append(SourceProblem(located.file, located.line_of(path), dotted(path), message))
     return problems
 

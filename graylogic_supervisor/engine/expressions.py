@@ -21,6 +21,7 @@ from __future__ import annotations
 import ast
 import operator
 import re
+import re._parser as regex_parser  # type: ignore[import-not-found]  # no stub; stable in 3.11+
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, fields
@@ -41,6 +42,12 @@ MAX_DEPTH = 32  # nesting levels: far below Python's recursion limit, far above 
 MAX_RESULT_LENGTH = 10_000  # characters of a result string, or items of a result list
 MAX_INT_BITS = 4_096  # size of the result of an integer power
 MAX_ROUND_DIGITS = 20
+# Python's regular expressions backtrack and cannot be interrupted, so a pattern is held to
+# what is fast on any text: no repetition inside a repetition, no alternation inside one,
+# no backreference (each of which can take exponential time), at most two variable-length
+# repetitions, and text of at most MAX_MATCH_TEXT characters (two `.*` cost its cube).
+MAX_MATCH_TEXT = 1_000
+MAX_REGEX_REPEATS = 2
 
 StepOutcome = Literal["success", "failure", "timeout", "error", "skipped"]
 
@@ -259,15 +266,58 @@ def _round(value: object, digits: object = None) -> object:
 
 
 def _matches(patterns: Mapping[str, re.Pattern[str]], value: object, pattern: object) -> bool:
-    """``re.search``; literal patterns were compiled at load, others use ``re``'s own cache."""
+    """``re.search``; literal patterns were checked at load, others are checked here."""
     text, pattern_text = _text(value, "matches"), _text(pattern, "matches")
+    if len(text) > MAX_MATCH_TEXT:
+        raise _Problem(f"matches() reads at most {MAX_MATCH_TEXT} characters, got {len(text)}")
     compiled = patterns.get(pattern_text)
     if compiled is None:
-        try:
-            compiled = re.compile(pattern_text)
-        except re.error as exc:
-            raise _Problem(f"bad regular expression {pattern_text!r}: {exc}") from None
+        compiled = safe_regex(pattern_text, _Problem)
     return compiled.search(text) is not None
+
+
+def safe_regex(pattern: str, error: Callable[[str], Exception]) -> re.Pattern[str]:
+    """``pattern`` compiled, or ``error(reason)`` if it is bad or could backtrack for ages."""
+    try:
+        compiled = re.compile(pattern)
+        reason = _slow_regex(regex_parser.parse(pattern), inside_repeat=False, repeats=[0])
+    except (re.error, RecursionError, OverflowError) as exc:
+        raise error(f"bad regular expression {pattern!r}: {exc}") from None
+    if reason is not None:
+        raise error(f"regular expression {pattern!r} {reason}")
+    return compiled
+
+
+def _slow_regex(items: Any, inside_repeat: bool, repeats: list[int]) -> str | None:
+    """Why the parsed pattern could take more than polynomial time on short text, or None."""
+    for op, value in items:
+        name = str(op)
+        found: str | None = None
+        if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
+            low, high, body = value
+            if low != high:
+                if inside_repeat:
+                    return "repeats a repetition (can take exponential time)"
+                repeats[0] += 1
+                if repeats[0] > MAX_REGEX_REPEATS:
+                    return f"has more than {MAX_REGEX_REPEATS} variable-length repetitions"
+            found = _slow_regex(body, inside_repeat or high > 1, repeats)
+        elif name == "BRANCH":
+            if inside_repeat:
+                return "repeats an alternation (can take exponential time)"
+            for branch in value[1]:
+                found = found or _slow_regex(branch, inside_repeat, repeats)
+        elif name == "SUBPATTERN":
+            found = _slow_regex(value[3], inside_repeat, repeats)
+        elif name in ("ASSERT", "ASSERT_NOT"):
+            found = _slow_regex(value[1], inside_repeat, repeats)
+        elif name == "ATOMIC_GROUP":
+            found = _slow_regex(value, inside_repeat, repeats)
+        elif name.startswith("GROUPREF"):
+            return "uses a backreference (can take exponential time)"
+        if found is not None:
+            return found
+    return None
 
 
 @dataclass(frozen=True)
@@ -495,12 +545,9 @@ class _Checker:
         if name == "matches":
             pattern = node.args[1]
             if isinstance(pattern, ast.Constant) and isinstance(pattern.value, str):
-                try:
-                    self.patterns[pattern.value] = re.compile(pattern.value)
-                except re.error as exc:
-                    raise self.error(
-                        f"bad regular expression {pattern.value!r}: {exc}", pattern
-                    ) from None
+                self.patterns[pattern.value] = safe_regex(
+                    pattern.value, lambda reason: self.error(reason, pattern)
+                )
 
 
 def _syntax_message(exc: SyntaxError, body: str, offset: int) -> str:

@@ -47,14 +47,19 @@ Distribution = dict[str, float]
 OutcomeSpec = str | Distribution
 
 
-def _check_spec(spec: OutcomeSpec) -> OutcomeSpec:
+def _check_spec(spec: object) -> OutcomeSpec:
+    """Runs before pydantic's own checks (a ``before`` validator), so it checks types too."""
     if isinstance(spec, str):
         if spec not in WORDS:
             raise ValueError(f"unknown outcome word {spec!r} (one of {', '.join(WORDS)})")
         return spec
+    if not isinstance(spec, dict):
+        raise ValueError("an outcome is a word, or a mapping of words to probabilities")
     for word, chance in spec.items():
         if word not in WORDS:
             raise ValueError(f"unknown outcome word {word!r} (one of {', '.join(WORDS)})")
+        if isinstance(chance, bool) or not isinstance(chance, int | float):
+            raise ValueError(f"probability of {word!r} must be a number")
         if not 0 <= chance <= 1:
             raise ValueError(f"probability of {word!r} must be between 0 and 1")
     if not math.isclose(sum(spec.values()), 1.0, abs_tol=TOLERANCE):
@@ -127,12 +132,6 @@ class Scenario(_Model):
     actions: dict[str, ScenarioAction] = Field(min_length=1)
     manual: Manual
 
-    @model_validator(mode="after")
-    def _one_playbook(self) -> Scenario:
-        if (self.playbook_file is None) == (self.playbook is None):
-            raise ValueError("give either playbook_file or playbook")
-        return self
-
     def fix_action_for(self, cause: str) -> str | None:
         """The technician's fix: ``manual.fix_actions``, else the first action that can fix."""
         if cause in self.manual.fix_actions:
@@ -197,7 +196,7 @@ def _playbook_file(playbook_id: str, directory: Path | None) -> Path | None:
     for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        except (OSError, ValueError, RecursionError, yaml.YAMLError):
             continue  # a broken file is not the one we look for; the loader reports it
         if isinstance(data, dict) and data.get("id") == playbook_id:
             return path.resolve()
@@ -206,6 +205,9 @@ def _playbook_file(playbook_id: str, directory: Path | None) -> Path | None:
 
 def _cross_problems(scenario: Scenario) -> list[tuple[PathKey, str]]:
     problems: list[tuple[PathKey, str]] = []
+    if (scenario.playbook_file is None) == (scenario.playbook is None):
+        where = "playbook_file" if scenario.playbook_file is not None else "playbook"
+        problems.append(((where,), "give either playbook_file or playbook"))
     total = sum(scenario.causes.values())
     for cause, chance in scenario.causes.items():
         if not 0 <= chance <= 1:

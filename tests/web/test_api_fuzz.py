@@ -1,5 +1,6 @@
 """The admin API fuzzed from its own OpenAPI description (schemathesis) against the real
-daemon, logged in as an admin: whatever the input, no 500 and no traceback."""
+daemon, logged in as an admin and as nobody, and the admin page's forms with random
+bodies: whatever the input, no 500 and no traceback."""
 
 from __future__ import annotations
 
@@ -7,12 +8,14 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
 import pytest
 import schemathesis
 import yaml
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import free_port
 from tests.daemon_process import Daemon, write_config
@@ -61,3 +64,116 @@ def test_no_input_makes_the_api_fail(logged_in: tuple[str, dict[str, str]]) -> N
         no_server_error()
         seen.append(f"{operation.method.upper()} {operation.path}")
     assert "POST /api/v1/recommendations/{rec_id}/approve" in seen
+
+
+def test_no_input_makes_the_api_fail_for_a_caller_who_is_not_logged_in(
+    logged_in: tuple[str, dict[str, str]],
+) -> None:
+    """Every operation, generated input, no session: refused (401), never a 500."""
+    base, headers = logged_in
+    described = schemathesis.openapi.from_url(f"{base}/api/v1/openapi.json", headers=headers)
+    statuses: set[int] = set()
+    for result in described.get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=8,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def refused_not_failed(case: Any) -> None:
+            response = case.call(base_url=base, headers={})
+            assert response.status_code < 500, (case.method, case.path, response.text[:200])
+            assert "Traceback" not in response.text
+            statuses.add(response.status_code)
+
+        refused_not_failed()
+    assert 401 in statuses
+
+
+FORMS = [
+    "/login",
+    "/logout",
+    "/safe-mode/leave",
+    "/escalations/{}/acknowledge",
+    "/executions/{}/control",
+    "/recommendations/{}/approve",
+    "/recommendations/{}/reject",
+    "/playbooks/{}/rollback",
+    "/failures/{}/resolve",
+]
+FIELDS = ["csrf_token", "user", "password", "action", "reason", "fix_action", "target", "what"]
+TEXT = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["", "admin", "pause", "cancel", "0", "-1", "../..", "%00", "\u202e"]),
+    st.just("x" * 20_000),
+)
+CONTENT_TYPES = [
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=zz",
+    "multipart/form-data",
+    "application/json",
+    "text/plain",
+    None,
+]
+
+
+@st.composite
+def form_posts(draw: st.DrawFn) -> tuple[str, bytes, str | None, str]:
+    """(path, body, content type, which credentials): random, hostile and nearly right."""
+    route = draw(st.sampled_from(FORMS))
+    name = draw(st.text(min_size=1, max_size=20) | st.sampled_from(["0", "-1", "..", "%00"]))
+    path = route.format(quote(name, safe=""))
+    fields = draw(st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=8), TEXT, max_size=5))
+    credentials = draw(st.sampled_from(["none", "session", "session+csrf"]))
+    if route == "/logout" and credentials == "session+csrf":
+        credentials = "session"  # a real logout would end the session the other cases use
+    body = draw(
+        st.one_of(
+            st.just(urlencode(fields).encode()),
+            st.binary(max_size=200),
+            st.just(b'--zz\r\nContent-Disposition: form-data; name="a"\r\n\r\nx'),
+            st.just(b"a=" + b"%ff" * 1000 + b"&" * 1000),
+        )
+    )
+    return path, body, draw(st.sampled_from(CONTENT_TYPES)), credentials
+
+
+def test_no_form_post_makes_the_admin_page_fail(logged_in: tuple[str, dict[str, str]]) -> None:
+    """The page's POST routes with random bodies, with and without a session and its CSRF
+    token: answered with a 3xx or 4xx (or 200 for a page), never a 500 or a traceback."""
+    base, headers = logged_in
+    csrf = headers["X-CSRF-Token"]
+    statuses: set[int] = set()
+    with httpx.Client(base_url=base, timeout=10) as web:
+        page = web.get("/login")
+        [login_token] = re.findall(r'name="csrf_token" value="([^"]+)"', page.text)
+        login_cookie = f"gls_login_csrf={web.cookies['gls_login_csrf']}"
+        web.cookies.clear()
+
+        @given(post=form_posts())
+        @settings(
+            max_examples=150,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def no_server_error(post: tuple[str, bytes, str | None, str]) -> None:
+            path, body, content_type, credentials = post
+            sent = {"Content-Type": content_type} if content_type else {}
+            token = login_token if path == "/login" else csrf
+            if credentials != "none":
+                sent["Cookie"] = login_cookie if path == "/login" else headers["Cookie"]
+            if credentials == "session+csrf" and content_type == CONTENT_TYPES[0]:
+                body = body + b"&csrf_token=" + token.encode()
+            response = web.post(path, content=body, headers=sent)
+            assert response.status_code < 500, (path, response.status_code, response.text[:200])
+            assert "Traceback" not in response.text
+            statuses.add(response.status_code)
+
+        no_server_error()
+    assert {400, 401, 403} <= statuses
