@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from graylogic_supervisor.backoff import backoff_delay
 from graylogic_supervisor.engine.action import FailureInfo, StepResult
-from graylogic_supervisor.engine.expressions import StepRecord
+from graylogic_supervisor.engine.expression_context import StepRecord
 from graylogic_supervisor.playbooks.model import Playbook, RetryPolicy, Step
 from graylogic_supervisor.store.executions import StepEnd
 

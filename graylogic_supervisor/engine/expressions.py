@@ -21,45 +21,37 @@ from __future__ import annotations
 import ast
 import operator
 import re
-import re._parser as regex_parser  # type: ignore[import-not-found]  # no stub; stable in 3.11+
 import warnings
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, fields
-from datetime import datetime
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
-from typing import Any, Literal, Protocol
+from typing import Any, TypeVar
 
 import simpleeval  # type: ignore[import-untyped]  # the library ships no type information
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import PydanticCustomError, core_schema
 
-from graylogic_supervisor.engine.action import FailureInfo
+from graylogic_supervisor.engine.expression_context import (
+    FIXED_FIELDS,
+    ROOTS,
+    STEP_FIELDS,
+    EvaluationProblem,
+    ExpressionContext,
+    Record,
+    unwrap,
+    wrap,
+)
+from graylogic_supervisor.engine.regexguard import MAX_MATCH_TEXT, safe_regex
 from graylogic_supervisor.errors import SupervisorError
+
+_C = TypeVar("_C")
 
 MAX_EXPRESSION_LENGTH = 500
 MAX_DEPTH = 32  # nesting levels: far below Python's recursion limit, far above any real condition
 MAX_RESULT_LENGTH = 10_000  # characters of a result string, or items of a result list
 MAX_INT_BITS = 4_096  # size of the result of an integer power
 MAX_ROUND_DIGITS = 20
-# Python's regular expressions backtrack and cannot be interrupted, so a pattern is held to
-# what is fast on any text: no repetition inside a repetition, no alternation inside one,
-# no backreference (each of which can take exponential time), at most two variable-length
-# repetitions, and text of at most MAX_MATCH_TEXT characters (two `.*` cost its cube).
-MAX_MATCH_TEXT = 1_000
-MAX_REGEX_REPEATS = 2
-
-StepOutcome = Literal["success", "failure", "timeout", "error", "skipped"]
-
-ROOTS = ("steps", "failure", "params", "time", "resources")
-STEP_FIELDS = frozenset({"outcome", "output", "result", "duration_s", "attempts"})
-FIXED_FIELDS: Mapping[str, frozenset[str]] = MappingProxyType(
-    {
-        "failure": frozenset({"component", "error_id", "message"}),
-        "time": frozenset({"hour", "minute", "weekday", "iso"}),
-        "resources": frozenset({"memory_percent", "disk_percent", "cpu_percent", "load_per_cpu"}),
-    }
-)
 
 
 class ExpressionError(SupervisorError):
@@ -77,152 +69,12 @@ class ExpressionError(SupervisorError):
         super().__init__(f"{message} in {text!r}{where}")
 
 
-class _Problem(Exception):
-    """A run-time problem found inside an evaluation; becomes an ``ExpressionError``."""
-
-
-# --- what expressions see ---------------------------------------------------------------
-
-
-class Record:
-    """A read-only view of a mapping whose keys read as fields: ``steps.check_port.output.port``.
-
-    Only the data's keys are reachable: there are no public methods for an
-    expression to find, and a missing key is a ``_Problem`` that names the path
-    and the keys that do exist.
-    """
-
-    __slots__ = ("_absent", "_data", "_path")
-
-    def __init__(self, data: Mapping[str, Any], path: str, absent: str | None = None) -> None:
-        self._data = data
-        self._path = path
-        self._absent = absent  # message for a missing key: {name} and {known} are filled in
-
-    def field(self, name: str) -> Any:
-        try:
-            value = self._data[name]
-        except KeyError:
-            known = sorted(str(key) for key in self._data)
-            listed = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "") or "none"
-            if self._absent is not None:
-                raise _Problem(self._absent.format(name=repr(name), known=listed)) from None
-            raise _Problem(f"{self._path} has no field {name!r} (it has: {listed})") from None
-        return _wrap(value, f"{self._path}.{name}")
-
-    @property
-    def data(self) -> Mapping[str, Any]:
-        return self._data
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Record):
-            return self._data == other._data
-        return isinstance(other, Mapping) and self._data == other
-
-    __hash__ = None  # type: ignore[assignment]  # like the mapping it wraps
-
-    def __repr__(self) -> str:
-        return repr(dict(self._data))
-
-
-def _wrap(value: Any, path: str) -> Any:
-    return Record(value, path) if isinstance(value, Mapping) else value
-
-
-def _unwrap(value: Any) -> Any:
-    return value.data if isinstance(value, Record) else value
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    """What an earlier step came to, as expressions see it under ``steps.<id>``."""
-
-    outcome: StepOutcome
-    output: Mapping[str, Any]
-    result: str
-    duration_s: float
-    attempts: int
-
-
-class ResourceFigures(Protocol):
-    """The host's load when the context is built (``memory.model.Resources`` fits)."""
-
-    @property
-    def memory_percent(self) -> float: ...
-    @property
-    def disk_percent(self) -> float: ...
-    @property
-    def cpu_percent(self) -> float: ...
-    @property
-    def load_per_cpu(self) -> float: ...
-
-
-@dataclass(frozen=True)
-class ExpressionContext:
-    """The five roots an expression may name, already wrapped as records."""
-
-    roots: Mapping[str, Record]
-
-
-def expression_context(
-    *,
-    failure: FailureInfo,
-    steps: Mapping[str, StepRecord],
-    params: Mapping[str, Any],
-    now: datetime,
-    resources: ResourceFigures | None = None,
-) -> ExpressionContext:
-    """Build what expressions see from plain data the runner already holds.
-
-    ``now`` is read as given: pass local time (``clock.now().astimezone()``),
-    because installers write ``time.hour < 6`` by the wall clock. Without
-    ``resources`` any ``resources.…`` fails at run time, so the runner can skip
-    measuring when ``CompiledExpression.roots`` does not name it.
-    """
-    step_data = {
-        step_id: {field.name: getattr(record, field.name) for field in fields(record)}
-        for step_id, record in steps.items()
-    }
-    figures = {}
-    if resources is not None:
-        figures = {name: getattr(resources, name) for name in FIXED_FIELDS["resources"]}
-    time_data = {
-        "hour": now.hour,
-        "minute": now.minute,
-        "weekday": now.weekday(),
-        "iso": now.isoformat(),
-    }
-    roots = {
-        "steps": Record(step_data, "steps", "step {name} has not run (run so far: {known})"),
-        "failure": Record(
-            {name: getattr(failure, name) for name in FIXED_FIELDS["failure"]}, "failure"
-        ),
-        "params": Record(params, "params"),
-        "time": Record(time_data, "time"),
-        "resources": Record(
-            figures,
-            "resources",
-            None if resources is not None else "resource figures are not measured in this run",
-        ),
-    }
-    return ExpressionContext(MappingProxyType(roots))
-
-
 # --- functions and operators ------------------------------------------------------------
 
 
 def _text(value: object, function: str) -> str:
     if not isinstance(value, str):
-        raise _Problem(f"{function}() needs text, got {type(_unwrap(value)).__name__}")
+        raise EvaluationProblem(f"{function}() needs text, got {type(unwrap(value)).__name__}")
     return value
 
 
@@ -247,13 +99,15 @@ def _contains(container: object, item: object) -> bool:
         return _text(item, "contains") in container
     if isinstance(container, list | tuple | Record):
         return item in container
-    raise _Problem(f"contains() needs text, a list or a record, got {type(container).__name__}")
+    raise EvaluationProblem(
+        f"contains() needs text, a list or a record, got {type(container).__name__}"
+    )
 
 
 def _length(value: object) -> int:
     if isinstance(value, str | list | tuple | Record):
         return len(value)
-    raise _Problem(f"len() needs text, a list or a record, got {type(value).__name__}")
+    raise EvaluationProblem(f"len() needs text, a list or a record, got {type(value).__name__}")
 
 
 def _round(value: object, digits: object = None) -> object:
@@ -261,7 +115,7 @@ def _round(value: object, digits: object = None) -> object:
         return round(value)  # type: ignore[call-overload]  # a wrong type is a TypeError we report
     if not isinstance(digits, int) or abs(digits) > MAX_ROUND_DIGITS:
         # round(5, -10**7) takes seconds: the digits are bounded.
-        raise _Problem(f"round() takes a whole number of digits up to {MAX_ROUND_DIGITS}")
+        raise EvaluationProblem(f"round() takes a whole number of digits up to {MAX_ROUND_DIGITS}")
     return round(value, digits)  # type: ignore[call-overload]
 
 
@@ -269,55 +123,13 @@ def _matches(patterns: Mapping[str, re.Pattern[str]], value: object, pattern: ob
     """``re.search``; literal patterns were checked at load, others are checked here."""
     text, pattern_text = _text(value, "matches"), _text(pattern, "matches")
     if len(text) > MAX_MATCH_TEXT:
-        raise _Problem(f"matches() reads at most {MAX_MATCH_TEXT} characters, got {len(text)}")
+        raise EvaluationProblem(
+            f"matches() reads at most {MAX_MATCH_TEXT} characters, got {len(text)}"
+        )
     compiled = patterns.get(pattern_text)
     if compiled is None:
-        compiled = safe_regex(pattern_text, _Problem)
+        compiled = safe_regex(pattern_text, EvaluationProblem)
     return compiled.search(text) is not None
-
-
-def safe_regex(pattern: str, error: Callable[[str], Exception]) -> re.Pattern[str]:
-    """``pattern`` compiled, or ``error(reason)`` if it is bad or could backtrack for ages."""
-    try:
-        compiled = re.compile(pattern)
-        reason = _slow_regex(regex_parser.parse(pattern), inside_repeat=False, repeats=[0])
-    except (re.error, RecursionError, OverflowError) as exc:
-        raise error(f"bad regular expression {pattern!r}: {exc}") from None
-    if reason is not None:
-        raise error(f"regular expression {pattern!r} {reason}")
-    return compiled
-
-
-def _slow_regex(items: Any, inside_repeat: bool, repeats: list[int]) -> str | None:
-    """Why the parsed pattern could take more than polynomial time on short text, or None."""
-    for op, value in items:
-        name = str(op)
-        found: str | None = None
-        if name in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT"):
-            low, high, body = value
-            if low != high:
-                if inside_repeat:
-                    return "repeats a repetition (can take exponential time)"
-                repeats[0] += 1
-                if repeats[0] > MAX_REGEX_REPEATS:
-                    return f"has more than {MAX_REGEX_REPEATS} variable-length repetitions"
-            found = _slow_regex(body, inside_repeat or high > 1, repeats)
-        elif name == "BRANCH":
-            if inside_repeat:
-                return "repeats an alternation (can take exponential time)"
-            for branch in value[1]:
-                found = found or _slow_regex(branch, inside_repeat, repeats)
-        elif name == "SUBPATTERN":
-            found = _slow_regex(value[3], inside_repeat, repeats)
-        elif name in ("ASSERT", "ASSERT_NOT"):
-            found = _slow_regex(value[1], inside_repeat, repeats)
-        elif name == "ATOMIC_GROUP":
-            found = _slow_regex(value, inside_repeat, repeats)
-        elif name.startswith("GROUPREF"):
-            return "uses a backreference (can take exponential time)"
-        if found is not None:
-            return found
-    return None
 
 
 @dataclass(frozen=True)
@@ -354,16 +166,16 @@ def _power(base: Any, exponent: Any) -> Any:
         and isinstance(exponent, int)
         and exponent * max(abs(base).bit_length(), 1) > MAX_INT_BITS
     ):
-        raise _Problem(f"{base} ** {exponent} is too large")
+        raise EvaluationProblem(f"{base} ** {exponent} is too large")
     result = base**exponent
     if isinstance(result, complex):
-        raise _Problem(f"{base} ** {exponent} has no real result")
+        raise EvaluationProblem(f"{base} ** {exponent} has no real result")
     return result
 
 
 def _modulo(left: Any, right: Any) -> Any:
     if isinstance(left, str):  # printf-style formatting: "%999999999d" % 1 would eat memory
-        raise _Problem("'%' formatting of text is not allowed; use str() and +")
+        raise EvaluationProblem("'%' formatting of text is not allowed; use str() and +")
     return left % right
 
 
@@ -570,7 +382,9 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]  # sim
         value = self._eval(node.value)
         if not isinstance(value, Record):
             kind = type(value).__name__
-            raise _Problem(f"{ast.unparse(node.value)} is {kind}, which has no field {node.attr!r}")
+            raise EvaluationProblem(
+                f"{ast.unparse(node.value)} is {kind}, which has no field {node.attr!r}"
+            )
         return value.field(node.attr)
 
     def _eval_subscript(self, node: ast.Subscript) -> Any:
@@ -578,9 +392,11 @@ class _Evaluator(simpleeval.EvalWithCompoundTypes):  # type: ignore[misc]  # sim
         key = self._eval(node.slice)
         if isinstance(container, Record):
             if not isinstance(key, str):
-                raise _Problem(f"{ast.unparse(node.value)} is read with text keys, not {key!r}")
+                raise EvaluationProblem(
+                    f"{ast.unparse(node.value)} is read with text keys, not {key!r}"
+                )
             return container.field(key)
-        return _wrap(container[key], f"{ast.unparse(node.value)}[{key!r}]")
+        return wrap(container[key], f"{ast.unparse(node.value)}[{key!r}]")
 
 
 class CompiledExpression:
@@ -616,7 +432,7 @@ class CompiledExpression:
         except OverflowError:
             raise ExpressionError(self.text, "a number is too large") from None
         except (
-            _Problem,
+            EvaluationProblem,
             simpleeval.InvalidExpression,
             ArithmeticError,
             LookupError,
@@ -629,7 +445,7 @@ class CompiledExpression:
             raise ExpressionError(
                 self.text, f"result has {len(value)} items; the limit is {MAX_RESULT_LENGTH}"
             )
-        return _unwrap(value)
+        return unwrap(value)
 
     def test(self, context: ExpressionContext) -> bool:
         """A condition's verdict. Only ``true`` or ``false`` count.
@@ -659,7 +475,7 @@ class CompiledExpression:
     def __get_pydantic_core_schema__(
         cls, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
-        return _pydantic_schema(cls, compile_expression)
+        return compiled_schema(cls, compile_expression)
 
 
 def compile_expression(text: str) -> CompiledExpression:
@@ -692,142 +508,10 @@ def compile_expression(text: str) -> CompiledExpression:
     return CompiledExpression(text, tree.body, checker)
 
 
-# --- templates ----------------------------------------------------------------------------
-
-
-class CompiledTemplate:
-    """Text with ``{expression}`` placeholders, every one checked at load.
-
-    ``{{`` and ``}}`` stand for literal braces. A placeholder renders as
-    ``str()`` of its value; ``None`` is refused, because an empty service name
-    or address is a bug, not a value.
-    """
-
-    __slots__ = ("_parts", "roots", "step_refs", "text")
-
-    def __init__(self, text: str, parts: tuple[str | tuple[int, CompiledExpression], ...]) -> None:
-        self.text = text
-        self._parts = parts
-        expressions = [part[1] for part in parts if isinstance(part, tuple)]
-        self.roots: frozenset[str] = frozenset().union(*(e.roots for e in expressions))
-        self.step_refs: frozenset[str] = frozenset().union(*(e.step_refs for e in expressions))
-
-    @property
-    def is_static(self) -> bool:
-        """No placeholders: the runner can use ``render`` without building a context."""
-        return not any(isinstance(part, tuple) for part in self._parts)
-
-    def __bool__(self) -> bool:
-        """Empty like its text, so ``if not step.target`` keeps meaning "no target"."""
-        return bool(self.text)
-
-    def render(self, context: ExpressionContext) -> str:
-        pieces: list[str] = []
-        for part in self._parts:
-            if isinstance(part, str):
-                pieces.append(part)
-                continue
-            start, expression = part
-            try:
-                value = expression.evaluate(context)
-            except ExpressionError as exc:
-                message = f"placeholder {{{expression.text}}}: {exc.message}"
-                raise ExpressionError(self.text, message, start) from exc
-            if value is None:
-                message = f"placeholder {{{expression.text}}} is None"
-                raise ExpressionError(self.text, message, start)
-            pieces.append(str(value))
-        rendered = "".join(pieces)
-        if len(rendered) > MAX_RESULT_LENGTH:
-            message = f"result is {len(rendered)} characters; the limit is {MAX_RESULT_LENGTH}"
-            raise ExpressionError(self.text, message)
-        return rendered
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, CompiledTemplate) and other.text == self.text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
-
-    def __repr__(self) -> str:
-        return f"CompiledTemplate({self.text!r})"
-
-    @classmethod
-    def __get_pydantic_core_schema__(
-        cls, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        return _pydantic_schema(cls, compile_template)
-
-
-def compile_template(template: str) -> CompiledTemplate:
-    """Split ``template`` into text and compiled placeholders; raises ``ExpressionError``."""
-    parts: list[str | tuple[int, CompiledExpression]] = []
-    literal: list[str] = []
-    index, end = 0, len(template)
-    while index < end:
-        char = template[index]
-        if char in "{}" and template[index + 1 : index + 2] == char:
-            literal.append(char)
-            index += 2
-        elif char == "}":
-            raise ExpressionError(template, "single '}' (write '}}' for a brace)", index)
-        elif char == "{":
-            close = _placeholder_end(template, index)
-            try:
-                expression = compile_expression(template[index + 1 : close])
-            except ExpressionError as exc:
-                position = None if exc.position is None else index + 1 + exc.position
-                raise ExpressionError(
-                    template, f"placeholder {{{exc.text}}}: {exc.message}", position
-                ) from None
-            if literal:
-                parts.append("".join(literal))
-                literal = []
-            parts.append((index, expression))
-            index = close + 1
-        else:
-            literal.append(char)
-            index += 1
-    if literal:
-        parts.append("".join(literal))
-    return CompiledTemplate(template, tuple(parts))
-
-
-def _placeholder_end(template: str, start: int) -> int:
-    """Index of the ``}`` closing the placeholder at ``start``; braces in quotes don't count."""
-    quote: str | None = None
-    index = start + 1
-    while index < len(template):
-        char = template[index]
-        if quote is not None:
-            if char == "\\":
-                index += 1
-            elif char == quote:
-                quote = None
-        elif char in "'\"":
-            quote = char
-        elif char == "}":
-            if index == start + 1:
-                raise ExpressionError(template, "empty placeholder '{}'", start)
-            return index
-        elif char == "{":
-            raise ExpressionError(template, "'{' inside a placeholder", index)
-        index += 1
-    raise ExpressionError(template, "placeholder is not closed with '}'", start)
-
-
-def substitute(template: str, context: ExpressionContext) -> str:
-    """Compile and render at once: for one-off text; playbooks compile at load."""
-    return compile_template(template).render(context)
-
-
-def _pydantic_schema(
-    cls: type[CompiledExpression | CompiledTemplate],
-    compile_text: Callable[[str], CompiledExpression | CompiledTemplate],
-) -> core_schema.CoreSchema:
+def compiled_schema(cls: type[_C], compile_text: Callable[[str], _C]) -> core_schema.CoreSchema:
     """Validate from a string at the model boundary, so a playbook field is compiled once."""
 
-    def validate(value: object) -> CompiledExpression | CompiledTemplate:
+    def validate(value: object) -> _C:
         if isinstance(value, cls):
             return value
         if not isinstance(value, str):

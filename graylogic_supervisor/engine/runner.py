@@ -45,14 +45,14 @@ from graylogic_supervisor.engine.execution import (
     retry_pause,
     skip_target,
 )
-from graylogic_supervisor.engine.expressions import (
+from graylogic_supervisor.engine.expression_context import (
     ExpressionContext,
-    ExpressionError,
     ResourceFigures,
     StepRecord,
-    compile_template,
     expression_context,
 )
+from graylogic_supervisor.engine.expressions import ExpressionError
+from graylogic_supervisor.engine.templates import compile_template
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.playbooks.model import (
     DONE,

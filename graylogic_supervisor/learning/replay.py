@@ -28,11 +28,11 @@ from typing import TypeVar
 
 from graylogic_supervisor.engine.action import ActionKind, ActionSpec, FailureInfo
 from graylogic_supervisor.engine.execution import skip_target
-from graylogic_supervisor.engine.expressions import (
-    ExpressionError,
+from graylogic_supervisor.engine.expression_context import (
     StepRecord,
     expression_context,
 )
+from graylogic_supervisor.engine.expressions import ExpressionError
 from graylogic_supervisor.learning.trace import Trace
 from graylogic_supervisor.playbooks.model import DONE, ESCALATE, Playbook, Step
 

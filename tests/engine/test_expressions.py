@@ -12,17 +12,21 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from graylogic_supervisor.engine.action import FailureInfo
+from graylogic_supervisor.engine.expression_context import (
+    ExpressionContext,
+    StepRecord,
+    expression_context,
+)
 from graylogic_supervisor.engine.expressions import (
     MAX_EXPRESSION_LENGTH,
     MAX_RESULT_LENGTH,
     CompiledExpression,
-    CompiledTemplate,
-    ExpressionContext,
     ExpressionError,
-    StepRecord,
     compile_expression,
+)
+from graylogic_supervisor.engine.templates import (
+    CompiledTemplate,
     compile_template,
-    expression_context,
     substitute,
 )
 from graylogic_supervisor.errors import SupervisorError

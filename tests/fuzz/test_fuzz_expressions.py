@@ -20,16 +20,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from graylogic_supervisor.engine.action import FailureInfo
-from graylogic_supervisor.engine.expressions import (
-    FUNCTIONS,
-    MAX_MATCH_TEXT,
+from graylogic_supervisor.engine.expression_context import (
     ExpressionContext,
-    ExpressionError,
     StepRecord,
-    compile_expression,
-    compile_template,
     expression_context,
 )
+from graylogic_supervisor.engine.expressions import (
+    FUNCTIONS,
+    ExpressionError,
+    compile_expression,
+)
+from graylogic_supervisor.engine.regexguard import MAX_MATCH_TEXT
+from graylogic_supervisor.engine.templates import compile_template
 from tests.fuzz.yaml_inputs import FUZZ, bounded
 
 PLAIN = (str, int, float, bool, list, tuple, dict, type(None))
