@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
+from graylogic_supervisor.engine.regexguard import safe_regex
 from graylogic_supervisor.errors import ConfigError, SourceProblem
 from graylogic_supervisor.resources import bundled_path
 from graylogic_supervisor.yamlsource import PathKey, dotted, load_located, validate_located
@@ -196,10 +197,8 @@ class CriticalPattern(Model):
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a regular expression: {exc}") from exc
+            # searched in every failure's message: one that backtracks would stall the loop
+            safe_regex(value, ValueError)
         return value
 
 

@@ -555,3 +555,21 @@ def test_a_dependency_cycle_is_a_load_error(tmp_path: Path) -> None:
         "components.mqtt.depends_on",
         "dependency cycle: mqtt -> bridge-knx -> mqtt",
     )
+
+
+def test_a_critical_pattern_that_could_backtrack_for_ages_is_refused_at_its_line(
+    tmp_path: Path,
+) -> None:
+    path = write_config(
+        tmp_path,
+        """\
+        policy:
+          critical_patterns:
+            - {error_id: ERR-INFRA-MQTT-001, message: "certificate"}
+            - {message: "(a+)+$", reason: would stall the supervisor on a long message}
+        """,
+    )
+
+    line, field, message = only_problem(path)
+    assert (line, field) == (4, "policy.critical_patterns[1].message")
+    assert "repeats a repetition (can take exponential time)" in message

@@ -56,6 +56,7 @@ from enum import StrEnum
 
 from graylogic_supervisor.breaker import BreakerState as Breaker
 from graylogic_supervisor.clock import Clock
+from graylogic_supervisor.engine.regexguard import MAX_MATCH_TEXT
 
 
 class Reason(StrEnum):
@@ -318,7 +319,7 @@ class RecoveryPolicy:
         for pattern_error_id, pattern, why in self._critical:
             if pattern_error_id is not None and pattern_error_id != error_id:
                 continue
-            if pattern is not None and not pattern.search(message):
+            if pattern is not None and not pattern.search(message[:MAX_MATCH_TEXT]):
                 continue
             return why
         return None
