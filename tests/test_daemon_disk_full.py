@@ -9,6 +9,7 @@ reserve, a recovery waits for space rather than running unrecorded.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -169,6 +171,14 @@ def test_with_no_room_left_a_recovery_waits_for_space_and_records_everything(
     assert running["status"] == "running"
     with pytest.raises(AssertionError):
         daemon.broker_pid()  # nothing is done that could not be written down
+    # the admin page still reads; a login, which must be recorded, is refused as such
+    base = f"http://127.0.0.1:{yaml.safe_load(daemon.config.read_text())['admin']['port']}"
+    with httpx.Client(base_url=base, timeout=5) as web:
+        assert web.get("/healthz").status_code == 200
+        [token] = re.findall(r'name="csrf_token" value="([^"]+)"', web.get("/login").text)
+        login = web.post("/login", data={"csrf_token": token, "user": "admin", "password": "x"})
+        assert login.status_code == 503, login.text
+        assert "disk is full" in login.text and "Traceback" not in login.text
     # a reload's record cannot be written either: said so, and the daemon carries on
     assert daemon.process is not None
     daemon.process.send_signal(signal.SIGHUP)

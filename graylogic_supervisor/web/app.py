@@ -31,8 +31,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from graylogic_supervisor.errors import StoreFullError
 from graylogic_supervisor.health.monitor import ComponentHealth, Health, health_payload
 from graylogic_supervisor.metrics import Metrics
+from graylogic_supervisor.store.database import DISK_ERROR_ID
 from graylogic_supervisor.web.admin import admin_routes
 from graylogic_supervisor.web.auth import current_session, same
 from graylogic_supervisor.web.headers import SecurityHeadersMiddleware
@@ -184,6 +186,22 @@ class InternalErrorMiddleware:
 
         try:
             await self.app(scope, receive, send_tracking)
+        except StoreFullError as exc:  # nothing wrong with the request: try again later
+            if started:
+                raise
+            logger.error(
+                "cannot answer %s %s, the store's disk is full: %s",
+                scope["method"],
+                scope["path"],
+                exc,
+                extra={"error_id": DISK_ERROR_ID},
+            )
+            response = JSONResponse(
+                {"error": "the supervisor's disk is full: nothing could be recorded"},
+                status_code=503,
+                headers={"Retry-After": "60"},
+            )
+            await response(scope, receive, send)
         except Exception:
             if started:
                 raise
