@@ -15,7 +15,7 @@ import logging
 import random
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
@@ -39,7 +39,7 @@ class LinkSettings:
     port: int
     client_id: str
     username: str | None
-    password: str | None
+    password: str | None = field(repr=False)  # never in a log line or a traceback
     keepalive_s: int
     will_topic: str
     will_payload: bytes

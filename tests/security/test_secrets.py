@@ -324,3 +324,14 @@ def test_check_config_and_run_never_print_a_secret(
             said = capsys.readouterr()
             assert field in said.err and said.err.count(str(config)) >= 1, said.err
             assert leaks(said.out + said.err) == [], (argv, said.err)
+
+
+def test_the_broker_password_is_not_in_the_repr_of_what_carries_it() -> None:
+    from graylogic_supervisor.mqtt.link import LinkSettings
+    from graylogic_supervisor.mqtt.probe import ProbeTarget
+
+    secret = "pw-in-repr-3f9c"
+    link = LinkSettings("127.0.0.1", 1883, "id", "user", secret, 10, "t", b"offline")
+    probe = ProbeTarget("127.0.0.1", 1883, "user", secret, "graylogic")
+    assert link.password == probe.password == secret  # still there to be used
+    assert secret not in repr(link) and secret not in repr(probe)
