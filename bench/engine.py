@@ -27,6 +27,10 @@ up, so that many executions are in flight until the tail.
   is read before its write waits for the lock, so this gap covers the update of the
   finished row but not the insert of the next one, and it is kept to the millisecond:
   at one execution at a time it reads 0 or 1 ms. A cross-check, not the headline.
+- ``ceiling_commits_per_s``: single-row INSERT + COMMIT per second with plain
+  ``sqlite3`` (no aiosqlite, no runner) in the same directory, same WAL and
+  ``synchronous``. A durable step at one execution at a time needs at least one commit,
+  so this is the most steps per second concurrency 1 could reach on this disk.
 - ``peak_rss_mb``: the largest resident set size of this process (``psutil``, sampled
   every 50 ms by a task on the same loop, and at each level's start and end), in MiB.
 
@@ -51,6 +55,7 @@ import contextlib
 import json
 import logging
 import math
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -303,9 +308,33 @@ async def measure(synchronous: str, sizes: dict[int, int]) -> dict[str, Any]:
                 ms(level["p99_ms"]),
                 level["errors"],
             )
+        results["ceiling_commits_per_s"] = round(commit_ceiling(Path(directory), synchronous), 1)
     results["peak_rss_mb"] = max(results[str(level)]["peak_rss_mb"] for level in LEVELS)
     results["synchronous"] = synchronous
     return results
+
+
+CEILING_COMMITS = 2_000
+
+
+def commit_ceiling(directory: Path, synchronous: str) -> float:
+    """Single-row INSERT + COMMIT per second with plain ``sqlite3`` on this thread: WAL, the
+    given ``synchronous``, nothing else. A durable step at one execution at a time needs at
+    least one such commit, so this bounds steps per second at concurrency 1 on this disk."""
+    path = directory / f"ceiling-{synchronous}.db"
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(f"PRAGMA synchronous={synchronous}")
+        connection.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, body TEXT)")
+        began = time.perf_counter()
+        for number in range(CEILING_COMMITS):
+            connection.execute("BEGIN")
+            connection.execute("INSERT INTO rows (body) VALUES (?)", (f"step {number}",))
+            connection.execute("COMMIT")
+        return CEILING_COMMITS / (time.perf_counter() - began)
+    finally:
+        connection.close()
 
 
 def compare_in_child(quick: bool) -> dict[str, Any]:
@@ -339,6 +368,10 @@ def table(results: dict[str, Any]) -> str:
             f" {r['errors']:>6} {r['wall_s']:>7.2f} {r['peak_rss_mb']:>8.1f}"
         )
     lines.append(f"peak RSS {results['peak_rss_mb']:.1f} MiB")
+    lines.append(
+        f"ceiling: {results['ceiling_commits_per_s']:.0f} single-row commits/s with plain sqlite3"
+        f" (synchronous={results['synchronous']}): no durable step at concurrency 1 is faster"
+    )
     return "\n".join(lines)
 
 
