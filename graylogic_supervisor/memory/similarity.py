@@ -18,7 +18,12 @@ from collections.abc import Hashable, Iterable
 from dataclasses import astuple, dataclass, fields
 from datetime import datetime, timedelta
 
-from graylogic_supervisor.memory.model import FailureContext, FailureRecord, message_tokens
+from graylogic_supervisor.memory.model import (
+    FailureContext,
+    FailureRecord,
+    RecentEvent,
+    message_tokens,
+)
 
 HEALTHY = "healthy"  # health.monitor.Health.HEALTHY, as stored in other_health
 SUPERVISOR = "supervisor"  # Resolution.fixed_by when no person was involved
@@ -231,7 +236,7 @@ class MemoryIndex:
             slot = len(self._profiles)
             self._profiles.append(profile)
             self._order.append(-key)
-        self._records[ctx.failure_id] = record
+        self._records[ctx.failure_id] = kept_in_memory(record)
         self._slots[ctx.failure_id] = slot
         for group in self._groups_of(ctx):
             insort(group, slot, key=self._order.__getitem__)
@@ -315,6 +320,29 @@ class MemoryIndex:
             self._by_component.setdefault(ctx.component, []),
             self._by_pair.setdefault((ctx.error_id, ctx.component), []),
         ]
+
+
+def kept_in_memory(record: FailureRecord) -> FailureRecord:
+    """The record as the index holds it: its recent events only as distinct (kind, subject).
+
+    Similarity reads nothing else of them, and the ring of 50 events with their text
+    was most of a record's memory (about 22 KiB each in Python, so a daemon that had
+    seen a few thousand failures grew by tens of MB). The whole record stays in the
+    store; ``why`` and the admin page read it from there.
+    """
+    seen: set[tuple[str, str]] = set()
+    events: list[RecentEvent] = []
+    for event in record.context.recent_events:
+        key = (event.kind, event.subject)
+        if key not in seen:
+            seen.add(key)
+            events.append(event.model_copy(update={"detail": ""}))
+    if len(events) == len(record.context.recent_events) and all(
+        not event.detail for event in record.context.recent_events
+    ):
+        return record
+    context = record.context.model_copy(update={"recent_events": events})
+    return record.model_copy(update={"context": context})
 
 
 # (-rank, -detected, failure_id, score, recency): sorts best first, ties newest first.

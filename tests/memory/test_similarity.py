@@ -336,3 +336,34 @@ def random_memory(rng: random.Random, n: int, prefix: str = "f") -> list[Failure
 
 def random_record(rng: random.Random, ctx: FailureContext) -> FailureRecord:
     return record(ctx, fixed_by=rng.choice(["supervisor", "alice", None]))
+
+
+def test_the_index_keeps_a_record_slim_and_explains_it_exactly_as_the_full_one() -> None:
+    """A ring of 50 events with their text was most of a record's memory: the index keeps
+    each distinct (kind, subject) once, which is all similarity reads of them."""
+    detected = NOW - DAY
+    ring = [
+        RecentEvent(
+            at=detected - timedelta(seconds=i),
+            kind="health",
+            subject=("mqtt", "knx-bridge", "database")[i % 3],
+            detail=f"healthy: MQTT round trip {i / 10:.1f} ms",
+        )
+        for i in range(50)
+    ]
+    full = record(context("f-1", events=()).model_copy(update={"recent_events": ring}))
+    index = MemoryIndex([full])
+
+    kept = index.get("f-1")
+    assert kept is not None
+    assert [(e.kind, e.subject, e.detail) for e in kept.context.recent_events] == [
+        ("health", "mqtt", ""),
+        ("health", "knx-bridge", ""),
+        ("health", "database", ""),
+    ]
+    assert kept.resolution == full.resolution and kept.context.message == full.context.message
+
+    query = context("q", events=[("health", "mqtt"), ("config", "mosquitto")])
+    [match] = index.similar(query, NOW)
+    assert match.score == similarity(query, full.context, Weights())
+    assert match.features == compare(query, full.context, Weights())
