@@ -196,6 +196,7 @@ async def _run(
             lambda component, healthy, detail: monitor.report(component, healthy, detail),
         )
         link.subscribe(heartbeats.topic_filter, heartbeats.handle)
+        services.add_replace_listener(heartbeats.service_replaced)
 
         events = EventRing(clock, config.memory.recent_events)
 

@@ -87,6 +87,7 @@ def parse_heartbeat(payload: bytes) -> Heartbeat:
 @dataclass
 class _BridgeState:
     last_heartbeat: float | None = None  # clock.monotonic() of the last valid heartbeat
+    replaced_at: float | None = None  # its service was (re)started or stopped: heartbeats reset
     status: str = ""
     offline: bool = False  # said so itself, until its next heartbeat
     warned_at: float | None = None
@@ -140,11 +141,25 @@ class HeartbeatTracker:
         state.offline = False
         self._report(name, True, f"heartbeat: {heartbeat.status}")
 
+    def service_replaced(self, service: str) -> None:
+        """The service's process is being started, restarted or stopped: heartbeats the old
+        one sent prove nothing about the new one, so its bridges wait for a fresh one."""
+        for name, bridge in self._bridges.items():
+            state = self._states[name]
+            # at start-up, before any heartbeat, the first window's grace still applies
+            seen = state.last_heartbeat is not None or state.replaced_at is not None
+            if bridge.service == service and seen:
+                state.last_heartbeat = None
+                state.replaced_at = self._clock.monotonic()
+                state.offline = False
+
     async def prober(self, component: str, config: ComponentConfig) -> tuple[bool, str]:
         """Healthy while the last heartbeat is younger than the bridge's window.
 
         A bridge never heard from gets one full window after start-up, the time
-        it needs to send its first heartbeat, before it is called unhealthy.
+        it needs to send its first heartbeat, before it is called unhealthy. After
+        its service was restarted, only a heartbeat of the new process counts: a
+        recovery is not verified by the dead process's last words.
         """
         if not isinstance(config, BridgeComponent) or component not in self._states:
             raise ValueError(f"{component!r} is not a bridge given to the heartbeat tracker")
@@ -154,6 +169,9 @@ class HeartbeatTracker:
         if state.offline:
             return False, "bridge reports offline"
         if state.last_heartbeat is None:
+            if state.replaced_at is not None:
+                since = _seconds(now - state.replaced_at)
+                return False, f"no heartbeat since its service was restarted {since} s ago"
             if now - self._started < window:
                 return True, "waiting for first heartbeat"
             return False, "no heartbeat since start-up"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from graylogic_supervisor.clock import Clock
@@ -30,6 +31,15 @@ class ServiceManager:
         self._clock = clock
         self._backends: dict[str, ServiceBackend] = {}
         self._readiness: dict[str, Readiness] = {}
+        self._replaced: list[Callable[[str], None]] = []
+
+    def add_replace_listener(self, listener: Callable[[str], None]) -> None:
+        """Told a service's name before its process is started, restarted or stopped."""
+        self._replaced.append(listener)
+
+    def _replacing(self, name: str) -> None:
+        for listener in self._replaced:
+            listener(name)
 
     def add(self, backend: ServiceBackend, readiness: Readiness | None = None) -> None:
         if backend.name in self._backends:
@@ -48,15 +58,21 @@ class ServiceManager:
         return await self._backend(name).status()
 
     async def start(self, name: str) -> ServiceStatus:
-        await self._backend(name).start()
+        backend = self._backend(name)
+        self._replacing(name)
+        await backend.start()
         return await self._wait_ready(name)
 
     async def restart(self, name: str) -> ServiceStatus:
-        await self._backend(name).restart()
+        backend = self._backend(name)
+        self._replacing(name)
+        await backend.restart()
         return await self._wait_ready(name)
 
     async def stop(self, name: str) -> ServiceStatus:
-        return await self._backend(name).stop()
+        backend = self._backend(name)
+        self._replacing(name)
+        return await backend.stop()
 
     async def close(self) -> None:
         """Stop what we own, in reverse order of adding."""

@@ -240,6 +240,27 @@ async def test_a_bridge_never_heard_from_gets_one_window_after_start_up() -> Non
     assert reports.calls == []
 
 
+async def test_after_its_service_restarts_only_a_heartbeat_of_the_new_process_counts() -> None:
+    """The dead process's last heartbeat must not verify the recovery that replaced it."""
+    clock = ManualClock()
+    knx = BridgeComponent(kind="bridge", error_id="ERR-BRIDGE-HEARTBEAT-001", service="bridge-knx")
+    tracker = HeartbeatTracker({"knx": knx}, "site/", clock, Reports())
+    tracker.service_replaced("bridge-knx")  # started at start-up: the first window's grace
+    assert await tracker.prober("knx", knx) == (True, "waiting for first heartbeat")
+    tracker.handle("site/health/knx", b'{"status": "healthy"}')
+    clock.advance(1.0)
+
+    tracker.service_replaced("bridge-knx")  # a restart, well within the window
+    clock.advance(0.5)
+    assert await tracker.prober("knx", knx) == (
+        False,
+        "no heartbeat since its service was restarted 0.5 s ago",
+    )
+    tracker.service_replaced("another-service")  # another bridge's restart changes nothing
+    tracker.handle("site/health/knx", b'{"status": "online"}')
+    assert await tracker.prober("knx", knx) == (True, "last heartbeat 0.0 s ago (online)")
+
+
 async def test_the_heartbeat_age_is_measured_on_the_injected_clock() -> None:
     clock = ManualClock()
     tracker, reports = tracker_on(clock)
