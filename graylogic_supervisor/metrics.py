@@ -16,10 +16,15 @@ failing components, ``< 1`` those not known to be healthy.
 
 ``termination_rate`` is NaN while too few executions finished in the window
 for a rate to mean anything (the recovery policy's reading is ``None`` then).
+
+``asyncio_tasks`` is counted when scraped, on the loop that serves the scrape
+(the daemon's one loop): a task leak shows as growth over a soak, which RSS
+alone would show late or not at all.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 from prometheus_client import (
@@ -91,6 +96,13 @@ class Metrics:
             "1 while the supervisor is in safe mode (no automatic recovery), else 0.",
             registry=registry,
         )
+        asyncio_tasks = Gauge(
+            f"{PREFIX}asyncio_tasks",
+            "Unfinished asyncio tasks on the event loop, counted at scrape time;"
+            " NaN when scraped outside a running loop.",
+            registry=registry,
+        )
+        asyncio_tasks.set_function(running_tasks)
         build_info = Gauge(
             f"{PREFIX}build_info",
             "Always 1; the running version is in the label.",
@@ -140,3 +152,12 @@ class Metrics:
     def exposition(self) -> bytes:
         """The registry in the plain text format; serve it with :attr:`content_type`."""
         return generate_latest(self.registry)
+
+
+def running_tasks() -> float:
+    """The running loop's unfinished tasks; NaN when no loop runs in this thread
+    (a number there would read as "no tasks", which is not what was measured)."""
+    try:
+        return float(len(asyncio.all_tasks()))
+    except RuntimeError:
+        return math.nan

@@ -9,8 +9,13 @@ from typing import Any
 from graylogic_supervisor.clock import Clock
 from graylogic_supervisor.engine.action import FailureInfo
 from graylogic_supervisor.playbooks.model import Playbook
+from graylogic_supervisor.store.database import Row
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
+
+# What the row of a step to be run again says: a start-up that stops before the run
+# carries on leaves it so, and the next start-up resumes from it.
+RUN_AGAIN = "the supervisor stopped while this step ran; run again"
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,7 @@ async def resumable_executions(
     found = []
     for execution in await executions.running():
         rows = await executions.steps(execution["id"])
-        current = next((r for r in reversed(rows) if r["outcome"] == "running"), None)
+        current = stopped_step(rows)
         playbook = await versions.definition(
             execution["playbook_id"], execution["playbook_version"]
         )
@@ -46,9 +51,8 @@ async def resumable_executions(
             continue
         if not step.idempotent:
             continue
-        await executions.interrupt_step(
-            current["id"], clock.now(), "the supervisor stopped while this step ran; run again"
-        )
+        if current["outcome"] == "running":
+            await executions.interrupt_step(current["id"], clock.now(), RUN_AGAIN)
         failure = await executions.failure(execution["failure_id"])
         started = datetime.fromisoformat(execution["started_at"].replace("Z", "+00:00"))
         found.append(
@@ -67,3 +71,13 @@ async def resumable_executions(
             )
         )
     return found
+
+
+def stopped_step(rows: list[Row]) -> Row | None:
+    """The step a stop interrupted: the one still running, or the last row if an earlier
+    start-up marked it to run again and was itself stopped before the run carried on."""
+    running = next((r for r in reversed(rows) if r["outcome"] == "running"), None)
+    if running is not None or not rows:
+        return running
+    last = rows[-1]
+    return last if last["outcome"] == "interrupted" and last["error"] == RUN_AGAIN else None
