@@ -37,6 +37,7 @@ import psutil
 from daemon_under_test import BenchDaemon, Bridge
 from processes import BenchError, become_subreaper
 from recovery import workspace
+from supervisors import Target
 
 MIB = 1_048_576
 BRIDGES = tuple(
@@ -89,9 +90,9 @@ class Usage:
         }
 
 
-def sample(daemon: BenchDaemon, seconds: int) -> Usage:
-    """One reading a second of the daemon process alone, on a fixed schedule."""
-    proc = psutil.Process(daemon.pid)
+def sample(target: Target, seconds: int) -> Usage:
+    """One reading a second of the supervisor's own process alone, on a fixed schedule."""
+    proc = psutil.Process(target.supervisor_pid)
     proc.cpu_percent(None)  # the next call measures from here
     before = proc.cpu_times()
     start = time.monotonic()
@@ -101,7 +102,7 @@ def sample(daemon: BenchDaemon, seconds: int) -> Usage:
         time.sleep(max(start + tick - time.monotonic(), 0.0))
         cpu.append(proc.cpu_percent(None))
         rss.append(proc.memory_info().rss)
-        daemon.check_running()
+        target.check_running()
     after = proc.cpu_times()
     used = (after.user - before.user) + (after.system - before.system)
     return Usage(rss, cpu, used, time.monotonic() - start)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import pwd
@@ -20,6 +19,7 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 import psutil
+import yaml
 from mqtt_ping import HOST, mqtt_connect
 from processes import (
     BenchError,
@@ -34,6 +34,7 @@ from processes import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
+SHIPPED_CONFIG = REPO / "config" / "supervisor.yaml"
 READY_TIMEOUT_S = 30.0
 
 logger = logging.getLogger("bench.recovery")
@@ -70,6 +71,15 @@ class Target(ABC):
 
     def findings(self) -> dict[str, object]:
         return {}
+
+    @property
+    def supervisor_pid(self) -> int:
+        """The supervisor's own process (the first one we started), not its broker."""
+        return self.children[0].popen.pid
+
+    def wait_started(self) -> None:
+        """Return once the supervisor has finished starting: by default, when the broker is up."""
+        wait_ready(self)
 
     def spawn(self, argv: Sequence[str], log_name: str) -> Child:
         child = Child(argv, self.workdir / log_name, self.workdir)
@@ -116,6 +126,7 @@ RELAXED_POLICY: dict[str, Any] = {
 class Graylogic(Target):
     name = "graylogic-supervisor"
     PORT_LINE = re.compile(r"broker: .* on 127\.0\.0\.1:(\d+)")
+    RUNNING_LINE = re.compile(r"graylogic-supervisor \S+ running for site")
     OUTCOME = re.compile(r"(PLAY-\S+) \S+ for mqtt: (\w+) in ([\d.]+) s")
     EXPECTED_WARNINGS = ("exited unexpectedly", "mqtt is unhealthy", "MQTT link to")
     LOG_NAME = "daemon.log"
@@ -129,34 +140,38 @@ class Graylogic(Target):
         self.port = self._logged_port()
 
     def _config(self) -> str:
-        def q(path: Path) -> str:
-            return json.dumps(str(path))  # a JSON string is a YAML double-quoted scalar
-
-        return (
-            f"state_dir: {q(self.workdir / 'state')}\n"
-            f"catalog: {q(REPO / 'config' / 'catalog.yaml')}\n"
-            f"playbooks: {{directory: {q(REPO / 'playbooks')}}}\n"
-            "mqtt: {topic_root: bench, reconnect: {initial_s: 0.05, max_s: 2}}\n"
-            f"broker: {{mode: process, process_port: {self.port}}}\n"
-            f"admin: {{port: {free_port()}}}\n"  # never the shipped 8080
-            f"policy: {json.dumps(RELAXED_POLICY)}\n"
-            "components:\n"
-            "  mqtt: {kind: mqtt, service: mosquitto, error_id: ERR-INFRA-MQTT-001,"
-            " check_interval_s: 5, grace_s: 0}\n"
-        )
+        """The shipped config, as an installer runs it (the ``mqtt`` component probed
+        every 5 s, the admin page on), with this run's own directory, broker port and
+        admin port, and the recovery policy relaxed (``RELAXED_POLICY``)."""
+        config = yaml.safe_load(SHIPPED_CONFIG.read_text(encoding="utf-8"))
+        config["state_dir"] = str(self.workdir / "state")
+        config["catalog"] = str(SHIPPED_CONFIG.parent / config["catalog"])
+        config["playbooks"]["directory"] = str(REPO / "playbooks")
+        config["broker"].update(mode="process", process_port=self.port)
+        config["admin"]["port"] = free_port()  # never the shipped 8080
+        config["policy"].update(RELAXED_POLICY)
+        return yaml.safe_dump(config, sort_keys=False)
 
     def _logged_port(self) -> int:
         """The port the daemon chose: the next free one if ours was taken meanwhile."""
+        port = int(self._wait_logged(self.PORT_LINE)[1])
+        if port != self.port:
+            logger.warning("daemon moved the broker to port %d", port)
+        return port
+
+    def wait_started(self) -> None:
+        """Start-up is over: the first admin's password hashed, the admin page up."""
+        self._wait_logged(self.RUNNING_LINE)
+
+    def _wait_logged(self, pattern: re.Pattern[str]) -> re.Match[str]:
         deadline = time.monotonic() + READY_TIMEOUT_S
         while time.monotonic() < deadline:
             self.daemon.check_running()
-            match = self.PORT_LINE.search(self.daemon.log_path.read_text(encoding="utf-8"))
+            match = pattern.search(self.daemon.log_path.read_text(encoding="utf-8"))
             if match:
-                if int(match[1]) != self.port:
-                    logger.warning("daemon moved the broker to port %s", match[1])
-                return int(match[1])
+                return match
             time.sleep(0.01)
-        raise BenchError(f"daemon logged no broker port: {self.daemon.log_tail()}")
+        raise BenchError(f"daemon logged no {pattern.pattern!r}: {self.daemon.log_tail()}")
 
     def broker_pid(self) -> int | None:
         return broker_child(self.daemon.popen.pid, self.workdir)

@@ -22,9 +22,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Self
-
-import httpx
+from typing import TYPE_CHECKING, Any, Self
 
 from graylogic_supervisor.clock import Clock, isoformat
 from graylogic_supervisor.config import EscalationConfig, WebhookConfig
@@ -32,6 +30,9 @@ from graylogic_supervisor.engine.builtins.notify import AlertSink
 from graylogic_supervisor.errors import StoreError
 from graylogic_supervisor.store.database import Row
 from graylogic_supervisor.store.escalations import NOTHING_SENT, EscalationRepository
+
+if TYPE_CHECKING:  # imported where a webhook is sent: httpx costs about 4 MiB resident
+    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +133,8 @@ class EscalationChain:
             self._http = None
 
     def _client(self) -> httpx.AsyncClient:
+        import httpx
+
         if self._http is None:
             self._http = httpx.AsyncClient(follow_redirects=False)
         return self._http
@@ -318,6 +321,8 @@ class EscalationChain:
 
     async def _post(self, webhook: WebhookConfig, payload: dict[str, Any]) -> str | None:
         """POST the payload; returns the problem (never containing the token), or None."""
+        import httpx
+
         token = webhook.token.get_secret_value() if webhook.token is not None else None
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
