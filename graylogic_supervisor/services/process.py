@@ -4,7 +4,10 @@ Used for development, tests, demos, and for running our own broker where
 systemd is not PID 1. A watcher task awaits each child, so an exit is noticed
 about a millisecond after it happens. A pid file per service lets a restarted
 supervisor stop the orphan a killed one left behind instead of fighting it for
-its port.
+its port. The file is written (atomically) before the child is spawned, with no
+pid yet, and each child carries the file's path in ``CHILD_TAG_VARIABLE``: a
+supervisor killed between spawning and recording the pid still leaves enough
+for the next one to find that child.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from graylogic_supervisor.errors import ServiceError
 from graylogic_supervisor.services.backend import ExitListener, ServiceStatus
 
 logger = logging.getLogger(__name__)
+
+CHILD_TAG_VARIABLE = "GRAYLOGIC_SUPERVISOR_CHILD"  # the child's pid file, to find it again
 
 
 class ProcessService:
@@ -48,6 +53,7 @@ class ProcessService:
         self._on_exit = on_exit
         self._cwd = cwd
         self._env = child_environment(os.environ, env or {})
+        self._env[CHILD_TAG_VARIABLE] = str(self._pid_file)
         self._stop_timeout_s = stop_timeout_s
         self._process: asyncio.subprocess.Process | None = None
         self._watcher: asyncio.Task[None] | None = None
@@ -89,6 +95,7 @@ class ProcessService:
         await stop_orphan(self._pid_file)
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         self._pid_file.parent.mkdir(parents=True, exist_ok=True)
+        _write_record(self._pid_file, None, self._argv)  # a child about to exist
         try:
             with self._log_path.open("ab") as log:
                 self._process = await asyncio.create_subprocess_exec(
@@ -101,12 +108,11 @@ class ProcessService:
                     start_new_session=True,
                 )
         except OSError as exc:
+            self._pid_file.unlink(missing_ok=True)
             self._last_detail = f"cannot start: {exc.strerror or exc}"
             raise ServiceError(self.name, self._last_detail) from exc
         self._expected_exit = False
-        self._pid_file.write_text(
-            json.dumps({"pid": self._process.pid, "argv": self._argv}), encoding="utf-8"
-        )
+        _write_record(self._pid_file, self._process.pid, self._argv)
         self._watcher = asyncio.create_task(
             self._watch(self._process), name=f"process-watch:{self.name}"
         )
@@ -180,24 +186,61 @@ async def stop_orphans(run_dir: Path) -> list[str]:
 
 
 async def stop_orphan(pid_file: Path) -> bool:
-    """Kill the process a pid file names if it still runs the argv recorded with it."""
+    """Kill what a pid file names, if it still runs the argv recorded with it.
+
+    A record without a pid was left between spawning and recording: the child,
+    if it was spawned, is found by the tag in its environment. The file goes only
+    once the orphan is dead, so a kill during this leaves it for the next start.
+    """
     try:
         record = json.loads(pid_file.read_text(encoding="utf-8"))
-        pid, argv = int(record["pid"]), list(record["argv"])
+        pid, argv = record["pid"], list(record["argv"])
+        if pid is not None:
+            pid = int(pid)
     except (OSError, ValueError, KeyError, TypeError):
         pid_file.unlink(missing_ok=True)
         return False
+    orphans = [_running(pid, argv)] if pid is not None else _tagged(pid_file, argv)
+    found = [orphan for orphan in orphans if orphan is not None]
+    for orphan in found:
+        logger.warning(
+            "stopping orphaned %s (pid %d) left by an earlier run", pid_file.stem, orphan.pid
+        )
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            orphan.kill()
+            for _ in range(200):
+                if not orphan.is_running() or orphan.status() == psutil.STATUS_ZOMBIE:
+                    break
+                await asyncio.sleep(0.01)
     pid_file.unlink(missing_ok=True)
+    return bool(found)
+
+
+def _running(pid: int, argv: list[str]) -> psutil.Process | None:
+    """The process ``pid`` if it still runs ``argv`` (pids are reused)."""
     try:
-        orphan = psutil.Process(pid)
-        if orphan.cmdline() != argv:
-            return False
-        logger.warning("stopping orphaned %s (pid %d) left by an earlier run", pid_file.stem, pid)
-        orphan.kill()
-        for _ in range(200):
-            if not orphan.is_running() or orphan.status() == psutil.STATUS_ZOMBIE:
-                break
-            await asyncio.sleep(0.01)
+        process = psutil.Process(pid)
+        return process if process.cmdline() == argv else None
     except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False
-    return True
+        return None
+
+
+def _tagged(pid_file: Path, argv: list[str]) -> list[psutil.Process | None]:
+    """Processes running ``argv`` whose environment names ``pid_file`` as theirs."""
+    found: list[psutil.Process | None] = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if process.info["cmdline"] != argv:
+                continue
+            if process.environ().get(CHILD_TAG_VARIABLE) == str(pid_file):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def _write_record(pid_file: Path, pid: int | None, argv: list[str]) -> None:
+    """Replace the pid file in one step, so a crash never leaves half a record."""
+    partial = pid_file.with_name(pid_file.name + ".partial")
+    partial.write_text(json.dumps({"pid": pid, "argv": argv}), encoding="utf-8")
+    partial.replace(pid_file)

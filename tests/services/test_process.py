@@ -17,6 +17,7 @@ from graylogic_supervisor.clock import SystemClock
 from graylogic_supervisor.errors import ServiceError
 from graylogic_supervisor.services.manager import Readiness, ServiceManager
 from graylogic_supervisor.services.process import (
+    CHILD_TAG_VARIABLE,
     ProcessService,
     child_environment,
     stop_orphans,
@@ -104,6 +105,57 @@ async def test_stop_kills_a_child_that_ignores_sigterm(tmp_path: Path) -> None:
     assert not status.running
     assert status.detail == "killed by SIGKILL"
     assert time.perf_counter() - began < 3
+
+
+async def test_a_child_spawned_just_before_the_supervisor_died_is_found_by_its_tag(
+    tmp_path: Path,
+) -> None:
+    """Killed between spawning and recording the pid: the record has no pid yet, and the
+    child is known by the pid file its environment names; a twin without it is left."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    pid_file = run_dir / "worker.pid"
+    pid_file.write_text(json.dumps({"pid": None, "argv": SLEEPER}))
+    orphan = await asyncio.create_subprocess_exec(
+        *SLEEPER, env={**os.environ, CHILD_TAG_VARIABLE: str(pid_file)}
+    )
+    twin = await asyncio.create_subprocess_exec(*SLEEPER)  # same argv, someone else's
+    try:
+        await until_running(orphan.pid, SLEEPER)
+        assert await stop_orphans(run_dir) == ["worker"]
+        assert await orphan.wait() == -signal.SIGKILL
+        assert psutil.Process(twin.pid).is_running()
+        assert list(run_dir.iterdir()) == []
+    finally:
+        twin.kill()
+        await twin.wait()
+
+
+async def test_a_started_child_carries_its_tag_and_its_record_is_whole(tmp_path: Path) -> None:
+    service = ProcessService(
+        "worker",
+        SLEEPER,
+        run_dir=tmp_path / "run",
+        log_path=tmp_path / "w.log",
+        on_exit=lambda *_: None,
+    )
+    status = await service.start()
+    try:
+        assert status.pid is not None
+        environ = psutil.Process(status.pid).environ()
+        assert environ[CHILD_TAG_VARIABLE] == str(tmp_path / "run" / "worker.pid")
+        record = json.loads((tmp_path / "run" / "worker.pid").read_text())
+        assert record == {"pid": status.pid, "argv": SLEEPER}
+        assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["worker.pid"]
+    finally:
+        await service.stop()
+
+
+async def until_running(pid: int, argv: list[str]) -> None:
+    """The child has exec'd: its command line is the argv (not the parent's, briefly)."""
+    async with asyncio.timeout(5):
+        while psutil.Process(pid).cmdline() != argv:
+            await asyncio.sleep(0.01)
 
 
 async def test_orphans_recorded_in_pid_files_are_stopped(tmp_path: Path) -> None:
