@@ -7,6 +7,8 @@ import logging
 import signal
 import socket
 from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 import httpx
 import pytest
@@ -301,3 +303,23 @@ async def test_an_address_in_use_is_a_listen_error_naming_it(monitor: HealthMoni
     assert raised.value.reason == "Address already in use"
     assert str(raised.value) == f"cannot listen on 127.0.0.1:{port}: Address already in use"
     assert not ready.is_set()
+
+
+async def test_the_date_header_stays_current_with_uvicorn_ticking_once_a_second(
+    monitor: HealthMonitor,
+) -> None:
+    port = free_port()
+    ready = asyncio.Event()
+    task = asyncio.create_task(serve(build_app(monitor), "127.0.0.1", port, ready=ready))
+    try:
+        await asyncio.wait_for(ready.wait(), timeout=5)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            await asyncio.sleep(2.5)  # past two ticks: a stale header would be 2.5 s behind
+            response = await client.get("/healthz")
+            now = datetime.now(UTC)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, timeout=10)
+    sent = parsedate_to_datetime(response.headers["date"])
+    assert timedelta(0) <= now - sent < timedelta(seconds=1.5)
