@@ -5,6 +5,13 @@ ends. The playbook's deadline bounds every step's timeout. The run ends as
 ``resolved`` (a transition to ``done``), ``escalated`` (a transition to
 ``escalate`` or a loop bound reached), ``failed`` (the playbook's deadline
 passed) or, when it is cancelled, ``interrupted``.
+
+What a step does around its run lives beside this module: calling the action
+(``action_call.py``), parallel groups (``parallel.py``) and undoing completed
+steps (``compensation.py``). What stays here is the walk itself (by transitions
+or by ``needs:``), attempts and retries, conditions, resumption and the run's
+end: one state machine, longer than our usual module, because its parts share
+the run's state and read best side by side.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import json
 import logging
 import random
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -29,14 +36,14 @@ from graylogic_supervisor.engine.action import (
     StepContext,
     StepResult,
 )
+from graylogic_supervisor.engine.action_call import ActionCaller
+from graylogic_supervisor.engine.compensation import compensate
 from graylogic_supervisor.engine.control import (
     ExecutionControls,
     ExecutionHandle,
-    Override,
     PriorityGate,
 )
 from graylogic_supervisor.engine.execution import (
-    NOT_RUN,
     Attempt,
     ExecutionObserver,
     ExecutionOutcome,
@@ -52,12 +59,11 @@ from graylogic_supervisor.engine.expression_context import (
     expression_context,
 )
 from graylogic_supervisor.engine.expressions import ExpressionError
+from graylogic_supervisor.engine.parallel import run_group
 from graylogic_supervisor.engine.templates import compile_template
-from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.playbooks.model import (
     DONE,
     ESCALATE,
-    PARALLEL,
     Playbook,
     Step,
 )
@@ -89,6 +95,7 @@ class Runner:
         self._resources = resources
         self._controls = controls
         self._gate = gate
+        self._caller = ActionCaller(clock, controls)
 
     async def run(
         self,
@@ -219,7 +226,17 @@ class Runner:
         except asyncio.CancelledError:
             # Undo what was done before giving in to the cancel (bounded by each undo's
             # timeout; a second cancel, at shutdown's end, still wins).
-            await self._compensate(execution_id, playbook, failure, completed, seq)
+            await compensate(
+                self._executions,
+                self._registry,
+                self._caller,
+                self._clock,
+                execution_id,
+                playbook,
+                failure,
+                completed,
+                seq,
+            )
             if handle is not None and self._controls is not None:
                 self._controls.close(execution_id)
             await self._finish(
@@ -239,7 +256,17 @@ class Runner:
             )
             raise
         if end.status != "resolved":
-            await self._compensate(execution_id, playbook, failure, completed, seq)
+            await compensate(
+                self._executions,
+                self._registry,
+                self._caller,
+                self._clock,
+                execution_id,
+                playbook,
+                failure,
+                completed,
+                seq,
+            )
         failed_step = None if end.status == "resolved" else last_failed
         if handle is not None and self._controls is not None:
             self._controls.close(execution_id)
@@ -409,8 +436,29 @@ class Runner:
         """A step or a group; a successful step joins ``completed`` (for undoing later)
         and, when its action is a fix, is the candidate for what fixed the failure."""
         if step.parallel is not None:
-            return await self._run_group(
-                execution_id, playbook, step, failure, seq, deadline, completed
+
+            def run_branch(branch: Step) -> Coroutine[Any, Any, Attempt]:
+                return self._run_step(
+                    execution_id,
+                    playbook,
+                    branch,
+                    self._registry.get(branch.action),
+                    failure,
+                    seq,
+                    deadline,
+                    join_of=step.id,
+                )
+
+            return await run_group(
+                self._executions,
+                self._registry,
+                self._clock,
+                run_branch,
+                execution_id,
+                playbook,
+                step,
+                seq,
+                completed,
             )
         action = self._registry.get(step.action)
         attempt = await self._run_step(
@@ -546,7 +594,7 @@ class Runner:
             self._controls.beat(ctx.execution_id)
         began = clock.monotonic()
         try:
-            outcome, result, error = await self._call(ctx, action, timeout_s)
+            outcome, result, error = await self._caller.call(ctx, action, timeout_s)
         except asyncio.CancelledError:
             await self._executions.finish_step(
                 row_id,
@@ -696,236 +744,3 @@ class Runner:
         except ExpressionError as exc:
             return "error", str(exc)
         return "failure", f"{step.success_when.text} is false ({result.result})"
-
-    async def _run_group(
-        self,
-        execution_id: str,
-        playbook: Playbook,
-        group: Step,
-        failure: FailureInfo,
-        seq: RunState,
-        deadline: float,
-        completed: list[Step],
-    ) -> Attempt:
-        """Run a group's branches at once, each a step row ``group.branch`` of its own.
-
-        ``all`` succeeds when every branch did; ``any`` as soon as one did, and the
-        others are cancelled (their rows say ``interrupted``). The group has a row
-        too, with the join's outcome and the group's transition.
-        """
-        assert group.parallel is not None
-        clock = self._clock
-        row_id = await self._executions.start_step(
-            execution_id, seq.next(), group.id, group.name, PARALLEL, None, 1, clock.now()
-        )
-        began = clock.monotonic()
-        branches = [
-            branch.model_copy(update={"id": f"{group.id}.{branch.id}"})
-            for branch in group.parallel.branches
-        ]
-        tasks = {
-            asyncio.create_task(
-                self._run_step(
-                    execution_id,
-                    playbook,
-                    branch,
-                    self._registry.get(branch.action),
-                    failure,
-                    seq,
-                    deadline,
-                    join_of=group.id,
-                ),
-                name=f"{execution_id}:{branch.id}",
-            ): branch
-            for branch in branches
-        }
-        results: dict[str, Attempt] = {}
-        try:
-            pending = set(tasks)
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    results[tasks[task].id] = task.result()
-                if group.parallel.join == "any" and any(
-                    r.outcome == "success" for r in results.values()
-                ):
-                    break
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        succeeded_branches = [
-            b for b in branches if results.get(b.id, NOT_RUN).outcome == "success"
-        ]
-        completed.extend(succeeded_branches)
-        if group.parallel.join == "all":
-            succeeded = len(succeeded_branches) == len(branches)
-        else:
-            succeeded = bool(succeeded_branches)
-        failed = next(
-            (
-                b
-                for b in branches
-                if results.get(b.id, NOT_RUN).outcome not in ("success", "cancelled")
-            ),
-            None,
-        )
-        deadline_hit = any(r.outcome == "deadline" for r in results.values())
-        outcome = (
-            "deadline"
-            if deadline_hit and not succeeded
-            else ("success" if succeeded else "failure")
-        )
-        summary = (
-            f"{len(succeeded_branches)} of {len(branches)} branches succeeded"
-            f" (join {group.parallel.join})"
-        )
-        fix = next(
-            (
-                (b, result)
-                for b in succeeded_branches
-                if (result := results[b.id].result) is not None
-                and self._registry.get(b.action).kind is ActionKind.FIX
-            ),
-            None,
-        )
-        if outcome == "deadline":
-            transition = "failed"
-        else:
-            transition = playbook.resolve_transition(
-                group, group.on_success if succeeded else group.on_failure
-            )
-        await self._executions.finish_step(
-            row_id,
-            clock.now(),
-            clock.monotonic() - began,
-            StepEnd(
-                outcome="success"
-                if succeeded
-                else ("timeout" if outcome == "deadline" else "failure"),
-                result=summary,
-                output={b.id: results.get(b.id, NOT_RUN).outcome for b in branches},
-                error=None if succeeded else summary,
-                transitioned_to=transition,
-            ),
-        )
-        return Attempt(outcome, None, fix, failed)
-
-    async def _call(
-        self, ctx: StepContext, action: Action, timeout_s: float
-    ) -> tuple[str, StepResult | None, str | None]:
-        """Run an action: (outcome, its result if it gave one, the error).
-
-        A person's override of this step, if one comes, ends the action at once.
-        """
-        handle = self._controls.handle(ctx.execution_id) if self._controls else None
-        try:
-            if handle is None:
-                result = await self._clock.wait_for(action.run(ctx), timeout_s)
-            else:
-                overridden = await self._race_override(ctx, action, timeout_s, handle)
-                if isinstance(overridden, Override):
-                    text = f"overridden by {overridden.by}: {overridden.reason}"
-                    success = overridden.outcome == "success"
-                    return overridden.outcome, StepResult(success, text), None if success else text
-                result = overridden
-        except TimeoutError:
-            return "timeout", None, f"no answer within {timeout_s:g} s"
-        except SupervisorError as exc:
-            return "failure", None, str(exc)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # an action's bug must not take the supervisor down
-            logger.exception(
-                "action %s raised in step %s",
-                action.name,
-                ctx.step_id,
-                extra={"playbook": ctx.playbook_id, "error_id": ctx.failure.error_id},
-            )
-            return "error", None, f"{type(exc).__name__}: {exc}"
-        return ("success" if result.success else "failure"), result, result.error
-
-    async def _race_override(
-        self, ctx: StepContext, action: Action, timeout_s: float, handle: ExecutionHandle
-    ) -> StepResult | Override:
-        decision = handle.override_for(ctx.step_id)
-        work = asyncio.ensure_future(self._clock.wait_for(action.run(ctx), timeout_s))
-        either: set[asyncio.Future[Any]] = {work, decision}
-        try:
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            work.cancel()
-            raise
-        if decision.done():
-            handle.overrides.pop(ctx.step_id, None)  # used: a later visit starts afresh
-            work.cancel()
-            with contextlib.suppress(BaseException):
-                await work
-            return decision.result()
-        handle.overrides.pop(ctx.step_id, None)
-        return work.result()
-
-    async def _compensate(
-        self,
-        execution_id: str,
-        playbook: Playbook,
-        failure: FailureInfo,
-        completed: list[Step],
-        seq: RunState,
-    ) -> None:
-        """Undo completed steps, newest first; each undo is a recorded step of its own.
-
-        An undo that fails is recorded and the others still run: leaving the
-        rest undone would only add to the mess a human is about to walk into.
-        """
-        clock = self._clock
-        undo_steps = [step for step in reversed(completed) if step.compensate is not None]
-        for position, step in enumerate(undo_steps):
-            undo = step.compensate
-            assert undo is not None
-            step_id = f"{step.id}:compensate"
-            row_id = await self._executions.start_step(
-                execution_id,
-                seq.next(),
-                step_id,
-                f"Undo: {step.name}",
-                undo.action,
-                undo.target,
-                1,
-                clock.now(),
-            )
-            action = self._registry.get(undo.action)
-            ctx = StepContext(
-                execution_id=execution_id,
-                playbook_id=playbook.id,
-                step_id=step_id,
-                target=undo.target,
-                params=action.params_model.model_validate(undo.params),
-                failure=failure,
-                clock=clock,
-                deadline=clock.monotonic() + undo.timeout_seconds,
-            )
-            began = clock.monotonic()
-            outcome, result, error = await self._call(ctx, action, undo.timeout_seconds)
-            following = undo_steps[position + 1] if position + 1 < len(undo_steps) else None
-            await self._executions.finish_step(
-                row_id,
-                clock.now(),
-                clock.monotonic() - began,
-                StepEnd(
-                    outcome=outcome,
-                    result=result.result if result is not None else None,
-                    output=result.output if result is not None else {},
-                    error=error,
-                    transitioned_to=f"{following.id}:compensate" if following else None,
-                ),
-            )
-            log = logger.info if outcome == "success" else logger.error
-            log(
-                "%s: undo of %s %s (%s)",
-                execution_id,
-                step.id,
-                outcome,
-                error or (result.result if result else ""),
-                extra={"playbook": playbook.id, "error_id": failure.error_id},
-            )
