@@ -226,17 +226,7 @@ class Runner:
         except asyncio.CancelledError:
             # Undo what was done before giving in to the cancel (bounded by each undo's
             # timeout; a second cancel, at shutdown's end, still wins).
-            await compensate(
-                self._executions,
-                self._registry,
-                self._caller,
-                self._clock,
-                execution_id,
-                playbook,
-                failure,
-                completed,
-                seq,
-            )
+            await self._undo(execution_id, playbook, failure, completed, seq)
             if handle is not None and self._controls is not None:
                 self._controls.close(execution_id)
             await self._finish(
@@ -256,17 +246,7 @@ class Runner:
             )
             raise
         if end.status != "resolved":
-            await compensate(
-                self._executions,
-                self._registry,
-                self._caller,
-                self._clock,
-                execution_id,
-                playbook,
-                failure,
-                completed,
-                seq,
-            )
+            await self._undo(execution_id, playbook, failure, completed, seq)
         failed_step = None if end.status == "resolved" else last_failed
         if handle is not None and self._controls is not None:
             self._controls.close(execution_id)
@@ -422,6 +402,26 @@ class Runner:
         if fix_result is not None:
             what += f": {fix_result.result}"
         return ExecutionEnd("resolved", fixer.id, what, True, "every step succeeded"), None
+
+    async def _undo(
+        self,
+        execution_id: str,
+        playbook: Playbook,
+        failure: FailureInfo,
+        completed: list[Step],
+        seq: RunState,
+    ) -> None:
+        await compensate(
+            self._executions,
+            self._registry,
+            self._caller,
+            self._clock,
+            execution_id,
+            playbook,
+            failure,
+            completed,
+            seq,
+        )
 
     async def _run_one(
         self,

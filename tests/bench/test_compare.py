@@ -10,40 +10,20 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
-from tests.daemon_process import REPO
+from tests.bench_runs import run_script
 
 pytestmark = pytest.mark.slow
 
-COMPARE = REPO / "bench" / "compare.py"
 OURS = "graylogic-supervisor"
-
-
-def run_compare(*args: str, timeout_s: float = 180) -> subprocess.CompletedProcess[str]:
-    """The script as a child; past the timeout it gets SIGTERM and cleans up after itself."""
-    with subprocess.Popen(
-        [sys.executable, str(COMPARE), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.terminate()
-            stdout, stderr = process.communicate(timeout=60)
-            pytest.fail(f"compare.py still ran after {timeout_s:g} s:\n{stderr[-4000:]}")
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 @pytest.fixture(scope="module")
 def quick() -> dict[str, Any]:
-    done = run_compare("--quick", "--only", OURS, "--json")
+    done = run_script("compare.py", "--quick", "--only", OURS, "--json")
     assert done.returncode == 0, done.stderr[-4000:]
     result: dict[str, Any] = json.loads(done.stdout)
     assert "error" not in result[OURS], f"{result[OURS]['error']}\n{done.stderr[-4000:]}"
@@ -85,7 +65,7 @@ def test_the_broker_is_gone_after_the_run(quick: dict[str, Any]) -> None:
 
 
 def test_an_unknown_supervisor_is_refused_before_anything_starts() -> None:
-    done = run_compare("--only", "systemd", "--json", timeout_s=30)
+    done = run_script("compare.py", "--only", "systemd", "--json", timeout_s=30)
     assert done.returncode == 2
     assert "--only takes names from graylogic-supervisor, supervisord, monit" in done.stderr
     assert done.stdout == ""

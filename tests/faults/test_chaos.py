@@ -8,7 +8,6 @@ the broker comes back through a half-open trial, RSS grows by less than 5 MB.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -16,35 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.bench_runs import BENCH, run_json
 from tests.daemon_process import REPO
 
 pytestmark = pytest.mark.slow
-
-BENCH = REPO / "bench"
-
-
-def run_short(script: str, timeout_s: float = 180) -> dict[str, Any]:
-    """The script's short mode; its one JSON object (the log is shown if there is none).
-
-    Past the timeout the script gets SIGTERM, on which it stops the daemon and kills
-    what the daemon left, so a hung run leaves no broker behind.
-    """
-    with subprocess.Popen(
-        [sys.executable, str(BENCH / script), "--short", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.terminate()
-            stdout, stderr = process.communicate(timeout=60)
-            pytest.fail(f"{script} still ran after {timeout_s:g} s:\n{stderr[-4000:]}")
-    assert stdout.strip(), f"{script} printed nothing:\n{stderr[-4000:]}"
-    result: dict[str, Any] = json.loads(stdout)
-    assert "error" not in result, f"{result['error']}\n{stderr[-4000:]}"
-    return result
 
 
 @pytest.fixture
@@ -71,7 +45,7 @@ def test_a_harness_may_shorten_durations_but_relax_no_rule(bench_path: None) -> 
 
 @pytest.fixture(scope="module")
 def chaos() -> dict[str, Any]:
-    return run_short("chaos.py")
+    return run_json("chaos.py", "--short")
 
 
 def test_every_chaos_check_holds(chaos: dict[str, Any]) -> None:

@@ -15,49 +15,21 @@ import contextlib
 import json
 import shutil
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.daemon_process import REPO
+from tests.bench_runs import run_json
 
 pytestmark = pytest.mark.slow
-
-CRASH = REPO / "bench" / "crash.py"
-
-
-def run_crash(*args: str, timeout_s: float = 180) -> dict[str, Any]:
-    """bench/crash.py with ``args``; its one JSON object (its log is shown if there is none).
-
-    Past the timeout it gets SIGTERM, on which it stops the daemon and kills what the
-    daemon left, so a hung run leaves no broker behind.
-    """
-    with subprocess.Popen(
-        [sys.executable, str(CRASH), *args, "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as process:
-        try:
-            stdout, stderr = process.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            process.terminate()
-            stdout, stderr = process.communicate(timeout=60)
-            pytest.fail(f"crash.py still ran after {timeout_s:g} s:\n{stderr[-4000:]}")
-    assert stdout.strip(), f"crash.py printed nothing:\n{stderr[-4000:]}"
-    result: dict[str, Any] = json.loads(stdout)
-    assert "error" not in result, f"{result['error']}\n{stderr[-4000:]}"
-    return result
 
 
 @pytest.fixture(scope="module")
 def kept() -> Iterator[tuple[dict[str, Any], Path]]:
     """One short run, its directory kept (store, log, what it saw on MQTT) for the tests."""
-    result = run_crash("--short", "--seed", "3", "--keep")
+    result = run_json("crash.py", "--short", "--seed", "3", "--keep")
     workdir = Path(result["workdir"])
     try:
         yield result, workdir
@@ -96,7 +68,7 @@ def test_a_finished_step_missing_from_the_store_is_reported(
     kept: tuple[dict[str, Any], Path],
 ) -> None:
     _, workdir = kept
-    assert run_crash("--recheck", str(workdir))["ok"] is True  # as the run left it
+    assert run_json("crash.py", "--recheck", str(workdir))["ok"] is True  # as the run left it
 
     seen = {
         tuple(step)
@@ -111,7 +83,7 @@ def test_a_finished_step_missing_from_the_store_is_reported(
         with store:
             store.execute("DELETE FROM execution_steps WHERE id = ?", (row_id,))
 
-    recheck = run_crash("--recheck", str(workdir))
+    recheck = run_json("crash.py", "--recheck", str(workdir))
     assert recheck["ok"] is False
     assert recheck["checks"]["no_finished_step_lost"] is False
     assert recheck["checks"]["mqtt_steps_recorded"] is False

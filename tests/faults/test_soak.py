@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from graylogic_supervisor.metrics import Metrics
-from tests.faults.test_chaos import bench_path, run_short  # noqa: F401 (a fixture)
+from tests.bench_runs import run_json
+from tests.faults.test_chaos import bench_path  # noqa: F401 (a fixture)
 
 
 def tasks_gauge(metrics: Metrics) -> float | None:
@@ -61,7 +62,7 @@ def test_the_growth_criterion_catches_a_slow_leak_and_passes_noise() -> None:
 
 @pytest.mark.slow
 def test_a_short_soak_with_incidents_grows_nothing() -> None:
-    soak = run_short("soak.py")
+    soak = run_json("soak.py", "--short")
     failed = {
         name: soak["figures"].get(name.removesuffix("_not_growing"))
         for name, ok in soak["checks"].items()
