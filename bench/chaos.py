@@ -30,10 +30,8 @@ Checked, and reported under ``checks`` (each true or false):
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -44,7 +42,7 @@ from typing import Any
 import psutil
 from daemon_under_test import stored_at
 from faults import MIB, FaultDaemon, running, shipped_policy
-from processes import BenchError, become_subreaper
+from processes import BenchError, run_harness
 from recovery import workspace
 
 RSS_LIMIT_MB = 5e6 / MIB  # the requirement's 5 MB (decimal): 4.77 MiB
@@ -326,16 +324,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run every finally on SIGTERM
-    become_subreaper()  # a daemon that dies leaves its broker to us, to kill and reap
-    try:
-        result = measure(args)
-    except KeyboardInterrupt:
-        logger.error("interrupted; children stopped")
-        return 130
-    print(json.dumps(result) if args.json else table(result))
-    return 0 if result.get("ok") else 1
+    return run_harness(lambda: measure(args), table, args.json)
 
 
 if __name__ == "__main__":

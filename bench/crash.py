@@ -46,7 +46,7 @@ import psutil
 import yaml
 from daemon_under_test import BenchDaemon, logged_at, stored_at
 from mqtt_ping import HOST
-from processes import BenchError, become_subreaper, descendants, free_port
+from processes import BenchError, descendants, free_port, run_harness
 from recovery import workspace
 from supervisors import RELAXED_POLICY
 
@@ -885,19 +885,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run every finally on SIGTERM
     if args.recheck is not None:
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
         result = recheck(args.recheck)
-    else:
-        become_subreaper()  # each killed daemon leaves its broker and worker to us
-        try:
-            result = measure(args)
-        except KeyboardInterrupt:
-            logger.error("interrupted; children stopped")
-            return 130
-    print(json.dumps(result) if args.json else table(result))
-    return 0 if result.get("ok") else 1
+        print(json.dumps(result) if args.json else table(result))
+        return 0 if result.get("ok") else 1
+    return run_harness(lambda: measure(args), table, args.json)
 
 
 if __name__ == "__main__":

@@ -8,11 +8,14 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import psutil
 from mqtt_ping import HOST
@@ -208,3 +211,20 @@ def kill_recorded(run_dir: Path) -> None:
             if proc.cmdline() == list(record["argv"]):
                 recorded.append(proc)
     kill_survivors(recorded)
+
+
+def run_harness(
+    measure: Callable[[], dict[str, Any]], table: Callable[[dict[str, Any]], str], as_json: bool
+) -> int:
+    """The fault harnesses' main: log to stderr, clean up on SIGTERM or Ctrl-C, adopt what
+    a killed daemon leaves, print the result; exit 0 only when every check held."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run every finally on SIGTERM
+    become_subreaper()  # a daemon that dies leaves its broker and services to us, to reap
+    try:
+        result = measure()
+    except KeyboardInterrupt:
+        logging.getLogger(__name__).error("interrupted; children stopped")
+        return 130
+    print(json.dumps(result) if as_json else table(result))
+    return 0 if result.get("ok") else 1

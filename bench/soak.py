@@ -32,10 +32,8 @@ the same tolerance. Tolerances: RSS 2 MiB, file descriptors 2, threads 1, tasks 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -45,7 +43,7 @@ from typing import Any
 import psutil
 from daemon_under_test import Bridge
 from faults import FaultDaemon, Sample, running, sample, samples_json, shipped_policy, slope
-from processes import BenchError, become_subreaper
+from processes import BenchError, run_harness
 from recovery import workspace
 
 BRIDGE = Bridge("bridge-knx", heartbeat_window_s=1.0, check_interval_s=0.25)
@@ -271,16 +269,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run every finally on SIGTERM
-    become_subreaper()  # a daemon that dies leaves its children to us, to kill and reap
-    try:
-        result = measure(args)
-    except KeyboardInterrupt:
-        logger.error("interrupted; children stopped")
-        return 130
-    print(json.dumps(result) if args.json else table(result))
-    return 0 if result.get("ok") else 1
+    return run_harness(lambda: measure(args), table, args.json)
 
 
 if __name__ == "__main__":
