@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from graylogic_supervisor.catalog import load_catalog
-from graylogic_supervisor.clock import SystemClock
 from graylogic_supervisor.config import (
     BridgeComponent,
     ComponentConfig,
@@ -34,6 +34,7 @@ from graylogic_supervisor.supervisor.loop import Supervisor
 from graylogic_supervisor.supervisor.policy import PolicySettings, RecoveryPolicy, Verdict
 from tests.daemon_process import REPO
 from tests.engine.test_runner import Scripted
+from tests.virtual_time import CountingDatabase, VirtualClock, driven
 
 FAST = PolicySettings(rearm_after_s=0.3, open_cooldown_s=0.3, max_open_cooldown_s=0.6)
 
@@ -60,6 +61,7 @@ class Harness:
     def __init__(
         self,
         db: Database,
+        clock: VirtualClock,
         grace_s: float = 0.0,
         settings: PolicySettings = FAST,
         extra: dict[str, ComponentConfig] | None = None,
@@ -69,7 +71,7 @@ class Harness:
         self.probe_health: dict[str, bool] = {}  # per component, overrides healthy_on_probe
         self.fix = Scripted("fix", ActionKind.FIX, [0.02])
         self.observer = Observer()
-        clock = SystemClock()
+        self.clock = clock
 
         async def prober(component: str, config: ComponentConfig) -> tuple[bool, str]:
             return self.probe_health.get(component, self.healthy_on_probe), "probe says so"
@@ -121,7 +123,7 @@ class Harness:
                 "steps": [{"id": "fix", "name": "Fix", "action": "fix", "on_success": on_success}],
             }
         )
-        await self.versions.seed(book, "", "test.yaml", SystemClock().now())
+        await self.versions.seed(book, "", "test.yaml", self.clock.now())
 
     async def statuses(self) -> list[str]:
         return [row["status"] for row in reversed(await self.executions.recent(100))]
@@ -136,10 +138,19 @@ class Harness:
         return [(row["allowed"], row["reason"]) for row in rows]
 
 
+@asynccontextmanager
+async def open_harness(tmp_path: Path, **options: Any) -> AsyncIterator[Harness]:
+    """A harness on virtual time: its clock driven, its store counted in flight."""
+    async with (
+        driven(VirtualClock()) as clock,
+        CountingDatabase(tmp_path / "s.db", clock) as db,
+    ):
+        yield Harness(db, clock, **options)
+
+
 @pytest.fixture
 async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
-    async with Database(tmp_path / "s.db") as db:
-        h = Harness(db)
+    async with open_harness(tmp_path) as h:
         task = asyncio.create_task(h.supervisor.run())
         yield h
         h.supervisor.stop_accepting()
@@ -148,19 +159,22 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
             await task
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5) -> None:
-    """Wait until ``check`` holds: what must happen is waited for, never timed to the
-    millisecond, so a loaded machine makes the test slower, not wrong."""
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.01)
+async def eventually(
+    clock: VirtualClock, check: Callable[[], Awaitable[bool]], timeout: float = 5
+) -> None:
+    """Wait, on the virtual clock, until ``check`` holds; fail past ``timeout``."""
+    deadline = clock.monotonic() + timeout
+    while not await check():
+        assert clock.monotonic() < deadline, f"not within {timeout} s of virtual time"
+        await clock.sleep(0.01)
 
 
 async def settle(h: Harness, timeout: float = 5) -> None:
-    await asyncio.sleep(0.01)
-    async with asyncio.timeout(timeout):
-        while h.supervisor.recovering:
-            await asyncio.sleep(0.01)
+    await h.clock.sleep(0.01)
+    deadline = h.clock.monotonic() + timeout
+    while h.supervisor.recovering:
+        assert h.clock.monotonic() < deadline, f"still recovering after {timeout} s"
+        await h.clock.sleep(0.01)
 
 
 async def test_an_unhealthy_component_opens_one_incident_that_its_playbook_resolves(
@@ -169,7 +183,7 @@ async def test_an_unhealthy_component_opens_one_incident_that_its_playbook_resol
     await harness.seed()
     harness.healthy_on_probe = True  # the fix works
     harness.monitor.report("mqtt", False, "link lost")
-    await asyncio.sleep(0.005)
+    await harness.clock.sleep(0.005)
     # More bad news while the incident is open starts nothing new.
     harness.monitor.report("mqtt", True, "flap")
     harness.monitor.report("mqtt", False, "lost again")
@@ -194,8 +208,7 @@ async def test_an_unhealthy_component_opens_one_incident_that_its_playbook_resol
 
 
 async def test_a_failure_gone_within_its_grace_window_opens_no_incident(tmp_path: Path) -> None:
-    async with Database(tmp_path / "s.db") as db:
-        h = Harness(db, grace_s=0.1)
+    async with open_harness(tmp_path, grace_s=0.1) as h:
         await h.seed()
         task = asyncio.create_task(h.supervisor.run())
         try:
@@ -218,7 +231,7 @@ async def test_a_run_resolved_on_paper_but_still_unhealthy_is_no_success(harness
     async def held() -> bool:
         return (0, "attempt_budget") in await harness.evaluations()
 
-    await eventually(held)
+    await eventually(harness.clock, held)
     assert await harness.statuses() == ["resolved", "resolved"]
     assert (0, "attempt_budget") in await harness.evaluations()
     [incident] = await harness.incident_rows()
@@ -239,7 +252,7 @@ async def test_the_same_failure_twice_opens_the_breaker_then_a_trial_follows(
         incidents = await harness.incident_rows()
         return bool(incidents) and "the same failure twice" in incidents[0]["detail"]
 
-    await eventually(breaker_open)
+    await eventually(harness.clock, breaker_open)
     assert await harness.statuses() == ["escalated", "escalated"]
     messages = [m for _, m in harness.observer.alerts]
     # One page per incident until someone acknowledges it; the incident shows the latest why.
@@ -253,7 +266,7 @@ async def test_the_same_failure_twice_opens_the_breaker_then_a_trial_follows(
     async def trial_failed() -> bool:
         return len(await harness.statuses()) == 3 and harness.policy.reopens_in("mqtt") > 0
 
-    await eventually(trial_failed)
+    await eventually(harness.clock, trial_failed)
     assert await harness.statuses() == ["escalated", "escalated", "escalated"]
     assert (1, "trial_attempt") in await harness.evaluations()
     assert harness.policy.reopens_in("mqtt") > 0.3
@@ -268,7 +281,7 @@ async def test_an_escalated_incident_closes_when_someone_else_fixes_it_and_rearm
     async def held() -> bool:
         return len(await harness.evaluations()) == 2
 
-    await eventually(held)
+    await eventually(harness.clock, held)
     [incident] = await harness.incident_rows()
     assert incident["phase"] == "escalated"
     assert harness.supervisor.recovering == {"mqtt"}  # waiting, not retrying
@@ -279,13 +292,13 @@ async def test_an_escalated_incident_closes_when_someone_else_fixes_it_and_rearm
     assert incident["closed_at"] is not None
     assert incident["detail"] == "healthy again without an execution of ours"
 
-    await asyncio.sleep(0.35)  # healthy past rearm_after_s
+    await harness.clock.sleep(0.35)  # healthy past rearm_after_s
     harness.monitor.report("mqtt", False, "down again")
 
     async def held_again() -> bool:
         return len(await harness.evaluations()) == 4
 
-    await eventually(held_again)
+    await eventually(harness.clock, held_again)
     assert len(await harness.statuses()) == 2
     assert await harness.evaluations() == [
         (1, "within_budget"),
@@ -297,7 +310,7 @@ async def test_an_escalated_incident_closes_when_someone_else_fixes_it_and_rearm
 
 async def test_a_failure_without_a_playbook_is_escalated_not_a_crash(harness: Harness) -> None:
     harness.monitor.report("mqtt", False, "down")
-    await asyncio.sleep(0.05)
+    await harness.clock.sleep(0.05)
     assert await harness.statuses() == []
     [(severity, message)] = harness.observer.alerts
     assert (severity, message) == (
@@ -313,7 +326,7 @@ async def test_the_termination_rate_gate_holds_recovery_and_records_why(harness:
     for _ in range(10):
         harness.policy.execution_finished("failed")
     harness.monitor.report("mqtt", False, "down")
-    await asyncio.sleep(0.05)
+    await harness.clock.sleep(0.05)
     assert await harness.statuses() == []
     assert await harness.evaluations() == [(0, "termination_rate")]
     [verdict] = harness.observer.verdicts
@@ -327,7 +340,7 @@ async def test_after_stop_accepting_new_failures_start_nothing(harness: Harness)
     await harness.seed()
     harness.supervisor.stop_accepting()
     harness.monitor.report("mqtt", False, "down")
-    await asyncio.sleep(0.05)
+    await harness.clock.sleep(0.05)
     assert harness.supervisor.recovering == frozenset()
     assert await harness.supervisor.wait_idle(0.1)
 
@@ -341,8 +354,7 @@ async def test_a_bridge_that_fails_with_the_broker_is_a_symptom_not_an_incident(
         depends_on=["mqtt"],
         heartbeat_window_s=0.2,
     )
-    async with Database(tmp_path / "s.db") as db:
-        h = Harness(db, extra={"bridge-knx": bridge})
+    async with open_harness(tmp_path, extra={"bridge-knx": bridge}) as h:
         await h.seed()
         await h.seed(component="bridge-knx", error_id="ERR-BRIDGE-HEARTBEAT-001")
         task = asyncio.create_task(h.supervisor.run())
@@ -351,17 +363,17 @@ async def test_a_bridge_that_fails_with_the_broker_is_a_symptom_not_an_incident(
             h.fix.answers = [0.1]  # the broker's fix takes a moment
             h.monitor.report("mqtt", False, "broker killed")
             h.monitor.report("bridge-knx", False, "heartbeat missing")
-            await asyncio.sleep(0.02)
+            await h.clock.sleep(0.02)
             assert h.supervisor.recovering == {"mqtt"}
-            [symptom] = await db.fetchall("SELECT * FROM failures WHERE symptom_of IS NOT NULL")
+            [symptom] = await h.db.fetchall("SELECT * FROM failures WHERE symptom_of IS NOT NULL")
             assert (symptom["component"], symptom["symptom_of"]) == ("bridge-knx", "mqtt")
             assert symptom["message"] == "symptom of mqtt: heartbeat missing"
 
             # The broker comes back; the bridge gets its heartbeat window before anything runs.
             h.probe_health["mqtt"] = True
-            await asyncio.sleep(0.15)
+            await h.clock.sleep(0.15)
             h.monitor.report("mqtt", True, "recovered")
-            await asyncio.sleep(0.05)
+            await h.clock.sleep(0.05)
             assert [r["component"] for r in await h.incident_rows()] == ["mqtt"]
 
             # Its heartbeats never return: after the window it is a failure of its own,
@@ -388,8 +400,7 @@ async def test_a_bridge_whose_heartbeat_returns_with_the_broker_is_never_recover
     bridge = BridgeComponent(
         kind="bridge", error_id="ERR-BRIDGE-HEARTBEAT-001", depends_on=["mqtt"]
     )
-    async with Database(tmp_path / "s.db") as db:
-        h = Harness(db, extra={"bridge-knx": bridge})
+    async with open_harness(tmp_path, extra={"bridge-knx": bridge}) as h:
         await h.seed()
         await h.seed(component="bridge-knx", error_id="ERR-BRIDGE-HEARTBEAT-001")
         task = asyncio.create_task(h.supervisor.run())
@@ -397,7 +408,7 @@ async def test_a_bridge_whose_heartbeat_returns_with_the_broker_is_never_recover
             h.probe_health = {"mqtt": True, "bridge-knx": True}  # the fix works for both
             h.monitor.report("mqtt", False, "broker killed")
             h.monitor.report("bridge-knx", False, "heartbeat missing")
-            await asyncio.sleep(0.05)
+            await h.clock.sleep(0.05)
             h.monitor.report("bridge-knx", True, "heartbeat")
             h.monitor.report("mqtt", True, "recovered")
             await settle(h)
@@ -413,16 +424,16 @@ async def test_a_bridge_whose_heartbeat_returns_with_the_broker_is_never_recover
 async def test_a_maintenance_window_holds_recovery_and_ends_on_its_own(harness: Harness) -> None:
     await harness.seed()
     harness.healthy_on_probe = True
-    now = SystemClock().now()
+    now = harness.clock.now()
     await harness.controls.start_maintenance("mqtt", 0.4, "replacing the switch", "alice", now)
     harness.monitor.report("mqtt", False, "down")
-    await asyncio.sleep(0.1)
+    await harness.clock.sleep(0.1)
     assert await harness.statuses() == []
     [failure] = await harness.db.fetchall("SELECT * FROM failures")
     assert failure["expected"] == 1
     assert failure["message"].startswith("expected (maintenance mw-")
     # The window runs out: the failure that is still there is now handled.
-    await asyncio.sleep(1.5)
+    await harness.clock.sleep(1.5)
     assert await harness.statuses() == ["resolved"]
     actions = [row["action"] for row in reversed(await harness.audit.entries())]
     assert actions == ["maintenance.start", "maintenance.end"]
@@ -432,20 +443,20 @@ async def test_a_maintenance_window_holds_recovery_and_ends_on_its_own(harness: 
 async def test_a_site_wide_window_started_mid_incident_holds_it(harness: Harness) -> None:
     await harness.seed(max_attempts=5)
     harness.fix.answers = [False, True]
-    now = SystemClock().now()
+    now = harness.clock.now()
     harness.monitor.report("mqtt", False, "down")
 
     async def under_way() -> bool:
         return bool(await harness.evaluations())
 
-    await eventually(under_way)  # the incident is open and its first run allowed
+    await eventually(harness.clock, under_way)  # the incident is open and its first run allowed
     await harness.controls.start_maintenance("*", 60, "site works", "bob", now)
 
     async def held() -> bool:
         return len(await harness.evaluations()) == 2
 
-    await eventually(held)
-    await asyncio.sleep(0.3)  # the hold lasts: nothing more is tried or recorded
+    await eventually(harness.clock, held)
+    await harness.clock.sleep(0.3)  # the hold lasts: nothing more is tried or recorded
     assert await harness.statuses() == ["escalated"]
     reasons = [reason for _, reason in await harness.evaluations()]
     assert reasons == ["within_budget", "maintenance"]  # recorded once while it lasts
@@ -455,8 +466,7 @@ async def test_five_failures_in_a_minute_enter_safe_mode_which_holds_non_essenti
     tmp_path: Path,
 ) -> None:
     settings = PolicySettings(safe_mode_failures=2, safe_mode_window_s=60)
-    async with Database(tmp_path / "s.db") as db:
-        h = Harness(db, settings=settings)
+    async with open_harness(tmp_path, settings=settings) as h:
         await h.seed()
         h.healthy_on_probe = True
         task = asyncio.create_task(h.supervisor.run())
@@ -464,7 +474,7 @@ async def test_five_failures_in_a_minute_enter_safe_mode_which_holds_non_essenti
             h.monitor.report("mqtt", False, "down")  # failure 1: a normal incident
             await settle(h)
             h.monitor.report("mqtt", False, "down again")  # failure 2: safe mode
-            await asyncio.sleep(0.1)
+            await h.clock.sleep(0.1)
             safe = await h.controls.safe_mode()
             assert (safe.active, safe.changed_by) == (True, "supervisor")
             assert any(
@@ -474,7 +484,7 @@ async def test_five_failures_in_a_minute_enter_safe_mode_which_holds_non_essenti
             assert await h.statuses() == ["resolved"]
             # Leaving is a person's act; then recovery resumes.
             await h.controls.set_safe_mode(
-                False, "checked the power supply", "alice", SystemClock().now()
+                False, "checked the power supply", "alice", h.clock.now()
             )
             await settle(h)
             assert await h.statuses() == ["resolved", "resolved"]
@@ -492,10 +502,9 @@ async def test_five_failures_in_a_minute_enter_safe_mode_which_holds_non_essenti
 
 async def test_essentials_still_recover_in_safe_mode(tmp_path: Path) -> None:
     settings = PolicySettings(essentials=("mqtt",))
-    async with Database(tmp_path / "s.db") as db:
-        h = Harness(db, settings=settings)
+    async with open_harness(tmp_path, settings=settings) as h:
         await h.seed()
-        await h.controls.set_safe_mode(True, "test", "alice", SystemClock().now())
+        await h.controls.set_safe_mode(True, "test", "alice", h.clock.now())
         h.healthy_on_probe = True
         task = asyncio.create_task(h.supervisor.run())
         try:
@@ -510,8 +519,7 @@ async def test_essentials_still_recover_in_safe_mode(tmp_path: Path) -> None:
 
 async def test_a_flapping_component_is_held_to_settle(tmp_path: Path) -> None:
     settings = PolicySettings(flap_changes=4, flap_window_s=10, stabilisation_s=0.3)
-    async with Database(tmp_path / "s.db") as db:
-        h = Harness(db, settings=settings)
+    async with open_harness(tmp_path, settings=settings) as h:
         await h.seed()
         task = asyncio.create_task(h.supervisor.run())
         try:
@@ -520,7 +528,7 @@ async def test_a_flapping_component_is_held_to_settle(tmp_path: Path) -> None:
                 h.monitor.report("mqtt", True, "up")
             h.healthy_on_probe = True
             h.monitor.report("mqtt", False, "dip again")
-            await asyncio.sleep(0.1)
+            await h.clock.sleep(0.1)
             assert await h.statuses() == []
             assert (0, "flapping") in await h.evaluations()
             await settle(h)
@@ -535,13 +543,12 @@ async def test_a_critical_pattern_goes_to_a_human_at_once(tmp_path: Path) -> Non
     settings = PolicySettings(
         critical_patterns=(("ERR-INFRA-MQTT-001", "(?i)certificate", "TLS trust is a human call"),)
     )
-    async with Database(tmp_path / "s.db") as db:
-        h = Harness(db, settings=settings)
+    async with open_harness(tmp_path, settings=settings) as h:
         await h.seed()
         task = asyncio.create_task(h.supervisor.run())
         try:
             h.monitor.report("mqtt", False, "Certificate verify failed")
-            await asyncio.sleep(0.1)
+            await h.clock.sleep(0.1)
             assert await h.statuses() == []
             assert await h.evaluations() == [(0, "critical_pattern")]
             [(_, message)] = h.observer.alerts
