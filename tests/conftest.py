@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from graylogic_supervisor.store.database import Database
+from tests.virtual_time import CountingDatabase, DrivenClock, Timed, driven
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -90,3 +91,10 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
     """A real SQLite store in the test's directory, migrated, closed afterwards."""
     async with Database(tmp_path / "s.db") as database:
         yield database
+
+
+@pytest.fixture
+async def timed(tmp_path: Path) -> AsyncIterator[Timed]:
+    """Virtual time (its driver running) and a real store file the clock knows to wait for."""
+    async with driven(DrivenClock()) as clock, CountingDatabase(tmp_path / "s.db", clock) as db:
+        yield clock, db

@@ -1,10 +1,11 @@
 """Virtual time for tests in which many tasks wait at once (DESIGN contract 1: time is injected).
 
-``VirtualClock`` moves only when nothing else can: a driver task waits until the
-loop is idle (no callback ready, no store call in flight on aiosqlite's thread)
-and then jumps to the earliest pending sleep. Tasks that sleep concurrently
-overlap as they would in real time, and a test of minutes runs in milliseconds
-without depending on how loaded the machine is.
+The simulator's ``graylogic_supervisor.clock.VirtualClock`` moves time forward on
+each sleep, which suits one run at a time. ``DrivenClock`` moves only when nothing
+else can: a driver task waits until the loop is idle (no callback ready, no store
+call in flight on aiosqlite's thread) and then jumps to the earliest pending sleep.
+Tasks that sleep concurrently overlap as they would in real time, and a test of
+minutes runs in milliseconds without depending on how loaded the machine is.
 
 The store's thread is invisible to the event loop (a fake-time loop such as
 looptime sees only executor futures), so ``CountingDatabase`` tells the clock
@@ -28,12 +29,13 @@ import aiosqlite
 from graylogic_supervisor.store.database import Database, Row
 
 T = TypeVar("T")
+Timed = tuple["DrivenClock", Database]  # the ``timed`` fixture: a driven clock, a counted store
 
 IDLE_ROUNDS = 5  # loop iterations with nothing ready before the loop counts as idle
 THREAD_WAIT_S = 0.0002  # real time to let the store's thread finish a call
 
 
-class VirtualClock:
+class DrivenClock:
     def __init__(self, start: datetime = datetime(2026, 11, 26, 12, tzinfo=UTC)) -> None:
         self._start = start
         self._elapsed = 0.0
@@ -112,7 +114,7 @@ class VirtualClock:
 class CountingDatabase(Database):
     """The real store, telling the virtual clock while a call is on aiosqlite's thread."""
 
-    def __init__(self, path: Path, clock: VirtualClock) -> None:
+    def __init__(self, path: Path, clock: DrivenClock) -> None:
         super().__init__(path)
         self._virtual = clock
 
@@ -134,7 +136,7 @@ class CountingDatabase(Database):
 
 
 @asynccontextmanager
-async def driven(clock: VirtualClock) -> AsyncIterator[VirtualClock]:
+async def driven(clock: DrivenClock) -> AsyncIterator[DrivenClock]:
     """The clock with its driver running for the block."""
     driver = asyncio.create_task(clock.drive(), name="virtual-time")
     try:

@@ -7,18 +7,19 @@ from typing import Any
 
 import pytest
 
-from graylogic_supervisor.clock import SystemClock
 from graylogic_supervisor.engine.action import ActionKind, ActionRegistry
 from graylogic_supervisor.engine.control import ExecutionControls, Override, PriorityGate
 from graylogic_supervisor.engine.runner import Runner
-from graylogic_supervisor.store.database import Database
 from tests.engine.test_runner import FAILURE, STANDARD, Scripted, playbook, prepare, steps_of
+from tests.virtual_time import DrivenClock, Timed, driven
 
 
-async def started(runner_task: asyncio.Task[Any], controls: ExecutionControls) -> str:
-    async with asyncio.timeout(5):
-        while not controls.running():
-            await asyncio.sleep(0.005)
+async def started(clock: DrivenClock, controls: ExecutionControls, count: int = 1) -> str:
+    """The first running execution's id, once ``count`` are running."""
+    deadline = clock.monotonic() + 5
+    while len(controls.running()) < count:
+        assert clock.monotonic() < deadline, "no execution started"
+        await clock.sleep(0.005)
     return controls.running()[0]
 
 
@@ -32,10 +33,13 @@ def slow_registry(check: list[Any]) -> ActionRegistry:
     )
 
 
-async def test_a_paused_execution_waits_between_steps_and_resumes(db: Database) -> None:
+async def test_a_paused_execution_waits_between_steps_and_resumes(
+    timed: Timed,
+) -> None:
+    clock, db = timed
     book = playbook(STANDARD)
     executions = await prepare(db, book)
-    controls = ExecutionControls(SystemClock())
+    controls = ExecutionControls(clock)
     fix = Scripted("fix", ActionKind.FIX, [True])
     registry = ActionRegistry(
         [
@@ -45,12 +49,12 @@ async def test_a_paused_execution_waits_between_steps_and_resumes(db: Database) 
         ]
     )
     task = asyncio.create_task(
-        Runner(registry, executions, SystemClock(), controls=controls).run(book, FAILURE)
+        Runner(registry, executions, clock, controls=controls).run(book, FAILURE)
     )
-    execution_id = await started(task, controls)
+    execution_id = await started(clock, controls)
     assert controls.pause(execution_id) == f"{execution_id} paused (after its current step)"
     assert controls.pause(execution_id) == f"{execution_id} was already paused"
-    await asyncio.sleep(0.3)
+    await clock.sleep(0.3)
     assert not task.done()  # the check finished; the next step waits
     assert controls.resume(execution_id) == f"{execution_id} resumed"
     outcome = await task
@@ -59,16 +63,17 @@ async def test_a_paused_execution_waits_between_steps_and_resumes(db: Database) 
     assert controls.resume(execution_id) == f"{execution_id} is not running"
 
 
-async def test_a_cancelled_execution_is_interrupted_and_says_who(db: Database) -> None:
+async def test_a_cancelled_execution_is_interrupted_and_says_who(
+    timed: Timed,
+) -> None:
+    clock, db = timed
     book = playbook(STANDARD)
     executions = await prepare(db, book)
-    controls = ExecutionControls(SystemClock())
+    controls = ExecutionControls(clock)
     task = asyncio.create_task(
-        Runner(slow_registry([10.0]), executions, SystemClock(), controls=controls).run(
-            book, FAILURE
-        )
+        Runner(slow_registry([10.0]), executions, clock, controls=controls).run(book, FAILURE)
     )
-    execution_id = await started(task, controls)
+    execution_id = await started(clock, controls)
     controls.cancel(execution_id, "alice")
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -78,20 +83,21 @@ async def test_a_cancelled_execution_is_interrupted_and_says_who(db: Database) -
     assert record["outcome"]["detail"] == "cancelled by alice"
 
 
-async def test_a_person_can_mark_a_running_step_succeeded(db: Database) -> None:
+async def test_a_person_can_mark_a_running_step_succeeded(
+    timed: Timed,
+) -> None:
+    clock, db = timed
     book = playbook(STANDARD)
     executions = await prepare(db, book)
-    controls = ExecutionControls(SystemClock())
+    controls = ExecutionControls(clock)
     task = asyncio.create_task(
-        Runner(slow_registry([10.0]), executions, SystemClock(), controls=controls).run(
-            book, FAILURE
-        )
+        Runner(slow_registry([10.0]), executions, clock, controls=controls).run(book, FAILURE)
     )
-    execution_id = await started(task, controls)
-    await asyncio.sleep(0.05)
+    execution_id = await started(clock, controls)
+    await clock.sleep(0.05)
     said = controls.override(execution_id, "check", Override("failure", "bob", "saw it down"))
     assert said == f"step check of {execution_id} marked failure by bob"
-    outcome = await asyncio.wait_for(task, 5)
+    outcome = await clock.wait_for(task, 5)
     assert outcome.status == "resolved"
     record = await executions.record(execution_id)
     assert record is not None
@@ -99,61 +105,62 @@ async def test_a_person_can_mark_a_running_step_succeeded(db: Database) -> None:
     assert record["steps"][0]["result"] == "overridden by bob: saw it down"
 
 
-async def test_emergency_stop_cancels_every_execution(db: Database) -> None:
+async def test_emergency_stop_cancels_every_execution(timed: Timed) -> None:
+    clock, db = timed
     book = playbook(STANDARD)
     executions = await prepare(db, book)
-    controls = ExecutionControls(SystemClock())
-    runner = Runner(slow_registry([10.0]), executions, SystemClock(), controls=controls)
+    controls = ExecutionControls(clock)
+    runner = Runner(slow_registry([10.0]), executions, clock, controls=controls)
     tasks = [asyncio.create_task(runner.run(book, FAILURE)) for _ in range(3)]
-    async with asyncio.timeout(5):
-        while len(controls.running()) < 3:
-            await asyncio.sleep(0.005)
+    await started(clock, controls, count=3)
     assert controls.emergency_stop("carol") == "emergency stop: 3 execution(s) cancelled"
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert all(isinstance(r, asyncio.CancelledError) for r in results)
 
 
 async def test_the_gate_lets_the_most_urgent_waiting_run_go_first() -> None:
-    gate = PriorityGate(limit=1)
-    order: list[str] = []
+    async with driven(DrivenClock()) as clock:
+        gate = PriorityGate(limit=1)
+        order: list[str] = []
 
-    async def run(name: str, priority: int, hold: float) -> None:
-        async with gate.slot(priority):
-            order.append(name)
-            await asyncio.sleep(hold)
+        async def run(name: str, priority: int, hold: float) -> None:
+            async with gate.slot(priority):
+                order.append(name)
+                await clock.sleep(hold)
 
-    first = asyncio.create_task(run("first", 3, 0.05))
-    await asyncio.sleep(0.01)
-    others = [
-        asyncio.create_task(run("low", 3, 0)),
-        asyncio.create_task(run("critical", 0, 0)),
-        asyncio.create_task(run("high", 1, 0)),
-    ]
-    await asyncio.sleep(0.01)
-    assert gate.waiting == 3
-    await asyncio.gather(first, *others)
-    assert order == ["first", "critical", "high", "low"]
+        first = asyncio.create_task(run("first", 3, 0.05))
+        await clock.sleep(0.01)
+        others = [
+            asyncio.create_task(run("low", 3, 0)),
+            asyncio.create_task(run("critical", 0, 0)),
+            asyncio.create_task(run("high", 1, 0)),
+        ]
+        await clock.sleep(0.01)
+        assert gate.waiting == 3
+        await asyncio.gather(first, *others)
+        assert order == ["first", "critical", "high", "low"]
 
 
 async def test_a_cancelled_waiter_does_not_lose_the_slot() -> None:
-    gate = PriorityGate(limit=1)
-    release = asyncio.Event()
+    async with driven(DrivenClock()) as clock:
+        gate = PriorityGate(limit=1)
+        release = asyncio.Event()
 
-    async def hold() -> None:
-        async with gate.slot(1):
-            await release.wait()
+        async def hold() -> None:
+            async with gate.slot(1):
+                await release.wait()
 
-    holder = asyncio.create_task(hold())
-    await asyncio.sleep(0.01)
-    waiter = asyncio.create_task(hold())
-    await asyncio.sleep(0.01)
-    waiter.cancel()
-    release.set()
-    await holder
-    with pytest.raises(asyncio.CancelledError):
-        await waiter
-    async with asyncio.timeout(1), gate.slot(0):
-        pass  # the slot is free again
+        holder = asyncio.create_task(hold())
+        await clock.sleep(0.01)
+        waiter = asyncio.create_task(hold())
+        await clock.sleep(0.01)
+        waiter.cancel()
+        release.set()
+        await holder
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        async with asyncio.timeout(1), gate.slot(0):
+            pass  # the slot is free again
 
 
 async def test_the_watchdog_flags_an_execution_past_its_deadline_once() -> None:

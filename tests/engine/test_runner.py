@@ -24,6 +24,7 @@ from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
+from tests.virtual_time import DrivenClock, Timed
 
 Behaviour = Callable[[StepContext], Any]
 
@@ -279,11 +280,15 @@ async def test_a_step_is_in_the_store_while_it_runs(db: Database) -> None:
 
 
 async def cancelled_after(
-    seconds: float, runner: Runner, book: Playbook, executions: ExecutionRepository
+    clock: DrivenClock,
+    seconds: float,
+    runner: Runner,
+    book: Playbook,
+    executions: ExecutionRepository,
 ) -> dict[str, Any]:
-    """Start a run, cancel it after `seconds`, and return what the store recorded."""
+    """Start a run, cancel it after `seconds` of virtual time, and return what was recorded."""
     task = asyncio.create_task(runner.run(book, FAILURE))
-    await asyncio.sleep(seconds)
+    await clock.sleep(seconds)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -293,13 +298,12 @@ async def cancelled_after(
     return record
 
 
-async def test_cancelling_marks_the_execution_and_its_step_interrupted(db: Database) -> None:
+async def test_cancelling_marks_the_execution_and_its_step_interrupted(timed: Timed) -> None:
+    clock, db = timed
     book = playbook([{"id": "wait", "name": "Wait", "action": "wait", "on_success": "done"}])
     executions = await prepare(db, book)
-    runner = Runner(
-        ActionRegistry([Scripted("wait", ActionKind.CHECK, [10.0])]), executions, SystemClock()
-    )
-    record = await cancelled_after(0.1, runner, book, executions)
+    runner = Runner(ActionRegistry([Scripted("wait", ActionKind.CHECK, [10.0])]), executions, clock)
+    record = await cancelled_after(clock, 0.1, runner, book, executions)
     assert record["outcome"]["status"] == "interrupted"
     assert steps_of(record) == [("wait", "interrupted", None)]
 
@@ -398,11 +402,12 @@ async def test_the_playbook_deadline_still_runs_the_undos(db: Database) -> None:
     assert [s["id"] for s in record["steps"]][-2:] == ["drain:compensate", "isolate:compensate"]
 
 
-async def test_a_cancelled_run_undoes_before_it_stops(db: Database) -> None:
+async def test_a_cancelled_run_undoes_before_it_stops(timed: Timed) -> None:
+    clock, db = timed
     book = playbook(UNDOABLE)
     executions = await prepare(db, book)
-    runner = Runner(ActionRegistry(undo_actions(10.0)), executions, SystemClock())
-    record = await cancelled_after(0.1, runner, book, executions)
+    runner = Runner(ActionRegistry(undo_actions(10.0)), executions, clock)
+    record = await cancelled_after(clock, 0.1, runner, book, executions)
     assert record["outcome"]["status"] == "interrupted"
     assert steps_of(record)[2:] == [
         ("fix", "interrupted", None),
@@ -645,8 +650,9 @@ async def test_a_step_whose_need_failed_is_skipped_and_the_run_escalates(db: Dat
 
 
 async def test_a_cancel_during_a_retry_backoff_interrupts_cleanly_and_undoes(
-    db: Database,
+    timed: Timed,
 ) -> None:
+    clock, db = timed
     steps = [
         dict(UNDOABLE[0]),
         {
@@ -664,9 +670,9 @@ async def test_a_cancel_during_a_retry_backoff_interrupts_cleanly_and_undoes(
         Scripted("fix", ActionKind.FIX, [False]),
         Scripted("restore", ActionKind.FIX, [True]),
     ]
-    runner = Runner(ActionRegistry(actions), executions, SystemClock())
+    runner = Runner(ActionRegistry(actions), executions, clock)
     # after 0.2 s the first attempt has failed and the runner waits 5 s to retry
-    record = await cancelled_after(0.2, runner, book, executions)
+    record = await cancelled_after(clock, 0.2, runner, book, executions)
     assert record["outcome"]["status"] == "interrupted"
     assert steps_of(record) == [
         ("isolate", "success", "fix"),

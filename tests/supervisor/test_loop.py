@@ -34,7 +34,7 @@ from graylogic_supervisor.supervisor.loop import Supervisor
 from graylogic_supervisor.supervisor.policy import PolicySettings, RecoveryPolicy, Verdict
 from tests.daemon_process import REPO
 from tests.engine.test_runner import Scripted
-from tests.virtual_time import CountingDatabase, VirtualClock, driven
+from tests.virtual_time import CountingDatabase, DrivenClock, driven
 
 FAST = PolicySettings(rearm_after_s=0.3, open_cooldown_s=0.3, max_open_cooldown_s=0.6)
 
@@ -61,7 +61,7 @@ class Harness:
     def __init__(
         self,
         db: Database,
-        clock: VirtualClock,
+        clock: DrivenClock,
         grace_s: float = 0.0,
         settings: PolicySettings = FAST,
         extra: dict[str, ComponentConfig] | None = None,
@@ -142,7 +142,7 @@ class Harness:
 async def open_harness(tmp_path: Path, **options: Any) -> AsyncIterator[Harness]:
     """A harness on virtual time: its clock driven, its store counted in flight."""
     async with (
-        driven(VirtualClock()) as clock,
+        driven(DrivenClock()) as clock,
         CountingDatabase(tmp_path / "s.db", clock) as db,
     ):
         yield Harness(db, clock, **options)
@@ -160,7 +160,7 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
 
 
 async def eventually(
-    clock: VirtualClock, check: Callable[[], Awaitable[bool]], timeout: float = 5
+    clock: DrivenClock, check: Callable[[], Awaitable[bool]], timeout: float = 5
 ) -> None:
     """Wait, on the virtual clock, until ``check`` holds; fail past ``timeout``."""
     deadline = clock.monotonic() + timeout
