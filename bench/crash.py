@@ -44,7 +44,25 @@ from typing import Any
 import paho.mqtt.client as mqtt
 import psutil
 import yaml
-from daemon_under_test import BenchDaemon, logged_at, stored_at
+from crash_store import (
+    DETAIL,
+    ERROR,
+    KILLED_DETAIL,
+    OUTCOME,
+    RUN_AGAIN,
+    STATUS,
+    SeenStep,
+    StoreState,
+    audit_problems,
+    audit_verify,
+    landed,
+    lost_or_changed,
+    read_state,
+    start_up_problems,
+    stopped_runs,
+    unrecorded,
+)
+from daemon_under_test import BenchDaemon, logged_at
 from mqtt_ping import HOST
 from processes import BenchError, descendants, free_port, run_harness
 from recovery import workspace
@@ -120,7 +138,6 @@ BROKER_LINE = r"broker: running our own Mosquitto"
 BROKER_PORT = rf"{BROKER_LINE} .* on {re.escape(HOST)}:(\d+)"
 RUNNING_LINE = r"graylogic-supervisor \S+ running for site"
 RESUMING = re.compile(r"resuming (exec-\S+) of \S+ at step (\S+) \(it is idempotent\)")
-RUN_AGAIN = "run again"  # how start-up marks the row of a step it runs again
 RESUME_LOG_S = 5.0
 ADMIN_PORT_TRIES = 5
 OBSERVED = "crash-observed.json"
@@ -134,18 +151,6 @@ CHECKS = (
     "no_tracebacks",
     "clean_stop",
 )
-STEP_COLUMNS = (  # the SQL select list; the indexes below are into it
-    "execution_id, seq, step_id, attempt, started_at, outcome, result, output, error,"
-    " transitioned_to, completed_at, duration_seconds"
-)
-EXECUTION_COLUMNS = (
-    "playbook_id, status, started_at, completed_at, duration_seconds, resolved_by, detail"
-)
-EXEC, STEP, OUTCOME, RESULT, ERROR = 0, 2, 5, 6, 8  # in a step row
-PLAYBOOK_ID, STATUS, STARTED, DETAIL = 0, 1, 2, 6  # in an execution row
-KILLED_DETAIL = "the supervisor stopped"  # what start-up writes on an interrupted run
-
-SeenStep = tuple[str, str, str, str | None]  # execution, step, outcome, result
 
 
 class CrashDaemon(BenchDaemon):
@@ -307,150 +312,6 @@ class Observer:
         return Counter(self.finished.values())
 
 
-@dataclasses.dataclass(frozen=True)
-class StoreState:
-    """Step rows and executions as the store holds them (row id / execution id keyed)."""
-
-    steps: dict[int, tuple[Any, ...]]
-    executions: dict[str, tuple[Any, ...]]
-    integrity: str
-
-    def running(self) -> list[str]:
-        return [e for e, row in self.executions.items() if row[STATUS] == "running"]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"steps": self.steps, "executions": self.executions, "integrity": self.integrity}
-
-    @staticmethod
-    def from_json(data: Mapping[str, Any]) -> StoreState:
-        return StoreState(
-            {int(k): tuple(v) for k, v in data["steps"].items()},
-            {k: tuple(v) for k, v in data["executions"].items()},
-            data["integrity"],
-        )
-
-
-def read_state(daemon: BenchDaemon) -> StoreState:
-    """The store, read-only (after a kill: exactly what the dead daemon left)."""
-    with daemon.store() as conn:
-        steps = conn.execute(f"SELECT id, {STEP_COLUMNS} FROM execution_steps")
-        executions = conn.execute(f"SELECT id, {EXECUTION_COLUMNS} FROM executions")
-        return StoreState(
-            {int(r[0]): tuple(r)[1:] for r in steps},
-            {str(r[0]): tuple(r)[1:] for r in executions},
-            str(conn.execute("PRAGMA integrity_check").fetchone()[0]),
-        )
-
-
-# -- checks: each returns what is wrong, in words ------------------------------------
-
-
-def lost_or_changed(before: StoreState, after: StoreState) -> list[str]:
-    """Every step row that had ended, and every execution that had ended, as it was."""
-    problems = []
-    for row_id, row in before.steps.items():
-        if row[OUTCOME] != "running" and after.steps.get(row_id) != row:
-            now = after.steps.get(row_id)
-            problems.append(
-                f"step row {row_id} ({row[EXEC]} {row[STEP]} {row[OUTCOME]}) "
-                + ("is gone" if now is None else f"changed to {now}")
-            )
-    for execution_id, row in before.executions.items():
-        if row[STATUS] != "running" and after.executions.get(execution_id) != row:
-            problems.append(f"execution {execution_id} ({row[STATUS]}) changed or is gone")
-    return problems
-
-
-def unrecorded(seen: Counter[SeenStep], ended: Mapping[str, str], after: StoreState) -> list[str]:
-    """Every step reported finished on MQTT has its row; every reported end its status."""
-    stored = Counter(
-        (r[EXEC], r[STEP], r[OUTCOME], r[RESULT])
-        for r in after.steps.values()
-        if r[OUTCOME] not in ("running", "interrupted")
-    )
-    problems = [
-        f"{execution} {step} {outcome} ({result}) reported finished {n} more time(s)"
-        " than the store has it"
-        for (execution, step, outcome, result), n in (seen - stored).items()
-    ]
-    for execution_id, status in ended.items():
-        row = after.executions.get(execution_id)
-        if row is None or row[STATUS] != status:
-            problems.append(f"execution {execution_id} reported {status}, stored {row}")
-    return problems
-
-
-@dataclasses.dataclass(frozen=True)
-class Stopped:
-    """An execution running when the daemon was killed, and the step row it was in."""
-
-    execution_id: str
-    playbook: str
-    row_id: int | None
-    step_id: str | None
-
-    @property
-    def resumable(self) -> bool:
-        """The daemon's rule: a plain (not undo, not branch) idempotent step."""
-        return self.step_id is not None and self.step_id in IDEMPOTENT.get(self.playbook, ())
-
-
-def stopped_runs(state: StoreState) -> dict[str, Stopped]:
-    """Each running execution and the step it was stopped in: the row still running, or
-    a last row an earlier start-up marked to run again before it was itself stopped."""
-    found = {}
-    for execution_id in state.running():
-        rows = sorted(
-            ((rid, r) for rid, r in state.steps.items() if r[EXEC] == execution_id),
-            key=lambda item: int(item[1][1]),
-        )
-        current = next(((rid, r) for rid, r in reversed(rows) if r[OUTCOME] == "running"), None)
-        if current is None and rows and str(rows[-1][1][ERROR]).endswith(RUN_AGAIN):
-            current = rows[-1]
-        found[execution_id] = Stopped(
-            execution_id,
-            str(state.executions[execution_id][PLAYBOOK_ID]),
-            current[0] if current else None,
-            str(current[1][STEP]) if current else None,
-        )
-    return found
-
-
-def start_up_problems(
-    death: StoreState, after: StoreState, resumed: Mapping[str, str], launched_at: float
-) -> dict[str, list[str]]:
-    """What start-up did with the runs a kill stopped: interrupted, or resumed if safe."""
-    wrong: list[str] = []
-    left: list[str] = []
-    stopped = stopped_runs(death)
-    for execution_id, step_id in resumed.items():
-        was = stopped.get(execution_id)
-        if was is None or not was.resumable or was.step_id != step_id:
-            wrong.append(f"{execution_id} resumed at {step_id}; at the kill: {was}")
-    for execution_id, was in stopped.items():
-        row = after.executions.get(execution_id)
-        status = "gone" if row is None else row[STATUS]
-        if execution_id in resumed:
-            row = after.steps.get(was.row_id) if was.row_id is not None else None
-            if row is None or row[OUTCOME] != "interrupted":
-                wrong.append(f"{execution_id} resumed, but its stopped step row is {row}")
-            continue
-        if status != "interrupted":
-            wrong.append(f"{execution_id} stopped by the kill is {status}, not interrupted")
-        still = [
-            r[STEP]
-            for r in after.steps.values()
-            if r[EXEC] == execution_id and r[OUTCOME] == "running"
-        ]
-        if still:
-            wrong.append(f"{execution_id} is interrupted with steps still running: {still}")
-    for execution_id in after.running():
-        started = stored_at(str(after.executions[execution_id][STARTED]))
-        if execution_id not in resumed and started < launched_at:
-            left.append(f"{execution_id} (started before this start) left running")
-    return {"interrupted_or_resumed": wrong, "none_left_running": left}
-
-
 # -- the run --------------------------------------------------------------------------
 
 
@@ -472,22 +333,6 @@ class Tally:
             self.problems[check].extend(found)
 
 
-def landed(state: StoreState, started_up: bool, resumed: Mapping[str, str]) -> str:
-    if not started_up:
-        return "start-up"
-    running = state.running()
-    if not running:
-        return "idle"
-    if any(e in resumed for e in running):
-        return "resumption"
-    steps = [
-        r[STEP] for r in state.steps.values() if r[EXEC] in running and r[OUTCOME] == "running"
-    ]
-    if any(":" in s for s in steps):
-        return "compensation"
-    return "step" if steps else "between steps"
-
-
 def resumed_in(log: str) -> dict[str, str]:
     return {m[1]: m[2] for m in RESUMING.finditer(log)}
 
@@ -499,21 +344,6 @@ def start_up_seconds(log: str) -> float | None:
     if begin is None or end is None:
         return None
     return logged_at(end[1]) - logged_at(begin[1])
-
-
-def audit_verify(daemon: CrashDaemon) -> subprocess.Popen[str]:
-    argv = [sys.executable, "-m", "graylogic_supervisor", "audit", "verify"]
-    return subprocess.Popen(
-        [*argv, "--config", str(daemon.config_path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def audit_problems(verify: subprocess.Popen[str]) -> list[str]:
-    out, _ = verify.communicate(timeout=60)
-    return [] if verify.returncode == 0 else [f"audit verify {verify.returncode}: {out.strip()}"]
 
 
 def wait_progress(
@@ -602,7 +432,9 @@ def crash_loop(
     aim = ""
     while True:
         offset, launched_at = daemon.launch()
-        resumable = death is not None and any(s.resumable for s in stopped_runs(death).values())
+        resumable = death is not None and any(
+            s.resumable for s in stopped_runs(death, IDEMPOTENT).values()
+        )
         aim = choose_aim(rng, resumable and aim != "resumption")  # no chains of them
         resumed: dict[str, str] = {}
         if aim == "start-up":
@@ -616,7 +448,7 @@ def crash_loop(
             now, resumed = after_start_up(daemon, observer, death, offset, launched_at, tally)
             if verify is not None:
                 tally.add({"audit_chain_ok": audit_problems(verify)})
-            verify = audit_verify(daemon)
+            verify = audit_verify(daemon.config_path)
             orphans = reap_orphans(orphans, tally.leaked)
             if len(now.executions) >= wanted:
                 tally.add({"audit_chain_ok": audit_problems(verify)})
@@ -651,7 +483,7 @@ def chosen_to_resume(death: StoreState, now: StoreState) -> dict[str, str]:
     """Runs start-up decided to resume, from the store: not interrupted, and the row of
     the step they were in marked interrupted with "run again"."""
     chosen = {}
-    for stopped in stopped_runs(death).values():
+    for stopped in stopped_runs(death, IDEMPOTENT).values():
         row = now.steps.get(stopped.row_id) if stopped.row_id is not None else None
         if (
             stopped.step_id is not None
@@ -708,9 +540,9 @@ def after_start_up(
     tally.resumed.update(resumed.keys())
     tally.rows_compared += len(death.steps)
     tally.add({"no_finished_step_lost": lost_or_changed(death, now)})
-    tally.add(start_up_problems(death, now, resumed, launched_at))
+    tally.add(start_up_problems(death, now, resumed, launched_at, IDEMPOTENT))
     tally.add({"interrupted_or_resumed": never})
-    for stopped in stopped_runs(death).values():
+    for stopped in stopped_runs(death, IDEMPOTENT).values():
         if stopped.execution_id not in resumed:
             tally.resumable_not_resumed += stopped.resumable
     return now, resumed
@@ -729,7 +561,7 @@ def final_checks(
     tally.add(
         {
             "none_left_running": [f"{e} running after the final stop" for e in final.running()],
-            "audit_chain_ok": audit_problems(audit_verify(daemon)),
+            "audit_chain_ok": audit_problems(audit_verify(daemon.config_path)),
             "clean_stop": [] if code == 0 else [f"exit code {code} after SIGTERM"],
             "no_tracebacks": [
                 line for line in daemon.log_since(0).splitlines() if "Traceback" in line
@@ -823,7 +655,7 @@ def recheck(workdir: Path) -> dict[str, Any]:
         "mqtt_steps_recorded": unrecorded(seen, observed["ended_seen"], now),
         "none_left_running": [f"{e} running" for e in now.running()],
         "integrity_ok": [] if now.integrity == "ok" else [now.integrity],
-        "audit_chain_ok": audit_problems(audit_verify(daemon)),
+        "audit_chain_ok": audit_problems(audit_verify(daemon.config_path)),
     }
     checks = {c: not p for c, p in problems.items()}
     violations = {c: p[:10] for c, p in problems.items() if p}
