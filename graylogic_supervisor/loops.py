@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 STATE_INTERVAL_S = 15.0
 USER_ACTIONS_INTERVAL_S = 5.0
-COMMANDS_INTERVAL_S = 0.5  # how soon a queued pause, cancel or stop is applied; 4/s cost 0.1% CPU
+COMMANDS_INTERVAL_S = 1.0  # how soon a queued pause, cancel or stop is applied (4/s cost 0.1% CPU)
 WATCHDOG_INTERVAL_S = 5.0
 STUCK_GRACE_S = 30.0
 STORE_RETRY_S = 10.0  # after a write the disk had no room for

@@ -47,7 +47,7 @@ TERMINATION_RECHECK_S = 60.0
 # When more executions are ready than may run, the most severe failure goes first.
 SEVERITY_PRIORITY = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 # How often maintenance windows are checked for their end.
-MAINTENANCE_CHECK_S = 1.0
+MAINTENANCE_CHECK_S = 5.0  # a window ends within this of its end: each check is a store write
 STORE_RETRY_S = 10.0  # after a failure could not be recorded
 
 

@@ -30,7 +30,7 @@ from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.incidents import IncidentRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.supervisor.escalation import EscalationChain
-from graylogic_supervisor.supervisor.loop import Supervisor
+from graylogic_supervisor.supervisor.loop import MAINTENANCE_CHECK_S, Supervisor
 from graylogic_supervisor.supervisor.policy import PolicySettings, RecoveryPolicy, Verdict
 from tests.daemon_process import REPO
 from tests.engine.test_runner import Scripted
@@ -432,8 +432,8 @@ async def test_a_maintenance_window_holds_recovery_and_ends_on_its_own(harness: 
     [failure] = await harness.db.fetchall("SELECT * FROM failures")
     assert failure["expected"] == 1
     assert failure["message"].startswith("expected (maintenance mw-")
-    # The window runs out: the failure that is still there is now handled.
-    await harness.clock.sleep(1.5)
+    # The window runs out: at the next check, the failure still there is handled.
+    await harness.clock.sleep(MAINTENANCE_CHECK_S + 1)
     assert await harness.statuses() == ["resolved"]
     actions = [row["action"] for row in reversed(await harness.audit.entries())]
     assert actions == ["maintenance.start", "maintenance.end"]
