@@ -26,7 +26,6 @@ import argparse
 import json
 import logging
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -36,7 +35,7 @@ from typing import Any
 
 import psutil
 from idle import MIB, sample
-from processes import BenchError, become_subreaper
+from processes import BenchError, prepare_bench_process
 from recovery import measure, milliseconds, summarize, workspace
 from supervisors import TARGETS, Graylogic
 
@@ -183,10 +182,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run every finally on SIGTERM
-    if not become_subreaper():
-        logger.warning("not a subreaper: killed daemonized brokers are reaped by PID 1")
+    prepare_bench_process()
     settings = Settings(args.rounds, args.idle_seconds, args.warmup, args.seed, args.keep)
     try:
         results = {name: run_tool(name, settings) for name in args.names}

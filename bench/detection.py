@@ -57,7 +57,7 @@ from typing import Any
 
 import psutil
 from daemon_under_test import BenchDaemon, Bridge, logged_at, stored_at
-from processes import BenchError, become_subreaper, is_ours
+from processes import BenchError, is_ours, prepare_bench_process
 from recovery import nearest_rank, workspace
 from supervisors import RELAXED_POLICY, wait_ready
 
@@ -351,9 +351,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run every finally on SIGTERM
-    become_subreaper()  # a daemon that dies leaves its children to us, to kill and reap at once
+    prepare_bench_process()
     measures = {"dead_broker": dead_broker, "missing_heartbeat": missing_heartbeat}
     names = [args.only] if args.only else list(SCENARIOS)
     try:

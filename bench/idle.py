@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from typing import Any
 
 import psutil
 from daemon_under_test import BenchDaemon, Bridge
-from processes import BenchError, become_subreaper
+from processes import BenchError, prepare_bench_process
 from recovery import workspace
 from supervisors import Target
 
@@ -200,9 +199,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run every finally on SIGTERM
-    become_subreaper()  # a daemon that dies leaves its children to us, to kill and reap at once
+    prepare_bench_process()
     states = [args.only] if args.only else list(STATES)
     try:
         results = {

@@ -213,14 +213,24 @@ def kill_recorded(run_dir: Path) -> None:
     kill_survivors(recorded)
 
 
+def prepare_bench_process() -> None:
+    """What every script that starts daemons and brokers does first: log to stderr, turn
+    SIGTERM into an exit so every ``finally`` stops its children, and adopt what a killed
+    daemon leaves (daemonized brokers included), to kill and reap at once."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    if not become_subreaper():
+        logging.getLogger(__name__).warning(
+            "not a subreaper: killed daemonized brokers are reaped by PID 1"
+        )
+
+
 def run_harness(
     measure: Callable[[], dict[str, Any]], table: Callable[[dict[str, Any]], str], as_json: bool
 ) -> int:
     """The fault harnesses' main: log to stderr, clean up on SIGTERM or Ctrl-C, adopt what
     a killed daemon leaves, print the result; exit 0 only when every check held."""
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run every finally on SIGTERM
-    become_subreaper()  # a daemon that dies leaves its broker and services to us, to reap
+    prepare_bench_process()
     try:
         result = measure()
     except KeyboardInterrupt:

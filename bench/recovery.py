@@ -44,7 +44,7 @@ from pathlib import Path
 
 import psutil
 from mqtt_ping import DISCONNECT, mqtt_connect
-from processes import BenchError, become_subreaper, is_ours, reap, served_by
+from processes import BenchError, is_ours, prepare_bench_process, reap, served_by
 from supervisors import TARGETS, Graylogic, Monit, Supervisord, Target, wait_ready
 
 ROUND_TIMEOUT_S = 30.0
@@ -182,10 +182,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run every finally on SIGTERM
-    if not become_subreaper():
-        logger.warning("not a subreaper: killed daemonized brokers are reaped by PID 1")
+    prepare_bench_process()
     try:
         results = {name: run_one(name, args.rounds, args.seed, args.keep) for name in args.names}
     except KeyboardInterrupt:
