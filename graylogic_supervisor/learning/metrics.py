@@ -15,11 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiosqlite
-
 from graylogic_supervisor.learning import histogram
 from graylogic_supervisor.learning.trace import Trace, trace_of
-from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.database import Database, Row
 
 # often_skipped_after is reported when a step did not run after that outcome this often,
 # over at least this many executions with that outcome.
@@ -153,11 +151,11 @@ class LearningMetrics:
         applied = await self._apply_rows(rows)
         return applied[0] if applied else None
 
-    async def _apply_rows(self, executions: list[aiosqlite.Row]) -> list[Trace]:
+    async def _apply_rows(self, executions: list[Row]) -> list[Trace]:
         if not executions:
             return []
         ids = json.dumps([row["id"] for row in executions])
-        steps: dict[str, list[aiosqlite.Row]] = {row["id"]: [] for row in executions}
+        steps: dict[str, list[Row]] = {row["id"]: [] for row in executions}
         for step in await self._db.fetchall(
             "SELECT * FROM execution_steps WHERE execution_id IN (SELECT value FROM json_each(?))"
             " ORDER BY execution_id, seq",
@@ -308,7 +306,7 @@ def _often_skipped_after(
     return None if best is None else best[1]
 
 
-def _version_metrics(row: aiosqlite.Row, resolution_hist: dict[str, int]) -> VersionMetrics:
+def _version_metrics(row: Row, resolution_hist: dict[str, int]) -> VersionMetrics:
     resolutions = int(row["resolutions"])
     return VersionMetrics(
         playbook_id=str(row["playbook_id"]),
@@ -324,7 +322,7 @@ def _version_metrics(row: aiosqlite.Row, resolution_hist: dict[str, int]) -> Ver
 
 
 def _step_metrics(
-    row: aiosqlite.Row,
+    row: Row,
     attempt_hist: dict[str, int],
     success_hist: dict[str, int],
     often_skipped_after: str | None,
