@@ -18,6 +18,7 @@ from typing import Any
 from graylogic_supervisor.learning import histogram
 from graylogic_supervisor.learning.trace import Trace, trace_of
 from graylogic_supervisor.store.database import Database, Row
+from graylogic_supervisor.store.learning_metrics import MetricsTables, TableRows
 
 # often_skipped_after is reported when a step did not run after that outcome this often,
 # over at least this many executions with that outcome.
@@ -131,111 +132,61 @@ def _round(value: float | None) -> float | None:
 
 class LearningMetrics:
     def __init__(self, db: Database) -> None:
-        self._db = db
+        self._tables = MetricsTables(db)
 
     async def apply_pending(self, limit: int = 2000) -> list[Trace]:
         """Count finished executions not counted yet, oldest first, ``limit`` at a time."""
-        rows = await self._db.fetchall(
-            "SELECT * FROM executions WHERE learned = 0 AND status != 'running'"
-            " ORDER BY started_at LIMIT ?",
-            (limit,),
-        )
-        return await self._apply_rows(rows)
+        return await self._apply_rows(await self._tables.uncounted_executions(limit))
 
     async def apply(self, execution_id: str) -> Trace | None:
         """Count one finished execution; None if it is running or already counted."""
-        rows = await self._db.fetchall(
-            "SELECT * FROM executions WHERE id = ? AND learned = 0 AND status != 'running'",
-            (execution_id,),
-        )
-        applied = await self._apply_rows(rows)
+        applied = await self._apply_rows(await self._tables.uncounted_execution(execution_id))
         return applied[0] if applied else None
 
     async def _apply_rows(self, executions: list[Row]) -> list[Trace]:
         if not executions:
             return []
-        ids = json.dumps([row["id"] for row in executions])
         steps: dict[str, list[Row]] = {row["id"]: [] for row in executions}
-        for step in await self._db.fetchall(
-            "SELECT * FROM execution_steps WHERE execution_id IN (SELECT value FROM json_each(?))"
-            " ORDER BY execution_id, seq",
-            (ids,),
-        ):
+        for step in await self._tables.steps_of(list(steps)):
             steps[step["execution_id"]].append(step)
         traces = [trace_of(row, steps[row["id"]]) for row in executions]  # type: ignore[arg-type]
-        async with self._db.transaction() as conn:
-            fresh = {
-                row["id"]
-                for row in await conn.execute_fetchall(
-                    "UPDATE executions SET learned = 1 WHERE learned = 0"
-                    " AND id IN (SELECT value FROM json_each(?)) RETURNING id",
-                    (ids,),
-                )
-            }
-            traces = [t for t in traces if t.execution_id in fresh]  # another writer was first
+        counted: list[Trace] = []
+
+        def rows_for(fresh: set[str]) -> TableRows:
+            counted.extend(t for t in traces if t.execution_id in fresh)  # others: counted first
             rows = CountedRows()
-            for trace in traces:
+            for trace in counted:
                 rows.add(trace)
-            for sql, values in rows.statements():
-                if values:
-                    await conn.executemany(sql, values)
-        return traces
+            return rows.tables()
+
+        await self._tables.count(list(steps), rows_for)
+        return counted
 
     async def version(self, playbook_id: str, version: str) -> VersionMetrics | None:
-        row = await self._db.fetchone(
-            "SELECT * FROM learning_version_metrics WHERE playbook_id = ? AND version = ?",
-            (playbook_id, version),
-        )
+        row = await self._tables.version(playbook_id, version)
         if row is None:
             return None
-        hist = await self._histogram(playbook_id, version, "", "resolution")
+        hist = await self._tables.histogram(playbook_id, version, "", "resolution")
         return _version_metrics(row, hist)
 
     async def counts(self, playbook_id: str, versions: Sequence[str]) -> dict[str, tuple[int, int]]:
         """(resolutions, executions) of each version that has run: the rollback rule's
         figures, in one read."""
-        rows = await self._db.fetchall(
-            "SELECT version, resolutions, executions FROM learning_version_metrics"
-            " WHERE playbook_id = ? AND version IN (SELECT value FROM json_each(?))",
-            (playbook_id, json.dumps(list(versions))),
-        )
+        rows = await self._tables.version_counts(playbook_id, versions)
         return {row["version"]: (int(row["resolutions"]), int(row["executions"])) for row in rows}
 
     async def versions(self, playbook_id: str) -> list[VersionMetrics]:
-        rows = await self._db.fetchall(
-            "SELECT * FROM learning_version_metrics WHERE playbook_id = ? ORDER BY first_at",
-            (playbook_id,),
-        )
         return [
             _version_metrics(
-                row, await self._histogram(playbook_id, row["version"], "", "resolution")
+                row,
+                await self._tables.histogram(playbook_id, row["version"], "", "resolution"),
             )
-            for row in rows
+            for row in await self._tables.versions(playbook_id)
         ]
 
-    async def _histogram(
-        self, playbook_id: str, version: str, subject: str, kind: str
-    ) -> dict[str, int]:
-        rows = await self._db.fetchall(
-            "SELECT bucket, count FROM learning_histograms WHERE playbook_id = ? AND version = ?"
-            " AND subject = ? AND kind = ?",
-            (playbook_id, version, subject, kind),
-        )
-        return {row["bucket"]: int(row["count"]) for row in rows}
-
     async def steps(self, playbook_id: str, version: str) -> list[StepMetrics]:
-        rows = await self._db.fetchall(
-            "SELECT * FROM learning_step_metrics WHERE playbook_id = ? AND version = ?"
-            " ORDER BY rowid",
-            (playbook_id, version),
-        )
-        hists: dict[tuple[str, str], dict[str, int]] = {}
-        for row in await self._db.fetchall(
-            "SELECT subject, kind, bucket, count FROM learning_histograms"
-            " WHERE playbook_id = ? AND version = ? AND subject != ''",
-            (playbook_id, version),
-        ):
-            hists.setdefault((row["subject"], row["kind"]), {})[row["bucket"]] = int(row["count"])
+        rows = await self._tables.steps(playbook_id, version)
+        hists = await self._tables.step_histograms(playbook_id, version)
         pairs = await self.pairs(playbook_id, version)
         counts = {
             (row["step_id"], outcome): count
@@ -256,10 +207,6 @@ class LearningMetrics:
         ]
 
     async def pairs(self, playbook_id: str, version: str) -> list[StepPair]:
-        rows = await self._db.fetchall(
-            "SELECT * FROM learning_step_pairs WHERE playbook_id = ? AND version = ?",
-            (playbook_id, version),
-        )
         return [
             StepPair(
                 str(r["earlier_step"]),
@@ -268,16 +215,10 @@ class LearningMetrics:
                 int(r["runs"]),
                 int(r["successes"]),
             )
-            for r in rows
+            for r in await self._tables.pairs(playbook_id, version)
         ]
 
     async def paths(self, playbook_id: str, version: str, limit: int = 10) -> list[PathMetrics]:
-        rows = await self._db.fetchall(
-            "SELECT path, executions, resolutions, SUM(executions) OVER () AS total"
-            " FROM learning_paths WHERE playbook_id = ? AND version = ?"
-            " ORDER BY executions DESC, path LIMIT ?",
-            (playbook_id, version, limit),
-        )
         return [
             PathMetrics(
                 tuple(json.loads(r["path"])),
@@ -285,7 +226,7 @@ class LearningMetrics:
                 int(r["resolutions"]),
                 int(r["executions"]) / int(r["total"]),
             )
-            for r in rows
+            for r in await self._tables.paths(playbook_id, version, limit)
         ]
 
 
@@ -345,45 +286,6 @@ def _step_metrics(
     )
 
 
-_VERSION_SQL = (
-    "INSERT INTO learning_version_metrics (playbook_id, version, executions, resolutions,"
-    " escalations, failures, interruptions, resolution_time_sum, first_at, last_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT DO UPDATE SET executions = executions + excluded.executions,"
-    " resolutions = resolutions + excluded.resolutions,"
-    " escalations = escalations + excluded.escalations,"
-    " failures = failures + excluded.failures,"
-    " interruptions = interruptions + excluded.interruptions,"
-    " resolution_time_sum = resolution_time_sum + excluded.resolution_time_sum,"
-    " first_at = min(first_at, excluded.first_at), last_at = max(last_at, excluded.last_at)"
-)
-_STEP_SQL = (
-    "INSERT INTO learning_step_metrics (playbook_id, version, step_id, name, action,"
-    " executions, successes, skips, attempts, timeouts, fixes, duration_sum)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT DO UPDATE SET executions = executions + excluded.executions,"
-    " successes = successes + excluded.successes, skips = skips + excluded.skips,"
-    " attempts = attempts + excluded.attempts, timeouts = timeouts + excluded.timeouts,"
-    " fixes = fixes + excluded.fixes, duration_sum = duration_sum + excluded.duration_sum"
-)
-_PAIR_SQL = (
-    "INSERT INTO learning_step_pairs (playbook_id, version, earlier_step,"
-    " earlier_outcome, step_id, runs, successes) VALUES (?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT DO UPDATE SET runs = runs + excluded.runs,"
-    " successes = successes + excluded.successes"
-)
-_PATH_SQL = (
-    "INSERT INTO learning_paths (playbook_id, version, path, executions, resolutions)"
-    " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET"
-    " executions = executions + excluded.executions,"
-    " resolutions = resolutions + excluded.resolutions"
-)
-_HISTOGRAM_SQL = (
-    "INSERT INTO learning_histograms (playbook_id, version, subject, kind, bucket, count)"
-    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET count = count + excluded.count"
-)
-
-
 def _add(table: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...], values: list[Any]) -> None:
     """Sum ``values`` into the row at ``key``: a batch writes each key once."""
     row = table.get(key)
@@ -405,15 +307,16 @@ class CountedRows:
         self.paths: dict[tuple[Any, ...], list[Any]] = {}
         self.histograms: dict[tuple[Any, ...], list[Any]] = {}
 
-    def statements(self) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    def tables(self) -> TableRows:
+        """The rows to add, by table (see store/learning_metrics.py)."""
         versions = [(*key, *values, *self.span[key]) for key, values in self.versions.items()]
-        return [
-            (_VERSION_SQL, versions),
-            (_STEP_SQL, [(*k, *v) for k, v in self.steps.items()]),
-            (_PAIR_SQL, [(*k, *v) for k, v in self.pairs.items()]),
-            (_PATH_SQL, [(*k, *v) for k, v in self.paths.items()]),
-            (_HISTOGRAM_SQL, [(*k, *v) for k, v in self.histograms.items()]),
-        ]
+        return {
+            "versions": versions,
+            "steps": [(*k, *v) for k, v in self.steps.items()],
+            "pairs": [(*k, *v) for k, v in self.pairs.items()],
+            "paths": [(*k, *v) for k, v in self.paths.items()],
+            "histograms": [(*k, *v) for k, v in self.histograms.items()],
+        }
 
     def add(self, trace: Trace) -> None:
         key = (trace.playbook_id, trace.version)
