@@ -12,6 +12,8 @@ from graylogic_supervisor.engine.action import ActionKind, ActionSpec
 from graylogic_supervisor.learning.replay import SELF, Case, OutcomeModel, case_of
 from graylogic_supervisor.learning.trace import Trace, trace_of
 from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.learning import LearningRepository
+from graylogic_supervisor.store.learning_metrics import MetricsTables
 
 RESOLVED = ("resolved_by_human", "resolved_by_supervisor")
 
@@ -50,28 +52,13 @@ async def load_cases(
     window: int,
 ) -> CaseSet:
     """The ``window`` most recent counted executions of the playbook, of every version."""
-    rows = await db.fetchall(
-        # The window first (by the playbook-and-time index), then its memory records.
-        "SELECT e.*, m.outcome AS memory_outcome, m.fix_action AS memory_fix,"
-        " m.fix_target AS memory_target,"
-        " json_extract(m.record, '$.resolution.resolved_at') AS memory_resolved_at"
-        " FROM (SELECT * FROM executions WHERE playbook_id = ? AND kind = 'playbook'"
-        " AND learned = 1 AND status IN ('resolved', 'escalated', 'failed')"
-        " ORDER BY started_at DESC LIMIT ?) AS e"
-        " LEFT JOIN failure_memory m ON m.failure_id = e.failure_id"
-        " ORDER BY e.started_at DESC",
-        (playbook_id, window),
-    )
+    store = LearningRepository(db)
+    rows = await store.case_rows(playbook_id, window)
     ids = [row["id"] for row in rows]
     patterns: dict[str, list[dict[str, object]]] = {}
     if rows:
         # The failure memory's learned patterns for the same failures: more evidence for a fix.
-        for pattern in await db.fetchall(
-            "SELECT id, fix_action, fix_target, members, created_at, times_matched,"
-            " times_resolved FROM memory_patterns WHERE component = ?"
-            " AND error_id IN (SELECT DISTINCT error_id FROM executions WHERE playbook_id = ?)",
-            (rows[0]["component"], playbook_id),
-        ):
+        for pattern in await store.memory_patterns_for(rows[0]["component"], playbook_id):
             found_pattern = {
                 "pattern_id": pattern["id"],
                 "fix": f"{pattern['fix_action']} {pattern['fix_target'] or ''}".strip(),
@@ -82,11 +69,7 @@ async def load_cases(
             }
             patterns.setdefault(pattern["fix_action"], []).append(found_pattern)
     steps: dict[str, list[object]] = {execution_id: [] for execution_id in ids}
-    for step in await db.fetchall(
-        "SELECT * FROM execution_steps WHERE execution_id IN (SELECT value FROM json_each(?))"
-        " ORDER BY execution_id, seq",
-        (json.dumps(ids),),
-    ):
+    for step in await MetricsTables(db).steps_of(ids):
         steps[step["execution_id"]].append(step)
     found = CaseSet(patterns=patterns)
     for row in reversed(rows):  # oldest first

@@ -158,14 +158,9 @@ class LearningService:
                 v: [s.as_dict() for s in await self.metrics.steps(playbook_id, v)]
                 for v in (parent, version)
             },
-            "unresolved_executions": [
-                row["id"]
-                for row in await self._db.fetchall(
-                    "SELECT id FROM executions WHERE playbook_id = ? AND playbook_version = ?"
-                    " AND status != 'resolved' ORDER BY started_at DESC LIMIT 20",
-                    (playbook_id, version),
-                )
-            ],
+            "unresolved_executions": await self.store.unresolved_executions(
+                playbook_id, version, 20
+            ),
         }
         now = self._clock.now()
         await self._versions.activate(playbook_id, parent, failed=version)
@@ -191,10 +186,7 @@ class LearningService:
         return {"id": rollback_id, "to_version": parent, "report": report}
 
     async def pending_count(self) -> int:
-        row = await self._db.fetchone(
-            "SELECT COUNT(*) FROM learning_recommendations WHERE status = 'pending'"
-        )
-        return int(row[0]) if row is not None else 0
+        return await self.store.pending_count()
 
     async def expire(self) -> list[str]:
         """Archive recommendations nobody decided within their expiry."""
@@ -234,31 +226,20 @@ class LearningService:
         """Analyse one playbook's active version; the period it judges ends now."""
         settings = self._settings.analysis
         now = self._clock.now()
-        previous = await self._db.fetchone(
-            "SELECT analysed_at FROM learning_playbook_analyses WHERE playbook_id = ?",
-            (playbook.id,),
-        )
-        fresh = await self._db.fetchone(
-            "SELECT COUNT(*) FROM executions WHERE playbook_id = ? AND playbook_version = ?"
-            " AND learned = 1 AND kind = 'playbook' AND started_at > ?",
-            (playbook.id, playbook.version, previous["analysed_at"] if previous else ""),
-        )
+        previous = await self.store.last_analysed_at(playbook.id)
+        fresh = await self.store.counted_since(playbook.id, playbook.version, previous or "")
         data = await load_cases(self._db, playbook.id, self._specs, settings.replay_window)
         result = analyse_playbook(
             playbook,
             await self.metrics.version(playbook.id, playbook.version),
-            int(fresh[0]) if fresh else 0,
+            fresh,
             await self.metrics.steps(playbook.id, playbook.version),
             await self.metrics.pairs(playbook.id, playbook.version),
             data,
             self._specs,
             settings,
         )
-        await self._db.execute(
-            "INSERT INTO learning_playbook_analyses (playbook_id, analysed_at) VALUES (?, ?)"
-            " ON CONFLICT DO UPDATE SET analysed_at = excluded.analysed_at",
-            (playbook.id, isoformat(now)),
-        )
+        await self.store.set_analysed_at(playbook.id, now)
         return result
 
     async def _store_recommendations(self, result: PlaybookAnalysis, analysis_id: str) -> list[str]:

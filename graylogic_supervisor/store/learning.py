@@ -241,3 +241,66 @@ class LearningRepository:
             (playbook_id, playbook_id),
         )
         return [{**dict(row), "report": json.loads(row["report"])} for row in rows]
+
+    async def pending_count(self) -> int:
+        row = await self._db.fetchone(
+            "SELECT COUNT(*) FROM learning_recommendations WHERE status = 'pending'"
+        )
+        return int(row[0]) if row is not None else 0
+
+    async def unresolved_executions(self, playbook_id: str, version: str, limit: int) -> list[str]:
+        """The version's most recent executions that did not resolve, newest first."""
+        rows = await self._db.fetchall(
+            "SELECT id FROM executions WHERE playbook_id = ? AND playbook_version = ?"
+            " AND status != 'resolved' ORDER BY started_at DESC LIMIT ?",
+            (playbook_id, version, limit),
+        )
+        return [str(row["id"]) for row in rows]
+
+    async def last_analysed_at(self, playbook_id: str) -> str | None:
+        row = await self._db.fetchone(
+            "SELECT analysed_at FROM learning_playbook_analyses WHERE playbook_id = ?",
+            (playbook_id,),
+        )
+        return None if row is None else str(row["analysed_at"])
+
+    async def set_analysed_at(self, playbook_id: str, now: datetime) -> None:
+        await self._db.execute(
+            "INSERT INTO learning_playbook_analyses (playbook_id, analysed_at) VALUES (?, ?)"
+            " ON CONFLICT DO UPDATE SET analysed_at = excluded.analysed_at",
+            (playbook_id, isoformat(now)),
+        )
+
+    async def counted_since(self, playbook_id: str, version: str, since: str) -> int:
+        """The version's playbook executions counted into the metrics, started after ``since``."""
+        row = await self._db.fetchone(
+            "SELECT COUNT(*) FROM executions WHERE playbook_id = ? AND playbook_version = ?"
+            " AND learned = 1 AND kind = 'playbook' AND started_at > ?",
+            (playbook_id, version, since),
+        )
+        return int(row[0]) if row is not None else 0
+
+    async def case_rows(self, playbook_id: str, window: int) -> list[Row]:
+        """The ``window`` most recent counted playbook executions that ended (of every
+        version), newest first, each with its failure memory record's resolution."""
+        return await self._db.fetchall(
+            # The window first (by the playbook-and-time index), then its memory records.
+            "SELECT e.*, m.outcome AS memory_outcome, m.fix_action AS memory_fix,"
+            " m.fix_target AS memory_target,"
+            " json_extract(m.record, '$.resolution.resolved_at') AS memory_resolved_at"
+            " FROM (SELECT * FROM executions WHERE playbook_id = ? AND kind = 'playbook'"
+            " AND learned = 1 AND status IN ('resolved', 'escalated', 'failed')"
+            " ORDER BY started_at DESC LIMIT ?) AS e"
+            " LEFT JOIN failure_memory m ON m.failure_id = e.failure_id"
+            " ORDER BY e.started_at DESC",
+            (playbook_id, window),
+        )
+
+    async def memory_patterns_for(self, component: str, playbook_id: str) -> list[Row]:
+        """The failure memory's learned patterns for the failures this playbook handles."""
+        return await self._db.fetchall(
+            "SELECT id, fix_action, fix_target, members, created_at, times_matched,"
+            " times_resolved FROM memory_patterns WHERE component = ?"
+            " AND error_id IN (SELECT DISTINCT error_id FROM executions WHERE playbook_id = ?)",
+            (component, playbook_id),
+        )
