@@ -12,23 +12,23 @@ from typing import Any
 
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database, Row
+from graylogic_supervisor.store.views import RecordViews
 
 
 async def explain(db: Database, identifier: str) -> list[str] | None:
     """Readable lines, or None when the id is not an execution, failure or incident."""
-    failure_id, incident_id = await _resolve(db, identifier)
+    views = RecordViews(db)
+    failure_id, incident_id = await views.failure_and_incident(identifier)
     if failure_id is None:
         return None
     lines: list[str] = []
-    failure = await db.fetchone("SELECT * FROM failures WHERE id = ?", (failure_id,))
+    failure = await views.failure(failure_id)
     if failure is not None:
         lines.append(
             f"failure {failure['id']} at {failure['detected_at']}: {failure['component']}"
             f" {failure['error_id']} ({failure['severity']}): {failure['message']}"
         )
-    remembered = await db.fetchone(
-        "SELECT record, outcome FROM failure_memory WHERE failure_id = ?", (failure_id,)
-    )
+    remembered = await views.memory_record(failure_id)
     if remembered is not None:
         lines.append(f"memory: {remembered['outcome']}")
         resolution = json.loads(remembered["record"]).get("resolution")
@@ -45,17 +45,12 @@ async def explain(db: Database, identifier: str) -> list[str] | None:
             worked = "worked" if detail["succeeded"] else "did not work"
             lines.append(f"learned fix {detail['fix']} {worked} ({detail['execution_id']})")
     if incident_id is not None:
-        for row in await db.fetchall(
-            "SELECT * FROM viability_evaluations WHERE incident_id = ? ORDER BY id",
-            (incident_id,),
-        ):
+        for row in await views.evaluations(incident_id):
             verdict = "allowed" if row["allowed"] else "denied"
             lines.append(
                 f"policy at {row['evaluated_at']}: {verdict} ({row['reason']}) {row['detail']}"
             )
-    for row in await db.fetchall(
-        "SELECT * FROM executions WHERE failure_id = ? ORDER BY started_at", (failure_id,)
-    ):
+    for row in await views.executions_of_failure(failure_id):
         lines.append(
             f"execution {row['id']} ({row['kind']}) {row['playbook_id']} {row['playbook_version']}:"
             f" {row['status']}{_by(row)} — {row['detail']}"
@@ -82,23 +77,3 @@ def _decision(record: dict[str, Any]) -> list[str]:
         features = ", ".join(f"{k} {v}" for k, v in match["features"].items())
         lines.append(f"  matched {match['failure_id']} score {match['score']}: {features}")
     return lines
-
-
-async def _resolve(db: Database, identifier: str) -> tuple[str | None, str | None]:
-    row = await db.fetchone(
-        "SELECT failure_id, incident_id FROM executions WHERE id = ?", (identifier,)
-    )
-    if row is not None:
-        return row["failure_id"], row["incident_id"]
-    row = await db.fetchone("SELECT id, failure_id FROM incidents WHERE id = ?", (identifier,))
-    if row is not None:
-        return row["failure_id"], row["id"]
-    row = await db.fetchone(
-        "SELECT id FROM failures WHERE id = ? UNION"
-        " SELECT failure_id FROM failure_memory WHERE failure_id = ?",
-        (identifier, identifier),
-    )
-    if row is not None:
-        incident = await db.fetchone("SELECT id FROM incidents WHERE failure_id = ?", (identifier,))
-        return row["id"], incident["id"] if incident is not None else None
-    return None, None

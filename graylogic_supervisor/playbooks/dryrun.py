@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from graylogic_supervisor.playbooks.loader import load_playbook
 from graylogic_supervisor.playbooks.model import Playbook, Step
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.executions import ExecutionRepository
+from graylogic_supervisor.store.history import History, read_step_durations
 from graylogic_supervisor.store.versions import PlaybookVersions
 
 T = TypeVar("T")
@@ -142,38 +142,6 @@ def _stand_in(spec: ActionSpec, plans: Mapping[str, _Plan]) -> Action:
         needs_target = spec.needs_target
 
     return StandIn(plans)
-
-
-History = Mapping[tuple[str, str], tuple[float, int]]  # (step id, outcome) -> (sum, count)
-
-
-def _read_history(path: Path, playbook_id: str) -> History:
-    """Durations of the playbook's finished steps in a supervisor store, read without a trace.
-
-    A read-only open of a WAL database that has no ``-wal`` file creates
-    ``-wal`` and ``-shm`` beside it and cannot remove them. No ``-wal`` file
-    means no connection has the store open, so the file alone is the whole
-    database and is opened ``immutable``, which creates nothing.
-    """
-    mode = "ro" if Path(f"{path}-wal").exists() else "ro&immutable=1"
-    try:
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True)
-    except sqlite3.Error as exc:
-        raise DryRunError(f"cannot open history {path}: {exc}") from exc
-    try:
-        rows = connection.execute(
-            "SELECT s.step_id, s.outcome, SUM(s.duration_seconds), COUNT(s.duration_seconds)"
-            " FROM execution_steps AS s JOIN executions AS e ON e.id = s.execution_id"
-            " WHERE e.playbook_id = ? AND s.duration_seconds IS NOT NULL"
-            " AND s.outcome IN ('success', 'failure', 'timeout', 'error')"
-            " GROUP BY s.step_id, s.outcome",
-            (playbook_id,),
-        ).fetchall()
-    except sqlite3.Error as exc:
-        raise DryRunError(f"{path} is not a supervisor store: {exc}") from exc
-    finally:
-        connection.close()
-    return {(str(step), str(word)): (float(total), int(count)) for step, word, total, count in rows}
 
 
 def _plan(step_id: str, call: _Runnable, outcome: str, history: History | None) -> _Plan:
@@ -290,7 +258,10 @@ async def dry_run(file: Path, outcomes: Mapping[str, str], history: Path | None)
     _check_steps(playbook, runnables, outcomes)
     means = None
     if history is not None:
-        means = await asyncio.to_thread(_read_history, history, playbook.id)
+        try:
+            means = await asyncio.to_thread(read_step_durations, history, playbook.id)
+        except StoreError as exc:
+            raise DryRunError(str(exc)) from exc
     plans = {
         step_id: _plan(step_id, runnable, outcomes.get(step_id, "success"), means)
         for step_id, runnable in runnables.items()

@@ -23,6 +23,7 @@ from starlette.schemas import SchemaGenerator
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.sessions import Session
+from graylogic_supervisor.store.views import RecordViews
 from graylogic_supervisor.web.admin_data import dashboard_data
 from graylogic_supervisor.web.auth import MAX_FORM_BYTES, current_session, may_change, same
 from graylogic_supervisor.web.execution_pages import execution_filters, queue_control
@@ -344,12 +345,8 @@ async def executions(request: Request, session: Session) -> Response:
       200: {description: the 50 newest executions that match}
       401: {description: not logged in}
     """
-    _, where, params = execution_filters(request)
-    found = await admin(request).db.fetchall(
-        f"SELECT * FROM executions WHERE {where}"  # noqa: S608  # fixed clauses, values bound
-        " ORDER BY started_at DESC, rowid DESC LIMIT 50",
-        params,
-    )
+    _, wanted = execution_filters(request)
+    found = await RecordViews(admin(request).db).executions(wanted, 50)
     return JSONResponse(rows(found))
 
 

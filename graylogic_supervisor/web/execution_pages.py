@@ -5,7 +5,6 @@ as the CLI: the daemon applies them within a quarter of a second and audits them
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from markupsafe import Markup
 from starlette.requests import Request
@@ -13,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from graylogic_supervisor.store.sessions import Session
+from graylogic_supervisor.store.views import ExecutionFilter, RecordViews
 from graylogic_supervisor.web.auth import may_change
 from graylogic_supervisor.web.render import (
     admin,
@@ -39,49 +39,46 @@ def execution_routes() -> list[Route]:
     ]
 
 
-def execution_filters(request: Request) -> tuple[dict[str, str], str, list[Any]]:
-    """The query's filters (unknown values dropped) as SQL clauses over ``executions``."""
+def execution_filters(request: Request) -> tuple[dict[str, str], ExecutionFilter]:
+    """The query's filters, unknown or unreadable values dropped: what was chosen (for the
+    form) and the filter for the store."""
     query = request.query_params
     chosen: dict[str, str] = {}
-    clauses, params = ["1 = 1"], []
-    for key, column in (("playbook", "playbook_id"), ("component", "component")):
+    for key in ("playbook", "component"):
         value = query.get(key, "").strip()[:100]
         if value:
             chosen[key] = value
-            clauses.append(f"{column} = ?")
-            params.append(value)
     status = query.get("status", "")
     if status in STATUSES:
         chosen["status"] = status
-        clauses.append("status = ?")
-        params.append(status)
-    for key, operator in (("since", ">="), ("until", "<=")):
+    for key in ("since", "until"):
         value = query.get(key, "").strip()
+        if not value:
+            continue
         try:
             datetime.fromisoformat(value)
         except ValueError:
             continue
         chosen[key] = value
-        clauses.append(f"started_at {operator} ?")
-        params.append(value)
     text = query.get("q", "").strip()[:100]
     if text:
         chosen["q"] = text
-        clauses.append("(id LIKE ? OR detail LIKE ? OR what_fixed_it LIKE ? OR failure_id LIKE ?)")
-        params += [f"%{text}%"] * 4
-    return chosen, " AND ".join(clauses), params
+    return chosen, ExecutionFilter(
+        playbook=chosen.get("playbook"),
+        component=chosen.get("component"),
+        status=chosen.get("status"),
+        since=chosen.get("since"),
+        until=chosen.get("until"),
+        text=chosen.get("q"),
+    )
 
 
 async def executions(request: Request) -> Response:
     session = await viewer(request)
     if session is None:
         return to_login()
-    chosen, where, params = execution_filters(request)
-    rows = await admin(request).db.fetchall(
-        f"SELECT * FROM executions WHERE {where}"  # noqa: S608  # fixed clauses, values bound
-        " ORDER BY started_at DESC, rowid DESC LIMIT ?",
-        (*params, PAGE),
-    )
+    chosen, wanted = execution_filters(request)
+    rows = await RecordViews(admin(request).db).executions(wanted, PAGE)
     return render(
         request, "executions.html", session=session, rows=rows, chosen=chosen, statuses=STATUSES
     )
@@ -93,7 +90,8 @@ async def execution(request: Request) -> Response:
         return to_login()
     deps = admin(request)
     execution_id = request.path_params["execution_id"]
-    row = await deps.db.fetchone("SELECT * FROM executions WHERE id = ?", (execution_id,))
+    views = RecordViews(deps.db)
+    row = await views.execution(execution_id)
     if row is None:
         return refuse(404, "no such execution")
     steps = await deps.executions.steps(execution_id)
@@ -113,10 +111,7 @@ async def execution(request: Request) -> Response:
             }
         )
     why = await explain(deps.db, execution_id) or []
-    commands = await deps.db.fetchall(
-        "SELECT * FROM execution_commands WHERE execution_id = ? ORDER BY id DESC LIMIT 10",
-        (execution_id,),
-    )
+    commands = await views.commands_of(execution_id, 10)
     return render(
         request,
         "execution.html",
@@ -143,7 +138,7 @@ async def queue_control(
         return 400, f"command must be one of {', '.join(CONTROLS)}"
     if not reason:
         return 400, f"to {command} an execution, give a reason"
-    if await deps.db.fetchone("SELECT 1 FROM executions WHERE id = ?", (execution_id,)) is None:
+    if await RecordViews(deps.db).execution(execution_id) is None:
         return 404, "no such execution"
     return await deps.commands.issue(
         execution_id, command, session.user, reason, deps.auth.clock.now()

@@ -20,6 +20,7 @@ from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.learning.changes import apply_change, bump, parse_change
 from graylogic_supervisor.store.versions import playbook_yaml
+from graylogic_supervisor.store.views import RecordViews
 from graylogic_supervisor.web.auth import may_change
 from graylogic_supervisor.web.render import (
     admin,
@@ -179,12 +180,7 @@ async def playbook_page(request: Request, error: str | None = None, status: int 
         except SupervisorError as exc:
             error = str(exc)
     trends = await _trends(request, playbook_id)
-    escalated = await deps.db.fetchall(
-        "SELECT id, playbook_version, started_at, detail FROM executions"
-        " WHERE playbook_id = ? AND status != 'resolved' AND status != 'running'"
-        " ORDER BY started_at DESC LIMIT 10",
-        (playbook_id,),
-    )
+    escalated = await RecordViews(deps.db).unresolved_of_playbook(playbook_id, 10)
     return render(
         request,
         "playbook.html",
@@ -214,14 +210,7 @@ async def _trends(request: Request, playbook_id: str) -> tuple[str, str]:
     deps = admin(request)
     today = deps.auth.clock.now()
     since = today - timedelta(days=TREND_DAYS - 1)
-    rows = await deps.db.fetchall(
-        "SELECT substr(started_at, 1, 10) AS day, COUNT(*) AS n,"
-        " SUM(status = 'resolved') AS ok,"
-        " AVG(CASE WHEN status = 'resolved' THEN duration_seconds END) AS mean_s"
-        " FROM executions WHERE playbook_id = ? AND kind = 'playbook'"
-        " AND status != 'running' AND started_at >= ? GROUP BY day",
-        (playbook_id, isoformat(since)[:10]),
-    )
+    rows = await RecordViews(deps.db).daily_trend(playbook_id, since)
     by_day = {row["day"]: row for row in rows}
     days = [isoformat(since + timedelta(days=i))[:10] for i in range(TREND_DAYS)]
     success = [
