@@ -47,7 +47,7 @@ Row = sqlite3.Row
 _T = TypeVar("_T")
 DISK_ERROR_ID = "ERR-SYS-DISK-001"
 BUSY_TIMEOUT_MS = 5000  # another connection's write lock: how long a write waits for it
-HOLD_BUSY_TIMEOUT_MS = 250  # the same, for a write that can be held instead of waiting
+HOLD_BUSY_TIMEOUT_MS = 100  # the same, for a write that can be held instead of waiting
 HOLD_RETRY_S = 1.0  # while rows are held: how often to try writing them
 
 
@@ -467,11 +467,18 @@ class Database:
         async with self._write_lock:
             conn = self._conn()
             await self._flush_held_locked(conn)
-            await self._set_busy(conn, False)
+            # an essential's recovery does not wait long on another process's lock,
+            # nor twice: the held rows just met it
+            essential = self._may_hold(())
+            if essential and self.held_rows and isinstance(self._hold_error, StoreLockedError):
+                raise StoreLockedError(f"transaction failed: {self._hold_error}")
+            await self._set_busy(conn, essential)
             try:
                 await conn.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
+                await self._set_busy(conn, False)
                 raise _store_error(exc, "transaction") from exc
+            await self._set_busy(conn, False)
             try:
                 yield conn
                 await conn.execute("COMMIT")
