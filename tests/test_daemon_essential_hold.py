@@ -109,8 +109,15 @@ class Site:
         daemon = self.daemon
         assert daemon.query("PRAGMA integrity_check")[0][0] == "ok"
         verify = subprocess.run(
-            [sys.executable, "-m", "graylogic_supervisor", "audit", "verify"]
-            + ["--config", str(daemon.config)],
+            [
+                sys.executable,
+                "-m",
+                "graylogic_supervisor",
+                "audit",
+                "verify",
+                "--config",
+                str(daemon.config),
+            ],
             capture_output=True,
             text=True,
             check=False,

@@ -57,7 +57,6 @@ class _PendingWrite:
     params: Params
     future: asyncio.Future[tuple[int, int | None]]
     holdable: bool
-    insert: bool
 
 
 def is_disk_full(exc: sqlite3.Error) -> bool:
@@ -208,13 +207,13 @@ class Database:
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """One write, committed before this returns (or held: see the module); returns
         the rowcount (1 for a held write)."""
-        rowcount, _ = await self._write(sql, params, insert=False)
+        rowcount, _ = await self._write(sql, params)
         return rowcount
 
     async def insert(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """One INSERT, committed before this returns; returns the new row id (a held
         INSERT's is a ``HeldRowId`` that later writes may pass as a parameter)."""
-        _, row_id = await self._write(sql, params, insert=True)
+        _, row_id = await self._write(sql, params)
         if row_id is None:
             raise StoreError("insert returned no row id")
         return row_id
@@ -234,7 +233,7 @@ class Database:
         return component is not None and self.holds_for is not None and self.holds_for(component)
 
     async def _write(
-        self, sql: str, params: Sequence[Any] | dict[str, Any], insert: bool
+        self, sql: str, params: Sequence[Any] | dict[str, Any]
     ) -> tuple[int, int | None]:
         """Group commit: writes that arrive while a commit is under way share the next one.
 
@@ -246,11 +245,11 @@ class Database:
         holdable = self._may_hold(params)
         if holdable and self.held_rows:
             # rows are held already: this one goes behind them, without waiting on the store
-            held = self._hold_write(sql, params, insert)
+            held = self._hold_write(sql, params)
             if held is not None:
                 return held
         future: asyncio.Future[tuple[int, int | None]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_PendingWrite(sql, params, future, holdable, insert))
+        self._pending.append(_PendingWrite(sql, params, future, holdable))
         if self._flusher is None or self._flusher.done():
             # Its own task: a caller that is cancelled does not take the others' writes
             # with it (its own write still completes; the store never half-writes).
@@ -316,11 +315,11 @@ class Database:
                 raise
             return self._hold_or_refuse(write, exc)
 
-    def _hold_write(self, sql: str, params: Params, insert: bool) -> tuple[int, int | None] | None:
+    def _hold_write(self, sql: str, params: Params) -> tuple[int, int | None] | None:
         """Into the hold, behind what it holds; None when it is at its bound."""
         assert self._hold is not None
         error = self._hold_error or StoreError("the store could not write")
-        item = self._hold.add(sql, params, insert, str(error))
+        item = self._hold.add(sql, params, str(error))
         if item is None:
             return None
         if self._retrier is None or self._retrier.done():
@@ -334,7 +333,7 @@ class Database:
         """Held, or (the hold at its bound) refused as the store refused the rows held."""
         if error is not None and not self.held_rows:
             self._hold_error = error
-        held = self._hold_write(write.sql, write.params, write.insert)
+        held = self._hold_write(write.sql, write.params)
         if held is not None:
             return held
         if error is not None:
@@ -390,7 +389,7 @@ class Database:
                             raise
                         dropped.append((item, str(exc)))  # that statement alone was undone
                         continue
-                    if item.row_id is not None and cursor.lastrowid is not None:
+                    if item.inserts and cursor.lastrowid is not None:
                         landed[int(item.row_id)] = cursor.lastrowid
                 await conn.execute("COMMIT")
             except sqlite3.Error as exc:

@@ -105,8 +105,12 @@ def resolve(params: Params, landed: Mapping[int, int] | None = None) -> Params:
 class HeldWrite:
     sql: str
     params: Params
-    row_id: HeldRowId | None  # an INSERT's stand-in id
+    row_id: HeldRowId  # what an INSERT returns while held (an UPDATE ignores it)
     size: int
+
+    @property
+    def inserts(self) -> bool:
+        return self.sql.lstrip()[:7].upper() in ("INSERT ", "REPLACE")
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ class WriteHold:
     def held_bytes(self) -> int:
         return self._bytes
 
-    def add(self, sql: str, params: Params, insert: bool, reason: str) -> HeldWrite | None:
+    def add(self, sql: str, params: Params, reason: str) -> HeldWrite | None:
         """Hold one write; None (and logged once) when the hold is at its bound."""
         size = len(sql) + sum(len(str(v)) for v in _values(params))
         limits = self.limits
@@ -151,10 +155,7 @@ class WriteHold:
                     self.reason,
                 )
             return None
-        row_id = None
-        if insert:
-            self._ids += 1
-            row_id = HeldRowId(self._ids)
+        self._ids += 1
         if not self._items:
             self.reason = reason
             logger.error(
@@ -162,7 +163,7 @@ class WriteHold:
                 " memory until it can",
                 reason,
             )
-        item = HeldWrite(sql, params, row_id, size)
+        item = HeldWrite(sql, params, HeldRowId(self._ids), size)
         self._items.append(item)
         self._bytes += size
         self.held_total += 1
@@ -182,8 +183,7 @@ class WriteHold:
         for item, why in dropped:
             logger.error("a held write could not be written and is dropped: %s (%s)", why, item.sql)
         for item in items:
-            if item.row_id is not None:
-                item.row_id.written_as = landed.get(int(item.row_id))
+            item.row_id.written_as = landed.get(int(item.row_id))
         self._drop_front(len(items))
         self.dropped_total += len(dropped)
         self.flushed_total += len(items) - len(dropped)
