@@ -35,6 +35,7 @@ from graylogic_supervisor.store.hold import (
     Params,
     WriteHold,
     recording_component,
+    replay,
     resolve,
     unresolved,
 )
@@ -206,7 +207,7 @@ class Database:
 
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """One write, committed before this returns (or held: see the module); returns
-        the rowcount (1 for a held write)."""
+        the rowcount (a held UPDATE's is 0: what it changes is known once written)."""
         rowcount, _ = await self._write(sql, params)
         return rowcount
 
@@ -325,7 +326,7 @@ class Database:
         if self._retrier is None or self._retrier.done():
             # owned by the store: cancelled and awaited by close()
             self._retrier = asyncio.create_task(self._retry_held(), name="store-hold")
-        return 1, item.row_id
+        return (1 if item.inserts else 0), item.row_id
 
     def _hold_or_refuse(
         self, write: _PendingWrite, error: StoreError | None
@@ -376,21 +377,12 @@ class Database:
         hold = self._hold
         while hold is not None and len(hold):
             items = hold.snapshot()
-            landed: dict[int, int] = {}
-            dropped = []
             await self._set_busy(conn, True)
             try:
                 await conn.execute("BEGIN IMMEDIATE")
-                for item in items:
-                    try:
-                        cursor = await conn.execute(item.sql, resolve(item.params, landed))
-                    except sqlite3.Error as exc:
-                        if is_disk_full(exc) or is_locked(exc) or not conn.in_transaction:
-                            raise
-                        dropped.append((item, str(exc)))  # that statement alone was undone
-                        continue
-                    if item.inserts and cursor.lastrowid is not None:
-                        landed[int(item.row_id)] = cursor.lastrowid
+                landed, dropped = await replay(
+                    conn, items, lambda exc: is_disk_full(exc) or is_locked(exc)
+                )
                 await conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if conn.in_transaction:

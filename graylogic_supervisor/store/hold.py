@@ -27,11 +27,14 @@ logged once per episode.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+import sqlite3
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
+
+import aiosqlite
 
 logger = logging.getLogger(__name__)
 
@@ -211,6 +214,32 @@ class WriteHold:
             self.dropped_total += count
             self._drop_front(count)
         return count
+
+
+async def replay(
+    conn: aiosqlite.Connection,
+    items: Sequence[HeldWrite],
+    transient: Callable[[sqlite3.Error], bool],
+) -> tuple[dict[int, int], list[tuple[HeldWrite, str]]]:
+    """The held writes, oldest first, in the transaction the caller began.
+
+    Returns the rows the INSERTs wrote (stand-in to real id) and the writes that
+    can never succeed, each with why: its statement alone is undone and the rest
+    go on. A ``transient`` error (a full disk, a lock) is raised: all wait.
+    """
+    landed: dict[int, int] = {}
+    dropped: list[tuple[HeldWrite, str]] = []
+    for item in items:
+        try:
+            cursor = await conn.execute(item.sql, resolve(item.params, landed))
+        except sqlite3.Error as exc:
+            if transient(exc) or not conn.in_transaction:
+                raise
+            dropped.append((item, str(exc)))
+            continue
+        if item.inserts and cursor.lastrowid is not None:
+            landed[int(item.row_id)] = cursor.lastrowid
+    return landed, dropped
 
 
 def _values(params: Params) -> Iterator[Any]:
