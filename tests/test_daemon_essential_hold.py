@@ -227,3 +227,39 @@ def test_with_the_database_locked_by_another_process_a_killed_broker_is_still_re
     assert daemon.terminate() == 0
     assert "Traceback" not in daemon.log
     site.check_store()
+
+
+def test_a_daemon_killed_while_records_are_held_loses_those_records_only(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    site = Site(tmp_path, daemons)
+    daemon = site.daemon
+    mark = len(daemon.log)
+    site.kill_broker()
+    written = _finished_execution(daemon, mark)
+    daemon.wait_for(lambda: site.held() == 0)
+    before = daemon.query("SELECT * FROM execution_steps WHERE execution_id = ?", (written,))
+    assert before
+
+    other = sqlite3.connect(daemon.db_path, timeout=5, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        mark = len(daemon.log)
+        site.kill_broker()
+        held_id = _finished_execution(daemon, mark)
+        assert site.held() > 0
+        daemon.kill()  # SIGKILL, with the records of that recovery only in its memory
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+    # what was committed is there, unchanged; the held recovery is not; the store is sound
+    after = daemon.query("SELECT * FROM execution_steps WHERE execution_id = ?", (written,))
+    assert [tuple(row) for row in after] == [tuple(row) for row in before]
+    assert daemon.query("SELECT id FROM executions WHERE id = ?", (held_id,)) == []
+    site.check_store()
+    # and the next run starts on it as on any other
+    daemon.start()
+    daemon.wait_for_log(r"mqtt is healthy")
+    assert daemon.terminate() == 0
+    site.check_store()
