@@ -384,6 +384,10 @@ class Database:
                     conn, items, lambda exc: is_disk_full(exc) or is_locked(exc)
                 )
                 await conn.execute("COMMIT")
+            except asyncio.CancelledError:  # the timer cancelled at close: nothing half-done
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                raise
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     await conn.execute("ROLLBACK")
