@@ -347,6 +347,13 @@ class StoreConfig(Model):
     space_check_s: float = Field(
         10.0, gt=0, description="while full, how often to see whether space has returned"
     )
+    hold_max_rows: int = Field(
+        1000,
+        ge=0,
+        description="essential components' records held in memory while the store cannot"
+        " write (disk full past the reserve, database locked); 0: none held",
+    )
+    hold_max_kb: int = Field(1024, ge=0, description="the same hold's bound in kilobytes")
 
 
 class PlaybooksConfig(Model):

@@ -71,6 +71,7 @@ from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.escalations import EscalationRepository
 from graylogic_supervisor.store.executions import ExecutionRepository
+from graylogic_supervisor.store.hold import HoldLimits, WriteHold
 from graylogic_supervisor.store.incidents import IncidentRepository
 from graylogic_supervisor.store.memory import MemoryRepository
 from graylogic_supervisor.store.reserve import DiskReserve
@@ -144,7 +145,10 @@ async def _run(
         reserve = DiskReserve(
             config.database_path.parent / "store.reserve", int(config.store.reserve_mb * MIB)
         )
-        db = await stack.enter_async_context(Database(config.database_path, reserve=reserve))
+        hold = WriteHold(HoldLimits(config.store.hold_max_rows, config.store.hold_max_kb * 1024))
+        db = await stack.enter_async_context(
+            Database(config.database_path, reserve=reserve, hold=hold)
+        )
         executions = ExecutionRepository(db)
         versions = PlaybookVersions(db)
         incidents = IncidentRepository(db)
@@ -242,6 +246,7 @@ async def _run(
             [n for n, c in config.components.items() if c.kind in ("disk", "database")],
             clock,
             config.store.space_check_s,
+            flush_held=db.flush_held,
         )
         store_space.take_reserve()
         db.on_full = store_space.on_full
@@ -260,6 +265,7 @@ async def _run(
             logger.warning("%s", warning)
 
         metrics = Metrics(__version__)
+        metrics.watch_held_writes(lambda: db.held_rows)
         controls_of_runs = ExecutionControls(clock)
         recorder = MetricsRecorder(metrics, plan.service.name if plan.service else None)
         finished = FinishedExecutions()
@@ -274,6 +280,7 @@ async def _run(
         )
         composer.bind(runner)
         policy = RecoveryPolicy(policy_settings(config), clock)
+        db.holds_for = policy.is_essential  # their records are held, not refused
         audit = AuditLog(db)
         controls = ControlRepository(db, audit)
         observer = FanOut([publisher, recorder])

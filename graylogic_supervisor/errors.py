@@ -69,6 +69,10 @@ class StoreFullError(StoreError):
         self.room_made = room_made
 
 
+class StoreLockedError(StoreError):
+    """Another connection held the database's write lock past the wait: nothing was written."""
+
+
 class ServiceError(SupervisorError):
     """A supervised service could not be controlled."""
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -148,6 +149,15 @@ class Metrics:
 
     def set_safe_mode(self, on: bool) -> None:
         self._safe_mode.set(1 if on else 0)
+
+    def watch_held_writes(self, count: Callable[[], int]) -> None:
+        """The store's writes held in memory (``store/hold.py``), read at scrape time."""
+        Gauge(
+            f"{PREFIX}store_held_writes",
+            "Essential components' records held in memory because the store could not"
+            " write them (disk full past the reserve, or the database locked).",
+            registry=self.registry,
+        ).set_function(lambda: float(count()))
 
     def exposition(self) -> bytes:
         """The registry in the plain text format; serve it with :attr:`content_type`."""

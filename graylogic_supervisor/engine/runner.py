@@ -12,6 +12,10 @@ steps (``compensation.py``). What stays here is the walk itself (by transitions
 or by ``needs:``), attempts and retries, conditions, resumption and the run's
 end: one state machine, longer than our usual module, because its parts share
 the run's state and read best side by side.
+
+A run's writes are its component's records (``recording_for``): when that
+component is essential, the store holds them rather than make the run wait
+for space or for another process's lock (``store/hold.py``).
 """
 
 from __future__ import annotations
@@ -68,6 +72,7 @@ from graylogic_supervisor.playbooks.model import (
     Step,
 )
 from graylogic_supervisor.store.executions import ExecutionEnd, ExecutionRepository, StepEnd
+from graylogic_supervisor.store.hold import recording_for
 from graylogic_supervisor.store.ids import new_id
 
 logger = logging.getLogger(__name__)
@@ -106,10 +111,11 @@ class Runner:
         priority: int = 2,
     ) -> ExecutionOutcome:
         """Run one playbook for one failure; ``priority`` (0 most urgent) orders waiting runs."""
-        if self._gate is None:
-            return await self._run(playbook, failure, incident_id, kind)
-        async with self._gate.slot(priority):
-            return await self._run(playbook, failure, incident_id, kind)
+        with recording_for(failure.component):
+            if self._gate is None:
+                return await self._run(playbook, failure, incident_id, kind)
+            async with self._gate.slot(priority):
+                return await self._run(playbook, failure, incident_id, kind)
 
     async def _run(
         self,
@@ -200,9 +206,10 @@ class Runner:
         if self._observer is not None:
             self._observer.execution_started(execution_id, playbook, failure)
         started = self._clock.monotonic() - elapsed_s
-        return await self._drive(
-            execution_id, playbook, failure, playbook.step(from_step), state, completed, started
-        )
+        with recording_for(failure.component):
+            return await self._drive(
+                execution_id, playbook, failure, playbook.step(from_step), state, completed, started
+            )
 
     async def _drive(
         self,

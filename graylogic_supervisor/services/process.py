@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -240,7 +241,26 @@ def _tagged(pid_file: Path, argv: list[str]) -> list[psutil.Process | None]:
 
 
 def _write_record(pid_file: Path, pid: int | None, argv: list[str]) -> None:
-    """Replace the pid file in one step, so a crash never leaves half a record."""
+    """Replace the pid file in one step, so a crash never leaves half a record.
+
+    On a full disk there is no room for the new file: the record is rewritten in
+    place, in the blocks the old one frees. A record that cannot be written at
+    all is logged and the child still runs: it is a clean-up aid, and a broker
+    kept down for want of it would be the greater harm.
+    """
+    text = json.dumps({"pid": pid, "argv": argv})
     partial = pid_file.with_name(pid_file.name + ".partial")
-    partial.write_text(json.dumps({"pid": pid, "argv": argv}), encoding="utf-8")
-    partial.replace(pid_file)
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(pid_file)
+        return
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        if exc.errno != errno.ENOSPC:
+            raise
+    try:
+        pid_file.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        logger.warning(
+            "cannot record %s (%s): an orphan it names may be left running", pid_file, exc
+        )

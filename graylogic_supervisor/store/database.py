@@ -4,6 +4,10 @@ WAL with ``synchronous=FULL``: a committed step survives a power cut, not only a
 kill -9 (measured here: 0.28 ms per commit against 0.02 ms with NORMAL; a
 recovery writes about six rows). Writes are serialised by a lock so a
 multi-statement transaction never interleaves with another coroutine's writes.
+
+An essential component's recovery records are never refused for want of
+space or of the write lock: when a ``WriteHold`` is given, they are held in
+memory and replayed in order once the store can write (``store/hold.py``).
 """
 
 from __future__ import annotations
@@ -14,13 +18,27 @@ import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import aiosqlite
 
-from graylogic_supervisor.errors import StoreClosedError, StoreError, StoreFullError
+from graylogic_supervisor.errors import (
+    StoreClosedError,
+    StoreError,
+    StoreFullError,
+    StoreLockedError,
+)
+from graylogic_supervisor.store.hold import (
+    Params,
+    WriteHold,
+    recording_component,
+    replay,
+    resolve,
+    unresolved,
+)
 from graylogic_supervisor.store.migrations import MIGRATIONS
 from graylogic_supervisor.store.reserve import DiskReserve
 
@@ -29,9 +47,17 @@ logger = logging.getLogger(__name__)
 Row = sqlite3.Row
 _T = TypeVar("_T")
 DISK_ERROR_ID = "ERR-SYS-DISK-001"
-_PendingWrite = tuple[
-    str, "Sequence[Any] | dict[str, Any]", "asyncio.Future[tuple[int, int | None]]"
-]
+BUSY_TIMEOUT_MS = 5000  # another connection's write lock: how long a write waits for it
+HOLD_BUSY_TIMEOUT_MS = 100  # the same, for a write that can be held instead of waiting
+HOLD_RETRY_S = 1.0  # while rows are held: how often to try writing them
+
+
+@dataclass(frozen=True)
+class _PendingWrite:
+    sql: str
+    params: Params
+    future: asyncio.Future[tuple[int, int | None]]
+    holdable: bool
 
 
 def is_disk_full(exc: sqlite3.Error) -> bool:
@@ -40,6 +66,20 @@ def is_disk_full(exc: sqlite3.Error) -> bool:
     if code is not None:
         return (code & 0xFF) == sqlite3.SQLITE_FULL
     return "database or disk is full" in str(exc)
+
+
+def is_locked(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED: another connection holds the lock we need."""
+    code: int | None = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return "database is locked" in str(exc)
+
+
+def _store_error(exc: sqlite3.Error, what: str) -> StoreError:
+    if is_locked(exc):
+        return StoreLockedError(f"{what} failed: {exc}")
+    return StoreError(f"{what} failed: {exc}")
 
 
 class Database:
@@ -51,13 +91,29 @@ class Database:
         migrations: Sequence[str] = MIGRATIONS,
         *,
         reserve: DiskReserve | None = None,
+        hold: WriteHold | None = None,
+        hold_retry_s: float = HOLD_RETRY_S,
+        busy_timeout_ms: int = BUSY_TIMEOUT_MS,
     ) -> None:
         """``reserve`` is freed the first time the disk is found full; ``on_full``, once
-        set, is told each time a write finds it full, with whether room was made."""
+        set, is told each time a write finds it full, with whether room was made.
+
+        ``hold`` keeps, instead of refusing, the writes of a task recording for a
+        component ``holds_for`` says is essential; ``hold_retry_s`` is how often the
+        held rows are tried while they wait. ``busy_timeout_ms``: how long a write
+        waits for another connection's write lock before it fails (or is held).
+        """
         self.path = path
         self._migrations = migrations
         self._reserve = reserve
         self.on_full: Callable[[bool], None] | None = None
+        self.holds_for: Callable[[str], bool] | None = None
+        self._hold = hold
+        self._hold_retry_s = hold_retry_s
+        self._hold_error: StoreError | None = None  # why the rows now held were held
+        self._retrier: asyncio.Task[None] | None = None
+        self._busy_timeout_ms = busy_timeout_ms
+        self._busy_ms = busy_timeout_ms
         self._connection: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self._pending: list[_PendingWrite] = []
@@ -89,7 +145,7 @@ class Database:
                 "PRAGMA journal_mode=WAL",
                 "PRAGMA synchronous=FULL",
                 "PRAGMA foreign_keys=ON",
-                "PRAGMA busy_timeout=5000",
+                f"PRAGMA busy_timeout={self._busy_timeout_ms}",
             ):
                 await connection.execute(pragma)
             await self._migrate()
@@ -100,11 +156,20 @@ class Database:
     async def close(self) -> None:
         """Idempotent; using the database afterwards raises ``StoreClosedError``.
 
-        Writes already handed over are committed first.
+        Writes already handed over are committed first, held ones if the store can
+        take them; held rows it cannot take are lost, and said so.
         """
         if self._flusher is not None and not self._flusher.done():
             with contextlib.suppress(Exception):
                 await self._flusher
+        if self._retrier is not None and not self._retrier.done():
+            self._retrier.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retrier
+        if self._hold is not None and len(self._hold) and self._connection is not None:
+            with contextlib.suppress(StoreError):
+                await self.flush_held()
+            self._hold.lost()
         self._closed = True
         connection, self._connection = self._connection, None
         if connection is not None:
@@ -141,16 +206,32 @@ class Database:
             logger.info("applied store migration %d", number)
 
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
-        """One write, committed before this returns; returns the rowcount."""
+        """One write, committed before this returns (or held: see the module); returns
+        the rowcount (a held UPDATE's is 0: what it changes is known once written)."""
         rowcount, _ = await self._write(sql, params)
         return rowcount
 
     async def insert(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
-        """One INSERT, committed before this returns; returns the new row id."""
+        """One INSERT, committed before this returns; returns the new row id (a held
+        INSERT's is a ``HeldRowId`` that later writes may pass as a parameter)."""
         _, row_id = await self._write(sql, params)
         if row_id is None:
             raise StoreError("insert returned no row id")
         return row_id
+
+    @property
+    def held_rows(self) -> int:
+        """Writes held in memory, not yet in the store."""
+        return len(self._hold) if self._hold is not None else 0
+
+    def _may_hold(self, params: Params) -> bool:
+        """An essential component's record, or a write that names a row still held."""
+        if self._hold is None:
+            return False
+        if unresolved(params):
+            return True
+        component = recording_component()
+        return component is not None and self.holds_for is not None and self.holds_for(component)
 
     async def _write(
         self, sql: str, params: Sequence[Any] | dict[str, Any]
@@ -162,8 +243,14 @@ class Database:
         of one per write. The first waiting writer flushes for everyone queued.
         """
         self._conn()  # a closed store refuses at once
+        holdable = self._may_hold(params)
+        if holdable and self.held_rows:
+            # rows are held already: this one goes behind them, without waiting on the store
+            held = self._hold_write(sql, params)
+            if held is not None:
+                return held
         future: asyncio.Future[tuple[int, int | None]] = asyncio.get_running_loop().create_future()
-        self._pending.append((sql, params, future))
+        self._pending.append(_PendingWrite(sql, params, future, holdable))
         if self._flusher is None or self._flusher.done():
             # Its own task: a caller that is cancelled does not take the others' writes
             # with it (its own write still completes; the store never half-writes).
@@ -178,34 +265,152 @@ class Database:
     async def _flush(self, batch: list[_PendingWrite]) -> None:
         async with self._write_lock:
             conn = self._conn()
-            if len(batch) > 1:
-                try:
-                    await conn.execute("BEGIN IMMEDIATE")
-                    results = [await self._run(conn, sql, params) for sql, params, _ in batch]
-                    await conn.execute("COMMIT")
-                except sqlite3.Error:
-                    if conn.in_transaction:
-                        await conn.execute("ROLLBACK")
-                except BaseException as exc:  # the store closing under a batch
-                    for _, _, future in batch:
-                        if not future.done():
-                            future.set_exception(StoreError(f"write not committed: {exc!r}"))
-                    raise
-                else:
-                    for (_, _, future), result in zip(batch, results, strict=True):
-                        if not future.done():
-                            future.set_result(result)
-                    return
-            # one write, or a batch in which one failed: each on its own, with its own result
-            for sql, params, future in batch:
-                try:
-                    result = await self._run_making_room(conn, sql, params)
-                except StoreError as exc:
-                    if not future.done():
-                        future.set_exception(exc)
-                else:
-                    if not future.done():
-                        future.set_result(result)
+            await self._flush_held_locked(conn)
+            try:
+                if len(batch) > 1 and not self.held_rows:
+                    await self._set_busy(conn, any(w.holdable for w in batch))
+                    try:
+                        await conn.execute("BEGIN IMMEDIATE")
+                        results = [await self._run(conn, w.sql, resolve(w.params)) for w in batch]
+                        await conn.execute("COMMIT")
+                    except sqlite3.Error:
+                        if conn.in_transaction:
+                            await conn.execute("ROLLBACK")
+                    except BaseException as exc:  # the store closing under a batch
+                        for write in batch:
+                            if not write.future.done():
+                                write.future.set_exception(
+                                    StoreError(f"write not committed: {exc!r}")
+                                )
+                        raise
+                    else:
+                        for write, result in zip(batch, results, strict=True):
+                            if not write.future.done():
+                                write.future.set_result(result)
+                        return
+                # one write, or a batch in which one failed: each on its own, with its result
+                for write in batch:
+                    try:
+                        result = await self._write_one(conn, write)
+                    except StoreError as exc:
+                        if not write.future.done():
+                            write.future.set_exception(exc)
+                    else:
+                        if not write.future.done():
+                            write.future.set_result(result)
+            finally:
+                if self._connection is not None:
+                    await self._set_busy(conn, False)
+
+    async def _write_one(
+        self, conn: aiosqlite.Connection, write: _PendingWrite
+    ) -> tuple[int, int | None]:
+        """One write; one that may be held is held when the store cannot take it."""
+        if write.holdable and self.held_rows:
+            return self._hold_or_refuse(write, None)  # never ahead of the rows held
+        await self._set_busy(conn, write.holdable)
+        try:
+            return await self._run_making_room(conn, write.sql, resolve(write.params))
+        except (StoreFullError, StoreLockedError) as exc:
+            if not write.holdable:
+                raise
+            return self._hold_or_refuse(write, exc)
+
+    def _hold_write(self, sql: str, params: Params) -> tuple[int, int | None] | None:
+        """Into the hold, behind what it holds; None when it is at its bound."""
+        assert self._hold is not None
+        error = self._hold_error or StoreError("the store could not write")
+        item = self._hold.add(sql, params, str(error))
+        if item is None:
+            return None
+        if self._retrier is None or self._retrier.done():
+            # owned by the store: cancelled and awaited by close()
+            self._retrier = asyncio.create_task(self._retry_held(), name="store-hold")
+        return (1 if item.inserts else 0), item.row_id
+
+    def _hold_or_refuse(
+        self, write: _PendingWrite, error: StoreError | None
+    ) -> tuple[int, int | None]:
+        """Held, or (the hold at its bound) refused as the store refused the rows held."""
+        if error is not None and not self.held_rows:
+            self._hold_error = error
+        held = self._hold_write(write.sql, write.params)
+        if held is not None:
+            return held
+        if error is not None:
+            raise error
+        refusal = self._hold_error
+        if isinstance(refusal, StoreFullError):
+            raise StoreFullError(f"write waits for held rows: {refusal}", room_made=False)
+        raise StoreLockedError(f"write waits for held rows: {refusal}")
+
+    async def _retry_held(self) -> None:
+        while self.held_rows:
+            await asyncio.sleep(self._hold_retry_s)
+            try:
+                await self.flush_held()
+            except StoreClosedError:
+                return
+
+    async def flush_held(self) -> int:
+        """Write the held rows now if the store can take them; returns how many are left.
+
+        The store-space keeper calls it when space returns; any write that reaches
+        the store does the same first, and so does a timer while rows are held.
+        """
+        if not self.held_rows:
+            return 0
+        async with self._write_lock:
+            conn = self._conn()
+            try:
+                await self._flush_held_locked(conn)
+            finally:
+                await self._set_busy(conn, False)
+        return self.held_rows
+
+    async def _flush_held_locked(self, conn: aiosqlite.Connection) -> None:
+        """The held rows, oldest first, in one transaction (the write lock is ours).
+
+        A write among them that can never succeed (not a full disk, not a lock) is
+        dropped and logged; its transaction's other writes still commit.
+        """
+        hold = self._hold
+        while hold is not None and len(hold):
+            items = hold.snapshot()
+            await self._set_busy(conn, True)
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+                landed, dropped = await replay(
+                    conn, items, lambda exc: is_disk_full(exc) or is_locked(exc)
+                )
+                await conn.execute("COMMIT")
+            except asyncio.CancelledError:  # the timer cancelled at close: nothing half-done
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                raise
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    await conn.execute("ROLLBACK")
+                if is_disk_full(exc) and self._make_room():
+                    continue  # the reserve was still held: its room may be enough
+                self._hold_error = (
+                    StoreFullError(f"write failed: {exc}", room_made=False)
+                    if is_disk_full(exc)
+                    else _store_error(exc, "write")
+                )
+                return
+            hold.landed(items, landed, dropped)
+            if not len(hold):
+                self._hold_error = None
+
+    async def _set_busy(self, conn: aiosqlite.Connection, holdable: bool) -> None:
+        """A write that can be held waits only briefly for another connection's lock."""
+        wanted = (
+            min(HOLD_BUSY_TIMEOUT_MS, self._busy_timeout_ms) if holdable else self._busy_timeout_ms
+        )
+        if wanted != self._busy_ms:
+            await conn.execute(f"PRAGMA busy_timeout={wanted}")
+            self._busy_ms = wanted
 
     async def _run_making_room(
         self, conn: aiosqlite.Connection, sql: str, params: Sequence[Any] | dict[str, Any]
@@ -218,7 +423,7 @@ class Database:
                 if conn.in_transaction:
                     await conn.execute("ROLLBACK")
                 if not is_disk_full(exc):
-                    raise StoreError(f"write failed: {exc}") from exc
+                    raise _store_error(exc, "write") from exc
                 room_made = self._make_room()
                 if attempt or not room_made:
                     raise StoreFullError(f"write failed: {exc}", room_made=False) from exc
@@ -256,7 +461,19 @@ class Database:
         """
         async with self._write_lock:
             conn = self._conn()
-            await conn.execute("BEGIN IMMEDIATE")
+            await self._flush_held_locked(conn)
+            # an essential's recovery does not wait long on another process's lock,
+            # nor twice: the held rows just met it
+            essential = self._may_hold(())
+            if essential and self.held_rows and isinstance(self._hold_error, StoreLockedError):
+                raise StoreLockedError(f"transaction failed: {self._hold_error}")
+            await self._set_busy(conn, essential)
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                await self._set_busy(conn, False)
+                raise _store_error(exc, "transaction") from exc
+            await self._set_busy(conn, False)
             try:
                 yield conn
                 await conn.execute("COMMIT")
@@ -269,7 +486,7 @@ class Database:
                         raise StoreFullError(
                             f"transaction failed: {exc}", room_made=room_made
                         ) from exc
-                    raise StoreError(f"transaction failed: {exc}") from exc
+                    raise _store_error(exc, "transaction") from exc
                 raise
 
     async def run_transaction(self, body: Callable[[aiosqlite.Connection], Awaitable[_T]]) -> _T:

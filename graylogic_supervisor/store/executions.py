@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from graylogic_supervisor.clock import isoformat
-from graylogic_supervisor.errors import StoreFullError
+from graylogic_supervisor.errors import StoreFullError, StoreLockedError
 from graylogic_supervisor.store.database import DISK_ERROR_ID, Database, Row
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,10 @@ class ExecutionRepository:
 
     Once an execution has begun, its step rows and its end are written even on a
     full disk: the write waits for room (``room_retry_s``) instead of failing, so
-    the run pauses at that boundary and nothing it did goes unrecorded.
+    the run pauses at that boundary and nothing it did goes unrecorded. A database
+    another process keeps locked is waited out the same way. (An essential
+    component's records are held by the store instead: they never wait here
+    unless its hold is at its bound.)
     """
 
     def __init__(
@@ -62,7 +65,8 @@ class ExecutionRepository:
         self._sleep = sleep
 
     async def _when_room(self, write: Callable[[], Awaitable[_T]]) -> _T:
-        """A write that must land: on a full disk, wait for space rather than lose it."""
+        """A write that must land: on a full disk, wait for space rather than lose it
+        (and for the lock, when another process keeps the database locked)."""
         waited = False
         while True:
             try:
@@ -74,6 +78,15 @@ class ExecutionRepository:
                         " for space (%s)",
                         exc,
                         extra={"error_id": DISK_ERROR_ID},
+                    )
+                    waited = True
+                await self._sleep(self._room_retry_s)
+            except StoreLockedError as exc:
+                if not waited:
+                    logger.error(
+                        "a step cannot be recorded, the database is locked by another"
+                        " process: the execution waits for it (%s)",
+                        exc,
                     )
                     waited = True
                 await self._sleep(self._room_retry_s)

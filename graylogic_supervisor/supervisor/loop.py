@@ -30,6 +30,7 @@ from graylogic_supervisor.memory.model import FailureContext
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.executions import ExecutionRepository
+from graylogic_supervisor.store.hold import record_as
 from graylogic_supervisor.store.ids import new_id
 from graylogic_supervisor.store.incidents import IncidentRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
@@ -263,6 +264,7 @@ class Supervisor:
         return True
 
     async def _handle(self, group: asyncio.TaskGroup, component: str, after_root: bool) -> None:
+        record_as(component)  # this task's writes are its records (held if it is essential)
         try:
             try:
                 incident = await self._open_incident(component, after_root)

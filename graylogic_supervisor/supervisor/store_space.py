@@ -4,7 +4,8 @@ The store frees its reserve on the first write that finds the disk full and
 tells this keeper (``on_full``). The keeper raises the alarm once per episode
 (log, MQTT alert, a fresh probe of the disk and database components so their
 health says so), then tries every ``check_interval_s`` to take the reserve
-back; once it can, space has returned and the episode is over.
+back; once it can, space has returned, the records the store held meanwhile
+are written at once, and the episode is over.
 """
 
 from __future__ import annotations
@@ -35,8 +36,11 @@ class StoreSpace:
         components_to_probe: Sequence[str],
         clock: Clock,
         check_interval_s: float,
+        flush_held: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
+        """``flush_held`` writes the records the store held while it could not."""
         self._reserve = reserve
+        self._flush_held = flush_held
         self._alerts = alerts
         self._probe = probe
         self._components = list(components_to_probe)
@@ -101,6 +105,8 @@ class StoreSpace:
                         "space is back under the store: its reserve is held again",
                         extra={"error_id": DISK_ERROR_ID},
                     )
+                    if self._flush_held is not None:
+                        await self._flush_held()
                     self._alerts.alert(
                         "info",
                         "disk space is back under the supervisor's store",
