@@ -81,6 +81,7 @@ SHARED = ("idle_connections", "login_bursts", "crash_after_bursts")  # one daemo
 STOP_MARGIN_S = 10.0
 
 logger = logging.getLogger("bench.attack")
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
 
 
 def groups(names: Sequence[str]) -> list[list[str]]:

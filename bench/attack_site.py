@@ -40,7 +40,8 @@ IDLE_CPU_PERCENT = 20.0  # of one core, over DRAIN_SAMPLE_S
 DRAIN_SAMPLE_S = 0.5
 DRAIN_WAIT_S = 120.0
 FLOOD_LOG_LINES = 500  # the log lines an attack (flood and two broker kills) may cost
-OFFLINE_HEARTBEATS = 5
+OFFLINE_SPELLS = 5
+INCIDENT_WAIT_S = 30.0
 HEALTH_WAIT_S = 10.0
 
 
@@ -166,32 +167,51 @@ def store_locked(a: Attack) -> None:
 # -- 6: heartbeats anyone on the broker can send -----------------------------------------
 
 
-def healthy_changes(daemon: AttackDaemon, offset: int, name: str, healthy: bool) -> int:
-    state = "healthy" if healthy else "unhealthy"
-    return daemon.log_since(offset).count(f" {name} is {state}")
+def bridge_incidents(daemon: AttackDaemon, since: str) -> tuple[int, int]:
+    """Incidents of the bridge opened since ``since``, and how many of them are still open."""
+    with daemon.store() as db:
+        opened, still = db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(closed_at IS NULL), 0) FROM incidents"
+            " WHERE component = ? AND opened_at >= ?",
+            (BRIDGE.name, since),
+        ).fetchone()
+    return int(opened), int(still)
+
+
+def offline_spell(daemon: AttackDaemon, topic: str, since: str) -> bool:
+    """``offline`` for the bridge, anonymously, every 0.1 s until the daemon opens an
+    incident for it (its grace window is its heartbeat window); then the real bridge's
+    ``online`` until that incident is closed. Whether an incident was opened."""
+    before, _ = bridge_incidents(daemon, since)
+    deadline = time.monotonic() + INCIDENT_WAIT_S
+    sock = mqtt_connect(daemon.port)
+    if sock is None:
+        raise BenchError("the broker refused an anonymous CONNECT")
+    with sock:
+        while bridge_incidents(daemon, since)[0] == before:
+            if time.monotonic() > deadline:
+                return False
+            sock.sendall(publish_packet(topic, heartbeat("offline")))
+            time.sleep(0.1)
+    wait_until(lambda: bridge_incidents(daemon, since)[1] == 0, INCIDENT_WAIT_S)
+    return True
 
 
 def heartbeats(a: Attack) -> None:
-    """Five anonymous ``offline`` heartbeats for a configured bridge, each after its real
-    ``online`` came back: no safe mode. Then the bridge's process killed while ``online``
-    is faked for it: never healthy while dead, and restarted all the same."""
-    daemon, port = a.daemon, a.daemon.port
+    """Five spells of anonymous ``offline`` heartbeats for a configured bridge, each one
+    until the daemon opens an incident, then left to close: no safe mode. Then the
+    bridge's process killed while ``online`` is faked for it: never healthy while dead,
+    and restarted all the same."""
+    daemon = a.daemon
     topic = f"{daemon.topic_root}/health/{BRIDGE.name}"
-    since = time.time()
-    for _ in range(OFFLINE_HEARTBEATS):
-        offset = daemon.log_size()
-        publish(port, [publish_packet(topic, heartbeat("offline"))])
-        wait_until(lambda o=offset: healthy_changes(daemon, o, BRIDGE.name, False) > 0, 5.0)
-        wait_until(lambda o=offset: healthy_changes(daemon, o, BRIDGE.name, True) > 0, 5.0)
+    since = time_iso(time.time())
+    spells = sum(offline_spell(daemon, topic, since) for _ in range(OFFLINE_SPELLS))
     time.sleep(1.0)
     with daemon.store() as db:
         safe = db.execute("SELECT active, reason FROM safe_mode").fetchone()
-        incidents = db.execute(
-            "SELECT COUNT(*) FROM incidents WHERE component = ? AND opened_at >= ?",
-            (BRIDGE.name, time_iso(since)),
-        ).fetchone()[0]
     a.figures["safe_mode"] = dict(safe) if safe else None
-    a.figures["bridge_incidents_from_offline"] = incidents
+    a.figures["offline_spells_that_opened_an_incident"] = spells
+    a.figures["bridge_incidents"] = bridge_incidents(daemon, since)[0]
     a.criteria["no_safe_mode_from_one_bridge"] = not (safe and safe["active"])
     a.kill("during")
     fake_online(a, topic, 4.0 if a.short else 10.0)
@@ -382,7 +402,8 @@ def audit_tampering(a: Attack) -> None:
     a.criteria["untouched_copy_verifies"] = results["untouched"]["exit"] == 0
     a.criteria["tail_deletion_detected"] = results["tail_deleted"]["exit"] == 1
     a.criteria["recomputed_chain_detected"] = results["chain_recomputed"]["exit"] == 1
-    daemon.LOG_NAME = "daemon-restarted.log"
+    daemon.children = [c for c in daemon.children if c.popen.poll() is None]
+    daemon.LOG_NAME = "daemon-restarted.log"  # start-up is read from a log of its own
     daemon.__enter__()
 
 
