@@ -299,7 +299,7 @@ class Attack:
             except (BenchError, OSError, psutil.Error, ValueError, RuntimeError) as exc:
                 self.error = f"{type(exc).__name__}: {exc}"
                 logger.error("%s: %s", self.name, self.error)
-            if kill_after and self.daemon.alive():
+            if kill_after:  # recorded as not recovered when the daemon is gone
                 self.kill("after")
         if self.daemon.daemon.log_path == log_path:  # else restarted, with a log of its own
             log = self.daemon.log_since(log_offset)
