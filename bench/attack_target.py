@@ -71,7 +71,7 @@ def memory_max_mb(unit: Path = UNIT) -> float:
     if found is None:
         raise BenchError(f"{unit} sets no MemoryMax=")
     power = " KMGT".index(found[2] or " ")
-    return int(found[1]) * 1024**power / MIB
+    return float(int(found[1]) * 1024**power / MIB)
 
 
 class AttackDaemon(FaultDaemon):
