@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import sqlite3
 import threading
 import time
 import urllib.error
@@ -314,7 +315,11 @@ class Attack:
         alive = daemon.alive() and wait_until(daemon.healthz, HEALTHZ_WAIT_S)
         during = [k for k in self.kills if k.label != "after"]
         after = [k for k in self.kills if k.label == "after"]
-        started = daemon.mqtt_executions(since_wall)
+        try:
+            started = daemon.mqtt_executions(since_wall)
+        except sqlite3.Error as exc:  # unreadable: nothing can be said to be ours
+            logger.error("%s: executions unreadable: %s", self.name, exc)
+            started = [float("nan")]
         uncaused = uncaused_executions(self.kills, started, self.wait_s)
         limit = memory_max_mb()
         integrity = daemon.integrity()
