@@ -103,6 +103,15 @@ def idle_connections(a: Attack) -> None:
 # -- 2: bursts of wrong logins -------------------------------------------------------
 
 
+async def login_token(client: httpx.AsyncClient) -> str:
+    """The login form's double-submit token (its hidden field; the cookie holds the same)."""
+    form = await client.get("/login")
+    found = CSRF_FIELD.search(form.text)
+    if form.status_code != 200 or found is None:
+        raise BenchError(f"GET /login answered {form.status_code} without a csrf_token field")
+    return found[1]
+
+
 async def login_burst(
     base_url: str, address: str, user: str, size: int, timeout_s: float
 ) -> Counter[str]:
@@ -113,11 +122,7 @@ async def login_burst(
     async with httpx.AsyncClient(
         base_url=base_url, transport=transport, timeout=timeout_s
     ) as client:
-        form = await client.get("/login")
-        found = CSRF_FIELD.search(form.text)
-        if form.status_code != 200 or found is None:
-            raise BenchError(f"GET /login answered {form.status_code} without a csrf_token")
-        token = found[1]
+        token = await login_token(client)
 
         async def guess(i: int) -> str:
             try:
@@ -202,24 +207,18 @@ async def hostile_requests(daemon: AttackDaemon, password: str) -> dict[str, Any
         base_url=daemon.base_url, transport=transport, timeout=REQUEST_TIMEOUT_S
     ) as attacker:
         for i in range(LOGIN_LIMIT):
-            form = await attacker.get("/login")
-            token = CSRF_FIELD.search(form.text)
-            if token is None:
-                raise BenchError(f"GET /login answered {form.status_code} without a csrf_token")
+            token = await login_token(attacker)
             answer = await attacker.post(
-                "/login", data={"csrf_token": token[1], "user": "admin", "password": f"no{i}"}
+                "/login", data={"csrf_token": token, "user": "admin", "password": f"no{i}"}
             )
             wrong[str(answer.status_code)] += 1
     transport = httpx.AsyncHTTPTransport(local_address="127.0.0.3")
     async with httpx.AsyncClient(
         base_url=daemon.base_url, transport=transport, timeout=REQUEST_TIMEOUT_S
     ) as owner:
-        form = await owner.get("/login")
-        token = CSRF_FIELD.search(form.text)
-        if token is None:
-            raise BenchError(f"GET /login answered {form.status_code} without a csrf_token")
+        token = await login_token(owner)
         answer = await owner.post(
-            "/login", data={"csrf_token": token[1], "user": "admin", "password": password}
+            "/login", data={"csrf_token": token, "user": "admin", "password": password}
         )
         owner_in = answer.status_code == 303 and SESSION_COOKIE in owner.cookies
     return {
