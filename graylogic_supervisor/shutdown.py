@@ -4,8 +4,8 @@ Every phase of stopping (the executions, the link's flush, the loops, the
 escalation chain, the children, the store) is given a bound by :func:`bounded`;
 a phase that overruns it is cancelled, and one that ignores even that is left
 behind with a warning. :func:`run_to_exit` runs the daemon's coroutine as
-``asyncio.run`` would, but gives leftover tasks and executor threads a bound
-too. :class:`ShutdownDeadline` is the last resort, on a thread of its own so it
+``asyncio.run`` would, but gives leftover tasks a bound and does not wait for
+executor threads. :class:`ShutdownDeadline` is the last resort, on a thread of its own so it
 fires even when the event loop or the interpreter's exit is stuck: it kills our
 child processes and exits.
 """
@@ -116,7 +116,8 @@ class ShutdownDeadline:
 def run_to_exit(main: Coroutine[Any, Any, T], leftover_s: float = LEFTOVER_S) -> T:
     """``asyncio.run(main)``, except that what is left when ``main`` returns gets a bound:
     ``asyncio.run`` waits for ever for a task that ignores cancellation and for every
-    executor thread."""
+    executor thread (the interpreter's exit still joins those: :class:`ShutdownDeadline`
+    bounds that)."""
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:
@@ -125,7 +126,8 @@ def run_to_exit(main: Coroutine[Any, Any, T], leftover_s: float = LEFTOVER_S) ->
         try:
             _cancel_leftovers(loop, leftover_s)
             loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.run_until_complete(_bounded_wait(loop.shutdown_default_executor(), leftover_s))
+            # Not shutdown_default_executor(): it joins the executor's threads on the loop,
+            # unbounded. close() lets them finish on their own; a stuck one is the deadline's.
         finally:
             asyncio.set_event_loop(None)
             loop.close()
@@ -148,11 +150,3 @@ def _cancel_leftovers(loop: asyncio.AbstractEventLoop, leftover_s: float) -> Non
             "left behind at exit, ignoring cancellation: %s",
             ", ".join(sorted(task.get_name() for task in pending)),
         )
-
-
-async def _bounded_wait(work: Awaitable[None], timeout_s: float) -> None:
-    try:
-        async with asyncio.timeout(timeout_s):
-            await work
-    except TimeoutError:
-        logger.warning("executor threads still busy at exit; not waiting for them")
