@@ -161,6 +161,13 @@ class LoopSupervisor:
 
 
 def _signature(error: BaseException | None) -> str:
+    """What failed, in one line: a TaskGroup's "unhandled errors" names its causes."""
     if error is None:
         return "ended by itself"
-    return f"failed: {type(error).__name__}: {error}"
+    return "failed: " + "; ".join(f"{type(e).__name__}: {e}" for e in _leaves(error))
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]

@@ -4,7 +4,9 @@ a burst of SIGHUPs coalesced. Real daemon processes, a real Mosquitto, a real SQ
 from __future__ import annotations
 
 import os
+import re
 import signal
+import sqlite3
 import sys
 import textwrap
 import time
@@ -19,6 +21,7 @@ import yaml
 from graylogic_supervisor.daemon import SHUTDOWN_TAIL_S
 from tests.conftest import free_port
 from tests.daemon_process import Daemon, write_config
+from tests.test_daemon_bridges import bridge_config
 
 pytestmark = pytest.mark.slow
 
@@ -221,3 +224,45 @@ def test_the_lock_file_names_the_running_daemon(tmp_path: Path, daemons: list[Da
     assert "run" in record["argv"] and str(config) in record["argv"]
     assert daemon.terminate(timeout=60) == 0
     assert (daemon.state_dir / "supervisor.lock").read_text() == ""  # nobody holds it now
+
+
+def test_a_store_nobody_can_write_never_ends_the_daemon_and_the_broker_is_recovered_after(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    """Another process holds the store's write lock while the broker dies and its bridge goes
+    silent: the failure and the bridge's symptom cannot be recorded. Before, the daemon
+    ended on "unhandled errors in a TaskGroup", its broker left down."""
+    port = free_port()
+    daemon = start(daemons, bridge_config(tmp_path, port))
+    daemon.wait_for_log(r"mqtt is healthy", timeout=60)
+    daemon.wait_for_log(r"bridge-knx is healthy: heartbeat", timeout=60)
+    assert daemon.process is not None
+    # (a loaded machine may start it slower than the bridge's 1 s window: let that settle)
+    daemon.wait_for(
+        lambda: daemon.query("SELECT count(*) FROM executions WHERE status = 'running'")[0][0] == 0
+    )
+    holder = sqlite3.connect(daemon.db_path, timeout=30, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        os.kill(daemon.broker_pid(), signal.SIGKILL)
+        daemon.wait_for_log(r"bridge-knx is unhealthy", timeout=60)
+        daemon.wait_for_log(r"database is locked", timeout=60)
+        # Writes keep failing for a while (each after the store's 5 s busy timeout).
+        failed = daemon.wait_for_log(r"database is locked", timeout=60)
+        daemon.wait_for_log(r"database is locked", timeout=60, after=failed.end())
+        assert daemon.process.poll() is None
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    daemon.wait_for(
+        lambda: daemon.query(
+            "SELECT 1 FROM executions WHERE component = 'mqtt' AND status = 'resolved'"
+        ),
+        timeout=120,
+    )
+    assert accepts(port)
+    assert daemon.process.poll() is None
+    # A loop that failed on the way was restarted, its cause named (not a bare TaskGroup).
+    for line in daemon.log.splitlines():
+        if re.search(r"loop \S+ failed: ", line):
+            assert "StoreError: write failed: database is locked" in line, line

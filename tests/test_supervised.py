@@ -191,3 +191,31 @@ async def test_a_loop_that_swallows_its_cancellation_is_cancelled_again_then_lef
     left.cancel()
     await asyncio.wait([left], timeout=10)
     assert left.done()
+
+
+async def test_a_task_groups_unhandled_errors_are_named_by_their_causes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, metrics = SleepLog(), Metrics("test")
+    runs = 0
+    done = asyncio.Event()
+
+    async def group_of_probes() -> None:
+        nonlocal runs
+        runs += 1
+        if runs > 1:
+            done.set()
+            await asyncio.Event().wait()
+
+        async def probe() -> None:
+            raise OSError(24, "Too many open files")
+
+        async with asyncio.TaskGroup() as group:
+            group.create_task(probe())
+
+    task = asyncio.create_task(keeper(clock, metrics).run("health-probes", group_of_probes))
+    await asyncio.wait_for(done.wait(), 30)
+    assert "loop health-probes failed: OSError: [Errno 24] Too many open files;" in caplog.text
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
