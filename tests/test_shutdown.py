@@ -74,6 +74,7 @@ def test_run_to_exit_returns_although_a_task_and_a_thread_will_not_stop(
     """asyncio.run would wait for ever on both."""
     release = threading.Event()
     stubborn_running = threading.Event()
+    left: list[asyncio.Task[None]] = []
 
     async def main() -> str:
         async def stubborn() -> None:
@@ -84,7 +85,7 @@ def test_run_to_exit_returns_although_a_task_and_a_thread_will_not_stop(
                 except asyncio.CancelledError:
                     continue
 
-        asyncio.get_running_loop().create_task(stubborn(), name="stubborn")
+        left.append(asyncio.get_running_loop().create_task(stubborn(), name="stubborn"))
         asyncio.get_running_loop().run_in_executor(None, release.wait)
         await asyncio.sleep(0)
         return "done"
@@ -95,6 +96,8 @@ def test_run_to_exit_returns_although_a_task_and_a_thread_will_not_stop(
         release.set()
     assert stubborn_running.is_set()
     assert "left behind at exit, ignoring cancellation: stubborn" in caplog.text
+    assert not left[0].done()
+    left[0]._log_destroy_pending = False  # type: ignore[attr-defined]  # left behind on purpose
 
 
 def test_the_deadline_fires_once_after_its_time() -> None:
