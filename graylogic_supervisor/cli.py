@@ -216,6 +216,7 @@ def _load(path: Path | None) -> SupervisorConfig:
 def _run(args: argparse.Namespace) -> int:
     from graylogic_supervisor.daemon import run_daemon
     from graylogic_supervisor.logsetup import configure_logging
+    from graylogic_supervisor.shutdown import run_to_exit
 
     path = args.config if args.config is not None else default_config_path()
     config = load_config(path)
@@ -223,8 +224,9 @@ def _run(args: argparse.Namespace) -> int:
     configure_logging(config.log_level, args.log_format)
     failed = False
     try:
-        asyncio.run(run_daemon(config, path))
-    except* SupervisorError as group:  # e.g. the admin port is taken: say so, no traceback
+        # asyncio.run, but leftovers that ignore cancellation cannot hold the exit
+        run_to_exit(run_daemon(config, path))
+    except* SupervisorError as group:  # the admin port or the state dir taken: say so, plainly
         for error in group.exceptions:
             print(f"graylogic-supervisor: {error}", file=sys.stderr)
         failed = True

@@ -6,10 +6,11 @@ import asyncio
 import logging
 import random
 import signal
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 from graylogic_supervisor import __version__, loops
 from graylogic_supervisor.broker import BrokerPlan, plan_broker, write_mosquitto_conf
@@ -34,6 +35,7 @@ from graylogic_supervisor.health.heartbeats import HeartbeatTracker
 from graylogic_supervisor.health.monitor import (
     ComponentHealth,
     Health,
+    HealthChange,
     HealthMonitor,
     service_running,
 )
@@ -65,6 +67,8 @@ from graylogic_supervisor.services.factory import build_backend, readiness_of
 from graylogic_supervisor.services.manager import ServiceManager
 from graylogic_supervisor.services.process import stop_orphans
 from graylogic_supervisor.services.systemd import SubprocessRunner
+from graylogic_supervisor.shutdown import ShutdownDeadline, bounded, kill_children
+from graylogic_supervisor.statelock import StateLock
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.commands import CommandRepository
 from graylogic_supervisor.store.controls import ControlRepository
@@ -78,6 +82,7 @@ from graylogic_supervisor.store.reserve import DiskReserve
 from graylogic_supervisor.store.sessions import SessionRepository
 from graylogic_supervisor.store.users import ensure_first_admin
 from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.supervised import LoopFactory, LoopSupervisor, RestartPolicy
 from graylogic_supervisor.supervisor.advisor import MemoryAdvisor
 from graylogic_supervisor.supervisor.escalation import EscalationChain
 from graylogic_supervisor.supervisor.events import FanOut
@@ -89,35 +94,61 @@ from graylogic_supervisor.supervisor.store_space import StoreSpace
 from graylogic_supervisor.web.app import WebDeps, create_app
 from graylogic_supervisor.web.auth import AuthDeps
 from graylogic_supervisor.web.render import AdminDeps
-from graylogic_supervisor.web.server import serve
+from graylogic_supervisor.web.server import ListenError, serve
 
 logger = logging.getLogger(__name__)
 
-SHUTDOWN_RECANCEL_TRIES = 10
-SHUTDOWN_RECANCEL_S = 0.5
 MIB = 1024 * 1024
+# The shutdown's tail, after the executions' grace (shutdown_grace_s): each phase's bound.
+LINK_FLUSH_S = 1.0
+LOOPS_STOP_S = 2.0  # a loop that ignores its cancellation this long is left behind
+CHILDREN_STOP_S = 3.0  # then whatever still runs below us is killed
+STORE_CLOSE_S = 2.0
+# The last resort fires this long after the grace (the unit's TimeoutStopSec is grace + 10).
+SHUTDOWN_TAIL_S = 9.0
 
 
 @dataclass(frozen=True)
 class DaemonOptions:
     clock: Clock
     notifier: Notifier
+    deadline: ShutdownDeadline | None = None  # ends the process if stopping overruns
 
 
 async def run_daemon(
     config: SupervisorConfig, config_path: Path, options: DaemonOptions | None = None
 ) -> None:
-    """Run until SIGTERM or SIGINT; SIGHUP reloads ``config_path``."""
-    options = options or DaemonOptions(SystemClock(), Notifier.from_environment())
+    """Run until SIGTERM or SIGINT; SIGHUP reloads ``config_path``.
+
+    Raises :class:`~graylogic_supervisor.statelock.StateDirInUse`, having touched
+    nothing, when another daemon runs on the same state directory.
+    """
+    options = options or DaemonOptions(
+        SystemClock(),
+        Notifier.from_environment(),
+        ShutdownDeadline(config.shutdown_grace_s + SHUTDOWN_TAIL_S),
+    )
+    deadline = options.deadline
     stop = asyncio.Event()
     reload_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def stop_requested() -> None:
+        if deadline is not None:
+            deadline.arm()
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, stop_requested)
     loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
     try:
-        await _run(config, config_path, options, stop, reload_requested)
+        # Before anything touches the state directory: a second daemon must not take the
+        # first one's broker for an orphan.
+        with StateLock(config.state_dir, options.clock.now()):
+            await _run(config, config_path, options, stop, reload_requested)
     finally:
+        if deadline is not None:
+            deadline.arm()  # what is left of the exit is bounded too
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
 
@@ -146,9 +177,9 @@ async def _run(
             config.database_path.parent / "store.reserve", int(config.store.reserve_mb * MIB)
         )
         hold = WriteHold(HoldLimits(config.store.hold_max_rows, config.store.hold_max_kb * 1024))
-        db = await stack.enter_async_context(
-            Database(config.database_path, reserve=reserve, hold=hold)
-        )
+        db = Database(config.database_path, reserve=reserve, hold=hold)
+        await db.open()
+        stack.push_async_callback(bounded, "closing the store", db.close, STORE_CLOSE_S)
         executions = ExecutionRepository(db)
         versions = PlaybookVersions(db)
         incidents = IncidentRepository(db)
@@ -163,7 +194,7 @@ async def _run(
             )
 
         services = ServiceManager(clock)
-        stack.push_async_callback(services.close)
+        stack.push_async_callback(_stop_children, services)
         topics = Topics(config.mqtt.topic_root)
         link = MqttLink(_link_settings(config, plan, topics), clock, random.Random())
         publisher = StatusPublisher(
@@ -392,56 +423,88 @@ async def _run(
             ),
         )
         web_ready = asyncio.Event()
-        scheduler = loops.nightly_scheduler(config, memory, learning)
+        scheduler = loops.nightly_scheduler(config, memory, learning, clock)
         scheduler.start()  # inside the running loop, as APScheduler 3 requires
         stack.callback(scheduler.shutdown, wait=False)
 
+        keeper = LoopSupervisor(
+            clock, random.Random(), metrics, RestartPolicy(cancel_wait_s=LOOPS_STOP_S)
+        )
+
+        def resync_supervisor() -> None:
+            """A restarted supervisor loop hears again of what is still unhealthy."""
+            for state in monitor.snapshot().values():
+                if state.health is Health.UNHEALTHY:
+                    monitor.changes.put_nowait(HealthChange(Health.UNKNOWN, state))
+
         async with asyncio.TaskGroup() as group:
+
+            def keep(
+                name: str, loop: LoopFactory, on_restart: Callable[[], None] | None = None
+            ) -> asyncio.Task[None]:
+                """One loop of the group, restarted when it fails (supervised.py)."""
+                return group.create_task(keeper.run(name, loop, on_restart=on_restart), name=name)
+
             web = group.create_task(
-                serve(app, config.admin.bind, config.admin.port, ready=web_ready), name="web"
+                keeper.run(
+                    "web",
+                    partial(serve, app, config.admin.bind, config.admin.port, ready=web_ready),
+                    # the admin port taken at start-up ends it; later the server is restarted
+                    fatal=lambda error: isinstance(error, ListenError) and not web_ready.is_set(),
+                ),
+                name="web",
             )
             # Listening first: an address in use ends start-up here, before anything else
             # runs (and before READY=1).
             await web_ready.wait()
             tasks = [
                 web,
-                group.create_task(link.run(), name="mqtt-link"),
-                group.create_task(monitor.run(), name="health-probes"),
-                group.create_task(supervisor.run(), name="supervisor"),
-                group.create_task(escalations.run(), name="escalation-chain"),
-                group.create_task(store_space.run(), name="store-space"),
-                group.create_task(
-                    loops.publish_state(
-                        publisher, metrics, policy, supervisor, controls, clock, learning
+                keep("mqtt-link", link.run),
+                keep("health-probes", monitor.run),
+                keep("supervisor", supervisor.run, on_restart=resync_supervisor),
+                keep("escalation-chain", escalations.run),
+                keep("store-space", store_space.run),
+                keep(
+                    "state-publisher",
+                    partial(
+                        loops.publish_state,
+                        publisher,
+                        metrics,
+                        policy,
+                        supervisor,
+                        controls,
+                        clock,
+                        learning,
                     ),
-                    name="state-publisher",
                 ),
-                group.create_task(
-                    loops.reload_on_signal(reloader, reload_requested, events), name="reload"
+                keep("reload", partial(loops.reload_on_signal, reloader, reload_requested, events)),
+                keep("user-actions", partial(loops.watch_user_actions, audit, events, clock)),
+                keep(
+                    "learning",
+                    partial(loops.learn_from_executions, finished.queue, learning, clock),
                 ),
-                group.create_task(
-                    loops.watch_user_actions(audit, events, clock), name="user-actions"
+                keep(
+                    "execution-watchdog",
+                    partial(loops.watch_stuck_executions, controls_of_runs, publisher, clock),
                 ),
-                group.create_task(
-                    loops.learn_from_executions(finished.queue, learning), name="learning"
-                ),
-                group.create_task(
-                    loops.watch_stuck_executions(controls_of_runs, publisher, clock),
-                    name="execution-watchdog",
-                ),
-                group.create_task(
-                    loops.apply_commands(
-                        CommandRepository(db), controls_of_runs, controls, audit, clock
+                keep(
+                    "operator-commands",
+                    partial(
+                        loops.apply_commands,
+                        CommandRepository(db),
+                        controls_of_runs,
+                        controls,
+                        audit,
+                        clock,
                     ),
-                    name="operator-commands",
                 ),
             ]
             interval = notifier.watchdog_interval_s()
             if interval is not None:
+                # On the event loop, never a thread: a wedged loop stops the pings, and
+                # systemd notices. A crashed loop elsewhere does not: it is restarted here.
                 tasks.append(
-                    group.create_task(
-                        loops.systemd_watchdog(notifier, clock, interval), name="watchdog"
-                    )
+                    keep("watchdog", partial(loops.systemd_watchdog, notifier, clock, interval))
                 )
             notifier.ready()
             notifier.status(f"supervising {', '.join(config.components) or 'nothing'}")
@@ -459,25 +522,22 @@ async def _run(
                     config.shutdown_grace_s,
                 )
             publisher.announce_stopping()
-            await link.flush(timeout_s=1.0)
-            await _cancel_all(tasks)
+            await bounded(
+                "flushing the MQTT link",
+                partial(link.flush, timeout_s=LINK_FLUSH_S),
+                LINK_FLUSH_S + 0.5,
+            )
+            for task in tasks:
+                task.cancel()  # each ends within LOOPS_STOP_S, or is left behind
     logger.info("stopped")
 
 
-async def _cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
-    """Cancel every loop, and again any that swallowed it (see cancellation.py)."""
-    for attempt in range(SHUTDOWN_RECANCEL_TRIES):
-        pending = [task for task in tasks if not task.done()]
-        if not pending:
-            return
-        if attempt:
-            logger.warning(
-                "still running after cancel: %s; cancelling again",
-                ", ".join(task.get_name() for task in pending),
-            )
-        for task in pending:
-            task.cancel()
-        await asyncio.wait(pending, timeout=SHUTDOWN_RECANCEL_S)
+async def _stop_children(services: ServiceManager) -> None:
+    """Stop our services in order; kill whatever still runs below us after the bound."""
+    if not await bounded("stopping the services", services.close, CHILDREN_STOP_S):
+        killed = kill_children()
+        if killed:
+            logger.warning("killed child processes %s, still running at shutdown", killed)
 
 
 def _link_settings(config: SupervisorConfig, plan: BrokerPlan, topics: Topics) -> LinkSettings:

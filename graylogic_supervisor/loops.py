@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -29,21 +32,25 @@ from graylogic_supervisor.sdnotify import Notifier
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.commands import CommandRepository
 from graylogic_supervisor.store.controls import ControlRepository
+from graylogic_supervisor.streak import ErrorStreak
 from graylogic_supervisor.supervisor.loop import Supervisor
 from graylogic_supervisor.supervisor.policy import RecoveryPolicy
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 STATE_INTERVAL_S = 15.0
 USER_ACTIONS_INTERVAL_S = 5.0
 COMMANDS_INTERVAL_S = 1.0  # how soon a queued pause, cancel or stop is applied (4/s cost 0.1% CPU)
 WATCHDOG_INTERVAL_S = 5.0
 STUCK_GRACE_S = 30.0
-STORE_RETRY_S = 10.0  # after a write the disk had no room for
+STORE_RETRY_S = 10.0  # after a store error (a full disk, another process's write lock)
+JOB_ATTEMPTS = 5  # a scheduled job that meets store errors, before it waits for its next run
 
 
 def nightly_scheduler(
-    config: SupervisorConfig, memory: FailureMemory, learning: LearningService
+    config: SupervisorConfig, memory: FailureMemory, learning: LearningService, clock: Clock
 ) -> AsyncIOScheduler:
     """The memory's consolidation (nightly), the learning analysis (weekly) and the expiry
     of undecided recommendations (daily), on their crons, in the site's time zone."""
@@ -56,7 +63,7 @@ def nightly_scheduler(
         scheduler.add_job(
             analyse_playbooks,
             CronTrigger.from_crontab(config.learning.analysis_cron, timezone=learning_zone),
-            args=[learning],
+            args=[learning, clock],
             id="learning-analysis",
             name="workflow learning analysis",
             coalesce=True,
@@ -66,7 +73,7 @@ def nightly_scheduler(
         scheduler.add_job(
             expire_recommendations,
             CronTrigger.from_crontab("30 3 * * *", timezone=learning_zone),
-            args=[learning],
+            args=[learning, clock],
             id="recommendation-expiry",
             name="archive recommendations nobody decided",
             coalesce=True,
@@ -77,7 +84,7 @@ def nightly_scheduler(
         scheduler.add_job(
             consolidate_memory,
             CronTrigger.from_crontab(config.memory.consolidation_cron, timezone=zone),
-            args=[memory],
+            args=[memory, clock],
             id="memory-consolidation",
             name="failure memory consolidation",
             coalesce=True,
@@ -87,11 +94,9 @@ def nightly_scheduler(
     return scheduler
 
 
-async def analyse_playbooks(learning: LearningService) -> None:
-    try:
-        report = await learning.analyze("schedule")
-    except SupervisorError as exc:
-        logger.error("learning analysis failed: %s", exc)
+async def analyse_playbooks(learning: LearningService, clock: Clock) -> None:
+    report = await _job("learning analysis", lambda: learning.analyze("schedule"), clock)
+    if report is None:
         return
     logger.info(
         "learning analysis %s: %d new recommendations",
@@ -100,37 +105,78 @@ async def analyse_playbooks(learning: LearningService) -> None:
     )
 
 
-async def expire_recommendations(learning: LearningService) -> None:
-    try:
-        archived = await learning.expire()
-    except SupervisorError as exc:
-        logger.error("archiving expired recommendations failed: %s", exc)
-        return
+async def expire_recommendations(learning: LearningService, clock: Clock) -> None:
+    archived = await _job("archiving expired recommendations", learning.expire, clock)
     if archived:
         logger.info("archived %d recommendations nobody decided in time", len(archived))
 
 
-async def learn_from_executions(finished: asyncio.Queue[str], learning: LearningService) -> None:
+async def learn_from_executions(
+    finished: asyncio.Queue[str], learning: LearningService, clock: Clock
+) -> None:
     """Count each finished execution into the metrics (and the rollback rule) as it ends;
-    first, whatever finished while the supervisor was not running."""
-    caught_up = await learning.catch_up()
+    first, whatever finished while the supervisor was not running.
+
+    A store error is retried (the execution is not dropped); any other error of ours
+    means this execution cannot be counted, which is logged and the next one taken.
+    """
+    caught_up = await _until_stored(
+        "learning: counting executions recorded while stopped", learning.catch_up, clock
+    )
     if caught_up:
         logger.info("learning: counted %d executions recorded while stopped", caught_up)
     while True:
         execution_id = await finished.get()
         try:
-            await learning.after_execution(execution_id)
+            await _until_stored(
+                "learning: counting a finished execution",
+                partial(learning.after_execution, execution_id),
+                clock,
+            )
         except SupervisorError as exc:
             logger.error("learning could not count %s: %s", execution_id, exc)
 
 
-async def consolidate_memory(memory: FailureMemory) -> None:
-    try:
-        report = await memory.consolidate()
-    except SupervisorError as exc:
-        logger.error("failure memory consolidation failed: %s", exc)
-        return
-    logger.info("failure memory consolidated: %s", report)
+async def consolidate_memory(memory: FailureMemory, clock: Clock) -> None:
+    report = await _job("failure memory consolidation", memory.consolidate, clock)
+    if report is not None:
+        logger.info("failure memory consolidated: %s", report)
+
+
+async def _until_stored(what: str, work: Callable[[], Awaitable[T]], clock: Clock) -> T:
+    """``work()``, tried again every STORE_RETRY_S while the store fails; logged once."""
+    streak = ErrorStreak(what, logger)
+    while True:
+        try:
+            result = await work()
+        except StoreError as exc:
+            streak.failed(exc, STORE_RETRY_S)
+            await clock.sleep(STORE_RETRY_S)
+            continue
+        streak.succeeded()
+        return result
+
+
+async def _job(what: str, work: Callable[[], Awaitable[T]], clock: Clock) -> T | None:
+    """A scheduled job: store errors tried again JOB_ATTEMPTS times, then the next run's turn;
+    None if it did not complete (said in the log)."""
+    streak = ErrorStreak(what, logger)
+    for attempt in range(1, JOB_ATTEMPTS + 1):
+        try:
+            result = await work()
+        except StoreError as exc:
+            if attempt == JOB_ATTEMPTS:
+                logger.error("%s gave up after %d store errors: %s", what, attempt, exc)
+                return None
+            streak.failed(exc, STORE_RETRY_S)
+            await clock.sleep(STORE_RETRY_S)
+            continue
+        except SupervisorError as exc:
+            logger.error("%s failed: %s", what, exc)
+            return None
+        streak.succeeded()
+        return result
+    return None
 
 
 async def publish_state(
@@ -142,24 +188,33 @@ async def publish_state(
     clock: Clock,
     learning: LearningService,
 ) -> None:
-    """The figures a dashboard shows, retained, refreshed every STATE_INTERVAL_S."""
+    """The figures a dashboard shows, retained, refreshed every STATE_INTERVAL_S.
+
+    A store error skips one refresh (the last figures stay retained)."""
+    streak = ErrorStreak("publishing the supervisor's state", logger)
     while True:
         reading = policy.termination()
-        safe_mode = await controls.safe_mode()
         metrics.set_termination_rate(reading.rate)
-        metrics.set_safe_mode(safe_mode.active)
-        publisher.state_changed(
-            {
-                "termination_rate_percent": None
-                if reading.rate is None
-                else round(reading.rate * 100, 1),
-                "executions_last_hour": reading.finished,
-                "safe_mode": safe_mode.active,
-                "open_incidents": len(supervisor.recovering),
-                "recovering": sorted(supervisor.recovering),
-                "pending_recommendations": await learning.pending_count(),
-            }
-        )
+        try:
+            safe_mode = await controls.safe_mode()
+            pending = await learning.pending_count()
+        except StoreError as exc:
+            streak.failed(exc, STATE_INTERVAL_S)
+        else:
+            streak.succeeded()
+            metrics.set_safe_mode(safe_mode.active)
+            publisher.state_changed(
+                {
+                    "termination_rate_percent": None
+                    if reading.rate is None
+                    else round(reading.rate * 100, 1),
+                    "executions_last_hour": reading.finished,
+                    "safe_mode": safe_mode.active,
+                    "open_incidents": len(supervisor.recovering),
+                    "recovering": sorted(supervisor.recovering),
+                    "pending_recommendations": pending,
+                }
+            )
         await clock.sleep(STATE_INTERVAL_S)
 
 
@@ -200,16 +255,15 @@ async def apply_commands(
     clock: Clock,
 ) -> None:
     """Operators' commands from the CLI (through the store), applied and audited."""
+    streak = ErrorStreak("reading or recording operators' commands", logger)
     while True:
         try:
             await _apply_pending(commands, runs, controls, audit, clock)
         except StoreError as exc:  # a full disk: not recorded, so tried again later
-            logger.error(
-                "an operator's command could not be recorded, tried again in %g s: %s",
-                STORE_RETRY_S,
-                exc,
-            )
+            streak.failed(exc, STORE_RETRY_S)
             await clock.sleep(STORE_RETRY_S)
+        else:
+            streak.succeeded()
         await clock.sleep(COMMANDS_INTERVAL_S)
 
 
@@ -252,11 +306,20 @@ async def _apply_pending(
 
 async def watch_user_actions(audit: AuditLog, events: EventRing, clock: Clock) -> None:
     """People's actions (from the CLI, another process) join the ring of recent events."""
-    newest = await audit.entries(limit=1)
+    newest = await _until_stored(
+        "reading the audit log for people's actions", lambda: audit.entries(limit=1), clock
+    )
     last_seq = newest[0]["seq"] if newest else 0
+    streak = ErrorStreak("reading the audit log for people's actions", logger)
     while True:
         await clock.sleep(USER_ACTIONS_INTERVAL_S)
-        for entry in reversed(await audit.entries(limit=100)):
+        try:
+            entries = await audit.entries(limit=100)
+        except StoreError as exc:
+            streak.failed(exc, USER_ACTIONS_INTERVAL_S)
+            continue
+        streak.succeeded()
+        for entry in reversed(entries):
             if entry["seq"] > last_seq and entry["actor"] != "supervisor":
                 events.add("user", entry["actor"], f"{entry['action']} {entry['subject']}")
             last_seq = max(last_seq, entry["seq"])

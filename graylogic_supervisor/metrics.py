@@ -92,6 +92,12 @@ class Metrics:
             "Restarts of the MQTT broker by the supervisor.",
             registry=registry,
         )
+        self._loop_restarts = Counter(
+            f"{PREFIX}loop_restarts_total",
+            "Restarts of the daemon's own loops after a crash, by loop.",
+            ["loop"],
+            registry=registry,
+        )
         self._safe_mode = Gauge(
             f"{PREFIX}safe_mode",
             "1 while the supervisor is in safe mode (no automatic recovery), else 0.",
@@ -146,6 +152,9 @@ class Metrics:
 
     def broker_restarted(self) -> None:
         self._broker_restarts.inc()
+
+    def loop_restarted(self, loop: str) -> None:
+        self._loop_restarts.labels(loop=loop).inc()
 
     def set_safe_mode(self, on: bool) -> None:
         self._safe_mode.set(1 if on else 0)

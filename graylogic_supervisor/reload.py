@@ -9,11 +9,12 @@ says why, in the log and in the audit log.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from graylogic_supervisor.catalog import check_catalog_covers, load_catalog
+from graylogic_supervisor.catalog import ErrorCatalog, check_catalog_covers, load_catalog
 from graylogic_supervisor.clock import Clock
 from graylogic_supervisor.config import SupervisorConfig, load_config
 from graylogic_supervisor.engine.action import ActionSpec
@@ -21,7 +22,7 @@ from graylogic_supervisor.errors import SourceError
 from graylogic_supervisor.health.monitor import HealthMonitor
 from graylogic_supervisor.memory.consolidation import ConsolidationSettings
 from graylogic_supervisor.memory.service import MemorySettings
-from graylogic_supervisor.playbooks.loader import load_directory
+from graylogic_supervisor.playbooks.loader import LoadedPlaybook, load_directory
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.supervisor.loop import Supervisor
@@ -105,24 +106,12 @@ class Reloader:
         return result
 
     async def _reload(self) -> ReloadResult:
-        try:
-            config = load_config(self._path)
-            catalog = load_catalog(config.catalog)
-            check_catalog_covers(config, catalog, self._path)
-        except SourceError as exc:
-            return ReloadResult(False, f"kept the running configuration: {exc}")
-        changed = [
-            key for key in RESTART_ONLY if getattr(config, key) != getattr(self._current, key)
-        ]
-        if changed:
-            return ReloadResult(
-                False, f"kept the running configuration: {', '.join(changed)} need a restart"
-            )
-        loaded, errors = load_directory(config.playbooks.directory, self._actions)
-        if errors:
-            return ReloadResult(
-                False, "kept the running configuration: " + "; ".join(str(e) for e in errors)
-            )
+        # Reading and validating YAML takes a while on a small box: a thread, not the loop
+        # that supervises. The result is applied here, on the loop, as everything else is.
+        parsed = await asyncio.to_thread(parse_reload, self._path, self._current, self._actions)
+        if isinstance(parsed, ReloadResult):
+            return parsed
+        config, catalog, loaded = parsed
         try:
             self._monitor.update_thresholds(config.components)
         except ValueError as exc:
@@ -142,3 +131,27 @@ class Reloader:
             f"{len(loaded)} playbooks ({', '.join(news) or 'no new versions'}),"
             f" {len(catalog.errors)} catalog entries, thresholds applied",
         )
+
+
+def parse_reload(
+    path: Path, current: SupervisorConfig, actions: dict[str, ActionSpec]
+) -> tuple[SupervisorConfig, ErrorCatalog, list[LoadedPlaybook]] | ReloadResult:
+    """Read and check everything a reload needs, touching no running object (so it may run
+    in a thread); a refusal is the :class:`ReloadResult` that says why."""
+    try:
+        config = load_config(path)
+        catalog = load_catalog(config.catalog)
+        check_catalog_covers(config, catalog, path)
+    except SourceError as exc:
+        return ReloadResult(False, f"kept the running configuration: {exc}")
+    changed = [key for key in RESTART_ONLY if getattr(config, key) != getattr(current, key)]
+    if changed:
+        return ReloadResult(
+            False, f"kept the running configuration: {', '.join(changed)} need a restart"
+        )
+    loaded, errors = load_directory(config.playbooks.directory, actions)
+    if errors:
+        return ReloadResult(
+            False, "kept the running configuration: " + "; ".join(str(e) for e in errors)
+        )
+    return config, catalog, loaded

@@ -88,7 +88,8 @@ class Daemon:
             stdout=log,
             stderr=log,
             cwd=self.cwd,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
+            # this checkout's package, not whatever the venv has installed (another worktree)
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": _pythonpath(), **self.env},
         )
         log.close()
         return self
@@ -166,3 +167,8 @@ class Daemon:
                     orphan.kill()
             except (psutil.NoSuchProcess, ValueError, KeyError):
                 pass
+
+
+def _pythonpath() -> str:
+    inherited = os.environ.get("PYTHONPATH")
+    return str(REPO) + (os.pathsep + inherited if inherited else "")

@@ -33,7 +33,7 @@ async def test_the_analysis_runs_on_sunday_at_three_in_the_site_zone(tmp_path: P
             clock,
         )
         memory = FailureMemory(MemoryRepository(db), MemorySettings(), clock)
-        scheduler = loops.nightly_scheduler(config, memory, learning)
+        scheduler = loops.nightly_scheduler(config, memory, learning, clock)
         zone = ZoneInfo("Europe/London")
         after = datetime(2026, 11, 26, 12, 0, tzinfo=zone)  # a Thursday
         analysis = scheduler.get_job("learning-analysis")
@@ -55,5 +55,5 @@ async def test_no_analysis_job_when_learning_is_off(tmp_path: Path) -> None:
             db, PlaybookVersions(db), AuditLog(db), {}, learning_settings(config.learning), clock
         )
         memory = FailureMemory(MemoryRepository(db), MemorySettings(), clock)
-        scheduler = loops.nightly_scheduler(config, memory, learning)
+        scheduler = loops.nightly_scheduler(config, memory, learning, clock)
         assert scheduler.get_job("learning-analysis") is None
