@@ -462,37 +462,76 @@ async def test_a_site_wide_window_started_mid_incident_holds_it(harness: Harness
     assert reasons == ["within_budget", "maintenance"]  # recorded once while it lasts
 
 
-async def test_five_failures_in_a_minute_enter_safe_mode_which_holds_non_essentials(
+def bridge(name: str = "bridge-knx", **options: Any) -> dict[str, ComponentConfig]:
+    return {
+        name: BridgeComponent(
+            kind="bridge", error_id="ERR-BRIDGE-HEARTBEAT-001", heartbeat_window_s=0.2, **options
+        )
+    }
+
+
+async def test_failures_of_distinct_components_enter_safe_mode_which_holds_non_essentials(
     tmp_path: Path,
 ) -> None:
     settings = PolicySettings(safe_mode_failures=2, safe_mode_window_s=60)
-    async with open_harness(tmp_path, settings=settings) as h:
+    async with open_harness(tmp_path, settings=settings, extra=bridge()) as h:
         await h.seed()
+        await h.seed(component="bridge-knx", error_id="ERR-BRIDGE-HEARTBEAT-001")
         h.healthy_on_probe = True
         task = asyncio.create_task(h.supervisor.run())
         try:
-            h.monitor.report("mqtt", False, "down")  # failure 1: a normal incident
+            h.monitor.report("mqtt", False, "down")  # component 1: a normal incident
             await settle(h)
-            h.monitor.report("mqtt", False, "down again")  # failure 2: safe mode
+            h.monitor.report("mqtt", False, "down again")  # the same one again: no safe mode
+            await settle(h)
+            assert not (await h.controls.safe_mode()).active
+            assert await h.statuses() == ["resolved", "resolved"]
+            h.monitor.report("bridge-knx", False, "heartbeat missing")  # component 2: safe mode
             await h.clock.sleep(0.1)
             safe = await h.controls.safe_mode()
             assert (safe.active, safe.changed_by) == (True, "supervisor")
             assert any(
-                m.startswith("safe mode: 2 failures within 60 s") for _, m in h.observer.alerts
+                m.startswith("safe mode: 2 components failed within 60 s")
+                for _, m in h.observer.alerts
             )
             assert (0, "safe_mode") in await h.evaluations()
-            assert await h.statuses() == ["resolved"]
+            assert await h.statuses() == ["resolved", "resolved"]
             # Leaving is a person's act; then recovery resumes.
             await h.controls.set_safe_mode(
                 False, "checked the power supply", "alice", h.clock.now()
             )
             await settle(h)
-            assert await h.statuses() == ["resolved", "resolved"]
+            assert await h.statuses() == ["resolved", "resolved", "resolved"]
             actions = [row["action"] for row in reversed(await h.audit.entries())]
             assert [a for a in actions if a.startswith("safe_mode")] == [
                 "safe_mode.enter",
                 "safe_mode.leave",
             ]
+        finally:
+            h.supervisor.stop_accepting()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
+async def test_one_bridge_failing_again_and_again_never_puts_the_site_in_safe_mode(
+    tmp_path: Path,
+) -> None:
+    """Five offline heartbeats of one bridge (anyone on the broker can send them)."""
+    settings = PolicySettings(safe_mode_failures=5, safe_mode_window_s=60, flap_changes=100)
+    async with open_harness(tmp_path, settings=settings, extra=bridge()) as h:
+        await h.seed(component="bridge-knx", error_id="ERR-BRIDGE-HEARTBEAT-001")
+        h.healthy_on_probe = True
+        task = asyncio.create_task(h.supervisor.run())
+        try:
+            for _ in range(8):
+                h.monitor.report("bridge-knx", False, "offline heartbeat")
+                await settle(h)
+                h.monitor.report("bridge-knx", True, "online heartbeat")
+            await settle(h)
+            assert len(await h.incident_rows()) == 8
+            assert not (await h.controls.safe_mode()).active
+            assert "safe_mode" not in [reason for _, reason in await h.evaluations()]
         finally:
             h.supervisor.stop_accepting()
             task.cancel()
