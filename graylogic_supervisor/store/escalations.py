@@ -9,7 +9,9 @@ processes and the loser sees a rowcount of 0 instead of overwriting the winner.
 A component that fails again while its escalation is unacknowledged does not
 raise another: ``repeat`` updates the one there is (``occurrences``, the last
 incident and detail, ``updated_at``) and reopens it if the component's last
-recovery had closed it. ``level`` is the last level fully sent (or given up). A new escalation starts
+recovery had closed it.
+
+``level`` is the last level fully sent (or given up). A new escalation starts
 at ``NOTHING_SENT`` (-1), not the column's default 0, so a daemon that dies
 between recording an escalation and sending its first level sends that level
 after it restarts instead of believing it went out.

@@ -280,7 +280,6 @@ class ExecutionRepository:
         )
         return execution_record(execution, steps)
 
-
     # -- read-only, for rebuilding the recovery policy at start-up ------------------
 
     async def finished_since(self, since: datetime) -> list[tuple[datetime, str, str | None]]:

@@ -520,9 +520,7 @@ async def test_one_bridge_failing_again_and_again_never_puts_the_site_in_safe_mo
     """Five offline heartbeats of one bridge (anyone on the broker can send them)."""
     settings = PolicySettings(safe_mode_failures=5, safe_mode_window_s=60, flap_changes=100)
     async with open_harness(tmp_path, settings=settings, extra=bridge()) as h:
-        await h.seed(
-            component="bridge-knx", error_id="ERR-BRIDGE-HEARTBEAT-001", max_attempts=20
-        )
+        await h.seed(component="bridge-knx", error_id="ERR-BRIDGE-HEARTBEAT-001", max_attempts=20)
         h.healthy_on_probe = True
         task = asyncio.create_task(h.supervisor.run())
         try:
