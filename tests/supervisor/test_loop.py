@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,12 @@ from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.escalations import EscalationRepository
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.incidents import IncidentRepository
+from graylogic_supervisor.store.recovery_state import RecoveryStateRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.supervisor.escalation import EscalationChain
 from graylogic_supervisor.supervisor.loop import MAINTENANCE_CHECK_S, Supervisor
 from graylogic_supervisor.supervisor.policy import PolicySettings, RecoveryPolicy, Verdict
+from graylogic_supervisor.supervisor.rebuild import PolicyJournal
 from tests.daemon_process import REPO
 from tests.engine.test_runner import Scripted
 from tests.virtual_time import CountingDatabase, DrivenClock, driven
@@ -87,6 +90,7 @@ class Harness:
         self.incidents = IncidentRepository(db)
         self.versions = PlaybookVersions(db)
         self.policy = RecoveryPolicy(settings, clock)
+        self.recovery_state = RecoveryStateRepository(db)
         self.audit = AuditLog(db)
         self.controls = ControlRepository(db, self.audit)
         self.escalations = EscalationChain(
@@ -104,6 +108,7 @@ class Harness:
             self.observer,
             self.escalations,
             clock,
+            journal=PolicyJournal(self.policy, self.recovery_state, clock),
         )
 
     async def seed(
@@ -139,10 +144,12 @@ class Harness:
 
 
 @asynccontextmanager
-async def open_harness(tmp_path: Path, **options: Any) -> AsyncIterator[Harness]:
-    """A harness on virtual time: its clock driven, its store counted in flight."""
+async def open_harness(
+    tmp_path: Path, start: datetime | None = None, **options: Any
+) -> AsyncIterator[Harness]:
+    """A harness on virtual time: its clock driven (from ``start``), its store counted."""
     async with (
-        driven(DrivenClock()) as clock,
+        driven(DrivenClock() if start is None else DrivenClock(start)) as clock,
         CountingDatabase(tmp_path / "s.db", clock) as db,
     ):
         yield Harness(db, clock, **options)
