@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from graylogic_supervisor.supervisor.policy import (
@@ -283,7 +285,7 @@ def test_under_the_gate_failed_trials_of_an_essential_follow_the_breakers_cadenc
         clock.advance(1)
         for _ in range(9):  # the gate stays closed throughout
             policy.execution_finished("escalated")
-    gaps = [later - earlier for earlier, later in zip(trials, trials[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(trials)]
     assert gaps == [120, 240, 480, 480, 480]
 
 
