@@ -76,7 +76,11 @@ class Harness:
         self.observer = Observer()
         self.clock = clock
 
+        self.probe_raises: dict[str, list[Exception]] = {}  # per component, raised in order
+
         async def prober(component: str, config: ComponentConfig) -> tuple[bool, str]:
+            if self.probe_raises.get(component):
+                raise self.probe_raises[component].pop(0)
             return self.probe_health.get(component, self.healthy_on_probe), "probe says so"
 
         components: dict[str, ComponentConfig] = {
