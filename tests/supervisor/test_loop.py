@@ -347,6 +347,54 @@ async def test_the_termination_rate_gate_holds_recovery_and_records_why(harness:
     assert "termination rate 100%" in incident["detail"]
 
 
+async def test_under_a_closed_termination_gate_the_essential_broker_still_recovers_at_once(
+    tmp_path: Path,
+) -> None:
+    """Issue 13: false failures closed the gate and a real broker crash then stayed
+    down 44 minutes. The broker is essential: it gets the breaker's trial cadence."""
+    settings = PolicySettings(essentials=("mqtt",), open_cooldown_s=120)
+    async with open_harness(tmp_path, settings=settings, extra=bridge()) as h:
+        await h.seed()
+        await h.seed(component="bridge-knx", error_id="ERR-BRIDGE-HEARTBEAT-001")
+        h.healthy_on_probe = True
+        for _ in range(10):
+            h.policy.execution_finished("failed")
+        task = asyncio.create_task(h.supervisor.run())
+        try:
+            h.monitor.report("bridge-knx", False, "heartbeat missing")
+            h.monitor.report("mqtt", False, "broker killed")
+            await h.clock.sleep(1)
+            assert await h.statuses() == ["resolved"]  # the broker, within a second
+            rows = await h.db.fetchall(
+                "SELECT component, allowed, reason FROM viability_evaluations ORDER BY id"
+            )
+            seen = {(r["component"], r["allowed"], r["reason"]) for r in rows}
+            assert ("mqtt", 1, "essential_trial") in seen
+            assert ("bridge-knx", 0, "termination_rate") in seen  # others stay held
+            assert "bridge-knx" in h.supervisor.recovering
+        finally:
+            h.supervisor.stop_accepting()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
+async def test_runs_the_supervisor_could_not_carry_out_do_not_count_toward_the_gate(
+    harness: Harness,
+) -> None:
+    await harness.seed(max_attempts=20)
+    harness.fix.answers = [OSError(24, "Too many open files")]  # the step cannot even run
+    harness.monitor.report("mqtt", False, "down")
+
+    async def several() -> bool:
+        return len(await harness.statuses()) >= 3
+
+    await eventually(harness.clock, several)
+    assert set(await harness.statuses()) == {"escalated"}
+    reading = harness.policy.termination()
+    assert (reading.finished, reading.terminated) == (0, 0)
+
+
 async def test_after_stop_accepting_new_failures_start_nothing(harness: Harness) -> None:
     await harness.seed()
     harness.supervisor.stop_accepting()
