@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from graylogic_supervisor.engine.action import StepContext, StepResult
-from graylogic_supervisor.supervisor.loop import STORE_RETRY_S
+from graylogic_supervisor.supervisor.loop import MAINTENANCE_CHECK_S, STORE_RETRY_S
 from tests.supervisor.test_loop import Harness, bridge, eventually, open_harness
 
 LOOP_LOGGER = "graylogic_supervisor.supervisor.loop"
@@ -148,3 +148,27 @@ async def test_one_incidents_exception_pauses_that_component_while_others_recove
     [error] = loop_errors(caplog, "mqtt")
     assert "OSError: [Errno 24] Too many open files" in error.getMessage()
     assert error.exc_info is not None  # a bug or exhaustion: its traceback, once
+
+
+async def test_the_maintenance_check_outlives_a_locked_store(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger=LOOP_LOGGER)
+    async with open_harness(tmp_path) as h:
+        await h.db.fetchall("PRAGMA busy_timeout = 50")
+        await h.controls.start_maintenance(
+            "mqtt", 1, "replacing the switch", "alice", h.clock.now()
+        )
+        async with running(h) as task:
+            with write_lock(tmp_path / "s.db"):
+                await h.clock.sleep(4 * MAINTENANCE_CHECK_S)  # each check's write refused
+                assert not task.done()
+            await h.clock.sleep(2 * MAINTENANCE_CHECK_S)
+            assert not task.done()
+            [window] = await h.controls.windows()
+            assert window["ended_by"] == "supervisor"  # ended once the store took it
+    [error] = loop_errors(caplog, "maintenance windows")
+    assert "database is locked" in error.getMessage()
+    assert any(
+        "maintenance windows: handled normally again" in r.getMessage() for r in caplog.records
+    )
