@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -393,6 +394,34 @@ async def test_runs_the_supervisor_could_not_carry_out_do_not_count_toward_the_g
     assert set(await harness.statuses()) == {"escalated"}
     reading = harness.policy.termination()
     assert (reading.finished, reading.terminated) == (0, 0)
+
+
+async def test_a_broker_that_dies_after_every_restart_raises_one_escalation_updated(
+    tmp_path: Path,
+) -> None:
+    """Issue 13: 97 escalations for 100 kills; now one, with its count of incidents."""
+    settings = dataclasses.replace(FAST, flap_changes=1000)  # flapping is not under test
+    async with open_harness(tmp_path, settings=settings) as h:
+        await h.seed()
+        h.healthy_on_probe = True  # every restart works, for a moment
+        task = asyncio.create_task(h.supervisor.run())
+        try:
+            for _ in range(12):
+                h.monitor.report("mqtt", False, "broker killed")
+                await settle(h)
+                await h.clock.sleep(0.05)  # dies again well before it could re-arm
+        finally:
+            h.supervisor.stop_accepting()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert await h.statuses() == ["resolved"] * 12  # each brought back, at its cadence
+        [escalation] = await h.db.fetchall("SELECT * FROM escalations")
+        later = [i["id"] for i in await h.incident_rows() if i["id"] != escalation["incident_id"]]
+        assert escalation["occurrences"] >= 4  # every held incident after the budget ran out
+        assert escalation["last_incident_id"] in later
+        assert escalation["last_detail"].startswith("automatic recovery held")
+        assert len(h.observer.alerts) == 1  # one page
 
 
 async def test_after_stop_accepting_new_failures_start_nothing(harness: Harness) -> None:
