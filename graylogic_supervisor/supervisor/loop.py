@@ -161,7 +161,7 @@ class Supervisor:
                 try:
                     await self._on_change(group, change)
                 except Exception as exc:  # one component's trouble must not end the loop
-                    self._went_wrong(component, "handling its health change", exc)
+                    self._went_wrong(component, "the health change", exc)
                     self._take_up_later(group, component)
 
     async def _on_change(self, group: asyncio.TaskGroup, change: HealthChange) -> None:
@@ -222,30 +222,39 @@ class Supervisor:
                 try:
                     await self._triage(group, component)
                 except Exception as exc:
-                    self._went_wrong(component, "handling its failure", exc)
+                    self._went_wrong(component, "the failure", exc)
                     continue
                 self._went_right(component)
                 return
         finally:
             self._retrying.discard(component)
 
-    def _went_wrong(self, component: str, doing: str, exc: Exception) -> None:
-        """Log an error once with its cause; the same error again is only a debug line."""
+    def _went_wrong(
+        self, component: str, what: str, exc: Exception, retry_s: float = STORE_RETRY_S
+    ) -> None:
+        """Log an error once with its cause; the same error again is only a debug line.
+
+        A store error is said as such (nothing is done that cannot be written down);
+        anything else is a bug or exhaustion, logged with its traceback.
+        """
         cause = exc.__cause__ or exc.__context__
         text = f"{type(exc).__name__}: {exc}" + (
             f" (cause: {type(cause).__name__}: {cause})" if cause is not None else ""
         )
+        stored = isinstance(exc, StoreError)
         if self._errors.get(component) == text:
-            logger.debug("%s: %s failed again: %s", component, doing, text)
+            logger.debug("%s of %s failed again: %s", what, component, text)
             return
         self._errors[component] = text
         logger.error(
-            "%s: %s failed, taken up again in %g s: %s",
+            "cannot record %s of %s, tried again in %g s: %s"
+            if stored
+            else "%s of %s failed, tried again in %g s: %s",
+            what,
             component,
-            doing,
-            STORE_RETRY_S,
+            retry_s,
             text,
-            exc_info=None if isinstance(exc, StoreError) else exc,
+            exc_info=None if stored else exc,
             extra={"error_id": self._error_id(component)},
         )
 
@@ -268,7 +277,7 @@ class Supervisor:
             try:
                 await self._end_windows(group)
             except Exception as exc:  # the next check tries again
-                self._went_wrong(MAINTENANCE, "checking maintenance windows", exc)
+                self._went_wrong(MAINTENANCE, "the end", exc, MAINTENANCE_CHECK_S)
             else:
                 self._went_right(MAINTENANCE)
             await self._clock.sleep(MAINTENANCE_CHECK_S)
@@ -370,7 +379,7 @@ class Supervisor:
                 # holding the write lock: no recovery goes unrecorded) or a bug: this
                 # incident ends, and the component, still unhealthy, is taken up again
                 # below, after a pause, with a new incident. Other incidents go on.
-                self._went_wrong(component, "its recovery", exc)
+                self._went_wrong(component, "the recovery", exc)
                 if incident is not None:
                     await self._abandon(incident, exc)
                 await self._clock.sleep(STORE_RETRY_S)
