@@ -245,6 +245,9 @@ class EscalationConfig(Model):
     ]
     webhooks: dict[str, WebhookConfig] = {}
     check_interval_s: float = Field(5.0, gt=0)
+    # A component failing again within this long of its unacknowledged escalation's last
+    # update updates that escalation instead of raising a new one.
+    repeat_window_s: float = Field(3600.0, ge=0)
 
 
 class MemoryConfig(Model):

@@ -78,6 +78,7 @@ from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.hold import HoldLimits, WriteHold
 from graylogic_supervisor.store.incidents import IncidentRepository
 from graylogic_supervisor.store.memory import MemoryRepository
+from graylogic_supervisor.store.recovery_state import RecoveryStateRepository
 from graylogic_supervisor.store.reserve import DiskReserve
 from graylogic_supervisor.store.sessions import SessionRepository
 from graylogic_supervisor.store.users import ensure_first_admin
@@ -88,6 +89,7 @@ from graylogic_supervisor.supervisor.escalation import EscalationChain
 from graylogic_supervisor.supervisor.events import FanOut
 from graylogic_supervisor.supervisor.loop import Supervisor
 from graylogic_supervisor.supervisor.policy import RecoveryPolicy
+from graylogic_supervisor.supervisor.rebuild import PolicyJournal, rebuild_policy
 from graylogic_supervisor.supervisor.recorder import ExecutionFanOut, MetricsRecorder
 from graylogic_supervisor.supervisor.resumption import resumable_executions
 from graylogic_supervisor.supervisor.store_space import StoreSpace
@@ -312,6 +314,8 @@ async def _run(
         composer.bind(runner)
         policy = RecoveryPolicy(policy_settings(config), clock)
         db.holds_for = policy.is_essential  # their records are held, not refused
+        recovery_state = RecoveryStateRepository(db)
+        await rebuild_policy(policy, recovery_state, incidents, executions, clock)
         audit = AuditLog(db)
         controls = ControlRepository(db, audit)
         observer = FanOut([publisher, recorder])
@@ -348,6 +352,7 @@ async def _run(
             escalations,
             clock,
             advisor,
+            PolicyJournal(policy, recovery_state, clock),
         )
         reloader = Reloader(
             config_path,

@@ -461,6 +461,8 @@ def test_a_broker_killed_over_and_over_is_capped_escalated_then_tried_again(
     os.kill(daemon.broker_pid(), signal.SIGKILL)  # the fourth in the window: held
     daemon.wait_for_log(r"denied \(attempt_budget\) 3 attempts in the last 3600 s \(budget 3\)")
     assert not accepts(port)
+    # The verdict is logged before the incident and its escalation are written.
+    daemon.wait_for(lambda: daemon.query("SELECT 1 FROM escalations"))
     [held] = daemon.query("SELECT * FROM incidents ORDER BY opened_at DESC LIMIT 1")
     assert held["phase"] == "escalated"
     [escalation] = daemon.query("SELECT * FROM escalations")

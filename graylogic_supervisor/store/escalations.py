@@ -6,6 +6,11 @@ that must not race is a single guarded ``UPDATE`` (``… WHERE acknowledged_at I
 NULL``, ``… AND level < ?``), so SQLite's own lock decides between the two
 processes and the loser sees a rowcount of 0 instead of overwriting the winner.
 
+A component that fails again while its escalation is unacknowledged does not
+raise another: ``repeat`` updates the one there is (``occurrences``, the last
+incident and detail, ``updated_at``) and reopens it if the component's last
+recovery had closed it.
+
 ``level`` is the last level fully sent (or given up). A new escalation starts
 at ``NOTHING_SENT`` (-1), not the column's default 0, so a daemon that dies
 between recording an escalation and sending its first level sends that level
@@ -50,7 +55,8 @@ class EscalationRepository:
         escalation_id = new_id("esc", now)
         await self._db.execute(
             "INSERT INTO escalations (id, incident_id, component, severity, message, raised_at,"
-            " level) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " level, occurrences, last_incident_id, last_detail, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
             (
                 escalation_id,
                 incident_id,
@@ -59,6 +65,9 @@ class EscalationRepository:
                 message,
                 isoformat(now),
                 NOTHING_SENT,
+                incident_id,
+                message,
+                isoformat(now),
             ),
         )
         await self._audit.append(
@@ -137,11 +146,28 @@ class EscalationRepository:
             now,
         )
 
+    async def repeat(
+        self, escalation_id: str, incident_id: str, detail: str, now: datetime
+    ) -> Row | None:
+        """The component failed again: update its unacknowledged escalation (and reopen it
+        if closed); returns the row as updated, or None if someone acknowledged it first."""
+        changed = await self._db.execute(
+            "UPDATE escalations SET occurrences = occurrences"
+            " + (CASE WHEN COALESCE(last_incident_id, incident_id) = ? THEN 0 ELSE 1 END),"
+            " last_incident_id = ?, last_detail = ?, updated_at = ?, closed_at = NULL"
+            " WHERE id = ? AND acknowledged_at IS NULL",
+            (incident_id, incident_id, detail, isoformat(now), escalation_id),
+        )
+        return await self.get(escalation_id) if changed == 1 else None
+
     async def close_for_incident(self, incident_id: str, now: datetime) -> int:
-        """The incident is over: its escalations stop; returns how many were open."""
+        """The incident is over, its component healthy: the component's escalations stop
+        (whichever incident raised them); returns how many were open."""
         return await self._db.execute(
-            "UPDATE escalations SET closed_at = ? WHERE incident_id = ? AND closed_at IS NULL",
-            (isoformat(now), incident_id),
+            "UPDATE escalations SET closed_at = ? WHERE closed_at IS NULL AND (incident_id = ?"
+            " OR last_incident_id = ?"
+            " OR component = (SELECT component FROM incidents WHERE id = ?))",
+            (isoformat(now), incident_id, incident_id, incident_id),
         )
 
     async def close_unacknowledged(self, now: datetime) -> int:
@@ -173,6 +199,17 @@ class EscalationRepository:
             f"{_SELECT} WHERE e.incident_id = ? AND e.acknowledged_at IS NULL"
             " AND e.closed_at IS NULL ORDER BY e.raised_at LIMIT 1",
             (incident_id,),
+        )
+        return rows[0] if rows else None
+
+    async def unacknowledged_for_component(self, component: str, since: datetime) -> Row | None:
+        """The component's newest escalation nobody acknowledged, still open or closed at or
+        after ``since`` (its component recovered only briefly), if any."""
+        rows = await self._fetchall(
+            f"{_SELECT} WHERE e.component = ? AND e.acknowledged_at IS NULL"
+            " AND (e.closed_at IS NULL OR e.closed_at >= ?)"
+            " ORDER BY e.raised_at DESC, e.id DESC LIMIT 1",
+            (component, isoformat(since)),
         )
         return rows[0] if rows else None
 

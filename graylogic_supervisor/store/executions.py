@@ -293,6 +293,27 @@ class ExecutionRepository:
         )
         return execution_record(execution, steps)
 
+    # -- read-only, for rebuilding the recovery policy at start-up ------------------
+
+    async def finished_since(self, since: datetime) -> list[tuple[datetime, str, str | None]]:
+        """Executions that ended at or after ``since``: (completed at, status, the outcome
+        of their last unsuccessful step, undo steps aside: None when every step succeeded)."""
+        rows = await self._db.fetchall(
+            "SELECT e.completed_at, e.status, (SELECT s.outcome FROM execution_steps AS s"
+            " WHERE s.execution_id = e.id AND s.outcome IN ('failure', 'timeout', 'error')"
+            " AND s.step_id NOT LIKE '%:compensate' ORDER BY s.seq DESC LIMIT 1) AS failed"
+            " FROM executions AS e WHERE e.completed_at >= ? ORDER BY e.completed_at",
+            (isoformat(since),),
+        )
+        return [
+            (
+                datetime.fromisoformat(row["completed_at"].replace("Z", "+00:00")),
+                str(row["status"]),
+                row["failed"],
+            )
+            for row in rows
+        ]
+
 
 def execution_record(execution: Row, steps: list[Row]) -> dict[str, Any]:
     sufficient = execution["playbook_sufficient"]

@@ -112,3 +112,18 @@ class IncidentRepository:
             " WHERE closed_at IS NULL",
             (detail, stamp, stamp),
         )
+
+    async def allowed_since(self, since: datetime) -> list[tuple[str, datetime]]:
+        """(component, when) of every attempt the policy allowed at or after ``since``."""
+        rows = await self._db.fetchall(
+            "SELECT component, evaluated_at FROM viability_evaluations"
+            " WHERE allowed = 1 AND evaluated_at >= ? ORDER BY id",
+            (isoformat(since),),
+        )
+        return [
+            (
+                str(row["component"]),
+                datetime.fromisoformat(row["evaluated_at"].replace("Z", "+00:00")),
+            )
+            for row in rows
+        ]

@@ -416,4 +416,26 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX login_attempts_by_time ON login_attempts(at);
     """,
+    # 11: what the recovery policy must not forget across a restart (each component's
+    # breaker, its cooldown and its last failure signature); an escalation that a repeated
+    # failure of its component updates instead of raising a new one.
+    """
+    CREATE TABLE recovery_state (
+        component      TEXT PRIMARY KEY,
+        breaker        TEXT NOT NULL CHECK (breaker IN ('closed', 'open', 'half_open')),
+        opened_at      TEXT,                 -- when the breaker last opened
+        open_for_s     REAL NOT NULL,        -- the cooldown it reached
+        failed_trials  INTEGER NOT NULL,
+        signature      TEXT,                 -- JSON: the last unsuccessful execution's
+        rearmed_at     TEXT,                 -- attempts before this do not count
+        updated_at     TEXT NOT NULL
+    );
+    ALTER TABLE escalations ADD COLUMN occurrences INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE escalations ADD COLUMN last_incident_id TEXT REFERENCES incidents(id);
+    ALTER TABLE escalations ADD COLUMN last_detail TEXT;
+    ALTER TABLE escalations ADD COLUMN updated_at TEXT;
+    CREATE INDEX escalations_by_component ON escalations(component, raised_at);
+    CREATE INDEX viability_by_time ON viability_evaluations(evaluated_at);
+    CREATE INDEX executions_by_completion ON executions(completed_at);
+    """,
 ]

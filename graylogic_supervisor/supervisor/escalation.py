@@ -13,6 +13,15 @@ webhook that is down delays the next level by a few ticks, never skips it.
 Which channels of the level in progress already went out is kept in memory; a
 restart mid-level sends that level's channels again (a repeated call beats a
 lost one).
+
+One escalation per component until someone answers: a component that fails
+again (a broker that dies seconds after every restart) while its escalation is
+unacknowledged updates that escalation (``occurrences``, last incident, last
+detail, ``updated_at``) instead of raising a new one per incident or per
+breaker cooldown; if its short-lived recovery had closed the escalation, it is
+reopened and its levels carry on where they stopped. After
+``repeat_window_s`` with no new failure, or once someone acknowledges it, the
+next failure raises a new escalation.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -144,20 +153,26 @@ class EscalationChain:
     ) -> str:
         """Call a human about an incident; returns the escalation's id.
 
-        An incident already calling someone (not acknowledged, not closed) keeps
-        its chain: a second reason to escalate must not restart the schedule or
-        page everyone again.
+        A component already calling someone (not acknowledged) keeps its chain:
+        another reason to escalate, or another incident of the same component,
+        updates it and must not restart the schedule or page everyone again.
         """
-        existing = await self._repository.open_for_incident(incident_id)
-        if existing is not None:
-            logger.info(
-                "%s: escalation %s is still waiting for an answer; not raised again",
-                component,
-                existing["id"],
-                extra={"error_id": error_id},
-            )
-            return str(existing["id"])
         now = self._clock.now()
+        since = now - timedelta(seconds=self._config.repeat_window_s)
+        existing = await self._repository.unacknowledged_for_component(component, since)
+        if existing is not None:
+            updated = await self._repository.repeat(existing["id"], incident_id, message, now)
+            if updated is not None:  # None: acknowledged just now, so a new one is due
+                logger.warning(
+                    "%s failed again (%s): escalation %s, still waiting for an answer,"
+                    " updated (%d incident(s)); not raised again",
+                    component,
+                    message,
+                    existing["id"],
+                    updated["occurrences"],
+                    extra={"error_id": error_id},
+                )
+                return str(existing["id"])
         escalation_id = await self._repository.raise_(
             incident_id, component, severity, message, now
         )

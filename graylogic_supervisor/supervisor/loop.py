@@ -7,6 +7,12 @@ component never has two incidents at once. An incident ends when the
 component is healthy again: resolved when our execution did it (and a fresh
 probe confirms it: a run that resolved on paper but left the component
 unhealthy is no success), closed after escalation when someone else did.
+
+Nothing that goes wrong with one component ends the loop: a store error (a
+full disk, another process holding the write lock) or an unexpected exception
+while handling a health change or an incident is logged once, with its cause;
+the component is taken up again after ``STORE_RETRY_S`` and every other
+incident carries on.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from graylogic_supervisor.engine.action import FailureInfo
 from graylogic_supervisor.engine.execution import ExecutionOutcome
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import StoreError, SupervisorError
-from graylogic_supervisor.health.monitor import Health, HealthMonitor
+from graylogic_supervisor.health.monitor import Health, HealthChange, HealthMonitor
 from graylogic_supervisor.memory.model import FailureContext
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.controls import ControlRepository
@@ -38,6 +44,7 @@ from graylogic_supervisor.supervisor.advisor import LearnedFix, MemoryAdvisor
 from graylogic_supervisor.supervisor.events import Escalator, SupervisorObserver
 from graylogic_supervisor.supervisor.holds import Holds
 from graylogic_supervisor.supervisor.policy import Reason, RecoveryPolicy, Signature, Verdict
+from graylogic_supervisor.supervisor.rebuild import PolicyJournal
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +56,8 @@ TERMINATION_RECHECK_S = 60.0
 SEVERITY_PRIORITY = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 # How often maintenance windows are checked for their end.
 MAINTENANCE_CHECK_S = 5.0  # a window ends within this of its end: each check is a store write
-STORE_RETRY_S = 10.0  # after a failure could not be recorded
+STORE_RETRY_S = 10.0  # after a failure could not be recorded, or handling it went wrong
+MAINTENANCE = "maintenance windows"  # the key of the maintenance check's errors
 
 
 @dataclass
@@ -82,7 +90,9 @@ class Supervisor:
         escalations: Escalator,
         clock: Clock,
         advisor: MemoryAdvisor | None = None,
+        journal: PolicyJournal | None = None,
     ) -> None:
+        """``journal`` writes the policy's give-up state as it changes (None: kept in memory)."""
         self._monitor = monitor
         self._versions = versions
         self._executions = executions
@@ -97,6 +107,7 @@ class Supervisor:
         self._observer = observer
         self._escalations = escalations
         self._advisor = advisor
+        self._journal = journal
         self._clock = clock
         self._active: set[str] = set()
         self._adopted: list[tuple[str, Coroutine[Any, Any, object]]] = []
@@ -105,6 +116,8 @@ class Supervisor:
         self._idle.set()
         self._termination_alerted = False
         self._symptoms: dict[str, set[str]] = {}  # root -> its dependents' failures it explains
+        self._retrying: set[str] = set()  # components waiting to be taken up again
+        self._errors: dict[str, str] = {}  # what last went wrong, per component: logged once
         self.transients = 0
 
     def update_catalog(self, catalog: ErrorCatalog) -> None:
@@ -126,8 +139,8 @@ class Supervisor:
     ) -> None:
         try:
             await run
-        except SupervisorError as exc:
-            logger.error("resumed run for %s failed: %s", component, exc)
+        except Exception as exc:  # one run's error must not end the loop
+            self._went_wrong(component, "the resumed run", exc)
         finally:
             self._active.discard(component)
             if not self._active:
@@ -146,55 +159,146 @@ class Supervisor:
             while True:
                 change = await self._monitor.changes.get()
                 component = change.current.component
-                unhealthy = change.current.health is Health.UNHEALTHY
-                self._policy.health_changed(component, not unhealthy)
-                if not self._accepting:
+                try:
+                    await self._on_change(group, change)
+                except Exception as exc:  # one component's trouble must not end the loop
+                    self._went_wrong(component, "the health change", exc)
+                    self._take_up_later(group, component)
+
+    async def _on_change(self, group: asyncio.TaskGroup, change: HealthChange) -> None:
+        component = change.current.component
+        unhealthy = change.current.health is Health.UNHEALTHY
+        self._policy.health_changed(component, not unhealthy)
+        await self._save_policy()
+        if not self._accepting:
+            return
+        if not unhealthy:
+            for dependent in self._dependents_to_retry(component):
+                self._start(group, dependent, after_root=True)
+            return
+        if component in self._active or component in self._retrying:
+            logger.debug("%s already has an open incident; not triggered again", component)
+            return
+        await self._triage(group, component)
+
+    async def _triage(self, group: asyncio.TaskGroup, component: str) -> None:
+        """An unhealthy component: a symptom, expected, or an incident of its own."""
+        root = self._unhealthy_root(component)
+        if root is not None:
+            await self._record_failure(component, f"symptom of {root}", symptom_of=root)
+            self._symptoms.setdefault(root, set()).add(component)
+            logger.info(
+                "%s is unhealthy because %s is: recorded as a symptom, no recovery",
+                component,
+                root,
+            )
+            return
+        window = await self._controls.window_for(component, self._clock.now())
+        if window is not None:
+            await self._record_failure(
+                component, f"expected (maintenance {window['id']})", expected=True
+            )
+            self._in_maintenance.add(component)
+            logger.info("%s failed during its maintenance window: expected", component)
+            return
+        self._start(group, component)
+
+    def _take_up_later(self, group: asyncio.TaskGroup, component: str) -> None:
+        """After an error: look at the component again after a pause, once."""
+        if component in self._retrying:
+            return
+        self._retrying.add(component)
+        group.create_task(self._take_up_again(group, component), name=f"retry:{component}")
+
+    async def _take_up_again(self, group: asyncio.TaskGroup, component: str) -> None:
+        try:
+            while True:
+                await self._clock.sleep(STORE_RETRY_S)
+                if (
+                    not self._accepting
+                    or component in self._active
+                    or self._monitor.state(component).health is not Health.UNHEALTHY
+                ):
+                    return
+                try:
+                    await self._triage(group, component)
+                except Exception as exc:
+                    self._went_wrong(component, "the failure", exc)
                     continue
-                if not unhealthy:
-                    for dependent in self._dependents_to_retry(component):
-                        self._start(group, dependent, after_root=True)
-                    continue
-                if component in self._active:
-                    logger.debug("%s already has an open incident; not triggered again", component)
-                    continue
-                root = self._unhealthy_root(component)
-                if root is not None:
-                    await self._record_failure(component, f"symptom of {root}", symptom_of=root)
-                    self._symptoms.setdefault(root, set()).add(component)
-                    logger.info(
-                        "%s is unhealthy because %s is: recorded as a symptom, no recovery",
-                        component,
-                        root,
-                    )
-                    continue
-                window = await self._controls.window_for(component, self._clock.now())
-                if window is not None:
-                    await self._record_failure(
-                        component, f"expected (maintenance {window['id']})", expected=True
-                    )
-                    self._in_maintenance.add(component)
-                    logger.info("%s failed during its maintenance window: expected", component)
-                    continue
-                self._start(group, component)
+                self._went_right(component)
+                return
+        finally:
+            self._retrying.discard(component)
+
+    def _went_wrong(
+        self, component: str, what: str, exc: Exception, retry_s: float = STORE_RETRY_S
+    ) -> None:
+        """Log an error once with its cause; the same error again is only a debug line.
+
+        A store error is said as such (nothing is done that cannot be written down);
+        anything else is a bug or exhaustion, logged with its traceback.
+        """
+        cause = exc.__cause__ or exc.__context__
+        text = f"{type(exc).__name__}: {exc}" + (
+            f" (cause: {type(cause).__name__}: {cause})" if cause is not None else ""
+        )
+        stored = isinstance(exc, StoreError)
+        if self._errors.get(component) == text:
+            logger.debug("%s of %s failed again: %s", what, component, text)
+            return
+        self._errors[component] = text
+        logger.error(
+            "cannot record %s of %s, tried again in %g s: %s"
+            if stored
+            else "%s of %s failed, tried again in %g s: %s",
+            what,
+            component,
+            retry_s,
+            text,
+            exc_info=None if stored else exc,
+            extra={"error_id": self._error_id(component)},
+        )
+
+    def _went_right(self, component: str) -> None:
+        if self._errors.pop(component, None) is not None:
+            logger.info("%s: handled normally again", component)
+
+    def _error_id(self, component: str) -> str | None:
+        if component not in self._monitor.components:
+            return None
+        return self._monitor.state(component).error_id
+
+    async def _save_policy(self) -> None:
+        if self._journal is not None:
+            await self._journal.save()
 
     async def _watch_maintenance(self, group: asyncio.TaskGroup) -> None:
         """Close windows that ran out; then what they held is a failure like any other."""
         while True:
-            now = self._clock.now()
-            for window in await self._controls.close_elapsed(now):
-                logger.info("maintenance window %s ended", window["id"])
-            for component in sorted(self._in_maintenance):
-                if await self._controls.window_for(component, now) is not None:
-                    continue
-                self._in_maintenance.discard(component)
-                if (
-                    self._accepting
-                    and component not in self._active
-                    and self._monitor.state(component).health is Health.UNHEALTHY
-                    and self._unhealthy_root(component) is None
-                ):
-                    self._start(group, component)
+            try:
+                await self._end_windows(group)
+            except Exception as exc:  # the next check tries again
+                self._went_wrong(MAINTENANCE, "the end", exc, MAINTENANCE_CHECK_S)
+            else:
+                self._went_right(MAINTENANCE)
             await self._clock.sleep(MAINTENANCE_CHECK_S)
+
+    async def _end_windows(self, group: asyncio.TaskGroup) -> None:
+        now = self._clock.now()
+        for window in await self._controls.close_elapsed(now):
+            logger.info("maintenance window %s ended", window["id"])
+        for component in sorted(self._in_maintenance):
+            if await self._controls.window_for(component, now) is not None:
+                continue
+            self._in_maintenance.discard(component)
+            if (
+                self._accepting
+                and component not in self._active
+                and component not in self._retrying
+                and self._monitor.state(component).health is Health.UNHEALTHY
+                and self._unhealthy_root(component) is None
+            ):
+                self._start(group, component)
 
     def _start(self, group: asyncio.TaskGroup, component: str, after_root: bool = False) -> None:
         self._active.add(component)
@@ -265,22 +369,21 @@ class Supervisor:
 
     async def _handle(self, group: asyncio.TaskGroup, component: str, after_root: bool) -> None:
         record_as(component)  # this task's writes are its records (held if it is essential)
+        incident: _Incident | None = None
         try:
             try:
                 incident = await self._open_incident(component, after_root)
                 if incident is not None:
                     await self._recover(incident)
-            except StoreError as exc:
-                # Nothing more can be written down (a full disk past the store's reserve):
-                # no recovery goes unrecorded. The component stays unhealthy and is taken
-                # up again below, after a pause, once this incident is closed.
-                logger.error(
-                    "cannot record the recovery of %s, tried again in %g s: %s",
-                    component,
-                    STORE_RETRY_S,
-                    exc,
-                    extra={"error_id": self._monitor.state(component).error_id},
-                )
+                self._went_right(component)
+            except Exception as exc:
+                # A store error (a full disk past the store's reserve, another process
+                # holding the write lock: no recovery goes unrecorded) or a bug: this
+                # incident ends, and the component, still unhealthy, is taken up again
+                # below, after a pause, with a new incident. Other incidents go on.
+                self._went_wrong(component, "the recovery", exc)
+                if incident is not None:
+                    await self._abandon(incident, exc)
                 await self._clock.sleep(STORE_RETRY_S)
         finally:
             self._active.discard(component)
@@ -295,6 +398,19 @@ class Supervisor:
         ):
             logger.info("%s failed again as its incident closed: a new incident", component)
             self._start(group, component)
+
+    async def _abandon(self, incident: _Incident, exc: Exception) -> None:
+        """Close an incident its error ended, if the store takes it (best effort)."""
+        try:
+            await self._incidents.set_phase(
+                incident.id,
+                "failed",
+                f"its handling failed ({type(exc).__name__}: {exc}); taken up again",
+                self._clock.now(),
+                attempts=incident.attempts,
+            )
+        except Exception as closing:  # already logged the cause above
+            logger.debug("incident %s left open: %s", incident.id, closing)
 
     async def _open_incident(self, component: str, after_root: bool) -> _Incident | None:
         config = self._monitor.components[component]
@@ -319,7 +435,7 @@ class Supervisor:
             now,
         )
         incident = _Incident(new_id("inc", now), component, state.error_id, failure)
-        if self._policy.failure_detected():
+        if self._policy.failure_detected(component):
             await self._enter_safe_mode(now)
         await self._incidents.open(
             incident.id, component, state.error_id, failure.failure_id, state.detail, now
@@ -371,6 +487,7 @@ class Supervisor:
                 continue
             incident.held_for = None
             verdict = self._policy.evaluate(component, playbook.limits.max_attempts)
+            await self._save_policy()
             await self._record(incident, verdict)
             if not verdict.allowed:
                 await self._escalate(
@@ -394,6 +511,7 @@ class Supervisor:
             denial = self._policy.record_outcome(
                 component, succeeded, self._signature(incident, outcome)
             )
+            await self._save_policy()
             if self._advisor is not None and incident.context is not None:
                 await self._advisor.executed(
                     incident.context, chosen, outcome, kind, learned, succeeded
@@ -458,7 +576,8 @@ class Supervisor:
         return Signature(step.action, step.outcome, step.step_id, incident.error_id)
 
     def _after_execution(self, outcome: ExecutionOutcome) -> None:
-        self._policy.execution_finished(outcome.status)
+        failed = outcome.failed_step
+        self._policy.execution_finished(outcome.status, None if failed is None else failed.outcome)
         due = self._policy.termination_alert_due()
         if due and not self._termination_alerted:
             reading = self._policy.termination()
@@ -510,7 +629,10 @@ class Supervisor:
 
     async def _enter_safe_mode(self, now: datetime) -> None:
         settings = self._policy.settings
-        reason = f"{settings.safe_mode_failures} failures within {settings.safe_mode_window_s:g} s"
+        reason = (
+            f"{self._policy.failing_components()} components failed"
+            f" within {settings.safe_mode_window_s:g} s"
+        )
         if await self._controls.set_safe_mode(True, reason, "supervisor", now):
             logger.error("entering safe mode: %s", reason)
             self._observer.alert(

@@ -13,6 +13,9 @@ each with what it does when it cannot compute:
    row, opens the component's breaker: no attempt for ``open_cooldown_s``. Then
    one trial attempt (half-open). A trial that works closes the breaker; one
    that fails opens it again for twice as long, up to ``max_open_cooldown_s``.
+   The cooldown it reached is kept until the component re-arms (rule 3), so a
+   component that works only briefly after each trial backs off further each
+   time instead of starting again from ``open_cooldown_s``.
 3. **Re-arm after success.** A successful recovery does not wipe the slate: the
    attempts stay counted until the component has stayed healthy for
    ``rearm_after_s``. Only then do budget, signature and breaker reset. (A
@@ -31,17 +34,43 @@ each with what it does when it cannot compute:
    meaningful (one escalation on a quiet site would read 100%): the gate allows
    and says so in its reason.
 
-6. **Safe mode.** ``safe_mode_failures`` failures (incidents opened) within
-   ``safe_mode_window_s`` system-wide say something bigger is wrong (a power
+   *What counts* (``termination_count``): ``resolved`` counts as finished,
+   ``escalated`` and ``failed`` as terminated, unless the failing step's outcome
+   was ``error`` (the supervisor could not run the step: an action that raised,
+   its own resources exhausted, a step it could not fill in: nothing was learnt
+   about the component). ``interrupted`` never counts (the supervisor stopped or
+   crashed during the run, or a shutdown or a person cancelled it), and an
+   execution whose records could not be written never reaches an end at all.
+   The gate judges automation by what it did to components, never by the
+   supervisor's own impairment.
+
+   *Essentials are never shut out.* While the gate is closed a component in
+   ``essentials`` still gets the breaker's trial cadence: every attempt is a
+   trial (``essential_trial``), the budget and an open breaker still apply, and
+   a failed trial opens its breaker for ``open_cooldown_s``, doubling up to
+   ``max_open_cooldown_s``. Other components stay held.
+
+6. **Safe mode.** ``safe_mode_failures`` *distinct components* with an incident
+   opened within ``safe_mode_window_s`` say something bigger is wrong (a power
    dip, a switch gone): automatic recovery stops except for the ``essentials``,
-   and only a person leaves safe mode. (Fewer failures than the threshold:
-   nothing to decide.)
-7. **Flapping.** A component whose health changed ``flap_changes`` times within
-   ``flap_window_s`` is held for ``stabilisation_s`` before a run may start,
-   instead of starting a run on every dip.
+   and only a person leaves safe mode. The same component failing again and
+   again is that component's problem, which its own budget, breaker and
+   flapping rule handle: one bridge (or anyone faking its heartbeat) cannot put
+   the site in safe mode. (Fewer components than the threshold: nothing to
+   decide.)
+7. **Flapping.** A component whose health really changed (healthy to unhealthy
+   or back; its first reading after start-up is no change) ``flap_changes``
+   times within ``flap_window_s`` is held for ``stabilisation_s`` before a run
+   may start, instead of starting a run on every dip.
 8. **Critical patterns.** A failure that matches a configured pattern (error
    id and/or a regular expression on its message) is never handled
    automatically: it goes straight to a human.
+
+**Restarts.** Budget, breaker, signature and the termination window are state a
+restarted supervisor must not forget (a daemon restarted by its watchdog would
+otherwise start with a clean slate every time). ``record(component)`` gives
+what the store keeps of a component, ``restore`` and ``restore_finished`` put
+it back at start-up (``supervisor/rebuild.py`` reads the store).
 
 Nothing here does I/O: the supervisor records every evaluation it asks for,
 and reads safe mode and maintenance windows from the store before asking.
@@ -51,6 +80,7 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -58,12 +88,27 @@ from graylogic_supervisor.breaker import BreakerState as Breaker
 from graylogic_supervisor.clock import Clock
 from graylogic_supervisor.engine.regexguard import MAX_MATCH_TEXT
 
+# Executions that end so count toward the termination rate (True: terminated).
+COUNTED_STATUSES = {"resolved": False, "escalated": True, "failed": True}
+# A failing step with this outcome says the supervisor could not run it (rule 5).
+IMPAIRED_STEP_OUTCOMES = frozenset({"error"})
+
+
+def termination_count(status: str, failed_step_outcome: str | None) -> bool | None:
+    """How an execution counts toward the termination rate: True terminated, False
+    finished well, None not at all (the supervisor stopped or was itself impaired)."""
+    terminated = COUNTED_STATUSES.get(status)
+    if terminated and failed_step_outcome in IMPAIRED_STEP_OUTCOMES:
+        return None
+    return terminated
+
 
 class Reason(StrEnum):
     """Why an attempt was allowed or denied; the label of the viability metric."""
 
     WITHIN_BUDGET = "within_budget"
     TRIAL_ATTEMPT = "trial_attempt"
+    ESSENTIAL_TRIAL = "essential_trial"  # a trial of an essential under the termination gate
     ATTEMPT_BUDGET = "attempt_budget"
     BREAKER_OPEN = "breaker_open"
     REPEATED_SIGNATURE = "repeated_signature"
@@ -124,13 +169,29 @@ class TerminationReading:
     terminated: int
 
 
+@dataclass(frozen=True)
+class ComponentRecord:
+    """What must survive a restart of one component's give-up state (times monotonic)."""
+
+    component: str
+    breaker: Breaker
+    opened_at: float | None  # when the breaker last opened
+    open_for: float  # the cooldown it reached (0: never opened since re-armed)
+    failed_trials: int  # trials that failed since it last re-armed
+    signature: Signature | None  # the last unsuccessful execution's, for rule 4
+    rearmed_at: float | None  # attempts before this do not count
+
+
 @dataclass
 class _ComponentState:
     attempts: deque[float] = field(default_factory=deque)
     breaker: Breaker = Breaker.CLOSED
-    opened_at: float = 0.0
+    opened_at: float | None = None
     open_for: float = 0.0
+    failed_trials: int = 0
     last_signature: Signature | None = None
+    rearmed_at: float | None = None
+    healthy: bool | None = None  # last reading; None: none yet
     healthy_since: float | None = None
     changes: deque[float] = field(default_factory=deque)
     held_until: float = 0.0
@@ -142,7 +203,8 @@ class RecoveryPolicy:
         self._clock = clock
         self._components: dict[str, _ComponentState] = {}
         self._finished: deque[tuple[float, bool]] = deque()  # (when, terminated)
-        self._failures: deque[float] = deque()  # incidents opened, for safe mode
+        self._failures: deque[tuple[float, str]] = deque()  # incidents opened, for safe mode
+        self._changed: set[str] = set()  # components whose record changed since taken
         self._critical = [
             (error_id, re.compile(pattern) if pattern else None, why)
             for error_id, pattern, why in settings.critical_patterns
@@ -169,33 +231,100 @@ class RecoveryPolicy:
     def reopens_in(self, component: str) -> float:
         """Seconds until an open breaker allows its trial attempt (0 when not open)."""
         state = self._state(component)
-        if state.breaker is not Breaker.OPEN:
+        if state.breaker is not Breaker.OPEN or state.opened_at is None:
             return 0.0
         return max(state.opened_at + state.open_for - self._clock.monotonic(), 0.0)
 
-    # -- health, for re-arming -------------------------------------------------
+    # -- what survives a restart -------------------------------------------------
+
+    def record(self, component: str) -> ComponentRecord:
+        state = self._state(component)
+        return ComponentRecord(
+            component,
+            state.breaker,
+            state.opened_at,
+            state.open_for,
+            state.failed_trials,
+            state.last_signature,
+            state.rearmed_at,
+        )
+
+    def take_changed(self) -> list[ComponentRecord]:
+        """The records changed since the last call, to be written to the store."""
+        changed = [self.record(component) for component in sorted(self._changed)]
+        self._changed.clear()
+        return changed
+
+    def mark_unsaved(self, components: Iterable[str]) -> None:
+        """Records that could not be written: taken again next time."""
+        self._changed.update(components)
+
+    def restore(self, record: ComponentRecord, attempts: Iterable[float]) -> None:
+        """At start-up, before any decision: a component's state as the store kept it.
+
+        ``attempts`` are the times of its allowed evaluations; those before its
+        last re-arm or outside the window are dropped here.
+        """
+        state = self._state(record.component)
+        state.breaker = record.breaker
+        state.opened_at = record.opened_at
+        state.open_for = record.open_for
+        state.failed_trials = record.failed_trials
+        state.last_signature = record.signature
+        state.rearmed_at = record.rearmed_at
+        oldest = self._clock.monotonic() - self._settings.attempt_window_s
+        if record.rearmed_at is not None:
+            oldest = max(oldest, record.rearmed_at)
+        state.attempts = deque(sorted(t for t in attempts if t >= oldest))
+
+    def restore_attempts(self, component: str, attempts: Iterable[float]) -> None:
+        """Attempts of a component with no record (never opened, never failed)."""
+        self.restore(self.record(component), attempts)
+
+    def restore_finished(self, finished: Iterable[tuple[float, bool]]) -> None:
+        """At start-up: the termination window's executions, (when, terminated)."""
+        oldest = self._clock.monotonic() - self._settings.termination_window_s
+        self._finished = deque(sorted(item for item in finished if item[0] >= oldest))
+
+    # -- health, for re-arming and flapping ---------------------------------------
 
     def health_changed(self, component: str, healthy: bool) -> None:
-        """Told of every health change, so a long-enough healthy spell re-arms."""
+        """Told of every health change, so a long-enough healthy spell re-arms.
+
+        Only a real transition (healthy to unhealthy or back) counts toward
+        flapping; the first reading after start-up, or a repeat, does not.
+        """
         state = self._state(component)
         now = self._clock.monotonic()
-        state.changes.append(now)
+        if state.healthy is not None and state.healthy != healthy:
+            state.changes.append(now)
+        state.healthy = healthy
         self._prune(state.changes, now - self._settings.flap_window_s)
         if healthy:
             if state.healthy_since is None:
                 state.healthy_since = now
             return
-        self._rearm_if_due(state, now)
+        self._rearm_if_due(state, component, now)
         state.healthy_since = None
 
-    def _rearm_if_due(self, state: _ComponentState, now: float) -> None:
+    def _rearm_if_due(self, state: _ComponentState, component: str, now: float) -> None:
         if state.healthy_since is None:
             return
-        if now - state.healthy_since >= self._settings.rearm_after_s:
-            state.attempts.clear()
-            state.last_signature = None
-            state.breaker = Breaker.CLOSED
-            state.open_for = 0.0
+        if now - state.healthy_since < self._settings.rearm_after_s:
+            return
+        if (
+            state.attempts
+            or state.last_signature is not None
+            or state.breaker is not Breaker.CLOSED
+            or state.open_for
+        ):
+            state.rearmed_at = now
+            self._changed.add(component)
+        state.attempts.clear()
+        state.last_signature = None
+        state.breaker = Breaker.CLOSED
+        state.open_for = 0.0
+        state.failed_trials = 0
 
     # -- decisions -------------------------------------------------------------
 
@@ -204,7 +333,7 @@ class RecoveryPolicy:
         settings = self._settings
         state = self._state(component)
         now = self._clock.monotonic()
-        self._rearm_if_due(state, now)
+        self._rearm_if_due(state, component, now)
         self._prune(state.attempts, now - settings.attempt_window_s)
         used = len(state.attempts)
         reading = self.termination()
@@ -212,14 +341,15 @@ class RecoveryPolicy:
         def verdict(allowed: bool, reason: Reason, detail: str) -> Verdict:
             return Verdict(allowed, reason, detail, used, max_attempts, reading.rate, state.breaker)
 
+        gate: str | None = None
         if reading.rate is not None and reading.rate >= settings.termination_rate_limit:
-            return verdict(
-                False,
-                Reason.TERMINATION_RATE,
+            gate = (
                 f"termination rate {reading.rate:.0%} ({reading.terminated} of {reading.finished}"
                 f" in the last {settings.termination_window_s:g} s)"
-                f" >= {settings.termination_rate_limit:.0%}",
+                f" >= {settings.termination_rate_limit:.0%}"
             )
+            if not self.is_essential(component):
+                return verdict(False, Reason.TERMINATION_RATE, gate)
         trial = False
         if state.breaker is Breaker.OPEN:
             remaining = self.reopens_in(component)
@@ -228,11 +358,12 @@ class RecoveryPolicy:
                     False, Reason.BREAKER_OPEN, f"breaker open for another {remaining:.0f} s"
                 )
             state.breaker = Breaker.HALF_OPEN
+            self._changed.add(component)
             trial = True
         elif state.breaker is Breaker.HALF_OPEN:
             trial = True
         if not trial and used >= max_attempts:
-            self._open(state, now)
+            self._open(state, component, now)
             return verdict(
                 False,
                 Reason.ATTEMPT_BUDGET,
@@ -240,6 +371,18 @@ class RecoveryPolicy:
                 f" (budget {max_attempts})",
             )
         state.attempts.append(now)
+        if gate is not None:
+            # An essential under the gate: every attempt is a trial, so a failure
+            # opens its breaker and the next one waits for the breaker's cadence.
+            if state.breaker is not Breaker.HALF_OPEN:
+                state.breaker = Breaker.HALF_OPEN
+                self._changed.add(component)
+            return verdict(
+                True,
+                Reason.ESSENTIAL_TRIAL,
+                f"{gate}, but {component} is essential: one trial attempt,"
+                " the next after the breaker's cooldown if it fails",
+            )
         if trial:
             return verdict(True, Reason.TRIAL_ATTEMPT, "breaker half-open: one trial attempt")
         rate = "not enough executions" if reading.rate is None else f"{reading.rate:.0%}"
@@ -256,27 +399,32 @@ class RecoveryPolicy:
         state = self._state(component)
         now = self._clock.monotonic()
         if succeeded:
+            if state.last_signature is not None or state.breaker is not Breaker.CLOSED:
+                self._changed.add(component)
             state.last_signature = None
             if state.breaker is Breaker.HALF_OPEN:
-                state.breaker = Breaker.CLOSED
-                state.open_for = 0.0
+                state.breaker = Breaker.CLOSED  # its cooldown stays until it re-arms
             return None
         if state.breaker is Breaker.HALF_OPEN:
-            self._open(state, now)
+            state.failed_trials += 1
+            self._open(state, component, now)
             return self._denial(state, Reason.BREAKER_OPEN, "the trial attempt failed")
         repeated = signature is not None and signature == state.last_signature
+        if signature != state.last_signature:
+            self._changed.add(component)
         state.last_signature = signature
         if repeated:
-            self._open(state, now)
+            self._open(state, component, now)
             return self._denial(
                 state, Reason.REPEATED_SIGNATURE, f"the same failure twice: {signature}"
             )
         return None
 
-    def execution_finished(self, status: str) -> None:
-        """System-wide bookkeeping for the termination rate (interrupted ones do not count)."""
-        if status in ("resolved", "escalated", "failed"):
-            self._finished.append((self._clock.monotonic(), status != "resolved"))
+    def execution_finished(self, status: str, failed_step_outcome: str | None = None) -> None:
+        """System-wide bookkeeping for the termination rate (what counts: rule 5)."""
+        terminated = termination_count(status, failed_step_outcome)
+        if terminated is not None:
+            self._finished.append((self._clock.monotonic(), terminated))
 
     def termination(self) -> TerminationReading:
         now = self._clock.monotonic()
@@ -294,12 +442,19 @@ class RecoveryPolicy:
 
     # -- safe mode, flapping, critical patterns --------------------------------
 
-    def failure_detected(self) -> bool:
-        """Count a new incident; True when the count within the window calls for safe mode."""
+    def failure_detected(self, component: str) -> bool:
+        """Count a new incident; True when the distinct components failing within the
+        window call for safe mode (rule 6)."""
         now = self._clock.monotonic()
-        self._failures.append(now)
-        self._prune(self._failures, now - self._settings.safe_mode_window_s)
-        return len(self._failures) >= self._settings.safe_mode_failures
+        self._failures.append((now, component))
+        oldest = now - self._settings.safe_mode_window_s
+        while self._failures and self._failures[0][0] < oldest:
+            self._failures.popleft()
+        return self.failing_components() >= self._settings.safe_mode_failures
+
+    def failing_components(self) -> int:
+        """Distinct components with an incident opened within the safe-mode window."""
+        return len({component for _, component in self._failures})
 
     def is_essential(self, component: str) -> bool:
         return component in self._settings.essentials
@@ -339,7 +494,7 @@ class RecoveryPolicy:
 
     # -- internals ------------------------------------------------------------
 
-    def _open(self, state: _ComponentState, now: float) -> None:
+    def _open(self, state: _ComponentState, component: str, now: float) -> None:
         settings = self._settings
         state.open_for = (
             settings.open_cooldown_s
@@ -348,6 +503,7 @@ class RecoveryPolicy:
         )
         state.breaker = Breaker.OPEN
         state.opened_at = now
+        self._changed.add(component)
 
     def _denial(self, state: _ComponentState, reason: Reason, detail: str) -> Verdict:
         return Verdict(

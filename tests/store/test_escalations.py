@@ -121,8 +121,8 @@ async def test_open_unacknowledged_leaves_out_acknowledged_and_closed(
     db: Database, repo: EscalationRepository
 ) -> None:
     first = await repo.raise_(await open_incident(db, "inc-1"), "mqtt", "high", "a", NOW)
-    acked = await repo.raise_(await open_incident(db, "inc-2"), "api", "high", "b", NOW)
-    closed = await repo.raise_(await open_incident(db, "inc-3"), "knx", "high", "c", NOW)
+    acked = await repo.raise_(await open_incident(db, "inc-2", "api"), "api", "high", "b", NOW)
+    closed = await repo.raise_(await open_incident(db, "inc-3", "knx"), "knx", "high", "c", NOW)
     await repo.acknowledge(acked, "alice", NOW)
     assert await repo.close_for_incident("inc-3", NOW) == 1
     assert await repo.close_for_incident("inc-3", NOW) == 0  # already closed

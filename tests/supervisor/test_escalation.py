@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.config import EscalationConfig
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database
@@ -473,3 +474,101 @@ async def test_run_outlives_a_store_error(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+
+# -- a component that fails again and again ----------------------------------------
+
+
+async def another_incident(h: Harness, number: int) -> str:
+    incident_id = f"inc-20261126-120000-{number:06d}"
+    now = h.clock.now()
+    executions = ExecutionRepository(h.db)
+    failure_id = f"fail-again-{number}"
+    await executions.record_failure(failure_id, "mqtt", ERROR_ID, "critical", "x", now)
+    await IncidentRepository(h.db).open(incident_id, "mqtt", ERROR_ID, failure_id, "x", now)
+    return incident_id
+
+
+async def test_a_component_failing_again_updates_its_escalation_instead_of_raising_another(
+    h: Harness, receiver: Receiver
+) -> None:
+    """A broker that dies seconds after every restart: one escalation, updated."""
+    first = await h.escalate()
+    await h.at(5)
+    assert await h.chain.resolve(INCIDENT) == 1  # restarted: healthy for a few seconds
+    for number in range(1, 100):
+        h.clock.advance(0.5)
+        incident = await another_incident(h, number)
+        last_failure_at = h.clock.now()
+        escalation = await h.chain.escalate(
+            incident, "mqtt", ERROR_ID, "critical", f"broker died again ({number})"
+        )
+        assert escalation == first
+        h.clock.advance(0.1)
+        await h.chain.resolve(incident)
+    [row] = await h.db.fetchall("SELECT * FROM escalations")
+    assert row["id"] == first
+    assert row["occurrences"] == 100
+    assert row["last_incident_id"] == "inc-20261126-120000-000099"
+    assert row["last_detail"] == "broker died again (99)"
+    assert row["updated_at"] == isoformat(last_failure_at)
+    assert h.alerts.levels() == ["0"]  # nobody paged 100 times
+    # It dies once more: reopened, and the chain goes on up its levels from its first raise.
+    await h.chain.escalate(
+        await another_incident(h, 100), "mqtt", ERROR_ID, "critical", "broker died again"
+    )
+    await h.at(60)
+    assert receiver.paths() == ["/oncall"]
+    assert receiver.requests[0].body["escalation_id"] == first
+
+
+async def test_a_second_reason_in_one_incident_updates_without_counting_another_incident(
+    h: Harness,
+) -> None:
+    first = await h.escalate()
+    assert await h.chain.escalate(INCIDENT, "mqtt", ERROR_ID, "critical", "breaker open") == first
+    row = await h.repo.get(first)
+    assert row is not None
+    assert (row["occurrences"], row["last_detail"]) == (1, "breaker open")
+    assert h.alerts.levels() == ["0"]
+
+
+async def test_after_an_acknowledgement_the_next_failure_raises_a_new_escalation(
+    h: Harness,
+) -> None:
+    first = await h.escalate()
+    await h.chain.resolve(INCIDENT)
+    await h.repo.acknowledge(first, "alice", h.clock.now())
+    second = await h.chain.escalate(
+        await another_incident(h, 1), "mqtt", ERROR_ID, "critical", "broker down again"
+    )
+    assert second != first
+    assert h.alerts.levels() == ["0", "0"]
+    row = await h.repo.get(second)
+    assert row is not None
+    assert row["occurrences"] == 1
+
+
+async def test_a_failure_long_after_the_last_recovery_raises_a_new_escalation(
+    h: Harness,
+) -> None:
+    first = await h.escalate()
+    await h.chain.resolve(INCIDENT)  # healthy again; nobody acknowledged: nothing to answer
+    h.clock.advance(EscalationConfig().repeat_window_s + 1)
+    second = await h.chain.escalate(
+        await another_incident(h, 1), "mqtt", ERROR_ID, "critical", "broker down next day"
+    )
+    assert second != first
+    assert h.alerts.levels() == ["0", "0"]
+
+
+async def test_other_components_get_their_own_escalations(h: Harness) -> None:
+    first = await h.escalate()
+    now = h.clock.now()
+    await ExecutionRepository(h.db).record_failure("fail-k", "knx", ERROR_ID, "high", "x", now)
+    await IncidentRepository(h.db).open("inc-knx", "knx", ERROR_ID, "fail-k", "x", now)
+    other = await h.chain.escalate("inc-knx", "knx", ERROR_ID, "high", "knx bridge down")
+    assert other != first
+    assert await h.chain.resolve("inc-knx") == 1
+    row = await h.repo.get(first)
+    assert row is not None and row["closed_at"] is None  # the broker's still calls

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +30,12 @@ from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.escalations import EscalationRepository
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.incidents import IncidentRepository
+from graylogic_supervisor.store.recovery_state import RecoveryStateRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.supervisor.escalation import EscalationChain
 from graylogic_supervisor.supervisor.loop import MAINTENANCE_CHECK_S, Supervisor
 from graylogic_supervisor.supervisor.policy import PolicySettings, RecoveryPolicy, Verdict
+from graylogic_supervisor.supervisor.rebuild import PolicyJournal
 from tests.daemon_process import REPO
 from tests.engine.test_runner import Scripted
 from tests.virtual_time import CountingDatabase, DrivenClock, driven
@@ -73,7 +77,11 @@ class Harness:
         self.observer = Observer()
         self.clock = clock
 
+        self.probe_raises: dict[str, list[Exception]] = {}  # per component, raised in order
+
         async def prober(component: str, config: ComponentConfig) -> tuple[bool, str]:
+            if self.probe_raises.get(component):
+                raise self.probe_raises[component].pop(0)
             return self.probe_health.get(component, self.healthy_on_probe), "probe says so"
 
         components: dict[str, ComponentConfig] = {
@@ -87,6 +95,7 @@ class Harness:
         self.incidents = IncidentRepository(db)
         self.versions = PlaybookVersions(db)
         self.policy = RecoveryPolicy(settings, clock)
+        self.recovery_state = RecoveryStateRepository(db)
         self.audit = AuditLog(db)
         self.controls = ControlRepository(db, self.audit)
         self.escalations = EscalationChain(
@@ -104,6 +113,7 @@ class Harness:
             self.observer,
             self.escalations,
             clock,
+            journal=PolicyJournal(self.policy, self.recovery_state, clock),
         )
 
     async def seed(
@@ -139,10 +149,12 @@ class Harness:
 
 
 @asynccontextmanager
-async def open_harness(tmp_path: Path, **options: Any) -> AsyncIterator[Harness]:
-    """A harness on virtual time: its clock driven, its store counted in flight."""
+async def open_harness(
+    tmp_path: Path, start: datetime | None = None, **options: Any
+) -> AsyncIterator[Harness]:
+    """A harness on virtual time: its clock driven (from ``start``), its store counted."""
     async with (
-        driven(DrivenClock()) as clock,
+        driven(DrivenClock() if start is None else DrivenClock(start)) as clock,
         CountingDatabase(tmp_path / "s.db", clock) as db,
     ):
         yield Harness(db, clock, **options)
@@ -336,6 +348,82 @@ async def test_the_termination_rate_gate_holds_recovery_and_records_why(harness:
     assert "termination rate 100%" in incident["detail"]
 
 
+async def test_under_a_closed_termination_gate_the_essential_broker_still_recovers_at_once(
+    tmp_path: Path,
+) -> None:
+    """Issue 13: false failures closed the gate and a real broker crash then stayed
+    down 44 minutes. The broker is essential: it gets the breaker's trial cadence."""
+    settings = PolicySettings(essentials=("mqtt",), open_cooldown_s=120)
+    async with open_harness(tmp_path, settings=settings, extra=bridge()) as h:
+        await h.seed()
+        await h.seed(component="bridge-knx", error_id="ERR-BRIDGE-HEARTBEAT-001")
+        h.healthy_on_probe = True
+        for _ in range(10):
+            h.policy.execution_finished("failed")
+        task = asyncio.create_task(h.supervisor.run())
+        try:
+            h.monitor.report("bridge-knx", False, "heartbeat missing")
+            h.monitor.report("mqtt", False, "broker killed")
+            await h.clock.sleep(1)
+            assert await h.statuses() == ["resolved"]  # the broker, within a second
+            rows = await h.db.fetchall(
+                "SELECT component, allowed, reason FROM viability_evaluations ORDER BY id"
+            )
+            seen = {(r["component"], r["allowed"], r["reason"]) for r in rows}
+            assert ("mqtt", 1, "essential_trial") in seen
+            assert ("bridge-knx", 0, "termination_rate") in seen  # others stay held
+            assert "bridge-knx" in h.supervisor.recovering
+        finally:
+            h.supervisor.stop_accepting()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
+async def test_runs_the_supervisor_could_not_carry_out_do_not_count_toward_the_gate(
+    harness: Harness,
+) -> None:
+    await harness.seed(max_attempts=20)
+    harness.fix.answers = [OSError(24, "Too many open files")]  # the step cannot even run
+    harness.monitor.report("mqtt", False, "down")
+
+    async def several() -> bool:
+        return len(await harness.statuses()) >= 3
+
+    await eventually(harness.clock, several)
+    assert set(await harness.statuses()) == {"escalated"}
+    reading = harness.policy.termination()
+    assert (reading.finished, reading.terminated) == (0, 0)
+
+
+async def test_a_broker_that_dies_after_every_restart_raises_one_escalation_updated(
+    tmp_path: Path,
+) -> None:
+    """Issue 13: 97 escalations for 100 kills; now one, with its count of incidents."""
+    settings = dataclasses.replace(FAST, flap_changes=1000)  # flapping is not under test
+    async with open_harness(tmp_path, settings=settings) as h:
+        await h.seed()
+        h.healthy_on_probe = True  # every restart works, for a moment
+        task = asyncio.create_task(h.supervisor.run())
+        try:
+            for _ in range(12):
+                h.monitor.report("mqtt", False, "broker killed")
+                await settle(h)
+                await h.clock.sleep(0.05)  # dies again well before it could re-arm
+        finally:
+            h.supervisor.stop_accepting()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert await h.statuses() == ["resolved"] * 12  # each brought back, at its cadence
+        [escalation] = await h.db.fetchall("SELECT * FROM escalations")
+        later = [i["id"] for i in await h.incident_rows() if i["id"] != escalation["incident_id"]]
+        assert escalation["occurrences"] >= 4  # every held incident after the budget ran out
+        assert escalation["last_incident_id"] in later
+        assert escalation["last_detail"].startswith("automatic recovery held")
+        assert len(h.observer.alerts) == 1  # one page
+
+
 async def test_after_stop_accepting_new_failures_start_nothing(harness: Harness) -> None:
     await harness.seed()
     harness.supervisor.stop_accepting()
@@ -462,37 +550,76 @@ async def test_a_site_wide_window_started_mid_incident_holds_it(harness: Harness
     assert reasons == ["within_budget", "maintenance"]  # recorded once while it lasts
 
 
-async def test_five_failures_in_a_minute_enter_safe_mode_which_holds_non_essentials(
+def bridge(name: str = "bridge-knx", **options: Any) -> dict[str, ComponentConfig]:
+    return {
+        name: BridgeComponent(
+            kind="bridge", error_id="ERR-BRIDGE-HEARTBEAT-001", heartbeat_window_s=0.2, **options
+        )
+    }
+
+
+async def test_failures_of_distinct_components_enter_safe_mode_which_holds_non_essentials(
     tmp_path: Path,
 ) -> None:
     settings = PolicySettings(safe_mode_failures=2, safe_mode_window_s=60)
-    async with open_harness(tmp_path, settings=settings) as h:
+    async with open_harness(tmp_path, settings=settings, extra=bridge()) as h:
         await h.seed()
+        await h.seed(component="bridge-knx", error_id="ERR-BRIDGE-HEARTBEAT-001")
         h.healthy_on_probe = True
         task = asyncio.create_task(h.supervisor.run())
         try:
-            h.monitor.report("mqtt", False, "down")  # failure 1: a normal incident
+            h.monitor.report("mqtt", False, "down")  # component 1: a normal incident
             await settle(h)
-            h.monitor.report("mqtt", False, "down again")  # failure 2: safe mode
+            h.monitor.report("mqtt", False, "down again")  # the same one again: no safe mode
+            await settle(h)
+            assert not (await h.controls.safe_mode()).active
+            assert await h.statuses() == ["resolved", "resolved"]
+            h.monitor.report("bridge-knx", False, "heartbeat missing")  # component 2: safe mode
             await h.clock.sleep(0.1)
             safe = await h.controls.safe_mode()
             assert (safe.active, safe.changed_by) == (True, "supervisor")
             assert any(
-                m.startswith("safe mode: 2 failures within 60 s") for _, m in h.observer.alerts
+                m.startswith("safe mode: 2 components failed within 60 s")
+                for _, m in h.observer.alerts
             )
             assert (0, "safe_mode") in await h.evaluations()
-            assert await h.statuses() == ["resolved"]
+            assert await h.statuses() == ["resolved", "resolved"]
             # Leaving is a person's act; then recovery resumes.
             await h.controls.set_safe_mode(
                 False, "checked the power supply", "alice", h.clock.now()
             )
             await settle(h)
-            assert await h.statuses() == ["resolved", "resolved"]
+            assert await h.statuses() == ["resolved", "resolved", "resolved"]
             actions = [row["action"] for row in reversed(await h.audit.entries())]
             assert [a for a in actions if a.startswith("safe_mode")] == [
                 "safe_mode.enter",
                 "safe_mode.leave",
             ]
+        finally:
+            h.supervisor.stop_accepting()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
+async def test_one_bridge_failing_again_and_again_never_puts_the_site_in_safe_mode(
+    tmp_path: Path,
+) -> None:
+    """Five offline heartbeats of one bridge (anyone on the broker can send them)."""
+    settings = PolicySettings(safe_mode_failures=5, safe_mode_window_s=60, flap_changes=100)
+    async with open_harness(tmp_path, settings=settings, extra=bridge()) as h:
+        await h.seed(component="bridge-knx", error_id="ERR-BRIDGE-HEARTBEAT-001", max_attempts=20)
+        h.healthy_on_probe = True
+        task = asyncio.create_task(h.supervisor.run())
+        try:
+            for _ in range(8):
+                h.monitor.report("bridge-knx", False, "offline heartbeat")
+                await settle(h)
+                h.monitor.report("bridge-knx", True, "online heartbeat")
+            await settle(h)
+            assert len(await h.incident_rows()) == 8
+            assert not (await h.controls.safe_mode()).active
+            assert "safe_mode" not in [reason for _, reason in await h.evaluations()]
         finally:
             h.supervisor.stop_accepting()
             task.cancel()

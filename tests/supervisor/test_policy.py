@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from graylogic_supervisor.supervisor.policy import (
@@ -10,6 +12,7 @@ from graylogic_supervisor.supervisor.policy import (
     Reason,
     RecoveryPolicy,
     Signature,
+    termination_count,
 )
 from tests.clocks import ManualClock
 
@@ -230,3 +233,193 @@ def test_the_policy_defaults_are_the_config_defaults() -> None:
     from graylogic_supervisor.reload import policy_settings
 
     assert policy_settings(SupervisorConfig()) == PolicySettings()
+
+
+# -- the termination gate never shuts out an essential ----------------------------
+
+ESSENTIAL = PolicySettings(
+    open_cooldown_s=120,
+    max_open_cooldown_s=480,
+    termination_min_sample=10,
+    essentials=("mqtt",),
+)
+
+
+def close_the_gate(policy: RecoveryPolicy) -> None:
+    for _ in range(10):
+        policy.execution_finished("escalated")
+    assert policy.termination().rate == 1.0
+
+
+def test_under_the_gate_an_essential_gets_a_trial_at_once_and_others_stay_held(
+    clock: ManualClock,
+) -> None:
+    policy = RecoveryPolicy(ESSENTIAL, clock)
+    close_the_gate(policy)
+    held = policy.evaluate("bridge-knx", max_attempts=3)
+    assert (held.allowed, held.reason) == (False, Reason.TERMINATION_RATE)
+    trial = policy.evaluate("mqtt", max_attempts=3)
+    assert (trial.allowed, trial.reason) == (True, Reason.ESSENTIAL_TRIAL)
+    assert "termination rate 100%" in trial.detail and "mqtt is essential" in trial.detail
+    assert policy.breaker("mqtt") is Breaker.HALF_OPEN
+    assert policy.record_outcome("mqtt", True, None) is None
+    assert policy.breaker("mqtt") is Breaker.CLOSED
+    assert policy.evaluate("bridge-knx", max_attempts=3).reason is Reason.TERMINATION_RATE
+
+
+def test_under_the_gate_failed_trials_of_an_essential_follow_the_breakers_cadence(
+    clock: ManualClock,
+) -> None:
+    policy = RecoveryPolicy(ESSENTIAL, clock)
+    close_the_gate(policy)
+    trials = []
+    for _ in range(6):
+        verdict = policy.evaluate("mqtt", max_attempts=100)
+        assert verdict.allowed, verdict
+        trials.append(clock.monotonic())
+        denial = policy.record_outcome("mqtt", False, None)
+        assert denial is not None and denial.reason is Reason.BREAKER_OPEN
+        clock.advance(policy.reopens_in("mqtt") - 1)
+        early = policy.evaluate("mqtt", max_attempts=100)
+        assert (early.allowed, early.reason) == (False, Reason.BREAKER_OPEN)
+        clock.advance(1)
+        for _ in range(9):  # the gate stays closed throughout
+            policy.execution_finished("escalated")
+    gaps = [later - earlier for earlier, later in itertools.pairwise(trials)]
+    assert gaps == [120, 240, 480, 480, 480]
+
+
+def test_under_the_gate_an_essential_still_has_its_budget(clock: ManualClock) -> None:
+    policy = RecoveryPolicy(ESSENTIAL, clock)
+    close_the_gate(policy)
+    for _ in range(2):  # two successful trials: it keeps dying after them
+        assert policy.evaluate("mqtt", max_attempts=2).reason is Reason.ESSENTIAL_TRIAL
+        policy.record_outcome("mqtt", True, None)
+        clock.advance(5)
+    spent = policy.evaluate("mqtt", max_attempts=2)
+    assert (spent.allowed, spent.reason) == (False, Reason.ATTEMPT_BUDGET)
+    clock.advance(120)
+    assert policy.evaluate("mqtt", max_attempts=2).reason is Reason.ESSENTIAL_TRIAL
+
+
+def test_a_component_that_fails_after_every_successful_trial_backs_off_further(
+    policy: RecoveryPolicy, clock: ManualClock
+) -> None:
+    """Its cooldown is kept until it re-arms: 600, 1200, 1800 s, not 600 s every time."""
+    for signature in (RESTART_FAILED, VERIFY_TIMEOUT, RESTART_FAILED):
+        attempt(policy, False, signature)
+    cooldowns = []
+    for _ in range(3):
+        assert policy.evaluate("mqtt", max_attempts=3).reason is Reason.ATTEMPT_BUDGET
+        cooldowns.append(policy.reopens_in("mqtt"))
+        clock.advance(policy.reopens_in("mqtt"))
+        assert policy.evaluate("mqtt", max_attempts=3).reason is Reason.TRIAL_ATTEMPT
+        policy.record_outcome("mqtt", True, None)
+        policy.health_changed("mqtt", True)
+        clock.advance(5)  # dies again seconds later
+        policy.health_changed("mqtt", False)
+    assert cooldowns == [600, 1200, 1800]
+
+
+# -- what counts toward the termination rate ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "failed_step", "counted"),
+    [
+        ("resolved", None, False),
+        ("escalated", "failure", True),
+        ("escalated", "timeout", True),
+        ("failed", "timeout", True),
+        ("failed", None, True),
+        ("escalated", "error", None),  # the supervisor could not run the step
+        ("failed", "error", None),
+        ("interrupted", None, None),  # shutdown, a crash, a person's cancel
+        ("interrupted", "failure", None),
+        ("running", None, None),
+    ],
+)
+def test_what_counts_toward_the_termination_rate(
+    status: str, failed_step: str | None, counted: bool | None
+) -> None:
+    assert termination_count(status, failed_step) is counted
+
+
+def test_executions_the_supervisor_could_not_run_never_close_the_gate(
+    policy: RecoveryPolicy,
+) -> None:
+    for _ in range(10):
+        policy.execution_finished("resolved")
+    for _ in range(20):  # e.g. its probe raised "Too many open files"
+        policy.execution_finished("escalated", "error")
+        policy.execution_finished("interrupted")
+    reading = policy.termination()
+    assert (reading.rate, reading.finished, reading.terminated) == (0.0, 10, 0)
+    assert policy.evaluate("bridge-knx", max_attempts=3).allowed
+
+
+# -- safe mode counts components, flapping counts transitions ----------------------
+
+
+def test_safe_mode_needs_distinct_components_failing_within_its_window(
+    clock: ManualClock,
+) -> None:
+    policy = RecoveryPolicy(PolicySettings(safe_mode_failures=3, safe_mode_window_s=60), clock)
+    assert not any(policy.failure_detected("bridge-knx") for _ in range(50))
+    assert not policy.failure_detected("bridge-dali")
+    clock.advance(61)  # the first two are out of the window
+    assert not policy.failure_detected("mqtt")
+    assert not policy.failure_detected("bridge-dali")
+    assert policy.failure_detected("bridge-knx")
+    assert policy.failing_components() == 3
+
+
+def test_flapping_counts_real_transitions_only(clock: ManualClock) -> None:
+    policy = RecoveryPolicy(
+        PolicySettings(flap_changes=3, flap_window_s=60, stabilisation_s=30), clock
+    )
+    policy.health_changed("bridge-knx", False)  # the first reading: no transition
+    policy.health_changed("bridge-knx", False)  # a repeat: none either
+    policy.health_changed("bridge-knx", True)
+    policy.health_changed("bridge-knx", True)
+    policy.health_changed("bridge-knx", False)
+    assert policy.stabilisation_hold("bridge-knx") == 0
+    policy.health_changed("bridge-knx", True)
+    assert policy.stabilisation_hold("bridge-knx") == 30
+    assert policy.stabilisation_hold("mqtt") == 0  # its own count
+
+
+# -- what survives a restart ---------------------------------------------------------
+
+
+def test_a_restored_policy_denies_what_the_first_would_have_denied(clock: ManualClock) -> None:
+    first = RecoveryPolicy(SETTINGS, clock)
+    attempt(first, False, RESTART_FAILED)
+    attempt(first, False, VERIFY_TIMEOUT)
+    clock.advance(10)
+    assert first.evaluate("mqtt", max_attempts=3).allowed
+    first.record_outcome("mqtt", False, VERIFY_TIMEOUT)  # the same twice: opens
+    records = first.take_changed()
+    assert [r.component for r in records] == ["mqtt"]
+    assert first.take_changed() == []  # taken once
+    clock.advance(100)
+    second = RecoveryPolicy(SETTINGS, clock)
+    second.restore(records[0], [0.0, 0.0, 10.0])
+    for policy in (first, second):
+        verdict = policy.evaluate("mqtt", max_attempts=3)
+        assert (verdict.allowed, verdict.reason) == (False, Reason.BREAKER_OPEN)
+        assert policy.reopens_in("mqtt") == 500
+    assert second.record("mqtt") == first.record("mqtt")
+
+
+def test_attempts_before_a_rearm_are_not_restored(clock: ManualClock) -> None:
+    first = RecoveryPolicy(SETTINGS, clock)
+    attempt(first, False, RESTART_FAILED)
+    first.health_changed("mqtt", True)
+    clock.advance(300)
+    first.health_changed("mqtt", False)  # re-armed: the slate is clean
+    [record] = first.take_changed()
+    assert record.rearmed_at == 300
+    second = RecoveryPolicy(SETTINGS, clock)
+    second.restore(record, [0.0])
+    assert second.evaluate("mqtt", max_attempts=1).allowed
