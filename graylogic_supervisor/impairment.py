@@ -74,6 +74,13 @@ def could_not_tell_from(exc: BaseException, doing: str) -> CouldNotTell | None:
     return CouldNotTell(cause_word(exc), f"could not {doing}: {what} on the supervisor's side")
 
 
+def os_reason(exc: OSError) -> str:
+    """An OS error in words ("connection refused"), without asyncio's wrapping text."""
+    if exc.errno is not None:
+        return os.strerror(exc.errno).lower()
+    return str(exc)
+
+
 def fds_exhausted() -> bool:
     """Whether this process cannot open one more file right now (one open and close)."""
     try:

@@ -22,7 +22,12 @@ import logging
 
 from graylogic_supervisor.config import ComponentConfig
 from graylogic_supervisor.errors import SupervisorError
-from graylogic_supervisor.impairment import CouldNotTell, LagWatch, could_not_tell_from
+from graylogic_supervisor.impairment import (
+    CouldNotTell,
+    LagWatch,
+    could_not_tell_from,
+    os_reason,
+)
 from graylogic_supervisor.mqtt.probe import ProbeError, ProbeTarget, probe_broker, resolve
 from graylogic_supervisor.services.manager import ServiceManager
 
@@ -113,7 +118,7 @@ async def port_refusal(host: str, port: int, timeout_s: float) -> str | None:
             own = could_not_tell_from(exc, f"check port {host}:{port}")
             if own is not None:
                 raise own from exc
-            return f"refuses connections ({exc.strerror or exc})"
+            return f"refuses connections ({os_reason(exc)})"
         finally:
             if writer is not None:
                 writer.close()

@@ -23,7 +23,12 @@ import threading
 from dataclasses import dataclass, field
 
 from graylogic_supervisor.errors import SupervisorError
-from graylogic_supervisor.impairment import CouldNotTell, LagWatch, could_not_tell_from
+from graylogic_supervisor.impairment import (
+    CouldNotTell,
+    LagWatch,
+    could_not_tell_from,
+    os_reason,
+)
 
 # MQTT 3.1.1 control packet types (the high nibble of the first byte).
 CONNACK, PUBLISH, SUBACK = 2, 3, 9
@@ -88,7 +93,7 @@ async def probe_broker(target: ProbeTarget, timeout_s: float) -> ProbeResult:
             own = could_not_tell_from(exc, f"probe the MQTT broker {where}")
             if own is not None:
                 raise own from exc
-            raise ProbeError(f"MQTT broker {where}: {exc.strerror or exc}") from exc
+            raise ProbeError(f"MQTT broker {where}: {os_reason(exc)}") from exc
         except MemoryError as exc:
             raise CouldNotTell("memory", f"could not probe {where}: out of memory") from exc
         finally:
