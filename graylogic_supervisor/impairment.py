@@ -43,35 +43,45 @@ class CouldNotTell(SupervisorError):
         super().__init__(message)
 
 
-def own_resource_failure(exc: BaseException) -> str | None:
-    """What ran short on our side, if ``exc`` (or what it wraps) is such an error."""
+def _own_failure(exc: BaseException) -> BaseException | None:
+    """``exc`` or the error it wraps (``raise ... from``) that is an own-resource failure."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, OSError) and current.errno in OWN_RESOURCE_ERRNOS:
-            return OWN_RESOURCE_ERRNOS[current.errno]
-        if isinstance(current, MemoryError):
-            return OWN_RESOURCE_ERRNOS[errno.ENOMEM]
+        if isinstance(current, MemoryError) or (
+            isinstance(current, OSError) and current.errno in OWN_RESOURCE_ERRNOS
+        ):
+            return current
         current = current.__cause__ or current.__context__
     return None
 
 
-def cause_word(exc: BaseException) -> str:
-    """The metrics label of an own-resource failure."""
-    if isinstance(exc, OSError) and exc.errno in (errno.EMFILE, errno.ENFILE):
-        return "fds"
-    if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM):
-        return "memory"
-    return "resources"
+def own_resource_failure(exc: BaseException) -> str | None:
+    """What ran short on our side, if ``exc`` (or what it wraps) is such an error."""
+    found = _own_failure(exc)
+    if found is None:
+        return None
+    if isinstance(found, OSError) and found.errno is not None:
+        return OWN_RESOURCE_ERRNOS[found.errno]
+    return OWN_RESOURCE_ERRNOS[errno.ENOMEM]
 
 
 def could_not_tell_from(exc: BaseException, doing: str) -> CouldNotTell | None:
-    """``exc`` as a :class:`CouldNotTell` if it is an own-resource failure, else None."""
-    what = own_resource_failure(exc)
-    if what is None:
+    """``exc`` as a :class:`CouldNotTell` if it is (or wraps) an own-resource failure."""
+    found = _own_failure(exc)
+    if found is None:
         return None
-    return CouldNotTell(cause_word(exc), f"could not {doing}: {what} on the supervisor's side")
+    what = own_resource_failure(found)
+    if isinstance(found, OSError) and found.errno in (errno.EMFILE, errno.ENFILE):
+        cause = "fds"
+    elif isinstance(found, MemoryError) or (
+        isinstance(found, OSError) and found.errno == errno.ENOMEM
+    ):
+        cause = "memory"
+    else:
+        cause = "resources"
+    return CouldNotTell(cause, f"could not {doing}: {what} on the supervisor's side")
 
 
 def os_reason(exc: OSError) -> str:
