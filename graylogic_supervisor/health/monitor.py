@@ -211,10 +211,6 @@ class HealthMonitor:
                 logger.info("MQTT link lost (%s): checking %s now", detail, name)
                 self._wake[name].set()
 
-    def probe_soon(self, component: str) -> None:
-        """Have the component's probe loop check it now rather than at its next interval."""
-        self._wake[component].set()
-
     async def probe(self, component: str) -> tuple[bool, str]:
         """Check one component now, report it, and return what was found.
 

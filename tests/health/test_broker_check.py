@@ -13,7 +13,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
@@ -72,7 +72,9 @@ def stopped(pid: int) -> Iterator[None]:
 
 
 @asynccontextmanager
-async def broker_service(tmp_path: Path) -> AsyncIterator[tuple[ServiceManager, int, int]]:
+async def broker_service(
+    tmp_path: Path, on_exit: Callable[[str, str], None] = lambda name, detail: None
+) -> AsyncIterator[tuple[ServiceManager, int, int]]:
     """Mosquitto run by the real process backend: (services, port, pid)."""
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
@@ -87,7 +89,7 @@ async def broker_service(tmp_path: Path) -> AsyncIterator[tuple[ServiceManager, 
             [MOSQUITTO, "-c", str(conf)],
             run_dir=tmp_path / "run",
             log_path=tmp_path / "mosquitto.log",
-            on_exit=lambda name, detail: None,
+            on_exit=on_exit,
             stop_timeout_s=2,
         ),
         Readiness("127.0.0.1", port, 10),
@@ -262,3 +264,28 @@ async def test_the_port_witness_tells_refused_from_could_not_tell(broker: Broker
     with all_fds_held(), pytest.raises(CouldNotTell, match="EMFILE") as caught:
         await port_refusal("127.0.0.1", broker.port, CONFIRM_S)
     assert caught.value.cause == "fds"
+
+
+async def test_a_killed_broker_is_unhealthy_at_once_even_without_file_descriptors(
+    tmp_path: Path,
+) -> None:
+    """The process backend's exit event is certain: it needs no probe and no descriptor."""
+    exits: list[tuple[str, str]] = []
+    exited = asyncio.Event()
+
+    def on_exit(name: str, detail: str) -> None:
+        exits.append((name, detail))
+        exited.set()
+
+    async with broker_service(tmp_path, on_exit) as (services, port, pid):
+        monitor, _, _ = monitor_of(port, services, service="mosquitto")
+        assert (await monitor.probe("mqtt"))[0]
+        with all_fds_held():
+            assert "could not tell" in (await monitor.probe("mqtt"))[1]
+            os.kill(pid, signal.SIGKILL)
+            await asyncio.wait_for(exited.wait(), EVENT_BUDGET_S)
+            monitor.service_exited(*exits[0])  # as the daemon wires it
+            assert monitor.state("mqtt").health is Health.UNHEALTHY
+            healthy, detail = await monitor.probe("mqtt")  # and the probe agrees
+        assert not healthy
+        assert "killed by SIGKILL" in detail
