@@ -62,6 +62,12 @@ class MqttConfig(Model):
     keepalive_s: int = Field(10, ge=2, le=3600)
     topic_root: str = Field("graylogic", pattern=r"^[A-Za-z0-9_/-]+$")
     probe_timeout_s: float = Field(2.0, gt=0)
+    confirm_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        description="a failed probe's second round trip, on its own connection (at least"
+        " probe_timeout_s): the broker is unhealthy only if that fails too",
+    )
     discovery_prefix: str | None = Field(
         "homeassistant", description="Home Assistant discovery prefix; null disables discovery"
     )

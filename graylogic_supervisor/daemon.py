@@ -22,7 +22,6 @@ from graylogic_supervisor.catalog import (
 from graylogic_supervisor.clock import Clock, SystemClock
 from graylogic_supervisor.config import (
     BridgeComponent,
-    ComponentConfig,
     MqttComponent,
     SupervisorConfig,
 )
@@ -31,6 +30,7 @@ from graylogic_supervisor.engine.builtins.compose import RunPlaybook
 from graylogic_supervisor.engine.control import ExecutionControls, PriorityGate
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import ServiceError
+from graylogic_supervisor.health.broker_check import BrokerCheck
 from graylogic_supervisor.health.heartbeats import HeartbeatTracker
 from graylogic_supervisor.health.monitor import (
     ComponentHealth,
@@ -53,7 +53,7 @@ from graylogic_supervisor.memory.service import FailureMemory
 from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.mqtt.discovery import discovery_messages
 from graylogic_supervisor.mqtt.link import LinkSettings, MqttLink, encode
-from graylogic_supervisor.mqtt.probe import ProbeError, ProbeTarget, probe_broker
+from graylogic_supervisor.mqtt.probe import ProbeTarget
 from graylogic_supervisor.mqtt.status import (
     DurationHistory,
     StatusPublisher,
@@ -214,13 +214,9 @@ async def _run(
             topics.root,
         )
 
-        async def probe_mqtt(component: str, _: ComponentConfig) -> tuple[bool, str]:
-            try:
-                result = await probe_broker(probe_target, timeout_s=config.mqtt.probe_timeout_s)
-            except ProbeError as exc:
-                return False, str(exc)
-            return True, f"MQTT round trip {result.round_trip_s * 1000:.1f} ms"
-
+        probe_mqtt = BrokerCheck(
+            probe_target, services, config.mqtt.probe_timeout_s, config.mqtt.confirm_timeout_s
+        )
         bridges = {
             name: component
             for name, component in config.components.items()
@@ -260,6 +256,9 @@ async def _run(
             },
             clock,
             publisher=on_health_change,
+            on_could_not_tell=lambda component, cause: metrics.probe_could_not_tell(
+                component, cause
+            ),
         )
         systemctl = SubprocessRunner()
         all_services = ([plan.service] if plan.service else []) + list(config.services)

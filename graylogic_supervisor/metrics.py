@@ -98,6 +98,13 @@ class Metrics:
             ["loop"],
             registry=registry,
         )
+        self._could_not_tell = Counter(
+            f"{PREFIX}probe_could_not_tell_total",
+            "Health checks that could not tell (the supervisor's own resources failed:"
+            " no file descriptor, a busy loop), by component and cause; none opens an incident.",
+            ["component", "cause"],
+            registry=registry,
+        )
         self._safe_mode = Gauge(
             f"{PREFIX}safe_mode",
             "1 while the supervisor is in safe mode (no automatic recovery), else 0.",
@@ -155,6 +162,9 @@ class Metrics:
 
     def loop_restarted(self, loop: str) -> None:
         self._loop_restarts.labels(loop=loop).inc()
+
+    def probe_could_not_tell(self, component: str, cause: str) -> None:
+        self._could_not_tell.labels(component=component, cause=cause).inc()
 
     def set_safe_mode(self, on: bool) -> None:
         self._safe_mode.set(1 if on else 0)

@@ -8,6 +8,10 @@ failed and its limit, so the notification says what to look at.
 
 psutil's calls are single syscalls or ``/proc`` reads (microseconds), so they
 run inline; the store's check runs on aiosqlite's thread.
+
+A reading that fails on our side (no file descriptor left to open ``/proc``,
+psutil's AccessDenied) raises ``CouldNotTell``: the monitor keeps the last
+known health instead of calling the component unhealthy, and nothing escapes.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from graylogic_supervisor.config import (
 )
 from graylogic_supervisor.errors import StoreError
 from graylogic_supervisor.health.monitor import Prober
+from graylogic_supervisor.impairment import CouldNotTell, could_not_tell_from, fds_exhausted
 from graylogic_supervisor.store.database import Database
 
 logger = logging.getLogger(__name__)
@@ -61,6 +66,11 @@ def _complaint(text: str) -> str:
     return one_line
 
 
+def _unreadable(what: str, exc: BaseException) -> CouldNotTell:
+    own = could_not_tell_from(exc, f"read {what}")
+    return own or CouldNotTell("error", f"could not read {what}: {exc}")
+
+
 def _free_mb(path: Path) -> float:
     return psutil.disk_usage(str(path)).free / MB
 
@@ -86,6 +96,8 @@ def database_prober(db: Database, clock: Clock) -> Prober:
         try:
             free_mb = _free_mb(directory)
         except OSError as exc:
+            if could_not_tell_from(exc, "") is not None:
+                raise _unreadable(f"free space of {directory}", exc) from exc
             problems.append(f"cannot read free space of {directory}: {exc.strerror or exc}")
         else:
             if free_mb < settings.min_free_mb:
@@ -102,6 +114,11 @@ def database_prober(db: Database, clock: Clock) -> Prober:
         # Database.fetchone does not translate sqlite3 errors, and a damaged page
         # usually surfaces as "database disk image is malformed" rather than as a row.
         except (StoreError, sqlite3.Error) as exc:
+            if fds_exhausted():  # SQLite could not open its files: our fds, not the store
+                raise CouldNotTell(
+                    "fds",
+                    f"quick_check failed while the supervisor has no free file descriptor: {exc}",
+                ) from exc
             problems.append(f"quick_check failed: {_complaint(str(exc))}")
         else:
             latency_ms = (clock.monotonic() - began) * 1000
@@ -126,7 +143,10 @@ def memory_prober() -> Prober:
 
     async def probe(component: str, config: ComponentConfig) -> tuple[bool, str]:
         settings = _narrow(config, MemoryComponent)
-        memory = psutil.virtual_memory()
+        try:
+            memory = psutil.virtual_memory()
+        except (OSError, psutil.Error) as exc:
+            raise _unreadable("memory use", exc) from exc
         available = f"{memory.available / MB:.0f} MB available"
         if memory.percent > settings.max_percent:
             detail = f"memory {memory.percent:.1f}% used > {settings.max_percent:g}%, {available}"
@@ -153,6 +173,8 @@ def disk_prober(default_path: Path) -> Prober:
         try:
             usage = psutil.disk_usage(str(path))
         except OSError as exc:
+            if could_not_tell_from(exc, "") is not None:
+                raise _unreadable(f"disk usage of {path}", exc) from exc
             detail = f"cannot read disk usage of {path}: {exc.strerror or exc}"
             logger.debug("%s: %s", component, detail, extra={"error_id": settings.error_id})
             return False, detail
@@ -188,13 +210,16 @@ def cpu_prober(clock: Clock, min_sample_s: float = 1.0) -> Prober:
         nonlocal last_sample_at, last_percent
         settings = _narrow(config, CpuComponent)
         now = clock.monotonic()
-        if last_sample_at is None:
-            psutil.cpu_percent(interval=None)
-            last_sample_at = now
-        elif now - last_sample_at >= min_sample_s:
-            last_percent = psutil.cpu_percent(interval=None)
-            last_sample_at = now
-        load = os.getloadavg()[0] / cpus
+        try:
+            if last_sample_at is None:
+                psutil.cpu_percent(interval=None)
+                last_sample_at = now
+            elif now - last_sample_at >= min_sample_s:
+                last_percent = psutil.cpu_percent(interval=None)
+                last_sample_at = now
+            load = os.getloadavg()[0] / cpus
+        except (OSError, psutil.Error) as exc:
+            raise _unreadable("CPU use and load", exc) from exc
 
         problems: list[str] = []
         figures: list[str] = []

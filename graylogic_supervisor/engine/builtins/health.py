@@ -16,7 +16,11 @@ class WaitParams(ActionParams):
 
 
 class WaitForHealth:
-    """Probes the target component until it is healthy or the step's time is up."""
+    """Probes the target component until it is healthy or the step's time is up.
+
+    A probe that could not tell keeps the component's last health (unhealthy,
+    during a recovery), so the wait goes on; the failure says if that was why.
+    """
 
     name: ClassVar[str] = "wait_for_health"
     kind: ClassVar[ActionKind] = ActionKind.CHECK
@@ -41,6 +45,12 @@ class WaitForHealth:
                 return StepResult.ok(f"{component} healthy: {detail}", probes=probes)
             remaining = ctx.deadline - ctx.clock.monotonic()
             if remaining <= pause:
+                if self._health.blind(component) is not None:  # the last check could not tell
+                    return StepResult.failed(
+                        f"could not tell whether {component} is healthy: {detail}",
+                        probes=probes,
+                        could_not_tell=True,
+                    )
                 return StepResult.failed(f"{component} still unhealthy: {detail}", probes=probes)
             await ctx.clock.sleep(pause)
             pause = min(pause * 2, params.max_interval_s)

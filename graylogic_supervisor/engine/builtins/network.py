@@ -13,6 +13,7 @@ from graylogic_supervisor.engine.action import (
     StepContext,
     StepResult,
 )
+from graylogic_supervisor.impairment import CouldNotTell
 from graylogic_supervisor.mqtt.probe import ProbeError, ProbeTarget, probe_broker
 from graylogic_supervisor.services.manager import port_accepts
 
@@ -41,8 +42,18 @@ class CheckPort:
         )
 
 
+# Between tries of a round trip that could not tell (our side failed): short, since
+# such a spell (a burst of work on the loop, fds briefly gone) usually passes quickly.
+COULD_NOT_TELL_PAUSE_S = 0.1
+
+
 class CheckMqtt:
-    """Connect, publish and receive a probe on the supervised broker; reports latency."""
+    """Connect, publish and receive a probe on the supervised broker; reports latency.
+
+    A round trip that could not tell (no file descriptor, a busy loop) is not
+    the broker failing: it is tried again within the step's time, and if it
+    never could tell, the step fails saying so (``could_not_tell`` in its output).
+    """
 
     name: ClassVar[str] = "check_mqtt"
     kind: ClassVar[ActionKind] = ActionKind.CHECK
@@ -53,11 +64,20 @@ class CheckMqtt:
         self._target = target
 
     async def run(self, ctx: StepContext) -> StepResult:
-        budget = max(ctx.deadline - ctx.clock.monotonic(), 0.01)
-        try:
-            result = await probe_broker(self._target, timeout_s=budget)
-        except ProbeError as exc:
-            return StepResult.failed(str(exc))
+        while True:
+            budget = max(ctx.deadline - ctx.clock.monotonic(), 0.01)
+            try:
+                result = await probe_broker(self._target, timeout_s=budget)
+            except ProbeError as exc:
+                return StepResult.failed(str(exc))
+            except CouldNotTell as exc:
+                if ctx.deadline - ctx.clock.monotonic() <= COULD_NOT_TELL_PAUSE_S:
+                    return StepResult.failed(
+                        f"could not tell whether the broker answers: {exc}", could_not_tell=True
+                    )
+                await ctx.clock.sleep(COULD_NOT_TELL_PAUSE_S)
+                continue
+            break
         return StepResult.ok(
             f"MQTT round trip {result.round_trip_s * 1000:.1f} ms"
             f" (connect {result.connect_s * 1000:.1f} ms)",
