@@ -16,10 +16,10 @@ for lack of descriptors is the supervisor's problem, not the component's).
 from __future__ import annotations
 
 import logging
-import os
 import resource
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -41,7 +41,7 @@ def open_fds() -> int:
     honest answer.
     """
     try:
-        return len(os.listdir(PROC_FDS)) - 1
+        return sum(1 for _ in Path(PROC_FDS).iterdir()) - 1
     except FileNotFoundError:  # not Linux: no /proc; psutil knows other ways
         return psutil.Process().num_fds()
     except OSError:  # EMFILE: no descriptor left to list them with

@@ -43,7 +43,7 @@ class ServerProcess:
     process: asyncio.subprocess.Process
 
     def fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.process.pid}/fd"))
+        return sum(1 for _ in Path(f"/proc/{self.process.pid}/fd").iterdir())
 
     async def metric(self, name: str) -> float:
         async with httpx.AsyncClient(timeout=BUDGET_S) as client:
@@ -252,7 +252,7 @@ async def test_no_connection_is_accepted_while_the_fds_are_within_the_reserve() 
     budget = FdBudget(open_fds() + 60, reserve=30)
     async with serving(plain_app(), ServerLimits(), budget) as (port, metrics):
         assert (await healthz_answered(port)) == 200
-        hogs = [open(os.devnull, "rb") for _ in range(40)]  # noqa: SIM115
+        hogs = [Path(os.devnull).open("rb") for _ in range(40)]  # noqa: SIM115
         try:
             first = await connect(port)  # accepted before the check saw it: closed at once
             await wait_closed([first], 1)
@@ -279,17 +279,20 @@ async def test_requests_beyond_the_concurrency_limit_get_503_at_once_but_healthz
         inside.release()
         await release.wait()
 
-    async with serving(plain_app(slow), ServerLimits(max_requests=2)) as (port, _):
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=BUDGET_S) as c:
-            held = [asyncio.create_task(c.get("/slow")) for _ in range(2)]
-            for _ in range(2):
-                await asyncio.wait_for(inside.acquire(), BUDGET_S)
-            busy = await c.get("/slow")
-            assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
-            assert (await c.get("/healthz")).status_code == 200
-            release.set()
-            assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
-            assert (await c.get("/slow")).status_code == 200
+    limits = ServerLimits(max_requests=2)
+    async with (
+        serving(plain_app(slow), limits) as (port, _),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=BUDGET_S) as c,
+    ):
+        held = [asyncio.create_task(c.get("/slow")) for _ in range(2)]
+        for _ in range(2):
+            await asyncio.wait_for(inside.acquire(), BUDGET_S)
+        busy = await c.get("/slow")
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        assert (await c.get("/healthz")).status_code == 200
+        release.set()
+        assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
+        assert (await c.get("/slow")).status_code == 200
 
 
 def test_a_low_soft_file_limit_is_raised_toward_the_hard_one_and_never_lowered() -> None:
@@ -297,7 +300,8 @@ def test_a_low_soft_file_limit_is_raised_toward_the_hard_one_and_never_lowered()
     script = (
         "import resource\n"
         "from graylogic_supervisor.fdbudget import raise_soft_limit\n"
-        "resource.setrlimit(resource.RLIMIT_NOFILE, (SOFT, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))\n"
+        "_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (SOFT, hard))\n"
         "print(raise_soft_limit())\n"
     )
     for soft, expected in ((256, min(4096, hard)), (min(hard, 10_000), min(hard, 10_000))):
