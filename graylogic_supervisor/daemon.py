@@ -30,6 +30,7 @@ from graylogic_supervisor.engine.builtins.compose import RunPlaybook
 from graylogic_supervisor.engine.control import ExecutionControls, PriorityGate
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import ServiceError
+from graylogic_supervisor.fdbudget import FdBudget
 from graylogic_supervisor.health.heartbeats import HeartbeatTracker
 from graylogic_supervisor.health.monitor import (
     ComponentHealth,
@@ -58,6 +59,7 @@ from graylogic_supervisor.mqtt.status import (
     Topics,
     offline_payload,
 )
+from graylogic_supervisor.passwords import PasswordPool
 from graylogic_supervisor.playbooks.loader import load_directory
 from graylogic_supervisor.reload import Reloader, memory_settings, policy_settings
 from graylogic_supervisor.sdnotify import Notifier
@@ -75,7 +77,7 @@ from graylogic_supervisor.store.incidents import IncidentRepository
 from graylogic_supervisor.store.memory import MemoryRepository
 from graylogic_supervisor.store.reserve import DiskReserve
 from graylogic_supervisor.store.sessions import SessionRepository
-from graylogic_supervisor.store.users import ensure_first_admin
+from graylogic_supervisor.store.users import UserRepository, ensure_first_admin
 from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.supervisor.advisor import MemoryAdvisor
 from graylogic_supervisor.supervisor.escalation import EscalationChain
@@ -88,7 +90,7 @@ from graylogic_supervisor.supervisor.store_space import StoreSpace
 from graylogic_supervisor.web.app import WebDeps, create_app
 from graylogic_supervisor.web.auth import AuthDeps
 from graylogic_supervisor.web.render import AdminDeps
-from graylogic_supervisor.web.server import serve
+from graylogic_supervisor.web.server import limits_for, serve
 
 logger = logging.getLogger(__name__)
 
@@ -358,7 +360,11 @@ async def _run(
             clock,
             alert=observer.alert,
         )
-        await ensure_first_admin(learning.users, audit, clock)
+        passwords = await stack.enter_async_context(
+            PasswordPool(config.admin.password_workers, config.admin.password_queue)
+        )
+        users = UserRepository(db, passwords)  # logins hash in this pool only
+        await ensure_first_admin(users, audit, clock)
         sessions = SessionRepository(db)
         await sessions.purge(clock.now())
         app = create_app(
@@ -371,7 +377,7 @@ async def _run(
             ),
             AdminDeps(
                 db,
-                AuthDeps(learning.users, sessions, audit, clock),
+                AuthDeps(users, sessions, audit, clock, metrics=metrics),
                 controls,
                 escalation_store,
                 executions,
@@ -385,13 +391,23 @@ async def _run(
             ),
         )
         web_ready = asyncio.Event()
+        fds = FdBudget.at_startup(config.admin.fd_reserve)
         scheduler = loops.nightly_scheduler(config, memory, learning)
         scheduler.start()  # inside the running loop, as APScheduler 3 requires
         stack.callback(scheduler.shutdown, wait=False)
 
         async with asyncio.TaskGroup() as group:
             web = group.create_task(
-                serve(app, config.admin.bind, config.admin.port, ready=web_ready), name="web"
+                serve(
+                    app,
+                    config.admin.bind,
+                    config.admin.port,
+                    ready=web_ready,
+                    limits=limits_for(config.admin, fds),
+                    budget=fds,
+                    metrics=metrics,
+                ),
+                name="web",
             )
             # Listening first: an address in use ends start-up here, before anything else
             # runs (and before READY=1).

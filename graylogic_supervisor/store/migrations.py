@@ -416,4 +416,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX login_attempts_by_time ON login_attempts(at);
     """,
+    # 11: a login attempt is reserved before its password is hashed, in the transaction
+    # that counts the failures (issue 13: 149 of 150 concurrent guesses were checked).
+    # A reserved row counts as a failure until its outcome is written; one never written
+    # (a crash) stops counting at pending_until. Counted per (user, address).
+    """
+    ALTER TABLE login_attempts ADD COLUMN pending_until TEXT;
+    CREATE INDEX login_attempts_by_pair ON login_attempts(user, remote, at);
+    """,
 ]

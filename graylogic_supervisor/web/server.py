@@ -69,6 +69,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from graylogic_supervisor.config import AdminConfig
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.fdbudget import FdBudget
 from graylogic_supervisor.metrics import Metrics
@@ -103,6 +104,17 @@ class ServerLimits:
     """An answer the client does not read."""
     max_requests: int = 16
     """Requests in the app at once, ``/healthz`` aside."""
+
+
+def limits_for(admin: AdminConfig, budget: FdBudget) -> ServerLimits:
+    """The configured limits, with the connection cap fitted to the descriptors left."""
+    return ServerLimits(
+        max_connections=budget.fit(admin.max_connections),
+        request_timeout_s=admin.request_timeout_s,
+        idle_timeout_s=admin.idle_timeout_s,
+        write_timeout_s=admin.write_timeout_s,
+        max_requests=admin.max_concurrent_requests,
+    )
 
 
 class ListenError(SupervisorError):
