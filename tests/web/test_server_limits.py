@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import resource
 import subprocess
@@ -26,8 +27,11 @@ from starlette.routing import Route
 
 from graylogic_supervisor.fdbudget import FdBudget, open_fds, raise_soft_limit
 from graylogic_supervisor.metrics import Metrics
+from graylogic_supervisor.web.app import WebDeps, create_app
+from graylogic_supervisor.web.auth import read_form
 from graylogic_supervisor.web.server import FD_RECHECK_S, ServerLimits, serve
 from tests.conftest import free_port
+from tests.web.server_process import AllHealthy
 
 ROOT = Path(__file__).resolve().parents[2]
 BUDGET_S = 60.0
@@ -320,3 +324,33 @@ def test_the_cap_is_fitted_to_the_room_the_reserve_leaves() -> None:
     lowered = FdBudget(open_fds() + 100, reserve=80).fit(64)
     assert 1 <= lowered <= 18
     assert FdBudget(open_fds() + 10, reserve=80).fit(64) == 1  # /healthz still answers
+
+
+async def test_a_login_body_that_trickles_is_cut_off_without_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def form(request: Request) -> Response:
+        return JSONResponse({"fields": len(await read_form(request))})
+
+    app = create_app(WebDeps(AllHealthy(), frozenset, Metrics("test"), "villa-7", "0.1.0"))
+    app.router.routes.append(Route("/form", form, methods=["POST"]))
+    limits = ServerLimits(request_timeout_s=1.0)
+    async with serving(app, limits) as (port, metrics):
+        stream = await connect(port)
+        stream[1].write(
+            b"POST /form HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded"
+            b"\r\nContent-Length: 500\r\n\r\n"
+        )
+        slow = asyncio.create_task(trickle(stream, b"a" * 500))
+        try:
+            assert await wait_closed([stream], 1) == []
+        finally:
+            slow.cancel()
+            await asyncio.gather(slow, return_exceptions=True)
+            close_all([stream])
+        closed = metrics.registry.get_sample_value(
+            "graylogic_supervisor_admin_connections_closed_total", {"reason": "request_timeout"}
+        )
+        assert closed == 1
+        assert (await healthz_answered(port)) == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
