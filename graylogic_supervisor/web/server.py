@@ -88,6 +88,9 @@ BACKLOG = 128
 FD_RECHECK_S = 1.0
 """How often a server that stopped accepting for want of descriptors looks again."""
 
+CAP_LOG_EVERY_S = 60.0
+"""Connections closed at the cap are logged at most this often (an attack is one line a minute)."""
+
 OUT_OF_FDS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
@@ -244,7 +247,8 @@ class _EmbeddedServer(uvicorn.Server):
         self._budget = budget
         self._metrics = metrics
         self._acceptors: list[asyncio.Task[None]] = []
-        self._at_cap = False
+        self._cap_logged_at: float | None = None
+        self._closed_at_cap = 0
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -313,14 +317,8 @@ class _EmbeddedServer(uvicorn.Server):
             if len(self.server_state.connections) >= self._limits.max_connections:
                 conn.close()
                 self._closed_by_server("cap")
-                if not self._at_cap:
-                    self._at_cap = True
-                    logger.warning(
-                        "admin server at its cap of %d connections: closing new ones",
-                        self._limits.max_connections,
-                    )
+                self._log_cap()
                 continue
-            self._at_cap = False
             try:
                 await loop.connect_accepted_socket(self._protocol, conn)
             except OSError as exc:
@@ -342,6 +340,19 @@ class _EmbeddedServer(uvicorn.Server):
         logger.info("admin server accepts again: %d file descriptors left", self._budget.headroom())
         if self._metrics is not None:
             self._metrics.set_admin_accept_paused(False)
+
+    def _log_cap(self) -> None:
+        """Connections closed at the cap, told at most once a minute (counted in metrics)."""
+        self._closed_at_cap += 1
+        now = time.monotonic()
+        if self._cap_logged_at is not None and now - self._cap_logged_at < CAP_LOG_EVERY_S:
+            return
+        logger.warning(
+            "admin server at its cap of %d connections: %d new one(s) closed since the last report",
+            self._limits.max_connections,
+            self._closed_at_cap,
+        )
+        self._cap_logged_at, self._closed_at_cap = now, 0
 
     def _closed_by_server(self, reason: str) -> None:
         if self._metrics is not None:
