@@ -375,6 +375,17 @@ class AdminConfig(Model):
     metrics_token: SecretStr | None = Field(
         None, description="bearer token a Prometheus scrape of /metrics may use instead of a login"
     )
+    # What clients may hold (issue 13: idle connections took every file descriptor).
+    max_connections: int = Field(64, ge=1, description="open connections; more are closed")
+    request_timeout_s: float = Field(10.0, gt=0, description="to receive a whole request")
+    idle_timeout_s: int = Field(5, ge=1, description="a kept-alive connection between requests")
+    write_timeout_s: float = Field(30.0, gt=0, description="an answer the client does not read")
+    max_concurrent_requests: int = Field(16, ge=1, description="in the app at once; more get 503")
+    fd_reserve: int = Field(
+        256, ge=16, description="file descriptors the admin server leaves to supervision"
+    )
+    password_workers: int = Field(1, ge=1, description="threads hashing passwords (64 MiB each)")
+    password_queue: int = Field(2, ge=0, description="logins waiting for one; more get 503")
 
 
 class SupervisorConfig(Model):

@@ -30,6 +30,7 @@ from graylogic_supervisor.engine.builtins.compose import RunPlaybook
 from graylogic_supervisor.engine.control import ExecutionControls, PriorityGate
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import ServiceError
+from graylogic_supervisor.fdbudget import FdBudget
 from graylogic_supervisor.health.broker_check import BrokerCheck
 from graylogic_supervisor.health.heartbeats import HeartbeatTracker
 from graylogic_supervisor.health.monitor import (
@@ -60,6 +61,7 @@ from graylogic_supervisor.mqtt.status import (
     Topics,
     offline_payload,
 )
+from graylogic_supervisor.passwords import PasswordPool
 from graylogic_supervisor.playbooks.loader import load_directory
 from graylogic_supervisor.reload import Reloader, memory_settings, policy_settings
 from graylogic_supervisor.sdnotify import Notifier
@@ -81,7 +83,7 @@ from graylogic_supervisor.store.memory import MemoryRepository
 from graylogic_supervisor.store.recovery_state import RecoveryStateRepository
 from graylogic_supervisor.store.reserve import DiskReserve
 from graylogic_supervisor.store.sessions import SessionRepository
-from graylogic_supervisor.store.users import ensure_first_admin
+from graylogic_supervisor.store.users import UserRepository, ensure_first_admin
 from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.supervised import LoopFactory, LoopSupervisor, RestartPolicy
 from graylogic_supervisor.supervisor.advisor import MemoryAdvisor
@@ -96,7 +98,7 @@ from graylogic_supervisor.supervisor.store_space import StoreSpace
 from graylogic_supervisor.web.app import WebDeps, create_app
 from graylogic_supervisor.web.auth import AuthDeps
 from graylogic_supervisor.web.render import AdminDeps
-from graylogic_supervisor.web.server import ListenError, serve
+from graylogic_supervisor.web.server import ListenError, limits_for, serve
 
 logger = logging.getLogger(__name__)
 
@@ -400,7 +402,11 @@ async def _run(
             clock,
             alert=observer.alert,
         )
-        await ensure_first_admin(learning.users, audit, clock)
+        passwords = await stack.enter_async_context(
+            PasswordPool(config.admin.password_workers, config.admin.password_queue)
+        )
+        users = UserRepository(db, passwords)  # logins hash in this pool only
+        await ensure_first_admin(users, audit, clock)
         sessions = SessionRepository(db)
         await sessions.purge(clock.now())
         app = create_app(
@@ -413,7 +419,7 @@ async def _run(
             ),
             AdminDeps(
                 db,
-                AuthDeps(learning.users, sessions, audit, clock),
+                AuthDeps(users, sessions, audit, clock, metrics=metrics),
                 controls,
                 escalation_store,
                 executions,
@@ -427,6 +433,7 @@ async def _run(
             ),
         )
         web_ready = asyncio.Event()
+        fds = FdBudget.at_startup(config.admin.fd_reserve)
         scheduler = loops.nightly_scheduler(config, memory, learning, clock)
         scheduler.start()  # inside the running loop, as APScheduler 3 requires
         stack.callback(scheduler.shutdown, wait=False)
@@ -452,7 +459,16 @@ async def _run(
             web = group.create_task(
                 keeper.run(
                     "web",
-                    partial(serve, app, config.admin.bind, config.admin.port, ready=web_ready),
+                    partial(
+                        serve,
+                        app,
+                        config.admin.bind,
+                        config.admin.port,
+                        ready=web_ready,
+                        limits=limits_for(config.admin, fds),
+                        budget=fds,
+                        metrics=metrics,
+                    ),
                     # the admin port taken at start-up ends it; later the server is restarted
                     fatal=lambda error: isinstance(error, ListenError) and not web_ready.is_set(),
                 ),

@@ -25,9 +25,11 @@ from graylogic_supervisor.engine.builtins import builtin_specs
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.learning.service import LearningService, learning_settings
 from graylogic_supervisor.operator_cli import default_actor
+from graylogic_supervisor.passwords import PasswordPool
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database
-from graylogic_supervisor.store.users import ROLES
+from graylogic_supervisor.store.sessions import SessionRepository
+from graylogic_supervisor.store.users import ROLES, UserRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
 
 EXIT_OK, EXIT_INVALID = 0, 1
@@ -125,12 +127,28 @@ def add_learning_commands(
     add.add_argument("name")
     add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
-    passwd = user_commands.add_parser("passwd", help="set a user's password")
+    passwd = user_commands.add_parser(
+        "passwd", help="set a user's password (ends the user's admin page sessions)"
+    )
     config_option(passwd)
     passwd.add_argument("name")
     passwd.add_argument("--password-stdin", action="store_true", help="read it from stdin")
     users = user_commands.add_parser("list", help="users and their roles")
     config_option(users)
+    unlock = user_commands.add_parser(
+        "unlock",
+        help="forget a user's failed logins, so the login limit no longer refuses them",
+    )
+    config_option(unlock)
+    unlock.add_argument("name")
+    unlock.add_argument("--address", default=None, help="only those from this address")
+    for action, text in (
+        ("disable", "refuse a user's logins and end the user's sessions"),
+        ("enable", "let a disabled user log in again"),
+    ):
+        toggle = user_commands.add_parser(action, help=text)
+        config_option(toggle)
+        toggle.add_argument("name")
 
     simulate = commands.add_parser(
         "simulate",
@@ -208,7 +226,8 @@ async def run_learning_command(args: argparse.Namespace, config: SupervisorConfi
             if args.command == "recommendations":
                 return await _recommendations(service, args)
             if args.command == "user":
-                return await _user(service, AuditLog(db), args, clock)
+                async with PasswordPool() as passwords:
+                    return await _user(UserRepository(db, passwords), db, args, clock)
             return await _playbook(service, versions, args)
         except SupervisorError as exc:
             print(f"graylogic-supervisor: {exc}", file=sys.stderr)
@@ -285,12 +304,33 @@ def _read_change(path: Path) -> dict[str, Any]:
 
 
 async def _user(
-    service: LearningService, audit: AuditLog, args: argparse.Namespace, clock: SystemClock
+    users: UserRepository, db: Database, args: argparse.Namespace, clock: SystemClock
 ) -> int:
-    if args.user_command == "list":
-        for user in await service.users.all():
+    audit = AuditLog(db)
+    command, name = args.user_command, str(getattr(args, "name", ""))
+    if command == "list":
+        for user in await users.all():
             state = " (disabled)" if user.disabled else ""
             print(f"{user.name}  {user.role}  since {user.created_at}{state}")
+        return EXIT_OK
+    if command == "unlock":
+        forgotten = await SessionRepository(db).unlock(name, args.address)
+        await audit.append(
+            default_actor(),
+            "user.unlock",
+            name,
+            {"address": args.address, "failures_forgotten": forgotten},
+            clock.now(),
+        )
+        where = f" from {args.address}" if args.address else ""
+        print(f"{forgotten} failed login(s) of {name}{where} forgotten")
+        return EXIT_OK
+    if command in ("disable", "enable"):
+        ended = await users.set_disabled(name, command == "disable")
+        await audit.append(
+            default_actor(), f"user.{command}", name, {"sessions_ended": ended}, clock.now()
+        )
+        print(f"user {name} {command}d" + (f"; {ended} session(s) ended" if ended else ""))
         return EXIT_OK
     generated = not args.password_stdin
     password = (
@@ -299,19 +339,15 @@ async def _user(
     if len(password) < 8:
         print("a password has at least 8 characters", file=sys.stderr)
         return EXIT_INVALID
-    if args.user_command == "add":
-        await service.users.add(args.name, args.role, password, clock.now())
-        message = f"user {args.name} added as {args.role}"
+    detail: dict[str, object] = {"role": getattr(args, "role", None)}
+    if command == "add":
+        await users.add(name, args.role, password, clock.now())
+        message = f"user {name} added as {args.role}"
     else:
-        await service.users.set_password(args.name, password)
-        message = f"password of {args.name} set"
-    await audit.append(
-        default_actor(),
-        f"user.{args.user_command}",
-        args.name,
-        {"role": getattr(args, "role", None)},
-        clock.now(),
-    )
+        ended = await users.set_password(name, password)
+        detail["sessions_ended"] = ended
+        message = f"password of {name} set" + (f"; {ended} session(s) ended" if ended else "")
+    await audit.append(default_actor(), f"user.{command}", name, detail, clock.now())
     print(message)
     if generated:
         print(f"password (shown once): {password}")

@@ -36,6 +36,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from graylogic_supervisor import fdbudget
+
 PREFIX = "graylogic_supervisor_"
 
 COMPONENT_HEALTH_VALUES = {"healthy": 1.0, "unhealthy": 0.0, "unknown": -1.0}
@@ -117,6 +119,33 @@ class Metrics:
             registry=registry,
         )
         asyncio_tasks.set_function(running_tasks)
+        self._admin_closed = Counter(
+            f"{PREFIX}admin_connections_closed_total",
+            "Admin connections the server closed, by reason: cap (over max_connections),"
+            " request_timeout, write_timeout, fd_reserve (the process is within the reserve of"
+            " file descriptors kept for supervision), out_of_fds (accept failed).",
+            ["reason"],
+            registry=registry,
+        )
+        self._admin_paused = Gauge(
+            f"{PREFIX}admin_accept_paused",
+            "1 while the admin server accepts nothing: the process's file descriptors reached"
+            " the reserve kept for supervision.",
+            registry=registry,
+        )
+        open_fds = Gauge(
+            f"{PREFIX}open_fds",
+            "File descriptors the supervisor holds, counted at scrape time.",
+            registry=registry,
+        )
+        open_fds.set_function(fdbudget.open_fds)
+        self._login_refused = Counter(
+            f"{PREFIX}login_refused_total",
+            "Logins refused before any password was checked, by reason: limit (this user"
+            " and address), global_limit (all of them), busy (the password pool is full).",
+            ["reason"],
+            registry=registry,
+        )
         build_info = Gauge(
             f"{PREFIX}build_info",
             "Always 1; the running version is in the label.",
@@ -177,6 +206,15 @@ class Metrics:
             " write them (disk full past the reserve, or the database locked).",
             registry=self.registry,
         ).set_function(lambda: float(count()))
+
+    def admin_connection_closed(self, reason: str) -> None:
+        self._admin_closed.labels(reason=reason).inc()
+
+    def set_admin_accept_paused(self, paused: bool) -> None:
+        self._admin_paused.set(1 if paused else 0)
+
+    def login_refused(self, reason: str) -> None:
+        self._login_refused.labels(reason=reason).inc()
 
     def exposition(self) -> bytes:
         """The registry in the plain text format; serve it with :attr:`content_type`."""

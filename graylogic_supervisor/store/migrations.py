@@ -438,4 +438,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX viability_by_time ON viability_evaluations(evaluated_at);
     CREATE INDEX executions_by_completion ON executions(completed_at);
     """,
+    # 12: a login attempt is reserved before its password is hashed, in the transaction
+    # that counts the failures (issue 13: 149 of 150 concurrent guesses were checked).
+    # A reserved row counts as a failure until its outcome is written; one never written
+    # (a crash) stops counting at pending_until. Counted per (user, address).
+    """
+    ALTER TABLE login_attempts ADD COLUMN pending_until TEXT;
+    CREATE INDEX login_attempts_by_pair ON login_attempts(user, remote, at);
+    """,
 ]

@@ -4,6 +4,13 @@ A session token is 256 random bits handed to the browser once; the store keeps
 only its SHA-256, so a copy of the database opens no session. Each session has
 its own CSRF token. Login attempts are rows, so the rate limit survives a
 restart and counts attempts made through any process.
+
+An attempt is reserved before its password is hashed (:meth:`reserve_attempt`,
+one ``BEGIN IMMEDIATE`` transaction that counts and inserts), so concurrent
+guesses are counted before any of them is checked: 150 at once check at most
+the limit. The limit is per (user, address), so a guesser at one address cannot
+lock ``admin`` out everywhere; a ceiling across all pairs bounds the guessing of
+many addresses or many names, and lifts after its short window.
 """
 
 from __future__ import annotations
@@ -12,9 +19,43 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.store.database import Database
+
+
+@dataclass(frozen=True)
+class LoginLimits:
+    per_pair: int = 5
+    """Failed (or still pending) attempts of one user name from one address, per ``window``."""
+    window: timedelta = timedelta(minutes=15)
+    overall: int = 30
+    """Failed attempts of all pairs together, per ``overall_window``: then 429 for everybody."""
+    overall_window: timedelta = timedelta(minutes=1)
+    pending_for: timedelta = timedelta(minutes=2)
+    """How long a reserved attempt counts without an outcome (a crash left it)."""
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A reserved attempt (``attempt_id``), or why none was (``refused``, for how long)."""
+
+    attempt_id: int | None
+    refused: Literal["limit", "global_limit"] | None = None
+    retry_after_s: int = 0
+
+
+# What counts toward a limit: failures, and reservations without an outcome yet that
+# have not expired.
+_COUNT_PAIR = (
+    "SELECT COUNT(*), MIN(at) FROM login_attempts WHERE user = ? AND remote = ?"
+    " AND ok = 0 AND at > ? AND (pending_until IS NULL OR pending_until > ?)"
+)
+_COUNT_ALL = (
+    "SELECT COUNT(*), MIN(at) FROM login_attempts"
+    " WHERE ok = 0 AND at > ? AND (pending_until IS NULL OR pending_until > ?)"
+)
 
 
 @dataclass(frozen=True)
@@ -71,25 +112,63 @@ class SessionRepository:
         )
         return count
 
-    async def record_attempt(self, user: str, remote: str, ok: bool, now: datetime) -> None:
+    async def reserve_attempt(
+        self, user: str, remote: str, now: datetime, limits: LoginLimits
+    ) -> Reservation:
+        """Count this pair's failures and everybody's, and reserve an attempt if both are
+        under their limit, in one transaction; the reservation counts as a failure
+        until :meth:`finish_attempt`."""
+        stamp = isoformat(now)
+        async with self._db.transaction() as conn:
+            cursor = await conn.execute(
+                _COUNT_PAIR,
+                (user, remote, isoformat(now - limits.window), stamp),
+            )
+            pair = await cursor.fetchone()
+            if pair is not None and pair[0] >= limits.per_pair:
+                return Reservation(None, "limit", _wait(pair[1], limits.window, now))
+            cursor = await conn.execute(
+                _COUNT_ALL,
+                (isoformat(now - limits.overall_window), stamp),
+            )
+            overall = await cursor.fetchone()
+            if overall is not None and overall[0] >= limits.overall:
+                return Reservation(
+                    None, "global_limit", _wait(overall[1], limits.overall_window, now)
+                )
+            cursor = await conn.execute(
+                "INSERT INTO login_attempts (user, remote, at, ok, pending_until)"
+                " VALUES (?, ?, ?, 0, ?)",
+                (user, remote, stamp, isoformat(now + limits.pending_for)),
+            )
+            assert cursor.lastrowid is not None
+            return Reservation(cursor.lastrowid)
+
+    async def finish_attempt(self, attempt_id: int, ok: bool) -> None:
+        """The outcome of a reserved attempt: a success no longer counts."""
         await self._db.execute(
-            "INSERT INTO login_attempts (user, remote, at, ok) VALUES (?, ?, ?, ?)",
-            (user, remote, isoformat(now), int(ok)),
+            "UPDATE login_attempts SET ok = ?, pending_until = NULL WHERE id = ?",
+            (int(ok), attempt_id),
         )
 
-    async def failures_since(self, user: str, remote: str, since: datetime) -> tuple[int, int]:
-        """Failed attempts since ``since`` for this user name, and from this address."""
-        row = await self._db.fetchone(
-            "SELECT COALESCE(SUM(user = ?), 0), COALESCE(SUM(remote = ?), 0)"
-            " FROM login_attempts WHERE ok = 0 AND at > ?",
-            (user, remote, isoformat(since)),
-        )
-        return (int(row[0]), int(row[1])) if row else (0, 0)
+    async def drop_attempt(self, attempt_id: int) -> None:
+        """A reserved attempt that was never checked (the password pool was full)."""
+        await self._db.execute("DELETE FROM login_attempts WHERE id = ?", (attempt_id,))
 
-    async def oldest_failure_since(self, user: str, remote: str, since: datetime) -> str | None:
-        row = await self._db.fetchone(
-            "SELECT MIN(at) FROM login_attempts WHERE ok = 0 AND at > ?"
-            " AND (user = ? OR remote = ?)",
-            (isoformat(since), user, remote),
+    async def unlock(self, user: str, remote: str | None = None) -> int:
+        """Forget ``user``'s failed attempts (from ``remote`` only, when given); returns
+        how many were forgotten."""
+        if remote is None:
+            return await self._db.execute(
+                "DELETE FROM login_attempts WHERE ok = 0 AND user = ?", (user,)
+            )
+        return await self._db.execute(
+            "DELETE FROM login_attempts WHERE ok = 0 AND user = ? AND remote = ?", (user, remote)
         )
-        return None if row is None else row[0]
+
+
+def _wait(oldest: str | None, window: timedelta, now: datetime) -> int:
+    """Whole seconds until the oldest counted attempt leaves the window (at least 1)."""
+    if oldest is None:
+        return int(window.total_seconds())
+    return max(1, int((datetime.fromisoformat(oldest) + window - now).total_seconds()) + 1)

@@ -1,23 +1,23 @@
 """People who may use the admin page and approve changes, with their roles.
 
 Passwords are hashed with Argon2id (argon2-cffi's ``PasswordHasher``: a
-memory-hard KDF with a random salt per hash); the store never sees them.
+memory-hard KDF with a random salt per hash) in a
+:class:`~graylogic_supervisor.passwords.PasswordPool`, never in the default
+executor; the store never sees them. A new password or a disabled account ends
+the user's sessions in the same transaction.
 """
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import sys
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-
 from graylogic_supervisor.clock import Clock, isoformat
 from graylogic_supervisor.errors import SupervisorError
+from graylogic_supervisor.passwords import PasswordPool
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database
 
@@ -39,9 +39,10 @@ class User:
 
 
 class UserRepository:
-    def __init__(self, db: Database, hasher: PasswordHasher | None = None) -> None:
+    def __init__(self, db: Database, passwords: PasswordPool | None = None) -> None:
         self._db = db
-        self._hasher = hasher or PasswordHasher()
+        self.passwords = passwords or PasswordPool()
+        """Where passwords are hashed (its own when none is given: never the default executor)."""
 
     async def add(self, name: str, role: str, password: str, now: datetime) -> User:
         if role not in ROLES:
@@ -50,16 +51,36 @@ class UserRepository:
             raise UserError(f"user {name!r} exists already")
         await self._db.execute(
             "INSERT INTO users (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
-            (name, role, await self._hash(password), isoformat(now)),
+            (name, role, await self.passwords.hash(password), isoformat(now)),
         )
         return User(name, role, isoformat(now), False)
 
-    async def set_password(self, name: str, password: str) -> None:
-        count = await self._db.execute(
-            "UPDATE users SET password_hash = ? WHERE name = ?", (await self._hash(password), name)
-        )
-        if count != 1:
-            raise UserError(f"no user {name!r}")
+    async def set_password(self, name: str, password: str) -> int:
+        """The new password, and the user's sessions ended with it (a stolen session does
+        not outlive the password it came from); returns how many sessions ended."""
+        password_hash = await self.passwords.hash(password)
+        async with self._db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE users SET password_hash = ? WHERE name = ?", (password_hash, name)
+            )
+            if cursor.rowcount != 1:
+                raise UserError(f"no user {name!r}")
+            cursor = await conn.execute("DELETE FROM web_sessions WHERE user = ?", (name,))
+            return cursor.rowcount
+
+    async def set_disabled(self, name: str, disabled: bool) -> int:
+        """Disable (ending the user's sessions in the same transaction) or enable again;
+        returns how many sessions ended."""
+        async with self._db.transaction() as conn:
+            cursor = await conn.execute(
+                "UPDATE users SET disabled = ? WHERE name = ?", (int(disabled), name)
+            )
+            if cursor.rowcount != 1:
+                raise UserError(f"no user {name!r}")
+            if not disabled:
+                return 0
+            cursor = await conn.execute("DELETE FROM web_sessions WHERE user = ?", (name,))
+            return cursor.rowcount
 
     async def get(self, name: str) -> User | None:
         row = await self._db.fetchone(
@@ -76,22 +97,20 @@ class UserRepository:
         return [User(r["name"], r["role"], r["created_at"], bool(r["disabled"])) for r in rows]
 
     async def verify(self, name: str, password: str) -> User | None:
-        """The user when the password is right (and the account enabled), else None."""
+        """The user when the password is right (and the account enabled), else None.
+
+        Raises :class:`~graylogic_supervisor.passwords.PasswordsBusy`, having hashed
+        nothing, when the pool is full.
+        """
         row = await self._db.fetchone(
             "SELECT password_hash FROM users WHERE name = ? AND disabled = 0", (name,)
         )
         if row is None:
-            await self._hash(password)  # the same work as a wrong password: no timing tell
+            await self.passwords.hash(password)  # the same work as a wrong password: no timing tell
             return None
-        try:
-            await asyncio.to_thread(self._hasher.verify, row["password_hash"], password)
-        except (VerificationError, InvalidHashError):
+        if not await self.passwords.verify(row["password_hash"], password):
             return None
         return await self.get(name)
-
-    async def _hash(self, password: str) -> str:
-        """Argon2 takes tens to hundreds of milliseconds by design: never on the loop."""
-        return await asyncio.to_thread(self._hasher.hash, password)
 
     async def require_approver(self, name: str) -> User:
         """The user, who must exist, be enabled and hold ``admin`` or ``system_owner``."""

@@ -128,14 +128,46 @@ async def writer(request: Request) -> tuple[Session, dict[str, Any]] | Response:
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_FORM_BYTES:
+            if nested_deeper_than(body, MAX_JSON_DEPTH):  # the more useful thing to say
+                return refuse(400, f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
             return refuse(413, "body too large")
+    if nested_deeper_than(body, MAX_JSON_DEPTH):
+        return refuse(400, f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         data = json.loads(body or b"{}")
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         return refuse(400, "the body is not JSON")
     if not isinstance(data, dict):
         return refuse(400, "the body is a JSON object")
     return session, data
+
+
+MAX_JSON_DEPTH = 32
+"""No change needs more; 16 KiB of ``[`` would otherwise reach json's recursion limit
+(a 500) or, under it, every later walk of the data."""
+
+
+def nested_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether brackets in ``body`` (outside strings) nest deeper than ``limit``,
+    found before anything is parsed."""
+    depth, in_string, escaped = 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # closing quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in b"]}":
+            depth -= 1
+    return False
 
 
 def rows(items: list[Any]) -> list[dict[str, Any]]:

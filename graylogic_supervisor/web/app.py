@@ -26,7 +26,7 @@ from typing import Protocol
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -165,6 +165,8 @@ class InternalErrorMiddleware:
 
     Starlette's own 500 handler answers and then re-raises, so uvicorn logs the
     same error a second time (and a test transport raises it); here it ends.
+    A client that left in the middle of its request is nobody's error: there is
+    no one to answer, and a slow-body attack must not fill the log with tracebacks.
     If the response has already started there is nothing left to answer with:
     the exception goes on to the server, which logs it and drops the connection.
     """
@@ -186,6 +188,8 @@ class InternalErrorMiddleware:
 
         try:
             await self.app(scope, receive, send_tracking)
+        except ClientDisconnect:  # gone mid-body (the server's request deadline, or its own)
+            logger.debug("client left during %s %s", scope["method"], scope["path"])
         except StoreFullError as exc:  # nothing wrong with the request: try again later
             if started:
                 raise

@@ -5,9 +5,17 @@
 - Every state change is a POST whose form carries the session's CSRF token
   (compared in constant time). The login form, which has no session yet, uses
   a double-submit token: a cookie and a hidden field that must match.
-- A user name or an address with ``MAX_FAILURES`` failed logins within
-  ``FAILURE_WINDOW`` is refused (429, with ``Retry-After``) until the oldest of
-  them leaves the window, whether or not the next password is right.
+- A login reserves its attempt in the store before the password is hashed
+  (``SessionRepository.reserve_attempt``). A user name from one address with
+  ``LoginLimits.per_pair`` (5) failed or pending attempts within 15 minutes is
+  refused (429, with ``Retry-After``) until the oldest leaves the window,
+  whether or not the next password is right; past ``LoginLimits.overall`` (30)
+  failures of all pairs within a minute everybody gets 429 until that minute
+  has passed. ``graylogic-supervisor user unlock NAME`` forgets the failures.
+- The hash runs in the daemon's password pool; when it is full the login gets
+  503 with ``Retry-After`` at once, having hashed nothing and counted nothing.
+- A failed login is audited (at most the limit's worth); a refused one is
+  counted in ``login_refused_total`` and logged at most once a minute.
 - Roles: ``viewer`` reads; ``admin`` and ``system_owner`` may also change things.
 """
 
@@ -16,7 +24,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, TypedDict
 from urllib.parse import parse_qs
@@ -25,30 +33,59 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from graylogic_supervisor.clock import Clock
+from graylogic_supervisor.metrics import Metrics
+from graylogic_supervisor.passwords import PasswordsBusy
 from graylogic_supervisor.store.audit import AuditLog
-from graylogic_supervisor.store.sessions import Session, SessionRepository
+from graylogic_supervisor.store.sessions import LoginLimits, Session, SessionRepository
 from graylogic_supervisor.store.users import APPROVERS, UserRepository
 
 logger = logging.getLogger(__name__)
 
 SESSION_COOKIE = "gls_session"
 LOGIN_CSRF_COOKIE = "gls_login_csrf"
-MAX_FAILURES = 5
-FAILURE_WINDOW = timedelta(minutes=15)
 MAX_FORM_BYTES = 16_384
+MAX_NAME_CHARS = 64
+"""A longer user name cannot exist (``USER_NAME``); it is cut before it is stored or logged."""
+REFUSAL_LOG_EVERY = timedelta(minutes=1)
 
 
 class FormError(Exception):
     """A form that cannot be read (too large, not urlencoded, not UTF-8)."""
 
 
+class RefusalLog:
+    """Logins refused by the limit or a full pool: each counted, logged at most once a
+    minute (a guessing burst must not flood the journal)."""
+
+    def __init__(self) -> None:
+        self._logged_at: datetime | None = None
+        self._unlogged = 0
+
+    def note(self, reason: str, name: str, remote: str, now: datetime) -> None:
+        self._unlogged += 1
+        if self._logged_at is not None and now - self._logged_at < REFUSAL_LOG_EVERY:
+            return
+        logger.warning(
+            "%d login(s) refused (%s) since the last report; the latest for %r from %s",
+            self._unlogged,
+            reason,
+            name,
+            remote,
+        )
+        self._logged_at, self._unlogged = now, 0
+
+
 @dataclass(frozen=True)
 class AuthDeps:
     users: UserRepository
+    """Its ``passwords`` pool hashes every login."""
     sessions: SessionRepository
     audit: AuditLog
     clock: Clock
     session_lifetime: timedelta = timedelta(hours=12)
+    limits: LoginLimits = field(default_factory=LoginLimits)
+    metrics: Metrics | None = None
+    refusals: RefusalLog = field(default_factory=RefusalLog)
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -112,25 +149,46 @@ class LoginRefused(Exception):
 
 
 async def log_in(auth: AuthDeps, name: str, password: str, remote: str) -> tuple[str, Session]:
-    """A new session, or ``LoginRefused`` (401 wrong, 429 too many failures)."""
+    """A new session, or ``LoginRefused``: 401 wrong, 429 too many failures, 503 the
+    password pool is full. Only an attempt reserved in the store is hashed."""
+    name = name[:MAX_NAME_CHARS]
     now = auth.clock.now()
-    since = now - FAILURE_WINDOW
-    by_user, by_remote = await auth.sessions.failures_since(name, remote, since)
-    if by_user >= MAX_FAILURES or by_remote >= MAX_FAILURES:
-        oldest = await auth.sessions.oldest_failure_since(name, remote, since)
-        wait = FAILURE_WINDOW.total_seconds()
-        if oldest:
-            wait = (datetime.fromisoformat(oldest) + FAILURE_WINDOW - now).total_seconds()
-        logger.warning("login refused for %r from %s: too many failures", name, remote)
-        raise LoginRefused(429, "Too many failed logins; try again later.", max(1, int(wait) + 1))
-    user = await auth.users.verify(name, password)
-    await auth.sessions.record_attempt(name, remote, user is not None, now)
+    if not auth.users.passwords.has_room():  # spares the store a reservation to drop
+        raise _refused(auth, "busy", name, remote, now)
+    reservation = await auth.sessions.reserve_attempt(name, remote, now, auth.limits)
+    if reservation.attempt_id is None:
+        assert reservation.refused is not None
+        raise _refused(auth, reservation.refused, name, remote, now, reservation.retry_after_s)
+    try:
+        user = await auth.users.verify(name, password)
+    except PasswordsBusy:
+        await auth.sessions.drop_attempt(reservation.attempt_id)
+        raise _refused(auth, "busy", name, remote, now) from None
+    # Anything else (a crash, a cancelled request) leaves the reservation pending: it
+    # counts as a failure until it expires, which errs on the side of the limit.
+    await auth.sessions.finish_attempt(reservation.attempt_id, user is not None)
     if user is None:
         logger.warning("failed login for %r from %s", name, remote)
+        await auth.audit.append(
+            "anonymous", "session.login_failed", name, {"remote": remote}, auth.clock.now()
+        )
         raise LoginRefused(401, "Wrong user name or password.")
     token, session = await auth.sessions.create(user.name, now, auth.session_lifetime)
     await auth.audit.append(user.name, "session.login", "admin", {"remote": remote}, now)
     return token, session
+
+
+def _refused(
+    auth: AuthDeps, reason: str, name: str, remote: str, now: datetime, retry_after_s: int = 0
+) -> LoginRefused:
+    if auth.metrics is not None:
+        auth.metrics.login_refused(reason)
+    auth.refusals.note(reason, name, remote, now)
+    if reason == "busy":
+        return LoginRefused(
+            503, "Too many logins at once; try again in a moment.", PasswordsBusy.retry_after_s
+        )
+    return LoginRefused(429, "Too many failed logins; try again later.", retry_after_s)
 
 
 def may_change(session: Session) -> bool:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from argon2 import PasswordHasher
 
+from graylogic_supervisor.passwords import PasswordPool, PasswordsBusy
 from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.sessions import SessionRepository
 from graylogic_supervisor.store.users import UserError, UserRepository
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -52,7 +56,6 @@ async def test_roles_are_checked(db: Database) -> None:
 
 async def test_hashing_a_password_never_holds_the_event_loop(db: Database) -> None:
     """Argon2 is slow by design; the health probes must keep running during a login."""
-    import asyncio
     import time
 
     users = UserRepository(db)
@@ -75,3 +78,41 @@ async def test_hashing_a_password_never_holds_the_event_loop(db: Database) -> No
     task.cancel()
     assert ticks >= 3, (ticks, took)
     assert longest < took / 2  # the loop turned throughout, not once the hashing was over
+
+
+async def test_a_new_password_ends_the_users_sessions_and_no_one_elses(db: Database) -> None:
+    users, sessions = UserRepository(db), SessionRepository(db)
+    await users.add("ada", "admin", "correct horse battery", NOW)
+    await users.add("vic", "viewer", "correct horse battery", NOW)
+    stolen, _ = await sessions.create("ada", NOW, timedelta(hours=12))
+    other, _ = await sessions.create("vic", NOW, timedelta(hours=12))
+    assert await users.set_password("ada", "another long one") == 1
+    assert await sessions.get(stolen, NOW) is None
+    assert await sessions.get(other, NOW) is not None
+    with pytest.raises(UserError, match="no user"):
+        await users.set_password("nobody", "another long one")
+
+
+async def test_a_disabled_user_loses_sessions_and_logins_until_enabled(db: Database) -> None:
+    users, sessions = UserRepository(db), SessionRepository(db)
+    await users.add("ada", "admin", "correct horse battery", NOW)
+    token, _ = await sessions.create("ada", NOW, timedelta(hours=12))
+    assert await users.set_disabled("ada", True) == 1
+    rows = await db.fetchall("SELECT token_hash FROM web_sessions")
+    assert rows == [] and await sessions.get(token, NOW) is None
+    assert await users.verify("ada", "correct horse battery") is None
+    assert await users.set_disabled("ada", False) == 0
+    assert await users.verify("ada", "correct horse battery") is not None
+
+
+async def test_a_full_password_pool_refuses_without_hashing(db: Database) -> None:
+    slow = PasswordHasher(time_cost=40, memory_cost=8192, parallelism=1)
+    async with PasswordPool(workers=1, waiting=0, hasher=slow) as pool:
+        users = UserRepository(db, pool)
+        await users.add("ada", "admin", "correct horse battery", NOW)
+        busy = asyncio.create_task(pool.hash("someone else's"))
+        await asyncio.sleep(0)
+        with pytest.raises(PasswordsBusy):
+            await users.verify("ada", "correct horse battery")
+        await busy
+        assert pool.hashes_run == 2  # the add and the other one: the refused login hashed nothing

@@ -21,12 +21,12 @@ from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.escalations import EscalationRepository
 from graylogic_supervisor.store.executions import ExecutionRepository
-from graylogic_supervisor.store.sessions import SessionRepository
+from graylogic_supervisor.store.sessions import LoginLimits, SessionRepository
 from graylogic_supervisor.store.users import UserRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.supervisor.policy import TerminationReading
 from graylogic_supervisor.web.app import WebDeps, create_app
-from graylogic_supervisor.web.auth import MAX_FAILURES, AuthDeps
+from graylogic_supervisor.web.auth import AuthDeps
 from graylogic_supervisor.web.render import AdminDeps
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
@@ -142,7 +142,7 @@ async def test_the_login_form_needs_its_own_token(client: httpx.AsyncClient) -> 
 async def test_logins_are_rate_limited_even_with_the_right_password_then(
     client: httpx.AsyncClient,
 ) -> None:
-    for _ in range(MAX_FAILURES):
+    for _ in range(LoginLimits().per_pair):
         assert (await log_in(client, "ada", "guess")).status_code == 401
     limited = await log_in(client, "ada")
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 800
