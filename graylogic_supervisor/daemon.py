@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,7 @@ from graylogic_supervisor.services.manager import ServiceManager
 from graylogic_supervisor.services.process import stop_orphans
 from graylogic_supervisor.services.systemd import SubprocessRunner
 from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.audit_watch import ChainWatch
 from graylogic_supervisor.store.commands import CommandRepository
 from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.database import Database
@@ -274,9 +276,15 @@ async def _run(
         )
         composer.bind(runner)
         policy = RecoveryPolicy(policy_settings(config), clock)
-        audit = AuditLog(db)
+        # the audit chain's hashing and head file, in their own thread (not asyncio's pool)
+        audit_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit")
+        stack.callback(audit_worker.shutdown, wait=False)
+        audit = AuditLog(db, audit_worker)
         controls = ControlRepository(db, audit)
         observer = FanOut([publisher, recorder])
+        audit_watch = ChainWatch(audit, clock, alert=observer.alert)
+        await audit_watch.create_if_empty()
+        link.add_listener(lambda connected, _: audit_watch.republish() if connected else None)
         escalation_store = EscalationRepository(db, audit)
         await escalation_store.close_unacknowledged(clock.now())
         escalations = await stack.enter_async_context(
@@ -382,6 +390,7 @@ async def _run(
                 config.admin.metrics_token.get_secret_value()
                 if config.admin.metrics_token
                 else None,
+                audit_watch,
             ),
         )
         web_ready = asyncio.Event()
@@ -415,6 +424,7 @@ async def _run(
                 group.create_task(
                     loops.watch_user_actions(audit, events, clock), name="user-actions"
                 ),
+                group.create_task(audit_watch.run(publisher.audit_head), name="audit-watch"),
                 group.create_task(
                     loops.learn_from_executions(finished.queue, learning), name="learning"
                 ),
