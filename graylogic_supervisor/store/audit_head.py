@@ -167,7 +167,7 @@ class HeadKeeper:
         self._written = EMPTY
         self._refused = False
         self.listeners: list[Callable[[ChainHead], None]] = []
-        """Told of every head this process moved the file to (the daemon's watch)."""
+        """Told of every entry this process appended (the daemon's watch wakes up)."""
 
     async def run(self, work: Callable[[], _T]) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
@@ -177,6 +177,13 @@ class HeadKeeper:
         reported by verification (a database ahead of its head)."""
         if head.seq > self._wanted.seq:
             self._wanted = head
+        try:
+            await self._move(head)
+        finally:
+            for listener in self.listeners:
+                listener(head)
+
+    async def _move(self, head: ChainHead) -> None:
         async with self._lock:
             if self._written.seq >= head.seq:
                 return
@@ -197,5 +204,3 @@ class HeadKeeper:
                 return
             self._refused = False
             self._written = stored
-        for listener in self.listeners:
-            listener(stored)
