@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -38,8 +39,12 @@ from graylogic_supervisor.store.database import Database, Row
 
 __all__ = ["GENESIS", "AuditLog", "ChainCheck", "ChainWalk", "entry_hash"]
 
-CHUNK = 2000
+CHUNK = 1000
 """Entries read and hashed at a time: bounded memory, short hops off the loop."""
+GIL_YIELD_EVERY = 100
+"""The hashing thread lets go of the GIL this often. Otherwise the event loop waits out
+the interpreter's 5 ms switch interval at every turn (measured: ticks 20 ms late at the
+median while a pass ran, against 0.4 ms with these yields, for a pass ~35% slower)."""
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,9 @@ def walk(rows: Sequence[Row], start: ChainHead) -> ChainWalk:
     """Follow ``rows`` (in seq order, the entries after ``start``). CPU-bound: run it in
     a worker thread."""
     prev = start
-    for row in rows:
+    for index, row in enumerate(rows):
+        if index % GIL_YIELD_EVERY == GIL_YIELD_EVERY - 1:
+            time.sleep(0)  # a worker thread: hands the GIL to the event loop
         expected = prev.seq + 1
         if row["seq"] != expected:
             return ChainWalk(prev, row["seq"], f"entry {expected} is missing")
