@@ -241,7 +241,8 @@ def _report_check(check: ChainCheck) -> int:
     for warning in check.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     if not check.ok:
-        print(f"audit log BROKEN at entry {check.first_bad_seq}: {check.problem}", file=sys.stderr)
+        where = f" at entry {check.first_bad_seq}" if check.first_bad_seq else ""
+        print(f"audit log BROKEN{where}: {check.problem}", file=sys.stderr)
         return EXIT_INVALID
     print(f"audit log ok: {check.entries} entries, chain intact")
     if check.head is not None:

@@ -166,6 +166,7 @@ class HeadKeeper:
         self._wanted = EMPTY
         self._written = EMPTY
         self._refused = False
+        self._failing = False
         self.listeners: list[Callable[[ChainHead], None]] = []
         """Told of every entry this process appended (the daemon's watch wakes up)."""
 
@@ -190,9 +191,12 @@ class HeadKeeper:
             wanted = self._wanted
             try:
                 stored = await self.run(lambda: self.file.advance(wanted))
-            except OSError as exc:
-                logger.error("the audit head file %s was not moved: %s", self.file.path, exc)
+            except OSError as exc:  # a full disk: said once, until a write works again
+                if not self._failing:
+                    logger.error("the audit head file %s was not moved: %s", self.file.path, exc)
+                self._failing = True
                 return
+            self._failing = False
             if stored is None:
                 if not self._refused:
                     logger.warning(

@@ -139,7 +139,8 @@ class ChainWatch:
         )
 
     def _raise_alarm(self, check: ChainCheck) -> None:
-        message = f"the audit log does not verify at entry {check.first_bad_seq}: {check.problem}"
+        where = f" at entry {check.first_bad_seq}" if check.first_bad_seq else ""
+        message = f"the audit log does not verify{where}: {check.problem}"
         logger.error("%s", message, extra={"error_id": TAMPER_ERROR_ID})
         if self._alert is not None:
             self._alert("critical", message, {"error_id": TAMPER_ERROR_ID})
