@@ -7,6 +7,7 @@ import logging
 import random
 import signal
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -72,6 +73,7 @@ from graylogic_supervisor.services.systemd import SubprocessRunner
 from graylogic_supervisor.shutdown import ShutdownDeadline, bounded, kill_children
 from graylogic_supervisor.statelock import StateLock
 from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.audit_watch import ChainWatch
 from graylogic_supervisor.store.commands import CommandRepository
 from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.database import Database
@@ -317,9 +319,15 @@ async def _run(
         db.holds_for = policy.is_essential  # their records are held, not refused
         recovery_state = RecoveryStateRepository(db)
         await rebuild_policy(policy, recovery_state, incidents, executions, clock)
-        audit = AuditLog(db)
+        # the audit chain's hashing and head file, in their own thread (not asyncio's pool)
+        audit_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit")
+        stack.callback(audit_worker.shutdown, wait=False)
+        audit = AuditLog(db, audit_worker)
         controls = ControlRepository(db, audit)
         observer = FanOut([publisher, recorder])
+        audit_watch = ChainWatch(audit, clock, alert=observer.alert)
+        await audit_watch.create_if_empty()
+        link.add_listener(lambda connected, _: audit_watch.republish() if connected else None)
         escalation_store = EscalationRepository(db, audit)
         await escalation_store.close_unacknowledged(clock.now())
         escalations = await stack.enter_async_context(
@@ -430,6 +438,7 @@ async def _run(
                 config.admin.metrics_token.get_secret_value()
                 if config.admin.metrics_token
                 else None,
+                audit_watch,
             ),
         )
         web_ready = asyncio.Event()
@@ -507,6 +516,7 @@ async def _run(
                     "execution-watchdog",
                     partial(loops.watch_stuck_executions, controls_of_runs, publisher, clock),
                 ),
+                keep("audit-watch", partial(audit_watch.run, publisher.audit_head)),
                 keep(
                     "operator-commands",
                     partial(

@@ -18,7 +18,8 @@ from datetime import datetime
 
 from graylogic_supervisor.clock import SystemClock
 from graylogic_supervisor.config import SupervisorConfig
-from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.audit import AuditLog, ChainCheck
+from graylogic_supervisor.store.audit_head import ChainHead, HeadFileError, parse_head
 from graylogic_supervisor.store.commands import ALL, CommandRepository
 from graylogic_supervisor.store.controls import SITE, ControlRepository
 from graylogic_supervisor.store.database import Database
@@ -123,8 +124,20 @@ def add_operator_commands(
 
     audit = commands.add_parser("audit", help="read and verify the audit log")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
-    verify = audit_commands.add_parser("verify", help="recompute the hash chain; exit 1 if broken")
+    verify = audit_commands.add_parser(
+        "verify",
+        help="recompute the hash chain and hold it against its head file; exit 1 if broken",
+    )
     config_option(verify)
+    verify.add_argument(
+        "--expect-head",
+        action="append",
+        default=[],
+        type=_head_argument,
+        metavar="HEAD",
+        help="a head recorded elsewhere, e.g. the retained {root}/supervisor/audit/head"
+        " message (its JSON, or SEQ:HASH); the store must reach it and carry its hash",
+    )
     show = audit_commands.add_parser("list", help="the newest entries")
     config_option(show)
     show.add_argument("--limit", type=int, default=30)
@@ -194,14 +207,9 @@ async def run_operator_command(args: argparse.Namespace, config: SupervisorConfi
         if args.command == "escalation":
             return await _escalation_command(args, EscalationRepository(db, audit), by)
         if args.audit_command == "verify":
-            check = await audit.verify()
-            if check.ok:
-                print(f"audit log ok: {check.entries} entries, chain intact")
-                return EXIT_OK
-            print(
-                f"audit log BROKEN at entry {check.first_bad_seq}: {check.problem}", file=sys.stderr
+            return _report_check(
+                await audit.verify([("the expected head", head) for head in args.expect_head])
             )
-            return EXIT_INVALID
         entries = await audit.entries(
             limit=args.limit,
             actor=args.actor,
@@ -218,6 +226,30 @@ async def run_operator_command(args: argparse.Namespace, config: SupervisorConfi
                     f"  {row['subject']}  {row['detail']}"
                 )
         return EXIT_OK
+
+
+def _head_argument(text: str) -> ChainHead:
+    try:
+        return parse_head(text)
+    except HeadFileError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _report_check(check: ChainCheck) -> int:
+    """Exit 1 for tampering, and for a head that could not be checked: a verification
+    that cannot rule out a deleted tail has not verified."""
+    for warning in check.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    if not check.ok:
+        where = f" at entry {check.first_bad_seq}" if check.first_bad_seq else ""
+        print(f"audit log BROKEN{where}: {check.problem}", file=sys.stderr)
+        return EXIT_INVALID
+    print(f"audit log ok: {check.entries} entries, chain intact")
+    if check.head is not None:
+        print(f"head: {json.dumps(check.head.as_json())}")
+    for note in check.notes:
+        print(f"note: {note}")
+    return EXIT_OK if not check.warnings else EXIT_INVALID
 
 
 async def _escalation_command(

@@ -58,7 +58,8 @@ def test_safe_mode_is_entered_and_left_by_a_named_person_and_audited(config: Pat
         ("bob", "safe_mode.leave"),
     ]
     verified = cli(config, "audit", "verify")
-    assert (verified.returncode, verified.stdout) == (0, "audit log ok: 2 entries, chain intact\n")
+    assert verified.returncode == 0
+    assert verified.stdout.startswith('audit log ok: 2 entries, chain intact\nhead: {"seq": 2,')
 
 
 def test_a_maintenance_window_is_opened_listed_and_ended_early(config: Path) -> None:

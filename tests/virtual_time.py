@@ -10,6 +10,7 @@ minutes runs in milliseconds without depending on how loaded the machine is.
 The store's thread is invisible to the event loop (a fake-time loop such as
 looptime sees only executor futures), so ``CountingDatabase`` tells the clock
 while a read or write is in flight; the driver never moves time under one.
+``CountingExecutor`` does the same for a worker thread (the audit log's head file).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import contextlib
 import heapq
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -133,6 +135,28 @@ class CountingDatabase(Database):
         with self._virtual.busy():
             async with super().transaction() as conn:
                 yield conn
+
+
+class CountingExecutor(ThreadPoolExecutor):
+    """A real one-thread pool, telling the virtual clock while a call runs on it."""
+
+    def __init__(self, clock: DrivenClock) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="counted")
+        self._virtual = clock
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        loop = asyncio.get_running_loop()
+        self._virtual.in_flight += 1
+
+        def done(_: Future[Any]) -> None:  # on the worker thread: count down on the loop
+            loop.call_soon_threadsafe(self._count_down)
+
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(done)
+        return future
+
+    def _count_down(self) -> None:
+        self._virtual.in_flight -= 1
 
 
 @asynccontextmanager

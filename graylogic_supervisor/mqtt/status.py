@@ -7,6 +7,7 @@
 {root}/supervisor/execution/{id}       not retained: a running execution's progress, each step
 {root}/supervisor/state                retained: termination rate, safe mode, open incidents
 {root}/supervisor/alerts               QoS 1: escalations and alert steps
+{root}/supervisor/audit/head           retained: the audit chain's last verified entry (seq, hash)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from graylogic_supervisor.engine.execution import ExecutionOutcome
 from graylogic_supervisor.health.monitor import ComponentHealth, Health, health_payload
 from graylogic_supervisor.mqtt.link import MqttLink
 from graylogic_supervisor.playbooks.model import Playbook, Step
+from graylogic_supervisor.store.audit_head import ChainHead
 from graylogic_supervisor.store.executions import StepEnd
 from graylogic_supervisor.supervisor.policy import Verdict
 
@@ -55,6 +57,10 @@ class Topics:
     @property
     def alerts(self) -> str:
         return f"{self.root}/supervisor/alerts"
+
+    @property
+    def audit_head(self) -> str:
+        return f"{self.root}/supervisor/audit/head"
 
 
 def offline_payload(site: str) -> dict[str, Any]:
@@ -179,6 +185,15 @@ class StatusPublisher:
 
     def state_changed(self, state: dict[str, Any]) -> None:
         self._link.publish(self._topics.state, state, retain=True)
+
+    def audit_head(self, head: ChainHead) -> None:
+        """A copy of the audit chain's head off the box: `audit verify --expect-head`
+        holds the store against it."""
+        self._link.publish(
+            self._topics.audit_head,
+            {**head.as_json(), "site": self._site, "at": isoformat(self._clock.now())},
+            retain=True,
+        )
 
     # SupervisorObserver
     def incident_changed(self, component: str, incident: dict[str, Any]) -> None:

@@ -4,14 +4,21 @@ Each entry carries the SHA-256 of its own content and of the entry before it,
 so changing or removing any entry breaks every hash after it. SQLite triggers
 refuse UPDATE and DELETE. Appending reads the last hash and inserts in one
 ``BEGIN IMMEDIATE`` transaction, so the daemon and the CLI (two processes)
-never fork the chain.
+never fork the chain. After the commit the appender moves the head file beside
+the store (``audit_head.py``), which catches a deleted tail or a recomputed chain.
+
+Verification reads the chain in chunks and hashes them in a worker thread, so
+neither memory nor the event loop grows with the log.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,17 +26,53 @@ from typing import Any
 import aiosqlite
 
 from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.store.audit_head import (
+    EMPTY,
+    GENESIS,
+    ChainHead,
+    HeadFile,
+    HeadFileError,
+    HeadKeeper,
+    head_path,
+)
 from graylogic_supervisor.store.database import Database, Row
 
-GENESIS = "0" * 64
+__all__ = ["GENESIS", "AuditLog", "ChainCheck", "ChainWalk", "entry_hash"]
+
+CHUNK = 1000
+"""Entries read and hashed at a time: bounded memory, short hops off the loop."""
+GIL_YIELD_EVERY = 100
+"""The hashing thread lets go of the GIL this often. Otherwise the event loop waits out
+the interpreter's 5 ms switch interval at every turn (measured: ticks 20 ms late at the
+median while a pass ran, against 0.4 ms with these yields, for a pass ~35% slower)."""
 
 
 @dataclass(frozen=True)
 class ChainCheck:
+    """A verification's verdict. ``ok`` is False for proof of tampering; ``warnings``
+    are what could not be checked (no head file); ``notes`` are said, not wrong."""
+
     ok: bool
     entries: int
     first_bad_seq: int | None
     problem: str
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    head: ChainHead | None = None
+    """The last entry verified (the chain's head when ``ok``)."""
+
+    @property
+    def clean(self) -> bool:
+        return self.ok and not self.warnings
+
+
+@dataclass(frozen=True)
+class ChainWalk:
+    """How far the chain was followed: ``last`` is the last good entry."""
+
+    last: ChainHead
+    bad_seq: int | None = None
+    problem: str = ""
 
 
 def entry_hash(
@@ -41,9 +84,41 @@ def entry_hash(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def walk(rows: Sequence[Row], start: ChainHead) -> ChainWalk:
+    """Follow ``rows`` (in seq order, the entries after ``start``). CPU-bound: run it in
+    a worker thread."""
+    prev = start
+    for index, row in enumerate(rows):
+        if index % GIL_YIELD_EVERY == GIL_YIELD_EVERY - 1:
+            time.sleep(0)  # a worker thread: hands the GIL to the event loop
+        expected = prev.seq + 1
+        if row["seq"] != expected:
+            return ChainWalk(prev, row["seq"], f"entry {expected} is missing")
+        if row["prev_hash"] != prev.hash:
+            return ChainWalk(prev, row["seq"], "does not follow the entry before")
+        digest = entry_hash(
+            prev.hash,
+            row["seq"],
+            row["at"],
+            row["actor"],
+            row["action"],
+            row["subject"],
+            row["detail"],
+        )
+        if digest != row["hash"]:
+            return ChainWalk(prev, row["seq"], "its content was changed")
+        prev = ChainHead(expected, digest)
+    return ChainWalk(prev)
+
+
 class AuditLog:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, executor: Executor | None = None) -> None:
+        """``executor`` hashes and moves the head file (the daemon gives a dedicated
+        one); None is asyncio's default pool, which a CLI process may use."""
         self._db = db
+        self._executor = executor
+        path = head_path(db.path)
+        self.head_keeper = None if path is None else HeadKeeper(HeadFile(path), executor)
 
     async def append(
         self,
@@ -53,11 +128,12 @@ class AuditLog:
         detail: Mapping[str, Any],
         now: datetime,
     ) -> int:
-        """Add an entry; returns its sequence number."""
+        """Add an entry; returns its sequence number once the entry is committed and
+        the head file moved."""
         at = isoformat(now)
         detail_json = json.dumps(dict(detail), sort_keys=True, default=str)
 
-        async def add(conn: aiosqlite.Connection) -> int:
+        async def add(conn: aiosqlite.Connection) -> tuple[int, str]:
             async with conn.execute(
                 "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
             ) as cursor:
@@ -70,10 +146,13 @@ class AuditLog:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (seq, at, actor, action, subject, detail_json, prev_hash, digest),
             )
-            return seq
+            return seq, digest
 
         # an entry is who did what: on a full disk it goes into the store's reserve
-        return await self._db.run_transaction(add)
+        seq, digest = await self._db.run_transaction(add)
+        if self.head_keeper is not None:
+            await self.head_keeper.advance(ChainHead(seq, digest))
+        return seq
 
     async def entries(
         self,
@@ -113,25 +192,111 @@ class AuditLog:
             (*params, limit),
         )
 
-    async def verify(self) -> ChainCheck:
-        """Recompute the whole chain."""
-        rows = await self._db.fetchall("SELECT * FROM audit_log ORDER BY seq")
-        prev_hash = GENESIS
-        for expected_seq, row in enumerate(rows, start=1):
-            if row["seq"] != expected_seq:
-                return ChainCheck(False, len(rows), row["seq"], f"entry {expected_seq} is missing")
-            if row["prev_hash"] != prev_hash:
-                return ChainCheck(False, len(rows), row["seq"], "does not follow the entry before")
-            digest = entry_hash(
-                prev_hash,
-                row["seq"],
-                row["at"],
-                row["actor"],
-                row["action"],
-                row["subject"],
-                row["detail"],
+    async def last(self) -> ChainHead:
+        """The newest entry as stored (not verified); the empty head for an empty log."""
+        row = await self._db.fetchone("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+        return EMPTY if row is None else ChainHead(int(row["seq"]), str(row["hash"]))
+
+    async def hash_at(self, seq: int) -> str | None:
+        """The stored hash of entry ``seq`` (the genesis hash for 0); None if it is gone."""
+        if seq == 0:
+            return GENESIS
+        row = await self._db.fetchone("SELECT hash FROM audit_log WHERE seq = ?", (seq,))
+        return None if row is None else str(row["hash"])
+
+    async def follow(self, start: ChainHead = EMPTY) -> ChainWalk:
+        """Verify the entries after ``start`` (trusted: verified before), chunk by chunk,
+        hashing in the worker thread."""
+        loop = asyncio.get_running_loop()
+        position = ChainWalk(start)
+        while True:
+            rows = await self._db.fetchall(
+                "SELECT seq, at, actor, action, subject, detail, prev_hash, hash"
+                " FROM audit_log WHERE seq > ? ORDER BY seq LIMIT ?",
+                (position.last.seq, CHUNK),
             )
-            if digest != row["hash"]:
-                return ChainCheck(False, len(rows), row["seq"], "its content was changed")
-            prev_hash = digest
-        return ChainCheck(True, len(rows), None, "ok")
+            if not rows:
+                return position
+            position = await loop.run_in_executor(self._executor, walk, rows, position.last)
+            if position.bad_seq is not None or len(rows) < CHUNK:
+                return position
+
+    async def read_head(self) -> ChainHead | None:
+        """The head file's head; None when there is none (or the store is in memory)."""
+        if self.head_keeper is None:
+            return None
+        return await self.head_keeper.run(self.head_keeper.file.read)
+
+    async def verify(self, expected: Sequence[tuple[str, ChainHead]] = ()) -> ChainCheck:
+        """Recompute the whole chain and hold it against the head file and ``expected``
+        (name, head) pairs, such as the head published on MQTT."""
+        references: list[tuple[str, ChainHead]] = []
+        warnings: list[str] = []
+        # The head file first: it is written after its commit, so the store read next
+        # has every entry the head names (reading the other way round races appends).
+        try:
+            on_file = await self.read_head()
+        except HeadFileError as exc:
+            done = await self.follow()
+            return ChainCheck(
+                False, done.last.seq, done.bad_seq, f"the head file is unreadable: {exc}"
+            )
+        if on_file is not None:
+            references.append(("the head file", on_file))
+        references += expected
+        done = await self.follow()
+        if on_file is None and self.head_keeper is not None and done.last.seq > 0:
+            warnings.append(
+                f"no head file ({self.head_keeper.file.path}): a deleted tail or a"
+                " recomputed chain cannot be ruled out; the daemon creates it when it starts"
+            )
+        return await self.judge(done, references, warnings=warnings)
+
+    async def judge(
+        self,
+        done: ChainWalk,
+        references: Sequence[tuple[str, ChainHead]],
+        notes: Sequence[str] = (),
+        warnings: Sequence[str] = (),
+    ) -> ChainCheck:
+        """The verdict on a followed chain, held against heads recorded elsewhere."""
+        last = done.last
+        if done.bad_seq is not None:
+            return ChainCheck(
+                False, last.seq, done.bad_seq, done.problem, tuple(notes), tuple(warnings), last
+            )
+        said = list(notes)
+        for name, head in references:
+            if last.seq < head.seq:
+                first = last.seq + 1
+                gone = (
+                    f"entry {first} was"
+                    if first == head.seq
+                    else f"entries {first}..{head.seq} were"
+                )
+                return ChainCheck(
+                    False,
+                    last.seq,
+                    first,
+                    f"{gone} deleted: {name} records {head.seq} entries, the store has {last.seq}",
+                    tuple(said),
+                    tuple(warnings),
+                    last,
+                )
+            if await self.hash_at(head.seq) != head.hash:
+                return ChainCheck(
+                    False,
+                    last.seq,
+                    head.seq,
+                    f"entry {head.seq} does not carry the hash {name} records:"
+                    " the chain was recomputed or replaced",
+                    tuple(said),
+                    tuple(warnings),
+                    last,
+                )
+            if last.seq > head.seq:
+                said.append(
+                    f"{last.seq - head.seq} entries after {name}'s ({head.seq}) chain"
+                    " correctly (written since, or a crash between a commit and the head)"
+                )
+        return ChainCheck(True, last.seq, None, "ok", tuple(said), tuple(warnings), last)

@@ -21,13 +21,13 @@ from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 
 from graylogic_supervisor.errors import SupervisorError
-from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.sessions import Session
 from graylogic_supervisor.store.views import RecordViews
 from graylogic_supervisor.web.admin_data import dashboard_data
 from graylogic_supervisor.web.auth import MAX_FORM_BYTES, current_session, may_change, same
 from graylogic_supervisor.web.execution_pages import execution_filters, queue_control
 from graylogic_supervisor.web.record_pages import (
+    audit_check,
     failure_data,
     failures_data,
     learning_data,
@@ -428,17 +428,20 @@ async def control(request: Request, session: Session, data: dict[str, Any]) -> R
 async def audit(request: Request, session: Session) -> Response:
     """
     responses:
-      200: {description: the newest 100 audit entries and whether the chain verifies}
+      200: {description: "the newest 100 audit entries, whether the chain verifies, and its head"}
       401: {description: not logged in}
     """
-    log = AuditLog(admin(request).db)
-    check = await log.verify()
+    check = await audit_check(request)
     return JSONResponse(
         {
             "verified": check.ok,
             "entries": check.entries,
             "problem": None if check.ok else check.problem,
-            "newest": rows(await log.entries(limit=100)),
+            "first_bad_seq": check.first_bad_seq,
+            "head": check.head.as_json() if check.ok and check.head else None,
+            "warnings": list(check.warnings),
+            "notes": list(check.notes),
+            "newest": rows(await admin(request).auth.audit.entries(limit=100)),
         }
     )
 

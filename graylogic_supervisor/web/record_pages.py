@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.memory.model import Resolution
-from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.audit import ChainCheck
 from graylogic_supervisor.store.memory import MemoryRepository
 from graylogic_supervisor.store.sessions import Session
 from graylogic_supervisor.web.auth import may_change
@@ -152,7 +152,7 @@ async def record_resolution(
     )
     if not await MemoryRepository(deps.db).resolve(failure_id, resolution, now):
         return 404, "the failure memory has no such failure"
-    await AuditLog(deps.db).append(
+    await deps.auth.audit.append(
         session.user, "memory.resolve", failure_id, resolution.model_dump(mode="json"), now
     )
     return None
@@ -216,16 +216,24 @@ async def learning_activity(request: Request) -> Response:
     return render(request, "learning.html", session=session, **await learning_data(request))
 
 
+async def audit_check(request: Request) -> ChainCheck:
+    """The daemon's incremental check (entries since the last look, off the loop); the
+    whole chain, still off the loop, where no watch was given (tests, tools)."""
+    deps = admin(request)
+    if deps.audit_watch is not None:
+        return await deps.audit_watch.check()
+    return await deps.auth.audit.verify()
+
+
 async def audit_log(request: Request) -> Response:
     session = await viewer(request)
     if session is None:
         return to_login()
-    audit = AuditLog(admin(request).db)
-    entries = await audit.entries(limit=PAGE)
+    entries = await admin(request).auth.audit.entries(limit=PAGE)
     return render(
         request,
         "audit.html",
         session=session,
         entries=entries,
-        check=await audit.verify(),
+        check=await audit_check(request),
     )

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from graylogic_supervisor.learning.service import LearningService
+from graylogic_supervisor.store.audit_watch import ChainWatch
 from graylogic_supervisor.store.commands import CommandRepository
 from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.database import Database
@@ -53,6 +54,8 @@ class AdminDeps:
     termination: Callable[[], TerminationReading]
     metrics_token: str | None = field(default=None, repr=False)
     """Lets a Prometheus scrape /metrics without a session; kept out of ``repr``."""
+    audit_watch: ChainWatch | None = None
+    """The daemon's incremental audit verification; without it /audit verifies in full."""
 
 
 def templates() -> Environment:

@@ -38,7 +38,7 @@ from graylogic_supervisor.supervisor.policy import PolicySettings, RecoveryPolic
 from graylogic_supervisor.supervisor.rebuild import PolicyJournal
 from tests.daemon_process import REPO
 from tests.engine.test_runner import Scripted
-from tests.virtual_time import CountingDatabase, DrivenClock, driven
+from tests.virtual_time import CountingDatabase, CountingExecutor, DrivenClock, driven
 
 FAST = PolicySettings(rearm_after_s=0.3, open_cooldown_s=0.3, max_open_cooldown_s=0.6)
 
@@ -96,7 +96,9 @@ class Harness:
         self.versions = PlaybookVersions(db)
         self.policy = RecoveryPolicy(settings, clock)
         self.recovery_state = RecoveryStateRepository(db)
-        self.audit = AuditLog(db)
+        # the head file is written on a worker thread the driven clock must see
+        self.audit_worker = CountingExecutor(clock)
+        self.audit = AuditLog(db, self.audit_worker)
         self.controls = ControlRepository(db, self.audit)
         self.escalations = EscalationChain(
             EscalationConfig(), EscalationRepository(db, self.audit), self.observer, clock
@@ -157,7 +159,11 @@ async def open_harness(
         driven(DrivenClock() if start is None else DrivenClock(start)) as clock,
         CountingDatabase(tmp_path / "s.db", clock) as db,
     ):
-        yield Harness(db, clock, **options)
+        harness = Harness(db, clock, **options)
+        try:
+            yield harness
+        finally:
+            harness.audit_worker.shutdown()
 
 
 @pytest.fixture

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
-import httpx
+import json
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
+import pytest
+
+from graylogic_supervisor.clock import SystemClock
+from graylogic_supervisor.engine.builtins import builtin_specs
+from graylogic_supervisor.learning.service import LearningService, LearningSettings
+from graylogic_supervisor.metrics import Metrics
+from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.audit_watch import ChainWatch
+from graylogic_supervisor.store.commands import CommandRepository
+from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.database import Database
-from tests.web.test_admin_auth import log_in, session_csrf
+from graylogic_supervisor.store.escalations import EscalationRepository
+from graylogic_supervisor.store.executions import ExecutionRepository
+from graylogic_supervisor.store.sessions import SessionRepository
+from graylogic_supervisor.store.users import UserRepository
+from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.supervisor.policy import TerminationReading
+from graylogic_supervisor.web.app import WebDeps, create_app
+from graylogic_supervisor.web.auth import AuthDeps
+from graylogic_supervisor.web.render import AdminDeps
+from tests.web.test_admin_auth import NOW, PASSWORD, Health1, log_in, session_csrf
 from tests.web.test_admin_pages import client  # noqa: F401  # the filled store and app
 
 
@@ -75,3 +97,74 @@ async def test_a_tampered_audit_log_is_shown_as_broken(
     await db.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 1")
     page = await client.get("/audit")
     assert "does NOT verify at entry 1" in page.text
+
+
+@pytest.fixture
+async def watched(db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, AuditLog]]:
+    """The page as the daemon wires it: the incremental watch, its own audit thread."""
+    worker = ThreadPoolExecutor(1, "audit")
+    clock = SystemClock()
+    audit = AuditLog(db, worker)
+    users = UserRepository(db)
+    await users.add("ada", "admin", PASSWORD, NOW)
+    app = create_app(
+        WebDeps(Health1(), frozenset, Metrics("test"), "villa-7", "0.1.0"),
+        AdminDeps(
+            db,
+            AuthDeps(users, SessionRepository(db), audit, clock),
+            ControlRepository(db, audit),
+            EscalationRepository(db, audit),
+            ExecutionRepository(db),
+            CommandRepository(db),
+            PlaybookVersions(db),
+            LearningService(
+                db, PlaybookVersions(db), audit, builtin_specs(), LearningSettings(), clock
+            ),
+            lambda: TerminationReading(None, 0, 0),
+            audit_watch=ChainWatch(audit, clock),
+        ),
+    )
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as http:
+            yield http, audit
+    finally:
+        worker.shutdown()
+
+
+async def test_the_audit_page_shows_the_head_and_a_cut_tail_even_with_the_head_file_forged(
+    watched: tuple[httpx.AsyncClient, AuditLog], db: Database
+) -> None:
+    http, audit = watched
+    for n in range(5):
+        await audit.append("ada", "maintenance.start", "mqtt", {"n": n}, NOW)
+    await log_in(http, "ada")  # one more entry: session.login
+    page = await http.get("/audit")
+    head = await audit.last()
+    assert "The chain of 6 entries verifies" in page.text
+    assert head.hash in page.text  # to compare with the retained MQTT copy
+    api = (await http.get("/api/v1/audit")).json()
+    assert (api["verified"], api["head"]) == (True, head.as_json())
+
+    await db.execute("DROP TRIGGER audit_log_no_delete")
+    await db.execute("DELETE FROM audit_log WHERE seq > 4")
+    forged = await audit.last()
+    assert audit.head_keeper is not None
+    audit.head_keeper.file.path.write_text(json.dumps(forged.as_json()))
+    page = await http.get("/audit")
+    assert "does NOT verify at entry 5: entries 5..6 were deleted" in page.text
+    api = (await http.get("/api/v1/audit")).json()
+    assert (api["verified"], api["first_bad_seq"], api["head"]) == (False, 5, None)
+
+
+async def test_the_audit_page_warns_when_the_head_file_is_missing(
+    watched: tuple[httpx.AsyncClient, AuditLog],
+) -> None:
+    http, audit = watched
+    await log_in(http, "ada")
+    assert audit.head_keeper is not None
+    audit.head_keeper.file.path.unlink()
+    page = await http.get("/audit")
+    assert "Warning: no head file beside the store" in page.text
+    assert (await http.get("/api/v1/audit")).json()["warnings"]
