@@ -57,6 +57,9 @@ SEVERITY_PRIORITY = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 # How often maintenance windows are checked for their end.
 MAINTENANCE_CHECK_S = 5.0  # a window ends within this of its end: each check is a store write
 STORE_RETRY_S = 10.0  # after a failure could not be recorded, or handling it went wrong
+# How long a check after a run may keep answering "could not tell" before its last known
+# health (unhealthy) is taken.
+BLIND_WAIT_S = 30.0
 MAINTENANCE = "maintenance windows"  # the key of the maintenance check's errors
 
 
@@ -412,6 +415,18 @@ class Supervisor:
         except Exception as closing:  # already logged the cause above
             logger.debug("incident %s left open: %s", incident.id, closing)
 
+    async def _healthy_after_run(self, component: str) -> bool:
+        """A fresh check after a run that resolved. A check that cannot tell (the
+        supervisor's own resources) is asked again for up to BLIND_WAIT_S rather than
+        taken for a failure, which would run the playbook again on a healthy component."""
+        healthy, _ = await self._monitor.probe(component)
+        waited = 0.0
+        while self._monitor.blind(component) is not None and waited < BLIND_WAIT_S:
+            await self._clock.sleep(WAIT_STEP_S)
+            waited += WAIT_STEP_S
+            healthy, _ = await self._monitor.probe(component)
+        return healthy
+
     async def _open_incident(self, component: str, after_root: bool) -> _Incident | None:
         config = self._monitor.components[component]
         grace = config.grace_s
@@ -507,7 +522,7 @@ class Supervisor:
                 chosen, incident.failure, incident.id, kind, priority=priority
             )
             self._after_execution(outcome)
-            succeeded = outcome.status == "resolved" and (await self._monitor.probe(component))[0]
+            succeeded = outcome.status == "resolved" and await self._healthy_after_run(component)
             denial = self._policy.record_outcome(
                 component, succeeded, self._signature(incident, outcome)
             )

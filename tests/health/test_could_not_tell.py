@@ -128,3 +128,20 @@ async def test_check_mqtt_says_it_could_not_tell_instead_of_failing_the_broker(
     assert result.output["could_not_tell"] is True
     assert "could not tell whether the broker answers" in result.result
     assert "EMFILE" in result.result
+
+
+async def test_a_run_that_resolved_is_not_repeated_while_the_check_after_it_cannot_tell(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path) as h:
+        await h.seed()
+        h.healthy_on_probe = True  # the fix works
+        starved = CouldNotTell("fds", "could not check: no free file descriptor (EMFILE)")
+        h.probe_raises["mqtt"] = [starved, starved, starved]  # the checks after the run
+        h.monitor.report("mqtt", False, "service mosquitto exited")
+        await settle(h, timeout=60)
+        assert h.fix.calls == 1  # not run again on a broker we could not look at
+        assert await h.statuses() == ["resolved"]
+        [incident] = await h.incident_rows()
+        assert incident["phase"] == "resolved"
+        assert h.probe_raises["mqtt"] == []  # it did ask again until a check could tell
