@@ -23,6 +23,7 @@ from graylogic_supervisor.clock import SystemClock
 from graylogic_supervisor.config import SupervisorConfig
 from graylogic_supervisor.engine.builtins import builtin_specs
 from graylogic_supervisor.errors import SupervisorError
+from graylogic_supervisor.learning.changes import change_from_yaml
 from graylogic_supervisor.learning.service import LearningService, learning_settings
 from graylogic_supervisor.operator_cli import default_actor
 from graylogic_supervisor.passwords import PasswordPool
@@ -293,14 +294,10 @@ async def _recommendations(service: LearningService, args: argparse.Namespace) -
 
 def _read_change(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
         raise SupervisorError(f"{path}: cannot read the change: {exc}") from exc
-    if isinstance(data, dict) and "recommendation" in data:
-        data = data["recommendation"]  # a whole `recommendations show` output, edited
-    if not isinstance(data, dict):
-        raise SupervisorError(f"{path}: a change is a mapping with a 'type'")
-    return data
+    return change_from_yaml(text, path)
 
 
 async def _user(

@@ -17,10 +17,11 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from graylogic_supervisor.engine.action import ActionSpec
-from graylogic_supervisor.errors import PlaybookError, SupervisorError
+from graylogic_supervisor.errors import PlaybookError, SourceError, SupervisorError
 from graylogic_supervisor.playbooks.loader import validate_playbook_data
 from graylogic_supervisor.playbooks.model import DONE, ESCALATE, NEXT, TERMINALS, Playbook
 from graylogic_supervisor.store.versions import semver_key
+from graylogic_supervisor.yamlsource import load_located
 
 
 class ChangeError(SupervisorError):
@@ -87,6 +88,25 @@ class _Envelope(BaseModel):
 
 def parse_change(data: Mapping[str, Any]) -> Change:
     return _Envelope.model_validate({"change": data}).change
+
+
+class _ChangeSourceError(SourceError):
+    """A person's edited change that is not readable YAML."""
+
+
+def change_from_yaml(text: str, origin: Path) -> dict[str, Any]:
+    """A change a person edited (the page's form, ``--change-file``), read with the same
+    guarded loader as playbooks (depth, size and alias limits, the line of a problem);
+    a whole ``recommendations show`` output is accepted too. Raises ``ChangeError``."""
+    try:
+        data = load_located(origin, _ChangeSourceError, text).data
+    except _ChangeSourceError as exc:
+        raise ChangeError(f"the change is not readable YAML: {exc}") from exc
+    if isinstance(data, dict) and "recommendation" in data:
+        data = data["recommendation"]
+    if not isinstance(data, dict):
+        raise ChangeError("a change is a mapping with a type")
+    return data
 
 
 # What part of the version number a change moves.

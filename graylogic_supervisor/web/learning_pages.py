@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -18,7 +19,13 @@ from starlette.routing import Route
 
 from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.errors import SupervisorError
-from graylogic_supervisor.learning.changes import apply_change, bump, parse_change
+from graylogic_supervisor.learning.changes import (
+    ChangeError,
+    apply_change,
+    bump,
+    change_from_yaml,
+    parse_change,
+)
 from graylogic_supervisor.store.versions import playbook_yaml
 from graylogic_supervisor.store.views import RecordViews
 from graylogic_supervisor.web.auth import may_change
@@ -117,12 +124,9 @@ async def approve(request: Request) -> Response:
     edited = form.get("change")
     if edited is not None:
         try:
-            data = yaml.safe_load(edited)
-        except yaml.YAMLError as exc:
-            return await recommendation(request, f"the change is not YAML: {exc}", 400, edited)
-        if not isinstance(data, dict):
-            return await recommendation(request, "a change is a mapping with a type", 400, edited)
-        modified = data
+            modified = change_from_yaml(edited, Path("change"))
+        except ChangeError as exc:
+            return await recommendation(request, str(exc), 400, edited)
     try:
         version = await deps.learning.approve(
             rec_id, session.user, form.get("reason", ""), modified
