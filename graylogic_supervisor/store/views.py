@@ -124,3 +124,38 @@ class RecordViews:
             "SELECT id FROM incidents WHERE failure_id = ?", (identifier,)
         )
         return row["id"], incident["id"] if incident is not None else None
+
+    # -- the failure memory's and learning's pages ----------------------------------------
+
+    async def remembered_failures(self, outcome: str, limit: int) -> list[Row]:
+        """The newest failures the memory keeps, of one outcome ('' for all)."""
+        return await self._db.fetchall(
+            "SELECT failure_id, component, error_id, detected_at, outcome, fix_action, fix_target,"
+            " count FROM failure_memory WHERE ? = '' OR outcome = ?"
+            " ORDER BY detected_at DESC LIMIT ?",
+            (outcome, outcome, limit),
+        )
+
+    async def executions_summary_of_failure(self, failure_id: str) -> list[Row]:
+        return await self._db.fetchall(
+            "SELECT id, playbook_id, playbook_version, status, detail FROM executions"
+            " WHERE failure_id = ? ORDER BY started_at",
+            (failure_id,),
+        )
+
+    async def patterns_since(self, since: datetime) -> list[Row]:
+        """Patterns the memory learned since ``since``, newest first."""
+        return await self._db.fetchall(
+            "SELECT id, component, error_id, fix_action, created_at FROM memory_patterns"
+            " WHERE created_at >= ? ORDER BY created_at DESC",
+            (isoformat(since),),
+        )
+
+    async def approved_versions_since(self, since: datetime) -> list[Row]:
+        """Versions made from approved recommendations since ``since``, newest first."""
+        return await self._db.fetchall(
+            "SELECT playbook_id, version, parent_version, approved_by, reason, created_at"
+            " FROM playbook_versions WHERE recommendation_id IS NOT NULL AND created_at >= ?"
+            " ORDER BY created_at DESC",
+            (isoformat(since),),
+        )

@@ -14,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.memory.model import Resolution
 from graylogic_supervisor.store.audit import ChainCheck
 from graylogic_supervisor.store.memory import MemoryRepository
 from graylogic_supervisor.store.sessions import Session
+from graylogic_supervisor.store.views import RecordViews
 from graylogic_supervisor.web.auth import may_change
 from graylogic_supervisor.web.render import (
     admin,
@@ -49,12 +49,7 @@ async def failures_data(request: Request) -> dict[str, Any]:
     outcome = request.query_params.get("outcome", "")
     chosen = outcome if outcome in OUTCOMES else ""
     deps = admin(request)
-    rows = await deps.db.fetchall(
-        "SELECT failure_id, component, error_id, detected_at, outcome, fix_action, fix_target,"
-        " count FROM failure_memory WHERE ? = '' OR outcome = ?"
-        " ORDER BY detected_at DESC LIMIT ?",
-        (chosen, chosen, PAGE),
-    )
+    rows = await RecordViews(deps.db).remembered_failures(chosen, PAGE)
     patterns = await MemoryRepository(deps.db).patterns()
     return {
         "outcome": chosen,
@@ -96,16 +91,11 @@ async def failure_data(request: Request) -> dict[str, Any] | None:
     """One failure's record, outcome and executions; None when the memory has none."""
     deps = admin(request)
     failure_id = request.path_params["failure_id"]
-    row = await deps.db.fetchone(
-        "SELECT outcome, record FROM failure_memory WHERE failure_id = ?", (failure_id,)
-    )
+    views = RecordViews(deps.db)
+    row = await views.memory_record(failure_id)
     if row is None:
         return None
-    executions = await deps.db.fetchall(
-        "SELECT id, playbook_id, playbook_version, status, detail FROM executions"
-        " WHERE failure_id = ? ORDER BY started_at",
-        (failure_id,),
-    )
+    executions = await views.executions_summary_of_failure(failure_id)
     return {
         "failure_id": failure_id,
         "outcome": row["outcome"],
@@ -177,18 +167,9 @@ async def learning_data(request: Request) -> dict[str, Any]:
     its active version does against its first."""
     deps = admin(request)
     now = deps.auth.clock.now()
-    week, month = isoformat(now - timedelta(days=7)), isoformat(now - timedelta(days=30))
-    patterns = await deps.db.fetchall(
-        "SELECT id, component, error_id, fix_action, created_at FROM memory_patterns"
-        " WHERE created_at >= ? ORDER BY created_at DESC",
-        (week,),
-    )
-    applied = await deps.db.fetchall(
-        "SELECT playbook_id, version, parent_version, approved_by, reason, created_at"
-        " FROM playbook_versions WHERE recommendation_id IS NOT NULL AND created_at >= ?"
-        " ORDER BY created_at DESC",
-        (month,),
-    )
+    views = RecordViews(deps.db)
+    patterns = await views.patterns_since(now - timedelta(days=7))
+    applied = await views.approved_versions_since(now - timedelta(days=30))
     progress = []
     for book in await deps.versions.active_playbooks():
         versions = await deps.learning.metrics.versions(book.id)
