@@ -10,7 +10,6 @@ connection holding a write transaction) and so is the exception (the probe's
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -116,8 +115,8 @@ async def test_one_incidents_exception_pauses_that_component_while_others_recove
         await h.seed()
         await h.seed(component="bridge-knx", error_id="ERR-BRIDGE-HEARTBEAT-001")
         h.healthy_on_probe = False
-        too_many = OSError(errno.EMFILE, "Too many open files")
-        h.probe_raises["mqtt"] = [too_many, OSError(errno.EMFILE, "Too many open files")]
+        # A prober's own bug (an OSError would be "could not tell", health/monitor.py)
+        h.probe_raises["mqtt"] = [ValueError("a bug in the prober")] * 2
 
         async def fix(ctx: StepContext) -> StepResult:
             h.probe_health[ctx.failure.component] = True
@@ -146,8 +145,8 @@ async def test_one_incidents_exception_pauses_that_component_while_others_recove
             assert h.clock.monotonic() >= 2 * STORE_RETRY_S  # two pauses, one per error
             assert not task.done()
     [error] = loop_errors(caplog, "mqtt")
-    assert "OSError: [Errno 24] Too many open files" in error.getMessage()
-    assert error.exc_info is not None  # a bug or exhaustion: its traceback, once
+    assert "ValueError: a bug in the prober" in error.getMessage()
+    assert error.exc_info is not None  # a bug: its traceback, once
 
 
 async def test_the_maintenance_check_outlives_a_locked_store(
