@@ -58,7 +58,7 @@ from attack_site import (
     sighup_burst,
     store_locked,
 )
-from attack_target import Attack, AttackDaemon, memory_max_mb
+from attack_target import RECOVERED_WITHIN_S, Attack, AttackDaemon, memory_max_mb
 from attack_web import hostile_bodies, idle_connections, login_bursts
 from processes import BenchError, run_harness
 from recovery import workspace
@@ -110,7 +110,9 @@ def stop(daemon: AttackDaemon) -> dict[str, Any]:
     }
 
 
-def run_group(group: list[str], short: bool, keep: bool) -> dict[str, dict[str, Any]]:
+def run_group(
+    group: list[str], short: bool, keep: bool, recovered_within_s: float
+) -> dict[str, dict[str, Any]]:
     """The attacks of one group, each on the daemon of the one before while it lives."""
     results: dict[str, dict[str, Any]] = {}
     pending = list(group)
@@ -122,7 +124,7 @@ def run_group(group: list[str], short: bool, keep: bool) -> dict[str, dict[str, 
                 with daemon:
                     while pending:
                         name = pending.pop(0)
-                        attack = Attack(name, daemon, short)
+                        attack = Attack(name, daemon, short, recovered_within_s)
                         if ran:
                             attack.figures["after_on_the_same_daemon"] = list(ran)
                         elif name != group[0]:
@@ -153,13 +155,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     started = time.monotonic()
     attacks: dict[str, dict[str, Any]] = {}
     for group in groups(args.only):
-        attacks.update(run_group(group, args.short, args.keep))
+        attacks.update(run_group(group, args.short, args.keep, args.recovered_within))
     ordered = {n: attacks[n] for n in NAMES if n in attacks}
     return {
         "ok": bool(ordered) and all(r["ok"] for r in ordered.values()),
         "attacks": ordered,
         "held": sum(1 for r in ordered.values() if r["ok"]),
         "short": args.short,
+        "recovered_within_s": args.recovered_within,
         "memory_max_mb": memory_max_mb(),
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -201,6 +204,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--short", action="store_true", help="CI: shorter holds and floods")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--keep", action="store_true", help="keep the temporary dirs and logs")
+    parser.add_argument(
+        "--recovered-within",
+        type=float,
+        default=RECOVERED_WITHIN_S,
+        metavar="S",
+        help=f"a killed broker must answer within S s (the requirement: {RECOVERED_WITHIN_S:g})",
+    )
     parser.add_argument(
         "--only", default="", help="attacks by number or name, comma-separated (all)"
     )

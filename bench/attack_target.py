@@ -168,9 +168,8 @@ class Kill:
     new_pid: int | None
     recovered_s: float | None  # SIGKILL to the first CONNACK of a new broker of the daemon
 
-    @property
-    def recovered(self) -> bool:
-        return self.recovered_s is not None and self.recovered_s <= RECOVERED_WITHIN_S
+    def recovered_within(self, limit_s: float) -> bool:
+        return self.recovered_s is not None and self.recovered_s <= limit_s
 
 
 class Watch:
@@ -215,10 +214,17 @@ class Watch:
 class Attack:
     """One attack's run: its figures, its criteria, its kills and its watch."""
 
-    def __init__(self, name: str, daemon: AttackDaemon, short: bool) -> None:
+    def __init__(
+        self,
+        name: str,
+        daemon: AttackDaemon,
+        short: bool,
+        recovered_within_s: float = RECOVERED_WITHIN_S,
+    ) -> None:
         self.name = name
         self.daemon = daemon
         self.short = short
+        self.recovered_within_s = recovered_within_s
         self.figures: dict[str, Any] = {}
         self.criteria: dict[str, bool] = {}
         self.kills: list[Kill] = []
@@ -326,8 +332,10 @@ class Attack:
         audit = daemon.audit_problems()
         self.criteria = {
             "daemon_alive": alive,
-            "kill_during_recovered": bool(during) and all(k.recovered for k in during),
-            "kill_after_recovered": bool(after) and all(k.recovered for k in after),
+            "kill_during_recovered": bool(during)
+            and all(k.recovered_within(self.recovered_within_s) for k in during),
+            "kill_after_recovered": bool(after)
+            and all(k.recovered_within(self.recovered_within_s) for k in after),
             "no_healthy_broker_restart": not self.watch.restarts and not uncaused,
             "rss_under_memory_max": 0 < self.watch.rss_mb_peak < limit,
             "store_intact": integrity == "ok",
