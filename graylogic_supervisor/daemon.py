@@ -194,8 +194,9 @@ async def _run(
             topics.root,
             clock,
             lambda component, healthy, detail: monitor.report(component, healthy, detail),
+            lambda component: monitor.probe(component),
         )
-        link.subscribe(heartbeats.topic_filter, heartbeats.handle)
+        link.subscribe(heartbeats.topic_filter, heartbeats.handle, lane=heartbeats.lane, qos=0)
         services.add_replace_listener(heartbeats.service_replaced)
 
         events = EventRing(clock, config.memory.recent_events)
@@ -260,6 +261,8 @@ async def _run(
             logger.warning("%s", warning)
 
         metrics = Metrics(__version__)
+        link.add_drop_listener(metrics.mqtt_message_dropped)
+        heartbeats.add_drop_listener(metrics.heartbeat_dropped)
         controls_of_runs = ExecutionControls(clock)
         recorder = MetricsRecorder(metrics, plan.service.name if plan.service else None)
         finished = FinishedExecutions()
@@ -399,6 +402,7 @@ async def _run(
             tasks = [
                 web,
                 group.create_task(link.run(), name="mqtt-link"),
+                group.create_task(heartbeats.run(), name="heartbeat-rechecks"),
                 group.create_task(monitor.run(), name="health-probes"),
                 group.create_task(supervisor.run(), name="supervisor"),
                 group.create_task(escalations.run(), name="escalation-chain"),

@@ -13,7 +13,7 @@ import aiomqtt
 import pytest
 
 from graylogic_supervisor.clock import SystemClock
-from graylogic_supervisor.mqtt.link import LinkSettings, MqttLink
+from graylogic_supervisor.mqtt.link import Incoming, LinkSettings, MqttLink
 from graylogic_supervisor.mqtt.probe import ProbeError, ProbeTarget, probe_broker
 from tests.conftest import Broker, free_port, start_broker
 
@@ -70,10 +70,10 @@ async def test_subscriptions_deliver_and_a_failing_handler_does_not_cut_the_link
     link = MqttLink(settings(broker.port, root), SystemClock(), random.Random(1))
     got: list[tuple[str, bytes]] = []
 
-    def broken(topic: str, payload: bytes) -> None:
+    def broken(message: Incoming) -> None:
         raise ValueError("handler bug")
 
-    link.subscribe(f"{root}/in/+", lambda t, p: got.append((t, p)))
+    link.subscribe(f"{root}/in/+", lambda m: got.append((m.topic, m.payload)))
     link.subscribe(f"{root}/in/#", broken)
     task = asyncio.create_task(link.run())
     try:
