@@ -44,6 +44,10 @@ class IngressLimits:
     limit: int = 1000  # messages queued in all lanes together
     lane_limit: int = 100  # messages queued in one lane
 
+    def __post_init__(self) -> None:
+        if self.limit < 1 or self.lane_limit < 1:
+            raise ValueError("ingress limits must be at least 1")
+
 
 class _Lanes:
     """FIFO lanes served round-robin; ``len`` is the total, as ``asyncio.Queue`` expects."""
