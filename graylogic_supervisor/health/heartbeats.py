@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -314,7 +315,7 @@ class HeartbeatTracker:
 
     def _recheck_due(self, state: _BridgeState) -> float:
         if state.rechecked_at is None:
-            return self._clock.monotonic()
+            return -math.inf  # never re-checked: due now, whenever now is
         return state.rechecked_at + RECHECK_MIN_INTERVAL_S
 
     def _drop(self, name: str, reason: str, detail: str) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
+import signal
 import sys
 import time
 import uuid
@@ -58,6 +60,7 @@ class Rig:
     link: MqttLink
     client: aiomqtt.Client
     services: ServiceManager
+    rechecked: list[str]
 
     async def send(self, name: str, payload: bytes | dict[str, Any]) -> None:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -86,13 +89,19 @@ async def running_rig(
     root = root or f"hb-{uuid.uuid4().hex[:8]}"
     clock = SystemClock()
     service = {"service": "bridge-knx"} if knx_service else {}
+    rechecked: list[str] = []
+
+    async def recheck(name: str) -> None:
+        await monitor.probe(name)
+        rechecked.append(name)
+
     components = {"knx": bridge(window_s, **service), "dali": bridge(window_s)}
     tracker = HeartbeatTracker(
         components,
         root,
         clock,
         lambda name, healthy, detail: monitor.report(name, healthy, detail),
-        lambda name: monitor.probe(name),
+        recheck,
     )
     services = ServiceManager(clock)
     if knx_service is not None:
@@ -128,7 +137,7 @@ async def running_rig(
     try:
         await until(lambda: link.connected, 5)
         async with aiomqtt.Client(broker.host, broker.port, identifier=f"{root}-bridge") as client:
-            yield Rig(root, tracker, monitor, link, client, services)
+            yield Rig(root, tracker, monitor, link, client, services, rechecked)
     finally:
         for running in (task, rechecks):
             running.cancel()
@@ -268,6 +277,47 @@ async def test_our_own_status_and_unknown_bridges_are_ignored(
         assert rig.link.dropped["unrouted"] == 3  # not even queued: no handler reads them
         assert rig.monitor.changes.qsize() == 1
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+async def test_a_heartbeat_the_broker_retained_from_before_is_not_trusted(broker: Broker) -> None:
+    root = f"hb-{uuid.uuid4().hex[:8]}"
+    async with aiomqtt.Client(broker.host, broker.port) as old:  # a bridge long gone
+        await old.publish(f"{root}/health/knx", b'{"status": "online"}', qos=1, retain=True)
+    try:
+        async with running_rig(broker, root=root) as rig:
+            await rig.send("dali", {"status": "online"})
+            await until(lambda: rig.health("dali") is Health.HEALTHY)
+            await until(lambda: rig.tracker.dropped["knx", "retained"] == 1)
+            assert rig.health() is Health.UNKNOWN
+
+            await rig.send("knx", {"status": "online"})  # live: the broker clears the flag
+            await until(lambda: rig.health() is Health.HEALTHY)
+    finally:
+        async with aiomqtt.Client(broker.host, broker.port) as old:
+            await old.publish(f"{root}/health/knx", b"", qos=1, retain=True)
+
+
+async def test_a_faked_online_for_a_bridge_whose_service_is_down_changes_nothing(
+    broker: Broker, tmp_path: Path
+) -> None:
+    async with running_rig(broker, window_s=30, knx_service=tmp_path) as rig:
+        status = await rig.services.start("bridge-knx")
+        assert status.pid is not None
+        os.kill(status.pid, signal.SIGKILL)  # the bridge dies, before any heartbeat
+        await until(lambda: rig.health() is Health.UNHEALTHY, 5)
+        for _ in range(5):  # anyone on the broker speaks for it
+            await rig.send("knx", {"status": "online"})
+        await rig.send("dali", {"status": "online"})
+        await until(lambda: rig.health("dali") is Health.HEALTHY)
+        await until(lambda: rig.rechecked == ["knx"])  # the first asked for one, the rest not
+        assert rig.health() is Health.UNHEALTHY
+        assert rig.monitor.state("knx").detail == "service bridge-knx killed by SIGKILL"
+        assert rig.monitor.changes.qsize() == 2  # knx unhealthy, dali healthy: no flip
+
+        await rig.services.start("bridge-knx")  # it runs again: its next heartbeat counts
+        await rig.send("knx", {"status": "online"})
+        await until(lambda: rig.health() is Health.HEALTHY, 5)
+        assert rig.monitor.state("knx").detail.startswith("last heartbeat ")  # within a second
 
 
 # --- the tracker on a hand-moved clock ------------------------------------------------------
