@@ -195,6 +195,7 @@ async def _run(
             clock,
             lambda component, healthy, detail: monitor.report(component, healthy, detail),
             lambda component: monitor.probe(component),
+            lambda: link.flooded_at,
         )
         link.subscribe(heartbeats.topic_filter, heartbeats.handle, lane=heartbeats.lane, qos=0)
         services.add_replace_listener(heartbeats.service_replaced)

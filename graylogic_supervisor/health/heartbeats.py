@@ -30,6 +30,13 @@ evidence to weigh, never a command:
   What it does at once is ask for a re-check (a bridge with a service that
   really stopped is unhealthy at once, on the service's evidence).
 
+- **A flood** on the broker (``MqttLink.flooded_at``) may have cost a bridge
+  its heartbeats: the broker drops messages for a client that reads too
+  slowly, whoever they are from. Silence is evidence only once a whole window
+  has passed since the last sign of a flood; until then the bridge keeps the
+  verdict it had (a healthy bridge is not restarted because someone flooded the
+  broker; a dead one stays unhealthy), and the detail says why.
+
 So a bridge's health cannot be flipped faster than its window by what is sent
 on its topic: it becomes healthy on a heartbeat (re-checked where it has a
 service) and unhealthy only after a window of silence or on its service's state.
@@ -67,6 +74,7 @@ SUPERVISOR_NAME = "supervisor"  # {root}/health/supervisor is our own status, no
 
 Report = Callable[[str, bool, str], None]  # (component, healthy, detail): HealthMonitor.report
 Recheck = Callable[[str], Awaitable[object]]  # probe the component now: HealthMonitor.probe
+FloodedAt = Callable[[], float | None]  # clock.monotonic() of the last flood: MqttLink
 DropListener = Callable[[str, str], None]  # (bridge, reason)
 
 MALFORMED = "malformed"
@@ -134,6 +142,7 @@ class _BridgeState:
     offline_said_at: float | None = None  # an `offline` not refuted by a heartbeat since
     rechecked_at: float | None = None
     recheck_wanted: bool = False
+    verdict: bool = True  # the prober's last answer, kept while a flood hides the heartbeats
 
 
 class HeartbeatTracker:
@@ -147,6 +156,7 @@ class HeartbeatTracker:
         clock: Clock,
         report: Report,
         recheck: Recheck,
+        flooded_at: FloodedAt = lambda: None,
     ) -> None:
         """``bridges`` by component name, which is also the last level of its heartbeat topic."""
         if SUPERVISOR_NAME in bridges:
@@ -158,6 +168,7 @@ class HeartbeatTracker:
         self._clock = clock
         self._report = report
         self._recheck = recheck
+        self._flooded_at = flooded_at
         self._started = clock.monotonic()
         self._states = {
             name: _BridgeState(_bucket(clock, bridge)) for name, bridge in self._bridges.items()
@@ -243,8 +254,20 @@ class HeartbeatTracker:
         if not isinstance(config, BridgeComponent) or component not in self._states:
             raise ValueError(f"{component!r} is not a bridge given to the heartbeat tracker")
         state = self._states[component]
-        window = config.heartbeat_window_s
         now = self._clock.monotonic()
+        healthy, detail = self._judge(state, config, now)
+        flooded_at = self._flooded_at()
+        if not healthy and flooded_at is not None and now - flooded_at < config.heartbeat_window_s:
+            healthy = state.verdict
+            detail += (
+                f"; the MQTT ingress was flooded {_seconds(now - flooded_at)} s ago, so heartbeats"
+                " may have been lost: silence is not evidence yet"
+            )
+        state.verdict = healthy
+        return healthy, detail
+
+    def _judge(self, state: _BridgeState, config: BridgeComponent, now: float) -> tuple[bool, str]:
+        window = config.heartbeat_window_s
         said = state.offline_said_at
         if state.last_heartbeat is None:
             if state.replaced_at is not None:

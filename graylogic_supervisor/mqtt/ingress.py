@@ -43,9 +43,10 @@ QUEUE_FULL = "queue_full"
 class IngressLimits:
     limit: int = 1000  # messages queued in all lanes together
     lane_limit: int = 100  # messages queued in one lane
+    flood_per_s: float = 1000.0  # arrivals beyond this rate (or a full lane) are a flood
 
     def __post_init__(self) -> None:
-        if self.limit < 1 or self.lane_limit < 1:
+        if self.limit < 1 or self.lane_limit < 1 or self.flood_per_s <= 0:
             raise ValueError("ingress limits must be at least 1")
 
 

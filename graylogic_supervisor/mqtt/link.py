@@ -8,7 +8,11 @@ monitor hears of it at once), not an error that stops anything.
 What arrives goes through a bounded queue (``ingress.py``) to the handlers,
 one at a time on this loop: a flood is dropped and counted where it is read,
 and what is said about it (here and in the outbox) is one log line per cause
-per minute (``logsummary.py``).
+per minute (``logsummary.py``). ``flooded_at`` tells when the last sign of a
+flood was seen (a full lane, or arrivals beyond ``flood_per_s``): until then
+the broker may have dropped messages meant for us (Mosquitto drops beyond
+``max_queued_messages`` for a client that reads too slowly), so silence on a
+topic proved nothing.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from graylogic_supervisor.mqtt.ingress import (
     IngressLimits,
     ingress_queue_type,
 )
+from graylogic_supervisor.tokenbucket import TokenBucket
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +68,21 @@ class _Subscription:
     handler: MessageHandler
     lane: Lane | None
     qos: int
+    levels: tuple[str, ...]  # the filter split once: every message is matched against it
+
+
+def topic_matches(levels: tuple[str, ...], topic: str) -> bool:
+    """MQTT matching of a split filter (``+`` one level, ``#`` the rest), on the path of
+    every incoming message: a flood is read at the speed of this function."""
+    parts = topic.split("/")
+    if topic.startswith("$") and levels[0] in ("+", "#"):
+        return False  # $SYS and friends are never matched by a leading wildcard
+    for index, level in enumerate(levels):
+        if level == "#":
+            return True
+        if index >= len(parts) or (level != "+" and level != parts[index]):
+            return False
+    return len(parts) == len(levels)
 
 
 @dataclass(frozen=True)
@@ -124,6 +144,11 @@ class MqttLink:
         self._on_connect: list[_Outgoing] = []
         self._summary = LogSummary(logger, clock, SUMMARY_INTERVAL_S)
         self.dropped: Counter[str] = Counter()  # incoming messages dropped, by reason
+        self._client: aiomqtt.Client | None = None
+        self._arrivals = TokenBucket(
+            clock, settings.ingress.flood_per_s, 2 * settings.ingress.flood_per_s
+        )
+        self.flooded_at: float | None = None  # clock.monotonic() of the last sign of a flood
         self.connected = False
 
     def subscribe(
@@ -139,7 +164,8 @@ class MqttLink:
         ``lane`` names the ingress lane of a topic (default: one lane for the filter),
         or None for a topic the handler would ignore, dropped before it is queued.
         """
-        self._subscriptions[topic_filter] = _Subscription(handler, lane, qos)
+        levels = tuple(topic_filter.split("/"))
+        self._subscriptions[topic_filter] = _Subscription(handler, lane, qos, levels)
 
     def add_listener(self, listener: LinkListener) -> None:
         self._listeners.append(listener)
@@ -172,6 +198,11 @@ class MqttLink:
         """Skip the rest of the backoff: we have reason to believe the broker is back."""
         self.breaker.trial_now()
         self._reconnect.set()
+
+    @property
+    def backlog(self) -> int:
+        """Incoming messages waiting for their handler (at most ``settings.ingress.limit``)."""
+        return len(self._client.messages) if self._client is not None else 0
 
     @property
     def queued(self) -> int:
@@ -242,6 +273,7 @@ class MqttLink:
         self._set_connected(True, "connected")
         writer = asyncio.create_task(self._drain(client), name="mqtt-writer")
         messages = aiter(client.messages)
+        self._client = client
         try:
             while True:
                 try:
@@ -251,6 +283,7 @@ class MqttLink:
                     continue
                 self._dispatch(str(incoming.topic), incoming.payload, incoming.retain)
         finally:
+            self._client = None
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                 await writer
@@ -284,13 +317,17 @@ class MqttLink:
 
     def _route(self, topic: aiomqtt.Topic) -> str | None:
         """The ingress lane of an incoming topic: the first matching subscription's."""
+        if not self._arrivals.take():
+            self.flooded_at = self._clock.monotonic()
         for topic_filter, subscription in self._subscriptions.items():
-            if topic.matches(topic_filter):
+            if topic_matches(subscription.levels, topic.value):
                 return topic_filter if subscription.lane is None else subscription.lane(topic.value)
         return None
 
     def _dropped(self, reason: str, lane: str) -> None:
         self.dropped[reason] += 1
+        if reason != UNROUTED:
+            self.flooded_at = self._clock.monotonic()
         for listener in self._drop_listeners:
             listener(reason, lane)
         if reason == UNROUTED:  # a topic nobody here reads (a bridge we were not told of)
@@ -309,7 +346,7 @@ class MqttLink:
         )
         incoming = Incoming(topic, data, retain)
         for topic_filter, subscription in self._subscriptions.items():
-            if aiomqtt.Topic(topic).matches(topic_filter):
+            if topic_matches(subscription.levels, topic):
                 try:
                     subscription.handler(incoming)
                 except Exception:  # a handler's bug must not cut the link

@@ -508,6 +508,40 @@ async def test_a_bridge_with_a_service_is_rechecked_rather_than_reported_healthy
             await runner
 
 
+async def test_silence_during_a_flood_and_for_a_window_after_it_is_no_evidence() -> None:
+    """The broker drops what a flooded client cannot read, heartbeats included: a bridge
+    healthy before the flood is not failed for the heartbeats the flood cost it."""
+    clock = ManualClock()
+    flood: list[float] = []
+    reports = Reports()
+    tracker = HeartbeatTracker(
+        {"knx": bridge(10), "dali": bridge(10)},
+        "site/",
+        clock,
+        reports,
+        no_recheck,
+        lambda: flood[-1] if flood else None,
+    )
+    tracker.handle(Incoming("site/health/knx", b'{"status": "online"}'))
+    assert await tracker.prober("knx", bridge(10)) == (True, "last heartbeat 0.0 s ago (online)")
+    clock.advance(11)
+    assert not (await tracker.prober("dali", bridge(10)))[0]  # dead before any flood
+    for _ in range(20):  # a 20 s flood
+        flood.append(clock.monotonic())
+        clock.advance(1)
+    healthy, detail = await tracker.prober("knx", bridge(10))
+    assert healthy
+    assert detail == (
+        "no heartbeat for 31 s (window 10 s); the MQTT ingress was flooded 1.0 s ago,"
+        " so heartbeats may have been lost: silence is not evidence yet"
+    )
+    assert not (await tracker.prober("dali", bridge(10)))[0]  # it keeps its verdict too
+    clock.advance(8)
+    assert (await tracker.prober("knx", bridge(10)))[0]
+    clock.advance(1)  # a whole window since the flood, and still silent: now it counts
+    assert await tracker.prober("knx", bridge(10)) == (False, "no heartbeat for 40 s (window 10 s)")
+
+
 def test_a_bridge_named_like_the_supervisors_own_topic_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match="cannot be named 'supervisor'"):
         HeartbeatTracker({"supervisor": bridge()}, "site", SystemClock(), Reports(), no_recheck)
