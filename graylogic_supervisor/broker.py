@@ -4,6 +4,12 @@
 Anywhere else it runs a Mosquitto of its own through the process backend, on
 ``process_port`` or, if another process holds that, the next free port above
 it: it never fights another process for a port.
+
+That broker may be given a password file and an ACL (``broker.password_file``,
+``broker.acl_file``): then only clients that log in may connect, and the ACL
+decides who may write where, so only bridge X can speak for bridge X on
+``{root}/health/X``. The system broker's own configuration is the site's, and
+is left alone.
 """
 
 from __future__ import annotations
@@ -68,6 +74,13 @@ def plan_broker(
         why = "systemd is PID 1" if mode == "systemd" else "systemd is not PID 1"
     else:
         why = f"broker.mode is {mode}"
+    secured = broker.password_file is not None or broker.acl_file is not None
+    if mode in ("external", "systemd") and secured:
+        logger.warning(
+            "broker.password_file and broker.acl_file apply to our own broker only;"
+            " the %s broker's configuration is its own",
+            mode,
+        )
     if mode == "external":
         return BrokerPlan("external", broker.host, broker.port, None, None, why)
     if mode == "systemd":
@@ -89,7 +102,14 @@ def plan_broker(
         argv=[executable, "-c", str(conf_path)],
         ready_port=port,
     )
-    return BrokerPlan("process", broker.host, port, service, mosquitto_conf(broker.host, port), why)
+    for setting, path in (("password_file", broker.password_file), ("acl_file", broker.acl_file)):
+        if path is not None and not path.is_file():
+            raise ConfigError(
+                Path("broker"),
+                [SourceProblem(Path("config"), None, f"broker.{setting}", f"no file {path}")],
+            )
+    conf = mosquitto_conf(broker.host, port, broker.password_file, broker.acl_file)
+    return BrokerPlan("process", broker.host, port, service, conf, why)
 
 
 def _free_port_from(host: str, first: int, free: Callable[[str, int], bool]) -> int:
@@ -109,12 +129,23 @@ def _free_port_from(host: str, first: int, free: Callable[[str, int], bool]) -> 
     )
 
 
-def mosquitto_conf(host: str, port: int) -> str:
-    """A minimal broker for a development machine: loopback only, no persistence."""
+def mosquitto_conf(
+    host: str, port: int, password_file: Path | None = None, acl_file: Path | None = None
+) -> str:
+    """A minimal broker for a development machine: loopback only, no persistence; with a
+    password file, clients must log in; with an ACL, they write only where it allows."""
+    for path in (password_file, acl_file):
+        if path is not None and "\n" in str(path):
+            raise ValueError(f"a broker file path cannot hold a line break: {path!r}")
+    access = "allow_anonymous true\n"
+    if password_file is not None:
+        access = f"allow_anonymous false\npassword_file {password_file}\n"
+    if acl_file is not None:
+        access += f"acl_file {acl_file}\n"
     return (
         "# written by graylogic-supervisor; regenerated at every start\n"
         f"listener {port} {host}\n"
-        "allow_anonymous true\n"
+        f"{access}"
         "set_tcp_nodelay true\n"
         "persistence false\n"
         "log_dest stderr\n"

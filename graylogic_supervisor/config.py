@@ -88,6 +88,10 @@ class BrokerConfig(Model):
     unit: str = "mosquitto.service"
     executable: str = "mosquitto"
     process_port: int = Field(1884, ge=1, le=65535)
+    # Our own broker only (process mode), relative to this file: clients log in (anonymous
+    # refused) and the ACL says who may write where, e.g. only bridge X on {root}/health/X.
+    password_file: FilePath | None = None
+    acl_file: FilePath | None = None
 
 
 class ProcessServiceConfig(Model):
@@ -145,6 +149,12 @@ class BridgeComponent(_ComponentBase):
     kind: Literal["bridge"]
     service: str | None = Field(None, pattern=NAME_PATTERN)
     heartbeat_window_s: float = Field(30.0, gt=0)
+    max_heartbeats_per_s: float = Field(
+        10.0,
+        gt=0,
+        description="beyond this rate (burst: twice it, at least 3) heartbeats are dropped"
+        " and counted; one per window is all a bridge needs",
+    )
 
 
 class DatabaseComponent(_ComponentBase):
@@ -462,6 +472,15 @@ def cross_reference_problems(config: SupervisorConfig) -> list[tuple[PathKey, st
                         f"unknown component {dependency!r}",
                     )
                 )
+    if config.broker.password_file is not None and (
+        config.mqtt.username is None or config.mqtt.password is None
+    ):
+        problems.append(
+            (
+                ("broker", "password_file"),
+                "anonymous clients are refused: set mqtt.username and mqtt.password too",
+            )
+        )
     for index, essential in enumerate(config.policy.essentials):
         if essential not in config.components:
             problems.append((("policy", "essentials", index), f"unknown component {essential!r}"))
@@ -526,6 +545,14 @@ def resolve_paths(config: SupervisorConfig, config_dir: Path) -> SupervisorConfi
             "database": cwd(config.database) if config.database else None,
             "catalog": beside(config.catalog),
             "playbooks": PlaybooksConfig(directory=beside(config.playbooks.directory)),
+            "broker": config.broker.model_copy(
+                update={
+                    "password_file": beside(config.broker.password_file)
+                    if config.broker.password_file
+                    else None,
+                    "acl_file": beside(config.broker.acl_file) if config.broker.acl_file else None,
+                }
+            ),
         }
     )
 

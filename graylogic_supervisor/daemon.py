@@ -231,8 +231,10 @@ async def _run(
             topics.root,
             clock,
             lambda component, healthy, detail: monitor.report(component, healthy, detail),
+            lambda component: monitor.probe(component),
+            lambda: link.flooded_at,
         )
-        link.subscribe(heartbeats.topic_filter, heartbeats.handle)
+        link.subscribe(heartbeats.topic_filter, heartbeats.handle, lane=heartbeats.lane, qos=0)
         services.add_replace_listener(heartbeats.service_replaced)
 
         events = EventRing(clock, config.memory.recent_events)
@@ -302,6 +304,8 @@ async def _run(
 
         metrics = Metrics(__version__)
         metrics.watch_held_writes(lambda: db.held_rows)
+        link.add_drop_listener(metrics.mqtt_message_dropped)
+        heartbeats.add_drop_listener(metrics.heartbeat_dropped)
         controls_of_runs = ExecutionControls(clock)
         recorder = MetricsRecorder(metrics, plan.service.name if plan.service else None)
         finished = FinishedExecutions()
@@ -489,6 +493,7 @@ async def _run(
             tasks = [
                 web,
                 keep("mqtt-link", link.run),
+                keep("heartbeat-rechecks", heartbeats.run),
                 keep("health-probes", monitor.run),
                 keep("supervisor", supervisor.run, on_restart=resync_supervisor),
                 keep("escalation-chain", escalations.run),

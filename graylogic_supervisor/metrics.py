@@ -112,6 +112,20 @@ class Metrics:
             "1 while the supervisor is in safe mode (no automatic recovery), else 0.",
             registry=registry,
         )
+        self._mqtt_dropped = Counter(
+            f"{PREFIX}mqtt_messages_dropped_total",
+            "Incoming MQTT messages dropped before their handler, by reason (unrouted,"
+            " lane_full, queue_full) and ingress lane.",
+            ["reason", "lane"],
+            registry=registry,
+        )
+        self._heartbeats_dropped = Counter(
+            f"{PREFIX}heartbeats_dropped_total",
+            "Bridge heartbeats not trusted, by bridge and reason (malformed, rate, retained,"
+            " stale, future).",
+            ["bridge", "reason"],
+            registry=registry,
+        )
         asyncio_tasks = Gauge(
             f"{PREFIX}asyncio_tasks",
             "Unfinished asyncio tasks on the event loop, counted at scrape time;"
@@ -215,6 +229,12 @@ class Metrics:
 
     def login_refused(self, reason: str) -> None:
         self._login_refused.labels(reason=reason).inc()
+
+    def mqtt_message_dropped(self, reason: str, lane: str) -> None:
+        self._mqtt_dropped.labels(reason=reason, lane=lane).inc()
+
+    def heartbeat_dropped(self, bridge: str, reason: str) -> None:
+        self._heartbeats_dropped.labels(bridge=bridge, reason=reason).inc()
 
     def exposition(self) -> bytes:
         """The registry in the plain text format; serve it with :attr:`content_type`."""

@@ -165,10 +165,45 @@ def test_a_broker_death_that_silences_the_bridges_recovers_only_the_broker(
     daemon.wait_for(
         lambda: daemon.query("SELECT 1 FROM executions WHERE status = 'resolved'"), timeout=20
     )
-    daemon.wait_for_log(r"bridge-knx is healthy: heartbeat", timeout=10)
+    daemon.wait_for_log(r"bridge-knx is healthy: last heartbeat", timeout=10)  # re-checked
     executions = daemon.query("SELECT playbook_id, status FROM executions")
     assert [(r["playbook_id"], r["status"]) for r in executions] == [
         ("PLAY-MQTT-RECOVER-001", "resolved")
     ]
     [symptom] = daemon.query("SELECT * FROM failures WHERE component = 'bridge-knx'")
     assert symptom["symptom_of"] == "mqtt"
+
+
+def test_anonymous_offline_heartbeats_neither_fail_a_beating_bridge_nor_start_a_recovery(
+    tmp_path: Path, daemons: list[Daemon]
+) -> None:
+    """Anyone on the broker can say a bridge is offline; while it beats, nobody believes it."""
+    import paho.mqtt.client as mqtt
+
+    port = free_port()
+    daemon = Daemon(bridge_config(tmp_path, port)).start()
+    daemons.append(daemon)
+    heartbeats_flowing(daemon)
+    mark = len(daemon.log)
+    attacker = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="anonymous")
+    attacker.connect("127.0.0.1", port)
+    attacker.loop_start()
+    try:
+        for _ in range(5):  # five, as in the report: once a window, for five windows
+            attacker.publish(f"t{port}/health/bridge-knx", b'{"status": "offline"}', qos=1)
+            time.sleep(1.0)
+        attacker.publish(f"t{port}/health/bridge-knx", b'{"status": "offline"}', qos=1)
+        for _ in range(200):  # and a burst
+            attacker.publish(f"t{port}/health/bridge-knx", b'{"status": "offline"}', qos=0)
+        attacker.publish(
+            f"t{port}/health/bridge-knx", b'{"status": "offline"}', qos=1
+        ).wait_for_publish(timeout=10)
+        time.sleep(2.5)  # more than two windows after the last one
+    finally:
+        attacker.disconnect()
+        attacker.loop_stop()
+    assert "bridge-knx is unhealthy" not in daemon.log[mark:]
+    assert daemon.query("SELECT * FROM executions") == []
+    assert "safe mode" not in daemon.log[mark:].lower()
+    assert "bridge bridge-knx says it is offline" in daemon.log[mark:]  # said, once a minute
+    assert daemon.log[mark:].count("says it is offline") == 1

@@ -4,6 +4,15 @@ It reconnects with capped, jittered backoff and never blocks the daemon:
 ``publish`` only queues, and a writer drains the queue while connected. The
 broker is one of the things we supervise, so a lost link is news (the health
 monitor hears of it at once), not an error that stops anything.
+
+What arrives goes through a bounded queue (``ingress.py``) to the handlers,
+one at a time on this loop: a flood is dropped and counted where it is read,
+and what is said about it (here and in the outbox) is one log line per cause
+per minute (``logsummary.py``). ``flooded_at`` tells when the last sign of a
+flood was seen (a full lane, or arrivals beyond ``flood_per_s``): until then
+the broker may have dropped messages meant for us (Mosquitto drops beyond
+``max_queued_messages`` for a client that reads too slowly), so silence on a
+topic proved nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ import contextlib
 import json
 import logging
 import random
-from collections import OrderedDict, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,13 +33,56 @@ from graylogic_supervisor.backoff import Backoff
 from graylogic_supervisor.breaker import BreakerState, CircuitBreaker
 from graylogic_supervisor.cancellation import raise_if_cancelling
 from graylogic_supervisor.clock import Clock
+from graylogic_supervisor.logsummary import LogSummary
+from graylogic_supervisor.mqtt.ingress import (
+    UNROUTED,
+    DropListener,
+    IngressLimits,
+    ingress_queue_type,
+)
+from graylogic_supervisor.tokenbucket import TokenBucket
 
 logger = logging.getLogger(__name__)
 
-MessageHandler = Callable[[str, bytes], None]
+
+@dataclass(frozen=True)
+class Incoming:
+    """A message as a handler gets it. ``retain``: the broker kept it from before we
+    subscribed, so it says nothing about now."""
+
+    topic: str
+    payload: bytes
+    retain: bool = False
+
+
+MessageHandler = Callable[[Incoming], None]
+Lane = Callable[[str], str | None]  # topic -> ingress lane, or None: the handler ignores it
 LinkListener = Callable[[bool, str], None]  # (connected, detail)
 
 MAX_QUEUED = 1000
+SUMMARY_INTERVAL_S = 60.0
+
+
+@dataclass(frozen=True)
+class _Subscription:
+    handler: MessageHandler
+    lane: Lane | None
+    qos: int
+    levels: tuple[str, ...]  # the filter split once: every message is matched against it
+
+
+def topic_matches(levels: tuple[str, ...], topic: str) -> bool:
+    """MQTT matching of a split filter (``+`` one level, ``#`` the rest), on the path of
+    every incoming message: a flood is read at the speed of this function."""
+    parts = topic.split("/")
+    if topic.startswith("$") and levels[0] in ("+", "#"):
+        return False  # $SYS and friends are never matched by a leading wildcard
+    for index, level in enumerate(levels):
+        if level == "#":
+            return True
+        if index >= len(parts) or (level != "+" and level != parts[index]):
+            return False
+    return len(parts) == len(levels)
 
 
 @dataclass(frozen=True)
@@ -49,6 +101,7 @@ class LinkSettings:
     backoff_jitter: float = 0.2
     breaker_failures: int = 10  # consecutive failed connects that open the breaker
     breaker_open_s: float = 60.0
+    ingress: IngressLimits = field(default_factory=IngressLimits)
 
 
 @dataclass(frozen=True)
@@ -85,17 +138,41 @@ class MqttLink:
         self._wakeup = asyncio.Event()
         self._reconnect = asyncio.Event()
         self.breaker = CircuitBreaker(clock, settings.breaker_failures, settings.breaker_open_s)
-        self._subscriptions: dict[str, MessageHandler] = {}
+        self._subscriptions: dict[str, _Subscription] = {}
         self._listeners: list[LinkListener] = []
+        self._drop_listeners: list[DropListener] = []
         self._on_connect: list[_Outgoing] = []
+        self._summary = LogSummary(logger, clock, SUMMARY_INTERVAL_S)
+        self.dropped: Counter[str] = Counter()  # incoming messages dropped, by reason
+        self._client: aiomqtt.Client | None = None
+        self._arrivals = TokenBucket(
+            clock, settings.ingress.flood_per_s, 2 * settings.ingress.flood_per_s
+        )
+        self.flooded_at: float | None = None  # clock.monotonic() of the last sign of a flood
         self.connected = False
 
-    def subscribe(self, topic_filter: str, handler: MessageHandler) -> None:
-        """Register before ``run``; subscriptions are renewed on every connect."""
-        self._subscriptions[topic_filter] = handler
+    def subscribe(
+        self,
+        topic_filter: str,
+        handler: MessageHandler,
+        *,
+        lane: Lane | None = None,
+        qos: int = 1,
+    ) -> None:
+        """Register before ``run``; subscriptions are renewed on every connect.
+
+        ``lane`` names the ingress lane of a topic (default: one lane for the filter),
+        or None for a topic the handler would ignore, dropped before it is queued.
+        """
+        levels = tuple(topic_filter.split("/"))
+        self._subscriptions[topic_filter] = _Subscription(handler, lane, qos, levels)
 
     def add_listener(self, listener: LinkListener) -> None:
         self._listeners.append(listener)
+
+    def add_drop_listener(self, listener: DropListener) -> None:
+        """Told (reason, lane) of each incoming message dropped before its handler."""
+        self._drop_listeners.append(listener)
 
     def publish_on_connect(
         self, topic: str, payload: Any, qos: int = 1, retain: bool = True
@@ -111,8 +188,8 @@ class MqttLink:
             self._retained.move_to_end(topic)
         else:
             if len(self._queue) == self._queue.maxlen:
-                logger.warning(
-                    "MQTT outbox full; dropping the oldest message on %s", self._queue[0].topic
+                self._summary.note(
+                    "MQTT outbox full, oldest message dropped", f"on {self._queue[0].topic}"
                 )
             self._queue.append(message)
         self._wakeup.set()
@@ -121,6 +198,11 @@ class MqttLink:
         """Skip the rest of the backoff: we have reason to believe the broker is back."""
         self.breaker.trial_now()
         self._reconnect.set()
+
+    @property
+    def backlog(self) -> int:
+        """Incoming messages waiting for their handler (at most ``settings.ingress.limit``)."""
+        return len(self._client.messages) if self._client is not None else 0
 
     @property
     def queued(self) -> int:
@@ -150,6 +232,7 @@ class MqttLink:
                         settings.will_topic, settings.will_payload, qos=1, retain=True
                     ),
                     timeout=5,
+                    queue_type=ingress_queue_type(self._route, settings.ingress, self._dropped),
                 ) as client:
                     await self._serve(client)
             except aiomqtt.MqttError as exc:
@@ -182,17 +265,25 @@ class MqttLink:
             await client.publish(
                 message.topic, message.payload, qos=message.qos, retain=message.retain
             )
-        for topic_filter in self._subscriptions:
-            await client.subscribe(topic_filter, qos=1)
+        for topic_filter, subscription in self._subscriptions.items():
+            await client.subscribe(topic_filter, qos=subscription.qos)
         self._backoff.reset()
         self.breaker.record_success()
         logger.info("MQTT link to %s:%d up", self._settings.host, self._settings.port)
         self._set_connected(True, "connected")
         writer = asyncio.create_task(self._drain(client), name="mqtt-writer")
+        messages = aiter(client.messages)
+        self._client = client
         try:
-            async for incoming in client.messages:
-                self._dispatch(str(incoming.topic), incoming.payload)
+            while True:
+                try:
+                    incoming = await self._clock.wait_for(anext(messages), SUMMARY_INTERVAL_S)
+                except TimeoutError:
+                    self._summary.flush()  # quiet for a while: report the tail of a flood
+                    continue
+                self._dispatch(str(incoming.topic), incoming.payload, incoming.retain)
         finally:
+            self._client = None
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
                 await writer
@@ -224,16 +315,40 @@ class MqttLink:
         else:
             self._queue.appendleft(message)
 
-    def _dispatch(self, topic: str, payload: Any) -> None:
+    def _route(self, topic: aiomqtt.Topic) -> str | None:
+        """The ingress lane of an incoming topic: the first matching subscription's."""
+        if not self._arrivals.take():
+            self.flooded_at = self._clock.monotonic()
+        for topic_filter, subscription in self._subscriptions.items():
+            if topic_matches(subscription.levels, topic.value):
+                return topic_filter if subscription.lane is None else subscription.lane(topic.value)
+        return None
+
+    def _dropped(self, reason: str, lane: str) -> None:
+        self.dropped[reason] += 1
+        if reason != UNROUTED:
+            self.flooded_at = self._clock.monotonic()
+        for listener in self._drop_listeners:
+            listener(reason, lane)
+        if reason == UNROUTED:  # a topic nobody here reads (a bridge we were not told of)
+            self._summary.note("MQTT messages nobody reads dropped", "", level=logging.DEBUG)
+        else:
+            self._summary.note(
+                f"MQTT ingress over its bound, messages dropped ({reason}, lane {lane})",
+                f"{self.dropped[reason]} so far",
+            )
+
+    def _dispatch(self, topic: str, payload: Any, retain: bool = False) -> None:
         data = (
             payload
             if isinstance(payload, bytes)
             else encode(payload if payload is not None else b"")
         )
-        for topic_filter, handler in self._subscriptions.items():
-            if aiomqtt.Topic(topic).matches(topic_filter):
+        incoming = Incoming(topic, data, retain)
+        for topic_filter, subscription in self._subscriptions.items():
+            if topic_matches(subscription.levels, topic):
                 try:
-                    handler(topic, data)
+                    subscription.handler(incoming)
                 except Exception:  # a handler's bug must not cut the link
                     logger.exception("handler for %s failed on %s", topic_filter, topic)
 

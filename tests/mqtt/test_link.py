@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,9 +15,13 @@ import aiomqtt
 import pytest
 
 from graylogic_supervisor.clock import SystemClock
-from graylogic_supervisor.mqtt.link import LinkSettings, MqttLink
+from graylogic_supervisor.mqtt.ingress import IngressLimits
+from graylogic_supervisor.mqtt.link import Incoming, LinkSettings, MqttLink, topic_matches
 from graylogic_supervisor.mqtt.probe import ProbeError, ProbeTarget, probe_broker
 from tests.conftest import Broker, free_port, start_broker
+
+FLOOD = Path(__file__).parents[1] / "mqtt_flood.py"
+LINK_LOGGER = "graylogic_supervisor.mqtt.link"
 
 
 def settings(port: int, root: str) -> LinkSettings:
@@ -70,10 +76,10 @@ async def test_subscriptions_deliver_and_a_failing_handler_does_not_cut_the_link
     link = MqttLink(settings(broker.port, root), SystemClock(), random.Random(1))
     got: list[tuple[str, bytes]] = []
 
-    def broken(topic: str, payload: bytes) -> None:
+    def broken(message: Incoming) -> None:
         raise ValueError("handler bug")
 
-    link.subscribe(f"{root}/in/+", lambda t, p: got.append((t, p)))
+    link.subscribe(f"{root}/in/+", lambda m: got.append((m.topic, m.payload)))
     link.subscribe(f"{root}/in/#", broken)
     task = asyncio.create_task(link.run())
     try:
@@ -172,3 +178,98 @@ async def test_the_link_breaker_opens_on_a_dead_broker_and_a_recovery_rearms_it(
     finally:
         if not task.done():
             task.cancel()
+
+
+async def test_a_flood_from_another_process_is_dropped_at_the_bound_and_logged_once(
+    broker: Broker, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Full speed on one topic for a few seconds: the backlog never passes the bound, the
+    link stays up, the flood is noticed, the drops are counted and logged once, not once
+    each, and what is sent after it gets through."""
+    caplog.set_level(logging.DEBUG, logger=LINK_LOGGER)
+    root = request.node.name[:40]
+    limits = IngressLimits(limit=200, lane_limit=50)
+    link = MqttLink(
+        LinkSettings(**{**settings(broker.port, root).__dict__, "ingress": limits}),
+        SystemClock(),
+        random.Random(1),
+    )
+    flooded: list[bytes] = []
+    calm: list[bytes] = []
+    link.subscribe(f"{root}/flood", lambda m: flooded.append(m.payload))
+    link.subscribe(f"{root}/calm", lambda m: calm.append(m.payload))
+    drops: list[tuple[str, str]] = []
+    link.add_drop_listener(lambda reason, lane: drops.append((reason, lane)))
+    changes: list[bool] = []
+    link.add_listener(lambda connected, _: changes.append(connected))
+    task = asyncio.create_task(link.run())
+    most = 0
+
+    async def watch_backlog() -> None:
+        nonlocal most
+        while True:
+            most = max(most, link.backlog)
+            await asyncio.sleep(0.001)
+
+    watcher = asyncio.create_task(watch_backlog())
+    try:
+        async with asyncio.timeout(10):
+            while not link.connected:
+                await asyncio.sleep(0.01)
+        flooder = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(FLOOD),
+            "127.0.0.1",
+            str(broker.port),
+            "3",
+            f"{root}/flood",
+            "x" * 100,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+            async with asyncio.timeout(30):
+                while not drops:  # the flood has reached the link
+                    await asyncio.sleep(0.01)
+            assert link.flooded_at is not None
+            out, _ = await flooder.communicate()
+            sent = int(out)
+            # What the broker and the sockets still hold drains through the bound; messages
+            # sent after the flood arrive once it has (the broker drops those it cannot
+            # queue for a reader still behind, so one is sent every half second; the
+            # budget is for a loaded machine).
+            async with asyncio.timeout(120):
+                while not calm:
+                    await client.publish(f"{root}/calm", b"after", qos=1)
+                    await asyncio.sleep(0.5)
+        assert most <= limits.limit
+        assert changes == [True]  # never lost: the keepalive was answered throughout
+        assert link.dropped["lane_full"] > 0
+        assert len(flooded) + link.dropped["lane_full"] <= sent
+        lines = [r for r in caplog.records if "over its bound" in r.getMessage()]
+        assert len(lines) == 1  # one per cause a minute, however many were dropped
+        assert lines[0].levelno == logging.WARNING
+    finally:
+        watcher.cancel()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "topic", "matches"),
+    [
+        ("a/b/+", "a/b/c", True),
+        ("a/b/+", "a/b", False),
+        ("a/b/+", "a/b/c/d", False),
+        ("a/b/+", "a/b/", True),  # an empty level is a level
+        ("a/#", "a", True),
+        ("a/#", "a/b/c", True),
+        ("a/b", "a/b", True),
+        ("a/b", "a/c", False),
+        ("+/b", "$SYS/b", False),
+        ("#", "$SYS/x", False),
+        ("$SYS/#", "$SYS/x", True),
+    ],
+)
+def test_topic_matching_follows_mqtt(topic_filter: str, topic: str, matches: bool) -> None:
+    assert topic_matches(tuple(topic_filter.split("/")), topic) is matches
