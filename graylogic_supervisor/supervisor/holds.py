@@ -3,8 +3,10 @@
 Checked, in this order, before the policy's attempt rules: a critical pattern
 (never automatic: straight to a human), a maintenance window (an installer is
 working: failures are expected), safe mode (only the essentials), flapping
-(wait for the component to settle). Each hold is a denied viability verdict,
-recorded like any other.
+(wait for the component to settle; not the essentials, whose restarts the attempt
+budget and the breaker already bound, and which would otherwise stay down for the
+whole stabilisation while a site waits on them). Each hold is a denied viability
+verdict, recorded like any other.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ class Holds:
                 max_attempts,
             )
             return Hold(verdict, RECHECK_S, True)
-        hold_s = policy.stabilisation_hold(component)
+        hold_s = 0.0 if policy.is_essential(component) else policy.stabilisation_hold(component)
         if hold_s > 0:
             verdict = policy.held(
                 Reason.FLAPPING,

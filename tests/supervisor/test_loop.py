@@ -672,6 +672,28 @@ async def test_a_flapping_component_is_held_to_settle(tmp_path: Path) -> None:
                 await task
 
 
+async def test_an_essential_that_flaps_is_not_held_its_budget_bounds_it(tmp_path: Path) -> None:
+    settings = PolicySettings(
+        flap_changes=4, flap_window_s=10, stabilisation_s=30, essentials=("mqtt",)
+    )
+    async with open_harness(tmp_path, settings=settings) as h:
+        await h.seed()
+        task = asyncio.create_task(h.supervisor.run())
+        try:
+            for _ in range(2):
+                h.monitor.report("mqtt", False, "killed")
+                h.monitor.report("mqtt", True, "up")
+            h.healthy_on_probe = True
+            h.monitor.report("mqtt", False, "killed again")
+            await settle(h, timeout=1)  # not 30 s of stabilisation
+            assert await h.statuses() == ["resolved"]
+            assert (0, "flapping") not in await h.evaluations()
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+
 async def test_a_critical_pattern_goes_to_a_human_at_once(tmp_path: Path) -> None:
     settings = PolicySettings(
         critical_patterns=(("ERR-INFRA-MQTT-001", "(?i)certificate", "TLS trust is a human call"),)
