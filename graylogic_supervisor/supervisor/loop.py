@@ -387,7 +387,7 @@ class Supervisor:
                 self._went_wrong(component, "the recovery", exc)
                 if incident is not None:
                     await self._abandon(incident, exc)
-                await self._clock.sleep(STORE_RETRY_S)
+                await self._pause_after_error(component)
         finally:
             self._active.discard(component)
             if not self._active:
@@ -401,6 +401,21 @@ class Supervisor:
         ):
             logger.info("%s failed again as its incident closed: a new incident", component)
             self._start(group, component)
+
+    async def _pause_after_error(self, component: str) -> None:
+        """STORE_RETRY_S before the component is taken up again, so an error that comes
+        back at once does not spin. A new failure ends the pause: the component healthy
+        at some point during it (its recovery worked, its bookkeeping did not) and then
+        unhealthy again is a crash that must not wait out the error before it."""
+        seen_healthy = False
+        waited = 0.0
+        while self._accepting and waited < STORE_RETRY_S:
+            unhealthy = self._monitor.state(component).health is Health.UNHEALTHY
+            if seen_healthy and unhealthy:
+                return
+            seen_healthy = seen_healthy or not unhealthy
+            await self._clock.sleep(WAIT_STEP_S)
+            waited += WAIT_STEP_S
 
     async def _abandon(self, incident: _Incident, exc: Exception) -> None:
         """Close an incident its error ended, if the store takes it (best effort)."""

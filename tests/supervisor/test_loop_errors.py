@@ -171,3 +171,32 @@ async def test_the_maintenance_check_outlives_a_locked_store(
     assert any(
         "maintenance windows: handled normally again" in r.getMessage() for r in caplog.records
     )
+
+
+async def test_a_new_failure_during_the_pause_after_an_error_is_taken_up_at_once(
+    tmp_path: Path,
+) -> None:
+    """The recovery worked but its bookkeeping failed (here a prober's bug after the
+    run): the broker dying again meanwhile must not wait out the 10 s pause."""
+    async with open_harness(tmp_path) as h:
+        await h.seed()
+
+        async def fix(ctx: StepContext) -> StepResult:
+            h.monitor.report("mqtt", True, "restarted")
+            return StepResult.ok("restarted")
+
+        h.fix.answers = [fix]
+        h.probe_health["mqtt"] = True
+        h.probe_raises["mqtt"] = [ValueError("a bug after the run")]
+        async with running(h) as task:
+            h.monitor.report("mqtt", False, "killed")
+
+            async def fixed(times: int) -> bool:
+                return h.fix.calls >= times
+
+            await eventually(h.clock, lambda: fixed(1))
+            await h.clock.sleep(1.0)
+            assert "mqtt" in h.supervisor.recovering  # the pause after the error
+            h.monitor.report("mqtt", False, "killed again")
+            await eventually(h.clock, lambda: fixed(2), timeout=2)  # not STORE_RETRY_S
+            assert not task.done()
