@@ -178,12 +178,12 @@ def bridge_incidents(daemon: AttackDaemon, since: str) -> tuple[int, int]:
     return int(opened), int(still)
 
 
-def offline_spell(daemon: AttackDaemon, topic: str, since: str) -> bool:
-    """``offline`` for the bridge, anonymously, every 0.1 s until the daemon opens an
-    incident for it (its grace window is its heartbeat window); then the real bridge's
-    ``online`` until that incident is closed. Whether an incident was opened."""
+def offline_spell(daemon: AttackDaemon, topic: str, since: str, spell_s: float) -> bool:
+    """``offline`` for the bridge, anonymously, every 0.1 s for ``spell_s`` or until the
+    daemon opens an incident for it, while the real bridge keeps beating; then left until
+    that incident is closed. Whether an incident was opened (a healthy bridge failed)."""
     before, _ = bridge_incidents(daemon, since)
-    deadline = time.monotonic() + INCIDENT_WAIT_S
+    deadline = time.monotonic() + spell_s
     sock = mqtt_connect(daemon.port)
     if sock is None:
         raise BenchError("the broker refused an anonymous CONNECT")
@@ -198,14 +198,17 @@ def offline_spell(daemon: AttackDaemon, topic: str, since: str) -> bool:
 
 
 def heartbeats(a: Attack) -> None:
-    """Five spells of anonymous ``offline`` heartbeats for a configured bridge, each one
-    until the daemon opens an incident, then left to close: no safe mode. Then the
+    """Five spells of anonymous ``offline`` heartbeats for a configured bridge that keeps
+    beating: no incident for it and no safe mode. Then the
     bridge's process killed while ``online`` is faked for it: never healthy while dead,
     and restarted all the same."""
     daemon = a.daemon
     topic = f"{daemon.topic_root}/health/{BRIDGE.name}"
     since = time_iso(time.time())
-    spells = sum(offline_spell(daemon, topic, since) for _ in range(OFFLINE_SPELLS))
+    # Each spell lasts several of the bridge's windows: long enough to fail it, were an
+    # anonymous `offline` (or the heartbeats it crowds out) believed.
+    spell_s = (3 if a.short else 10) * (BRIDGE.heartbeat_window_s + BRIDGE.check_interval_s)
+    spells = sum(offline_spell(daemon, topic, since, spell_s) for _ in range(OFFLINE_SPELLS))
     time.sleep(1.0)
     with daemon.store() as db:
         safe = db.execute("SELECT active, reason FROM safe_mode").fetchone()
@@ -213,6 +216,7 @@ def heartbeats(a: Attack) -> None:
     a.figures["offline_spells_that_opened_an_incident"] = spells
     a.figures["bridge_incidents"] = bridge_incidents(daemon, since)[0]
     a.criteria["no_safe_mode_from_one_bridge"] = not (safe and safe["active"])
+    a.criteria["no_incident_from_anonymous_offline"] = spells == 0
     a.kill("during")
     fake_online(a, topic, 4.0 if a.short else 10.0)
 

@@ -143,6 +143,7 @@ class _BridgeState:
     rechecked_at: float | None = None
     recheck_wanted: bool = False
     verdict: bool = True  # the prober's last answer, kept while a flood hides the heartbeats
+    crowded_at: float | None = None  # the last heartbeat dropped for its bridge's rate
 
 
 class HeartbeatTracker:
@@ -199,6 +200,8 @@ class HeartbeatTracker:
             return
         bridge, state = self._bridges[name], self._states[name]
         if not state.bucket.take():
+            # Anyone may publish on the topic: what is dropped may be the bridge's own.
+            state.crowded_at = self._clock.monotonic()
             self._drop(name, RATE, f"more than {bridge.max_heartbeats_per_s:g} a second")
             return
         if message.retain:
@@ -257,11 +260,20 @@ class HeartbeatTracker:
         now = self._clock.monotonic()
         healthy, detail = self._judge(state, config, now)
         flooded_at = self._flooded_at()
+        crowded_at = state.crowded_at
         if not healthy and flooded_at is not None and now - flooded_at < config.heartbeat_window_s:
             healthy = state.verdict
             detail += (
                 f"; the MQTT ingress was flooded {_seconds(now - flooded_at)} s ago, so heartbeats"
                 " may have been lost: silence is not evidence yet"
+            )
+        elif (
+            not healthy and crowded_at is not None and now - crowded_at < config.heartbeat_window_s
+        ):
+            healthy = state.verdict
+            detail += (
+                f"; its topic ran over its rate {_seconds(now - crowded_at)} s ago, so its own"
+                " heartbeats may have been among those dropped: silence is not evidence yet"
             )
         state.verdict = healthy
         return healthy, detail

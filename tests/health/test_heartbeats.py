@@ -436,6 +436,26 @@ async def test_beyond_its_rate_a_bridges_heartbeats_are_dropped_and_counted(
     ]
 
 
+async def test_messages_over_a_bridges_rate_cannot_starve_it_into_a_failure() -> None:
+    """Anyone may publish on a bridge's topic: a sender that fills its rate (here with
+    `offline`) may get the bridge's own heartbeats dropped, and that silence is no failure."""
+    clock = ManualClock()
+    tracker, _ = tracker_on(clock, window_s=1.0, max_heartbeats_per_s=10)
+    tracker.handle(beat("online"))
+    for _ in range(30):  # 3 s: 20 offline a second take every token, the bridge's are lost
+        for _ in range(2):
+            tracker.handle(beat("offline"))
+        tracker.handle(beat("online"))
+        clock.advance(0.1)
+    assert tracker.dropped["knx", "rate"] > 0
+    healthy, detail = await tracker.prober("knx", bridge(1.0, max_heartbeats_per_s=10))
+    assert healthy, detail
+    assert "ran over its rate" in detail
+    clock.advance(1.0)  # a whole window with nothing over the rate, and silent: now it counts
+    healthy, detail = await tracker.prober("knx", bridge(1.0, max_heartbeats_per_s=10))
+    assert not healthy and "reported offline" in detail
+
+
 async def test_a_retained_heartbeat_is_no_sign_of_life() -> None:
     clock = ManualClock()
     tracker, reports = tracker_on(clock)
