@@ -13,11 +13,15 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from graylogic_supervisor.store.database import Database
 from tests.virtual_time import CountingDatabase, DrivenClock, Timed, driven
+
+if TYPE_CHECKING:  # daemon_process imports this module
+    from tests.daemon_process import Daemon
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 
@@ -98,3 +102,12 @@ async def timed(tmp_path: Path) -> AsyncIterator[Timed]:
     """Virtual time (its driver running) and a real store file the clock knows to wait for."""
     async with driven(DrivenClock()) as clock, CountingDatabase(tmp_path / "s.db", clock) as db:
         yield clock, db
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[Daemon]]:
+    """Daemon processes a test starts (``daemon_process.start``), cleaned up after it."""
+    started: list[Daemon] = []
+    yield started
+    for daemon in started:
+        daemon.cleanup()

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -172,3 +173,19 @@ class Daemon:
 def _pythonpath() -> str:
     inherited = os.environ.get("PYTHONPATH")
     return str(REPO) + (os.pathsep + inherited if inherited else "")
+
+
+def start(daemons: list[Daemon], config: Path) -> Daemon:
+    """Start a daemon that the ``daemons`` fixture (conftest.py) cleans up after the test."""
+    daemon = Daemon(config).start()
+    daemons.append(daemon)
+    return daemon
+
+
+def accepts(port: int) -> bool:
+    """Whether something accepts TCP connections on the loopback port."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True

@@ -11,7 +11,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiomqtt
@@ -20,31 +19,9 @@ import pytest
 import yaml
 
 from tests.conftest import free_port
-from tests.daemon_process import REPO, Daemon, write_config
+from tests.daemon_process import REPO, Daemon, accepts, start, write_config
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.cleanup()
-
-
-def start(daemons: list[Daemon], config: Path) -> Daemon:
-    daemon = Daemon(config).start()
-    daemons.append(daemon)
-    return daemon
-
-
-def accepts(port: int) -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-    except OSError:
-        return False
-    return True
 
 
 def started_healthy(daemon: Daemon) -> None:

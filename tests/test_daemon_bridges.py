@@ -6,7 +6,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,14 +16,6 @@ from tests.daemon_process import REPO, Daemon, write_config
 pytestmark = pytest.mark.slow
 
 BRIDGE_SIM = Path(__file__).with_name("bridge_sim.py")
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.cleanup()
 
 
 def bridge_config(tmp_path: Path, port: int, mqtt_playbook: str | None = None) -> Path:

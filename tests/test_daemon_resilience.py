@@ -10,7 +10,6 @@ import sqlite3
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,7 +19,7 @@ import yaml
 
 from graylogic_supervisor.daemon import SHUTDOWN_TAIL_S
 from tests.conftest import free_port
-from tests.daemon_process import Daemon, write_config
+from tests.daemon_process import Daemon, accepts, start, write_config
 from tests.test_daemon_bridges import bridge_config
 
 pytestmark = pytest.mark.slow
@@ -28,35 +27,11 @@ pytestmark = pytest.mark.slow
 GRACE_S = 2  # write_config's shutdown_grace_s
 
 
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.cleanup()
-
-
-def start(daemons: list[Daemon], config: Path) -> Daemon:
-    daemon = Daemon(config).start()
-    daemons.append(daemon)
-    return daemon
-
-
 def alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-def accepts(port: int) -> bool:
-    import socket
-
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
 
 
 def test_a_second_daemon_on_the_same_state_dir_names_the_holder_and_touches_nothing(

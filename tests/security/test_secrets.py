@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, cast
@@ -175,14 +174,6 @@ def route_templates() -> list[tuple[str, str]]:
 
 def fill(template: str, values: dict[str, str]) -> str:
     return re.sub(r"\{([^}]+)\}", lambda m: values.get(m.group(1), "none"), template)
-
-
-@pytest.fixture
-def daemons() -> Iterator[list[Daemon]]:
-    started: list[Daemon] = []
-    yield started
-    for daemon in started:
-        daemon.cleanup()
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])

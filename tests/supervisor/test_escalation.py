@@ -406,7 +406,9 @@ async def test_a_restarted_chain_does_not_resend_levels_already_sent(
 async def test_the_token_never_appears_in_the_logs(
     tmp_path: Path, receiver: Receiver, http: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG)  # every logger, httpx and httpcore included
+    caplog.set_level(logging.DEBUG)  # every logger, httpx and httpcore included:
+    for chatty in ("httpx", "httpcore"):  # whatever an in-process CLI test set them to
+        caplog.set_level(logging.DEBUG, logger=chatty)
     refused = f"http://127.0.0.1:{free_port()}/oncall"
     for n, oncall in enumerate((receiver.url("/oncall"), refused)):
         receiver.status = 500
