@@ -120,6 +120,18 @@ class Daemon:
                 return child.pid
         raise AssertionError("the daemon runs no mosquitto")
 
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """A command of the command line on this daemon's config, as an operator runs it."""
+        config = ["--config", str(self.config)] if self.config else []
+        return subprocess.run(
+            [sys.executable, "-m", "graylogic_supervisor", *args, *config],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=self.cwd,
+            env={**os.environ, "PYTHONPATH": _pythonpath(), **self.env},
+        )
+
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         connection = sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True, timeout=5)
         connection.row_factory = sqlite3.Row

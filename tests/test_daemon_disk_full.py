@@ -12,8 +12,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -140,21 +138,7 @@ def test_a_full_disk_is_reported_and_recoveries_are_still_recorded(
     for row in committed:
         assert after[row["id"]] == row["status"]
     assert daemon.query("PRAGMA integrity_check")[0][0] == "ok"
-    verify = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "graylogic_supervisor",
-            "audit",
-            "verify",
-            "--config",
-            str(daemon.config),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=daemon.cwd,
-    )
+    verify = daemon.cli("audit", "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
 
 

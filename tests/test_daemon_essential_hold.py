@@ -15,8 +15,6 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -125,21 +123,7 @@ class Site:
     def check_store(self) -> None:
         daemon = self.daemon
         assert daemon.query("PRAGMA integrity_check")[0][0] == "ok"
-        verify = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "graylogic_supervisor",
-                "audit",
-                "verify",
-                "--config",
-                str(daemon.config),
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd=daemon.cwd,
-        )
+        verify = daemon.cli("audit", "verify")
         assert verify.returncode == 0, verify.stdout + verify.stderr
 
 
