@@ -15,7 +15,9 @@ each with what it does when it cannot compute:
    that fails opens it again for twice as long, up to ``max_open_cooldown_s``.
    The cooldown it reached is kept until the component re-arms (rule 3), so a
    component that works only briefly after each trial backs off further each
-   time instead of starting again from ``open_cooldown_s``.
+   time instead of starting again from ``open_cooldown_s``; except an essential
+   (the broker: the whole building waits on it), whose successful trial brings
+   its next cooldown back to ``open_cooldown_s`` (a person has been paged by then).
 3. **Re-arm after success.** A successful recovery does not wipe the slate: the
    attempts stay counted until the component has stayed healthy for
    ``rearm_after_s``. Only then do budget, signature and breaker reset. (A
@@ -403,7 +405,9 @@ class RecoveryPolicy:
                 self._changed.add(component)
             state.last_signature = None
             if state.breaker is Breaker.HALF_OPEN:
-                state.breaker = Breaker.CLOSED  # its cooldown stays until it re-arms
+                state.breaker = Breaker.CLOSED  # its cooldown stays until it re-arms,
+                if self.is_essential(component):  # but an essential's trial cadence stays
+                    state.open_for = 0.0  # the first cooldown: the site waits on it
             return None
         if state.breaker is Breaker.HALF_OPEN:
             state.failed_trials += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -319,6 +320,26 @@ def test_a_component_that_fails_after_every_successful_trial_backs_off_further(
         clock.advance(5)  # dies again seconds later
         policy.health_changed("mqtt", False)
     assert cooldowns == [600, 1200, 1800]
+
+
+def test_an_essential_that_fails_after_every_successful_trial_keeps_the_first_cooldown(
+    clock: ManualClock,
+) -> None:
+    """The building waits on its broker: tried every 600 s, not 600, 1200, 1800 s."""
+    policy = RecoveryPolicy(dataclasses.replace(SETTINGS, essentials=("mqtt",)), clock)
+    for signature in (RESTART_FAILED, VERIFY_TIMEOUT, RESTART_FAILED):
+        attempt(policy, False, signature)
+    cooldowns = []
+    for _ in range(3):
+        assert policy.evaluate("mqtt", max_attempts=3).reason is Reason.ATTEMPT_BUDGET
+        cooldowns.append(policy.reopens_in("mqtt"))
+        clock.advance(policy.reopens_in("mqtt"))
+        assert policy.evaluate("mqtt", max_attempts=3).reason is Reason.TRIAL_ATTEMPT
+        policy.record_outcome("mqtt", True, None)
+        policy.health_changed("mqtt", True)
+        clock.advance(5)  # dies again seconds later
+        policy.health_changed("mqtt", False)
+    assert cooldowns == [600, 600, 600]
 
 
 # -- what counts toward the termination rate ----------------------------------------
