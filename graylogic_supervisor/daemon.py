@@ -56,6 +56,7 @@ from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.mqtt.discovery import discovery_messages
 from graylogic_supervisor.mqtt.link import LinkSettings, MqttLink, encode
 from graylogic_supervisor.mqtt.probe import ProbeTarget
+from graylogic_supervisor.mqtt.socket_race import quiet_closed_socket_races
 from graylogic_supervisor.mqtt.status import (
     DurationHistory,
     StatusPublisher,
@@ -147,6 +148,7 @@ async def run_daemon(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop_requested)
     loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+    quiet_closed_socket_races(loop)
     try:
         # Before anything touches the state directory: a second daemon must not take the
         # first one's broker for an orphan.
