@@ -519,7 +519,8 @@ async def test_a_maintenance_window_holds_recovery_and_ends_on_its_own(harness: 
     await harness.seed()
     harness.healthy_on_probe = True
     now = harness.clock.now()
-    await harness.controls.start_maintenance("mqtt", 0.4, "replacing the switch", "alice", now)
+    # a window well past the first look (0.1 s), short of the next maintenance check
+    await harness.controls.start_maintenance("mqtt", 2.0, "replacing the switch", "alice", now)
     harness.monitor.report("mqtt", False, "down")
     await harness.clock.sleep(0.1)
     assert await harness.statuses() == []
@@ -527,7 +528,7 @@ async def test_a_maintenance_window_holds_recovery_and_ends_on_its_own(harness: 
     assert failure["expected"] == 1
     assert failure["message"].startswith("expected (maintenance mw-")
     # The window runs out: at the next check, the failure still there is handled.
-    await harness.clock.sleep(MAINTENANCE_CHECK_S + 1)
+    await harness.clock.sleep(MAINTENANCE_CHECK_S + 2)
     assert await harness.statuses() == ["resolved"]
     actions = [row["action"] for row in reversed(await harness.audit.entries())]
     assert actions == ["maintenance.start", "maintenance.end"]
