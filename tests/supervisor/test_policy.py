@@ -303,10 +303,11 @@ def test_under_the_gate_an_essential_still_has_its_budget(clock: ManualClock) ->
     assert policy.evaluate("mqtt", max_attempts=2).reason is Reason.ESSENTIAL_TRIAL
 
 
-def test_a_component_that_fails_after_every_successful_trial_backs_off_further(
+def cooldowns_when_it_dies_after_each_trial(
     policy: RecoveryPolicy, clock: ManualClock
-) -> None:
-    """Its cooldown is kept until it re-arms: 600, 1200, 1800 s, not 600 s every time."""
+) -> list[float]:
+    """The budget spent, then three trials that work and die again seconds later: the
+    breaker's cooldown before each trial."""
     for signature in (RESTART_FAILED, VERIFY_TIMEOUT, RESTART_FAILED):
         attempt(policy, False, signature)
     cooldowns = []
@@ -319,7 +320,14 @@ def test_a_component_that_fails_after_every_successful_trial_backs_off_further(
         policy.health_changed("mqtt", True)
         clock.advance(5)  # dies again seconds later
         policy.health_changed("mqtt", False)
-    assert cooldowns == [600, 1200, 1800]
+    return cooldowns
+
+
+def test_a_component_that_fails_after_every_successful_trial_backs_off_further(
+    policy: RecoveryPolicy, clock: ManualClock
+) -> None:
+    """Its cooldown is kept until it re-arms: 600, 1200, 1800 s, not 600 s every time."""
+    assert cooldowns_when_it_dies_after_each_trial(policy, clock) == [600, 1200, 1800]
 
 
 def test_an_essential_that_fails_after_every_successful_trial_keeps_the_first_cooldown(
@@ -327,19 +335,7 @@ def test_an_essential_that_fails_after_every_successful_trial_keeps_the_first_co
 ) -> None:
     """The building waits on its broker: tried every 600 s, not 600, 1200, 1800 s."""
     policy = RecoveryPolicy(dataclasses.replace(SETTINGS, essentials=("mqtt",)), clock)
-    for signature in (RESTART_FAILED, VERIFY_TIMEOUT, RESTART_FAILED):
-        attempt(policy, False, signature)
-    cooldowns = []
-    for _ in range(3):
-        assert policy.evaluate("mqtt", max_attempts=3).reason is Reason.ATTEMPT_BUDGET
-        cooldowns.append(policy.reopens_in("mqtt"))
-        clock.advance(policy.reopens_in("mqtt"))
-        assert policy.evaluate("mqtt", max_attempts=3).reason is Reason.TRIAL_ATTEMPT
-        policy.record_outcome("mqtt", True, None)
-        policy.health_changed("mqtt", True)
-        clock.advance(5)  # dies again seconds later
-        policy.health_changed("mqtt", False)
-    assert cooldowns == [600, 600, 600]
+    assert cooldowns_when_it_dies_after_each_trial(policy, clock) == [600, 600, 600]
 
 
 # -- what counts toward the termination rate ----------------------------------------
