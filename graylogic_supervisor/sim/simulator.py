@@ -36,6 +36,7 @@ from graylogic_supervisor.memory.model import (
 from graylogic_supervisor.playbooks.loader import load_playbook
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.sim.actions import Incident, scenario_registry
+from graylogic_supervisor.sim.floor import floor_s
 from graylogic_supervisor.sim.scenario import Scenario
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database
@@ -76,10 +77,14 @@ async def simulate(scenario: Scenario, options: SimulationOptions) -> dict[str, 
         rounds = [await simulation.round(number) for number in range(1, options.rounds + 1)]
         final = await simulation.versions.active_playbook(simulation.playbook_id)
         assert final is not None
+    floor = round(floor_s(scenario), 2)
+    last = rounds[-1]["mttr_s"] if rounds else None
     return {
         "scenario": scenario.name,
         "seed": options.seed,
         "rounds": rounds,
+        "floor_s": floor,
+        "final_to_floor": round(last / floor, 3) if last is not None and floor > 0 else None,
         "final_version": final.version,
         "final_playbook": final.model_dump(mode="json", exclude_defaults=True),
     }
@@ -213,6 +218,7 @@ class Simulation:
             "escalated": count - resolved,
             "success_rate": round(resolved / count, 4) if count else 0.0,
             "mttr_s": round(sum(times) / count, 2) if count else 0.0,
+            "floor_s": round(floor_s(self._scenario), 2),
             "p95_s": round(ordered[max(0, math.ceil(0.95 * count) - 1)], 2) if count else 0.0,
             "recommendations": recommendations,
             "rolled_back_to": rolled_back_to,
