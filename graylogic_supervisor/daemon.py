@@ -315,7 +315,7 @@ async def _run(
             registry,
             executions,
             clock,
-            observer=ExecutionFanOut([publisher, recorder, ExecutionEvents(events), finished]),
+            observer=ExecutionFanOut([publisher, recorder, ExecutionEvents(events)]),
             resources=lambda: resource_state(state_dir),
             controls=controls_of_runs,
             gate=PriorityGate(config.engine.max_concurrent_executions),
@@ -368,6 +368,7 @@ async def _run(
             clock,
             advisor,
             PolicyJournal(policy, recovery_state, clock),
+            judged=finished.judged,  # learning counts a run once its health verdict is written
         )
         reloader = Reloader(
             config_path,

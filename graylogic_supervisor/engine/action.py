@@ -13,11 +13,17 @@ from graylogic_supervisor.clock import Clock
 
 
 class ActionKind(StrEnum):
-    """What an action does, which decides whether its success can be the fix."""
+    """What an action does, which decides whether its success can be the fix.
+
+    Most fixes succeed whether or not they removed the fault (a restart returns 0);
+    only a VERIFY success says the component is healthy, so only a fix followed by one
+    is credited with the repair (``runner.py``).
+    """
 
     CHECK = "check"  # observes; never changes the system
     FIX = "fix"  # changes the system to repair it
     NOTIFY = "notify"  # tells people
+    VERIFY = "verify"  # observes the failed component's health: succeeds only when healthy
 
 
 class ActionParams(BaseModel):

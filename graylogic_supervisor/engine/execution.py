@@ -85,6 +85,35 @@ class Attempt:
     result: StepResult | None
     fix: tuple[Step, StepResult] | None = None  # a successful fix-kind step within it
     failed_step: Step | None = None  # a group's branch that failed it
+    healthy: bool = False  # a verify-kind step within it succeeded: the component is healthy
+
+
+class Credit:
+    """What fixed the failure, as far as the run has seen: a fix is credited only on health.
+
+    Most fixes succeed whether or not they removed the fault, so the fix credited is
+    the last one that succeeded before a verification found the component healthy
+    (since the previous such verification); healthy with no fix before it, nothing is
+    (it recovered by itself). A fix with no verification after it is credited
+    provisionally: the supervisor's fresh probe after the run gives the verdict.
+    """
+
+    def __init__(self) -> None:
+        self._pending: tuple[Step, StepResult] | None = None  # since the last healthy
+        self._verified: tuple[Step, StepResult] | None = None
+
+    def saw(self, attempt: Attempt) -> None:
+        """One step's (or group's) outcome, in the order the run saw them."""
+        if attempt.outcome == "success" and attempt.fix is not None:
+            self._pending = attempt.fix
+        if attempt.healthy:
+            self._verified, self._pending = self._pending, None
+
+    @property
+    def fixer(self) -> tuple[Step, StepResult] | None:
+        """The fix to credit at the run's end: unverified if one came after the last
+        healthy verification, else the one that verification credited (None: none)."""
+        return self._pending if self._pending is not None else self._verified
 
 
 def retry_pause(policy: RetryPolicy, retry_number: int, rng: random.Random) -> float:

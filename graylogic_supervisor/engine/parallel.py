@@ -90,6 +90,7 @@ async def run_group(
         ),
         None,
     )
+    healthy = any(registry.get(b.action).kind is ActionKind.VERIFY for b in succeeded_branches)
     if outcome == "deadline":
         transition = "failed"
     else:
@@ -108,4 +109,4 @@ async def run_group(
             transitioned_to=transition,
         ),
     )
-    return Attempt(outcome, None, fix, failed)
+    return Attempt(outcome, None, fix, failed, healthy)

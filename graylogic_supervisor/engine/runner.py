@@ -49,6 +49,7 @@ from graylogic_supervisor.engine.control import (
 )
 from graylogic_supervisor.engine.execution import (
     Attempt,
+    Credit,
     ExecutionObserver,
     ExecutionOutcome,
     FailedStep,
@@ -272,7 +273,7 @@ class Runner:
     ) -> tuple[ExecutionEnd, FailedStep | None]:
         """Step by step along the transitions, until done, escalate or the deadline."""
         visits: Counter[str] = Counter()
-        last_fix: tuple[Step, StepResult] | None = None
+        credit = Credit()
         last_failed: FailedStep | None = None
         end: ExecutionEnd
         while True:
@@ -312,13 +313,12 @@ class Runner:
                     )
                     break
                 succeeded = attempt.outcome == "success"
-                if succeeded and attempt.fix is not None:
-                    last_fix = attempt.fix
+                credit.saw(attempt)
                 target = playbook.resolve_transition(
                     step, step.on_success if succeeded else step.on_failure
                 )
             if target == DONE:
-                fixer, fix_result = last_fix if last_fix else (step, attempt.result)
+                fixer, fix_result = credit.fixer or (step, attempt.result)
                 what = f"{fixer.action} {fixer.target or ''}".strip()
                 if fix_result is not None:
                     what += f": {fix_result.result}"
@@ -359,7 +359,7 @@ class Runner:
             "success",
         )  # a resumed run keeps what already succeeded
         pending = [s for s in playbook.steps if s.id not in outcomes]
-        last_fix: tuple[Step, StepResult] | None = None
+        credit = Credit()
         last_failed: FailedStep | None = None
         while pending:
             if handle is not None and self._controls is not None:
@@ -391,8 +391,7 @@ class Runner:
             )
             for step, attempt in zip(wave, attempts, strict=True):
                 outcomes[step.id] = attempt.outcome
-                if attempt.outcome == "success" and attempt.fix is not None:
-                    last_fix = attempt.fix
+                credit.saw(attempt)
                 if attempt.outcome != "success":
                     failed = attempt.failed_step or step
                     outcome = "timeout" if attempt.outcome == "deadline" else attempt.outcome
@@ -404,7 +403,7 @@ class Runner:
         if failed_steps:
             detail = f"steps did not succeed: {', '.join(failed_steps)}"
             return ExecutionEnd("escalated", None, None, False, detail), last_failed
-        fixer, fix_result = last_fix if last_fix else (playbook.steps[-1], None)
+        fixer, fix_result = credit.fixer or (playbook.steps[-1], None)
         what = f"{fixer.action} {fixer.target or ''}".strip()
         if fix_result is not None:
             what += f": {fix_result.result}"
@@ -441,7 +440,8 @@ class Runner:
         deadline: float,
     ) -> Attempt:
         """A step or a group; a successful step joins ``completed`` (for undoing later)
-        and, when its action is a fix, is the candidate for what fixed the failure."""
+        and, when its action is a fix, is the candidate for what fixed the failure (a
+        successful verification after it makes it so: ``Credit``)."""
         if step.parallel is not None:
 
             def run_branch(branch: Step) -> Coroutine[Any, Any, Attempt]:
@@ -475,6 +475,7 @@ class Runner:
             completed.append(step)
             if action.kind is ActionKind.FIX and attempt.result is not None:
                 attempt.fix = (step, attempt.result)
+            attempt.healthy = action.kind is ActionKind.VERIFY
         return attempt
 
     async def _skip(self, execution_id: str, step: Step, state: RunState, why: str) -> None:

@@ -46,6 +46,7 @@ from graylogic_supervisor.learning.replay import (
     replay,
     supported,
 )
+from graylogic_supervisor.learning.safety import verification_guard
 from graylogic_supervisor.playbooks.model import DONE, ESCALATE, TERMINALS, Playbook
 
 LOW_SUCCESS_RATE = 0.5
@@ -199,6 +200,9 @@ def evaluate(
         )
     except ChangeError as exc:
         return f"not applicable: {exc}"
+    unsafe = verification_guard(playbook, proposed, specs, data.success_means_health)
+    if unsafe is not None:
+        return unsafe
     seed = hashlib.sha256(candidate.change.model_dump_json().encode()).digest()
     comparison = compare(
         playbook,

@@ -10,12 +10,16 @@ from datetime import datetime
 
 from graylogic_supervisor.engine.action import ActionKind, ActionSpec
 from graylogic_supervisor.learning.replay import SELF, Case, OutcomeModel, case_of
-from graylogic_supervisor.learning.trace import Trace, trace_of
+from graylogic_supervisor.learning.trace import Trace, Visit, trace_of
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.learning import LearningRepository
 from graylogic_supervisor.store.learning_metrics import MetricsTables
 
 RESOLVED = ("resolved_by_human", "resolved_by_supervisor")
+# An action's success "means health" (a learned step may then go straight to done) when
+# at least this share of at least this many recorded successes were followed by health.
+HEALTH_SHARE = 0.99
+HEALTH_MIN_SUCCESSES = 20
 
 
 @dataclass
@@ -30,12 +34,21 @@ class CaseSet:
     fix_targets: dict[str, Counter[str]] = field(default_factory=dict)
     manual_times: list[float] = field(default_factory=list)  # technicians' times, seconds
     patterns: dict[str, list[dict[str, object]]] = field(default_factory=dict)  # by fix action
+    # action -> [successes followed by health, successes]: ``success_means_health``
+    health_after_success: dict[str, list[int]] = field(default_factory=dict)
 
     def model(self, specs: Mapping[str, ActionSpec], default_manual_s: float) -> OutcomeModel:
         """The outcome model these cases give (technicians' time: their recorded mean)."""
         return OutcomeModel.estimate(
             self.cases, self.traces, specs, default_manual_s, self.manual_times
         )
+
+    def success_means_health(self, action: str) -> bool:
+        """Whether the records show that this action's success meant the component was
+        healthy: HEALTH_SHARE of at least HEALTH_MIN_SUCCESSES successes were followed by
+        a successful verification (or, last in a run, by a healthy probe after it)."""
+        healthy, successes = self.health_after_success.get(action, (0, 0))
+        return successes >= HEALTH_MIN_SUCCESSES and healthy >= HEALTH_SHARE * successes
 
     def executions_fixed_by(self, action: str, by_human: bool = True) -> list[str]:
         return [
@@ -84,7 +97,15 @@ async def load_cases(
         if manual_s is not None:
             found.manual_times.append(manual_s)
         by_human = row["memory_outcome"] == "resolved_by_human" and bool(row["memory_fix"])
-        case = case_of(trace, fixer, by_human, row["component"], row["error_id"])
+        case = case_of(
+            trace,
+            fixer,
+            by_human,
+            row["component"],
+            row["error_id"],
+            _fixed_at(trace, fixer, specs),
+        )
+        _count_health_after_success(found.health_after_success, trace, specs)
         found.traces.append(trace)
         found.cases[case] += 1
         found.case_of_execution[trace.execution_id] = case
@@ -95,7 +116,15 @@ async def load_cases(
 def _fixer(
     row: Mapping[str, object], trace: Trace, specs: Mapping[str, ActionSpec]
 ) -> tuple[str | None, float | None]:
-    """What fixed this execution's failure, and how long a technician took if it was one."""
+    """What fixed this execution's failure, and how long a technician took if it was one.
+
+    The runner's credited fix counts only when the run succeeded (resolved, and not
+    unhealthy after it); otherwise the run is like an escalation and the fix the failure
+    memory records (a technician's, or a later run's) is the fixer.
+    """
+    if trace.succeeded:
+        visit = _credited(trace, specs)
+        return (visit.action if visit is not None else SELF), None
     if row["memory_fix"] and row["memory_outcome"] in RESOLVED:
         manual = None
         human = row["memory_outcome"] == "resolved_by_human"
@@ -104,11 +133,46 @@ def _fixer(
             ended = datetime.fromisoformat(str(row["completed_at"]))
             manual = float(round(max((resolved - ended).total_seconds(), 0.0)))
         return str(row["memory_fix"]), manual
-    if trace.resolved:
-        for visit in trace.visits:
-            if visit.step_id == trace.resolved_by:
-                spec = specs.get(visit.action)
-                if spec is not None and spec.kind is ActionKind.FIX:
-                    return visit.action, None
-        return SELF, None
     return None, None
+
+
+def _credited(trace: Trace, specs: Mapping[str, ActionSpec]) -> Visit | None:
+    """The last successful visit of the runner's credited step, if it is a fix."""
+    for visit in reversed(trace.visits):
+        if visit.step_id == trace.resolved_by and visit.outcome == "success":
+            spec = specs.get(visit.action)
+            return visit if spec is not None and spec.kind is ActionKind.FIX else None
+    return None
+
+
+def _fixed_at(trace: Trace, fixer: str | None, specs: Mapping[str, ActionSpec]) -> int | None:
+    """The index of the visit whose success fixed the failure during this run (None: not
+    fixed during it): only the credited visit of a successful run. Another success of the
+    same action (shape 1: it succeeds whether or not it fixed) fixed nothing."""
+    if not trace.succeeded or fixer is None or fixer == SELF:
+        return None
+    visit = _credited(trace, specs)
+    if visit is None or visit.action != fixer:
+        return None
+    return max(i for i, v in enumerate(trace.visits) if v is visit)
+
+
+def _count_health_after_success(
+    table: dict[str, list[int]], trace: Trace, specs: Mapping[str, ActionSpec]
+) -> None:
+    """For each successful visit of a fix: was the component healthy right after it?
+    The next visit that changes or verifies something decides: a verification's success
+    (yes), another fix (no: that one may be the cause), none (the run's verdict)."""
+    for index, visit in enumerate(trace.visits):
+        spec = specs.get(visit.action)
+        if visit.outcome != "success" or spec is None or spec.kind is not ActionKind.FIX:
+            continue
+        healthy = trace.succeeded and trace.healthy_after is True
+        for later in trace.visits[index + 1 :]:
+            kind = specs[later.action].kind if later.action in specs else None
+            if later.ran and kind in (ActionKind.VERIFY, ActionKind.FIX):
+                healthy = kind is ActionKind.VERIFY and later.outcome == "success"
+                break
+        counts = table.setdefault(visit.action, [0, 0])
+        counts[0] += int(healthy)
+        counts[1] += 1

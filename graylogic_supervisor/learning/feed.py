@@ -1,39 +1,23 @@
-"""An execution observer that hands each finished execution to the learning loop.
+"""The queue of finished executions for the learning loop, in the order they were judged.
 
-Observers must not block, so it only queues the id; ``loops.learn_from_executions``
-counts it. What is still queued at a stop is counted at the next start
-(``LearningService.catch_up``): the store's ``learned`` flag, not this queue,
-is the record of what was counted.
+An execution is queued once the supervisor has written its verdict (the fresh probe
+after the run, ``executions.healthy_after``): learning counts a run a success only
+on health, so it must not count it before the verdict. ``loops.learn_from_executions``
+counts what is queued. What is still queued at a stop, and runs nobody judges (a
+playbook another one calls), are counted by ``LearningService.catch_up`` at the next
+start or analysis: the store's ``learned`` flag, not this queue, is the record of
+what was counted.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from graylogic_supervisor.engine.action import FailureInfo
-from graylogic_supervisor.engine.execution import ExecutionOutcome
-from graylogic_supervisor.playbooks.model import Playbook, Step
-from graylogic_supervisor.store.executions import StepEnd
-
 
 class FinishedExecutions:
     def __init__(self) -> None:
         self.queue: asyncio.Queue[str] = asyncio.Queue()
 
-    def execution_started(
-        self, execution_id: str, playbook: Playbook, failure: FailureInfo
-    ) -> None:
-        """Only finished executions are counted."""
-
-    def step_started(self, execution_id: str, playbook: Playbook, step: Step, attempt: int) -> None:
-        """Only finished executions are counted."""
-
-    def step_finished(
-        self, execution_id: str, playbook: Playbook, step: Step, end: StepEnd
-    ) -> None:
-        """Only finished executions are counted."""
-
-    def execution_finished(
-        self, playbook: Playbook, failure: FailureInfo, outcome: ExecutionOutcome
-    ) -> None:
-        self.queue.put_nowait(outcome.execution_id)
+    def judged(self, execution_id: str) -> None:
+        """The execution has ended and its verdict is written: count it."""
+        self.queue.put_nowait(execution_id)

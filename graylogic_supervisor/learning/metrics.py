@@ -326,11 +326,11 @@ class CountedRows:
             key,
             [
                 1,
-                int(status == "resolved"),
+                int(trace.succeeded),
                 int(status == "escalated"),
                 int(status == "failed"),
                 int(status == "interrupted"),
-                trace.duration_s if trace.resolved else 0.0,
+                trace.duration_s if trace.succeeded else 0.0,
             ],
         )
         first, last = self.span.get(key, (trace.completed_at, trace.completed_at))
@@ -339,10 +339,10 @@ class CountedRows:
             first = min(first or stamp, stamp)
             last = max(last or stamp, stamp)
         self.span[key] = (first, last)
-        if trace.resolved:
+        if trace.succeeded:
             bucket = histogram.bucket_of(trace.duration_s)
             _add(self.histograms, (*key, "", "resolution", bucket), [1])
-        _add(self.paths, (*key, json.dumps(trace.path)), [1, int(trace.resolved)])
+        _add(self.paths, (*key, json.dumps(trace.path)), [1, int(trace.succeeded)])
         self._add_steps(trace)
         self._add_pairs(trace)
 
@@ -372,7 +372,7 @@ class CountedRows:
                     int(first_visit and final == "skipped"),
                     len(visit.outcomes) if ran else 0,
                     sum(1 for o in visit.outcomes if o == "timeout"),
-                    int(first_visit and trace.resolved and trace.resolved_by == visit.step_id),
+                    int(first_visit and trace.succeeded and trace.resolved_by == visit.step_id),
                     sum(visit.durations) if ran else 0.0,
                 ],
             )

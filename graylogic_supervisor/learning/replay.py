@@ -10,6 +10,11 @@ it fall back on the ``OutcomeModel``, estimated from all cases, and branch on
 both outcomes with their probabilities. Durations are the recorded means per
 action and outcome, capped by the step's timeout.
 
+A case is fixed only by the success the supervisor credited on health (recorded
+as ``fix``), or, replayed where the records run out, by a success of its fixer's
+action with the share of its recorded successes that fixed. A success of any
+other action, or a non-fixing success of the same one, leaves it unfixed.
+
 The assumptions, stated once: a fix-kind action that is not what fixed a case
 does not fix it (it is what the records say whenever it did run); attempts of
 a step are independent draws; parallel groups and ``needs:`` playbooks are
@@ -47,7 +52,8 @@ _REPLAY_TIME = datetime(2026, 1, 7, 12, 0, tzinfo=UTC)  # conditions on time see
 @dataclass(frozen=True)
 class Case:
     fixer: str | None  # the action that fixes it, SELF, or None when nobody recorded one
-    recorded: tuple[tuple[tuple[str, bool], tuple[str, ...]], ...]  # (action, fixed) -> outcomes
+    # (action, fixed) -> outcomes: success, failure, or fix (the success that fixed it)
+    recorded: tuple[tuple[tuple[str, bool], tuple[str, ...]], ...]
     by_human: bool  # a technician fixed it after the playbook gave up
     component: str
     error_id: str
@@ -56,18 +62,30 @@ class Case:
         return dict(self.recorded)
 
 
-def case_of(trace: Trace, fixer: str | None, by_human: bool, component: str, error_id: str) -> Case:
-    """The replayable facts of one execution; ``fixer`` as the caller determined it."""
+FIXED = "fix"  # a recorded success that fixed the case; any other success fixed nothing
+
+
+def case_of(
+    trace: Trace,
+    fixer: str | None,
+    by_human: bool,
+    component: str,
+    error_id: str,
+    fixed_at: int | None = None,
+) -> Case:
+    """The replayable facts of one execution; ``fixer`` as the caller determined it, and
+    ``fixed_at`` the index of the visit whose (last) success fixed it during the run, if
+    one did: only that success is a fix, whatever else the fixer's action did."""
     fixed = fixer == SELF
     recorded: dict[tuple[str, bool], list[str]] = defaultdict(list)
-    for visit in trace.visits:
+    for index, visit in enumerate(trace.visits):
         if not visit.ran:
             continue
-        for outcome in visit.outcomes:
+        for number, outcome in enumerate(visit.outcomes, 1):
             simple = "success" if outcome == "success" else "failure"
-            recorded[(visit.action, fixed)].append(simple)
-            if simple == "success" and visit.action == fixer:
-                fixed = True
+            fixes = index == fixed_at and number == len(visit.outcomes) and simple == "success"
+            recorded[(visit.action, fixed)].append(FIXED if fixes else simple)
+            fixed = fixed or fixes
     return Case(
         fixer,
         tuple(sorted((key, tuple(values)) for key, values in recorded.items())),
@@ -86,6 +104,8 @@ class OutcomeModel:
     by_case: dict[tuple[str | None, str, bool], list[int]] = field(default_factory=dict)
     by_state: dict[tuple[str, bool], list[int]] = field(default_factory=dict)
     by_action: dict[str, list[int]] = field(default_factory=dict)
+    # (fixer, its action) -> [successes that fixed, successes] before the case was fixed
+    fix_share: dict[tuple[str | None, str], list[int]] = field(default_factory=dict)
     durations: dict[tuple[str, str], list[float]] = field(default_factory=dict)
 
     @classmethod
@@ -104,9 +124,12 @@ class OutcomeModel:
         )
         for case, weight in cases.items():
             for (action, fixed), outcomes in case.recorded:
-                wins = sum(1 for o in outcomes if o == "success") * weight
+                wins = sum(1 for o in outcomes if o != "failure") * weight
                 total = len(outcomes) * weight
                 _count(model.by_case, (case.fixer, action, fixed), wins, total)
+                if action == case.fixer and not fixed:
+                    fixes = sum(1 for o in outcomes if o == FIXED) * weight
+                    _count(model.fix_share, (case.fixer, action), fixes, wins)
                 _count(model.by_state, (action, fixed), wins, total)
                 _count(model.by_action, action, wins, total)
         sums: dict[tuple[str, str], list[float]] = {}
@@ -126,6 +149,12 @@ class OutcomeModel:
         prior = self._prior(fixer, action, fixed)
         wins, total = self.by_case.get((fixer, action, fixed), (0, 0))
         return (wins + SMOOTHING * prior) / (total + SMOOTHING)
+
+    def p_fix(self, fixer: str | None, action: str) -> float:
+        """How often a success of the case's own fix, before it was fixed, did fix it
+        (1 where nothing says otherwise: a technician fixed it with this action)."""
+        fixes, successes = self.fix_share.get((fixer, action), (0, 0))
+        return fixes / successes if successes else 1.0
 
     def _prior(self, fixer: str | None, action: str, fixed: bool) -> float:
         spec = self.specs.get(action)
@@ -263,19 +292,24 @@ def _attempts(
                 options = [(seen[used[key]], 1.0)]
             else:
                 p = model.p_success(case.fixer, step.action, fixed)
-                options = [("success", p), ("failure", 1.0 - p)]
+                q = model.p_fix(case.fixer, step.action) if step.action == case.fixer else 0.0
+                options = [(FIXED, p * q), ("success", p * (1.0 - q)), ("failure", 1.0 - p)]
             for outcome, chance in options:
                 weight = probability * chance
                 if weight < MIN_BRANCH_PROBABILITY:
                     continue
-                took = model.duration(step.action, outcome)
+                took = model.duration(step.action, "failure" if outcome == "failure" else "success")
                 if took is None:
                     took = step.timeout_seconds  # never seen: as long as it may take
                 if took > step.timeout_seconds:
                     took, outcome = step.timeout_seconds, "failure"
                 now_used = used.copy()
                 now_used[key] += 1
-                now_fixed = fixed or (outcome == "success" and step.action == case.fixer)
+                # only a success that fixed it fixes it: another success of the same action
+                # (it succeeds whether or not it removed the fault) leaves it unfixed
+                now_fixed = fixed or outcome == FIXED
+                if outcome == FIXED:
+                    outcome = "success"
                 if outcome == "success" or number == attempts:
                     record = StepRecord(outcome, {}, "", took, number)  # type: ignore[arg-type]
                     target = step.on_success if outcome == "success" else step.on_failure

@@ -35,6 +35,7 @@ from graylogic_supervisor.learning.changes import (
 )
 from graylogic_supervisor.learning.metrics import LearningMetrics
 from graylogic_supervisor.learning.rollback import rollback_test
+from graylogic_supervisor.learning.safety import verification_guard
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database
@@ -299,6 +300,12 @@ class LearningService:
             raise LearningError(
                 f"{recommendation_id} does not apply to the active {active.version}: {exc}"
             ) from exc
+        data = await load_cases(
+            self._db, active.id, self._specs, self._settings.analysis.replay_window
+        )
+        unsafe = verification_guard(active, proposed, self._specs, data.success_means_health)
+        if unsafe is not None:  # a modified change too: no approval drops a last verification
+            raise LearningError(f"{recommendation_id} {unsafe}")
         if modified_change is None and active.version != rec.base_version:
             verdict = await self._still_helps(active, change, rec)
             if verdict is not None:

@@ -58,10 +58,18 @@ class Trace:
     completed_at: str | None
     resolved_by: str | None  # the step that fixed it, as the runner judged
     visits: tuple[Visit, ...]
+    healthy_after: bool | None = None  # the supervisor's fresh probe (None: not known)
 
     @property
     def resolved(self) -> bool:
+        """The run reached ``done`` (which alone does not say the component is healthy)."""
         return self.status == "resolved"
+
+    @property
+    def succeeded(self) -> bool:
+        """Resolved, and not found unhealthy after the run: what learning counts a success
+        (a run that reached ``done`` with its component still failed did not fix it)."""
+        return self.resolved and self.healthy_after is not False
 
     @property
     def path(self) -> tuple[str, ...]:
@@ -117,6 +125,9 @@ def trace_of(execution: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) ->
         completed_at=execution["completed_at"],
         resolved_by=execution["resolved_by"],
         visits=tuple(visits),
+        healthy_after=None
+        if execution["healthy_after"] is None
+        else bool(execution["healthy_after"]),
     )
 
 

@@ -50,9 +50,12 @@ class SimulatedAction:
         rng: random.Random,
     ) -> None:
         self.name = name
-        self.kind = (
-            ActionKind.FIX if any(behaviour.can_fix(c) for c in causes) else ActionKind.CHECK
-        )
+        if any(behaviour.can_fix(c) for c in causes):
+            self.kind = ActionKind.FIX
+        elif behaviour.verifies(causes):
+            self.kind = ActionKind.VERIFY
+        else:
+            self.kind = ActionKind.CHECK
         self._behaviour = behaviour
         self._incidents = incidents
         self._rng = rng

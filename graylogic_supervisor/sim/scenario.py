@@ -99,6 +99,10 @@ class ScenarioAction(_Model):
         spec = self.spec_for(cause)
         return spec == "fix" or (isinstance(spec, dict) and spec.get("fix", 0) > 0)
 
+    def verifies(self, causes: list[str]) -> bool:
+        """Its outcome is ``health`` under every cause: it observes health, nothing else."""
+        return all(self.spec_for(c) in ("health", {"health": 1}) for c in causes)
+
     def draw_duration(self, rng: random.Random) -> float:
         if isinstance(self.duration_s, Range):
             return rng.uniform(self.duration_s.min, self.duration_s.max)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from graylogic_supervisor.clock import VirtualClock
-from graylogic_supervisor.engine.action import ActionSpec, FailureInfo
+from graylogic_supervisor.engine.action import ActionKind, ActionSpec, FailureInfo
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.learning.analysis import AnalysisSettings
 from graylogic_supervisor.learning.service import (
@@ -251,12 +251,17 @@ class Simulation:
             FailureInfo(failure_id, scenario.trigger.component, scenario.trigger.error_id, message),
         )
         took = clock.monotonic() - began
+        # The fresh probe after the run: the incident's true state (the daemon probes).
+        await self._executions.set_healthy_after(outcome.execution_id, incident.fixed)
         if incident.fixed:
+            # What the supervisor knows: the step it credited, when that is a fix (never
+            # the ground truth, which it cannot see).
+            credited = self._credited_fix(playbook, outcome.resolved_by)
             resolution = Resolution(
                 resolved_at=clock.now(),
                 fixed_by="supervisor",
-                what_fixed_it=f"{incident.fixed_by} (playbook {playbook.version})",
-                fix_action=incident.fixed_by,
+                what_fixed_it=f"{credited or 'recovered'} (playbook {playbook.version})",
+                fix_action=credited,
                 fix_target=None,
             )
         else:
@@ -279,6 +284,20 @@ class Simulation:
         rollback = await learning.after_execution(outcome.execution_id) if count else None
         del self._incidents[failure_id]
         return took, incident.fixed, rollback
+
+    def _credited_fix(self, playbook: Playbook, step_id: str | None) -> str | None:
+        """The action of the runner's credited step, if it is a fix (a branch: ``g.b``)."""
+        if step_id is None:
+            return None
+        group, _, branch = step_id.partition(".")
+        try:
+            step = playbook.step(group)
+        except KeyError:
+            return None
+        if branch and step.parallel is not None:
+            step = next((b for b in step.parallel.branches if b.id == branch), step)
+        spec = self.learning.specs.get(step.action)
+        return step.action if spec is not None and spec.kind is ActionKind.FIX else None
 
 
 def _context(failure_id: str, scenario: Scenario, message: str, now: datetime) -> FailureContext:

@@ -213,6 +213,16 @@ class ExecutionRepository:
             )
         )
 
+    async def set_healthy_after(self, execution_id: str, healthy: bool) -> None:
+        """The supervisor's verdict on a finished run (a fresh probe): learning counts a
+        run a success only when it resolved and the component was healthy after it."""
+        await self._when_room(
+            lambda: self._db.execute(
+                "UPDATE executions SET healthy_after = ? WHERE id = ?",
+                (int(healthy), execution_id),
+            )
+        )
+
     async def failure(self, failure_id: str) -> Row | None:
         return await self._db.fetchone("SELECT * FROM failures WHERE id = ?", (failure_id,))
 

@@ -446,4 +446,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE login_attempts ADD COLUMN pending_until TEXT;
     CREATE INDEX login_attempts_by_pair ON login_attempts(user, remote, at);
     """,
+    # 13: the supervisor's verdict on a run: was the component healthy after it (a fresh
+    # probe in the daemon, the incident's state in the simulator)? 1 healthy, 0 not, NULL
+    # unknown (older rows, runs nobody judged). Learning counts a run a success only
+    # when it resolved and this is not 0.
+    """
+    ALTER TABLE executions ADD COLUMN healthy_after INTEGER
+        CHECK (healthy_after IN (0, 1));
+    """,
 ]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -94,8 +94,10 @@ class Supervisor:
         clock: Clock,
         advisor: MemoryAdvisor | None = None,
         journal: PolicyJournal | None = None,
+        judged: Callable[[str], None] | None = None,
     ) -> None:
-        """``journal`` writes the policy's give-up state as it changes (None: kept in memory)."""
+        """``journal`` writes the policy's give-up state as it changes (None: kept in memory);
+        ``judged`` is told each execution whose health verdict is written (learning)."""
         self._monitor = monitor
         self._versions = versions
         self._executions = executions
@@ -111,6 +113,7 @@ class Supervisor:
         self._escalations = escalations
         self._advisor = advisor
         self._journal = journal
+        self._judged = judged
         self._clock = clock
         self._active: set[str] = set()
         self._adopted: list[tuple[str, Coroutine[Any, Any, object]]] = []
@@ -141,7 +144,9 @@ class Supervisor:
         self, group: asyncio.TaskGroup, component: str, run: Coroutine[Any, Any, object]
     ) -> None:
         try:
-            await run
+            outcome = await run
+            if isinstance(outcome, ExecutionOutcome):
+                await self._verdict(component, outcome)
         except Exception as exc:  # one run's error must not end the loop
             self._went_wrong(component, "the resumed run", exc)
         finally:
@@ -430,6 +435,17 @@ class Supervisor:
         except Exception as closing:  # already logged the cause above
             logger.debug("incident %s left open: %s", incident.id, closing)
 
+    async def _verdict(self, component: str, outcome: ExecutionOutcome) -> bool:
+        """Whether a run fixed its component: it resolved and a fresh probe finds it
+        healthy. Written on the execution before learning may count it, since reaching
+        ``done`` alone does not say the fault is gone."""
+        healthy = outcome.status == "resolved" and await self._healthy_after_run(component)
+        if outcome.status == "resolved":
+            await self._executions.set_healthy_after(outcome.execution_id, healthy)
+        if self._judged is not None:
+            self._judged(outcome.execution_id)
+        return healthy
+
     async def _healthy_after_run(self, component: str) -> bool:
         """A fresh check after a run that resolved. A check that cannot tell (the
         supervisor's own resources) is asked again for up to BLIND_WAIT_S rather than
@@ -537,7 +553,7 @@ class Supervisor:
                 chosen, incident.failure, incident.id, kind, priority=priority
             )
             self._after_execution(outcome)
-            succeeded = outcome.status == "resolved" and await self._healthy_after_run(component)
+            succeeded = await self._verdict(component, outcome)
             denial = self._policy.record_outcome(
                 component, succeeded, self._signature(incident, outcome)
             )

@@ -23,7 +23,7 @@ class WaitForHealth:
     """
 
     name: ClassVar[str] = "wait_for_health"
-    kind: ClassVar[ActionKind] = ActionKind.CHECK
+    kind: ClassVar[ActionKind] = ActionKind.VERIFY
     params_model: ClassVar[type[BaseModel]] = WaitParams
     needs_target: ClassVar[bool] = True
 
