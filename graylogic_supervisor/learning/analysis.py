@@ -407,6 +407,10 @@ def _missing_steps(
         s for s in playbook.steps if specs.get(s.action) and specs[s.action].kind is ActionKind.FIX
     ]
     after_fix = {playbook.resolve_transition(s, s.on_success) for s in fix_steps} - TERMINALS
+    # On success a learned step goes where the fixes go to be verified: to done only where
+    # the records show its success meant health (with no verification, nowhere).
+    verifications = {s.id for s in playbook.steps if _kind(specs, s.action) is ActionKind.VERIFY}
+    verify_after = sorted(after_fix & verifications) or sorted(verifications)
     timeout = max([30.0, *(s.timeout_seconds for s in fix_steps)])
     found = []
     missing = Counter(data.human_fixes)
@@ -434,7 +438,7 @@ def _missing_steps(
             "learned_patterns": data.patterns.get(action, []),
         }
         step_id = _step_id_for(action, playbook)
-        for on_success in [DONE, *sorted(after_fix)]:
+        for on_success in [DONE] * data.success_means_health(action) + verify_after:
             new_step = {
                 "id": step_id,
                 "name": f"{action.replace('_', ' ').capitalize()} (learned)",
@@ -445,6 +449,8 @@ def _missing_steps(
             if target is not None:
                 new_step["target"] = target
             for step in playbook.steps:
+                if step.id == on_success:
+                    continue  # both ways to the same step: it would run before every check
                 found.append(
                     Candidate(
                         AddStep(step={**new_step, "on_failure": step.id}, before=step.id),
@@ -463,6 +469,11 @@ def _missing_steps(
                         )
                     )
     return found
+
+
+def _kind(specs: Mapping[str, ActionSpec], action: str) -> ActionKind | None:
+    spec = specs.get(action)
+    return None if spec is None else spec.kind
 
 
 def _removals(playbook: Playbook, steps: Sequence[StepMetrics]) -> list[Candidate]:
