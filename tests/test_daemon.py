@@ -86,6 +86,9 @@ def test_killed_broker_is_restarted_by_the_tracked_playbook(
         )
     )
     assert (counted["executions"], counted["resolutions"]) == (1, 1)
+    # counted after the supervisor's fresh probe wrote its verdict on the run
+    [judged] = daemon.query("SELECT healthy_after FROM executions WHERE id = ?", (execution["id"],))
+    assert judged["healthy_after"] == 1
     [path] = daemon.query("SELECT path FROM learning_paths")
     assert json.loads(path["path"]) == ["check_broker", "restart", "verify", "done"]
 
