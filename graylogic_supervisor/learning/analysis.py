@@ -157,9 +157,10 @@ def analyse_playbook(
         return result
     model = data.model(specs, settings.default_manual_s)
     baseline = {case: replay(playbook, case, model) for case in data.cases}
+    baselines: dict[float, Expectation] = {}  # the current version under each hypothesis
     best_by_key: dict[str, tuple[Recommendation, float]] = {}
     for candidate in candidates(playbook, steps, pairs, data, model, specs):
-        evaluated = evaluate(playbook, candidate, data, model, specs, settings, baseline)
+        evaluated = evaluate(playbook, candidate, data, model, specs, settings, baseline, baselines)
         considered = {
             "change": candidate.change.model_dump(mode="json"),
             "summary": candidate.summary,
@@ -199,6 +200,7 @@ def evaluate(
     specs: Mapping[str, ActionSpec],
     settings: AnalysisSettings,
     baseline: Mapping[Case, Expectation] | None = None,
+    baselines: dict[float, Expectation] | None = None,
 ) -> Recommendation | str:
     """The recommendation, or why it is not one."""
     try:
@@ -219,7 +221,9 @@ def evaluate(
     )
     verdict = _verdict(comparison, settings)
     if verdict is not None and comparison.proposed.p_guessed > 0:
-        return _trial(playbook, proposed, candidate, data, model, settings, verdict)
+        return _trial(
+            playbook, proposed, candidate, data, model, settings, verdict, baselines or {}
+        )
     if verdict is not None:
         return verdict
     return Recommendation(
@@ -259,7 +263,7 @@ def _verdict(comparison: Comparison, settings: AnalysisSettings) -> str | None:
     return None
 
 
-BREAK_EVEN_STEPS = 12  # bisection steps: the break-even chance to within 1/4096
+BREAK_EVEN_STEPS = 8  # bisection steps: the break-even chance to within 1/256
 
 
 def _trial(
@@ -270,6 +274,7 @@ def _trial(
     model: OutcomeModel,
     settings: AnalysisSettings,
     verdict: str,
+    baselines: dict[float, Expectation],
 ) -> Recommendation | str:
     """A change that rests on what no execution recorded (a fix never run there, a retry
     past the recorded tries, a longer timeout than the one that cut it off), as a trial.
@@ -282,9 +287,11 @@ def _trial(
 
     def expected(h: float) -> tuple[Expectation, Expectation]:
         hypothesis = model.with_hypothesis(h)
-        before = mean_expectation(
-            [(replay(playbook, case, hypothesis), n) for case, n in data.cases.items()]
-        )
+        before = baselines.get(h)
+        if before is None:
+            before = baselines[h] = mean_expectation(
+                [(replay(playbook, case, hypothesis), n) for case, n in data.cases.items()]
+            )
         after = mean_expectation(
             [(replay(proposed, case, hypothesis), n) for case, n in data.cases.items()]
         )
