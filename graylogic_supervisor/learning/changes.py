@@ -33,13 +33,15 @@ class _Change(BaseModel):
 
 
 class AddStep(_Change):
-    """A new step, entered instead of ``before`` or instead of ``after_failure_of``'s
-    failure transition; its own ``on_failure`` carries on where that led."""
+    """A new step, entered instead of ``before``, or instead of ``after_failure_of``'s
+    failure or ``after_success_of``'s success transition; its own ``on_failure`` carries
+    on where that led."""
 
     type: Literal["add_step"] = "add_step"
     step: dict[str, Any]
     before: str | None = None
     after_failure_of: str | None = None
+    after_success_of: str | None = None
 
 
 class RemoveStep(_Change):
@@ -188,18 +190,21 @@ def _add(steps: list[dict[str, Any]], change: AddStep) -> None:
     new = dict(change.step)
     if any(data["id"] == new.get("id") for data in steps):
         raise ChangeError(f"the playbook already has a step {new.get('id')!r}")
-    if (change.before is None) == (change.after_failure_of is None):
-        raise ChangeError("an added step goes either before a step or after one's failure")
+    places = [change.before, change.after_failure_of, change.after_success_of]
+    if sum(place is not None for place in places) != 1:
+        raise ChangeError("an added step goes before a step, or after one's failure or success")
     if change.before is not None:
         index = _index(steps, change.before)
         _redirect(steps, change.before, new["id"])
         new["on_failure"] = new.get("on_failure", change.before)
         steps.insert(index, new)
         return
-    assert change.after_failure_of is not None
-    index = _index(steps, change.after_failure_of)
-    previous = steps[index]["on_failure"]
-    steps[index]["on_failure"] = new["id"]
+    after = change.after_failure_of or change.after_success_of
+    assert after is not None
+    field = "on_failure" if change.after_failure_of is not None else "on_success"
+    index = _index(steps, after)
+    previous = steps[index][field]
+    steps[index][field] = new["id"]
     new.setdefault("on_failure", previous)
     steps.insert(index + 1, new)
 
