@@ -42,6 +42,9 @@ class AddStep(_Change):
     before: str | None = None
     after_failure_of: str | None = None
     after_success_of: str | None = None
+    # the new step's own health check, entered on its success: done if healthy, else on
+    # to where the new step's failure leads (a fix whose success does not mean health)
+    verification: dict[str, Any] | None = None
 
 
 class RemoveStep(_Change):
@@ -198,15 +201,23 @@ def _add(steps: list[dict[str, Any]], change: AddStep) -> None:
         _redirect(steps, change.before, new["id"])
         new["on_failure"] = new.get("on_failure", change.before)
         steps.insert(index, new)
-        return
-    after = change.after_failure_of or change.after_success_of
-    assert after is not None
-    field = "on_failure" if change.after_failure_of is not None else "on_success"
-    index = _index(steps, after)
-    previous = steps[index][field]
-    steps[index][field] = new["id"]
-    new.setdefault("on_failure", previous)
-    steps.insert(index + 1, new)
+    else:
+        after = change.after_failure_of or change.after_success_of
+        assert after is not None
+        field = "on_failure" if change.after_failure_of is not None else "on_success"
+        index = _index(steps, after) + 1
+        previous = steps[index - 1][field]
+        steps[index - 1][field] = new["id"]
+        new.setdefault("on_failure", previous)
+        steps.insert(index, new)
+    if change.verification is not None:
+        check = dict(change.verification)
+        if any(data["id"] == check.get("id") for data in steps):
+            raise ChangeError(f"the playbook already has a step {check.get('id')!r}")
+        check.setdefault("on_success", DONE)
+        check.setdefault("on_failure", new["on_failure"])
+        new["on_success"] = check["id"]
+        steps.insert(steps.index(new) + 1, check)
 
 
 def _remove(steps: list[dict[str, Any]], change: RemoveStep) -> None:
