@@ -32,7 +32,9 @@ from graylogic_supervisor.learning.changes import (
     SetRetry,
     SetTimeout,
     apply_change,
+    block_of,
     bump,
+    entries,
     explicit_steps,
 )
 from graylogic_supervisor.learning.metrics import StepMetrics, StepPair, VersionMetrics
@@ -43,11 +45,12 @@ from graylogic_supervisor.learning.replay import (
     Expectation,
     OutcomeModel,
     compare,
+    mean_expectation,
     replay,
     supported,
 )
 from graylogic_supervisor.learning.safety import verification_guard
-from graylogic_supervisor.playbooks.model import DONE, ESCALATE, TERMINALS, Playbook
+from graylogic_supervisor.playbooks.model import DONE, ESCALATE, TERMINALS, Playbook, Step
 
 LOW_SUCCESS_RATE = 0.5
 LOW_SUCCESS_MIN_EXECUTIONS = 10  # "below 0.5 over more than 10 executions"
@@ -91,6 +94,9 @@ class Recommendation:
     change: dict[str, Any]
     evidence: dict[str, Any]
     expected_impact: dict[str, Any]
+    # Replay could not judge it (it rests on what no execution recorded): to be tried on a
+    # share of incidents beside the current version, not made the version for all.
+    trial: bool = False
 
     @property
     def fingerprint(self) -> str:
@@ -152,9 +158,10 @@ def analyse_playbook(
         return result
     model = data.model(specs, settings.default_manual_s)
     baseline = {case: replay(playbook, case, model) for case in data.cases}
+    baselines: dict[float, Expectation] = {}  # the current version under each hypothesis
     best_by_key: dict[str, tuple[Recommendation, float]] = {}
     for candidate in candidates(playbook, steps, pairs, data, model, specs):
-        evaluated = evaluate(playbook, candidate, data, model, specs, settings, baseline)
+        evaluated = evaluate(playbook, candidate, data, model, specs, settings, baseline, baselines)
         considered = {
             "change": candidate.change.model_dump(mode="json"),
             "summary": candidate.summary,
@@ -167,7 +174,9 @@ def analyse_playbook(
         result.considered.append(considered)
         key = _dedupe_key(candidate.change)
         previous = best_by_key.get(key)
-        if previous is None or evaluated.time_saved_s > previous[1]:
+        # what the records show first; among equals, the one that saves most
+        rank = (not evaluated.trial, evaluated.time_saved_s)
+        if previous is None or rank > (not previous[0].trial, previous[1]):
             best_by_key[key] = (evaluated, evaluated.time_saved_s)
     result.recommendations = sorted(
         (rec for rec, _ in best_by_key.values()), key=lambda r: -r.time_saved_s
@@ -192,6 +201,7 @@ def evaluate(
     specs: Mapping[str, ActionSpec],
     settings: AnalysisSettings,
     baseline: Mapping[Case, Expectation] | None = None,
+    baselines: dict[float, Expectation] | None = None,
 ) -> Recommendation | str:
     """The recommendation, or why it is not one."""
     try:
@@ -213,6 +223,32 @@ def evaluate(
         settings.resamples,
         baseline,
     )
+    verdict = _verdict(comparison, settings)
+    if verdict is not None and comparison.proposed.p_guessed > 0:
+        return _trial(
+            playbook, proposed, candidate, data, model, settings, verdict, baselines or {}
+        )
+    if verdict is not None:
+        return verdict
+    return Recommendation(
+        playbook_id=playbook.id,
+        base_version=playbook.version,
+        type=candidate.change.type,
+        priority=_priority(comparison),
+        confidence=round(comparison.confidence, 3),
+        sample_size=comparison.cases,
+        summary=(
+            f"{candidate.summary}; expected resolution time"
+            f" {comparison.current.time_s:.1f} s -> {comparison.proposed.time_s:.1f} s"
+        ),
+        change=candidate.change.model_dump(mode="json"),
+        evidence={**candidate.evidence, "based_on_executions": comparison.cases},
+        expected_impact=impact(comparison, len(data.cases)),
+    )
+
+
+def _verdict(comparison: Comparison, settings: AnalysisSettings) -> str | None:
+    """Why the comparison does not make a recommendation, or None when it does."""
     if comparison.proposed.time_s >= comparison.current.time_s * (1 - 1e-9):
         return (
             f"would not lower the expected resolution time"
@@ -228,20 +264,88 @@ def evaluate(
             f"confidence {comparison.confidence:.2f} below {settings.confidence_threshold:g}"
             f" over {comparison.cases} executions"
         )
+    return None
+
+
+BREAK_EVEN_STEPS = 8  # bisection steps: the break-even chance to within 1/256
+
+
+def _trial(
+    playbook: Playbook,
+    proposed: Playbook,
+    candidate: Candidate,
+    data: CaseSet,
+    model: OutcomeModel,
+    settings: AnalysisSettings,
+    verdict: str,
+    baselines: dict[float, Expectation],
+) -> Recommendation | str:
+    """A change that rests on what no execution recorded (a fix never run there, a retry
+    past the recorded tries, a longer timeout than the one that cut it off), as a trial.
+
+    Its worth depends on one unknown: the chance ``h`` that such a fix repairs where the
+    records cannot tell. The break-even ``h*`` is the smallest chance at which it saves
+    ``min_improvement``; with nothing known of ``h`` (uniform), it pays off with
+    probability ``1 - h*``, its confidence. The expected impact is at ``h = 0.5``.
+    """
+
+    def expected(h: float) -> tuple[Expectation, Expectation]:
+        hypothesis = model.with_hypothesis(h)
+        before = baselines.get(h)
+        if before is None:
+            before = baselines[h] = mean_expectation(
+                [(replay(playbook, case, hypothesis), n) for case, n in data.cases.items()]
+            )
+        after = mean_expectation(
+            [(replay(proposed, case, hypothesis), n) for case, n in data.cases.items()]
+        )
+        return before, after
+
+    def pays_off(h: float) -> bool:
+        before, after = expected(h)
+        return before.time_s - after.time_s >= settings.min_improvement * before.time_s
+
+    if not pays_off(1.0):
+        return f"{verdict}; it would not pay off even if it always fixed where untried"
+    low, high = 0.0, 1.0
+    for _ in range(BREAK_EVEN_STEPS):
+        middle = (low + high) / 2
+        low, high = (low, middle) if pays_off(middle) else (middle, high)
+    break_even = high
+    confidence = 1.0 - break_even
+    if confidence < settings.confidence_threshold:
+        return (
+            f"{verdict}; as a trial it pays off only if it fixes {break_even:.0%} of the"
+            f" failures where it never ran (confidence {confidence:.2f} below"
+            f" {settings.confidence_threshold:g})"
+        )
+    current, hoped = expected(0.5)
+    nothing = expected(0.0)[1]
+    comparison = Comparison(sum(data.cases.values()), current, hoped, confidence)
+    expected_impact = impact(comparison, len(data.cases))
+    expected_impact["method"] = (
+        f"trial: replay of {comparison.cases} recorded executions, with an untried fix"
+        " taken to repair half of the failures it never met"
+    )
+    expected_impact["break_even_fix_chance"] = round(break_even, 4)
+    expected_impact["if_it_never_fixes_s"] = round(nothing.time_s, 2)
     return Recommendation(
         playbook_id=playbook.id,
         base_version=playbook.version,
         type=candidate.change.type,
         priority=_priority(comparison),
-        confidence=round(comparison.confidence, 3),
+        confidence=round(confidence, 3),
         sample_size=comparison.cases,
         summary=(
-            f"{candidate.summary}; expected resolution time"
-            f" {comparison.current.time_s:.1f} s -> {comparison.proposed.time_s:.1f} s"
+            f"trial: {candidate.summary}; no execution shows it, and it pays off if it fixes"
+            f" {break_even:.0%} of the failures where it was never tried (expected resolution"
+            f" time {current.time_s:.1f} s -> {hoped.time_s:.1f} s if it fixes half,"
+            f" {nothing.time_s:.1f} s if none)"
         ),
         change=candidate.change.model_dump(mode="json"),
         evidence={**candidate.evidence, "based_on_executions": comparison.cases},
-        expected_impact=impact(comparison, len(data.cases)),
+        expected_impact=expected_impact,
+        trial=True,
     )
 
 
@@ -302,7 +406,7 @@ def findings(
         "never_help": [
             {"step": s.step_id, "executions": s.executions, "always": _constant(s)}
             for s in steps
-            if _never_helps(playbook, s)
+            if _never_helps(playbook, s, data)
         ],
         "skip_conditions": [
             {"step": p.step_id, "after": f"{p.earlier_step}_{p.earlier_outcome}", "runs": p.runs}
@@ -345,13 +449,17 @@ def _constant(step: StepMetrics) -> str | None:
     return None
 
 
-def _never_helps(playbook: Playbook, step: StepMetrics) -> bool:
-    """Never the fixing step, and its outcome never changed where the run went."""
+def _never_helps(playbook: Playbook, step: StepMetrics, data: CaseSet) -> bool:
+    """Never the fixing step, and its outcome never changed where the run went; and not a
+    fix cut off by its timeout where it was what a technician then fixed the failure with
+    (it failed for want of time, not because it does not help)."""
     try:
         model_step = playbook.step(step.step_id)
     except KeyError:
         return False
     if step.fixes or step.executions < LOW_SUCCESS_MIN_EXECUTIONS or model_step.is_group:
+        return False
+    if _censored_fixes(model_step, data):
         return False
     same_either_way = playbook.resolve_transition(
         model_step, model_step.on_success
@@ -372,11 +480,11 @@ def candidates(
 ) -> list[Candidate]:
     found: list[Candidate] = []
     found += _missing_steps(playbook, data, specs)
-    found += _removals(playbook, steps)
+    found += _removals(playbook, steps, data)
     found += _reorders(playbook, data, model, specs)
-    found += _conditions(playbook, steps, pairs)
+    found += _conditions(playbook, steps, pairs, data)
     found += _retries(playbook, data, specs)
-    found += _timeouts(playbook, steps)
+    found += _timeouts(playbook, steps, data)
     return found
 
 
@@ -476,10 +584,10 @@ def _kind(specs: Mapping[str, ActionSpec], action: str) -> ActionKind | None:
     return None if spec is None else spec.kind
 
 
-def _removals(playbook: Playbook, steps: Sequence[StepMetrics]) -> list[Candidate]:
+def _removals(playbook: Playbook, steps: Sequence[StepMetrics], data: CaseSet) -> list[Candidate]:
     found = []
     for metrics in steps:
-        if not _never_helps(playbook, metrics) or len(playbook.steps) < 2:
+        if not _never_helps(playbook, metrics, data) or len(playbook.steps) < 2:
             continue
         step = playbook.step(metrics.step_id)
         always = _constant(metrics)
@@ -504,29 +612,37 @@ def _removals(playbook: Playbook, steps: Sequence[StepMetrics]) -> list[Candidat
 
 
 def failure_chains(playbook: Playbook) -> list[list[str]]:
-    """Maximal runs of plain steps, each leading to the next on failure and entered
-    only from the one before it (the first may be entered from anywhere)."""
-    steps = {s["id"]: s for s in explicit_steps(playbook)}
-    entered: dict[str, int] = dict.fromkeys(steps, 0)
-    for data in steps.values():
-        for target in {data.get("on_success"), data.get("on_failure")}:
-            if target in entered:
-                entered[target] += 1
+    """Maximal runs of blocks (a plain step, with its own verification if it has one),
+    every way out of each on failure leading to the next block, which nothing else
+    enters (the first may be entered from anywhere). Returned as the blocks' first steps."""
+    steps = explicit_steps(playbook)
+    entered = entries(steps)
     plain = {
         step.id
         for step in playbook.steps
         if not step.is_group and step.when is None and not step.needs
     }
+    blocks = {head: block_of(steps, head, plain) for head in plain}
+    by_id = {data["id"]: data for data in steps}
 
-    def follows(step_id: str) -> str | None:
-        target = steps[step_id]["on_failure"]
-        if target in plain and entered[target] == 1 and steps[step_id]["on_success"] != target:
+    def follows(head: str) -> str | None:
+        block = blocks[head]
+        target = by_id[head]["on_failure"]
+        exits = sum(1 for member in block if by_id[member]["on_failure"] == target)
+        if (
+            target in plain
+            and target not in block
+            and exits == len(block)
+            and entered[target] == len(block)
+            and by_id[head]["on_success"] != target
+        ):
             return str(target)
         return None
 
     inner = {t for s in plain if (t := follows(s)) is not None}
+    inside = {member for block in blocks.values() if len(block) > 1 for member in block[1:]}
     chains = []
-    for head in (s.id for s in playbook.steps if s.id in plain and s.id not in inner):
+    for head in (s.id for s in playbook.steps if s.id in plain and s.id not in inner | inside):
         chain = [head]
         while (following := follows(chain[-1])) is not None and following not in chain:
             chain.append(following)
@@ -538,47 +654,77 @@ def failure_chains(playbook: Playbook) -> list[list[str]]:
 def _reorders(
     playbook: Playbook, data: CaseSet, model: OutcomeModel, specs: Mapping[str, ActionSpec]
 ) -> list[Candidate]:
+    """New orders for each chain of fix blocks: by chance of fixing per second (retries
+    counted), and each block moved first. Replay judges them; a block no execution ever
+    ran there is judged by the chance it would need to pay off (a trial)."""
     found = []
     weight = sum(data.cases.values())
+    steps = explicit_steps(playbook)
+    plain = {s.id for s in playbook.steps if not s.is_group and s.when is None and not s.needs}
     for chain in failure_chains(playbook):
-
-        def score(step_id: str) -> float:
-            step = playbook.step(step_id)
-            p = sum(
-                model.p_success(case.fixer, step.action, case.fixer == SELF) * count
-                for case, count in data.cases.items()
-            ) / max(weight, 1)
-            success = model.duration(step.action, "success") or step.timeout_seconds
-            failure = model.duration(step.action, "failure") or step.timeout_seconds
-            expected = p * min(success, step.timeout_seconds) + (1 - p) * min(
-                failure, step.timeout_seconds
-            )
-            return p / max(expected, 1e-3)
-
-        scores = {step_id: score(step_id) for step_id in chain}
-        order = sorted(chain, key=lambda s: (-scores[s], chain.index(s)))
-        if order == chain:
-            continue
-        found.append(
-            Candidate(
-                ReorderSteps(chain=chain, order=order),
-                f"try {' -> '.join(order)} instead of {' -> '.join(chain)}"
-                " (highest success probability per second first)",
-                {
-                    "success_per_second": {k: round(v, 5) for k, v in scores.items()},
-                    "pattern": {
-                        "description": "fixes tried in descending order of success probability"
-                        " per second reach the fix soonest on average",
-                        "occurrences": weight,
+        scores = {
+            head: _fix_rate(playbook, block_of(steps, head, plain), data, model) for head in chain
+        }
+        by_rate = sorted(chain, key=lambda s: (-scores[s], chain.index(s)))
+        orders = [by_rate, *([head, *(h for h in chain if h != head)] for head in chain[1:])]
+        seen: set[tuple[str, ...]] = set()
+        for order in orders:
+            if order == chain or tuple(order) in seen:
+                continue
+            seen.add(tuple(order))
+            found.append(
+                Candidate(
+                    ReorderSteps(chain=chain, order=order),
+                    f"try {' -> '.join(order)} instead of {' -> '.join(chain)}"
+                    + (" (highest chance of fixing per second first)" if order == by_rate else ""),
+                    {
+                        "fixes_per_second": {k: round(v, 5) for k, v in scores.items()},
+                        "pattern": {
+                            "description": "fixes tried in descending order of their chance"
+                            " of fixing per second (retries and verification counted) reach"
+                            " the fix soonest on average",
+                            "occurrences": weight,
+                        },
                     },
-                },
+                )
             )
-        )
     return found
 
 
+def _fix_rate(
+    playbook: Playbook, block: Sequence[str], data: CaseSet, model: OutcomeModel
+) -> float:
+    """The block's recorded chance of fixing a failure that reaches it, per second it costs."""
+    step = playbook.step(block[0])
+    attempts = step.retry.attempts if step.retry is not None else 1
+    weight = sum(data.cases.values())
+    if weight == 0:
+        return 0.0
+    fixes = cost = 0.0
+    for case, count in data.cases.items():
+        if case.fixer == SELF:
+            continue
+        q = model.p_success(case.fixer, step.action, False)  # it succeeds (fixing or not)
+        own = case.fixer == step.action
+        p = q * model.p_fix(case.fixer, step.action) if own else 0.0  # it fixes
+        success = model.duration(step.action, "success") or step.timeout_seconds
+        failure = model.duration(step.action, "failure") or step.timeout_seconds
+        per_try = q * min(success, step.timeout_seconds) + (1 - q) * min(
+            failure, step.timeout_seconds
+        )
+        tries = sum((1 - q) ** k for k in range(attempts))  # the expected number of tries
+        verify = 0.0
+        for member in block[1:]:
+            check = playbook.step(member)
+            verify = min(model.duration(check.action, "success") or 0.0, check.timeout_seconds)
+        reached_success = 1 - (1 - q) ** attempts
+        fixes += count * (1 - (1 - p) ** attempts)
+        cost += count * (per_try * tries + reached_success * verify)
+    return fixes / max(cost, 1e-3)
+
+
 def _conditions(
-    playbook: Playbook, steps: Sequence[StepMetrics], pairs: Sequence[StepPair]
+    playbook: Playbook, steps: Sequence[StepMetrics], pairs: Sequence[StepPair], data: CaseSet
 ) -> list[Candidate]:
     ran = {s.step_id: s.executions for s in steps}
     found = []
@@ -596,8 +742,8 @@ def _conditions(
             step = playbook.step(pair.step_id)
         except KeyError:
             continue
-        if step.when is not None:
-            continue
+        if step.when is not None or _censored_fixes(step, data):
+            continue  # a fix that failed for want of time is not one that never helps
         operator = "==" if pair.earlier_outcome == "failure" else "!="
         verb = "failed" if pair.earlier_outcome == "failure" else "succeeded"
         when = f"steps.{pair.earlier_step}.outcome {operator} 'success'"
@@ -620,6 +766,13 @@ def _conditions(
 
 
 def _retries(playbook: Playbook, data: CaseSet, specs: Mapping[str, ActionSpec]) -> list[Candidate]:
+    """One more try of a fix that failed where the same action then fixed it.
+
+    Only that evidence counts: a fix that failed and something else then fixed the
+    failure looks the same whether it is flaky or not the fix for that cause (and on most
+    playbooks it is the latter), so proposing a retry trial for every such fix would spend
+    the site's trials on retries that cannot help.
+    """
     found = []
     for step in playbook.steps:
         spec = specs.get(step.action)
@@ -641,8 +794,8 @@ def _retries(playbook: Playbook, data: CaseSet, specs: Mapping[str, ActionSpec])
         found.append(
             Candidate(
                 SetRetry(step_id=step.id, retry=retry),
-                f"try {step.id} {attempts + 1} times: it failed on {len(failed_then_fixed_by_same)}"
-                f" failures that {step.action} then fixed",
+                f"try {step.id} {attempts + 1} times: it failed on"
+                f" {len(failed_then_fixed_by_same)} failures that {step.action} then fixed",
                 {
                     **_evidence_ids(data, failed_then_fixed_by_same),
                     "pattern": {
@@ -656,18 +809,62 @@ def _retries(playbook: Playbook, data: CaseSet, specs: Mapping[str, ActionSpec])
     return found
 
 
-def _timeouts(playbook: Playbook, steps: Sequence[StepMetrics]) -> list[Candidate]:
+def _censored_fixes(step: Step, data: CaseSet) -> list[str]:
+    """Executions where ``step`` was cut off by its timeout and its own action was what a
+    technician then fixed the failure with: it might have worked given the time."""
+    found = []
+    for trace in data.traces:
+        case = data.case_of_execution.get(trace.execution_id)
+        if case is None or case.fixer != step.action:
+            continue
+        if any(v.step_id == step.id and "timeout" in v.outcomes for v in trace.visits):
+            found.append(trace.execution_id)
+    return found
+
+
+def _timeouts(playbook: Playbook, steps: Sequence[StepMetrics], data: CaseSet) -> list[Candidate]:
+    """Shorter timeouts for steps that hang, longer ones for fixes that were cut off.
+
+    A timed-out attempt is censored: it had not ended. Successes seen before the cut say
+    nothing of the attempts still running, so a step whose cut-off attempts were later
+    fixed by its own action is never shortened; it is offered twice the time instead,
+    which replay cannot judge (nothing recorded past the cut): a trial, and the next
+    analysis doubles again if that paid off and it is still cut off.
+    """
     found = []
     for metrics in steps:
+        try:
+            step = playbook.step(metrics.step_id)
+        except KeyError:
+            continue
+        if step.is_group or metrics.timeouts == 0:
+            continue
+        censored = _censored_fixes(step, data)
+        if censored:
+            longer = round(step.timeout_seconds * 2, 1)
+            found.append(
+                Candidate(
+                    SetTimeout(step_id=step.id, timeout_seconds=longer),
+                    f"give {step.id} {longer:g} s instead of {step.timeout_seconds:g} s:"
+                    f" cut off {len(censored)} times on failures that {step.action} then"
+                    " fixed by hand",
+                    {
+                        **_evidence_ids(data, censored),
+                        "step_metrics": metrics.as_dict(),
+                        "pattern": {
+                            "description": f"{step.id} timed out, and a technician fixed the"
+                            f" failure with {step.action}",
+                            "occurrences": len(censored),
+                        },
+                    },
+                )
+            )
+            continue
         if (
             metrics.timeouts < TIMEOUT_MIN
             or metrics.timeouts < TIMEOUT_SHARE * metrics.attempts
             or metrics.p99_success_duration_s is None
         ):
-            continue
-        try:
-            step = playbook.step(metrics.step_id)
-        except KeyError:
             continue
         proposed = max(1.0, round(metrics.p99_success_duration_s * 1.5, 1))
         if proposed >= step.timeout_seconds * 0.8:

@@ -33,13 +33,18 @@ class _Change(BaseModel):
 
 
 class AddStep(_Change):
-    """A new step, entered instead of ``before`` or instead of ``after_failure_of``'s
-    failure transition; its own ``on_failure`` carries on where that led."""
+    """A new step, entered instead of ``before``, or instead of ``after_failure_of``'s
+    failure or ``after_success_of``'s success transition; its own ``on_failure`` carries
+    on where that led."""
 
     type: Literal["add_step"] = "add_step"
     step: dict[str, Any]
     before: str | None = None
     after_failure_of: str | None = None
+    after_success_of: str | None = None
+    # the new step's own health check, entered on its success: done if healthy, else on
+    # to where the new step's failure leads (a fix whose success does not mean health)
+    verification: dict[str, Any] | None = None
 
 
 class RemoveStep(_Change):
@@ -188,20 +193,31 @@ def _add(steps: list[dict[str, Any]], change: AddStep) -> None:
     new = dict(change.step)
     if any(data["id"] == new.get("id") for data in steps):
         raise ChangeError(f"the playbook already has a step {new.get('id')!r}")
-    if (change.before is None) == (change.after_failure_of is None):
-        raise ChangeError("an added step goes either before a step or after one's failure")
+    places = [change.before, change.after_failure_of, change.after_success_of]
+    if sum(place is not None for place in places) != 1:
+        raise ChangeError("an added step goes before a step, or after one's failure or success")
     if change.before is not None:
         index = _index(steps, change.before)
         _redirect(steps, change.before, new["id"])
         new["on_failure"] = new.get("on_failure", change.before)
         steps.insert(index, new)
-        return
-    assert change.after_failure_of is not None
-    index = _index(steps, change.after_failure_of)
-    previous = steps[index]["on_failure"]
-    steps[index]["on_failure"] = new["id"]
-    new.setdefault("on_failure", previous)
-    steps.insert(index + 1, new)
+    else:
+        after = change.after_failure_of or change.after_success_of
+        assert after is not None
+        field = "on_failure" if change.after_failure_of is not None else "on_success"
+        index = _index(steps, after) + 1
+        previous = steps[index - 1][field]
+        steps[index - 1][field] = new["id"]
+        new.setdefault("on_failure", previous)
+        steps.insert(index, new)
+    if change.verification is not None:
+        check = dict(change.verification)
+        if any(data["id"] == check.get("id") for data in steps):
+            raise ChangeError(f"the playbook already has a step {check.get('id')!r}")
+        check.setdefault("on_success", DONE)
+        check.setdefault("on_failure", new["on_failure"])
+        new["on_success"] = check["id"]
+        steps.insert(steps.index(new) + 1, check)
 
 
 def _remove(steps: list[dict[str, Any]], change: RemoveStep) -> None:
@@ -228,16 +244,44 @@ def _remove(steps: list[dict[str, Any]], change: RemoveStep) -> None:
         raise ChangeError("a playbook needs at least one step")
 
 
+def entries(steps: list[dict[str, Any]]) -> dict[str, int]:
+    """How many transitions lead into each step (both of one step's count once)."""
+    entered: dict[str, int] = {data["id"]: 0 for data in steps}
+    for data in steps:
+        for target in {data.get("on_success"), data.get("on_failure")}:
+            if target in entered:
+                entered[target] += 1
+    return entered
+
+
+def block_of(steps: list[dict[str, Any]], head: str, plain: set[str]) -> list[str]:
+    """``head`` and its own verification: the step its success leads to when that step
+    is plain, entered only from ``head``, and fails where ``head`` fails. A block is
+    tried as one: fix, then check that it held; either failing goes on to the next."""
+    data = steps[_index(steps, head)]
+    follower = data.get("on_success")
+    if follower not in plain or follower == head:
+        return [head]
+    following = steps[_index(steps, str(follower))]
+    if entries(steps)[str(follower)] == 1 and following.get("on_failure") == data["on_failure"]:
+        return [head, str(follower)]
+    return [head]
+
+
 def _reorder(steps: list[dict[str, Any]], change: ReorderSteps) -> None:
+    """Blocks (a step, with its own verification if it has one) tried in a new order:
+    every way out of a block on failure leads to the next block in the new order."""
     chain, order = change.chain, change.order
     if sorted(chain) != sorted(order) or len(set(chain)) != len(chain):
         raise ChangeError("a new order must hold the chain's steps, each once")
+    plain = {d["id"] for d in steps if "when" not in d and not d.get("needs")}
+    plain -= {d["id"] for d in steps if d.get("parallel")}
+    blocks = {head: block_of(steps, head, plain) for head in chain}
+    members = {step_id for block in blocks.values() for step_id in block}
     for first, second in itertools.pairwise(chain):
-        if steps[_index(steps, first)]["on_failure"] != second:
+        if any(steps[_index(steps, m)]["on_failure"] != second for m in blocks[first]):
             raise ChangeError(f"{first!r} no longer leads to {second!r} on failure")
     exit_target = steps[_index(steps, chain[-1])]["on_failure"]
-    positions = sorted(_index(steps, step_id) for step_id in chain)
-    members = {step_id: steps[_index(steps, step_id)] for step_id in chain}
     for step_id in chain[1:]:
         for data in steps:
             if data["id"] not in members and step_id in (
@@ -245,8 +289,12 @@ def _reorder(steps: list[dict[str, Any]], change: ReorderSteps) -> None:
                 data.get("on_failure"),
             ):
                 raise ChangeError(f"{step_id!r} is entered from outside the chain")
+    positions = sorted(_index(steps, step_id) for step_id in members)
+    by_id = {step_id: steps[_index(steps, step_id)] for step_id in members}
     _redirect(steps, chain[0], order[0])
     for current, following in zip(order, [*order[1:], exit_target], strict=True):
-        members[current]["on_failure"] = following
-    for position, step_id in zip(positions, order, strict=True):
-        steps[position] = members[step_id]
+        for step_id in blocks[current]:
+            by_id[step_id]["on_failure"] = following
+    sequence = [step_id for head in order for step_id in blocks[head]]
+    for position, step_id in zip(positions, sequence, strict=True):
+        steps[position] = by_id[step_id]

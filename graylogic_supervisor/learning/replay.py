@@ -27,7 +27,7 @@ import math
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -46,6 +46,20 @@ SELF = "(recovered by itself)"  # a case resolved without any fix
 MAX_STOPS = 64  # a walk longer than this counts as escalated
 MIN_BRANCH_PROBABILITY = 1e-9
 SMOOTHING = 1.0  # pseudo-observations of the fallback estimate
+TIMEOUT_PREFIX = "timeout@"  # a recorded attempt cut off by its timeout after so many seconds
+
+
+def censored_at(word: str) -> float | None:
+    """The seconds a recorded timeout was cut at, or None for an outcome that ended."""
+    if word.startswith(TIMEOUT_PREFIX):
+        return float(word[len(TIMEOUT_PREFIX) :])
+    return None
+
+
+def simple_word(word: str) -> str:
+    return "failure" if word.startswith(TIMEOUT_PREFIX) else word
+
+
 _REPLAY_TIME = datetime(2026, 1, 7, 12, 0, tzinfo=UTC)  # conditions on time see a weekday noon
 
 
@@ -81,10 +95,14 @@ def case_of(
     for index, visit in enumerate(trace.visits):
         if not visit.ran:
             continue
-        for number, outcome in enumerate(visit.outcomes, 1):
+        attempts = zip(visit.outcomes, visit.durations, strict=True)
+        for number, (outcome, took) in enumerate(attempts, 1):
             simple = "success" if outcome == "success" else "failure"
             fixes = index == fixed_at and number == len(visit.outcomes) and simple == "success"
-            recorded[(visit.action, fixed)].append(FIXED if fixes else simple)
+            # A timeout is censored: the action had not ended by then; a longer timeout
+            # could have seen it succeed. Kept with the time it was cut at.
+            word = f"{TIMEOUT_PREFIX}{round(took, 1):g}" if outcome == "timeout" else simple
+            recorded[(visit.action, fixed)].append(FIXED if fixes else word)
             fixed = fixed or fixes
     return Case(
         fixer,
@@ -107,6 +125,14 @@ class OutcomeModel:
     # (fixer, its action) -> [successes that fixed, successes] before the case was fixed
     fix_share: dict[tuple[str | None, str], list[int]] = field(default_factory=dict)
     durations: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    # How a fix action came out, before any fix, where it was not the fix: whether it
+    # "works" when it does not repair (a restart that returns 0) or fails.
+    not_fixing: dict[str, list[int]] = field(default_factory=dict)
+    # The chance that a fix action repairs a failure where the records cannot tell: it
+    # never ran there before the fix, a retry past the recorded attempts, or a longer
+    # timeout than the one that cut it off. 0 is what the records show (it did not fix
+    # where it ran); a higher value is a hypothesis, which only a trial can confirm.
+    hypothesis: float = 0.0
 
     @classmethod
     def estimate(
@@ -124,7 +150,7 @@ class OutcomeModel:
         )
         for case, weight in cases.items():
             for (action, fixed), outcomes in case.recorded:
-                wins = sum(1 for o in outcomes if o != "failure") * weight
+                wins = sum(1 for o in outcomes if simple_word(o) != "failure") * weight
                 total = len(outcomes) * weight
                 _count(model.by_case, (case.fixer, action, fixed), wins, total)
                 if action == case.fixer and not fixed:
@@ -132,6 +158,8 @@ class OutcomeModel:
                     _count(model.fix_share, (case.fixer, action), fixes, wins)
                 _count(model.by_state, (action, fixed), wins, total)
                 _count(model.by_action, action, wins, total)
+                if not fixed and action != case.fixer:
+                    _count(model.not_fixing, action, wins, total)
         sums: dict[tuple[str, str], list[float]] = {}
         for trace in traces:
             for visit in trace.visits:
@@ -163,9 +191,14 @@ class OutcomeModel:
             if action == fixer:  # this case's own fix: as it did when it was needed
                 return wins / total if total else 1.0  # a technician fixed it with this
             # Not what fixes this case: as it did in this case in the other state, else
-            # taken to fail (the records show it failing wherever it was not the fix).
-            wins, total = self.by_case.get((fixer, action, not fixed), (0, 0))
-            return wins / total if total else 0.0
+            # as it did wherever it was not the fix, else taken to fail.
+            for wins, total in (
+                self.by_case.get((fixer, action, not fixed), (0, 0)),
+                self.not_fixing.get(action, (0, 0)),
+            ):
+                if total:
+                    return wins / total
+            return 0.0
         for wins, total in (
             self.by_state.get((action, fixed), (0, 0)),
             self.by_case.get((fixer, action, not fixed), (0, 0)),
@@ -174,6 +207,13 @@ class OutcomeModel:
                 return wins / total
         wins, total = self.by_action.get(action, (0, 0))
         return wins / total if total else 0.5
+
+    def is_fix(self, action: str) -> bool:
+        spec = self.specs.get(action)
+        return spec is not None and spec.kind is ActionKind.FIX
+
+    def with_hypothesis(self, chance: float) -> OutcomeModel:
+        return replace(self, hypothesis=chance)
 
     def duration(self, action: str, outcome: str) -> float | None:
         """Mean recorded seconds for this action and outcome (either outcome if need be)."""
@@ -197,6 +237,7 @@ class Expectation:
     time_s: float  # mean resolution time, a technician's time included where it gives up
     p_resolved: float  # resolved by the playbook
     p_escalated: float
+    p_guessed: float = 0.0  # the share of outcomes that rest on the model's hypothesis
 
 
 @dataclass
@@ -208,6 +249,7 @@ class _Branch:
     used: Counter[tuple[str, bool]]
     records: dict[str, StepRecord]
     stops: int
+    guessed: bool = False
 
 
 def supported(playbook: Playbook) -> bool:
@@ -219,7 +261,7 @@ def replay(playbook: Playbook, case: Case, model: OutcomeModel) -> Expectation:
     recorded = case.outcomes()
     failure = FailureInfo("replay", case.component, case.error_id, "")
     manual = model.manual_s
-    time_total = resolved = escalated = 0.0
+    time_total = resolved = escalated = guessed = 0.0
     stack = [_Branch(playbook.steps[0].id, 0.0, case.fixer == SELF, 1.0, Counter(), {}, 0)]
     limit = playbook.timeout_seconds
     while stack:
@@ -227,6 +269,8 @@ def replay(playbook: Playbook, case: Case, model: OutcomeModel) -> Expectation:
         if branch.step_id in (DONE, ESCALATE) or branch.stops >= MAX_STOPS or branch.time >= limit:
             ends_fixed = branch.step_id == DONE and branch.fixed
             took = min(branch.time, limit)
+            if branch.guessed:
+                guessed += branch.probability
             if ends_fixed and branch.time < limit:
                 resolved += branch.probability
                 time_total += branch.probability * took
@@ -246,11 +290,12 @@ def replay(playbook: Playbook, case: Case, model: OutcomeModel) -> Expectation:
                     branch.used,
                     records,
                     branch.stops + 1,
+                    branch.guessed,
                 )
             )
             continue
         stack.extend(_attempts(playbook, step, branch, case, recorded, model))
-    return Expectation(time_total, resolved, escalated)
+    return Expectation(time_total, resolved, escalated, guessed)
 
 
 def _holds(
@@ -277,57 +322,115 @@ def _attempts(
     """The branches after ``step``'s attempts: one per way its attempts can come out."""
     attempts = step.retry.attempts if step.retry is not None else 1
     results: list[_Branch] = []
-    live = [(branch.time, branch.fixed, branch.probability, branch.used)]
+    live = [(branch.time, branch.fixed, branch.probability, branch.used, branch.guessed)]
     for number in range(1, attempts + 1):
         following = []
-        for time, fixed, probability, used in live:
+        for time, fixed, probability, used, guessed in live:
             if number > 1 and step.retry is not None:
                 time += min(
                     step.retry.backoff_seconds * step.retry.multiplier ** (number - 2),
                     step.retry.max_backoff_seconds,
                 )
             key = (step.action, fixed)
-            seen = recorded.get(key, ())
-            if used[key] < len(seen):
-                options = [(seen[used[key]], 1.0)]
-            else:
-                p = model.p_success(case.fixer, step.action, fixed)
-                q = model.p_fix(case.fixer, step.action) if step.action == case.fixer else 0.0
-                options = [(FIXED, p * q), ("success", p * (1.0 - q)), ("failure", 1.0 - p)]
-            for outcome, chance in options:
-                weight = probability * chance
+            now_used = used.copy()
+            now_used[key] += 1
+            for option in _options(step, case, fixed, recorded.get(key, ()), used[key], model):
+                weight = probability * option.chance
                 if weight < MIN_BRANCH_PROBABILITY:
                     continue
-                took = model.duration(step.action, "failure" if outcome == "failure" else "success")
-                if took is None:
-                    took = step.timeout_seconds  # never seen: as long as it may take
-                if took > step.timeout_seconds:
-                    took, outcome = step.timeout_seconds, "failure"
-                now_used = used.copy()
-                now_used[key] += 1
-                # only a success that fixed it fixes it: another success of the same action
-                # (it succeeds whether or not it removed the fault) leaves it unfixed
-                now_fixed = fixed or outcome == FIXED
-                if outcome == FIXED:
-                    outcome = "success"
+                now_fixed = fixed or option.fixes
+                now_guessed = guessed or option.guessed
+                outcome = option.outcome
                 if outcome == "success" or number == attempts:
-                    record = StepRecord(outcome, {}, "", took, number)  # type: ignore[arg-type]
+                    record = StepRecord(outcome, {}, "", option.took, number)  # type: ignore[arg-type]
                     target = step.on_success if outcome == "success" else step.on_failure
                     results.append(
                         _Branch(
                             playbook.resolve_transition(step, target),
-                            time + took,
+                            time + option.took,
                             now_fixed,
                             weight,
                             now_used,
                             {**branch.records, step.id: record},
                             branch.stops + 1,
+                            now_guessed,
                         )
                     )
                 else:
-                    following.append((time + took, now_fixed, weight, now_used))
+                    following.append((time + option.took, now_fixed, weight, now_used, now_guessed))
         live = following
     return results
+
+
+@dataclass(frozen=True)
+class _Option:
+    """One way an attempt can come out: its outcome, chance, seconds, and whether it fixes."""
+
+    outcome: str
+    chance: float
+    took: float
+    fixes: bool
+    guessed: bool = False  # the records could not tell; the model's hypothesis decided
+
+
+def _options(
+    step: Step,
+    case: Case,
+    fixed: bool,
+    seen: tuple[str, ...],
+    used: int,
+    model: OutcomeModel,
+) -> list[_Option]:
+    """The outcomes of the next attempt of ``step``: what the case recorded for it where it
+    did, else the model's estimate; a fix action's chance of repairing where the records
+    cannot tell is the model's hypothesis."""
+    action, limit = step.action, step.timeout_seconds
+
+    def ended(outcome: str, chance: float, fixes: bool = False, guessed: bool = False) -> _Option:
+        seconds = model.duration(action, outcome)
+        if seconds is None:
+            seconds = limit  # never seen: as long as it may take
+        if seconds > limit:
+            return _Option("failure", chance, limit, False, guessed)
+        return _Option(outcome, chance, seconds, fixes, guessed)
+
+    unknown_fix = not fixed and model.is_fix(action) and action != case.fixer
+    if used < len(seen):
+        word = seen[used]
+        if word == FIXED:
+            return [ended("success", 1.0, fixes=True)]
+        cut_at = censored_at(word)
+        if cut_at is None:
+            return [ended(word, 1.0)]
+        if limit <= cut_at * (1 + 1e-6):
+            return [_Option("failure", 1.0, limit, False)]  # cut off again, at this limit
+        # Cut off before, and given longer now: what it would have done is not recorded.
+        if action == case.fixer or unknown_fix:
+            h = model.hypothesis
+            return [
+                _Option("success", h, limit, True, True),
+                _Option("failure", 1.0 - h, limit, False, True),
+            ]
+        return [_Option("failure", 1.0, limit, False, True)]
+    p = model.p_success(case.fixer, action, fixed)
+    if action == case.fixer and not fixed:
+        q = model.p_fix(case.fixer, action)  # how often its success did fix such a case
+        return [
+            ended("success", p * q, fixes=True),
+            ended("success", p * (1.0 - q)),
+            ended("failure", 1.0 - p),
+        ]
+    if not unknown_fix:
+        return [ended("success", p), ended("failure", 1.0 - p)]
+    # A fix action where this case never recorded it before the fix: by the records it
+    # does not repair (it did not wherever it ran and was not the fix); the hypothesis
+    # is that it does with some chance.
+    h = model.hypothesis
+    return [
+        ended("success", h, fixes=True, guessed=True),
+        ended("success", (1.0 - h) * p, guessed=True),
+        ended("failure", (1.0 - h) * (1.0 - p), guessed=True),
+    ]
 
 
 @dataclass(frozen=True)
@@ -350,6 +453,7 @@ def mean_expectation(results: Sequence[tuple[Expectation, int]]) -> Expectation:
         sum(e.time_s * w for e, w in results) / total,
         sum(e.p_resolved * w for e, w in results) / total,
         sum(e.p_escalated * w for e, w in results) / total,
+        sum(e.p_guessed * w for e, w in results) / total,
     )
 
 

@@ -10,7 +10,10 @@ graph, not of the kind of change, so a new kind of change cannot slip past it:
   (``CaseSet.success_means_health``), or existed identically in the current version;
 - a verification gets no ``when:`` condition it did not have (skipped, it verifies
   nothing);
-- a verification that is the last one on some path to ``done`` is not removed.
+- a verification that is the last one on some path to ``done`` is removed only where
+  what then leads to ``done`` is itself proven (the first rule): a fix whose every
+  recorded success meant health already verifies, and a second wait after it is time
+  the site waits for nothing.
 """
 
 from __future__ import annotations
@@ -46,9 +49,11 @@ def verification_guard(
         if verifies(step) and step.when is not None and _when(current, step.id) != step.when.text:
             return f"{VERDICT}: {step.id} verifies health and would run only when {step.when.text}"
     kept = {s.id for s in proposed.steps if verifies(s)}
-    for step in current.steps:
-        if verifies(step) and step.id not in kept and _last_on_a_path(current, step, verifies):
-            return f"{VERDICT}: {step.id} is the last verification of health on a path to done"
+    removed = [
+        s.id
+        for s in current.steps
+        if verifies(s) and s.id not in kept and _last_on_a_path(current, s, verifies)
+    ]
     existing = _exits_to_done(current, specs)
     for exit_ in _exits_to_done(proposed, specs):
         step_id, action, how, _ = exit_
@@ -59,6 +64,12 @@ def verification_guard(
             continue
         if how == "success" and means_health(action):
             continue
+        if removed:
+            return (
+                f"{VERDICT}: {', '.join(removed)} is the last verification of health on a"
+                f" path to done, and {step_id} ({action}) would then lead to done on {how}"
+                " without its success being shown to mean health"
+            )
         return (
             f"{VERDICT}: {step_id} ({action}) would lead to done on {how} without a"
             " verification of health after it"

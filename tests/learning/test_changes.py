@@ -77,6 +77,36 @@ def test_a_step_added_after_a_failure_carries_on_where_it_led(basic: Playbook, s
     ]
 
 
+def test_a_fix_added_after_a_failed_verification_gets_a_verification_of_its_own(
+    basic: Playbook, specs
+) -> None:
+    check = {"id": "verify_unblock", "name": "Verify", "action": "wait_for_health"}
+    changed = apply_change(
+        basic,
+        AddStep(step=NEW, after_failure_of="verify", verification={**check, "target": "mqtt"}),
+        "1.1.0",
+        specs,
+    )
+    # verify's failure tries the new fix, whose success is checked again, never in a loop
+    assert flow(changed) == [
+        ("check_broker", "verify", "restart"),
+        ("restart", "verify", "escalate"),
+        ("verify", "done", "unblock"),
+        ("unblock", "verify_unblock", "escalate"),
+        ("verify_unblock", "done", "escalate"),
+    ]
+
+
+def test_a_step_added_after_a_success_takes_over_that_transition(basic: Playbook, specs) -> None:
+    changed = apply_change(
+        basic,
+        AddStep(step={**NEW, "on_success": "done"}, after_success_of="restart"),
+        "1.1.0",
+        specs,
+    )
+    assert flow(changed)[1:3] == [("restart", "unblock", "escalate"), ("unblock", "done", "verify")]
+
+
 def test_removing_the_first_step_makes_its_route_the_entry(basic: Playbook, specs) -> None:
     changed = apply_change(
         basic, RemoveStep(step_id="check_broker", route_to="restart"), "1.1.0", specs

@@ -198,7 +198,16 @@ def test_simulate_json_prints_the_report_format_md_describes(tmp_path: Path) -> 
 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert set(report) == {"scenario", "seed", "rounds", "final_version", "final_playbook"}
+    assert set(report) == {
+        "scenario",
+        "seed",
+        "rounds",
+        "floor_s",
+        "final_to_floor",
+        "final_version",
+        "final_playbook",
+    }
+    assert report["final_to_floor"] == round(report["rounds"][-1]["mttr_s"] / report["floor_s"], 3)
     assert (report["scenario"], report["seed"]) == ("disk-full", 0)
     assert [entry["round"] for entry in report["rounds"]] == [1, 2]
     for entry in report["rounds"]:
@@ -210,6 +219,7 @@ def test_simulate_json_prints_the_report_format_md_describes(tmp_path: Path) -> 
             "escalated",
             "success_rate",
             "mttr_s",
+            "floor_s",
             "p95_s",
             "recommendations",
             "rolled_back_to",
