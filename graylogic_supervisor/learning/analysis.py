@@ -31,6 +31,7 @@ from graylogic_supervisor.learning.changes import (
     ReorderSteps,
     SetRetry,
     SetTimeout,
+    SkipVerification,
     apply_change,
     block_of,
     bump,
@@ -485,6 +486,45 @@ def candidates(
     found += _conditions(playbook, steps, pairs, data)
     found += _retries(playbook, data, specs)
     found += _timeouts(playbook, steps, data)
+    found += _skipped_verifications(playbook, data, specs)
+    return found
+
+
+def _skipped_verifications(
+    playbook: Playbook, data: CaseSet, specs: Mapping[str, ActionSpec]
+) -> list[Candidate]:
+    """A fix whose every recorded success meant health (the component was healthy right
+    after it, at least HEALTH_SHARE of at least HEALTH_MIN_SUCCESSES times) already
+    verifies: waiting for the health check after it is time spent on nothing. Where its
+    success did not always mean health, the check stays (the guard refuses otherwise)."""
+    found = []
+    for step in playbook.steps:
+        if step.is_group or _kind(specs, step.action) is not ActionKind.FIX:
+            continue
+        following = playbook.resolve_transition(step, step.on_success)
+        if following in TERMINALS:
+            continue
+        if _kind(specs, playbook.step(following).action) is not ActionKind.VERIFY:
+            continue
+        if not data.success_means_health(step.action):
+            continue
+        healthy, successes = data.health_after_success.get(step.action, (0, 0))
+        found.append(
+            Candidate(
+                SkipVerification(step_id=step.id),
+                f"end at done when {step.id} succeeds instead of waiting for {following}:"
+                f" {healthy} of its {successes} recorded successes were followed by health",
+                {
+                    "pattern": {
+                        "description": f"a success of {step.action} meant the component was"
+                        " healthy",
+                        "occurrences": successes,
+                    },
+                    "healthy_after_success": healthy,
+                    "successes": successes,
+                },
+            )
+        )
     return found
 
 

@@ -81,8 +81,16 @@ class SetTimeout(_Change):
     timeout_seconds: float = Field(gt=0)
 
 
+class SkipVerification(_Change):
+    """A fix's success leads straight to done instead of to the health check after it:
+    only where every recorded success of it meant health (the guard checks)."""
+
+    type: Literal["skip_verification"] = "skip_verification"
+    step_id: str
+
+
 Change = Annotated[
-    AddStep | RemoveStep | ReorderSteps | AddCondition | SetRetry | SetTimeout,
+    AddStep | RemoveStep | ReorderSteps | AddCondition | SetRetry | SetTimeout | SkipVerification,
     Field(discriminator="type"),
 ]
 
@@ -115,7 +123,7 @@ def change_from_yaml(text: str, origin: Path) -> dict[str, Any]:
 
 
 # What part of the version number a change moves.
-MINOR_CHANGES = frozenset({"add_step", "remove_step", "reorder_steps"})
+MINOR_CHANGES = frozenset({"add_step", "remove_step", "reorder_steps", "skip_verification"})
 
 
 def bump(version: str, change_type: str) -> str:
@@ -171,6 +179,8 @@ def apply_change(
         steps[_index(steps, change.step_id)]["when"] = change.when
     elif isinstance(change, SetRetry):
         steps[_index(steps, change.step_id)]["retry"] = dict(change.retry)
+    elif isinstance(change, SkipVerification):
+        steps[_index(steps, change.step_id)]["on_success"] = DONE
     else:
         steps[_index(steps, change.step_id)]["timeout_seconds"] = change.timeout_seconds
     data = playbook.model_dump(mode="json", exclude_defaults=True)
