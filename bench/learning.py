@@ -394,7 +394,7 @@ async def measure_learning(path: Path, specs: Mapping[str, ActionSpec]) -> dict[
 
 def analysis(scenarios: Path, step_records: int, seed: int) -> dict[str, Any]:
     scenario = load_scenario(scenarios / f"{DATA_SCENARIO}.yaml")
-    specs = scenario_registry(scenario, {}, random.Random(0)).specs()
+    specs = scenario_registry(scenario, {}).specs()
     loaded = load_playbook(scenarios / PLAYBOOK_FILE, specs)
     with tempfile.TemporaryDirectory(prefix="bench-learning-") as directory:
         path = Path(directory) / "store.db"

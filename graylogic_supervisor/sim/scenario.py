@@ -122,6 +122,13 @@ class Manual(_Model):
     fix_actions: dict[str, str] = {}
 
 
+class Site(_Model):
+    """How often the fault happens on the site: incidents arrive at random (a Poisson
+    process) at this mean rate, instead of one every 600 s."""
+
+    incidents_per_week: float = Field(gt=0)
+
+
 class Scenario(_Model):
     name: str = Field(min_length=1)
     description: str = ""
@@ -131,6 +138,7 @@ class Scenario(_Model):
     causes: dict[str, float] = Field(min_length=1)
     actions: dict[str, ScenarioAction] = Field(min_length=1)
     manual: Manual
+    site: Site | None = None
 
     def fix_action_for(self, cause: str) -> str | None:
         """The technician's fix: ``manual.fix_actions``, else the first action that can fix."""
