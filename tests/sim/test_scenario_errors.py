@@ -198,7 +198,15 @@ def test_simulate_json_prints_the_report_format_md_describes(tmp_path: Path) -> 
 
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert set(report) == {"scenario", "seed", "rounds", "final_version", "final_playbook"}
+    assert set(report) == {
+        "scenario",
+        "seed",
+        "rounds",
+        "floor_s",
+        "final_to_floor",
+        "final_version",
+        "final_playbook",
+    }
     assert (report["scenario"], report["seed"]) == ("disk-full", 0)
     assert [entry["round"] for entry in report["rounds"]] == [1, 2]
     for entry in report["rounds"]:
@@ -210,14 +218,25 @@ def test_simulate_json_prints_the_report_format_md_describes(tmp_path: Path) -> 
             "escalated",
             "success_rate",
             "mttr_s",
+            "floor_s",
             "p95_s",
             "recommendations",
+            "analyses",
             "rolled_back_to",
         }
         assert entry["incidents"] == 20
+        # 20 incidents 600 s apart stay within a week: the round's closing analysis only
+        assert [a["after_incidents"] for a in entry["analyses"]] == [20]
         assert entry["resolved_by_playbook"] + entry["escalated"] == 20
         for rec in entry["recommendations"]:
-            assert set(rec) == {"id", "type", "confidence", "summary", "approved"}
+            assert set(rec) == {
+                "id",
+                "type",
+                "confidence",
+                "summary",
+                "approved",
+                "after_incidents",
+            }
             assert rec["approved"] is False  # without --auto-approve
     assert report["final_version"] == "1.0.0"
     assert report["final_playbook"]["id"] == "PLAY-DISK-RECOVER-001"
