@@ -233,7 +233,7 @@ class History:
         seq = 0
         while True:
             behaviour = scenario.actions[step.action]
-            took = behaviour.draw_duration(rng)
+            took = behaviour.draw_duration(cause, rng)
             word = behaviour.draw_outcome(cause, rng)
             succeeded = word in ("success", "fix") or (word == "health" and fixer is not None)
             result = _result(step.action, word, succeeded)

@@ -72,7 +72,7 @@ class SimulatedAction:
     async def run(self, ctx: StepContext) -> StepResult:
         incident = self._incidents[ctx.failure.failure_id]
         draws = incident.draws(self.name)
-        duration = self._behaviour.draw_duration(draws)
+        duration = self._behaviour.draw_duration(incident.cause, draws)
         word = self._behaviour.draw_outcome(incident.cause, draws)
         await ctx.clock.sleep(duration)  # a timeout shorter than this ends the step here
         if word == "fix":
