@@ -63,6 +63,7 @@ SIMULATOR = "simulator"
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 BETWEEN_INCIDENTS_S = 600.0  # without a site rate
 WEEK_S = 7 * 86400.0
+RECENT = timedelta(days=30)  # the spec's window for "enough executions" (BR: 10 in 30 days)
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,7 @@ class Simulation:
         self.versions = versions
         self.learning = learning
         self._served = 0  # incidents so far: the number of one run outside a round
+        self._ran: list[tuple[datetime, str]] = []  # each incident's start and version
         self._analysed_at = clock.now()
 
     @classmethod
@@ -253,6 +255,9 @@ class Simulation:
         the analysis's summary and its recommendations as the report shows them."""
         learning = self.learning
         self._analysed_at = self.clock.now()
+        before = await self.versions.active_playbook(self.playbook_id)
+        assert before is not None
+        analysed = before.version
         analysis = await learning.analyze("simulation")
         recommendations = []
         for rec_id in analysis["recommendations"]:
@@ -266,6 +271,9 @@ class Simulation:
                     "summary": rec.summary,
                     "approved": False,
                     "after_incidents": after_incidents,
+                    "base_version": rec.base_version,
+                    "sample_size": rec.sample_size,
+                    "change": rec.change,
                     "time_saved_s": -rec.expected_impact["resolution_time_s"]["change"],
                 }
             )
@@ -281,14 +289,17 @@ class Simulation:
                     entry["approved"] = True
         for entry in recommendations:
             del entry["time_saved_s"]
-        active = await self.versions.active_playbook(self.playbook_id)
-        assert active is not None
+        since = self._analysed_at - RECENT
         summary = {
             "after_incidents": after_incidents,
-            "at": self.clock.now().isoformat(),
+            "at": self._analysed_at.isoformat(),
+            "version": analysed,
+            # counted here, not by the learning code, to check its rule from outside
+            "recent_executions": sum(
+                1 for at, version in self._ran if version == analysed and at >= since
+            ),
             "recommended": len(recommendations),
             "approved": sum(entry["approved"] for entry in recommendations),
-            "active_version": active.version,
         }
         return summary, recommendations
 
@@ -309,6 +320,7 @@ class Simulation:
         cause = scenario.draw_cause(draws)
         await clock.sleep(between_incidents_s(scenario, draws))
         now = clock.now()
+        self._ran.append((now, playbook.version))
         failure_id = new_id("fail", now, self._rng)
         message = f"{scenario.trigger.component} failed ({scenario.trigger.error_id})"
         self._incidents[failure_id] = incident = Incident(cause, seed)

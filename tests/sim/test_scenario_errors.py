@@ -284,6 +284,9 @@ def test_simulate_json_prints_the_report_format_md_describes(tmp_path: Path) -> 
                 "summary",
                 "approved",
                 "after_incidents",
+                "base_version",
+                "sample_size",
+                "change",
             }
             assert rec["approved"] is False  # without --auto-approve
     assert report["final_version"] == "1.0.0"
