@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from itertools import pairwise
 from typing import Any
 
-from graylogic_supervisor.playbooks.model import DONE, Playbook
+from graylogic_supervisor.playbooks.model import DONE, TERMINALS, Playbook
 from graylogic_supervisor.sim.scenario import Scenario
 
 MAX_FINAL_TO_FLOOR = 1.6  # a playbook must find the cause first: 1.0 is out of reach
@@ -65,6 +65,29 @@ def succeeds_unfixed(scenario: Scenario, action_name: str) -> bool:
     return False
 
 
+def last_verifications(playbook: Playbook, health: set[str]) -> set[str]:
+    """The verification steps after which no other verification can run (a grace wait
+    before a fix is not the last one)."""
+    verifying = {step.id for step in playbook.steps if step.action in health}
+
+    def reaches_another(step_id: str) -> bool:
+        seen, todo = set(), [step_id]
+        while todo:
+            step = playbook.step(todo.pop())
+            for target in (
+                playbook.resolve_transition(step, t) for t in (step.on_success, step.on_failure)
+            ):
+                if target in TERMINALS or target in seen:
+                    continue
+                if target in verifying:
+                    return True
+                seen.add(target)
+                todo.append(target)
+        return False
+
+    return {step_id for step_id in verifying if not reaches_another(step_id)}
+
+
 def verification_breaches(
     report: dict[str, Any], scenario: Scenario, playbook: Playbook
 ) -> list[str]:
@@ -73,7 +96,7 @@ def verification_breaches(
     success that need not mean the fault is gone."""
     health = health_actions(scenario)
     added = [rec["change"]["step"] for rec in recommendations(report) if rec["type"] == "add_step"]
-    verify_ids = {step.id for step in playbook.steps if step.action in health}
+    verify_ids = last_verifications(playbook, health)
     verify_ids |= {s["id"] for s in report["final_playbook"]["steps"] if s.get("action") in health}
     verify_ids |= {step["id"] for step in added if step.get("action") in health}
     found = []
