@@ -56,7 +56,17 @@ costs nothing, so this is the engine, the store and the learning loop at full sp
 The scenario files come from ``--scenarios`` (``tests/scenarios`` by default: copies of
 the shared examples).
 
+**Scenarios** (the issue-14 goals). Every scenario in ``tests/scenarios`` and
+``../shared/scenarios`` (``--shared``; the same name once, ours first), seeds 0 to 4,
+5 rounds of 300 incidents with ``--auto-approve`` (``--quick``: seed 0, 5 rounds of 60),
+in a process pool of 2. For each: round-1 and final ``mttr_s``, the floor, final / floor,
+the worst round-over-round ratio and whether a rollback followed it, recommendations made
+from fewer than 10 executions in 30 days, and recommendations that remove or bypass the
+health verification (``graylogic_supervisor/sim/goals.py``); then the goal violations
+summed. ``--only scenarios`` runs this table alone.
+
     .venv/bin/python bench/learning.py [--quick] [--json] [--seed 1] [--scenarios DIR]
+        [--shared DIR] [--only analysis|simulation|scenarios]
 """
 
 from __future__ import annotations
@@ -71,6 +81,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -92,9 +103,10 @@ from graylogic_supervisor.memory.model import (
 )
 from graylogic_supervisor.playbooks.loader import LoadedPlaybook, load_playbook
 from graylogic_supervisor.playbooks.model import DONE, TERMINALS, Playbook, Step
+from graylogic_supervisor.sim import goals
 from graylogic_supervisor.sim.actions import scenario_registry
 from graylogic_supervisor.sim.scenario import Scenario, load_scenario
-from graylogic_supervisor.sim.simulator import SimulationOptions, simulate
+from graylogic_supervisor.sim.simulator import SimulationOptions, scenario_playbook, simulate
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.ids import new_id
@@ -102,6 +114,10 @@ from graylogic_supervisor.store.memory import outcome_of
 from graylogic_supervisor.store.versions import PlaybookVersions
 
 SCENARIOS = Path(__file__).resolve().parents[1] / "tests" / "scenarios"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "scenarios"
+PLAYBOOKS = Path(__file__).resolve().parents[1] / "playbooks"
+SEEDS = (0, 1, 2, 3, 4)
+POOL = 2
 DATA_SCENARIO = "mqtt-mixed-causes"
 PLAYBOOK_FILE = "mqtt-basic.yaml"
 SIMULATED = ("mqtt-mixed-causes", "bridge-heartbeat", "already-good")
@@ -233,7 +249,7 @@ class History:
         seq = 0
         while True:
             behaviour = scenario.actions[step.action]
-            took = behaviour.draw_duration(rng)
+            took = behaviour.draw_duration(cause, rng)
             word = behaviour.draw_outcome(cause, rng)
             succeeded = word in ("success", "fix") or (word == "health" and fixer is not None)
             result = _result(step.action, word, succeeded)
@@ -394,7 +410,7 @@ async def measure_learning(path: Path, specs: Mapping[str, ActionSpec]) -> dict[
 
 def analysis(scenarios: Path, step_records: int, seed: int) -> dict[str, Any]:
     scenario = load_scenario(scenarios / f"{DATA_SCENARIO}.yaml")
-    specs = scenario_registry(scenario, {}, random.Random(0)).specs()
+    specs = scenario_registry(scenario, {}).specs()
     loaded = load_playbook(scenarios / PLAYBOOK_FILE, specs)
     with tempfile.TemporaryDirectory(prefix="bench-learning-") as directory:
         path = Path(directory) / "store.db"
@@ -431,9 +447,105 @@ def simulation(scenarios: Path, incidents: int) -> dict[str, Any]:
     return results
 
 
-def table(results: dict[str, Any]) -> str:
-    a = results["analysis"]
+def scenario_files(directories: Sequence[Path]) -> list[Path]:
+    """Every scenario file (a YAML file with ``causes:``), each name once, in order."""
+    found: dict[str, Path] = {}
+    for directory in directories:
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.glob("*.yaml")):
+            if "\ncauses:" in path.read_text(encoding="utf-8"):
+                found.setdefault(load_scenario(path, PLAYBOOKS).name, path)
+    return list(found.values())
+
+
+def scenario_row(job: tuple[str, int, int]) -> dict[str, Any]:
+    """One scenario and seed, in a worker of the pool: the goals' figures."""
+    path, seed, incidents = job
+    logging.getLogger("graylogic_supervisor").setLevel(logging.ERROR)
+    scenario = load_scenario(Path(path), PLAYBOOKS)
+    options = SimulationOptions(incidents=incidents, rounds=ROUNDS, seed=seed, auto_approve=True)
+    report = asyncio.run(simulate(scenario, options))
+    stock = scenario_playbook(scenario, scenario_registry(scenario, {}).specs())
+    rounds = report["rounds"]
+    mttrs = [entry["mttr_s"] for entry in rounds]
+    worst = goals.worst_slowdown(report)
+    already_good = scenario.name == "already-good"
+    return {
+        "scenario": scenario.name,
+        "seed": seed,
+        "round_1_s": mttrs[0],
+        "final_s": mttrs[-1],
+        "floor_s": report["floor_s"],
+        "final_to_floor": report["final_to_floor"],
+        "worst_round_ratio": round(worst, 3),
+        "rolled_back": any(entry["rolled_back_to"] is not None for entry in rounds),
+        "thin_recommendations": len(goals.thin_recommendations(report)),
+        "verification_breaches": len(goals.verification_breaches(report, scenario, stock)),
+        "violations": goals.violations(report, scenario, stock, already_good),
+    }
+
+
+def scenarios_table(
+    directories: Sequence[Path], seeds: Sequence[int], incidents: int
+) -> dict[str, Any]:
+    files = scenario_files(directories)
+    jobs = [(str(path), seed, incidents) for path in files for seed in seeds]
+    logger.info(
+        "goals: %d scenarios x %d seeds, %d rounds of %d", len(files), len(seeds), ROUNDS, incidents
+    )
+    with ProcessPoolExecutor(POOL) as pool:
+        rows = list(pool.map(scenario_row, jobs))
+    violated = [row for row in rows if row["violations"]]
+    return {
+        "seeds": list(seeds),
+        "rounds": ROUNDS,
+        "incidents": incidents,
+        "rows": rows,
+        "summary": {
+            "runs": len(rows),
+            "runs_with_violations": len(violated),
+            "over_1_6_floor": sum(
+                1 for row in rows if (row["final_to_floor"] or 0) > goals.MAX_FINAL_TO_FLOOR
+            ),
+            "regressions": sum(
+                1 for row in rows if any("slower" in line for line in row["violations"])
+            ),
+            "thin_recommendations": sum(row["thin_recommendations"] for row in rows),
+            "verification_breaches": sum(row["verification_breaches"] for row in rows),
+        },
+    }
+
+
+def scenarios_lines(result: dict[str, Any]) -> list[str]:
     lines = [
+        f"{'scenario':<22} {'seed':>4} {'round 1':>8} {'final':>8} {'floor':>8} {'ratio':>6}"
+        f" {'worst':>6} {'rb':>3} {'thin':>4} {'verif':>5}"
+    ]
+    for row in result["rows"]:
+        lines.append(
+            f"{row['scenario']:<22} {row['seed']:>4} {row['round_1_s']:>8.1f}"
+            f" {row['final_s']:>8.1f} {row['floor_s']:>8.1f} {row['final_to_floor']:>6.2f}"
+            f" {row['worst_round_ratio']:>6.2f} {'yes' if row['rolled_back'] else 'no':>3}"
+            f" {row['thin_recommendations']:>4} {row['verification_breaches']:>5}"
+        )
+    lines.append("violations: " + ", ".join(f"{k} {v}" for k, v in result["summary"].items()))
+    return lines
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = []
+    if "analysis" in results:
+        lines += analysis_lines(results["analysis"])
+    if "simulation" in results:
+        lines += simulation_lines(results["simulation"])
+    if "scenarios" in results:
+        lines += scenarios_lines(results["scenarios"])
+    return "\n".join(lines)
+
+
+def analysis_lines(a: dict[str, Any]) -> list[str]:
+    return [
         f"analysis: {a['step_records']:,} step records, {a['executions']:,} executions,"
         f" store {a['store_mb']:.1f} MiB",
         f"  catch-up  {a['catch_up_s']:>9.3f} s  {a['catch_up_executions_per_s']:>11,.1f}"
@@ -441,13 +553,16 @@ def table(results: dict[str, Any]) -> str:
         f"  analysis  {a['analysis_s']:>9.3f} s  {a['recommendations']:>11} recommendations",
         f"  peak RSS  {a['peak_rss_mb']:>9.1f} MiB",
         "",
-        f"{'simulation':<20} {'incidents':>9} {'wall s':>8} {'incidents/s':>12}",
     ]
+
+
+def simulation_lines(simulated: dict[str, Any]) -> list[str]:
+    lines = [f"{'simulation':<20} {'incidents':>9} {'wall s':>8} {'incidents/s':>12}"]
     lines.extend(
         f"{name:<20} {r['incidents']:>9} {r['wall_s']:>8.2f} {r['incidents_per_s']:>12.1f}"
-        for name, r in results["simulation"].items()
+        for name, r in simulated.items()
     )
-    return "\n".join(lines)
+    return [*lines, ""]
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -465,6 +580,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=SCENARIOS,
         help=f"directory of the scenario files ({SCENARIOS})",
     )
+    parser.add_argument(
+        "--shared",
+        type=Path,
+        default=SHARED,
+        help=f"the shared scenarios, also in the goals table ({SHARED})",
+    )
+    parser.add_argument(
+        "--only",
+        choices=("analysis", "simulation", "scenarios"),
+        help="run one part only (default: all three)",
+    )
     return parser.parse_args(argv)
 
 
@@ -473,12 +599,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(message)s")
     logger.setLevel(logging.INFO)
     logging.getLogger("graylogic_supervisor").setLevel(logging.ERROR)
-    results = {
-        "analysis": analysis(
-            args.scenarios, QUICK_STEP_RECORDS if args.quick else STEP_RECORDS, args.seed
-        ),
-        "simulation": simulation(args.scenarios, QUICK_INCIDENTS if args.quick else INCIDENTS),
-    }
+    incidents = QUICK_INCIDENTS if args.quick else INCIDENTS
+    results: dict[str, Any] = {}
+    if args.only in (None, "analysis"):
+        records = QUICK_STEP_RECORDS if args.quick else STEP_RECORDS
+        results["analysis"] = analysis(args.scenarios, records, args.seed)
+    if args.only in (None, "simulation"):
+        results["simulation"] = simulation(args.scenarios, incidents)
+    if args.only in (None, "scenarios"):
+        seeds = SEEDS[:1] if args.quick else SEEDS
+        results["scenarios"] = scenarios_table([args.scenarios, args.shared], seeds, incidents)
     if args.json:
         print(json.dumps(results))
     else:

@@ -175,7 +175,7 @@ def add_learning_commands(
 
 def run_simulate(args: argparse.Namespace, config: SupervisorConfig) -> int:
     from graylogic_supervisor.sim.scenario import load_scenario
-    from graylogic_supervisor.sim.simulator import SimulationOptions, simulate
+    from graylogic_supervisor.sim.simulator import SimulationOptions, cron_interval_s, simulate
 
     if args.incidents < 1 or args.rounds < 1:
         print("--incidents and --rounds must be at least 1", file=sys.stderr)
@@ -189,6 +189,9 @@ def run_simulate(args: argparse.Namespace, config: SupervisorConfig) -> int:
         auto_approve=args.auto_approve,
         confidence_threshold=args.confidence_threshold or config.learning.confidence_threshold,
         min_executions=config.learning.min_executions,
+        analysis_interval_s=cron_interval_s(
+            config.learning.analysis_cron, config.learning.timezone
+        ),
     )
     report = asyncio.run(simulate(scenario, options))
     if args.json:

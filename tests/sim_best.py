@@ -17,16 +17,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import permutations
 
-from graylogic_supervisor.sim.scenario import Range, Scenario, ScenarioAction
+from graylogic_supervisor.sim.scenario import Scenario, ScenarioAction
 
 GOES_ON = ("failure", "health")
-
-
-def mean_duration(action: ScenarioAction) -> float:
-    duration = action.duration_s
-    if isinstance(duration, Range):
-        return (duration.min + duration.max) / 2
-    return float(duration)
 
 
 def outcome_chances(action: ScenarioAction, cause: str) -> dict[str, float]:
@@ -55,7 +48,7 @@ def fix_only_mttr(scenario: Scenario, order: Sequence[str]) -> float:
         for name in order:
             action = scenario.actions[name]
             chances = outcome_chances(action, cause)
-            elapsed += reached * mean_duration(action)
+            elapsed += reached * action.mean_duration(cause)
             fixed += reached * chances.get("fix", 0.0)
             reached *= sum(chances.get(word, 0.0) for word in GOES_ON)
         total += chance * (elapsed + (1 - fixed) * scenario.manual.resolve_s)

@@ -1,10 +1,15 @@
 """The scenario's actions as engine actions: each sleeps its drawn duration on the
-(virtual) clock and comes out as the scenario says for the incident's cause."""
+(virtual) clock and comes out as the scenario says for the incident's cause.
+
+Draws are common random numbers: the n-th run of an action in an incident draws from
+its own ``Random`` seeded with the incident's seed, the action and n, so the same
+incident under another playbook version meets the same luck wherever it does the same
+thing, and two rounds differ by the playbook, not by the draw."""
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -29,11 +34,20 @@ class Incident:
     """The ground truth of one incident, which the supervisor never sees."""
 
     cause: str
+    seed: str  # the draws of its actions start from this (the simulation's seed, its number)
     fixed_by: str | None = None  # the action that fixed it
+    runs: dict[str, int] = field(default_factory=dict)  # how often each action ran
 
     @property
     def fixed(self) -> bool:
         return self.fixed_by is not None
+
+    def draws(self, action: str) -> random.Random:
+        """The draws of the next run of ``action`` in this incident (a ``str`` seed hashes
+        the same in every process)."""
+        run = self.runs.get(action, 0)
+        self.runs[action] = run + 1
+        return random.Random(f"{self.seed}:{action}:{run}")
 
 
 class SimulatedAction:
@@ -47,7 +61,6 @@ class SimulatedAction:
         behaviour: ScenarioAction,
         causes: list[str],
         incidents: dict[str, Incident],
-        rng: random.Random,
     ) -> None:
         self.name = name
         if any(behaviour.can_fix(c) for c in causes):
@@ -58,12 +71,12 @@ class SimulatedAction:
             self.kind = ActionKind.CHECK
         self._behaviour = behaviour
         self._incidents = incidents
-        self._rng = rng
 
     async def run(self, ctx: StepContext) -> StepResult:
         incident = self._incidents[ctx.failure.failure_id]
-        duration = self._behaviour.draw_duration(self._rng)
-        word = self._behaviour.draw_outcome(incident.cause, self._rng)
+        draws = incident.draws(self.name)
+        duration = self._behaviour.draw_duration(incident.cause, draws)
+        word = self._behaviour.draw_outcome(incident.cause, draws)
         await ctx.clock.sleep(duration)  # a timeout shorter than this ends the step here
         if word == "fix":
             if incident.fixed_by is None:
@@ -78,11 +91,9 @@ class SimulatedAction:
         return StepResult.failed(f"{self.name}: failed")
 
 
-def scenario_registry(
-    scenario: Scenario, incidents: dict[str, Incident], rng: random.Random
-) -> ActionRegistry:
+def scenario_registry(scenario: Scenario, incidents: dict[str, Incident]) -> ActionRegistry:
     causes = list(scenario.causes)
     return ActionRegistry(
-        SimulatedAction(name, behaviour, causes, incidents, rng)  # type: ignore[misc]
+        SimulatedAction(name, behaviour, causes, incidents)  # type: ignore[misc]
         for name, behaviour in scenario.actions.items()
     )

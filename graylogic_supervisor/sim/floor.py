@@ -11,14 +11,7 @@ it cannot reach 1.0; how close it comes is the measure of the learning.
 
 from __future__ import annotations
 
-from graylogic_supervisor.sim.scenario import Range, Scenario, ScenarioAction
-
-
-def mean_duration(action: ScenarioAction) -> float:
-    duration = action.duration_s
-    if isinstance(duration, Range):
-        return (duration.min + duration.max) / 2
-    return float(duration)
+from graylogic_supervisor.sim.scenario import Scenario, ScenarioAction
 
 
 def fix_chance(action: ScenarioAction, cause: str) -> float:
@@ -37,7 +30,7 @@ def cause_floor_s(scenario: Scenario, cause: str) -> float:
     for action in scenario.actions.values():
         chance = fix_chance(action, cause)
         if chance > 0:
-            best = min(best, mean_duration(action) / chance)
+            best = min(best, action.mean_duration(cause) / chance)
     return best
 
 

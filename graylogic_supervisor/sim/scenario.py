@@ -67,15 +67,22 @@ def _check_spec(spec: object) -> OutcomeSpec:
     return spec
 
 
+Duration = float | Range
+
+
 class ScenarioAction(_Model):
-    duration_s: float | Range = Field(description="seconds, or {min, max} drawn uniformly")
+    duration_s: Duration | dict[str, Duration] = Field(
+        description="seconds, or {min, max} drawn uniformly; or either per cause (and default)",
+        union_mode="left_to_right",  # {min, max} is a range, any other mapping is per cause
+    )
     outcome: OutcomeSpec | dict[str, OutcomeSpec]
 
     @field_validator("duration_s")
     @classmethod
-    def _not_negative(cls, value: float | Range) -> float | Range:
-        if isinstance(value, float | int) and value < 0:
-            raise ValueError("a duration cannot be negative")
+    def _not_negative(cls, value: Duration | dict[str, Duration]) -> Duration | dict[str, Duration]:
+        for duration in value.values() if isinstance(value, dict) else [value]:
+            if isinstance(duration, float | int) and duration < 0:
+                raise ValueError("a duration cannot be negative")
         return value
 
     @field_validator("outcome", mode="before")
@@ -103,10 +110,22 @@ class ScenarioAction(_Model):
         """Its outcome is ``health`` under every cause: it observes health, nothing else."""
         return all(self.spec_for(c) in ("health", {"health": 1}) for c in causes)
 
-    def draw_duration(self, rng: random.Random) -> float:
-        if isinstance(self.duration_s, Range):
-            return rng.uniform(self.duration_s.min, self.duration_s.max)
-        return float(self.duration_s)
+    def duration_for(self, cause: str) -> Duration:
+        if isinstance(self.duration_s, dict):
+            return self.duration_s.get(cause, self.duration_s.get(DEFAULT, 0.0))
+        return self.duration_s
+
+    def mean_duration(self, cause: str) -> float:
+        duration = self.duration_for(cause)
+        if isinstance(duration, Range):
+            return (duration.min + duration.max) / 2
+        return float(duration)
+
+    def draw_duration(self, cause: str, rng: random.Random) -> float:
+        duration = self.duration_for(cause)
+        if isinstance(duration, Range):
+            return rng.uniform(duration.min, duration.max)
+        return float(duration)
 
     def draw_outcome(self, cause: str, rng: random.Random) -> str:
         spec = self.spec_for(cause)
@@ -126,6 +145,13 @@ class Manual(_Model):
     fix_actions: dict[str, str] = {}
 
 
+class Site(_Model):
+    """How often the fault happens on the site: incidents arrive at random (a Poisson
+    process) at this mean rate, instead of one every 600 s."""
+
+    incidents_per_week: float = Field(gt=0)
+
+
 class Scenario(_Model):
     name: str = Field(min_length=1)
     description: str = ""
@@ -135,6 +161,7 @@ class Scenario(_Model):
     causes: dict[str, float] = Field(min_length=1)
     actions: dict[str, ScenarioAction] = Field(min_length=1)
     manual: Manual
+    site: Site | None = None
 
     def fix_action_for(self, cause: str) -> str | None:
         """The technician's fix: ``manual.fix_actions``, else the first action that can fix."""
@@ -219,6 +246,10 @@ def _cross_problems(scenario: Scenario) -> list[tuple[PathKey, str]]:
     if not math.isclose(total, 1.0, abs_tol=TOLERANCE):
         problems.append((("causes",), f"the causes' probabilities sum to {total:g}, not 1"))
     for name, action in scenario.actions.items():
+        if isinstance(action.duration_s, dict):
+            problems += _by_cause_problems(
+                scenario, ("actions", name, "duration_s"), action.duration_s
+            )
         if isinstance(action.outcome, dict) and not all(k in WORDS for k in action.outcome):
             for key in action.outcome:
                 if key != DEFAULT and key not in scenario.causes:
@@ -239,4 +270,19 @@ def _cross_problems(scenario: Scenario) -> list[tuple[PathKey, str]]:
             problems.append(
                 (("manual", "fix_actions", cause), f"{fix!r} is not one of the actions")
             )
+    return problems
+
+
+def _by_cause_problems(
+    scenario: Scenario, where: PathKey, by_cause: Mapping[str, object]
+) -> list[tuple[PathKey, str]]:
+    """A per-cause mapping names known causes, and covers every cause or has a default."""
+    problems: list[tuple[PathKey, str]] = [
+        ((*where, key), f"unknown cause {key!r}")
+        for key in by_cause
+        if key != DEFAULT and key not in scenario.causes
+    ]
+    missing = [c for c in scenario.causes if c not in by_cause]
+    if DEFAULT not in by_cause and missing:
+        problems.append((where, f"no value for {', '.join(missing)} and no default"))
     return problems

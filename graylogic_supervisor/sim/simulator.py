@@ -2,8 +2,22 @@
 
 Everything the daemon would use is real (``Runner``, ``Database`` on a scratch
 store in memory, ``LearningService`` with its metrics, analysis, approval and rollback);
-only time is virtual and the actions are the scenario's. A seeded ``Random``
-draws causes, durations, outcomes and ids, so a seed replays the same report.
+only time is virtual and the actions are the scenario's.
+
+Randomness is common to the rounds: incident *i* of every round draws its cause (and
+the time since the previous incident) from a ``Random`` seeded with (seed, *i*), and the
+n-th run of each action in it from one seeded with (seed, *i*, action, n)
+(``sim/actions.py``). So every round faces the same incidents with the same luck, and
+rounds differ by the playbook only. Ids and the runner's retry jitter come from the
+simulation's own ``Random``. A seed replays the same report.
+
+Incidents come 600 s apart, unless the scenario gives its site's rate
+(``site: {incidents_per_week: 3}``): then they arrive at random at that mean rate, as
+failures on a site do. The analysis runs at the end of each round and, as the daemon's
+schedule would run it, whenever the analysis interval (``learning.analysis_cron``:
+weekly by default) has passed since the previous one; with ``--auto-approve`` each
+analysis's recommendations are approved there and then. A round's report lists its
+analyses (``analyses``) and every recommendation they made.
 """
 
 from __future__ import annotations
@@ -12,7 +26,7 @@ import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +61,9 @@ from graylogic_supervisor.store.versions import PlaybookVersions, playbook_yaml
 
 SIMULATOR = "simulator"
 START = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
-BETWEEN_INCIDENTS_S = 600.0
+BETWEEN_INCIDENTS_S = 600.0  # without a site rate
+WEEK_S = 7 * 86400.0
+RECENT = timedelta(days=30)  # the spec's window for "enough executions" (BR: 10 in 30 days)
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,27 @@ class SimulationOptions:
     auto_approve: bool = False
     confidence_threshold: float = 0.8
     min_executions: int = 10
+    analysis_interval_s: float = WEEK_S  # the daemon's schedule: ``cron_interval_s``
+
+
+def cron_interval_s(cron: str, zone: str | None = None) -> float:
+    """The time between two analyses on the daemon's schedule (the first two after the
+    simulation's start)."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    trigger = CronTrigger.from_crontab(cron, timezone=zone or "UTC")
+    first: datetime | None = trigger.get_next_fire_time(None, START)
+    assert first is not None  # a crontab always fires again
+    second: datetime | None = trigger.get_next_fire_time(first, first + timedelta(seconds=1))
+    assert second is not None
+    return (second - first).total_seconds()
+
+
+def between_incidents_s(scenario: Scenario, draws: random.Random) -> float:
+    """The time from one incident to the next: fixed, or a site's random arrivals."""
+    if scenario.site is None:
+        return BETWEEN_INCIDENTS_S
+    return draws.expovariate(scenario.site.incidents_per_week / WEEK_S)
 
 
 def scenario_playbook(scenario: Scenario, registry_specs: Mapping[str, ActionSpec]) -> Playbook:
@@ -118,6 +155,9 @@ class Simulation:
         self._incidents = incidents
         self.versions = versions
         self.learning = learning
+        self._served = 0  # incidents so far: the number of one run outside a round
+        self._ran: list[tuple[datetime, str]] = []  # each incident's start and version
+        self._analysed_at = clock.now()
 
     @classmethod
     async def start(
@@ -130,7 +170,7 @@ class Simulation:
         """Seed ``db`` with the scenario's playbook (and the user ``simulator``)."""
         rng = random.Random(options.seed)
         incidents: dict[str, Incident] = {}
-        registry = scenario_registry(scenario, incidents, rng)
+        registry = scenario_registry(scenario, incidents)
         specs = registry.specs()
         playbook = scenario_playbook(scenario, specs)
         clock = VirtualClock(START)
@@ -164,23 +204,60 @@ class Simulation:
         )
 
     async def round(self, number: int) -> dict[str, Any]:
-        """``options.incidents`` incidents, the analysis, and approvals if automatic."""
-        versions, learning, playbook_id = self.versions, self.learning, self.playbook_id
+        """``options.incidents`` incidents, with the analyses (and approvals if automatic)
+        the schedule runs among them, and one at the end."""
+        versions, playbook_id, options = self.versions, self.playbook_id, self._options
         first = await versions.active_playbook(playbook_id)
         assert first is not None
         playbook = first
         times: list[float] = []
         resolved = 0
         rolled_back_to = None
-        for _ in range(self._options.incidents):
-            took, fixed, rollback = await self.incident(playbook)
+        analyses: list[dict[str, Any]] = []
+        recommendations: list[dict[str, Any]] = []
+        for index in range(options.incidents):
+            took, fixed, rollback = await self.incident(playbook, number=index)
             times.append(took)
             resolved += fixed
             if rollback is not None:
                 rolled_back_to = rollback["to_version"]
+            last = index == options.incidents - 1
+            due = self.clock.now() - self._analysed_at >= timedelta(
+                seconds=options.analysis_interval_s
+            )
+            if last or due:
+                analysis, made = await self.analysis(index + 1)
+                analyses.append(analysis)
+                recommendations += made
+            if rollback is not None or due:
                 again = await versions.active_playbook(playbook_id)
                 assert again is not None
                 playbook = again
+        ordered = sorted(times)
+        count = len(times)
+        return {
+            "round": number,
+            "playbook_version": first.version,
+            "incidents": count,
+            "resolved_by_playbook": resolved,
+            "escalated": count - resolved,
+            "success_rate": round(resolved / count, 4) if count else 0.0,
+            "mttr_s": round(sum(times) / count, 2) if count else 0.0,
+            "floor_s": round(floor_s(self._scenario), 2),
+            "p95_s": round(ordered[max(0, math.ceil(0.95 * count) - 1)], 2) if count else 0.0,
+            "recommendations": recommendations,
+            "analyses": analyses,
+            "rolled_back_to": rolled_back_to,
+        }
+
+    async def analysis(self, after_incidents: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """The learning analysis now, and approvals if automatic (the best saving first):
+        the analysis's summary and its recommendations as the report shows them."""
+        learning = self.learning
+        self._analysed_at = self.clock.now()
+        before = await self.versions.active_playbook(self.playbook_id)
+        assert before is not None
+        analysed = before.version
         analysis = await learning.analyze("simulation")
         recommendations = []
         for rec_id in analysis["recommendations"]:
@@ -193,6 +270,10 @@ class Simulation:
                     "confidence": rec.confidence,
                     "summary": rec.summary,
                     "approved": False,
+                    "after_incidents": after_incidents,
+                    "base_version": rec.base_version,
+                    "sample_size": rec.sample_size,
+                    "change": rec.change,
                     "time_saved_s": -rec.expected_impact["resolution_time_s"]["change"],
                 }
             )
@@ -208,35 +289,41 @@ class Simulation:
                     entry["approved"] = True
         for entry in recommendations:
             del entry["time_saved_s"]
-        ordered = sorted(times)
-        count = len(times)
-        return {
-            "round": number,
-            "playbook_version": first.version,
-            "incidents": count,
-            "resolved_by_playbook": resolved,
-            "escalated": count - resolved,
-            "success_rate": round(resolved / count, 4) if count else 0.0,
-            "mttr_s": round(sum(times) / count, 2) if count else 0.0,
-            "floor_s": round(floor_s(self._scenario), 2),
-            "p95_s": round(ordered[max(0, math.ceil(0.95 * count) - 1)], 2) if count else 0.0,
-            "recommendations": recommendations,
-            "rolled_back_to": rolled_back_to,
+        since = self._analysed_at - RECENT
+        summary = {
+            "after_incidents": after_incidents,
+            "at": self._analysed_at.isoformat(),
+            "version": analysed,
+            # counted here, not by the learning code, to check its rule from outside
+            "recent_executions": sum(
+                1 for at, version in self._ran if version == analysed and at >= since
+            ),
+            "recommended": len(recommendations),
+            "approved": sum(entry["approved"] for entry in recommendations),
         }
+        return summary, recommendations
 
     async def incident(
-        self, playbook: Playbook, count: bool = True
+        self, playbook: Playbook, count: bool = True, number: int | None = None
     ) -> tuple[float, bool, dict[str, Any] | None]:
         """One incident: the playbook, then a technician if it did not fix it. Returns its
         resolution time, whether the playbook fixed it, and a rollback it caused.
-        ``count=False`` leaves it uncounted, as a supervisor stopped before counting."""
+        ``number`` is its place in the round (its draws); by default the incidents are
+        numbered in the order they come. ``count=False`` leaves it uncounted, as a
+        supervisor stopped before counting."""
         scenario, clock, learning = self._scenario, self.clock, self.learning
-        await clock.sleep(BETWEEN_INCIDENTS_S)
-        cause = scenario.draw_cause(self._rng)
+        if number is None:
+            number = self._served
+        self._served += 1
+        seed = f"{self._options.seed}:{number}"
+        draws = random.Random(seed)
+        cause = scenario.draw_cause(draws)
+        await clock.sleep(between_incidents_s(scenario, draws))
         now = clock.now()
+        self._ran.append((now, playbook.version))
         failure_id = new_id("fail", now, self._rng)
         message = f"{scenario.trigger.component} failed ({scenario.trigger.error_id})"
-        self._incidents[failure_id] = incident = Incident(cause)
+        self._incidents[failure_id] = incident = Incident(cause, seed)
         await self._executions.record_failure(
             failure_id,
             scenario.trigger.component,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from graylogic_supervisor.engine.action import ActionSpec
@@ -29,7 +27,7 @@ from tests.learning.simulated import SCENARIOS
 @pytest.fixture
 def specs() -> dict[str, ActionSpec]:
     scenario = load_scenario(SCENARIOS / "mqtt-mixed-causes.yaml")
-    return scenario_registry(scenario, {}, random.Random(0)).specs()
+    return scenario_registry(scenario, {}).specs()
 
 
 @pytest.fixture

@@ -12,24 +12,18 @@ process pool, and each test waits only for the reports it reads.
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import multiprocessing
-import os
 import textwrap
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from graylogic_supervisor.sim.scenario import Scenario, load_scenario
-from graylogic_supervisor.sim.simulator import SimulationOptions, simulate
+from graylogic_supervisor.sim.simulator import SimulationOptions
+from tests.sim.pool import Job, Reports, describe, mttrs, reports_of, scenario
 from tests.sim_best import best_fix_only_mttr, fix_actions, fix_only_mttr
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 LEARNABLE = [
     "mqtt-mixed-causes",
     "bridge-heartbeat",
@@ -47,23 +41,6 @@ FEW = replace(FULL, incidents=8)
 OTHER_SEED = replace(FULL, seed=1)
 
 
-def scenario(name: str) -> Scenario:
-    return load_scenario(SCENARIOS / f"{name}.yaml")
-
-
-@dataclass(frozen=True)
-class Job:
-    name: str
-    options: SimulationOptions
-    run: int = 1  # a second run of the same simulation is a job of its own
-
-
-def simulation_report(job: Job) -> dict[str, Any]:
-    """One simulation, in a worker process of the pool."""
-    logging.getLogger("graylogic_supervisor").setLevel(logging.ERROR)  # as the CLI does
-    return asyncio.run(simulate(scenario(job.name), job.options))
-
-
 JOBS = [  # the long ones first, so that the workers finish together
     *(Job(name, FULL) for name in EVERY_SCENARIO),
     Job(REPLAYED, FULL, run=2),
@@ -72,40 +49,10 @@ JOBS = [  # the long ones first, so that the workers finish together
 ]
 
 
-class Reports:
-    """The pool's reports by job; reading one waits until it is done."""
-
-    def __init__(self, futures: dict[Job, Future[dict[str, Any]]]) -> None:
-        self._futures = futures
-
-    def __getitem__(self, job: Job) -> dict[str, Any]:
-        return self._futures[job].result()
-
-
 @pytest.fixture(scope="module")
 def reports() -> Iterator[Reports]:
-    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter, not a fork of pytest
-    with ProcessPoolExecutor(os.cpu_count(), mp_context=spawn) as pool:
-        yield Reports({job: pool.submit(simulation_report, job) for job in JOBS})
-        pool.shutdown(cancel_futures=True)  # what a -k selection left unread
-
-
-def mttrs(report: dict[str, Any]) -> list[float]:
-    return [entry["mttr_s"] for entry in report["rounds"]]
-
-
-def describe(report: dict[str, Any]) -> str:
-    """The rounds and their recommendations, to read when a goal is missed."""
-    lines = [f"{report['scenario']} (seed {report['seed']}), final {report['final_version']}"]
-    for entry in report["rounds"]:
-        lines.append(
-            f"round {entry['round']} ({entry['playbook_version']}): mttr {entry['mttr_s']} s,"
-            f" success {entry['success_rate']}, rolled back to {entry['rolled_back_to']}"
-        )
-        for rec in entry["recommendations"]:
-            mark = "approved" if rec["approved"] else "pending"
-            lines.append(f"    [{mark}] {rec['type']} ({rec['confidence']}): {rec['summary']}")
-    return "\n".join(lines)
+    with reports_of(JOBS) as reports:
+        yield reports
 
 
 # --- the goals at 5 rounds of 300 incidents ------------------------------------------------

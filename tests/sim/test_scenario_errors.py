@@ -149,6 +149,54 @@ def test_an_action_without_an_outcome_for_a_cause_and_no_default_is_refused(
     assert text == f"{path}:{line}: {field}: no outcome for adapter_unplugged and no default"
 
 
+def test_durations_per_cause_are_drawn_for_the_incident_s_cause(tmp_path: Path) -> None:
+    path = write_scenario(
+        tmp_path,
+        "    duration_s: {min: 4, max: 10}\n",
+        "    duration_s: {default: {min: 4, max: 10}, bridge_hung: 90}\n",
+    )
+
+    action = load_scenario(path).actions["restart_service"]
+
+    assert action.mean_duration("bridge_hung") == 90
+    assert action.mean_duration("adapter_unplugged") == 7
+    assert (
+        load_scenario(write_scenario(tmp_path))
+        .actions["restart_service"]
+        .mean_duration("bridge_hung")
+        == 7
+    )  # {min, max} is a range, not a mapping of causes
+
+
+def test_a_duration_for_an_unknown_cause_is_refused_at_that_cause(tmp_path: Path) -> None:
+    path = write_scenario(
+        tmp_path,
+        "    duration_s: {min: 4, max: 10}\n",
+        "    duration_s: {default: 5, usb_reset: 90}\n",
+    )
+
+    line, field, text = refused(path)
+
+    assert (line, field) == (
+        line_of(path, "usb_reset: 90"),
+        "actions.restart_service.duration_s.usb_reset",
+    )
+    assert text == f"{path}:{line}: {field}: unknown cause 'usb_reset'"
+
+
+def test_durations_per_cause_without_one_for_a_cause_and_no_default_are_refused(
+    tmp_path: Path,
+) -> None:
+    path = write_scenario(
+        tmp_path, "    duration_s: {min: 4, max: 10}\n", "    duration_s: {bridge_hung: 90}\n"
+    )
+
+    line, field, text = refused(path)
+
+    assert field == "actions.restart_service.duration_s"
+    assert text == f"{path}:{line}: {field}: no value for adapter_unplugged and no default"
+
+
 def test_a_yaml_syntax_error_is_refused_at_its_line(tmp_path: Path) -> None:
     path = write_scenario(tmp_path, "  wait_for_health:\n", "  wait_for_health: health:\n")
 
@@ -222,12 +270,25 @@ def test_simulate_json_prints_the_report_format_md_describes(tmp_path: Path) -> 
             "floor_s",
             "p95_s",
             "recommendations",
+            "analyses",
             "rolled_back_to",
         }
         assert entry["incidents"] == 20
+        # 20 incidents 600 s apart stay within a week: the round's closing analysis only
+        assert [a["after_incidents"] for a in entry["analyses"]] == [20]
         assert entry["resolved_by_playbook"] + entry["escalated"] == 20
         for rec in entry["recommendations"]:
-            assert set(rec) == {"id", "type", "confidence", "summary", "approved"}
+            assert set(rec) == {
+                "id",
+                "type",
+                "confidence",
+                "summary",
+                "approved",
+                "after_incidents",
+                "base_version",
+                "sample_size",
+                "change",
+            }
             assert rec["approved"] is False  # without --auto-approve
     assert report["final_version"] == "1.0.0"
     assert report["final_playbook"]["id"] == "PLAY-DISK-RECOVER-001"

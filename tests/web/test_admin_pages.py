@@ -32,7 +32,7 @@ NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
 @pytest.fixture
 async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
-    sim = await simulation(db, "already-good")
+    sim = await simulation(db, "already-good", seed=2)  # enough failed restarts for a retry
     await run(sim, 150)
     learning = sim.learning
     await learning.users.add("ada", "admin", PASSWORD, NOW)
