@@ -481,7 +481,7 @@ def candidates(
 ) -> list[Candidate]:
     found: list[Candidate] = []
     found += _missing_steps(playbook, data, specs)
-    found += _removals(playbook, steps, data)
+    found += _removals(playbook, steps, data, specs)
     found += _reorders(playbook, data, model, specs)
     found += _conditions(playbook, steps, pairs, data)
     found += _retries(playbook, data, specs)
@@ -586,23 +586,40 @@ def _missing_steps(
             "learned_patterns": data.patterns.get(action, []),
         }
         step_id = _step_id_for(action, playbook)
-        for on_success in [DONE] * data.success_means_health(action) + verify_after:
-            new_step = {
-                "id": step_id,
-                "name": f"{action.replace('_', ' ').capitalize()} (learned)",
-                "action": action,
-                "timeout_seconds": timeout,
-                "on_success": on_success,
-            }
-            if target is not None:
-                new_step["target"] = target
+        new_step: dict[str, Any] = {
+            "id": step_id,
+            "name": f"{action.replace('_', ' ').capitalize()} (learned)",
+            "action": action,
+            "timeout_seconds": timeout,
+        }
+        if target is not None:
+            new_step["target"] = target
+        # On success: done only where the records show its success meant health; else its
+        # own copy of the playbook's verification, which goes on where the new step's
+        # failure would (most fixes "succeed" whether or not they repaired).
+        endings: list[tuple[str, dict[str, Any] | None]] = []
+        if data.success_means_health(action):
+            endings.append((DONE, None))
+        if verify_after:
+            model_check = playbook.step(verify_after[0])
+            check = model_check.model_dump(mode="json", exclude_defaults=True)
+            for field in ("on_success", "on_failure", "when", "retry"):
+                check.pop(field, None)
+            check["id"] = _step_id_for(f"verify_{step_id}", playbook)
+            check["name"] = f"{model_check.name} after {action.replace('_', ' ')}"
+            endings.append((check["id"], check))
+        for _ending, check in endings:
+            step_data = dict(new_step) if check is not None else {**new_step, "on_success": DONE}
+            then = "done" if check is None else f"its own {verify_after[0]}"
             for step in playbook.steps:
-                if step.id == on_success:
-                    continue  # both ways to the same step: it would run before every check
                 found.append(
                     Candidate(
-                        AddStep(step={**new_step, "on_failure": step.id}, before=step.id),
-                        f"add {action} before {step.id}, then {on_success} on success",
+                        AddStep(
+                            step={**step_data, "on_failure": step.id},
+                            before=step.id,
+                            verification=check,
+                        ),
+                        f"add {action} before {step.id}, then {then} on success",
                         evidence,
                     )
                 )
@@ -611,8 +628,8 @@ def _missing_steps(
                         Candidate(
                             # on failure it carries on where that step's failure led
                             # in the version it is applied to
-                            AddStep(step=new_step, after_failure_of=step.id),
-                            f"add {action} when {step.id} fails, then {on_success} on success",
+                            AddStep(step=step_data, after_failure_of=step.id, verification=check),
+                            f"add {action} when {step.id} fails, then {then} on success",
                             evidence,
                         )
                     )
@@ -624,12 +641,19 @@ def _kind(specs: Mapping[str, ActionSpec], action: str) -> ActionKind | None:
     return None if spec is None else spec.kind
 
 
-def _removals(playbook: Playbook, steps: Sequence[StepMetrics], data: CaseSet) -> list[Candidate]:
+def _removals(
+    playbook: Playbook, steps: Sequence[StepMetrics], data: CaseSet, specs: Mapping[str, ActionSpec]
+) -> list[Candidate]:
+    """Steps that never help. Never a verification of health: "never the fix, always
+    success" is what a health check after a good fix looks like; where the fix before
+    it proves health on its own, ``skip_verification`` ends there instead."""
     found = []
     for metrics in steps:
         if not _never_helps(playbook, metrics, data) or len(playbook.steps) < 2:
             continue
         step = playbook.step(metrics.step_id)
+        if step.is_group or _kind(specs, step.action) is ActionKind.VERIFY:
+            continue
         always = _constant(metrics)
         target = step.on_failure if always == "failure" else step.on_success
         route = playbook.resolve_transition(step, target)

@@ -180,7 +180,7 @@ def apply_change(
     elif isinstance(change, SetRetry):
         steps[_index(steps, change.step_id)]["retry"] = dict(change.retry)
     elif isinstance(change, SkipVerification):
-        steps[_index(steps, change.step_id)]["on_success"] = DONE
+        _skip_verification(steps, change)
     else:
         steps[_index(steps, change.step_id)]["timeout_seconds"] = change.timeout_seconds
     data = playbook.model_dump(mode="json", exclude_defaults=True)
@@ -228,6 +228,18 @@ def _add(steps: list[dict[str, Any]], change: AddStep) -> None:
         check.setdefault("on_failure", new["on_failure"])
         new["on_success"] = check["id"]
         steps.insert(steps.index(new) + 1, check)
+
+
+def _skip_verification(steps: list[dict[str, Any]], change: SkipVerification) -> None:
+    """The step's success ends at done; its verification, if nothing else enters it
+    any more, goes (it would never run)."""
+    data = steps[_index(steps, change.step_id)]
+    check = data["on_success"]
+    if check in TERMINALS:
+        raise ChangeError(f"{change.step_id!r} already ends at {check!r} on success")
+    data["on_success"] = DONE
+    if entries(steps).get(str(check)) == 0 and _index(steps, str(check)) != 0:
+        del steps[_index(steps, str(check))]
 
 
 def _remove(steps: list[dict[str, Any]], change: RemoveStep) -> None:

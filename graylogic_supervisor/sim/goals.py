@@ -92,8 +92,9 @@ def verification_breaches(
     report: dict[str, Any], scenario: Scenario, playbook: Playbook
 ) -> list[str]:
     """The recommendations that remove or bypass a health verification: a removal of a
-    verification step, a condition on one, or a new step that goes to ``done`` on a
-    success that need not mean the fault is gone."""
+    verification step, a condition on one, or a step that goes to ``done`` (a new one,
+    or one whose verification is skipped) on a success that need not mean the fault is
+    gone."""
     health = health_actions(scenario)
     added = [rec["change"]["step"] for rec in recommendations(report) if rec["type"] == "add_step"]
     verify_ids = last_verifications(playbook, health)
@@ -105,6 +106,12 @@ def verification_breaches(
         kind = change["type"]
         if kind in ("remove_step", "add_condition") and change["step_id"] in verify_ids:
             found.append(f"{rec['type']} {change['step_id']}: {rec['summary']}")
+        if kind == "skip_verification":
+            step = next(
+                (s for s in _all_steps(report, playbook) if s["id"] == change["step_id"]), None
+            )
+            if step is not None and succeeds_unfixed(scenario, step["action"]):
+                found.append(f"skip_verification {change['step_id']}: {rec['summary']}")
         if kind == "add_step":
             step = change["step"]
             if (
@@ -114,6 +121,15 @@ def verification_breaches(
             ):
                 found.append(f"add_step {step['id']} -> done: {rec['summary']}")
     return found
+
+
+def _all_steps(report: dict[str, Any], playbook: Playbook) -> list[dict[str, Any]]:
+    """Every step the playbook had in the run: the first version's, the final's, and
+    each added one."""
+    steps = [{"id": s.id, "action": s.action} for s in playbook.steps]
+    steps += report["final_playbook"]["steps"]
+    steps += [r["change"]["step"] for r in recommendations(report) if r["type"] == "add_step"]
+    return steps
 
 
 def thin_recommendations(report: dict[str, Any]) -> list[str]:
