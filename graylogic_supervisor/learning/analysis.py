@@ -597,18 +597,18 @@ def _missing_steps(
         # On success: done only where the records show its success meant health; else its
         # own copy of the playbook's verification, which goes on where the new step's
         # failure would (most fixes "succeed" whether or not they repaired).
-        endings: list[tuple[str, dict[str, Any] | None]] = []
+        endings: list[dict[str, Any] | None] = []
         if data.success_means_health(action):
-            endings.append((DONE, None))
+            endings.append(None)
         if verify_after:
             model_check = playbook.step(verify_after[0])
-            check = model_check.model_dump(mode="json", exclude_defaults=True)
+            own = model_check.model_dump(mode="json", exclude_defaults=True)
             for field in ("on_success", "on_failure", "when", "retry"):
-                check.pop(field, None)
-            check["id"] = _step_id_for(f"verify_{step_id}", playbook)
-            check["name"] = f"{model_check.name} after {action.replace('_', ' ')}"
-            endings.append((check["id"], check))
-        for _ending, check in endings:
+                own.pop(field, None)
+            own["id"] = _step_id_for(f"verify_{step_id}", playbook)
+            own["name"] = f"{model_check.name} after {action.replace('_', ' ')}"
+            endings.append(own)
+        for check in endings:
             step_data = dict(new_step) if check is not None else {**new_step, "on_success": DONE}
             then = "done" if check is None else f"its own {verify_after[0]}"
             for step in playbook.steps:
