@@ -37,6 +37,7 @@ from graylogic_supervisor.learning.changes import (
     bump,
     entries,
     explicit_steps,
+    failure_exit,
 )
 from graylogic_supervisor.learning.metrics import StepMetrics, StepPair, VersionMetrics
 from graylogic_supervisor.learning.replay import (
@@ -691,16 +692,15 @@ def failure_chains(playbook: Playbook) -> list[list[str]]:
 
     def follows(head: str) -> str | None:
         block = blocks[head]
-        target = by_id[head]["on_failure"]
+        target = failure_exit(steps, block)
         exits = sum(1 for member in block if by_id[member]["on_failure"] == target)
         if (
             target in plain
             and target not in block
-            and exits == len(block)
-            and entered[target] == len(block)
+            and entered[target] == exits
             and by_id[head]["on_success"] != target
         ):
-            return str(target)
+            return target
         return None
 
     inner = {t for s in plain if (t := follows(s)) is not None}

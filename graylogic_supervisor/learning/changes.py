@@ -278,21 +278,26 @@ def entries(steps: list[dict[str, Any]]) -> dict[str, int]:
 
 def block_of(steps: list[dict[str, Any]], head: str, plain: set[str]) -> list[str]:
     """``head`` and its own verification: the step its success leads to when that step
-    is plain, entered only from ``head``, and fails where ``head`` fails. A block is
-    tried as one: fix, then check that it held; either failing goes on to the next."""
+    is plain and entered only from ``head``. A block is tried as one: fix, then check
+    that it held; the check failing goes on to the next block."""
     data = steps[_index(steps, head)]
     follower = data.get("on_success")
     if follower not in plain or follower == head:
         return [head]
-    following = steps[_index(steps, str(follower))]
-    if entries(steps)[str(follower)] == 1 and following.get("on_failure") == data["on_failure"]:
+    if entries(steps)[str(follower)] == 1:
         return [head, str(follower)]
     return [head]
 
 
+def failure_exit(steps: list[dict[str, Any]], block: list[str]) -> str:
+    """Where a block goes when it did not fix: its verification's failure, else its own."""
+    return str(steps[_index(steps, block[-1])]["on_failure"])
+
+
 def _reorder(steps: list[dict[str, Any]], change: ReorderSteps) -> None:
     """Blocks (a step, with its own verification if it has one) tried in a new order:
-    every way out of a block on failure leads to the next block in the new order."""
+    every way out of a block that led to the next block leads to the next in the new
+    order (a way out elsewhere, such as a failed power cycle escalating, stays)."""
     chain, order = change.chain, change.order
     if sorted(chain) != sorted(order) or len(set(chain)) != len(chain):
         raise ChangeError("a new order must hold the chain's steps, each once")
@@ -300,10 +305,12 @@ def _reorder(steps: list[dict[str, Any]], change: ReorderSteps) -> None:
     plain -= {d["id"] for d in steps if d.get("parallel")}
     blocks = {head: block_of(steps, head, plain) for head in chain}
     members = {step_id for block in blocks.values() for step_id in block}
+    following = {}
     for first, second in itertools.pairwise(chain):
-        if any(steps[_index(steps, m)]["on_failure"] != second for m in blocks[first]):
+        if failure_exit(steps, blocks[first]) != second:
             raise ChangeError(f"{first!r} no longer leads to {second!r} on failure")
-    exit_target = steps[_index(steps, chain[-1])]["on_failure"]
+        following[first] = second
+    following[chain[-1]] = failure_exit(steps, blocks[chain[-1]])
     for step_id in chain[1:]:
         for data in steps:
             if data["id"] not in members and step_id in (
@@ -314,9 +321,11 @@ def _reorder(steps: list[dict[str, Any]], change: ReorderSteps) -> None:
     positions = sorted(_index(steps, step_id) for step_id in members)
     by_id = {step_id: steps[_index(steps, step_id)] for step_id in members}
     _redirect(steps, chain[0], order[0])
-    for current, following in zip(order, [*order[1:], exit_target], strict=True):
+    for current, new_next in zip(order, [*order[1:], following[chain[-1]]], strict=True):
+        old_next = following[current]
         for step_id in blocks[current]:
-            by_id[step_id]["on_failure"] = following
+            if by_id[step_id]["on_failure"] == old_next:
+                by_id[step_id]["on_failure"] = new_next
     sequence = [step_id for head in order for step_id in blocks[head]]
     for position, step_id in zip(positions, sequence, strict=True):
         steps[position] = by_id[step_id]
