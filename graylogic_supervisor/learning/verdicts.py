@@ -165,7 +165,7 @@ class Verdicts:
                 continue
             await self._rejections.remember(
                 playbook_id,
-                rec.change_key or change_key(playbook_id, rec.change),
+                change_key(playbook_id, rec.change),  # as approved: perhaps modified
                 rec.id,
                 "rolled_back",
                 version,
