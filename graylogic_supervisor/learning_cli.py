@@ -325,14 +325,14 @@ async def _rollbacks(service: LearningService, args: argparse.Namespace) -> int:
         if not found:
             print("no rollbacks")
         return EXIT_OK
-    rb = await service.store.rollback(args.rollback_id)
-    if rb is None:
+    report = await service.store.rollback(args.rollback_id)
+    if report is None:
         print(f"no rollback {args.rollback_id}", file=sys.stderr)
         return EXIT_INVALID
     if args.json:
-        print(json.dumps(rb, indent=2))
+        print(json.dumps(report, indent=2))
     else:
-        print(yaml.safe_dump(rb, sort_keys=False), end="")
+        print(yaml.safe_dump(report, sort_keys=False), end="")
     return EXIT_OK
 
 
