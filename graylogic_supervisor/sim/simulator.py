@@ -58,6 +58,7 @@ class SimulationOptions:
     auto_approve: bool = False
     confidence_threshold: float = 0.8
     min_executions: int = 10
+    start: datetime = START  # the virtual clock's first moment (a store judged "now": recent)
 
 
 def scenario_playbook(scenario: Scenario, registry_specs: Mapping[str, ActionSpec]) -> Playbook:
@@ -133,7 +134,7 @@ class Simulation:
         registry = scenario_registry(scenario, incidents, rng)
         specs = registry.specs()
         playbook = scenario_playbook(scenario, specs)
-        clock = VirtualClock(START)
+        clock = VirtualClock(options.start)
         versions = PlaybookVersions(db)
         await versions.seed(playbook, playbook_yaml(playbook), "scenario", clock.now())
         executions = ExecutionRepository(db)
@@ -148,7 +149,9 @@ class Simulation:
             db, versions, AuditLog(db), specs, settings, clock, alert=alert, ids=rng
         )
         if options.auto_approve and await learning.users.get(SIMULATOR) is None:
-            await learning.users.add(SIMULATOR, "system_owner", new_id("pw", START, rng), START)
+            await learning.users.add(
+                SIMULATOR, "system_owner", new_id("pw", options.start, rng), options.start
+            )
         return cls(
             scenario,
             options,
