@@ -308,7 +308,10 @@ class LearningConfig(Model):
     timezone: str | None = Field(None, description="for the cron; default the host's")
     confidence_threshold: float = Field(0.8, gt=0, le=1)
     min_executions: int = Field(
-        10, ge=1, description="of the active version since the previous analysis"
+        10, ge=1, description="of the active version in the last window_days days"
+    )
+    window_days: float = Field(
+        30.0, gt=0, description="the analysis counts the active version's executions this far back"
     )
     min_improvement: float = Field(
         0.01, ge=0, lt=1, description="share of the expected resolution time a change must save"

@@ -1,5 +1,5 @@
-"""Commands for the learning loop: ``analyze``, ``recommendations …``, ``playbook
-versions|diff|rollback|metrics``, ``user …`` and ``simulate``.
+"""Commands for the learning loop: ``analyze``, ``recommendations …``, ``rollbacks
+list|show``, ``playbook versions|diff|rollback|metrics``, ``user …`` and ``simulate``.
 
 Deciding a recommendation or rolling back needs a user with the ``admin`` or
 ``system_owner`` role (``user add``); every decision goes to the audit log.
@@ -92,6 +92,23 @@ def add_learning_commands(
     reject.add_argument("recommendation_id")
     reject.add_argument("--by", default=None, help="an admin or system_owner (default: login)")
     reject.add_argument("--reason", required=True)
+
+    rollbacks = commands.add_parser(
+        "rollbacks", help="list rollbacks, or show one's investigation report"
+    )
+    rb_commands = rollbacks.add_subparsers(dest="rb_command", required=True, metavar="ACTION")
+    rb_list = rb_commands.add_parser("list", help="rollbacks, newest first")
+    config_option(rb_list)
+    rb_list.add_argument("--playbook", default=None)
+    rb_list.add_argument("--json", action="store_true")
+    rb_show = rb_commands.add_parser(
+        "show",
+        help="one rollback: versions, baseline and why, both tests, changes, approvals,"
+        " step metrics, unresolved executions",
+    )
+    config_option(rb_show)
+    rb_show.add_argument("rollback_id")
+    rb_show.add_argument("--json", action="store_true")
 
     versions = playbook_commands.add_parser(
         "versions", help="a playbook's versions: status, who approved what and why"
@@ -229,6 +246,8 @@ async def run_learning_command(args: argparse.Namespace, config: SupervisorConfi
                 return await _analyze(service, args)
             if args.command == "recommendations":
                 return await _recommendations(service, args)
+            if args.command == "rollbacks":
+                return await _rollbacks(service, args)
             if args.command == "user":
                 async with PasswordPool() as passwords:
                     return await _user(UserRepository(db, passwords), db, args, clock)
@@ -292,6 +311,31 @@ async def _recommendations(service: LearningService, args: argparse.Namespace) -
         return EXIT_OK
     await service.reject(args.recommendation_id, by, args.reason)
     print(f"{args.recommendation_id}: rejected by {by}")
+    return EXIT_OK
+
+
+async def _rollbacks(service: LearningService, args: argparse.Namespace) -> int:
+    if args.rb_command == "list":
+        found = await service.store.rollbacks(args.playbook)
+        if args.json:
+            print(json.dumps(found, indent=2))
+            return EXIT_OK
+        for rb in found:
+            print(
+                f"{rb['id']}  {rb['at']}  {rb['playbook_id']} {rb['from_version']} ->"
+                f" {rb['to_version']}  by {rb['by']}: {rb['reason']}"
+            )
+        if not found:
+            print("no rollbacks")
+        return EXIT_OK
+    report = await service.store.rollback(args.rollback_id)
+    if report is None:
+        print(f"no rollback {args.rollback_id}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(yaml.safe_dump(report, sort_keys=False), end="")
     return EXIT_OK
 
 

@@ -144,14 +144,14 @@ def analyse_playbook(
     specs: Mapping[str, ActionSpec],
     settings: AnalysisSettings,
 ) -> PlaybookAnalysis:
-    """``new_executions``: of the active version since the previous analysis. Each
-    analysis judges its own period: evidence already judged does not count again."""
+    """``new_executions``: of the active version in the analysis window (the service's
+    ``window_days``)."""
     executions = metrics.executions if metrics is not None else 0
     result = PlaybookAnalysis(playbook.id, playbook.version, executions, new_executions)
     result.findings = findings(playbook, steps, pairs, data, specs)
     if new_executions < settings.min_executions:
         result.note = (
-            f"{new_executions} executions of {playbook.version} since the previous analysis;"
+            f"{new_executions} executions of {playbook.version} in the analysis window;"
             f" nothing is recommended from fewer than {settings.min_executions}"
         )
         return result

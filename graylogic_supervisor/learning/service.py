@@ -34,13 +34,15 @@ from graylogic_supervisor.learning.changes import (
     parse_change,
 )
 from graylogic_supervisor.learning.metrics import LearningMetrics
-from graylogic_supervisor.learning.rollback import rollback_test
+from graylogic_supervisor.learning.rejections import change_key, earlier_rejection, holds_back
 from graylogic_supervisor.learning.safety import verification_guard
+from graylogic_supervisor.learning.verdicts import Verdicts
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.ids import new_id
 from graylogic_supervisor.store.learning import LearningRepository, StoredRecommendation
+from graylogic_supervisor.store.rejections import RejectionRepository
 from graylogic_supervisor.store.users import UserRepository
 from graylogic_supervisor.store.versions import PlaybookVersions, playbook_yaml, semver_key
 
@@ -57,6 +59,8 @@ class LearningError(SupervisorError):
 class LearningSettings:
     analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
     expiry_days: float = 7.0
+    # The analysis needs min_executions of the active version within this many days.
+    window_days: float = 30.0
 
 
 def learning_settings(config: LearningConfig) -> LearningSettings:
@@ -69,6 +73,7 @@ def learning_settings(config: LearningConfig) -> LearningSettings:
             min_improvement=config.min_improvement,
         ),
         expiry_days=config.recommendation_expiry_days,
+        window_days=config.window_days,
     )
 
 
@@ -97,6 +102,15 @@ class LearningService:
         self.metrics = LearningMetrics(db)
         self.store = LearningRepository(db)
         self.users = UserRepository(db)
+        self.rejections = RejectionRepository(db)
+        self.verdicts = Verdicts(
+            versions,
+            self.metrics,
+            self.store,
+            self.rejections,
+            settings.analysis.min_executions,
+            settings.analysis.default_manual_s,
+        )
 
     @property
     def settings(self) -> LearningSettings:
@@ -126,65 +140,51 @@ class LearningService:
         return total
 
     async def check_rollback(self, playbook_id: str, version: str) -> dict[str, Any] | None:
+        """Roll the active ``version`` back to the last version that really ran when
+        either test of ``rollback.py`` says it does worse."""
         if (playbook_id, version) in self._first_versions:
             return None
         info = await self._versions.version_info(playbook_id, version)
         if info is None or not info["active"] or info["status"] != "ok":
             return None
-        parent = info["parent_version"]
-        if parent is None:
+        if info["parent_version"] is None:
             self._first_versions.add((playbook_id, version))  # never has a parent to go back to
             return None
-        counts = await self.metrics.counts(playbook_id, (version, parent))
-        if version not in counts or parent not in counts:
+        baseline = await self.verdicts.baseline(playbook_id, version)
+        if baseline is None:
             return None
-        test = rollback_test(
-            counts[parent][0],
-            counts[parent][1],
-            counts[version][0],
-            counts[version][1],
-            self._settings.analysis.min_executions,
+        verdict = await self.verdicts.verdict(playbook_id, version, baseline)
+        if verdict is None or not verdict.rollback:
+            return None
+        restored = baseline.version
+        report = await self.verdicts.investigation(
+            playbook_id, version, restored, verdict, baseline
         )
-        if test is None or not test.rollback:
-            return None
-        report = {
-            "playbook_id": playbook_id,
-            "failed_version": version,
-            "restored_version": parent,
-            "statistics": test.as_dict(),
-            "changes": (info["changes"] or {}).get("changes", []),
-            "recommendation_id": info["recommendation_id"],
-            "approved_by": info["approved_by"],
-            "steps": {
-                v: [s.as_dict() for s in await self.metrics.steps(playbook_id, v)]
-                for v in (parent, version)
-            },
-            "unresolved_executions": await self.store.unresolved_executions(
-                playbook_id, version, 20
-            ),
-        }
         now = self._clock.now()
-        await self._versions.activate(playbook_id, parent, failed=version)
+        await self._versions.activate(playbook_id, restored, failed=version)
         rollback_id = new_id("rollback", now, self._ids)
-        reason = f"automatic rollback: {test.describe()}"
+        reason = f"automatic rollback: {verdict.describe()}"
+        report["rejected_recommendations"] = await self.verdicts.remember_rollback(
+            playbook_id, version, restored, "supervisor", reason, now
+        )
         await self.store.record_rollback(
-            rollback_id, playbook_id, version, parent, now, "supervisor", reason, report
+            rollback_id, playbook_id, version, restored, now, "supervisor", reason, report
         )
         await self._audit.append(
             "supervisor",
             "playbook.rollback",
             playbook_id,
-            {"from": version, "to": parent, "id": rollback_id, "reason": reason},
+            {"from": version, "to": restored, "id": rollback_id, "reason": reason},
             now,
         )
-        logger.warning("%s %s rolled back to %s: %s", playbook_id, version, parent, reason)
+        logger.warning("%s %s rolled back to %s: %s", playbook_id, version, restored, reason)
         if self._alert is not None:
             self._alert(
                 "warning",
-                f"{playbook_id} {version} did worse than {parent} and was rolled back",
+                f"{playbook_id} {version} did worse than {restored} and was rolled back",
                 {"playbook": playbook_id, "rollback": rollback_id},
             )
-        return {"id": rollback_id, "to_version": parent, "report": report}
+        return {"id": rollback_id, "to_version": restored, "report": report}
 
     async def pending_count(self) -> int:
         return await self.store.pending_count()
@@ -200,14 +200,16 @@ class LearningService:
         started = self._clock.now()
         await self.catch_up()
         archived = await self.store.archive_expired(started)
+        checked = await self.verdicts.check_predictions(started)
         analysis_id = new_id("analysis", started, self._ids)
         reports, created = [], []
         for playbook in await self._versions.active_playbooks():
             if playbook_ids is not None and playbook.id not in playbook_ids:
                 continue
             result = await self.analyse(playbook)
-            created += await self._store_recommendations(result, analysis_id)
-            reports.append(result.report())
+            stored, held_back = await self._store_recommendations(result, analysis_id)
+            created += stored
+            reports.append({**result.report(), "held_back": held_back})
         finished = self._clock.now()
         report = {
             "id": analysis_id,
@@ -217,6 +219,8 @@ class LearningService:
             "archived": archived,
             "recommendations": created,
             "playbooks": reports,
+            "predictions_checked": checked,
+            "prediction_bias": await self.verdicts.bias(),
         }
         await self.store.record_analysis(
             analysis_id, started, finished, trigger, len(created), report
@@ -224,11 +228,13 @@ class LearningService:
         return report
 
     async def analyse(self, playbook: Playbook) -> PlaybookAnalysis:
-        """Analyse one playbook's active version; the period it judges ends now."""
+        """Analyse one playbook's active version, if it ran ``min_executions`` times in
+        the last ``window_days`` days (overlapping windows are fine: a change already
+        pending is not stored twice, a rejected one is held back)."""
         settings = self._settings.analysis
         now = self._clock.now()
-        previous = await self.store.last_analysed_at(playbook.id)
-        fresh = await self.store.counted_since(playbook.id, playbook.version, previous or "")
+        since = now - timedelta(days=self._settings.window_days)
+        fresh = await self.store.counted_since(playbook.id, playbook.version, isoformat(since))
         data = await load_cases(self._db, playbook.id, self._specs, settings.replay_window)
         result = analyse_playbook(
             playbook,
@@ -243,16 +249,36 @@ class LearningService:
         await self.store.set_analysed_at(playbook.id, now)
         return result
 
-    async def _store_recommendations(self, result: PlaybookAnalysis, analysis_id: str) -> list[str]:
+    async def _store_recommendations(
+        self, result: PlaybookAnalysis, analysis_id: str
+    ) -> tuple[list[str], list[dict[str, Any]]]:
+        """Store what is new; returns the ids stored, and what an earlier rejection holds
+        back (with that rejection)."""
         now = self._clock.now()
         pending = await self.store.pending_fingerprints(result.playbook_id)
         fresh = {rec.fingerprint for rec in result.recommendations}
         stale = [rec_id for fp, rec_id in pending.items() if fp not in fresh]
         await self.store.supersede(stale, now, f"analysis {analysis_id} no longer recommends it")
-        created = []
+        rejected = await self.rejections.latest(result.playbook_id)
+        executions = await self.store.counted_executions(result.playbook_id)
+        created, held_back = [], []
         for rec in result.recommendations:
             if rec.fingerprint in pending:
                 continue
+            key = change_key(rec.playbook_id, rec.change)
+            rejection = rejected.get(key)
+            if holds_back(rejection, executions):
+                assert rejection is not None
+                held_back.append(
+                    {"summary": rec.summary, **earlier_rejection(rejection, executions)}
+                )
+                continue
+            evidence = rec.evidence
+            if rejection is not None:
+                evidence = {
+                    **evidence,
+                    "earlier_rejection": earlier_rejection(rejection, executions),
+                }
             rec_id = new_id("rec", now, self._ids)
             await self.store.add_recommendation(
                 {
@@ -265,9 +291,10 @@ class LearningService:
                     "sample_size": rec.sample_size,
                     "summary": rec.summary,
                     "change": rec.change,
-                    "evidence": rec.evidence,
+                    "evidence": evidence,
                     "expected_impact": rec.expected_impact,
                     "fingerprint": rec.fingerprint,
+                    "change_key": key,
                     "analysis_id": None,
                     "status": "pending",
                     "generated_at": isoformat(now),
@@ -275,7 +302,7 @@ class LearningService:
                 }
             )
             created.append(rec_id)
-        return created
+        return created, held_back
 
     # --- decisions -------------------------------------------------------------------------
 
@@ -367,6 +394,17 @@ class LearningService:
         now = self._clock.now()
         if not await self.store.decide(rec.id, "rejected", user, reason, now):
             raise LearningError(f"{recommendation_id} was decided by someone else meanwhile")
+        await self.rejections.remember(
+            rec.playbook_id,
+            rec.change_key or change_key(rec.playbook_id, rec.change),
+            rec.id,
+            "rejected",
+            None,
+            user,
+            now,
+            reason,
+            await self.store.counted_executions(rec.playbook_id),
+        )
         await self._audit.append(
             user,
             "recommendation.reject",
@@ -388,8 +426,20 @@ class LearningService:
         if to_version == current:
             raise LearningError(f"{to_version} is already the active version")
         now = self._clock.now()
+        baseline = await self.verdicts.baseline(playbook_id, current)
+        verdict = None
+        if baseline is not None and baseline.version == to_version:
+            verdict = await self.verdicts.verdict(
+                playbook_id, current, baseline, every_execution=True
+            )
+        report = await self.verdicts.investigation(
+            playbook_id, current, to_version, verdict, baseline
+        )
         await self._versions.activate(playbook_id, to_version)
         rollback_id = new_id("rollback", now, self._ids)
+        report["rejected_recommendations"] = await self.verdicts.remember_rollback(
+            playbook_id, current, to_version, user, reason, now
+        )
         await self.store.record_rollback(
             rollback_id,
             playbook_id,
@@ -398,7 +448,7 @@ class LearningService:
             now,
             user,
             reason,
-            {"manual": True, "reason": reason},
+            {"manual": True, "reason": reason, **report},
         )
         await self._audit.append(
             user,

@@ -75,6 +75,7 @@ class SimulationOptions:
     confidence_threshold: float = 0.8
     min_executions: int = 10
     analysis_interval_s: float = WEEK_S  # the daemon's schedule: ``cron_interval_s``
+    start: datetime = START  # the virtual clock's first moment (a store judged "now": recent)
 
 
 def cron_interval_s(cron: str, zone: str | None = None) -> float:
@@ -173,7 +174,7 @@ class Simulation:
         registry = scenario_registry(scenario, incidents)
         specs = registry.specs()
         playbook = scenario_playbook(scenario, specs)
-        clock = VirtualClock(START)
+        clock = VirtualClock(options.start)
         versions = PlaybookVersions(db)
         await versions.seed(playbook, playbook_yaml(playbook), "scenario", clock.now())
         executions = ExecutionRepository(db)
@@ -188,7 +189,9 @@ class Simulation:
             db, versions, AuditLog(db), specs, settings, clock, alert=alert, ids=rng
         )
         if options.auto_approve and await learning.users.get(SIMULATOR) is None:
-            await learning.users.add(SIMULATOR, "system_owner", new_id("pw", START, rng), START)
+            await learning.users.add(
+                SIMULATOR, "system_owner", new_id("pw", options.start, rng), options.start
+            )
         return cls(
             scenario,
             options,

@@ -12,6 +12,8 @@ from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.store.database import Database, Row
 
 PENDING = "pending"
+# An execution that succeeded, as SQL over ``executions e`` (the metrics' rule).
+SUCCESS = "e.status = 'resolved' AND e.healthy_after IS NOT 0"  # as Trace.succeeded
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class StoredRecommendation:
     decided_by: str | None
     decision_reason: str | None
     new_version: str | None
+    change_key: str | None = None  # the change, independent of the version (rejections.py)
+    prediction_check: dict[str, Any] | None = None  # what the version really did (predictions.py)
 
     def as_dict(self) -> dict[str, Any]:
         """The learning spec's "Improvement Recommendation", with its decision."""
@@ -60,6 +64,7 @@ class StoredRecommendation:
                 "reason": self.decision_reason,
                 "new_version": self.new_version,
             },
+            "prediction_check": self.prediction_check,
         }
 
 
@@ -84,6 +89,10 @@ def _recommendation(row: Row) -> StoredRecommendation:
         decided_by=row["decided_by"],
         decision_reason=row["decision_reason"],
         new_version=row["new_version"],
+        change_key=row["change_key"],
+        prediction_check=(
+            json.loads(row["prediction_check"]) if row["prediction_check"] is not None else None
+        ),
     )
 
 
@@ -235,12 +244,22 @@ class LearningRepository:
             ),
         )
 
-    async def rollbacks(self, playbook_id: str | None = None) -> list[dict[str, Any]]:
+    async def rollbacks(
+        self, playbook_id: str | None = None, limit: int = 200
+    ) -> list[dict[str, Any]]:
+        """Rollbacks, newest first, each with its investigation report."""
         rows = await self._db.fetchall(
-            "SELECT * FROM version_rollbacks WHERE ? IS NULL OR playbook_id = ? ORDER BY at DESC",
-            (playbook_id, playbook_id),
+            "SELECT * FROM version_rollbacks WHERE ? IS NULL OR playbook_id = ?"
+            " ORDER BY at DESC, rowid DESC LIMIT ?",
+            (playbook_id, playbook_id, limit),
         )
         return [{**dict(row), "report": json.loads(row["report"])} for row in rows]
+
+    async def rollback(self, rollback_id: str) -> dict[str, Any] | None:
+        row = await self._db.fetchone(
+            "SELECT * FROM version_rollbacks WHERE id = ?", (rollback_id,)
+        )
+        return None if row is None else {**dict(row), "report": json.loads(row["report"])}
 
     async def pending_count(self) -> int:
         row = await self._db.fetchone(
@@ -304,3 +323,62 @@ class LearningRepository:
             " AND error_id IN (SELECT DISTINCT error_id FROM executions WHERE playbook_id = ?)",
             (component, playbook_id),
         )
+
+    async def counted_executions(self, playbook_id: str) -> int:
+        """The playbook's counted executions, every version: the evidence behind a change."""
+        row = await self._db.fetchone(
+            "SELECT COALESCE(SUM(executions), 0) FROM learning_version_metrics"
+            " WHERE playbook_id = ?",
+            (playbook_id,),
+        )
+        return int(row[0]) if row is not None else 0
+
+    async def resolution_rows(self, playbook_id: str, version: str, limit: int) -> list[Row]:
+        """The version's ``limit`` most recent counted playbook executions that ended, each
+        with whether it succeeded and its failure memory record's resolution
+        (learning/resolution.py turns them into resolution times)."""
+        return await self._db.fetchall(
+            # SUCCESS: resolved (with issue 14's health verdict: and not unhealthy after).
+            f"SELECT {SUCCESS} AS success, e.duration_seconds, e.completed_at,"  # noqa: S608
+            " m.outcome AS memory_outcome,"
+            " json_extract(m.record, '$.resolution.resolved_at') AS memory_resolved_at"
+            " FROM (SELECT * FROM executions WHERE playbook_id = ? AND playbook_version = ?"
+            " AND kind = 'playbook' AND learned = 1"
+            " AND status IN ('resolved', 'escalated', 'failed')"
+            " ORDER BY started_at DESC LIMIT ?) AS e"
+            " LEFT JOIN failure_memory m ON m.failure_id = e.failure_id",
+            (playbook_id, version, limit),
+        )
+
+    async def approved_with_versions(self, limit: int = 200) -> list[StoredRecommendation]:
+        """Approved recommendations and the versions they made, newest first."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM learning_recommendations WHERE status = 'approved'"
+            " AND new_version IS NOT NULL ORDER BY decided_at DESC, rowid DESC LIMIT ?",
+            (limit,),
+        )
+        return [_recommendation(row) for row in rows]
+
+    async def by_version(self, playbook_id: str, version: str) -> StoredRecommendation | None:
+        """The approved recommendation that made ``version``, if one did."""
+        row = await self._db.fetchone(
+            "SELECT * FROM learning_recommendations WHERE playbook_id = ? AND new_version = ?"
+            " AND status = 'approved'",
+            (playbook_id, version),
+        )
+        return None if row is None else _recommendation(row)
+
+    async def set_prediction_check(self, recommendation_id: str, check: Mapping[str, Any]) -> None:
+        await self._db.execute(
+            "UPDATE learning_recommendations SET prediction_check = ? WHERE id = ?",
+            (json.dumps(check, sort_keys=True), recommendation_id),
+        )
+
+    async def prediction_checks(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The most recent prediction checks, newest first."""
+        rows = await self._db.fetchall(
+            "SELECT prediction_check FROM learning_recommendations"
+            " WHERE prediction_check IS NOT NULL ORDER BY decided_at DESC, rowid DESC LIMIT ?",
+            (limit,),
+        )
+        return [json.loads(row["prediction_check"]) for row in rows]

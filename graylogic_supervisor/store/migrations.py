@@ -454,4 +454,27 @@ MIGRATIONS: list[str] = [
     ALTER TABLE executions ADD COLUMN healthy_after INTEGER
         CHECK (healthy_after IN (0, 1));
     """,
+    # 14: verdicts learning remembers (issue 14). A change's key independent of the
+    # version it was proposed for; what a version made by a recommendation really did
+    # against the prediction; every rejection of a change (by a person, or a rollback
+    # away from the version it made), with the executions behind it then.
+    """
+    ALTER TABLE learning_recommendations ADD COLUMN change_key TEXT;
+    ALTER TABLE learning_recommendations ADD COLUMN prediction_check TEXT;  -- JSON
+    CREATE INDEX recommendations_by_change ON learning_recommendations(playbook_id, change_key);
+    CREATE TABLE learning_rejections (
+        id                 INTEGER PRIMARY KEY,
+        playbook_id        TEXT NOT NULL,
+        change_key         TEXT NOT NULL,
+        recommendation_id  TEXT NOT NULL,
+        kind               TEXT NOT NULL CHECK (kind IN ('rejected', 'rolled_back')),
+        version            TEXT,            -- the version rolled back, for 'rolled_back'
+        by                 TEXT NOT NULL,
+        at                 TEXT NOT NULL,
+        reason             TEXT NOT NULL,
+        executions         INTEGER NOT NULL  -- the playbook's counted executions then
+    );
+    CREATE INDEX rejections_by_change ON learning_rejections(playbook_id, change_key, at);
+    CREATE INDEX rollbacks_by_playbook ON version_rollbacks(playbook_id, at);
+    """,
 ]

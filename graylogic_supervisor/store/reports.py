@@ -65,7 +65,7 @@ async def weekly_summary(db: Database, start: datetime, end: datetime) -> dict[s
         window,
     )
     rollbacks = await db.fetchall(
-        "SELECT playbook_id, from_version, to_version, by, reason FROM version_rollbacks"
+        "SELECT id, playbook_id, from_version, to_version, by, reason FROM version_rollbacks"
         " WHERE at >= ? AND at < ?",
         window,
     )

@@ -60,6 +60,8 @@ def api_routes() -> list[Route]:
         Route("/api/v1/playbooks", playbooks, methods=["GET"]),
         Route("/api/v1/playbooks/{playbook_id}", playbook, methods=["GET"]),
         Route("/api/v1/playbooks/{playbook_id}/rollback", rollback, methods=["POST"]),
+        Route("/api/v1/rollbacks", rollbacks, methods=["GET"]),
+        Route("/api/v1/rollbacks/{rollback_id}", rollback_report, methods=["GET"]),
         Route("/api/v1/executions", executions, methods=["GET"]),
         Route("/api/v1/executions/{execution_id}", execution, methods=["GET"]),
         Route("/api/v1/executions/{execution_id}/control", control, methods=["POST"]),
@@ -361,6 +363,34 @@ async def rollback(request: Request, session: Session, data: dict[str, Any]) -> 
     except SupervisorError as exc:
         return refuse(400, str(exc))
     return JSONResponse({"active": text(data, "version"), "was": previous})
+
+
+@reading
+async def rollbacks(request: Request, session: Session) -> Response:
+    """
+    parameters:
+      - {name: playbook, in: query, schema: {type: string}}
+    responses:
+      200: {description: rollbacks, newest first, each with its investigation report}
+      401: {description: not logged in}
+    """
+    found = await admin(request).learning.store.rollbacks(request.query_params.get("playbook"))
+    return JSONResponse(found)
+
+
+@reading
+async def rollback_report(request: Request, session: Session) -> Response:
+    """
+    parameters:
+      - {name: rollback_id, in: path, required: true, schema: {type: string}}
+    responses:
+      200: {description: "one rollback: versions, baseline and why, both tests, changes,
+        approvals, step metrics, unresolved executions"}
+      401: {description: not logged in}
+      404: {description: no such rollback}
+    """
+    found = await admin(request).learning.store.rollback(request.path_params["rollback_id"])
+    return refuse(404, "no such rollback") if found is None else JSONResponse(found)
 
 
 @reading

@@ -52,6 +52,8 @@ def learning_routes() -> list[Route]:
         Route("/playbooks", playbooks, methods=["GET"]),
         Route("/playbooks/{playbook_id}", playbook_page, methods=["GET"]),
         Route("/playbooks/{playbook_id}/rollback", rollback, methods=["POST"]),
+        Route("/rollbacks", rollbacks, methods=["GET"]),
+        Route("/rollbacks/{rollback_id}", rollback_page, methods=["GET"]),
     ]
 
 
@@ -185,6 +187,7 @@ async def playbook_page(request: Request, error: str | None = None, status: int 
             error = str(exc)
     trends = await _trends(request, playbook_id)
     escalated = await RecordViews(deps.db).unresolved_of_playbook(playbook_id, 10)
+    rolled_back = await deps.learning.store.rollbacks(playbook_id, 20)
     return render(
         request,
         "playbook.html",
@@ -198,6 +201,7 @@ async def playbook_page(request: Request, error: str | None = None, status: int 
         paths=await deps.learning.metrics.paths(playbook_id, active.version),
         versions=versions,
         escalated=escalated,
+        rollbacks=rolled_back,
         diff=diff,
         old=old,
         new=new,
@@ -237,3 +241,22 @@ async def rollback(request: Request) -> Response:
     except SupervisorError as exc:
         return await playbook_page(request, str(exc), 400)
     return see_other(f"/playbooks/{playbook_id}")
+
+
+async def rollbacks(request: Request) -> Response:
+    session = await viewer(request)
+    if session is None:
+        return to_login()
+    found = await admin(request).learning.store.rollbacks(request.query_params.get("playbook"))
+    return render(request, "rollbacks.html", session=session, rollbacks=found)
+
+
+async def rollback_page(request: Request) -> Response:
+    """A rollback's investigation report."""
+    session = await viewer(request)
+    if session is None:
+        return to_login()
+    found = await admin(request).learning.store.rollback(request.path_params["rollback_id"])
+    if found is None:
+        return refuse(404, "no such rollback")
+    return render(request, "rollback.html", session=session, rb=found, report=found["report"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from graylogic_supervisor.learning.service import Alert
@@ -13,10 +14,19 @@ SCENARIOS = Path(__file__).resolve().parents[1] / "scenarios"
 
 
 async def simulation(
-    db: Database, name: str, seed: int = 0, alert: Alert | None = None
+    db: Database,
+    name: str,
+    seed: int = 0,
+    alert: Alert | None = None,
+    start: datetime | None = None,
 ) -> Simulation:
+    """``start``: when its history begins (default the simulator's; a store a system
+    clock will judge needs a recent one: the analysis counts the last 30 days)."""
     scenario = load_scenario(SCENARIOS / f"{name}.yaml")
-    return await Simulation.start(db, scenario, SimulationOptions(seed=seed), alert=alert)
+    options = (
+        SimulationOptions(seed=seed) if start is None else SimulationOptions(seed=seed, start=start)
+    )
+    return await Simulation.start(db, scenario, options, alert=alert)
 
 
 async def run(sim: Simulation, incidents: int, count: bool = True) -> list[float]:

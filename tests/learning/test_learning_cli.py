@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,10 @@ def config(tmp_path: Path) -> Path:
 
     async def fill() -> None:
         async with Database(tmp_path / "state" / "supervisor.db") as db:
-            # seed 2: enough of the 3 % failed restarts among 150 for a retry to be learned
-            await run(await simulation(db, "already-good", seed=2), 150)
+            # seed 2: enough of the 3 % failed restarts among 150 for a retry to be learned;
+            # over the last few days: the analysis counts the last 30.
+            start = datetime.now(UTC) - timedelta(days=3)
+            await run(await simulation(db, "already-good", seed=2, start=start), 150)
 
     asyncio.run(fill())
     return path
@@ -172,3 +175,41 @@ def test_metrics_and_rejections_from_the_command_line(config: Path) -> None:
     assert statuses[first] == "rejected"
     missing = cli(config, "recommendations", "approve", "rec-nope", "--by", "olu")
     assert missing.returncode == 1 and "no recommendation rec-nope" in missing.stderr
+
+
+def test_a_rejected_change_stays_rejected_and_a_rollback_is_read_from_the_command_line(
+    config: Path,
+) -> None:
+    cli(config, "user", "add", "olu", "--role", "system_owner")
+    assert cli(config, "analyze").returncode == 0
+    pending = json.loads(cli(config, "recommendations", "list", "--json").stdout)
+    first, second = pending[0], pending[1]
+    cli(config, "recommendations", "reject", first["id"], "--by", "olu", "--reason", "we log it")
+    again = json.loads(cli(config, "analyze", "--json").stdout)
+    (held,) = again["playbooks"][0]["held_back"]
+    assert (held["recommendation_id"], held["reason"], held["executions"]) == (
+        first["id"],
+        "we log it",
+        150,
+    )
+    now_pending = json.loads(cli(config, "recommendations", "list", "--json").stdout)
+    assert first["recommendation"] not in [r["recommendation"] for r in now_pending]
+
+    cli(config, "recommendations", "approve", second["id"], "--by", "olu")
+    cli(config, "playbook", "rollback", PLAYBOOK, "--to", "1.0.0", "--by", "olu", "--reason", "no")
+    listed = cli(config, "rollbacks", "list")
+    assert f"{PLAYBOOK} " in listed.stdout and "by olu: no" in listed.stdout
+    (rollback,) = json.loads(cli(config, "rollbacks", "list", "--json").stdout)
+    shown = json.loads(cli(config, "rollbacks", "show", rollback["id"], "--json").stdout)
+    report = shown["report"]
+    assert report["rejected_recommendations"] == [second["id"]]
+    assert report["versions"][0]["approved_by"] == "olu"
+    assert report["baseline"]["version"] == "1.0.0"
+    assert "unresolved_executions" in report and set(report["steps"]) == {
+        "1.0.0",
+        report["failed_version"],
+    }
+    missing = cli(config, "rollbacks", "show", "rollback-nope")
+    assert missing.returncode == 1 and "no rollback rollback-nope" in missing.stderr
+    after = json.loads(cli(config, "analyze", "--json").stdout)
+    assert second["id"] in {h["recommendation_id"] for h in after["playbooks"][0]["held_back"]}

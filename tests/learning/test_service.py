@@ -179,8 +179,15 @@ async def test_a_version_that_does_worse_is_rolled_back_with_a_report(db: Databa
         "supervisor",
     )
     report = rollback["report"]
-    assert report["statistics"]["rollback"] is True and report["statistics"]["new_executions"] >= 10
+    statistics = report["statistics"]
+    assert statistics["rollback"] is True and statistics["baseline_version"] == "1.0.0"
+    assert set(statistics["rolled_back_on"]) == {"success_rate", "resolution_time"}
+    assert statistics["success_rate"]["new_executions"] >= 10
+    baseline = report["baseline"]
+    assert baseline["version"] == "1.0.0" and "closest ancestor" in baseline["why"]
     assert report["unresolved_executions"] and report["changes"][0]["type"] == "remove_step"
+    assert [v["approved_by"] for v in report["versions"]] == ["ada"]
+    assert report["rejected_recommendations"] == [rec_id]
     assert alerts and "rolled back" in alerts[0][1]
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import yaml
 
-from graylogic_supervisor.clock import SystemClock
+from graylogic_supervisor.clock import VirtualClock
 from graylogic_supervisor.engine.builtins import builtin_specs
 from graylogic_supervisor.learning.service import LearningService, LearningSettings
 from graylogic_supervisor.playbooks.model import Playbook
@@ -95,7 +95,12 @@ async def test_a_probe_that_hangs_until_its_timeout_gets_a_shorter_one(db: Datab
             steps = [("probe", "success", 0.8 + number % 3 * 0.2), ("verify", "success", 2.0)]
         await record(executions, number, steps)
     learning = LearningService(
-        db, versions, AuditLog(db), builtin_specs(), LearningSettings(), SystemClock()
+        db,
+        versions,
+        AuditLog(db),
+        builtin_specs(),
+        LearningSettings(),
+        VirtualClock(START + timedelta(days=1)),  # a day after the records
     )
     report = await learning.analyze("test")
     [playbook] = report["playbooks"]
