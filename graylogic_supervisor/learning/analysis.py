@@ -567,13 +567,21 @@ def _missing_steps(
         missing[action] += 0  # a learned pattern's fix is a candidate too; replay decides
     for action, count in missing.most_common():
         spec = specs.get(action)
-        if action in present or spec is None:
+        if spec is None:
             continue
+        executions = data.executions_fixed_by(action)
+        again = action in present
+        if again:
+            # Already in the playbook, and technicians fixed with it after it ran and the
+            # failure stayed: a second run where the playbook gives up (a fix that works
+            # nine times in ten; its success says nothing, only the verification does).
+            executions = [e for e in executions if _succeeded_unfixed(data, e, action)]
+            if not executions:
+                continue
         targets = data.fix_targets.get(action)
         target = targets.most_common(1)[0][0] if targets else None
         if target is None and spec.needs_target:
             target = playbook.trigger.component
-        executions = data.executions_fixed_by(action)
         evidence = {
             **_evidence_ids(data, executions),
             "pattern": {
@@ -595,6 +603,19 @@ def _missing_steps(
         }
         if target is not None:
             new_step["target"] = target
+        if again:
+            existing = next(s for s in playbook.steps if s.action == action)
+            new_step = {
+                **existing.model_dump(mode="json", exclude_defaults=True),
+                "id": step_id,
+                "name": f"{existing.name} (again, learned)",
+            }
+            for field in ("on_success", "on_failure", "when", "retry"):
+                new_step.pop(field, None)
+            evidence["pattern"]["description"] = (
+                f"in {len(executions)} of {len(data.traces)} recent executions {action} ran,"
+                " the failure stayed, and a technician fixed it with the same action"
+            )
         # On success: done only where the records show its success meant health; else its
         # own copy of the playbook's verification, which goes on where the new step's
         # failure would (most fixes "succeed" whether or not they repaired).
@@ -613,17 +634,18 @@ def _missing_steps(
             step_data = dict(new_step) if check is not None else {**new_step, "on_success": DONE}
             then = "done" if check is None else f"its own {verify_after[0]}"
             for step in playbook.steps:
-                found.append(
-                    Candidate(
-                        AddStep(
-                            step={**step_data, "on_failure": step.id},
-                            before=step.id,
-                            verification=check,
-                        ),
-                        f"add {action} before {step.id}, then {then} on success",
-                        evidence,
+                if not again:  # a second run only goes where the playbook gives up
+                    found.append(
+                        Candidate(
+                            AddStep(
+                                step={**step_data, "on_failure": step.id},
+                                before=step.id,
+                                verification=check,
+                            ),
+                            f"add {action} before {step.id}, then {then} on success",
+                            evidence,
+                        )
                     )
-                )
                 if playbook.resolve_transition(step, step.on_failure) == ESCALATE:
                     found.append(
                         Candidate(
@@ -635,6 +657,13 @@ def _missing_steps(
                         )
                     )
     return found
+
+
+def _succeeded_unfixed(data: CaseSet, execution_id: str, action: str) -> bool:
+    """Whether ``action`` succeeded in this execution and the failure stayed (where it
+    failed instead, a retry of its step is the candidate: ``_retries``)."""
+    case = data.case_of_execution.get(execution_id)
+    return case is not None and "success" in case.outcomes().get((action, False), ())
 
 
 def _kind(specs: Mapping[str, ActionSpec], action: str) -> ActionKind | None:

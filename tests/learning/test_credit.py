@@ -125,21 +125,27 @@ async def test_a_run_that_reached_done_unhealthy_is_not_a_success(
     assert case.outcomes()[("restart_service", False)] == ("success",)
 
 
-async def test_a_learned_step_goes_to_the_verification_on_success(
+async def test_a_learned_step_goes_to_a_verification_of_its_own_on_success(
     db: Database, tmp_path: Path
 ) -> None:
     sim = await started(db, tmp_path, RESTART_THEN_VERIFY, "stale_cache: 0.5, crashed: 0.5")
     await run(sim, 40)
     report = await sim.learning.analyze("test")
     (considered,) = [p["considered"] for p in report["playbooks"]]
-    added = [c for c in considered if c["change"]["type"] == "add_step"]
-    assert added and all(c["change"]["step"]["on_success"] == "verify" for c in added)
+    added = [c["change"] for c in considered if c["change"]["type"] == "add_step"]
+    assert added and all(c["verification"]["action"] == "wait_for_health" for c in added)
     recs = [r for r in await sim.learning.store.listing("pending") if r.type == "add_step"]
     assert recs and all(r.change["step"]["action"] == "clear_cache" for r in recs)
     version = await sim.learning.approve(recs[0].id, "ada", "")
     playbook = await sim.versions.definition(PLAYBOOK, version)
     assert playbook is not None
-    assert playbook.step(recs[0].change["step"]["id"]).on_success == "verify"
+    learned = playbook.step(recs[0].change["step"]["id"])
+    check = playbook.step(learned.on_success)
+    # its success is checked, and a check that fails goes on where its failure would
+    assert check.action == "wait_for_health" and check.on_success == "done"
+    assert playbook.resolve_transition(check, check.on_failure) == playbook.resolve_transition(
+        learned, learned.on_failure
+    )
 
 
 async def test_success_means_health_only_from_enough_verified_successes(db: Database) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from graylogic_supervisor.sim.goals import thin_recommendations
 from graylogic_supervisor.sim.scenario import Scenario, load_scenario
 from graylogic_supervisor.sim.simulator import SimulationOptions
 from tests.sim.pool import Job, Reports, describe, mttrs, reports_of, scenario
@@ -90,11 +91,14 @@ def test_learning_does_not_make_an_already_good_playbook_worse(reports: Reports)
 
 
 @pytest.mark.parametrize("name", EVERY_SCENARIO)
-def test_eight_incidents_a_round_recommend_nothing(reports: Reports, name: str) -> None:
+def test_with_eight_incidents_a_round_nothing_comes_from_fewer_than_ten_executions(
+    reports: Reports, name: str
+) -> None:
+    """The spec's minimum: 10 executions of the version in the last 30 days (not since
+    the previous analysis: a quiet site must still learn)."""
     report = reports[Job(name, FEW)]
-    recommended = [entry["recommendations"] for entry in report["rounds"]]
 
-    assert recommended == [[]] * FEW.rounds, describe(report)
+    assert thin_recommendations(report) == [], describe(report)
 
 
 @pytest.mark.parametrize("name", EVERY_SCENARIO)
