@@ -30,6 +30,7 @@ from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.escalations import EscalationRepository
+from graylogic_supervisor.store.learning import LearningRepository
 from graylogic_supervisor.store.memory import MemoryRepository
 from graylogic_supervisor.store.trials import TrialRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
@@ -121,6 +122,9 @@ async def samples(db: Database) -> dict[str, str]:
         activate=False,
     )
     await TrialRepository(db).start("trial-1", PLAYBOOK, "1.0.0", "1.0.1", 0.2, None, "ada", NOW)
+    await LearningRepository(db).record_rollback(
+        "rollback-1", PLAYBOOK, "1.0.1", "1.0.0", NOW, "ada", "security test", {"manual": True}
+    )
     return {
         "rec_id": rec["id"],
         "playbook_id": PLAYBOOK,
@@ -128,6 +132,7 @@ async def samples(db: Database) -> dict[str, str]:
         "failure_id": "fail-1",
         "escalation_id": escalation,
         "trial_id": "trial-1",
+        "rollback_id": "rollback-1",
     }
 
 
