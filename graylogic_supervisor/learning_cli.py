@@ -127,7 +127,7 @@ def add_learning_commands(
         description=(
             "A change approved as a trial runs on a share of incidents beside the active"
             " version until the statistics promote it (faster, success not lower) or drop it"
-            " (worse, or not shown better after 5 x learning.min_executions executions)."
+            " (worse, or not shown better after 8 x learning.min_executions executions)."
         ),
     )
     trial_commands = trials.add_subparsers(dest="trial_command", required=True, metavar="ACTION")

@@ -11,19 +11,23 @@ fix the failure). Three tests:
   one-sided Welch z above 1.645 (alpha 0.05): a trial must do better, not
   merely no worse. Dropping early costs only a lost improvement, so it is
   checked after every execution.
-- **Better, at a look** (promote): a look is taken each time the trial arm
-  reaches a multiple of ``min_executions``, at most ``LOOKS`` times; at a look
-  the trial is promoted when its mean cost is lower with z above ``Z_LOOK``
-  (Pocock's constant for five looks at one-sided alpha 0.05, so that looking
-  five times does not promote a change that is no better more than 5 % of the
-  time) and its success rate is not lower (z of the drop <= 1.645).
-- **Not shown better** (drop): at the last look, ``LOOKS`` x ``min_executions``
-  trial executions, without a promotion.
+- **Better, at a look** (promote): a look is taken when the trial arm reaches
+  ``min_executions`` times a power of two (10, 20, 40, 80 by default, as the
+  rollback rule's time test looks), ``LOOKS`` times; each doubles what the
+  test knows. At a look the trial is promoted when its mean time is lower with
+  z above ``Z_LOOK`` (Pocock's constant for four looks so spaced at one-sided
+  alpha 0.05: looking four times promotes a change that is no better at most
+  5 % of the time; checked by simulation) and its success rate is not lower
+  (z of the drop <= 1.645).
+- **Not shown better** (drop): at the last look, 8 x ``min_executions`` trial
+  executions, without a promotion. A fix that saves a technician's visit in a
+  few incidents has a large spread, and needs those executions to show.
 
-How many executions a trial needs: with a cost spread (standard deviation)
-``s`` in both arms, a trial arm of ``n`` and a base arm of ``4n`` (the default
-20 % share), a saving ``d`` is promoted at a look once
-``d / (s * sqrt(1.25 / n)) > 2.13``: for ``d = s / 2``, n = 23.
+How many executions a trial needs: with a spread (standard deviation) ``s`` of
+the resolution time in both arms, a trial arm of ``n`` and a base arm of
+``4n`` (the default 20 % share), a saving ``d`` is promoted at a look once
+``d / (s * sqrt(1.25 / n)) > 2.13``: ``d = s / 2`` needs n = 23 (the look at
+40), ``d = s / 3`` n = 52 (at 80); ``d = s`` is promoted at the first look.
 """
 
 from __future__ import annotations
@@ -39,8 +43,8 @@ from graylogic_supervisor.learning.rollback import (
     compare_versions,
 )
 
-LOOKS = 5
-Z_LOOK = 2.13  # one-sided Pocock boundary, 5 looks, alpha 0.05 (checked by simulation)
+LOOKS = 4  # at min_executions x 1, 2, 4, 8 trial executions
+Z_LOOK = 2.13  # one-sided Pocock boundary for those 4 looks, alpha 0.05 (by simulation)
 Z_CAP = 99.0  # a z between two arms without spread: decisive, and still valid JSON
 
 
@@ -128,12 +132,20 @@ def success_drop_z(base: ArmFigures, trial: ArmFigures) -> float:
     return _z(p_base - p_trial, se)
 
 
+def looks_reached(executions: int, min_executions: int) -> int:
+    """How many look points (``min_executions`` x 1, 2, 4, …) ``executions`` has passed."""
+    look = 0
+    while look < LOOKS and executions >= min_executions * 2**look:
+        look += 1
+    return look
+
+
 def decide_trial(
     base_sample: VersionSample, trial_sample: VersionSample, min_executions: int, looked: int
 ) -> TrialComparison:
     """The decision after an execution of either arm; ``looked``: looks already taken."""
     base, trial = arm_figures(base_sample), arm_figures(trial_sample)
-    look = min(trial.executions // min_executions, LOOKS)
+    look = looks_reached(trial.executions, min_executions)
     if base.executions < min_executions or trial.executions < min_executions:
         waiting = f"waiting for {min_executions} executions of each arm"
         return TrialComparison(base, trial, looked, 0.0, 0.0, None, waiting)

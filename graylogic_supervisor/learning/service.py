@@ -160,6 +160,8 @@ class LearningService:
     async def check_trial(self, playbook_id: str) -> dict[str, Any] | None:
         """Promote or drop the playbook's running trial when its figures say so."""
         decision = await self.trials.check(playbook_id)
+        if decision is not None:
+            await self._remember_dropped(decision)
         if decision is not None and self._alert is not None:
             promoted = decision["status"] == "promoted"
             self._alert(
@@ -169,6 +171,28 @@ class LearningService:
                 {"playbook": playbook_id, "trial": decision["id"]},
             )
         return decision
+
+    async def _remember_dropped(self, decision: Mapping[str, Any]) -> None:
+        """A trial judged no better (by its figures or by a person) is a rejected change:
+        not proposed again until its evidence has grown (``rejections.py``). One that
+        ended because its base was replaced was not judged."""
+        if decision["status"] != "dropped" or not decision["judged"]:
+            return
+        rec_id = decision["recommendation_id"]
+        rec = None if rec_id is None else await self.store.get(rec_id)
+        if rec is None:
+            return
+        await self.rejections.remember(
+            rec.playbook_id,
+            change_key(rec.playbook_id, rec.change),  # as approved: perhaps modified
+            rec.id,
+            "rejected",
+            decision["trial_version"],
+            decision["by"],
+            self._clock.now(),
+            f"trial dropped: {decision['reason']}",
+            await self.store.counted_executions(rec.playbook_id),
+        )
 
     async def check_rollback(self, playbook_id: str, version: str) -> dict[str, Any] | None:
         """Roll the active ``version`` back to the last version that really ran when
@@ -459,6 +483,7 @@ class LearningService:
         stopped = await self.trials.stop(trial, user, reason)
         if stopped is None:
             raise LearningError(f"{trial_id} was decided meanwhile")
+        await self._remember_dropped(stopped)
         return stopped
 
     async def reject(self, recommendation_id: str, user: str, reason: str) -> None:

@@ -239,4 +239,6 @@ class TrialKeeper:
             "active_version": active,
             "reason": reason,
             "by": by,
+            "judged": result is not None,  # not when its base was replaced
+            "recommendation_id": trial.recommendation_id,
         }

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from graylogic_supervisor.learning.comparison import LOOKS, decide_trial
+from graylogic_supervisor.learning.rejections import change_key
 from graylogic_supervisor.learning.rollback import VersionSample
 from graylogic_supervisor.learning.service import LearningError
 from graylogic_supervisor.learning.trials import TrialArms, in_trial
@@ -216,12 +217,14 @@ def test_a_slower_trial_is_dropped_at_once() -> None:
 
 
 def test_a_trial_no_better_is_dropped_at_the_last_look() -> None:
-    same = arm("2", 10 * LOOKS, 0, 300)
-    assert decide_trial(arm("1", 200, 0, 300), same, 10, LOOKS - 1).decision == "drop"
-    result = decide_trial(arm("1", 200, 0, 300), same, 10, LOOKS - 1)
-    assert "not shown better after 50 trial executions" in result.reason
-    early = decide_trial(arm("1", 200, 0, 300), arm("2", 30, 0, 300), 10, 2)
-    assert early.decision is None and "look 3 of 5" in early.reason
+    same = arm("2", 80, 0, 300)
+    result = decide_trial(arm("1", 320, 0, 300), same, 10, LOOKS - 1)
+    assert result.decision == "drop" and result.look == LOOKS == 4
+    assert "not shown better after 80 trial executions" in result.reason
+    # Looks come at 10, 20, 40, 80 trial executions: none is due at 30, the third at 40.
+    assert decide_trial(arm("1", 200, 0, 300), arm("2", 30, 0, 300), 10, 2).look == 2
+    third = decide_trial(arm("1", 200, 0, 300), arm("2", 40, 0, 300), 10, 2)
+    assert third.decision is None and "look 3 of 4" in third.reason
 
 
 # --- through the real simulator and the service --------------------------------------------
@@ -281,6 +284,10 @@ async def test_a_worse_trial_is_dropped_and_the_base_stays(db: Database, tmp_pat
     assert any(sev == "warning" and "dropped" in m for sev, m in alerts.sent)
     actions = [e["action"] for e in await AuditLog(db).entries()]
     assert "trial.drop" in actions
+    # Remembered as a rejected change: the analysis holds it back until evidence grows.
+    rejected = (await sim.learning.rejections.latest(PLAYBOOK))[change_key(PLAYBOOK, CUT_OFF)]
+    assert (rejected.kind, rejected.by, rejected.version) == ("rejected", "supervisor", version)
+    assert rejected.reason.startswith("trial dropped: worse")
 
 
 async def test_one_trial_at_a_time_and_a_person_can_stop_it(db: Database, tmp_path: Path) -> None:
@@ -301,6 +308,10 @@ async def test_one_trial_at_a_time_and_a_person_can_stop_it(db: Database, tmp_pa
     assert (stopped["status"], stopped["active_version"]) == ("dropped", "1.0.0")
     with pytest.raises(LearningError, match="dropped, not running"):
         await sim.learning.stop_trial(trial.id, "ada", "again")
+    stopped_change = (await sim.learning.rejections.latest(PLAYBOOK))[
+        change_key(PLAYBOOK, CHEAP_FIRST)
+    ]
+    assert stopped_change.by == "ada" and "the vendor fixed the cache" in stopped_change.reason
     [entry] = [e for e in await AuditLog(db).entries() if e["action"] == "trial.stop"]
     assert entry["actor"] == "ada" and "the vendor fixed the cache" in entry["detail"]
     await sim.learning.approve(second, "ada", "")  # room for the next trial
@@ -318,6 +329,7 @@ async def test_a_change_approved_outright_ends_the_trial_on_its_base(
     [trial] = await sim.learning.trials.store.listing()
     assert trial.status == "dropped" and trial.reason is not None
     assert "no longer active" in trial.reason
+    assert await sim.learning.rejections.latest(PLAYBOOK) == {}  # never judged
 
 
 async def test_a_round_of_the_simulation_reports_the_trial_it_ran(
