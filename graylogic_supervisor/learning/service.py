@@ -162,6 +162,10 @@ class LearningService:
         decision = await self.trials.check(playbook_id)
         if decision is not None:
             await self._remember_dropped(decision)
+            if decision["status"] == "dropped" and not decision["judged"]:
+                carried = await self._carry_on(decision)
+                if carried is not None:
+                    decision = {**decision, "carried_on_as": carried.id}
         if decision is not None and self._alert is not None:
             promoted = decision["status"] == "promoted"
             self._alert(
@@ -171,6 +175,60 @@ class LearningService:
                 {"playbook": playbook_id, "trial": decision["id"]},
             )
         return decision
+
+    async def _changed(self, active: Playbook, change: Change, what: str) -> Playbook:
+        """``active`` with ``change`` made, as the playbook's next version; raises
+        ``LearningError`` (naming ``what``) when it does not apply or would drop a last
+        verification."""
+        version = await self._next_version(active.id, change.type)
+        try:
+            proposed = apply_change(active, change, version, self._specs)
+        except ChangeError as exc:
+            raise LearningError(
+                f"{what} does not apply to the active {active.version}: {exc}"
+            ) from exc
+        data = await load_cases(
+            self._db, active.id, self._specs, self._settings.analysis.replay_window
+        )
+        unsafe = verification_guard(active, proposed, self._specs, data.success_means_health)
+        if unsafe is not None:  # a modified change too: no approval drops a last verification
+            raise LearningError(f"{what} {unsafe}")
+        return proposed
+
+    async def _carry_on(self, decision: Mapping[str, Any]) -> Trial | None:
+        """A trial whose base an approval replaced goes on: its change made again on the
+        new active version, its figures started again. Not after a rollback (the new
+        active version does not descend from the base), nor when the change no longer
+        applies."""
+        trial = await self.trials.store.get(decision["id"])
+        rec_id = decision["recommendation_id"]
+        rec = None if rec_id is None else await self.store.get(rec_id)
+        active = await self._versions.active_playbook(decision["playbook_id"])
+        if trial is None or rec is None or active is None:
+            return None
+        info = await self._versions.version_info(active.id, active.version)
+        if info is None or info["parent_version"] != trial.base_version:
+            return None
+        try:
+            proposed = await self._changed(active, self._parse(rec.change), rec.id)
+        except LearningError as exc:
+            logger.info("trial %s not carried on: %s", trial.id, exc)
+            return None
+        why = f"trial {trial.id} carried on from {trial.base_version} to {active.version}"
+        await self._versions.add_version(
+            proposed,
+            parent_version=active.version,
+            created_by="workflow_learning",
+            approved_by=trial.started_by,
+            reason=why,
+            recommendation_id=rec.id,
+            changes=[{"type": rec.type, "description": rec.summary, "change": rec.change}],
+            now=self._clock.now(),
+            activate=False,
+        )
+        return await self.trials.start(
+            proposed, active.version, trial.share, rec.id, "supervisor", why
+        )
 
     async def _remember_dropped(self, decision: Mapping[str, Any]) -> None:
         """A trial judged no better (by its figures or by a person) is a rejected change:
@@ -392,19 +450,8 @@ class LearningService:
         if active is None:
             raise LearningError(f"{rec.playbook_id} has no active version")
         change = self._parse(modified_change if modified_change is not None else rec.change)
-        version = await self._next_version(rec.playbook_id, change.type)
-        try:
-            proposed = apply_change(active, change, version, self._specs)
-        except ChangeError as exc:
-            raise LearningError(
-                f"{recommendation_id} does not apply to the active {active.version}: {exc}"
-            ) from exc
-        data = await load_cases(
-            self._db, active.id, self._specs, self._settings.analysis.replay_window
-        )
-        unsafe = verification_guard(active, proposed, self._specs, data.success_means_health)
-        if unsafe is not None:  # a modified change too: no approval drops a last verification
-            raise LearningError(f"{recommendation_id} {unsafe}")
+        proposed = await self._changed(active, change, recommendation_id)
+        version = proposed.version
         if modified_change is None and active.version != rec.base_version and not as_trial:
             verdict = await self._still_helps(active, change, rec)
             if verdict is not None:

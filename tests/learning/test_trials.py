@@ -318,18 +318,28 @@ async def test_one_trial_at_a_time_and_a_person_can_stop_it(db: Database, tmp_pa
     assert len(await sim.learning.trials.store.listing("running")) == 1
 
 
-async def test_a_change_approved_outright_ends_the_trial_on_its_base(
+async def test_a_trial_carries_on_over_a_change_approved_outright_but_not_a_rollback(
     db: Database, tmp_path: Path
 ) -> None:
     sim = await cache_site(db, tmp_path, incidents=0)
     await sim.learning.approve(await propose(sim, CUT_OFF), "ada", "")
     outright = await propose(sim, CHEAP_FIRST, trial=False, rec_id="rec-now")
     version = await sim.learning.approve(outright, "ada", "known good")
-    assert await sim.versions.active_version(PLAYBOOK) == version
-    [trial] = await sim.learning.trials.store.listing()
-    assert trial.status == "dropped" and trial.reason is not None
-    assert "no longer active" in trial.reason
+    assert (version, await sim.versions.active_version(PLAYBOOK)) == ("1.1.0", "1.1.0")
+    ended, running = sorted(await sim.learning.trials.store.listing(), key=lambda t: t.status)
+    assert ended.status == "dropped" and ended.reason is not None
+    assert "no longer active" in ended.reason
+    assert (running.status, running.base_version, running.started_by) == (
+        "running",
+        "1.1.0",
+        "supervisor",
+    )
+    carried = await sim.versions.definition(PLAYBOOK, running.trial_version)
+    assert carried is not None and carried.step("reboot").timeout_seconds == 60  # the change
+    assert carried.step("reinit").action == "reinit_cache"  # on the new base
     assert await sim.learning.rejections.latest(PLAYBOOK) == {}  # never judged
+    await sim.learning.rollback(PLAYBOOK, "1.0.0", "ada", "back to the reboot")
+    assert await sim.learning.trials.store.listing("running") == []  # not over a rollback
 
 
 async def test_a_round_of_the_simulation_reports_the_trial_it_ran(
