@@ -180,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(args.path)
         if args.command == "simulate":
             return run_simulate(args, _load(args.config))
-        if args.command in ("analyze", "recommendations", "rollbacks", "user") or (
+        if args.command in ("analyze", "recommendations", "rollbacks", "trials", "user") or (
             args.command == "playbook" and args.playbook_command in LEARNING_PLAYBOOK_COMMANDS
         ):
             return asyncio.run(run_learning_command(args, _load(args.config)))

@@ -318,6 +318,9 @@ class LearningConfig(Model):
     )
     replay_window: int = Field(1000, ge=10, le=100_000, description="recent executions replayed")
     recommendation_expiry_days: float = Field(7.0, gt=0)
+    trial_share: float = Field(
+        0.2, gt=0, lt=1, description="share of incidents a trial version runs (BR-WF-034)"
+    )
     manual_resolve_s: float = Field(
         1800.0, ge=0, description="a technician's time, until the store has recorded some"
     )

@@ -49,6 +49,7 @@ from graylogic_supervisor.health.probes import (
 )
 from graylogic_supervisor.learning.feed import FinishedExecutions
 from graylogic_supervisor.learning.service import LearningService, learning_settings
+from graylogic_supervisor.learning.trials import TrialArms
 from graylogic_supervisor.memory.capture import ContextCapture, resource_state
 from graylogic_supervisor.memory.events import EventRing, ExecutionEvents
 from graylogic_supervisor.memory.service import FailureMemory
@@ -86,6 +87,7 @@ from graylogic_supervisor.store.memory import MemoryRepository
 from graylogic_supervisor.store.recovery_state import RecoveryStateRepository
 from graylogic_supervisor.store.reserve import DiskReserve
 from graylogic_supervisor.store.sessions import SessionRepository
+from graylogic_supervisor.store.trials import TrialRepository
 from graylogic_supervisor.store.users import UserRepository, ensure_first_admin
 from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.supervised import LoopFactory, LoopSupervisor, RestartPolicy
@@ -368,6 +370,7 @@ async def _run(
             clock,
             advisor,
             PolicyJournal(policy, recovery_state, clock),
+            arms=TrialArms(TrialRepository(db), versions),
             judged=finished.judged,  # learning counts a run once its health verdict is written
         )
         reloader = Reloader(

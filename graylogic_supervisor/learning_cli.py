@@ -1,5 +1,6 @@
 """Commands for the learning loop: ``analyze``, ``recommendations …``, ``rollbacks
-list|show``, ``playbook versions|diff|rollback|metrics``, ``user …`` and ``simulate``.
+list|show``, ``trials list|show|stop``, ``playbook versions|diff|rollback|metrics``,
+``user …`` and ``simulate``.
 
 Deciding a recommendation or rolling back needs a user with the ``admin`` or
 ``system_owner`` role (``user add``); every decision goes to the audit log.
@@ -35,6 +36,7 @@ from graylogic_supervisor.store.versions import PlaybookVersions
 
 EXIT_OK, EXIT_INVALID = 0, 1
 STATUSES = ("pending", "approved", "rejected", "archived", "superseded", "all")
+TRIAL_STATUSES = ("running", "promoted", "dropped", "all")
 LEARNING_PLAYBOOK_COMMANDS = ("versions", "diff", "rollback", "metrics")
 
 
@@ -87,6 +89,16 @@ def add_learning_commands(
     approve.add_argument("--by", default=None, help="an admin or system_owner (default: login)")
     approve.add_argument("--reason", default="", help="why, for the version and the audit log")
     approve.add_argument("--change-file", type=Path, default=None, help="the modified change")
+    approve.add_argument(
+        "--trial",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run it as a trial on a share of incidents, the active version staying"
+        " (--no-trial: make it active at once; default: as the recommendation proposes)",
+    )
+    approve.add_argument(
+        "--share", type=float, default=None, help="a trial's share (default learning.trial_share)"
+    )
     reject = rec_commands.add_parser("reject", help="reject a recommendation, with a reason")
     config_option(reject)
     reject.add_argument("recommendation_id")
@@ -109,6 +121,30 @@ def add_learning_commands(
     config_option(rb_show)
     rb_show.add_argument("rollback_id")
     rb_show.add_argument("--json", action="store_true")
+    trials = commands.add_parser(
+        "trials",
+        help="trial versions: list them, show both arms' figures, stop one",
+        description=(
+            "A change approved as a trial runs on a share of incidents beside the active"
+            " version until the statistics promote it (faster, success not lower) or drop it"
+            " (worse, or not shown better after 8 x learning.min_executions executions)."
+        ),
+    )
+    trial_commands = trials.add_subparsers(dest="trial_command", required=True, metavar="ACTION")
+    trial_list = trial_commands.add_parser("list", help="trials, newest first")
+    config_option(trial_list)
+    trial_list.add_argument("--status", choices=TRIAL_STATUSES, default="all")
+    trial_list.add_argument("--playbook", default=None)
+    trial_list.add_argument("--json", action="store_true")
+    trial_show = trial_commands.add_parser("show", help="one trial with both arms' figures")
+    config_option(trial_show)
+    trial_show.add_argument("trial_id")
+    trial_show.add_argument("--json", action="store_true")
+    trial_stop = trial_commands.add_parser("stop", help="end a running trial; the base stays")
+    config_option(trial_stop)
+    trial_stop.add_argument("trial_id")
+    trial_stop.add_argument("--by", default=None, help="an admin or system_owner (default: login)")
+    trial_stop.add_argument("--reason", required=True)
 
     versions = playbook_commands.add_parser(
         "versions", help="a playbook's versions: status, who approved what and why"
@@ -248,6 +284,8 @@ async def run_learning_command(args: argparse.Namespace, config: SupervisorConfi
                 return await _recommendations(service, args)
             if args.command == "rollbacks":
                 return await _rollbacks(service, args)
+            if args.command == "trials":
+                return await _trials(service, args)
             if args.command == "user":
                 async with PasswordPool() as passwords:
                     return await _user(UserRepository(db, passwords), db, args, clock)
@@ -288,6 +326,7 @@ async def _recommendations(service: LearningService, args: argparse.Namespace) -
             print(
                 f"{rec.id}  {rec.status:10s} {rec.priority:6s} {rec.confidence:.2f}"
                 f" (n={rec.sample_size})  {rec.playbook_id} {rec.base_version}  {rec.summary}"
+                + ("  [trial proposed]" if rec.trial else "")
             )
         if not recs:
             print("no recommendations")
@@ -306,8 +345,19 @@ async def _recommendations(service: LearningService, args: argparse.Namespace) -
     by = args.by or default_actor()
     if args.rec_command == "approve":
         change = _read_change(args.change_file) if args.change_file else None
-        version = await service.approve(args.recommendation_id, by, args.reason, change)
-        print(f"{args.recommendation_id}: approved by {by}; version {version} is active")
+        version = await service.approve(
+            args.recommendation_id, by, args.reason, change, trial=args.trial, share=args.share
+        )
+        decided = await service.store.get(args.recommendation_id)
+        assert decided is not None  # it was just approved
+        trial = await service.trials.running_as(decided.playbook_id, version)
+        if trial is None:
+            print(f"{args.recommendation_id}: approved by {by}; version {version} is active")
+        else:
+            print(
+                f"{args.recommendation_id}: approved by {by} as a trial; version {version} runs"
+                f" on {trial.share:.0%} of incidents beside {trial.base_version} ({trial.id})"
+            )
         return EXIT_OK
     await service.reject(args.recommendation_id, by, args.reason)
     print(f"{args.recommendation_id}: rejected by {by}")
@@ -336,6 +386,39 @@ async def _rollbacks(service: LearningService, args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
     else:
         print(yaml.safe_dump(report, sort_keys=False), end="")
+    return EXIT_OK
+
+
+async def _trials(service: LearningService, args: argparse.Namespace) -> int:
+    if args.trial_command == "list":
+        status = None if args.status == "all" else args.status
+        trials = await service.trials.store.listing(status, args.playbook)
+        if args.json:
+            print(json.dumps([t.as_dict() for t in trials], indent=2))
+            return EXIT_OK
+        for trial in trials:
+            print(
+                f"{trial.id}  {trial.status:9s} {trial.playbook_id} {trial.trial_version}"
+                f" beside {trial.base_version} on {trial.share:.0%}  since {trial.started_at}"
+                + (f": {trial.reason}" if trial.reason else "")
+            )
+        if not trials:
+            print("no trials")
+        return EXIT_OK
+    found = await service.trials.store.get(args.trial_id)
+    if found is None:
+        print(f"no trial {args.trial_id}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.trial_command == "show":
+        data = await service.trials.report(found)
+        if args.json:
+            print(json.dumps(data, indent=2))
+        else:
+            print(yaml.safe_dump(data, sort_keys=False), end="")
+        return EXIT_OK
+    by = args.by or default_actor()
+    stopped = await service.stop_trial(args.trial_id, by, args.reason)
+    print(f"{args.trial_id}: stopped by {by}; {stopped['active_version']} stays active")
     return EXIT_OK
 
 

@@ -36,6 +36,7 @@ from graylogic_supervisor.learning.changes import (
 from graylogic_supervisor.learning.metrics import LearningMetrics
 from graylogic_supervisor.learning.rejections import change_key, earlier_rejection, holds_back
 from graylogic_supervisor.learning.safety import verification_guard
+from graylogic_supervisor.learning.trials import DEFAULT_SHARE, TrialKeeper
 from graylogic_supervisor.learning.verdicts import Verdicts
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.audit import AuditLog
@@ -43,6 +44,7 @@ from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.ids import new_id
 from graylogic_supervisor.store.learning import LearningRepository, StoredRecommendation
 from graylogic_supervisor.store.rejections import RejectionRepository
+from graylogic_supervisor.store.trials import Trial, TrialRepository
 from graylogic_supervisor.store.users import UserRepository
 from graylogic_supervisor.store.versions import PlaybookVersions, playbook_yaml, semver_key
 
@@ -61,6 +63,7 @@ class LearningSettings:
     expiry_days: float = 7.0
     # The analysis needs min_executions of the active version within this many days.
     window_days: float = 30.0
+    trial_share: float = DEFAULT_SHARE
 
 
 def learning_settings(config: LearningConfig) -> LearningSettings:
@@ -74,6 +77,7 @@ def learning_settings(config: LearningConfig) -> LearningSettings:
         ),
         expiry_days=config.recommendation_expiry_days,
         window_days=config.window_days,
+        trial_share=config.trial_share,
     )
 
 
@@ -111,6 +115,15 @@ class LearningService:
             settings.analysis.min_executions,
             settings.analysis.default_manual_s,
         )
+        self.trials = TrialKeeper(
+            TrialRepository(db),
+            versions,
+            audit,
+            clock,
+            settings.analysis.min_executions,
+            settings.analysis.default_manual_s,
+            ids,
+        )
 
     @property
     def settings(self) -> LearningSettings:
@@ -124,11 +137,14 @@ class LearningService:
     # --- after each execution ------------------------------------------------------------
 
     async def after_execution(self, execution_id: str) -> dict[str, Any] | None:
-        """Count a finished execution; returns the rollback it caused, if any."""
+        """Count a finished execution; returns the rollback it caused, if any (a trial's
+        decision it brings is audited and alerted, and seen in the active version)."""
         trace = await self.metrics.apply(execution_id)
         if trace is None:
             return None
-        return await self.check_rollback(trace.playbook_id, trace.version)
+        rollback = await self.check_rollback(trace.playbook_id, trace.version)
+        await self.check_trial(trace.playbook_id)
+        return rollback
 
     async def catch_up(self) -> int:
         """Count what finished while nobody was counting (start-up, after a crash)."""
@@ -137,7 +153,104 @@ class LearningService:
             total += len(traces)
             for version in {(t.playbook_id, t.version) for t in traces}:
                 await self.check_rollback(*version)
+            for playbook_id in {t.playbook_id for t in traces}:
+                await self.check_trial(playbook_id)
         return total
+
+    async def check_trial(self, playbook_id: str) -> dict[str, Any] | None:
+        """Promote or drop the playbook's running trial when its figures say so."""
+        decision = await self.trials.check(playbook_id)
+        if decision is not None:
+            await self._remember_dropped(decision)
+            if decision["status"] == "dropped" and not decision["judged"]:
+                carried = await self._carry_on(decision)
+                if carried is not None:
+                    decision = {**decision, "carried_on_as": carried.id}
+        if decision is not None and self._alert is not None:
+            promoted = decision["status"] == "promoted"
+            self._alert(
+                "info" if promoted else "warning",
+                f"{playbook_id} trial {decision['trial_version']} {decision['status']}:"
+                f" {decision['reason']}",
+                {"playbook": playbook_id, "trial": decision["id"]},
+            )
+        return decision
+
+    async def _changed(self, active: Playbook, change: Change, what: str) -> Playbook:
+        """``active`` with ``change`` made, as the playbook's next version; raises
+        ``LearningError`` (naming ``what``) when it does not apply or would drop a last
+        verification."""
+        version = await self._next_version(active.id, change.type)
+        try:
+            proposed = apply_change(active, change, version, self._specs)
+        except ChangeError as exc:
+            raise LearningError(
+                f"{what} does not apply to the active {active.version}: {exc}"
+            ) from exc
+        data = await load_cases(
+            self._db, active.id, self._specs, self._settings.analysis.replay_window
+        )
+        unsafe = verification_guard(active, proposed, self._specs, data.success_means_health)
+        if unsafe is not None:  # a modified change too: no approval drops a last verification
+            raise LearningError(f"{what} {unsafe}")
+        return proposed
+
+    async def _carry_on(self, decision: Mapping[str, Any]) -> Trial | None:
+        """A trial whose base an approval replaced goes on: its change made again on the
+        new active version, its figures started again. Not after a rollback (the new
+        active version does not descend from the base), nor when the change no longer
+        applies."""
+        trial = await self.trials.store.get(decision["id"])
+        rec_id = decision["recommendation_id"]
+        rec = None if rec_id is None else await self.store.get(rec_id)
+        active = await self._versions.active_playbook(decision["playbook_id"])
+        if trial is None or rec is None or active is None:
+            return None
+        info = await self._versions.version_info(active.id, active.version)
+        if info is None or info["parent_version"] != trial.base_version:
+            return None
+        try:
+            proposed = await self._changed(active, self._parse(rec.change), rec.id)
+        except LearningError as exc:
+            logger.info("trial %s not carried on: %s", trial.id, exc)
+            return None
+        why = f"trial {trial.id} carried on from {trial.base_version} to {active.version}"
+        await self._versions.add_version(
+            proposed,
+            parent_version=active.version,
+            created_by="workflow_learning",
+            approved_by=trial.started_by,
+            reason=why,
+            recommendation_id=rec.id,
+            changes=[{"type": rec.type, "description": rec.summary, "change": rec.change}],
+            now=self._clock.now(),
+            activate=False,
+        )
+        return await self.trials.start(
+            proposed, active.version, trial.share, rec.id, "supervisor", why
+        )
+
+    async def _remember_dropped(self, decision: Mapping[str, Any]) -> None:
+        """A trial judged no better (by its figures or by a person) is a rejected change:
+        not proposed again until its evidence has grown (``rejections.py``). One that
+        ended because its base was replaced was not judged."""
+        if decision["status"] != "dropped" or not decision["judged"]:
+            return
+        rec_id = decision["recommendation_id"]
+        rec = None if rec_id is None else await self.store.get(rec_id)
+        if rec is None:
+            return
+        await self.rejections.remember(
+            rec.playbook_id,
+            change_key(rec.playbook_id, rec.change),  # as approved: perhaps modified
+            rec.id,
+            "rejected",
+            decision["trial_version"],
+            decision["by"],
+            self._clock.now(),
+            f"trial dropped: {decision['reason']}",
+            await self.store.counted_executions(rec.playbook_id),
+        )
 
     async def check_rollback(self, playbook_id: str, version: str) -> dict[str, Any] | None:
         """Roll the active ``version`` back to the last version that really ran when
@@ -178,6 +291,7 @@ class LearningService:
             now,
         )
         logger.warning("%s %s rolled back to %s: %s", playbook_id, version, restored, reason)
+        await self.check_trial(playbook_id)  # a trial on the rolled-back base ends
         if self._alert is not None:
             self._alert(
                 "warning",
@@ -295,6 +409,7 @@ class LearningService:
                     "expected_impact": rec.expected_impact,
                     "fingerprint": rec.fingerprint,
                     "change_key": key,
+                    "trial": int(rec.trial),
                     "analysis_id": None,
                     "status": "pending",
                     "generated_at": isoformat(now),
@@ -312,28 +427,32 @@ class LearningService:
         user: str,
         reason: str,
         modified_change: Mapping[str, Any] | None = None,
+        trial: bool | None = None,
+        share: float | None = None,
     ) -> str:
-        """Make the recommended (or modified) change a new active version; returns it."""
+        """Make the recommended (or modified) change a new active version, or, approved as
+        a trial (``trial`` None: as the recommendation proposes), a version that runs on
+        ``share`` of the incidents beside the active one. Returns the new version."""
         await self.users.require_approver(user)
         rec = await self._pending(recommendation_id)
+        as_trial = rec.trial if trial is None else trial
+        share = self._settings.trial_share if share is None else share
+        if as_trial:
+            if not 0 < share < 1:
+                raise LearningError(f"a trial's share must be between 0 and 1, not {share}")
+            running = await self.trials.store.running(rec.playbook_id)
+            if running is not None:
+                raise LearningError(
+                    f"{rec.playbook_id} already has a trial running ({running.id},"
+                    f" {running.trial_version}); stop it or wait for its decision"
+                )
         active = await self._versions.active_playbook(rec.playbook_id)
         if active is None:
             raise LearningError(f"{rec.playbook_id} has no active version")
         change = self._parse(modified_change if modified_change is not None else rec.change)
-        version = await self._next_version(rec.playbook_id, change.type)
-        try:
-            proposed = apply_change(active, change, version, self._specs)
-        except ChangeError as exc:
-            raise LearningError(
-                f"{recommendation_id} does not apply to the active {active.version}: {exc}"
-            ) from exc
-        data = await load_cases(
-            self._db, active.id, self._specs, self._settings.analysis.replay_window
-        )
-        unsafe = verification_guard(active, proposed, self._specs, data.success_means_health)
-        if unsafe is not None:  # a modified change too: no approval drops a last verification
-            raise LearningError(f"{recommendation_id} {unsafe}")
-        if modified_change is None and active.version != rec.base_version:
+        proposed = await self._changed(active, change, recommendation_id)
+        version = proposed.version
+        if modified_change is None and active.version != rec.base_version and not as_trial:
             verdict = await self._still_helps(active, change, rec)
             if verdict is not None:
                 raise LearningError(
@@ -358,19 +477,28 @@ class LearningService:
                 }
             ],
             now=now,
+            activate=not as_trial,
         )
         decided = await self.store.decide(
             rec.id,
             "approved",
             user,
-            reason or "approved",
+            reason or ("approved as a trial" if as_trial else "approved"),
             now,
             version,
             change.model_dump(mode="json") if modified_change is not None else None,
         )
         if not decided:  # decided by someone else in the meantime: undo ours
-            await self._versions.activate(rec.playbook_id, active.version, failed=version)
+            if not as_trial:
+                await self._versions.activate(rec.playbook_id, active.version, failed=version)
             raise LearningError(f"{recommendation_id} was decided by someone else meanwhile")
+        started: Trial | None = None
+        if as_trial:
+            started = await self.trials.start(
+                proposed, active.version, share, rec.id, user, reason or rec.summary
+            )
+            if started is None:
+                raise LearningError(f"{rec.playbook_id} started another trial meanwhile")
         await self._audit.append(
             user,
             "recommendation.approve",
@@ -380,11 +508,30 @@ class LearningService:
                 "from_version": active.version,
                 "new_version": version,
                 "modified": modified_change is not None,
+                "trial": None if started is None else started.id,
                 "reason": reason,
             },
             now,
         )
+        if not as_trial:
+            await self.check_trial(rec.playbook_id)  # a trial on the replaced base ends
         return version
+
+    async def stop_trial(self, trial_id: str, user: str, reason: str) -> dict[str, Any]:
+        """A person ends a running trial; the base stays active."""
+        if not reason.strip():
+            raise LearningError("stopping a trial needs a reason")
+        await self.users.require_approver(user)
+        trial = await self.trials.store.get(trial_id)
+        if trial is None:
+            raise LearningError(f"no trial {trial_id}")
+        if trial.status != "running":
+            raise LearningError(f"{trial_id} is {trial.status}, not running")
+        stopped = await self.trials.stop(trial, user, reason)
+        if stopped is None:
+            raise LearningError(f"{trial_id} was decided meanwhile")
+        await self._remember_dropped(stopped)
+        return stopped
 
     async def reject(self, recommendation_id: str, user: str, reason: str) -> None:
         if not reason.strip():
@@ -457,6 +604,7 @@ class LearningService:
             {"from": current, "to": to_version, "id": rollback_id, "reason": reason},
             now,
         )
+        await self.check_trial(playbook_id)  # a trial on the replaced base ends
         return current
 
     async def diff(self, playbook_id: str, old: str, new: str) -> str:

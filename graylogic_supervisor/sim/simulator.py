@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from graylogic_supervisor.clock import VirtualClock
+from graylogic_supervisor.clock import VirtualClock, isoformat
 from graylogic_supervisor.engine.action import ActionKind, ActionSpec, FailureInfo
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.learning.analysis import AnalysisSettings
@@ -40,6 +40,7 @@ from graylogic_supervisor.learning.service import (
     LearningService,
     LearningSettings,
 )
+from graylogic_supervisor.learning.trials import TrialArms
 from graylogic_supervisor.memory.model import (
     Environment,
     FailureContext,
@@ -57,6 +58,7 @@ from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.ids import new_id
 from graylogic_supervisor.store.memory import MemoryRepository
+from graylogic_supervisor.store.trials import TrialRepository
 from graylogic_supervisor.store.versions import PlaybookVersions, playbook_yaml
 
 SIMULATOR = "simulator"
@@ -144,6 +146,7 @@ class Simulation:
         incidents: dict[str, Incident],
         versions: PlaybookVersions,
         learning: LearningService,
+        arms: TrialArms,
     ) -> None:
         self._scenario = scenario
         self._options = options
@@ -156,6 +159,7 @@ class Simulation:
         self._incidents = incidents
         self.versions = versions
         self.learning = learning
+        self._arms = arms
         self._served = 0  # incidents so far: the number of one run outside a round
         self._ran: list[tuple[datetime, str]] = []  # each incident's start and version
         self._analysed_at = clock.now()
@@ -204,6 +208,7 @@ class Simulation:
             incidents,
             versions,
             learning,
+            TrialArms(TrialRepository(db), versions),
         )
 
     async def round(self, number: int) -> dict[str, Any]:
@@ -218,6 +223,7 @@ class Simulation:
         rolled_back_to = None
         analyses: list[dict[str, Any]] = []
         recommendations: list[dict[str, Any]] = []
+        began = isoformat(self.clock.now())
         for index in range(options.incidents):
             took, fixed, rollback = await self.incident(playbook, number=index)
             times.append(took)
@@ -232,7 +238,8 @@ class Simulation:
                 analysis, made = await self.analysis(index + 1)
                 analyses.append(analysis)
                 recommendations += made
-            if rollback is not None or due:
+            # rolled back, changes approved, or a trial promoted
+            if await versions.active_version(playbook_id) != playbook.version:
                 again = await versions.active_playbook(playbook_id)
                 assert again is not None
                 playbook = again
@@ -251,7 +258,23 @@ class Simulation:
             "recommendations": recommendations,
             "analyses": analyses,
             "rolled_back_to": rolled_back_to,
+            "trials": await self._trials_since(began),
         }
+
+    async def _trials_since(self, began: str) -> list[dict[str, Any]]:
+        """The trials that ran during the round (started before it or in it), as they stand."""
+        return [
+            {
+                "id": trial.id,
+                "trial_version": trial.trial_version,
+                "base_version": trial.base_version,
+                "share": trial.share,
+                "status": trial.status,
+                "reason": trial.reason,
+            }
+            for trial in await self.learning.trials.store.listing(playbook_id=self.playbook_id)
+            if trial.decided_at is None or trial.decided_at >= began
+        ]
 
     async def analysis(self, after_incidents: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The learning analysis now, and approvals if automatic (the best saving first):
@@ -277,12 +300,17 @@ class Simulation:
                     "base_version": rec.base_version,
                     "sample_size": rec.sample_size,
                     "change": rec.change,
+                    "trial": rec.trial,
                     "time_saved_s": -rec.expected_impact["resolution_time_s"]["change"],
                 }
             )
         if self._options.auto_approve:
-            for entry in sorted(recommendations, key=lambda r: -r["time_saved_s"]):
+            # Changes first, then trials: a change approved after a trial would end it.
+            for entry in sorted(recommendations, key=lambda r: (r["trial"], -r["time_saved_s"])):
                 if entry["confidence"] < self._options.confidence_threshold:
+                    continue
+                if entry["trial"] and await learning.trials.store.running(self.playbook_id):
+                    entry["refused"] = "a trial is running for this playbook"
                     continue
                 try:
                     await learning.approve(entry["id"], SIMULATOR, "auto-approved in simulation")
@@ -309,8 +337,9 @@ class Simulation:
     async def incident(
         self, playbook: Playbook, count: bool = True, number: int | None = None
     ) -> tuple[float, bool, dict[str, Any] | None]:
-        """One incident: the playbook, then a technician if it did not fix it. Returns its
-        resolution time, whether the playbook fixed it, and a rollback it caused.
+        """One incident: the active ``playbook`` (or a running trial's version, for the
+        trial's share), then a technician if it did not fix it. Returns its resolution
+        time, whether the playbook fixed it, and a rollback it caused.
         ``number`` is its place in the round (its draws); by default the incidents are
         numbered in the order they come. ``count=False`` leaves it uncounted, as a
         supervisor stopped before counting."""
@@ -323,8 +352,9 @@ class Simulation:
         cause = scenario.draw_cause(draws)
         await clock.sleep(between_incidents_s(scenario, draws))
         now = clock.now()
-        self._ran.append((now, playbook.version))
         failure_id = new_id("fail", now, self._rng)
+        playbook = await self._arms.choose(playbook, failure_id)
+        self._ran.append((now, playbook.version))
         message = f"{scenario.trigger.component} failed ({scenario.trigger.error_id})"
         self._incidents[failure_id] = incident = Incident(cause, seed)
         await self._executions.record_failure(

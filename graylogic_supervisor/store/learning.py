@@ -39,6 +39,7 @@ class StoredRecommendation:
     new_version: str | None
     change_key: str | None = None  # the change, independent of the version (rejections.py)
     prediction_check: dict[str, Any] | None = None  # what the version really did (predictions.py)
+    trial: bool = False  # replay cannot judge it: to be tried on a share of incidents
 
     def as_dict(self) -> dict[str, Any]:
         """The learning spec's "Improvement Recommendation", with its decision."""
@@ -55,6 +56,7 @@ class StoredRecommendation:
             "recommendation": self.change,
             "evidence": self.evidence,
             "expected_impact": self.expected_impact,
+            "trial": self.trial,
             "approval": {
                 "status": self.status,
                 "requires_approval_from": ["admin", "system_owner"],
@@ -93,6 +95,7 @@ def _recommendation(row: Row) -> StoredRecommendation:
         prediction_check=(
             json.loads(row["prediction_check"]) if row["prediction_check"] is not None else None
         ),
+        trial=bool(row["trial"]),
     )
 
 

@@ -477,4 +477,33 @@ MIGRATIONS: list[str] = [
     CREATE INDEX rejections_by_change ON learning_rejections(playbook_id, change_key, at);
     CREATE INDEX rollbacks_by_playbook ON version_rollbacks(playbook_id, at);
     """,
+    # 15: trial versions (BR-WF-034): a change approved as a trial runs on a share of the
+    # incidents beside its base (which stays active) until the statistics promote or drop
+    # it; at most one running trial per playbook. A recommendation says whether replay
+    # can judge it or it should be tried.
+    """
+    CREATE TABLE learning_trials (
+        id                 TEXT PRIMARY KEY,
+        playbook_id        TEXT NOT NULL,
+        base_version       TEXT NOT NULL,
+        trial_version      TEXT NOT NULL,
+        share              REAL NOT NULL CHECK (share > 0 AND share < 1),
+        recommendation_id  TEXT REFERENCES learning_recommendations(id),
+        started_at         TEXT NOT NULL,
+        started_by         TEXT NOT NULL,
+        status             TEXT NOT NULL CHECK (status IN ('running', 'promoted', 'dropped')),
+        decided_at         TEXT,
+        decided_by         TEXT,
+        reason             TEXT,
+        statistics         TEXT,            -- JSON: both arms' figures at the last look
+        FOREIGN KEY (playbook_id, base_version)
+            REFERENCES playbook_versions(playbook_id, version),
+        FOREIGN KEY (playbook_id, trial_version)
+            REFERENCES playbook_versions(playbook_id, version)
+    );
+    CREATE UNIQUE INDEX one_running_trial ON learning_trials(playbook_id)
+        WHERE status = 'running';
+    ALTER TABLE learning_recommendations ADD COLUMN trial INTEGER NOT NULL DEFAULT 0
+        CHECK (trial IN (0, 1));
+    """,
 ]

@@ -182,23 +182,28 @@ class PlaybookVersions:
         recommendation_id: str | None,
         changes: Sequence[Mapping[str, Any]],
         now: datetime,
+        activate: bool = True,
     ) -> None:
-        """Store an approved change as a new version and make it the active one."""
+        """Store an approved change as a new version and make it the active one (a trial's
+        version, ``activate=False``, waits beside the active one)."""
         stamp = isoformat(now)
         async with self._db.transaction() as conn:
-            await conn.execute(
-                "UPDATE playbook_versions SET active = 0 WHERE playbook_id = ?", (playbook.id,)
-            )
+            if activate:
+                await conn.execute(
+                    "UPDATE playbook_versions SET active = 0 WHERE playbook_id = ?",
+                    (playbook.id,),
+                )
             await conn.execute(
                 "INSERT INTO playbook_versions (playbook_id, version, definition, source_yaml,"
                 " source_file, active, created_at, created_by, reason, recommendation_id,"
                 " changes, parent_version, approved_by)"
-                " VALUES (?, ?, ?, ?, NULL, 1, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     playbook.id,
                     playbook.version,
                     playbook.model_dump_json(),
                     playbook_yaml(playbook),
+                    int(activate),
                     stamp,
                     created_by,
                     reason,

@@ -32,6 +32,7 @@ from graylogic_supervisor.engine.execution import ExecutionOutcome
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import StoreError, SupervisorError
 from graylogic_supervisor.health.monitor import Health, HealthChange, HealthMonitor
+from graylogic_supervisor.learning.trials import TrialArms
 from graylogic_supervisor.memory.model import FailureContext
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.controls import ControlRepository
@@ -95,9 +96,11 @@ class Supervisor:
         advisor: MemoryAdvisor | None = None,
         journal: PolicyJournal | None = None,
         judged: Callable[[str], None] | None = None,
+        arms: TrialArms | None = None,
     ) -> None:
         """``journal`` writes the policy's give-up state as it changes (None: kept in memory);
-        ``judged`` is told each execution whose health verdict is written (learning)."""
+        ``judged`` is told each execution whose health verdict is written (learning);
+        ``arms`` gives a running trial's version its share of incidents (None: no trials)."""
         self._monitor = monitor
         self._versions = versions
         self._executions = executions
@@ -114,6 +117,7 @@ class Supervisor:
         self._advisor = advisor
         self._journal = journal
         self._judged = judged
+        self._arms = arms
         self._clock = clock
         self._active: set[str] = set()
         self._adopted: list[tuple[str, Coroutine[Any, Any, object]]] = []
@@ -509,7 +513,9 @@ class Supervisor:
             if self._monitor.state(component).health is not Health.UNHEALTHY:
                 await self._recovered_without_us(incident)
                 return
-            playbook = await self._select_playbook(component, incident.error_id)
+            playbook = await self._select_playbook(
+                component, incident.error_id, incident.failure.failure_id
+            )
             if playbook is None:
                 await self._escalate(
                     incident,
@@ -739,14 +745,21 @@ class Supervisor:
             waited += step
         return self._monitor.state(component).health is not Health.UNHEALTHY
 
-    async def _select_playbook(self, component: str, error_id: str) -> Playbook | None:
+    async def _select_playbook(
+        self, component: str, error_id: str, failure_id: str
+    ) -> Playbook | None:
+        """The active playbook for the failure, or its running trial's version for the
+        trial's share of failures (never in safe mode)."""
         candidates = [
             p
             for p in await self._versions.active_playbooks()
             if p.trigger.component == component and error_id in p.trigger.error_ids
         ]
         preferred = self._catalog.entry(error_id).playbook
-        for playbook in candidates:
-            if playbook.id == preferred:
-                return playbook
-        return candidates[0] if candidates else None
+        chosen = next((p for p in candidates if p.id == preferred), None)
+        if chosen is None and candidates:
+            chosen = candidates[0]
+        if chosen is None or self._arms is None:
+            return chosen
+        safe_mode = (await self._controls.safe_mode()).active
+        return await self._arms.choose(chosen, failure_id, safe_mode)

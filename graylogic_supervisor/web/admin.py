@@ -37,6 +37,7 @@ from graylogic_supervisor.web.learning_pages import learning_routes
 from graylogic_supervisor.web.record_pages import record_routes
 from graylogic_supervisor.web.render import admin, changing, refuse, render, to_login
 from graylogic_supervisor.web.reports import report_routes
+from graylogic_supervisor.web.trial_pages import trial_routes
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ def admin_routes() -> list[Route]:
         Route("/safe-mode/leave", leave_safe_mode, methods=["POST"]),
         Route("/escalations/{escalation_id}/acknowledge", acknowledge, methods=["POST"]),
         *learning_routes(),
+        *trial_routes(),
         *execution_routes(),
         *record_routes(),
         *api_routes(),

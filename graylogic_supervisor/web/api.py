@@ -236,9 +236,13 @@ async def approve(request: Request, session: Session, data: dict[str, Any]) -> R
         application/json:
           schema:
             type: object
-            properties: {reason: {type: string}, change: {type: object}}
+            properties:
+              reason: {type: string}
+              change: {type: object}
+              trial: {type: boolean, description: "run it as a trial (default: as proposed)"}
+              share: {type: number, description: "a trial's share of incidents, 0 to 1"}
     responses:
-      200: {description: approved; the new active version}
+      200: {description: "approved; the new active version, or the trial's"}
       400: {description: the change does not apply or is not valid}
       401: {description: not logged in}
       403: {description: wrong CSRF token, or a viewer}
@@ -246,13 +250,29 @@ async def approve(request: Request, session: Session, data: dict[str, Any]) -> R
     change = data.get("change")
     if change is not None and not isinstance(change, dict):
         return refuse(400, "change is a JSON object")
+    trial, share = data.get("trial"), data.get("share")
+    if trial is not None and not isinstance(trial, bool):
+        return refuse(400, "trial is true or false")
+    if share is not None and (isinstance(share, bool) or not isinstance(share, int | float)):
+        return refuse(400, "share is a number between 0 and 1")
+    learning = admin(request).learning
     try:
-        version = await admin(request).learning.approve(
-            request.path_params["rec_id"], session.user, text(data, "reason"), change
+        version = await learning.approve(
+            request.path_params["rec_id"],
+            session.user,
+            text(data, "reason"),
+            change,
+            trial=trial,
+            share=None if share is None else float(share),
         )
     except SupervisorError as exc:
         return refuse(400, str(exc))
-    return JSONResponse({"approved": request.path_params["rec_id"], "version": version})
+    rec = await learning.store.get(request.path_params["rec_id"])
+    trial_run = None if rec is None else await learning.trials.running_as(rec.playbook_id, version)
+    answer = {"approved": request.path_params["rec_id"], "version": version}
+    if trial_run is not None:
+        answer["trial"] = trial_run.id
+    return JSONResponse(answer)
 
 
 @writing

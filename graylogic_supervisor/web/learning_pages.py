@@ -112,6 +112,7 @@ async def recommendation(
         error=error,
         change_yaml=edited or yaml.safe_dump(rec.change, sort_keys=False),
         may_change=may_change(session),
+        trial_share=round(admin(request).learning.settings.trial_share * 100),
     )
 
 
@@ -129,14 +130,21 @@ async def approve(request: Request) -> Response:
             modified = change_from_yaml(edited, Path("change"))
         except ChangeError as exc:
             return await recommendation(request, str(exc), 400, edited)
+    trial = {"1": True, "0": False}.get(form.get("trial", ""))
+    try:
+        share = float(form["share"]) / 100 if form.get("share") else None
+    except ValueError:
+        return await recommendation(request, "the share is a percentage", 400, edited)
     try:
         version = await deps.learning.approve(
-            rec_id, session.user, form.get("reason", ""), modified
+            rec_id, session.user, form.get("reason", ""), modified, trial=trial, share=share
         )
     except SupervisorError as exc:
         return await recommendation(request, str(exc), 400, edited)
     rec = await deps.learning.store.get(rec_id)
     assert rec is not None
+    if await deps.learning.trials.running_as(rec.playbook_id, version) is not None:
+        return see_other(f"/playbooks/{rec.playbook_id}?trial={version}")
     return see_other(f"/playbooks/{rec.playbook_id}?approved={version}")
 
 
@@ -207,10 +215,21 @@ async def playbook_page(request: Request, error: str | None = None, status: int 
         new=new,
         error=error,
         approved=request.query_params.get("approved"),
+        on_trial=request.query_params.get("trial"),
+        trials=await playbook_trials(request, playbook_id),
         graph=Markup(step_graph(active)),  # noqa: S704  # built from escaped text only
         success_chart=Markup(trends[0]),  # noqa: S704
         time_chart=Markup(trends[1]),  # noqa: S704
     )
+
+
+async def playbook_trials(request: Request, playbook_id: str) -> list[dict[str, Any]]:
+    """The playbook's trials, newest first, each with both arms' figures."""
+    keeper = admin(request).learning.trials
+    return [
+        await keeper.report(found)
+        for found in await keeper.store.listing(playbook_id=playbook_id, limit=20)
+    ]
 
 
 async def _trends(request: Request, playbook_id: str) -> tuple[str, str]:

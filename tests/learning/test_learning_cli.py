@@ -213,3 +213,55 @@ def test_a_rejected_change_stays_rejected_and_a_rollback_is_read_from_the_comman
     assert missing.returncode == 1 and "no rollback rollback-nope" in missing.stderr
     after = json.loads(cli(config, "analyze", "--json").stdout)
     assert second["id"] in {h["recommendation_id"] for h in after["playbooks"][0]["held_back"]}
+
+
+def test_approve_as_a_trial_then_follow_and_stop_it_from_the_command_line(config: Path) -> None:
+    cli(config, "user", "add", "ada", "--role", "admin")
+    cli(config, "analyze")
+    listed = json.loads(cli(config, "recommendations", "list", "--json").stdout)
+    retry = next(r for r in listed if r["recommendation_type"] == "set_retry")
+    assert retry["trial"] is False  # replay judged it; a person may still try it first
+    bad = cli(
+        config, "recommendations", "approve", retry["id"], "--by", "ada", "--trial", "--share", "2"
+    )
+    assert bad.returncode == 1 and "between 0 and 1" in bad.stderr
+    approved = cli(
+        config,
+        "recommendations",
+        "approve",
+        retry["id"],
+        "--by",
+        "ada",
+        "--trial",
+        "--share",
+        "0.3",
+    )
+    assert approved.returncode == 0, approved.stderr
+    assert approved.stdout.startswith(
+        f"{retry['id']}: approved by ada as a trial; version 1.0.1 runs on 30% of incidents"
+        " beside 1.0.0 (trial-"
+    )
+    assert "1.0.0 " in cli(config, "playbook", "versions", PLAYBOOK).stdout.splitlines()[0]
+    [trial] = json.loads(cli(config, "trials", "list", "--status", "running", "--json").stdout)
+    assert (trial["base_version"], trial["trial_version"], trial["share"]) == (
+        "1.0.0",
+        "1.0.1",
+        0.3,
+    )
+    line = cli(config, "trials", "list").stdout
+    assert f"{trial['id']}  running   {PLAYBOOK} 1.0.1 beside 1.0.0 on 30%" in line
+    shown = json.loads(cli(config, "trials", "show", trial["id"], "--json").stdout)
+    assert shown["statistics"]["base"]["version"] == "1.0.0"
+    assert shown["statistics"]["trial"]["executions"] == 0
+    assert "waiting for 10 executions" in shown["statistics"]["reason"]
+    missing = cli(config, "trials", "show", "trial-nope")
+    assert missing.returncode == 1 and "no trial trial-nope" in missing.stderr
+    stopped = cli(config, "trials", "stop", trial["id"], "--by", "ada", "--reason", "not now")
+    assert stopped.stdout == f"{trial['id']}: stopped by ada; 1.0.0 stays active\n"
+    again = cli(config, "trials", "stop", trial["id"], "--by", "ada", "--reason", "again")
+    assert again.returncode == 1 and "dropped, not running" in again.stderr
+    audit = [
+        json.loads(line)["action"]
+        for line in cli(config, "audit", "list", "--json").stdout.splitlines()
+    ]
+    assert audit[-3:] == ["trial.start", "recommendation.approve", "trial.stop"]

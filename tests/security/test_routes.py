@@ -30,7 +30,10 @@ from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.escalations import EscalationRepository
+from graylogic_supervisor.store.learning import LearningRepository
 from graylogic_supervisor.store.memory import MemoryRepository
+from graylogic_supervisor.store.trials import TrialRepository
+from graylogic_supervisor.store.versions import PlaybookVersions
 from tests.web.test_admin_auth import log_in
 from tests.web.test_admin_pages import (
     NOW,
@@ -104,12 +107,32 @@ async def samples(db: Database) -> dict[str, str]:
     )
     execution = await db.fetchone("SELECT id FROM executions ORDER BY started_at DESC LIMIT 1")
     assert rec is not None and execution is not None
+    versions = PlaybookVersions(db)
+    active = await versions.active_playbook(PLAYBOOK)
+    assert active is not None
+    await versions.add_version(
+        active.model_copy(update={"version": "1.0.1"}),
+        parent_version="1.0.0",
+        created_by="workflow_learning",
+        approved_by="ada",
+        reason="on trial",
+        recommendation_id=None,
+        changes=[],
+        now=NOW,
+        activate=False,
+    )
+    await TrialRepository(db).start("trial-1", PLAYBOOK, "1.0.0", "1.0.1", 0.2, None, "ada", NOW)
+    await LearningRepository(db).record_rollback(
+        "rollback-1", PLAYBOOK, "1.0.1", "1.0.0", NOW, "ada", "security test", {"manual": True}
+    )
     return {
         "rec_id": rec["id"],
         "playbook_id": PLAYBOOK,
         "execution_id": execution["id"],
         "failure_id": "fail-1",
         "escalation_id": escalation,
+        "trial_id": "trial-1",
+        "rollback_id": "rollback-1",
     }
 
 

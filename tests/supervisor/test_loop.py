@@ -22,6 +22,7 @@ from graylogic_supervisor.config import (
 from graylogic_supervisor.engine.action import ActionKind, ActionRegistry, StepContext, StepResult
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.health.monitor import HealthMonitor
+from graylogic_supervisor.learning.trials import TrialArms
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.services.manager import ServiceManager
 from graylogic_supervisor.store.audit import AuditLog
@@ -31,6 +32,7 @@ from graylogic_supervisor.store.escalations import EscalationRepository
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.incidents import IncidentRepository
 from graylogic_supervisor.store.recovery_state import RecoveryStateRepository
+from graylogic_supervisor.store.trials import TrialRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.supervisor.escalation import EscalationChain
 from graylogic_supervisor.supervisor.loop import MAINTENANCE_CHECK_S, Supervisor
@@ -94,6 +96,7 @@ class Harness:
         self.executions = ExecutionRepository(db)
         self.incidents = IncidentRepository(db)
         self.versions = PlaybookVersions(db)
+        self.trials = TrialRepository(db)
         self.policy = RecoveryPolicy(settings, clock)
         self.recovery_state = RecoveryStateRepository(db)
         # the head file is written on a worker thread the driven clock must see
@@ -116,6 +119,7 @@ class Harness:
             self.escalations,
             clock,
             journal=PolicyJournal(self.policy, self.recovery_state, clock),
+            arms=TrialArms(self.trials, self.versions),
         )
 
     async def seed(
