@@ -420,11 +420,13 @@ def _options(
             ended("success", p * (1.0 - q)),
             ended("failure", 1.0 - p),
         ]
-    if not unknown_fix:
+    if not unknown_fix or seen:
+        # Not a fix, or a further try of one this case recorded not fixing it: as the
+        # records say (it did not fix here; another try is another such draw).
         return [ended("success", p), ended("failure", 1.0 - p)]
-    # A fix action where this case never recorded it before the fix: by the records it
-    # does not repair (it did not wherever it ran and was not the fix); the hypothesis
-    # is that it does with some chance.
+    # A fix action this case never ran before the fix: by the records it does not
+    # repair (it did not wherever it ran and was not the fix); the hypothesis is that
+    # it does with some chance. Only a trial can tell.
     h = model.hypothesis
     return [
         ended("success", h, fixes=True, guessed=True),
