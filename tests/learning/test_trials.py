@@ -188,6 +188,18 @@ def arm(
     return VersionSample(version, resolved, resolved + failed, tuple(times))
 
 
+def test_a_trial_faster_in_most_incidents_is_promoted_though_technicians_swamp_the_means() -> None:
+    # both arms send 3 in 40 to a technician (1,800 s): the means' spread hides a saving
+    # of a minute in every other incident, the ranks do not
+    base = arm("1", 148, 12, 90, spread=20)
+    trial = arm("2", 37, 3, 30, spread=20)
+    result = decide_trial(base, trial, 10, 2)
+    assert result.decision == "promote" and "faster in most incidents" in result.reason
+    # the same ranks with a longer tail: the mean is not lower, so nothing is promoted
+    slow_tail = arm("2", 35, 5, 30, spread=20)
+    assert decide_trial(base, slow_tail, 10, 2).decision != "promote"
+
+
 def test_nothing_is_decided_before_each_arm_has_its_minimum() -> None:
     result = decide_trial(arm("1", 40, 0, 300), arm("2", 9, 0, 10), 10, 0)
     assert result.decision is None and "waiting for 10" in result.reason
