@@ -571,6 +571,8 @@ def _missing_steps(
             continue
         executions = data.executions_fixed_by(action)
         again = action in present
+        if again and sum(step.action == action for step in playbook.steps) > 1:
+            continue  # one second run at most: a third would fix what the second missed
         if again:
             # Already in the playbook, and technicians fixed with it after it ran and the
             # failure stayed: a second run where the playbook gives up (a fix that works
