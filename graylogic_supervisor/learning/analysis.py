@@ -38,6 +38,7 @@ from graylogic_supervisor.learning.changes import (
     entries,
     explicit_steps,
     failure_exit,
+    verifying,
 )
 from graylogic_supervisor.learning.metrics import StepMetrics, StepPair, VersionMetrics
 from graylogic_supervisor.learning.replay import (
@@ -707,7 +708,7 @@ def _removals(
     return found
 
 
-def failure_chains(playbook: Playbook) -> list[list[str]]:
+def failure_chains(playbook: Playbook, specs: Mapping[str, ActionSpec]) -> list[list[str]]:
     """Maximal runs of blocks (a plain step, with its own verification if it has one),
     every way out of each on failure leading to the next block, which nothing else
     enters (the first may be entered from anywhere). Returned as the blocks' first steps."""
@@ -718,7 +719,8 @@ def failure_chains(playbook: Playbook) -> list[list[str]]:
         for step in playbook.steps
         if not step.is_group and step.when is None and not step.needs
     }
-    blocks = {head: block_of(steps, head, plain) for head in plain}
+    checks = verifying(steps, specs)
+    blocks = {head: block_of(steps, head, plain, checks) for head in plain}
     by_id = {data["id"]: data for data in steps}
 
     def follows(head: str) -> str | None:
@@ -756,9 +758,11 @@ def _reorders(
     weight = sum(data.cases.values())
     steps = explicit_steps(playbook)
     plain = {s.id for s in playbook.steps if not s.is_group and s.when is None and not s.needs}
-    for chain in failure_chains(playbook):
+    checks = verifying(steps, specs)
+    for chain in failure_chains(playbook, specs):
         scores = {
-            head: _fix_rate(playbook, block_of(steps, head, plain), data, model) for head in chain
+            head: _fix_rate(playbook, block_of(steps, head, plain, checks), data, model)
+            for head in chain
         }
         by_rate = sorted(chain, key=lambda s: (-scores[s], chain.index(s)))
         orders = [by_rate, *([head, *(h for h in chain if h != head)] for head in chain[1:])]

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from graylogic_supervisor.engine.action import ActionSpec
+from graylogic_supervisor.engine.action import ActionKind, ActionSpec
 from graylogic_supervisor.errors import PlaybookError, SourceError, SupervisorError
 from graylogic_supervisor.playbooks.loader import validate_playbook_data
 from graylogic_supervisor.playbooks.model import DONE, ESCALATE, NEXT, TERMINALS, Playbook
@@ -174,7 +174,7 @@ def apply_change(
     elif isinstance(change, RemoveStep):
         _remove(steps, change)
     elif isinstance(change, ReorderSteps):
-        _reorder(steps, change)
+        _reorder(steps, change, verifying(steps, specs))
     elif isinstance(change, AddCondition):
         steps[_index(steps, change.step_id)]["when"] = change.when
     elif isinstance(change, SetRetry):
@@ -276,13 +276,16 @@ def entries(steps: list[dict[str, Any]]) -> dict[str, int]:
     return entered
 
 
-def block_of(steps: list[dict[str, Any]], head: str, plain: set[str]) -> list[str]:
+def block_of(
+    steps: list[dict[str, Any]], head: str, plain: set[str], verifying: set[str]
+) -> list[str]:
     """``head`` and its own verification: the step its success leads to when that step
-    is plain and entered only from ``head``. A block is tried as one: fix, then check
-    that it held; the check failing goes on to the next block."""
+    verifies health (``verifying``), is plain and is entered only from ``head``. A block
+    is tried as one: fix, then check that it held; the check failing goes on to the
+    next block."""
     data = steps[_index(steps, head)]
     follower = data.get("on_success")
-    if follower not in plain or follower == head:
+    if follower not in plain or follower not in verifying or follower == head:
         return [head]
     if entries(steps)[str(follower)] == 1:
         return [head, str(follower)]
@@ -294,7 +297,16 @@ def failure_exit(steps: list[dict[str, Any]], block: list[str]) -> str:
     return str(steps[_index(steps, block[-1])]["on_failure"])
 
 
-def _reorder(steps: list[dict[str, Any]], change: ReorderSteps) -> None:
+def verifying(steps: list[dict[str, Any]], specs: Mapping[str, ActionSpec]) -> set[str]:
+    """The steps whose action verifies health."""
+    return {
+        d["id"]
+        for d in steps
+        if (spec := specs.get(str(d.get("action")))) is not None and spec.kind is ActionKind.VERIFY
+    }
+
+
+def _reorder(steps: list[dict[str, Any]], change: ReorderSteps, checks: set[str]) -> None:
     """Blocks (a step, with its own verification if it has one) tried in a new order:
     every way out of a block that led to the next block leads to the next in the new
     order (a way out elsewhere, such as a failed power cycle escalating, stays)."""
@@ -303,7 +315,7 @@ def _reorder(steps: list[dict[str, Any]], change: ReorderSteps) -> None:
         raise ChangeError("a new order must hold the chain's steps, each once")
     plain = {d["id"] for d in steps if "when" not in d and not d.get("needs")}
     plain -= {d["id"] for d in steps if d.get("parallel")}
-    blocks = {head: block_of(steps, head, plain) for head in chain}
+    blocks = {head: block_of(steps, head, plain, checks) for head in chain}
     members = {step_id for block in blocks.values() for step_id in block}
     following = {}
     for first, second in itertools.pairwise(chain):
