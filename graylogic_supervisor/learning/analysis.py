@@ -723,12 +723,21 @@ def failure_chains(playbook: Playbook, specs: Mapping[str, ActionSpec]) -> list[
     blocks = {head: block_of(steps, head, plain, checks) for head in plain}
     by_id = {data["id"]: data for data in steps}
 
+    def closed(head: str) -> bool:
+        """Every failure in the block goes on to what follows it, or escalates: moved
+        elsewhere, a failure into another part of the flow would be cut off."""
+        block = blocks[head]
+        target = failure_exit(steps, block)
+        return all(by_id[m]["on_failure"] in (target, ESCALATE) for m in block)
+
     def follows(head: str) -> str | None:
         block = blocks[head]
         target = failure_exit(steps, block)
         exits = sum(1 for member in block if by_id[member]["on_failure"] == target)
         if (
-            target in plain
+            closed(head)
+            and target in plain
+            and closed(target)
             and target not in block
             and entered[target] == exits
             and by_id[head]["on_success"] != target

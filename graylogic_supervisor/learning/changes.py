@@ -323,6 +323,14 @@ def _reorder(steps: list[dict[str, Any]], change: ReorderSteps, checks: set[str]
             raise ChangeError(f"{first!r} no longer leads to {second!r} on failure")
         following[first] = second
     following[chain[-1]] = failure_exit(steps, blocks[chain[-1]])
+    for head, block in blocks.items():
+        for step_id in block:
+            way_out = steps[_index(steps, step_id)]["on_failure"]
+            if way_out not in (following[head], ESCALATE):
+                raise ChangeError(
+                    f"{step_id!r} fails into {way_out!r}, outside the chain: moving it would"
+                    " cut that path off"
+                )
     for step_id in chain[1:]:
         for data in steps:
             if data["id"] not in members and step_id in (
