@@ -272,6 +272,7 @@ def test_simulate_json_prints_the_report_format_md_describes(tmp_path: Path) -> 
             "recommendations",
             "analyses",
             "rolled_back_to",
+            "trials",
         }
         assert entry["incidents"] == 20
         # 20 incidents 600 s apart stay within a week: the round's closing analysis only
@@ -288,6 +289,7 @@ def test_simulate_json_prints_the_report_format_md_describes(tmp_path: Path) -> 
                 "base_version",
                 "sample_size",
                 "change",
+                "trial",
             }
             assert rec["approved"] is False  # without --auto-approve
     assert report["final_version"] == "1.0.0"
