@@ -720,8 +720,17 @@ def failure_chains(playbook: Playbook, specs: Mapping[str, ActionSpec]) -> list[
         if not step.is_group and step.when is None and not step.needs
     }
     checks = verifying(steps, specs)
-    blocks = {head: block_of(steps, head, plain, checks) for head in plain}
     by_id = {data["id"]: data for data in steps}
+    # A check whose success leads on into another part of the flow is a branch point,
+    # not an attempt at a fix: trying fixes before it would change which branch runs.
+    plain -= {
+        step_id
+        for step_id in plain
+        if _kind(specs, str(by_id[step_id]["action"])) is ActionKind.CHECK
+        and by_id[step_id]["on_success"] not in TERMINALS
+        and by_id[step_id]["on_success"] not in checks
+    }
+    blocks = {head: block_of(steps, head, plain, checks) for head in plain}
 
     def closed(head: str) -> bool:
         """Every failure in the block goes on to what follows it, or escalates: moved

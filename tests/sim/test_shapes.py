@@ -207,8 +207,6 @@ WINDOW = "10 executions in the last 30 days, not since the previous analysis"
         {
             SEVERAL_AT_ONCE: "1.71x on seed 0: a second run of a fix placed by block reorders"
             " behind the wrong blocks",
-            FLAKY_FIX: "2.14x on seed 0: the one trial slot goes to a reorder that does not"
-            " pay off before the soft reset first that would",
         }
     ),
 )
