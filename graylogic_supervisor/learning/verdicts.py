@@ -1,11 +1,13 @@
 """Judging versions after they ran: the rollback verdict and its investigation report,
 the memory of rejected changes, and the check of the replay's predictions.
 
-``LearningService`` decides and audits; this reads what the decisions need. The
-success-rate test looks after every execution (the spec's rule); the time test
-reads per-execution times, so it looks when the new version's count reaches
-``min_executions`` times a power of two (10, 20, 40, … by default): a handful of
-looks, not one per execution, keeps both its false alarms and its reads down.
+``LearningService`` decides and audits; this reads what the decisions need. Both
+tests look when the new version's count reaches ``min_executions`` times a power
+of two (10, 20, 40, … by default): a handful of looks, not one per execution,
+keeps their false alarms and the time test's reads down. The success test once
+looked after every execution, as the spec's rule can be read; in a simulated
+site that rolled a good change back twice (2 of its first 10 runs resolved
+against 56 %), and a rollback is remembered as a rejection.
 """
 
 from __future__ import annotations
@@ -84,12 +86,11 @@ class Verdicts:
             return None
         level = int(math.log2(new_n / self._min))
         look = every_execution or level > self._looked.get((playbook_id, version), -1)
-        new_times: tuple[float, ...] = ()
-        base_times: tuple[float, ...] = ()
-        if look:
-            self._looked[(playbook_id, version)] = level
-            new_times = await self._times(playbook_id, version)
-            base_times = await self._times(playbook_id, baseline.version)
+        if not look:
+            return None
+        self._looked[(playbook_id, version)] = level
+        new_times = await self._times(playbook_id, version)
+        base_times = await self._times(playbook_id, baseline.version)
         return compare_versions(
             VersionSample(baseline.version, base_ok, base_n, base_times),
             VersionSample(version, new_ok, new_n, new_times),
