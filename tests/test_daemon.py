@@ -479,10 +479,16 @@ def test_the_health_api_and_metrics_are_served_and_a_taken_port_is_a_clear_error
     assert health["components"]["mqtt"]["status"] == "healthy"
     os.kill(daemon.broker_pid(), signal.SIGKILL)
     daemon.wait_for(lambda: daemon.query("SELECT 1 FROM executions WHERE status = 'resolved'"))
+    resolved = 'playbook="PLAY-MQTT-RECOVER-001",status="resolved"'
+    # The row commits a moment before the runner resumes and counts it (the store's write
+    # returns through more than one await): the metric follows, it is not read at once.
+    daemon.wait_for(
+        lambda: f"executions_total{{{resolved}}}" in web.get(f"{base}/metrics", timeout=5).text
+    )
     metrics = web.get(f"{base}/metrics", timeout=5).text
     web.close()
-    resolved = 'playbook="PLAY-MQTT-RECOVER-001",status="resolved"'
-    assert f"graylogic_supervisor_executions_total{{{resolved}}} 1.0" in metrics
+    runs = daemon.query("SELECT id, status, duration_seconds FROM executions")
+    assert f"graylogic_supervisor_executions_total{{{resolved}}} 1.0" in metrics, runs
     assert "graylogic_supervisor_broker_restarts_total 1.0" in metrics
     assert 'graylogic_supervisor_component_healthy{component="mqtt"} 1.0' in metrics
     if shutil.which("promtool"):
