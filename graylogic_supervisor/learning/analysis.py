@@ -708,10 +708,10 @@ def _removals(
     return found
 
 
-def failure_chains(playbook: Playbook, specs: Mapping[str, ActionSpec]) -> list[list[str]]:
+def failure_chains(playbook: Playbook, specs: Mapping[str, ActionSpec]) -> list[list[list[str]]]:
     """Maximal runs of blocks (a plain step, with its own verification if it has one),
     every way out of each on failure leading to the next block, which nothing else
-    enters (the first may be entered from anywhere). Returned as the blocks' first steps."""
+    enters (the first may be entered from anywhere). Each chain is its blocks, in order."""
     steps = explicit_steps(playbook)
     entered = entries(steps)
     plain = {
@@ -762,7 +762,7 @@ def failure_chains(playbook: Playbook, specs: Mapping[str, ActionSpec]) -> list[
         while (following := follows(chain[-1])) is not None and following not in chain:
             chain.append(following)
         if len(chain) >= 2:
-            chains.append(chain)
+            chains.append([blocks[h] for h in chain])
     return chains
 
 
@@ -774,14 +774,9 @@ def _reorders(
     ran there is judged by the chance it would need to pay off (a trial)."""
     found = []
     weight = sum(data.cases.values())
-    steps = explicit_steps(playbook)
-    plain = {s.id for s in playbook.steps if not s.is_group and s.when is None and not s.needs}
-    checks = verifying(steps, specs)
-    for chain in failure_chains(playbook, specs):
-        scores = {
-            head: _fix_rate(playbook, block_of(steps, head, plain, checks), data, model)
-            for head in chain
-        }
+    for blocks in failure_chains(playbook, specs):
+        chain = [block[0] for block in blocks]
+        scores = {block[0]: _fix_rate(playbook, block, data, model) for block in blocks}
         by_rate = sorted(chain, key=lambda s: (-scores[s], chain.index(s)))
         orders = [by_rate, *([head, *(h for h in chain if h != head)] for head in chain[1:])]
         seen: set[tuple[str, ...]] = set()
