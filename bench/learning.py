@@ -90,9 +90,8 @@ from typing import Any
 from engine import MIB, RssSampler
 
 from graylogic_supervisor.clock import SystemClock, isoformat
-from graylogic_supervisor.engine.action import ActionSpec
-from graylogic_supervisor.learning.service import LearningService, LearningSettings
-from graylogic_supervisor.memory.model import (
+from graylogic_supervisor.domain.actions import ActionSpec
+from graylogic_supervisor.domain.memory import (
     Attempt,
     Environment,
     FailureContext,
@@ -101,6 +100,7 @@ from graylogic_supervisor.memory.model import (
     Resolution,
     Resources,
 )
+from graylogic_supervisor.learning.service import LearningService, LearningSettings
 from graylogic_supervisor.playbooks.loader import LoadedPlaybook, load_playbook
 from graylogic_supervisor.playbooks.model import DONE, TERMINALS, Playbook, Step
 from graylogic_supervisor.sim import goals

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from graylogic_supervisor.memory.model import (
+from graylogic_supervisor.domain.memory import (
     Environment,
     FailureContext,
     FailureRecord,

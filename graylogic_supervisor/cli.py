@@ -300,7 +300,7 @@ async def _playbook_store(args: argparse.Namespace, config: SupervisorConfig) ->
 
 
 def _dry_run(args: argparse.Namespace) -> int:
-    from graylogic_supervisor.playbooks.dryrun import (
+    from graylogic_supervisor.engine.dryrun import (
         DryRunError,
         dry_run,
         format_report,

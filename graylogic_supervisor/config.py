@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from graylogic_supervisor.engine.regexguard import safe_regex
 from graylogic_supervisor.errors import ConfigError, SourceProblem
+from graylogic_supervisor.playbooks.regexguard import safe_regex
 from graylogic_supervisor.resources import bundled_path
 from graylogic_supervisor.yamlsource import PathKey, dotted, load_located, validate_located
 

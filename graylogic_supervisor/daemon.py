@@ -58,12 +58,7 @@ from graylogic_supervisor.mqtt.discovery import discovery_messages
 from graylogic_supervisor.mqtt.link import LinkSettings, MqttLink, encode
 from graylogic_supervisor.mqtt.probe import ProbeTarget
 from graylogic_supervisor.mqtt.socket_race import quiet_closed_socket_races
-from graylogic_supervisor.mqtt.status import (
-    DurationHistory,
-    StatusPublisher,
-    Topics,
-    offline_payload,
-)
+from graylogic_supervisor.mqtt.topics import Topics, offline_payload
 from graylogic_supervisor.passwords import PasswordPool
 from graylogic_supervisor.playbooks.loader import load_directory
 from graylogic_supervisor.reload import Reloader, memory_settings, policy_settings
@@ -99,6 +94,7 @@ from graylogic_supervisor.supervisor.policy import RecoveryPolicy
 from graylogic_supervisor.supervisor.rebuild import PolicyJournal, rebuild_policy
 from graylogic_supervisor.supervisor.recorder import ExecutionFanOut, MetricsRecorder
 from graylogic_supervisor.supervisor.resumption import resumable_executions
+from graylogic_supervisor.supervisor.status import DurationHistory, StatusPublisher
 from graylogic_supervisor.supervisor.store_space import StoreSpace
 from graylogic_supervisor.web.app import WebDeps, create_app
 from graylogic_supervisor.web.auth import AuthDeps

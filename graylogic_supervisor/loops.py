@@ -26,7 +26,6 @@ from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.memory.events import EventRing
 from graylogic_supervisor.memory.service import FailureMemory
 from graylogic_supervisor.metrics import Metrics
-from graylogic_supervisor.mqtt.status import StatusPublisher
 from graylogic_supervisor.reload import Reloader
 from graylogic_supervisor.sdnotify import Notifier
 from graylogic_supervisor.store.audit import AuditLog
@@ -35,6 +34,7 @@ from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.streak import ErrorStreak
 from graylogic_supervisor.supervisor.loop import Supervisor
 from graylogic_supervisor.supervisor.policy import RecoveryPolicy
+from graylogic_supervisor.supervisor.status import StatusPublisher
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from graylogic_supervisor.clock import SystemClock
 from graylogic_supervisor.config import SupervisorConfig
-from graylogic_supervisor.memory.model import Resolution
+from graylogic_supervisor.domain.memory import Resolution
 from graylogic_supervisor.memory.service import FailureMemory, MemorySettings
 from graylogic_supervisor.operator_cli import default_actor
 from graylogic_supervisor.store.audit import AuditLog

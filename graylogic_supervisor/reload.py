@@ -17,7 +17,7 @@ from pathlib import Path
 from graylogic_supervisor.catalog import ErrorCatalog, check_catalog_covers, load_catalog
 from graylogic_supervisor.clock import Clock
 from graylogic_supervisor.config import SupervisorConfig, load_config
-from graylogic_supervisor.engine.action import ActionSpec
+from graylogic_supervisor.domain.actions import ActionSpec
 from graylogic_supervisor.errors import SourceError
 from graylogic_supervisor.health.monitor import HealthMonitor
 from graylogic_supervisor.memory.consolidation import ConsolidationSettings

@@ -99,7 +99,7 @@ def test_a_technician_records_a_resolution_the_memory_learns_from(config: Path) 
     import asyncio
     from datetime import UTC, datetime
 
-    from graylogic_supervisor.memory.model import (
+    from graylogic_supervisor.domain.memory import (
         Environment,
         FailureContext,
         FailureRecord,

@@ -4,26 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from graylogic_supervisor.clock import Clock
-
-
-class ActionKind(StrEnum):
-    """What an action does, which decides whether its success can be the fix.
-
-    Most fixes succeed whether or not they removed the fault (a restart returns 0);
-    only a VERIFY success says the component is healthy, so only a fix followed by one
-    is credited with the repair (``runner.py``).
-    """
-
-    CHECK = "check"  # observes; never changes the system
-    FIX = "fix"  # changes the system to repair it
-    NOTIFY = "notify"  # tells people
-    VERIFY = "verify"  # observes the failed component's health: succeeds only when healthy
+from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
+from graylogic_supervisor.domain.failure import FailureInfo
 
 
 class ActionParams(BaseModel):
@@ -55,16 +42,6 @@ class StepResult:
 
 
 @dataclass(frozen=True)
-class FailureInfo:
-    """The failure an execution responds to."""
-
-    failure_id: str
-    component: str
-    error_id: str
-    message: str
-
-
-@dataclass(frozen=True)
 class StepContext:
     """Everything an action may know about the step it runs in."""
 
@@ -85,16 +62,6 @@ class Action(Protocol):
     needs_target: ClassVar[bool]
 
     async def run(self, ctx: StepContext) -> StepResult: ...
-
-
-@dataclass(frozen=True)
-class ActionSpec:
-    """What validation needs to know of an action, without its collaborators."""
-
-    name: str
-    kind: ActionKind
-    params_model: type[BaseModel]
-    needs_target: bool
 
 
 def spec_of(action: type[Action] | Action) -> ActionSpec:

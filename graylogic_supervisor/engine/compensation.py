@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 
 from graylogic_supervisor.clock import Clock
-from graylogic_supervisor.engine.action import ActionRegistry, FailureInfo, StepContext
+from graylogic_supervisor.domain.failure import FailureInfo
+from graylogic_supervisor.engine.action import ActionRegistry, StepContext
 from graylogic_supervisor.engine.action_call import ActionCaller
 from graylogic_supervisor.engine.execution import RunState
 from graylogic_supervisor.playbooks.model import Playbook, Step

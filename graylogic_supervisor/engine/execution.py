@@ -7,29 +7,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from graylogic_supervisor.backoff import backoff_delay
-from graylogic_supervisor.engine.action import FailureInfo, StepResult
-from graylogic_supervisor.engine.expression_context import StepRecord
+from graylogic_supervisor.domain.failure import FailureInfo
+from graylogic_supervisor.domain.outcomes import ExecutionOutcome
+from graylogic_supervisor.engine.action import StepResult
+from graylogic_supervisor.playbooks.expression_context import StepRecord
 from graylogic_supervisor.playbooks.model import Playbook, RetryPolicy, Step
 from graylogic_supervisor.store.executions import StepEnd
-
-
-@dataclass(frozen=True)
-class FailedStep:
-    """The step an unsuccessful execution ended on: the basis of its failure signature."""
-
-    step_id: str
-    action: str
-    outcome: str  # failure | timeout | error
-
-
-@dataclass(frozen=True)
-class ExecutionOutcome:
-    execution_id: str
-    status: str
-    resolved_by: str | None
-    duration_seconds: float
-    detail: str
-    failed_step: FailedStep | None = None
 
 
 class ExecutionObserver(Protocol):
@@ -50,16 +33,6 @@ class ExecutionObserver(Protocol):
     def execution_finished(
         self, playbook: Playbook, failure: FailureInfo, outcome: ExecutionOutcome
     ) -> None: ...
-
-
-def skip_target(playbook: Playbook, step: Step) -> str:
-    """Where a skipped step leads: the next step in order (the last one: its on_success)."""
-    if playbook.uses_needs:
-        return "needs"  # the graph decides, not the order
-    index = playbook.steps.index(step)
-    if index + 1 < len(playbook.steps):
-        return playbook.steps[index + 1].id
-    return playbook.resolve_transition(step, step.on_success)
 
 
 class RunState:

@@ -7,7 +7,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from graylogic_supervisor.clock import Clock
-from graylogic_supervisor.engine.action import ActionKind, ActionRegistry
+from graylogic_supervisor.domain.actions import ActionKind
+from graylogic_supervisor.engine.action import ActionRegistry
 from graylogic_supervisor.engine.execution import NOT_RUN, Attempt, RunState
 from graylogic_supervisor.playbooks.model import PARALLEL, Playbook, Step
 from graylogic_supervisor.store.executions import ExecutionRepository, StepEnd

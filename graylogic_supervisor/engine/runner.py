@@ -32,14 +32,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from graylogic_supervisor.clock import Clock
-from graylogic_supervisor.engine.action import (
-    Action,
-    ActionKind,
-    ActionRegistry,
-    FailureInfo,
-    StepContext,
-    StepResult,
-)
+from graylogic_supervisor.domain.actions import ActionKind
+from graylogic_supervisor.domain.failure import FailureInfo
+from graylogic_supervisor.domain.outcomes import ExecutionOutcome, FailedStep
+from graylogic_supervisor.engine.action import Action, ActionRegistry, StepContext, StepResult
 from graylogic_supervisor.engine.action_call import ActionCaller
 from graylogic_supervisor.engine.compensation import compensate
 from graylogic_supervisor.engine.control import (
@@ -51,27 +47,25 @@ from graylogic_supervisor.engine.execution import (
     Attempt,
     Credit,
     ExecutionObserver,
-    ExecutionOutcome,
-    FailedStep,
     RunState,
     retry_pause,
-    skip_target,
 )
-from graylogic_supervisor.engine.expression_context import (
+from graylogic_supervisor.engine.parallel import run_group
+from graylogic_supervisor.playbooks.expression_context import (
     ExpressionContext,
     ResourceFigures,
     StepRecord,
     expression_context,
 )
-from graylogic_supervisor.engine.expressions import ExpressionError
-from graylogic_supervisor.engine.parallel import run_group
-from graylogic_supervisor.engine.templates import compile_template
+from graylogic_supervisor.playbooks.expressions import ExpressionError
 from graylogic_supervisor.playbooks.model import (
     DONE,
     ESCALATE,
     Playbook,
     Step,
+    skip_target,
 )
+from graylogic_supervisor.playbooks.templates import compile_template
 from graylogic_supervisor.store.executions import ExecutionEnd, ExecutionRepository, StepEnd
 from graylogic_supervisor.store.hold import recording_for
 from graylogic_supervisor.store.ids import new_id

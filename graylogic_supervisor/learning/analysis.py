@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from graylogic_supervisor.engine.action import ActionKind, ActionSpec
+from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
 from graylogic_supervisor.learning.cases import CaseSet
 from graylogic_supervisor.learning.changes import (
     AddCondition,

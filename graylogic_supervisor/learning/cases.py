@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from graylogic_supervisor.engine.action import ActionKind, ActionSpec
+from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
 from graylogic_supervisor.learning.replay import SELF, Case, OutcomeModel, case_of
 from graylogic_supervisor.learning.trace import Trace, Visit, trace_of
 from graylogic_supervisor.store.database import Database

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from graylogic_supervisor.engine.action import ActionKind, ActionSpec
+from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
 from graylogic_supervisor.errors import PlaybookError, SourceError, SupervisorError
 from graylogic_supervisor.playbooks.loader import validate_playbook_data
 from graylogic_supervisor.playbooks.model import DONE, ESCALATE, NEXT, TERMINALS, Playbook

@@ -31,15 +31,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from graylogic_supervisor.engine.action import ActionKind, ActionSpec, FailureInfo
-from graylogic_supervisor.engine.execution import skip_target
-from graylogic_supervisor.engine.expression_context import (
-    StepRecord,
-    expression_context,
-)
-from graylogic_supervisor.engine.expressions import ExpressionError
+from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
+from graylogic_supervisor.domain.failure import FailureInfo
 from graylogic_supervisor.learning.trace import Trace
-from graylogic_supervisor.playbooks.model import DONE, ESCALATE, Playbook, Step
+from graylogic_supervisor.playbooks.expression_context import StepRecord, expression_context
+from graylogic_supervisor.playbooks.expressions import ExpressionError
+from graylogic_supervisor.playbooks.model import DONE, ESCALATE, Playbook, Step, skip_target
 
 K = TypeVar("K")
 SELF = "(recovered by itself)"  # a case resolved without any fix

@@ -20,9 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from graylogic_supervisor.engine.action import ActionKind, ActionSpec
-from graylogic_supervisor.engine.execution import skip_target
-from graylogic_supervisor.playbooks.model import DONE, TERMINALS, Playbook, Step
+from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
+from graylogic_supervisor.playbooks.model import DONE, TERMINALS, Playbook, Step, skip_target
 
 VERDICT = "would remove or bypass the last health verification"
 

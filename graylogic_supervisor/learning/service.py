@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from graylogic_supervisor.clock import Clock, isoformat
 from graylogic_supervisor.config import LearningConfig
-from graylogic_supervisor.engine.action import ActionSpec
+from graylogic_supervisor.domain.actions import ActionSpec
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.learning.analysis import (
     AnalysisSettings,

@@ -17,9 +17,9 @@ from pathlib import Path
 import psutil
 
 from graylogic_supervisor.clock import Clock
+from graylogic_supervisor.domain.memory import Environment, FailureContext, Resources
 from graylogic_supervisor.health.monitor import HealthMonitor
 from graylogic_supervisor.memory.events import EventRing
-from graylogic_supervisor.memory.model import Environment, FailureContext, Resources
 
 logger = logging.getLogger(__name__)
 

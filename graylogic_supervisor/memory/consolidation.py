@@ -39,8 +39,8 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from graylogic_supervisor.domain.memory import FailureRecord, message_tokens
 from graylogic_supervisor.health.monitor import Health
-from graylogic_supervisor.memory.model import FailureRecord, message_tokens
 from graylogic_supervisor.store.memory import (
     SUPERVISOR,
     MemoryRepository,

@@ -10,9 +10,9 @@ from collections import deque
 from typing import Literal
 
 from graylogic_supervisor.clock import Clock
-from graylogic_supervisor.engine.action import FailureInfo
-from graylogic_supervisor.engine.execution import ExecutionOutcome
-from graylogic_supervisor.memory.model import RecentEvent
+from graylogic_supervisor.domain.failure import FailureInfo
+from graylogic_supervisor.domain.memory import RecentEvent
+from graylogic_supervisor.domain.outcomes import ExecutionOutcome
 from graylogic_supervisor.playbooks.model import Playbook, Step
 from graylogic_supervisor.store.executions import StepEnd
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from pydantic import ValidationError
 
-from graylogic_supervisor.engine.action import ActionSpec
+from graylogic_supervisor.domain.actions import ActionSpec
 from graylogic_supervisor.playbooks.model import Playbook
 
 LEARNED_VERSION = "1.0.0"

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import groupby
 
-from graylogic_supervisor.memory.model import FailureContext, FailureRecord, message_tokens
+from graylogic_supervisor.domain.memory import FailureContext, FailureRecord, message_tokens
 from graylogic_supervisor.memory.similarity import (
     DEFAULT_WEIGHTS,
     SUPERVISOR,

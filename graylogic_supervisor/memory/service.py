@@ -24,18 +24,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from graylogic_supervisor.clock import Clock
+from graylogic_supervisor.domain.memory import Attempt, FailureContext, FailureRecord, Resolution
 from graylogic_supervisor.memory.consolidation import (
     ConsolidationReport,
     ConsolidationSettings,
     consolidate,
 )
 from graylogic_supervisor.memory.learned import learned_playbook_id
-from graylogic_supervisor.memory.model import (
-    Attempt,
-    FailureContext,
-    FailureRecord,
-    Resolution,
-)
 from graylogic_supervisor.memory.patterns import extract_patterns, pattern_matches
 from graylogic_supervisor.memory.similarity import Match, MemoryIndex
 from graylogic_supervisor.store.memory import MemoryRepository

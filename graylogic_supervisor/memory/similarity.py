@@ -18,7 +18,7 @@ from collections.abc import Hashable, Iterable
 from dataclasses import astuple, dataclass, fields
 from datetime import datetime, timedelta
 
-from graylogic_supervisor.memory.model import (
+from graylogic_supervisor.domain.memory import (
     FailureContext,
     FailureRecord,
     RecentEvent,

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from graylogic_supervisor import __version__
-from graylogic_supervisor.mqtt.status import Topics
+from graylogic_supervisor.mqtt.topics import Topics
 
 
 def node_id(site: str) -> str:

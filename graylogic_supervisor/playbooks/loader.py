@@ -14,12 +14,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from graylogic_supervisor.engine.action import ActionSpec
-from graylogic_supervisor.engine.expressions import ExpressionError
-from graylogic_supervisor.engine.templates import compile_template
+from graylogic_supervisor.domain.actions import ActionSpec
 from graylogic_supervisor.errors import PlaybookError, SourceProblem
+from graylogic_supervisor.playbooks.expressions import ExpressionError
 from graylogic_supervisor.playbooks.graph import graph_problems
 from graylogic_supervisor.playbooks.model import Playbook
+from graylogic_supervisor.playbooks.templates import compile_template
 from graylogic_supervisor.yamlsource import (
     LocatedData,
     PathKey,

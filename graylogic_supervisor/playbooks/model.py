@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from graylogic_supervisor.engine.expressions import CompiledExpression
+from graylogic_supervisor.playbooks.expressions import CompiledExpression
 
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 STEP_ID = r"^[a-z][a-z0-9_]{0,62}$"
@@ -206,3 +206,13 @@ def default_timeout(playbook: Playbook) -> float:
 
 
 Step.model_rebuild()
+
+
+def skip_target(playbook: Playbook, step: Step) -> str:
+    """Where a skipped step leads: the next step in order (the last one: its on_success)."""
+    if playbook.uses_needs:
+        return "needs"  # the graph decides, not the order
+    index = playbook.steps.index(step)
+    if index + 1 < len(playbook.steps):
+        return playbook.steps[index + 1].id
+    return playbook.resolve_transition(step, step.on_success)

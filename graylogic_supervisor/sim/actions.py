@@ -14,12 +14,8 @@ from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
-from graylogic_supervisor.engine.action import (
-    ActionKind,
-    ActionRegistry,
-    StepContext,
-    StepResult,
-)
+from graylogic_supervisor.domain.actions import ActionKind
+from graylogic_supervisor.engine.action import ActionRegistry, StepContext, StepResult
 from graylogic_supervisor.sim.scenario import Scenario, ScenarioAction
 
 

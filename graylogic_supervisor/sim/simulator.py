@@ -31,7 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from graylogic_supervisor.clock import VirtualClock, isoformat
-from graylogic_supervisor.engine.action import ActionKind, ActionSpec, FailureInfo
+from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
+from graylogic_supervisor.domain.failure import FailureInfo
+from graylogic_supervisor.domain.memory import (
+    Environment,
+    FailureContext,
+    FailureRecord,
+    Resolution,
+    Resources,
+)
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.learning.analysis import AnalysisSettings
 from graylogic_supervisor.learning.service import (
@@ -41,13 +49,6 @@ from graylogic_supervisor.learning.service import (
     LearningSettings,
 )
 from graylogic_supervisor.learning.trials import TrialArms
-from graylogic_supervisor.memory.model import (
-    Environment,
-    FailureContext,
-    FailureRecord,
-    Resolution,
-    Resources,
-)
 from graylogic_supervisor.playbooks.loader import load_playbook
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.sim.actions import Incident, scenario_registry

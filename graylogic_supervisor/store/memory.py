@@ -32,8 +32,8 @@ import aiosqlite
 from pydantic import TypeAdapter, ValidationError
 
 from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.domain.memory import Attempt, FailureRecord, Resolution
 from graylogic_supervisor.errors import StoreError
-from graylogic_supervisor.memory.model import Attempt, FailureRecord, Resolution
 from graylogic_supervisor.store.database import Database, Row
 
 logger = logging.getLogger(__name__)

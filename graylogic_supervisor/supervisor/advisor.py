@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from graylogic_supervisor.clock import Clock
-from graylogic_supervisor.engine.action import ActionKind, ActionSpec
-from graylogic_supervisor.engine.execution import ExecutionOutcome
+from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
+from graylogic_supervisor.domain.memory import Attempt, FailureContext, Resolution
+from graylogic_supervisor.domain.outcomes import ExecutionOutcome
 from graylogic_supervisor.memory.capture import ContextCapture
 from graylogic_supervisor.memory.learned import learned_playbook
-from graylogic_supervisor.memory.model import Attempt, FailureContext, Resolution
 from graylogic_supervisor.memory.service import Decision, FailureMemory
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.audit import AuditLog

@@ -27,13 +27,13 @@ from typing import Any
 from graylogic_supervisor.catalog import ErrorCatalog
 from graylogic_supervisor.clock import Clock, isoformat
 from graylogic_supervisor.config import BridgeComponent
-from graylogic_supervisor.engine.action import FailureInfo
-from graylogic_supervisor.engine.execution import ExecutionOutcome
+from graylogic_supervisor.domain.failure import FailureInfo
+from graylogic_supervisor.domain.memory import FailureContext
+from graylogic_supervisor.domain.outcomes import ExecutionOutcome
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import StoreError, SupervisorError
 from graylogic_supervisor.health.monitor import Health, HealthChange, HealthMonitor
 from graylogic_supervisor.learning.trials import TrialArms
-from graylogic_supervisor.memory.model import FailureContext
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.executions import ExecutionRepository

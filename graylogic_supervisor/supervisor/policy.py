@@ -88,7 +88,7 @@ from enum import StrEnum
 
 from graylogic_supervisor.breaker import BreakerState as Breaker
 from graylogic_supervisor.clock import Clock
-from graylogic_supervisor.engine.regexguard import MAX_MATCH_TEXT
+from graylogic_supervisor.playbooks.regexguard import MAX_MATCH_TEXT
 
 # Executions that end so count toward the termination rate (True: terminated).
 COUNTED_STATUSES = {"resolved": False, "escalated": True, "failed": True}

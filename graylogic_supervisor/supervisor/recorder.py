@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from graylogic_supervisor.engine.action import FailureInfo
-from graylogic_supervisor.engine.execution import ExecutionObserver, ExecutionOutcome
+from graylogic_supervisor.domain.failure import FailureInfo
+from graylogic_supervisor.domain.outcomes import ExecutionOutcome
+from graylogic_supervisor.engine.execution import ExecutionObserver
 from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.playbooks.model import Playbook, Step
 from graylogic_supervisor.store.executions import StepEnd

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from graylogic_supervisor.clock import Clock
-from graylogic_supervisor.engine.action import FailureInfo
+from graylogic_supervisor.domain.failure import FailureInfo
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.database import Row
 from graylogic_supervisor.store.executions import ExecutionRepository

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from graylogic_supervisor.memory.model import Resolution
+from graylogic_supervisor.domain.memory import Resolution
 from graylogic_supervisor.store.audit import ChainCheck
 from graylogic_supervisor.store.memory import MemoryRepository
 from graylogic_supervisor.store.sessions import Session

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from graylogic_supervisor.clock import SystemClock
-from graylogic_supervisor.engine.action import ActionKind, ActionRegistry
+from graylogic_supervisor.domain.actions import ActionKind
+from graylogic_supervisor.engine.action import ActionRegistry
 from graylogic_supervisor.engine.builtins.compose import MAX_DEPTH, RunPlaybook
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.playbooks.model import Playbook

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from graylogic_supervisor.engine.action import ActionKind, ActionRegistry
+from graylogic_supervisor.domain.actions import ActionKind
+from graylogic_supervisor.engine.action import ActionRegistry
 from graylogic_supervisor.engine.control import ExecutionControls, Override, PriorityGate
 from graylogic_supervisor.engine.runner import Runner
 from tests.engine.test_runner import FAILURE, STANDARD, Scripted, playbook, prepare, steps_of

@@ -11,14 +11,9 @@ import pytest
 from pydantic import BaseModel
 
 from graylogic_supervisor.clock import Clock, SystemClock, VirtualClock
-from graylogic_supervisor.engine.action import (
-    ActionKind,
-    ActionRegistry,
-    FailureInfo,
-    NoParams,
-    StepContext,
-    StepResult,
-)
+from graylogic_supervisor.domain.actions import ActionKind
+from graylogic_supervisor.domain.failure import FailureInfo
+from graylogic_supervisor.engine.action import ActionRegistry, NoParams, StepContext, StepResult
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.database import Database

@@ -19,19 +19,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from graylogic_supervisor.engine.action import FailureInfo
-from graylogic_supervisor.engine.expression_context import (
+from graylogic_supervisor.domain.failure import FailureInfo
+from graylogic_supervisor.playbooks.expression_context import (
     ExpressionContext,
     StepRecord,
     expression_context,
 )
-from graylogic_supervisor.engine.expressions import (
+from graylogic_supervisor.playbooks.expressions import (
     FUNCTIONS,
     ExpressionError,
     compile_expression,
 )
-from graylogic_supervisor.engine.regexguard import MAX_MATCH_TEXT
-from graylogic_supervisor.engine.templates import compile_template
+from graylogic_supervisor.playbooks.regexguard import MAX_MATCH_TEXT
+from graylogic_supervisor.playbooks.templates import compile_template
 from tests.fuzz.yaml_inputs import FUZZ, bounded
 
 PLAIN = (str, int, float, bool, list, tuple, dict, type(None))

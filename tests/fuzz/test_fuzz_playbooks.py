@@ -17,7 +17,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from graylogic_supervisor.engine.action import ActionSpec
+from graylogic_supervisor.domain.actions import ActionSpec
 from graylogic_supervisor.engine.builtins import builtin_specs
 from graylogic_supervisor.errors import PlaybookError
 from graylogic_supervisor.playbooks.loader import load_playbook, validate_playbook_data

@@ -18,7 +18,8 @@ from graylogic_supervisor.config import (
     CpuComponent,
     MemoryComponent,
 )
-from graylogic_supervisor.engine.action import FailureInfo, NoParams, StepContext
+from graylogic_supervisor.domain.failure import FailureInfo
+from graylogic_supervisor.engine.action import NoParams, StepContext
 from graylogic_supervisor.engine.builtins.network import CheckMqtt
 from graylogic_supervisor.health.monitor import Health, HealthMonitor
 from graylogic_supervisor.health.probes import cpu_prober, memory_prober

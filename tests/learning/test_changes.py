@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from graylogic_supervisor.engine.action import ActionSpec
+from graylogic_supervisor.domain.actions import ActionSpec
 from graylogic_supervisor.learning.changes import (
     AddCondition,
     AddStep,

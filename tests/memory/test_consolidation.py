@@ -8,12 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from graylogic_supervisor.memory.consolidation import (
-    ConsolidationReport,
-    ConsolidationSettings,
-    consolidate,
-)
-from graylogic_supervisor.memory.model import (
+from graylogic_supervisor.domain.memory import (
     Attempt,
     Environment,
     FailureContext,
@@ -21,6 +16,11 @@ from graylogic_supervisor.memory.model import (
     RecentEvent,
     Resolution,
     Resources,
+)
+from graylogic_supervisor.memory.consolidation import (
+    ConsolidationReport,
+    ConsolidationSettings,
+    consolidate,
 )
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.memory import MemoryRepository

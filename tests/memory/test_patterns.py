@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from graylogic_supervisor.memory.model import (
+from graylogic_supervisor.domain.memory import (
     Environment,
     FailureContext,
     FailureRecord,

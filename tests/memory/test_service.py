@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from graylogic_supervisor.memory.learned import learned_playbook_id
-from graylogic_supervisor.memory.model import (
+from graylogic_supervisor.domain.memory import (
     Attempt,
     Environment,
     FailureContext,
     Resolution,
     Resources,
 )
+from graylogic_supervisor.memory.learned import learned_playbook_id
 from graylogic_supervisor.memory.service import FailureMemory, MemorySettings
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.memory import MemoryRepository

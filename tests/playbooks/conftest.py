@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from graylogic_supervisor.engine.action import ActionSpec
+from graylogic_supervisor.domain.actions import ActionSpec
 from graylogic_supervisor.engine.builtins import builtin_specs
 
 

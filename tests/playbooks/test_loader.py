@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from graylogic_supervisor.engine.action import ActionSpec
+from graylogic_supervisor.domain.actions import ActionSpec
 from graylogic_supervisor.errors import PlaybookError
 from graylogic_supervisor.playbooks.loader import load_directory, load_files, load_playbook
 from tests import sources

@@ -20,12 +20,7 @@ import pytest
 from starlette.routing import Route
 
 from graylogic_supervisor.config import AdminConfig, default_config_path, load_config
-from graylogic_supervisor.memory.model import (
-    Environment,
-    FailureContext,
-    FailureRecord,
-    Resources,
-)
+from graylogic_supervisor.domain.memory import Environment, FailureContext, FailureRecord, Resources
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.database import Database

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from graylogic_supervisor.memory.model import (
+from graylogic_supervisor.domain.memory import (
     Attempt,
     Environment,
     FailureContext,

@@ -19,7 +19,8 @@ from graylogic_supervisor.config import (
     EscalationConfig,
     MqttComponent,
 )
-from graylogic_supervisor.engine.action import ActionKind, ActionRegistry, StepContext, StepResult
+from graylogic_supervisor.domain.actions import ActionKind
+from graylogic_supervisor.engine.action import ActionRegistry, StepContext, StepResult
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.health.monitor import HealthMonitor
 from graylogic_supervisor.learning.trials import TrialArms

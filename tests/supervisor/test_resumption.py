@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import yaml
 
 from graylogic_supervisor.clock import VirtualClock
-from graylogic_supervisor.engine.action import FailureInfo
+from graylogic_supervisor.domain.failure import FailureInfo
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.executions import ExecutionRepository, StepEnd

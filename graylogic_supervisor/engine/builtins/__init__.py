@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from graylogic_supervisor.engine.action import Action, ActionRegistry, ActionSpec, spec_of
+from graylogic_supervisor.domain.actions import ActionSpec
+from graylogic_supervisor.engine.action import Action, ActionRegistry, spec_of
 from graylogic_supervisor.engine.builtins.compose import RunPlaybook
 from graylogic_supervisor.engine.builtins.database import (
     CheckDatabase,

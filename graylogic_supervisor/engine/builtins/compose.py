@@ -14,8 +14,9 @@ from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, Field
 
-from graylogic_supervisor.engine.action import ActionKind, ActionParams, StepContext, StepResult
-from graylogic_supervisor.engine.execution import ExecutionOutcome
+from graylogic_supervisor.domain.actions import ActionKind
+from graylogic_supervisor.domain.outcomes import ExecutionOutcome
+from graylogic_supervisor.engine.action import ActionParams, StepContext, StepResult
 from graylogic_supervisor.playbooks.model import PLAYBOOK_ID, Playbook
 from graylogic_supervisor.store.versions import PlaybookVersions
 

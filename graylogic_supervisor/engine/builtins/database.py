@@ -9,13 +9,8 @@ from typing import ClassVar
 import psutil
 from pydantic import BaseModel, Field
 
-from graylogic_supervisor.engine.action import (
-    ActionKind,
-    ActionParams,
-    NoParams,
-    StepContext,
-    StepResult,
-)
+from graylogic_supervisor.domain.actions import ActionKind
+from graylogic_supervisor.engine.action import ActionParams, NoParams, StepContext, StepResult
 from graylogic_supervisor.store.database import Database
 
 

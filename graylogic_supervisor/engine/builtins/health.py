@@ -6,7 +6,8 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
-from graylogic_supervisor.engine.action import ActionKind, ActionParams, StepContext, StepResult
+from graylogic_supervisor.domain.actions import ActionKind
+from graylogic_supervisor.engine.action import ActionParams, StepContext, StepResult
 from graylogic_supervisor.health.monitor import HealthMonitor
 
 

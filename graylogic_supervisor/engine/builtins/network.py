@@ -6,13 +6,8 @@ from typing import ClassVar
 
 from pydantic import BaseModel, Field
 
-from graylogic_supervisor.engine.action import (
-    ActionKind,
-    ActionParams,
-    NoParams,
-    StepContext,
-    StepResult,
-)
+from graylogic_supervisor.domain.actions import ActionKind
+from graylogic_supervisor.engine.action import ActionParams, NoParams, StepContext, StepResult
 from graylogic_supervisor.impairment import CouldNotTell
 from graylogic_supervisor.mqtt.probe import ProbeError, ProbeTarget, probe_broker
 from graylogic_supervisor.services.manager import port_accepts

@@ -7,7 +7,8 @@ from typing import ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, Field
 
-from graylogic_supervisor.engine.action import ActionKind, ActionParams, StepContext, StepResult
+from graylogic_supervisor.domain.actions import ActionKind
+from graylogic_supervisor.engine.action import ActionParams, StepContext, StepResult
 
 logger = logging.getLogger(__name__)
 

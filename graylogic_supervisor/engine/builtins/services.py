@@ -6,7 +6,8 @@ from typing import ClassVar
 
 from pydantic import BaseModel
 
-from graylogic_supervisor.engine.action import ActionKind, NoParams, StepContext, StepResult
+from graylogic_supervisor.domain.actions import ActionKind
+from graylogic_supervisor.engine.action import NoParams, StepContext, StepResult
 from graylogic_supervisor.services.manager import ServiceManager
 
 

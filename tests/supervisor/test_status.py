@@ -9,11 +9,12 @@ import random
 import aiomqtt
 
 from graylogic_supervisor.clock import SystemClock
-from graylogic_supervisor.engine.action import FailureInfo
-from graylogic_supervisor.engine.execution import ExecutionOutcome
+from graylogic_supervisor.domain.failure import FailureInfo
+from graylogic_supervisor.domain.outcomes import ExecutionOutcome
 from graylogic_supervisor.mqtt.link import MqttLink
-from graylogic_supervisor.mqtt.status import DurationHistory, StatusPublisher, Topics
+from graylogic_supervisor.mqtt.topics import Topics
 from graylogic_supervisor.store.executions import StepEnd
+from graylogic_supervisor.supervisor.status import DurationHistory, StatusPublisher
 from tests.conftest import Broker
 from tests.engine.test_runner import STANDARD, playbook
 from tests.mqtt.test_link import settings

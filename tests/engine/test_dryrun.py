@@ -19,8 +19,7 @@ from typing import Any
 import pytest
 
 from graylogic_supervisor.engine.builtins import builtin_specs
-from graylogic_supervisor.errors import PlaybookError
-from graylogic_supervisor.playbooks.dryrun import (
+from graylogic_supervisor.engine.dryrun import (
     DryRunError,
     DryRunReport,
     VirtualClock,
@@ -28,6 +27,7 @@ from graylogic_supervisor.playbooks.dryrun import (
     format_report,
     parse_outcomes,
 )
+from graylogic_supervisor.errors import PlaybookError
 from graylogic_supervisor.playbooks.loader import load_playbook
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.executions import ExecutionRepository, StepEnd

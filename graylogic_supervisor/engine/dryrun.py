@@ -23,15 +23,9 @@ from typing import Any, ClassVar, TypeVar
 from pydantic import BaseModel
 
 from graylogic_supervisor.clock import VirtualClock
-from graylogic_supervisor.engine.action import (
-    Action,
-    ActionKind,
-    ActionRegistry,
-    ActionSpec,
-    FailureInfo,
-    StepContext,
-    StepResult,
-)
+from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
+from graylogic_supervisor.domain.failure import FailureInfo
+from graylogic_supervisor.engine.action import Action, ActionRegistry, StepContext, StepResult
 from graylogic_supervisor.engine.builtins import builtin_specs
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import StoreError, SupervisorError

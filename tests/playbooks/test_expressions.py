@@ -11,25 +11,21 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from graylogic_supervisor.engine.action import FailureInfo
-from graylogic_supervisor.engine.expression_context import (
+from graylogic_supervisor.domain.failure import FailureInfo
+from graylogic_supervisor.errors import SupervisorError
+from graylogic_supervisor.playbooks.expression_context import (
     ExpressionContext,
     StepRecord,
     expression_context,
 )
-from graylogic_supervisor.engine.expressions import (
+from graylogic_supervisor.playbooks.expressions import (
     MAX_EXPRESSION_LENGTH,
     MAX_RESULT_LENGTH,
     CompiledExpression,
     ExpressionError,
     compile_expression,
 )
-from graylogic_supervisor.engine.templates import (
-    CompiledTemplate,
-    compile_template,
-    substitute,
-)
-from graylogic_supervisor.errors import SupervisorError
+from graylogic_supervisor.playbooks.templates import CompiledTemplate, compile_template, substitute
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ import simpleeval  # type: ignore[import-untyped]  # the library ships no type i
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import PydanticCustomError, core_schema
 
-from graylogic_supervisor.engine.expression_context import (
+from graylogic_supervisor.errors import SupervisorError
+from graylogic_supervisor.playbooks.expression_context import (
     FIXED_FIELDS,
     ROOTS,
     STEP_FIELDS,
@@ -42,8 +43,7 @@ from graylogic_supervisor.engine.expression_context import (
     unwrap,
     wrap,
 )
-from graylogic_supervisor.engine.regexguard import MAX_MATCH_TEXT, safe_regex
-from graylogic_supervisor.errors import SupervisorError
+from graylogic_supervisor.playbooks.regexguard import MAX_MATCH_TEXT, safe_regex
 
 _C = TypeVar("_C")
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from types import MappingProxyType
 from typing import Any, Literal, Protocol
 
-from graylogic_supervisor.engine.action import FailureInfo
+from graylogic_supervisor.domain.failure import FailureInfo
 
 StepOutcome = Literal["success", "failure", "timeout", "error", "skipped"]
 

@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
 
-from graylogic_supervisor.engine.expression_context import ExpressionContext
-from graylogic_supervisor.engine.expressions import (
+from graylogic_supervisor.playbooks.expression_context import ExpressionContext
+from graylogic_supervisor.playbooks.expressions import (
     MAX_RESULT_LENGTH,
     CompiledExpression,
     ExpressionError,

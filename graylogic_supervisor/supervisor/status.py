@@ -1,13 +1,6 @@
-"""What the supervisor tells the site over MQTT, and on which topics.
+"""What the supervisor tells the site over MQTT: health, executions, incidents, state.
 
-{root}/health/supervisor               retained: online/offline (last will), overall health
-{root}/supervisor/health/{component}   retained: each component's health
-{root}/supervisor/executions/{component}  retained: the latest execution and its progress
-{root}/supervisor/incidents/{component}   retained: the latest incident, its phase and breaker
-{root}/supervisor/execution/{id}       not retained: a running execution's progress, each step
-{root}/supervisor/state                retained: termination rate, safe mode, open incidents
-{root}/supervisor/alerts               QoS 1: escalations and alert steps
-{root}/supervisor/audit/head           retained: the audit chain's last verified entry (seq, hash)
+The topics are named in ``mqtt/topics.py``; this module decides what goes on them.
 """
 
 from __future__ import annotations
@@ -16,55 +9,15 @@ from typing import Any
 
 from graylogic_supervisor import __version__
 from graylogic_supervisor.clock import Clock, isoformat
-from graylogic_supervisor.engine.action import FailureInfo
-from graylogic_supervisor.engine.execution import ExecutionOutcome
+from graylogic_supervisor.domain.failure import FailureInfo
+from graylogic_supervisor.domain.outcomes import ExecutionOutcome
 from graylogic_supervisor.health.monitor import ComponentHealth, Health, health_payload
 from graylogic_supervisor.mqtt.link import MqttLink
+from graylogic_supervisor.mqtt.topics import Topics, offline_payload
 from graylogic_supervisor.playbooks.model import Playbook, Step
 from graylogic_supervisor.store.audit_head import ChainHead
 from graylogic_supervisor.store.executions import StepEnd
 from graylogic_supervisor.supervisor.policy import Verdict
-
-
-class Topics:
-    def __init__(self, root: str) -> None:
-        self.root = root.rstrip("/")
-
-    @property
-    def supervisor_health(self) -> str:
-        return f"{self.root}/health/supervisor"
-
-    @property
-    def heartbeats(self) -> str:
-        return f"{self.root}/health/+"
-
-    def component_health(self, component: str) -> str:
-        return f"{self.root}/supervisor/health/{component}"
-
-    def execution(self, component: str) -> str:
-        return f"{self.root}/supervisor/executions/{component}"
-
-    def progress(self, execution_id: str) -> str:
-        return f"{self.root}/supervisor/execution/{execution_id}"
-
-    def incident(self, component: str) -> str:
-        return f"{self.root}/supervisor/incidents/{component}"
-
-    @property
-    def state(self) -> str:
-        return f"{self.root}/supervisor/state"
-
-    @property
-    def alerts(self) -> str:
-        return f"{self.root}/supervisor/alerts"
-
-    @property
-    def audit_head(self) -> str:
-        return f"{self.root}/supervisor/audit/head"
-
-
-def offline_payload(site: str) -> dict[str, Any]:
-    return {"status": "offline", "site": site, "version": __version__}
 
 
 class StatusPublisher:
