@@ -175,7 +175,7 @@ async def test_a_viewer_sees_everything_and_changes_nothing(
     client: httpx.AsyncClient, db: Database
 ) -> None:
     escalations = EscalationRepository(db, AuditLog(db))
-    escalation_id = await escalations.raise_(None, "mqtt", "critical", "broker down", NOW)
+    escalation_id = await escalations.raise_(None, "mqtt", "critical", "broker down", now=NOW)
     await ControlRepository(db, AuditLog(db)).set_safe_mode(True, "storm", "supervisor", NOW)
     await log_in(client, "vic")
     page = await client.get("/")
@@ -193,7 +193,7 @@ async def test_a_viewer_sees_everything_and_changes_nothing(
 
 async def test_an_admin_acknowledges_an_escalation(client: httpx.AsyncClient, db: Database) -> None:
     escalations = EscalationRepository(db, AuditLog(db))
-    escalation_id = await escalations.raise_(None, "mqtt", "critical", "broker down", NOW)
+    escalation_id = await escalations.raise_(None, "mqtt", "critical", "broker down", now=NOW)
     await log_in(client, "ada")
     token = session_csrf((await client.get("/")).text)
     done = await client.post(
