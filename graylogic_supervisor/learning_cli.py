@@ -468,13 +468,15 @@ async def _user(
         return EXIT_INVALID
     detail: dict[str, object] = {"role": getattr(args, "role", None)}
     if command == "add":
-        await users.add(name, args.role, password, clock.now())
+        await users.add_audited(
+            name, args.role, password, by=default_actor(), now=clock.now(), audit=audit
+        )
         message = f"user {name} added as {args.role}"
     else:
         ended = await users.set_password(name, password)
         detail["sessions_ended"] = ended
         message = f"password of {name} set" + (f"; {ended} session(s) ended" if ended else "")
-    await audit.append(default_actor(), f"user.{command}", name, detail, clock.now())
+        await audit.append(default_actor(), f"user.{command}", name, detail, clock.now())
     print(message)
     if generated:
         print(f"password (shown once): {password}")

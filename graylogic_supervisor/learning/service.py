@@ -441,6 +441,7 @@ class LearningService:
         user: str,
         reason: str,
         modified_change: Mapping[str, Any] | None = None,
+        *,
         trial: bool | None = None,
         share: float | None = None,
     ) -> str:

@@ -214,6 +214,7 @@ class AuditLog:
     async def entries(
         self,
         limit: int = 100,
+        *,
         subject: str | None = None,
         actor: str | None = None,
         action: str | None = None,
