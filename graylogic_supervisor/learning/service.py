@@ -109,7 +109,6 @@ class LearningService:
         """``ids`` is a simulation's seeded source of ids (None: the system's)."""
         self._db = db
         self._versions = versions
-        self._audit = audit
         self._specs = specs
         self._settings = settings
         self._clock = clock

@@ -201,11 +201,6 @@ class PlaybookVersions:
         async with self._db.transaction() as conn:
             await insert_version_in(conn, version)
 
-    async def activate(self, playbook_id: str, version: str, failed: str | None = None) -> None:
-        """Make ``version`` the active one; ``failed`` names a version to mark failed."""
-        async with self._db.transaction() as conn:
-            await activate_in(conn, playbook_id, version, failed=failed)
-
     async def version_info(self, playbook_id: str, version: str) -> dict[str, Any] | None:
         row = await self._db.fetchone(
             "SELECT playbook_id, version, active, status, parent_version, created_at, created_by,"

@@ -15,6 +15,8 @@ from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.versions import PlaybookVersions
 from tests.learning.test_service import PLAYBOOK, analysed, pending_of
+from tests.learning.test_trials import CHEAP_FIRST, cache_site, propose
+from tests.learning.test_trials import PLAYBOOK as CACHE
 from tests.store.test_use_case_atomicity import accept_audit, audited, refuse_audit
 
 
@@ -120,3 +122,27 @@ async def test_of_two_processes_approving_at_once_exactly_one_wins(
     assert rec is not None and rec.decided_by == entries[0]["actor"]
     assert await sim.versions.active_version(PLAYBOOK) == "1.1.0"
     assert (await AuditLog(db).verify()).ok
+
+
+async def test_a_trial_started_or_stopped_without_its_audit_entry_leaves_nothing(
+    db: Database, tmp_path: Path
+) -> None:
+    sim = await cache_site(db, tmp_path, incidents=0)
+    rec_id = await propose(sim, CHEAP_FIRST)
+    await refuse_audit(db)
+    with pytest.raises(StoreError, match="audit refused"):
+        await sim.learning.approve(rec_id, "ada", "try it")
+    assert await sim.learning.trials.store.listing() == []
+    assert await sim.versions.version_info(CACHE, "1.1.0") is None
+    await accept_audit(db)
+    await sim.learning.approve(rec_id, "ada", "try it")
+    [trial] = await sim.learning.trials.store.listing("running")
+    assert await audited(db) == ["recommendation.approve", "trial.start"]
+    await refuse_audit(db)
+    with pytest.raises(StoreError, match="audit refused"):
+        await sim.learning.stop_trial(trial.id, "ada", "the vendor fixed the cache")
+    assert [t.status for t in await sim.learning.trials.store.listing()] == ["running"]
+    assert await sim.learning.rejections.latest(CACHE) == {}
+    await accept_audit(db)
+    await sim.learning.stop_trial(trial.id, "ada", "the vendor fixed the cache")
+    assert len(await sim.learning.rejections.latest(CACHE)) == 1
