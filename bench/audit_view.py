@@ -226,7 +226,9 @@ async def _requests(
     spans: list[tuple[float, float]] = []
     for n in range(args.requests):
         for k in range(args.appends):
-            await audit.append("bob", "bench.append", "site", {"n": n, "k": k}, datetime.now(UTC))
+            await audit.append(
+                "bob", "bench.append", "site", {"n": n, "k": k}, now=datetime.now(UTC)
+            )
         start = time.perf_counter()
         answer = await http.get(page)
         end = time.perf_counter()

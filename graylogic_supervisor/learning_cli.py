@@ -447,7 +447,7 @@ async def _user(
             "user.unlock",
             name,
             {"address": args.address, "failures_forgotten": forgotten},
-            clock.now(),
+            now=clock.now(),
         )
         where = f" from {args.address}" if args.address else ""
         print(f"{forgotten} failed login(s) of {name}{where} forgotten")
@@ -455,7 +455,7 @@ async def _user(
     if command in ("disable", "enable"):
         ended = await users.set_disabled(name, command == "disable")
         await audit.append(
-            default_actor(), f"user.{command}", name, {"sessions_ended": ended}, clock.now()
+            default_actor(), f"user.{command}", name, {"sessions_ended": ended}, now=clock.now()
         )
         print(f"user {name} {command}d" + (f"; {ended} session(s) ended" if ended else ""))
         return EXIT_OK
@@ -476,7 +476,7 @@ async def _user(
         ended = await users.set_password(name, password)
         detail["sessions_ended"] = ended
         message = f"password of {name} set" + (f"; {ended} session(s) ended" if ended else "")
-        await audit.append(default_actor(), f"user.{command}", name, detail, clock.now())
+        await audit.append(default_actor(), f"user.{command}", name, detail, now=clock.now())
     print(message)
     if generated:
         print(f"password (shown once): {password}")

@@ -102,7 +102,7 @@ async def run_memory_command(args: argparse.Namespace, config: SupervisorConfig)
                 "memory.resolve",
                 args.failure_id,
                 resolution.model_dump(mode="json"),
-                clock.now(),
+                now=clock.now(),
             )
             fix = " ".join(p for p in (args.fix_action, args.target) if p)
             print(f"{args.failure_id}: resolution recorded ({fix})")

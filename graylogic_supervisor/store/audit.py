@@ -201,6 +201,7 @@ class AuditLog:
         action: str,
         subject: str,
         detail: Mapping[str, Any],
+        *,
         now: datetime,
     ) -> int:
         """Add one entry on its own; returns its sequence number once the entry is

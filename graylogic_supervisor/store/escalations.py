@@ -151,7 +151,7 @@ class EscalationRepository:
                 "channel": channel,
                 "attempts": attempts,
             },
-            now,
+            now=now,
         )
 
     async def repeat(

@@ -170,11 +170,11 @@ async def log_in(auth: AuthDeps, name: str, password: str, remote: str) -> tuple
     if user is None:
         logger.warning("failed login for %r from %s", name, remote)
         await auth.audit.append(
-            "anonymous", "session.login_failed", name, {"remote": remote}, auth.clock.now()
+            "anonymous", "session.login_failed", name, {"remote": remote}, now=auth.clock.now()
         )
         raise LoginRefused(401, "Wrong user name or password.")
     token, session = await auth.sessions.create(user.name, now, auth.session_lifetime)
-    await auth.audit.append(user.name, "session.login", "admin", {"remote": remote}, now)
+    await auth.audit.append(user.name, "session.login", "admin", {"remote": remote}, now=now)
     return token, session
 
 

@@ -143,7 +143,7 @@ async def record_resolution(
     if not await MemoryRepository(deps.db).resolve(failure_id, resolution, now):
         return 404, "the failure memory has no such failure"
     await deps.auth.audit.append(
-        session.user, "memory.resolve", failure_id, resolution.model_dump(mode="json"), now
+        session.user, "memory.resolve", failure_id, resolution.model_dump(mode="json"), now=now
     )
     return None
 

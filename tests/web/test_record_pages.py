@@ -138,7 +138,7 @@ async def test_the_audit_page_shows_the_head_and_a_cut_tail_even_with_the_head_f
 ) -> None:
     http, audit = watched
     for n in range(5):
-        await audit.append("ada", "maintenance.start", "mqtt", {"n": n}, NOW)
+        await audit.append("ada", "maintenance.start", "mqtt", {"n": n}, now=NOW)
     await log_in(http, "ada")  # one more entry: session.login
     page = await http.get("/audit")
     head = await audit.last()
