@@ -109,6 +109,7 @@ class EscalationChain:
         repository: EscalationRepository,
         alerts: AlertSink,
         clock: Clock,
+        *,
         http: httpx.AsyncClient | None = None,
         site: str | None = None,
     ) -> None:
