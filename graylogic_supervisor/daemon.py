@@ -208,7 +208,7 @@ async def _run(
             topics,
             config.site.name,
             clock,
-            DurationHistory(await executions.resolved_durations()),
+            durations=DurationHistory(await executions.resolved_durations()),
         )
         probe_target = ProbeTarget(
             plan.host,
@@ -282,8 +282,8 @@ async def _run(
             publisher,
             monitor.probe,
             [n for n, c in config.components.items() if c.kind in ("disk", "database")],
-            clock,
-            config.store.space_check_s,
+            clock=clock,
+            check_interval_s=config.store.space_check_s,
             flush_held=db.flush_held,
         )
         store_space.take_reserve()
@@ -374,11 +374,11 @@ async def _run(
             config,
             registry.specs(),
             monitor,
-            policy,
-            supervisor,
-            versions,
-            audit,
-            clock,
+            policy=policy,
+            supervisor=supervisor,
+            versions=versions,
+            audit=audit,
+            clock=clock,
         )
 
         for resumed in resumable:

@@ -40,7 +40,7 @@ class CaseSet:
     def model(self, specs: Mapping[str, ActionSpec], default_manual_s: float) -> OutcomeModel:
         """The outcome model these cases give (technicians' time: their recorded mean)."""
         return OutcomeModel.estimate(
-            self.cases, self.traces, specs, default_manual_s, self.manual_times
+            self.cases, self.traces, specs, default_manual_s, manual_times=self.manual_times
         )
 
     def success_means_health(self, action: str) -> bool:
@@ -102,8 +102,8 @@ async def load_cases(
             fixer,
             by_human,
             row["component"],
-            row["error_id"],
-            _fixed_at(trace, fixer, specs),
+            error_id=row["error_id"],
+            fixed_at=_fixed_at(trace, fixer, specs),
         )
         _count_health_after_success(found.health_after_success, trace, specs)
         found.traces.append(trace)

@@ -40,7 +40,7 @@ def resolution_time_s(row: Mapping[str, object], manual_s: float) -> float:
 
 
 async def recent_times(
-    store: LearningRepository, playbook_id: str, version: str, limit: int, manual_s: float
+    store: LearningRepository, playbook_id: str, version: str, limit: int, *, manual_s: float
 ) -> tuple[float, ...]:
     """The resolution times of the version's ``limit`` most recent counted executions."""
     rows = await store.resolution_rows(playbook_id, version, limit)

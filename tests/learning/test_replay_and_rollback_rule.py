@@ -46,7 +46,7 @@ async def test_adding_the_fix_technicians_used_is_predicted_to_help(db: Database
         "1.1.0",
         specs,
     )
-    comparison = compare(playbook, proposed, data.cases, model, random.Random(1))
+    comparison = compare(playbook, proposed, data.cases, model, rng=random.Random(1))
     share = data.human_fixes["remove_firewall_rule"] / 200
     assert math.isclose(
         comparison.current.p_escalated - comparison.proposed.p_escalated, share, abs_tol=0.01
