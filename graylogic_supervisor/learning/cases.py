@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
+from graylogic_supervisor.domain.states import StepOutcome
 from graylogic_supervisor.learning.replay import SELF, Case, OutcomeModel, case_of
 from graylogic_supervisor.learning.trace import Trace, Visit, trace_of
 from graylogic_supervisor.store.learning import LearningRepository, RecordedCase
@@ -133,7 +134,7 @@ def _fixer(
 def _credited(trace: Trace, specs: Mapping[str, ActionSpec]) -> Visit | None:
     """The last successful visit of the runner's credited step, if it is a fix."""
     for visit in reversed(trace.visits):
-        if visit.step_id == trace.resolved_by and visit.outcome == "success":
+        if visit.step_id == trace.resolved_by and visit.outcome == StepOutcome.SUCCESS:
             spec = specs.get(visit.action)
             return visit if spec is not None and spec.kind is ActionKind.FIX else None
     return None
@@ -159,13 +160,13 @@ def _count_health_after_success(
     (yes), another fix (no: that one may be the cause), none (the run's verdict)."""
     for index, visit in enumerate(trace.visits):
         spec = specs.get(visit.action)
-        if visit.outcome != "success" or spec is None or spec.kind is not ActionKind.FIX:
+        if visit.outcome != StepOutcome.SUCCESS or spec is None or spec.kind is not ActionKind.FIX:
             continue
         healthy = trace.succeeded and trace.healthy_after is True
         for later in trace.visits[index + 1 :]:
             kind = specs[later.action].kind if later.action in specs else None
             if later.ran and kind in (ActionKind.VERIFY, ActionKind.FIX):
-                healthy = kind is ActionKind.VERIFY and later.outcome == "success"
+                healthy = kind is ActionKind.VERIFY and later.outcome == StepOutcome.SUCCESS
                 break
         counts = table.setdefault(visit.action, [0, 0])
         counts[0] += int(healthy)

@@ -106,7 +106,12 @@ def trace_of(execution: ExecutionRecord, steps: Sequence[StepRecord]) -> Trace:
         if current is not None:
             visits.append(current)
         current = Visit(
-            step.step_id, step.name, step.action, step.target, (str(step.outcome),), (duration,)
+            step_id=step.step_id,
+            name=step.name,
+            action=step.action,
+            target=step.target,
+            outcomes=(str(step.outcome),),
+            durations=(duration,),
         )
     if current is not None:
         visits.append(current)

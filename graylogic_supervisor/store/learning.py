@@ -73,6 +73,31 @@ class StoredRecommendation:
 
 
 @dataclass(frozen=True)
+class ResolutionFacts:
+    """What one counted execution's resolution time is computed from
+    (learning/resolution.py): whether it succeeded, how long it ran, and the failure
+    memory's outcome and resolution time (None where it records none)."""
+
+    version: str
+    success: bool
+    duration_seconds: float | None
+    completed_at: str | None
+    memory_outcome: str | None
+    memory_resolved_at: str | None
+
+    @classmethod
+    def of(cls, row: Row) -> ResolutionFacts:
+        return cls(
+            version=row["version"],
+            success=bool(row["success"]),
+            duration_seconds=row["duration_seconds"],
+            completed_at=row["completed_at"],
+            memory_outcome=row["memory_outcome"],
+            memory_resolved_at=row["memory_resolved_at"],
+        )
+
+
+@dataclass(frozen=True)
 class RecordedCase:
     """A counted execution with its steps and what the failure memory recorded of its
     failure's resolution (None where it has none): what ``learning/cases.py`` replays."""
@@ -389,13 +414,16 @@ class LearningRepository:
         )
         return int(row[0]) if row is not None else 0
 
-    async def resolution_rows(self, playbook_id: str, version: str, limit: int) -> list[Row]:
+    async def resolution_facts(
+        self, playbook_id: str, version: str, limit: int
+    ) -> list[ResolutionFacts]:
         """The version's ``limit`` most recent counted playbook executions that ended, each
         with whether it succeeded and its failure memory record's resolution
         (learning/resolution.py turns them into resolution times)."""
-        return await self._db.fetchall(
+        rows = await self._db.fetchall(
             # SUCCESS: resolved (with issue 14's health verdict: and not unhealthy after).
-            f"SELECT {SUCCESS} AS success, e.duration_seconds, e.completed_at,"  # noqa: S608
+            f"SELECT e.playbook_version AS version, {SUCCESS} AS success,"  # noqa: S608
+            " e.duration_seconds, e.completed_at,"
             " m.outcome AS memory_outcome,"
             " json_extract(m.record, '$.resolution.resolved_at') AS memory_resolved_at"
             " FROM (SELECT * FROM executions WHERE playbook_id = ? AND playbook_version = ?"
@@ -405,6 +433,7 @@ class LearningRepository:
             " LEFT JOIN failure_memory m ON m.failure_id = e.failure_id",
             (playbook_id, version, limit),
         )
+        return [ResolutionFacts.of(row) for row in rows]
 
     async def approved_with_versions(self, limit: int = 200) -> list[StoredRecommendation]:
         """Approved recommendations and the versions they made, newest first."""

@@ -61,17 +61,17 @@ async def resumable_executions(
         started = datetime.fromisoformat(execution.started_at.replace("Z", "+00:00"))
         found.append(
             Resumable(
-                execution.id,
-                playbook,
-                FailureInfo(
+                execution_id=execution.id,
+                playbook=playbook,
+                failure=FailureInfo(
                     failure_id,
                     execution.component,
                     execution.error_id,
                     failure.message if failure is not None else "",
                 ),
-                step.id,
-                max((clock.now() - started).total_seconds(), 0.0),
-                [asdict(s) for s in steps],
+                step_id=step.id,
+                elapsed_s=max((clock.now() - started).total_seconds(), 0.0),
+                rows=[asdict(s) for s in steps],
             )
         )
     return found
