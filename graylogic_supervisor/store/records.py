@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, TypeVar
 
-from graylogic_supervisor.domain.states import ExecutionStatus, StepOutcome
+from graylogic_supervisor.domain.states import ExecutionStatus, IncidentPhase, StepOutcome
 from graylogic_supervisor.store.database import Row
 
 _R = TypeVar("_R")
@@ -126,4 +126,35 @@ class StepRecord:
             output=row["output"],
             error=row["error"],
             transitioned_to=row["transitioned_to"],
+        )
+
+
+@dataclass(frozen=True)
+class IncidentRecord:
+    """One row of ``incidents``."""
+
+    id: str
+    component: str
+    error_id: str
+    failure_id: str | None
+    phase: IncidentPhase
+    detail: str | None
+    attempts: int
+    opened_at: str
+    updated_at: str
+    closed_at: str | None
+
+    @classmethod
+    def of(cls, row: Row) -> IncidentRecord:
+        return cls(
+            id=row["id"],
+            component=row["component"],
+            error_id=row["error_id"],
+            failure_id=row["failure_id"],
+            phase=IncidentPhase(row["phase"]),
+            detail=row["detail"],
+            attempts=int(row["attempts"]),
+            opened_at=row["opened_at"],
+            updated_at=row["updated_at"],
+            closed_at=row["closed_at"],
         )
