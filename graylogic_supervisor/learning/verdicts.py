@@ -231,7 +231,7 @@ class Verdicts:
 
     async def _times(self, playbook_id: str, version: str) -> tuple[float, ...]:
         return await recent_times(
-            self._store, playbook_id, version, TIME_SAMPLE, manual_s=self._manual_s
+            self._store, playbook_id, version, limit=TIME_SAMPLE, manual_s=self._manual_s
         )
 
     async def _realised(self, playbook_id: str, version: str) -> Realised:
