@@ -76,6 +76,7 @@ class Reloader:
         current: SupervisorConfig,
         actions: dict[str, ActionSpec],
         monitor: HealthMonitor,
+        *,
         policy: RecoveryPolicy,
         supervisor: Supervisor,
         versions: PlaybookVersions,

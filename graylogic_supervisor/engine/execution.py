@@ -95,8 +95,8 @@ def retry_pause(policy: RetryPolicy, retry_number: int, rng: random.Random) -> f
         policy.multiplier,
         policy.max_backoff_seconds,
         policy.jitter,
-        retry_number,
-        rng,
+        attempt=retry_number,
+        rng=rng,
     )
 
 

@@ -51,6 +51,7 @@ from graylogic_supervisor.store.decisions import (
 )
 from graylogic_supervisor.store.ids import new_id
 from graylogic_supervisor.store.learning import LearningRepository, StoredRecommendation
+from graylogic_supervisor.store.learning_metrics import MetricsTables
 from graylogic_supervisor.store.rejections import RejectionRepository
 from graylogic_supervisor.store.trials import Trial, TrialRepository
 from graylogic_supervisor.store.users import UserRepository
@@ -115,7 +116,7 @@ class LearningService:
         self._alert = alert
         self._ids = ids
         self._first_versions: set[tuple[str, str]] = set()
-        self.metrics = LearningMetrics(db)
+        self.metrics = LearningMetrics(MetricsTables(db))
         self.store = LearningRepository(db)
         self.users = UserRepository(db)
         self.rejections = RejectionRepository(db)
@@ -204,7 +205,7 @@ class LearningService:
                 f"{what} does not apply to the active {active.version}: {exc}"
             ) from exc
         data = await load_cases(
-            self._db, active.id, self._specs, self._settings.analysis.replay_window
+            self.store, active.id, self._specs, self._settings.analysis.replay_window
         )
         unsafe = verification_guard(active, proposed, self._specs, data.success_means_health)
         if unsafe is not None:  # a modified change too: no approval drops a last verification
@@ -362,7 +363,7 @@ class LearningService:
         now = self._clock.now()
         since = now - timedelta(days=self._settings.window_days)
         fresh = await self.store.counted_since(playbook.id, playbook.version, isoformat(since))
-        data = await load_cases(self._db, playbook.id, self._specs, settings.replay_window)
+        data = await load_cases(self.store, playbook.id, self._specs, settings.replay_window)
         result = analyse_playbook(
             playbook,
             await self.metrics.version(playbook.id, playbook.version),
@@ -690,7 +691,7 @@ class LearningService:
     ) -> str | None:
         """None when the change still lowers the expected time on ``active``."""
         settings = self._settings.analysis
-        data = await load_cases(self._db, active.id, self._specs, settings.replay_window)
+        data = await load_cases(self.store, active.id, self._specs, settings.replay_window)
         model = data.model(self._specs, settings.default_manual_s)
         verdict = evaluate(
             active, Candidate(change, rec.summary, rec.evidence), data, model, self._specs, settings

@@ -155,12 +155,12 @@ class TrialKeeper:
         )
         samples = {}
         for version in (trial.base_version, trial.trial_version):
-            mine = [row for row in rows if row["version"] == version]
+            mine = [facts for facts in rows if facts.version == version]
             samples[version] = VersionSample(
                 version,
-                sum(bool(row["success"]) for row in mine),
+                sum(facts.success for facts in mine),
                 len(mine),
-                tuple(resolution_time_s(row, self._manual_s) for row in mine),  # type: ignore[arg-type]  # a Row maps
+                tuple(resolution_time_s(facts, self._manual_s) for facts in mine),
             )
         looked = int((trial.statistics or {}).get("look", 0))
         return decide_trial(

@@ -216,7 +216,9 @@ class Verdicts:
         return (await self._metrics.counts(playbook_id, (version,))).get(version)
 
     async def _times(self, playbook_id: str, version: str) -> tuple[float, ...]:
-        return await recent_times(self._store, playbook_id, version, TIME_SAMPLE, self._manual_s)
+        return await recent_times(
+            self._store, playbook_id, version, limit=TIME_SAMPLE, manual_s=self._manual_s
+        )
 
     async def _realised(self, playbook_id: str, version: str) -> Realised:
         ok, n = await self._count(playbook_id, version) or (0, 0)

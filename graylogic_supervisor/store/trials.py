@@ -18,7 +18,7 @@ import aiosqlite
 from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.domain.states import TrialStatus
 from graylogic_supervisor.store.database import Database, Row
-from graylogic_supervisor.store.learning import SUCCESS
+from graylogic_supervisor.store.learning import SUCCESS, ResolutionFacts
 
 
 @dataclass(frozen=True)
@@ -181,11 +181,13 @@ class TrialRepository:
             (json.dumps(statistics), trial_id, TrialStatus.RUNNING),
         )
 
-    async def arm_rows(self, playbook_id: str, versions: Sequence[str], since: str) -> list[Row]:
+    async def arm_rows(
+        self, playbook_id: str, versions: Sequence[str], since: str
+    ) -> list[ResolutionFacts]:
         """Each counted, finished playbook execution of ``versions`` started at or after
-        ``since`` (both arms over the same period), as ``resolution_rows`` gives them,
-        with its version (learning/resolution.py turns them into resolution times)."""
-        return await self._db.fetchall(
+        ``since`` (both arms over the same period), as ``resolution_facts`` gives them
+        (learning/resolution.py turns them into resolution times)."""
+        rows = await self._db.fetchall(
             f"SELECT e.playbook_version AS version, {SUCCESS} AS success,"  # noqa: S608
             " e.duration_seconds, e.completed_at, m.outcome AS memory_outcome,"
             " json_extract(m.record, '$.resolution.resolved_at') AS memory_resolved_at"
@@ -197,3 +199,4 @@ class TrialRepository:
             " ORDER BY e.started_at",
             (playbook_id, json.dumps(list(versions)), since),
         )
+        return [ResolutionFacts.of(row) for row in rows]

@@ -75,7 +75,7 @@ class MemoryAdvisor:
                 context.error_id,
                 decision.best.fix_action,
                 decision.best.fix_target,
-                self._actions,
+                actions=self._actions,
             )
         record = decision.record()
         if decision.use_learned_fix and learned is None:

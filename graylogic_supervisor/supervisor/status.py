@@ -29,6 +29,7 @@ class StatusPublisher:
         topics: Topics,
         site: str,
         clock: Clock,
+        *,
         durations: DurationHistory | None = None,
     ) -> None:
         self._link = link

@@ -22,7 +22,6 @@ from starlette.schemas import SchemaGenerator
 
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.store.sessions import Session
-from graylogic_supervisor.store.views import RecordViews
 from graylogic_supervisor.web.admin_data import dashboard_data
 from graylogic_supervisor.web.auth import MAX_FORM_BYTES, current_session, may_change, same
 from graylogic_supervisor.web.execution_pages import execution_filters, queue_control
@@ -428,8 +427,8 @@ async def executions(request: Request, session: Session) -> Response:
       401: {description: not logged in}
     """
     _, wanted = execution_filters(request)
-    found = await RecordViews(admin(request).db).executions(wanted, 50)
-    return JSONResponse(rows(found))
+    found = await admin(request).records.views.executions(wanted, 50)
+    return JSONResponse([execution.as_row() for execution in found])
 
 
 @reading

@@ -24,6 +24,7 @@ from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.sessions import LoginLimits, SessionRepository
 from graylogic_supervisor.store.users import UserRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.store.views import PageStore
 from graylogic_supervisor.supervisor.policy import TerminationReading
 from graylogic_supervisor.web.app import WebDeps, create_app
 from graylogic_supervisor.web.auth import AuthDeps
@@ -58,7 +59,7 @@ async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(
         WebDeps(Health1(), lambda: frozenset({"mqtt"}), Metrics("test"), "villa-7", "0.1.0"),
         AdminDeps(
-            db,
+            PageStore.of(db),
             AuthDeps(users, SessionRepository(db), audit, clock),
             ControlRepository(db, audit),
             EscalationRepository(db, audit),
