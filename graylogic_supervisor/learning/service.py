@@ -124,9 +124,8 @@ class LearningService:
             versions,
             self.metrics,
             self.store,
-            self.rejections,
-            settings.analysis.min_executions,
-            settings.analysis.default_manual_s,
+            min_executions=settings.analysis.min_executions,
+            manual_s=settings.analysis.default_manual_s,
         )
         self.decisions = LearningDecisions(db, audit)
         self.trials = TrialKeeper(

@@ -31,7 +31,6 @@ from graylogic_supervisor.learning.rollback import (
     compare_versions,
 )
 from graylogic_supervisor.store.learning import LearningRepository, StoredRecommendation
-from graylogic_supervisor.store.rejections import RejectionRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
 
 UNRESOLVED_SHOWN = 20
@@ -43,14 +42,13 @@ class Verdicts:
         versions: PlaybookVersions,
         metrics: LearningMetrics,
         store: LearningRepository,
-        rejections: RejectionRepository,
+        *,
         min_executions: int,
         manual_s: float,
     ) -> None:
         self._versions = versions
         self._metrics = metrics
         self._store = store
-        self._rejections = rejections
         self._min = min_executions
         self._manual_s = manual_s
         self._baselines: dict[tuple[str, str], Baseline] = {}

@@ -251,29 +251,6 @@ class LearningRepository:
         )
         return ids
 
-    async def decide(
-        self,
-        recommendation_id: str,
-        status: str,
-        by: str,
-        reason: str,
-        now: datetime,
-        new_version: str | None = None,
-        change: Mapping[str, Any] | None = None,
-    ) -> bool:
-        """Record a decision; False when the recommendation is no longer pending."""
-        sets = "status = ?, decided_at = ?, decided_by = ?, decision_reason = ?, new_version = ?"
-        params: list[Any] = [status, isoformat(now), by, reason, new_version]
-        if change is not None:
-            sets += ", change = ?"
-            params.append(json.dumps(change, sort_keys=True))
-        count = await self._db.execute(
-            f"UPDATE learning_recommendations SET {sets}"  # noqa: S608  # fixed columns
-            " WHERE id = ? AND status = 'pending'",
-            (*params, recommendation_id),
-        )
-        return count == 1
-
     async def record_rollback(
         self,
         rollback_id: str,
