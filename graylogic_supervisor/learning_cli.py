@@ -22,6 +22,7 @@ import yaml
 
 from graylogic_supervisor.clock import SystemClock
 from graylogic_supervisor.config import SupervisorConfig
+from graylogic_supervisor.domain.states import VersionStatus
 from graylogic_supervisor.engine.builtins import builtin_specs
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.learning.changes import change_from_yaml
@@ -494,7 +495,7 @@ async def _playbook(
             return EXIT_INVALID
         for row in rows:
             flags = ("active " if row["active"] else "") + (
-                "FAILED " if row["status"] == "failed" else ""
+                "FAILED " if row["status"] == VersionStatus.FAILED else ""
             )
             approved = f", approved by {row['approved_by']}" if row["approved_by"] else ""
             print(

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 
+from graylogic_supervisor.domain.states import RecommendationStatus
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.store.sessions import Session
 from graylogic_supervisor.web.admin_data import dashboard_data
@@ -204,7 +205,7 @@ async def recommendations(request: Request, session: Session) -> Response:
       401: {description: not logged in}
     """
     status = request.query_params.get("status", "pending")
-    if status not in ("pending", "approved", "rejected", "archived", "superseded", "all"):
+    if status != "all" and status not in set(RecommendationStatus):
         return refuse(400, "unknown status")
     recs = await admin(request).learning.store.listing(None if status == "all" else status)
     return JSONResponse([r.as_dict() for r in recs])
