@@ -48,7 +48,7 @@ from graylogic_supervisor.health.probes import (
     memory_prober,
 )
 from graylogic_supervisor.learning.feed import FinishedExecutions
-from graylogic_supervisor.learning.service import LearningService, learning_settings
+from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.learning.trials import TrialArms
 from graylogic_supervisor.memory.capture import ContextCapture, resource_state
 from graylogic_supervisor.memory.events import EventRing, ExecutionEvents
@@ -61,7 +61,7 @@ from graylogic_supervisor.mqtt.socket_race import quiet_closed_socket_races
 from graylogic_supervisor.mqtt.topics import Topics, offline_payload
 from graylogic_supervisor.passwords import PasswordPool
 from graylogic_supervisor.playbooks.loader import load_directory
-from graylogic_supervisor.reload import Reloader, memory_settings, policy_settings
+from graylogic_supervisor.reload import Reloader
 from graylogic_supervisor.sdnotify import Notifier
 from graylogic_supervisor.services.factory import build_backend, readiness_of
 from graylogic_supervisor.services.manager import ServiceManager
@@ -319,7 +319,7 @@ async def _run(
             gate=PriorityGate(config.engine.max_concurrent_executions),
         )
         composer.bind(runner)
-        policy = RecoveryPolicy(policy_settings(config), clock)
+        policy = RecoveryPolicy(config.policy, clock)
         db.holds_for = policy.is_essential  # their records are held, not refused
         recovery_state = RecoveryStateRepository(db)
         await rebuild_policy(policy, recovery_state, incidents, executions, clock)
@@ -340,7 +340,7 @@ async def _run(
             )
         )
         advisor = None
-        memory = FailureMemory(MemoryRepository(db), memory_settings(config), clock)
+        memory = FailureMemory(MemoryRepository(db), config.memory, clock)
         if config.memory.enabled:
             remembered = await memory.load()
             logger.info("failure memory: %d records", remembered)
@@ -412,7 +412,7 @@ async def _run(
             versions,
             audit,
             registry.specs(),
-            learning_settings(config.learning),
+            config.learning,
             clock,
             alert=observer.alert,
         )

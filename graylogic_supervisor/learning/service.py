@@ -8,7 +8,6 @@ import difflib
 import logging
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -19,7 +18,6 @@ from graylogic_supervisor.config import LearningConfig
 from graylogic_supervisor.domain.actions import ActionSpec
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.learning.analysis import (
-    AnalysisSettings,
     Candidate,
     PlaybookAnalysis,
     analyse_playbook,
@@ -36,7 +34,7 @@ from graylogic_supervisor.learning.changes import (
 from graylogic_supervisor.learning.metrics import LearningMetrics
 from graylogic_supervisor.learning.rejections import change_key, earlier_rejection, holds_back
 from graylogic_supervisor.learning.safety import verification_guard
-from graylogic_supervisor.learning.trials import DEFAULT_SHARE, TrialKeeper
+from graylogic_supervisor.learning.trials import TrialKeeper
 from graylogic_supervisor.learning.verdicts import Verdicts
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.audit import AuditLog
@@ -57,30 +55,6 @@ class LearningError(SupervisorError):
     """A recommendation that cannot be decided as asked (gone, stale, invalid)."""
 
 
-@dataclass(frozen=True)
-class LearningSettings:
-    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
-    expiry_days: float = 7.0
-    # The analysis needs min_executions of the active version within this many days.
-    window_days: float = 30.0
-    trial_share: float = DEFAULT_SHARE
-
-
-def learning_settings(config: LearningConfig) -> LearningSettings:
-    return LearningSettings(
-        AnalysisSettings(
-            min_executions=config.min_executions,
-            confidence_threshold=config.confidence_threshold,
-            replay_window=config.replay_window,
-            default_manual_s=config.manual_resolve_s,
-            min_improvement=config.min_improvement,
-        ),
-        expiry_days=config.recommendation_expiry_days,
-        window_days=config.window_days,
-        trial_share=config.trial_share,
-    )
-
-
 class LearningService:
     def __init__(
         self,
@@ -88,7 +62,7 @@ class LearningService:
         versions: PlaybookVersions,
         audit: AuditLog,
         specs: Mapping[str, ActionSpec],
-        settings: LearningSettings,
+        settings: LearningConfig,
         clock: Clock,
         alert: Alert | None = None,
         ids: random.Random | None = None,
@@ -112,21 +86,21 @@ class LearningService:
             self.metrics,
             self.store,
             self.rejections,
-            settings.analysis.min_executions,
-            settings.analysis.default_manual_s,
+            settings.min_executions,
+            settings.manual_resolve_s,
         )
         self.trials = TrialKeeper(
             TrialRepository(db),
             versions,
             audit,
             clock,
-            settings.analysis.min_executions,
-            settings.analysis.default_manual_s,
+            settings.min_executions,
+            settings.manual_resolve_s,
             ids,
         )
 
     @property
-    def settings(self) -> LearningSettings:
+    def settings(self) -> LearningConfig:
         return self._settings
 
     @property
@@ -187,9 +161,7 @@ class LearningService:
             raise LearningError(
                 f"{what} does not apply to the active {active.version}: {exc}"
             ) from exc
-        data = await load_cases(
-            self._db, active.id, self._specs, self._settings.analysis.replay_window
-        )
+        data = await load_cases(self._db, active.id, self._specs, self._settings.replay_window)
         unsafe = verification_guard(active, proposed, self._specs, data.success_means_health)
         if unsafe is not None:  # a modified change too: no approval drops a last verification
             raise LearningError(f"{what} {unsafe}")
@@ -345,7 +317,7 @@ class LearningService:
         """Analyse one playbook's active version, if it ran ``min_executions`` times in
         the last ``window_days`` days (overlapping windows are fine: a change already
         pending is not stored twice, a rejected one is held back)."""
-        settings = self._settings.analysis
+        settings = self._settings
         now = self._clock.now()
         since = now - timedelta(days=self._settings.window_days)
         fresh = await self.store.counted_since(playbook.id, playbook.version, isoformat(since))
@@ -413,7 +385,9 @@ class LearningService:
                     "analysis_id": None,
                     "status": "pending",
                     "generated_at": isoformat(now),
-                    "expires_at": isoformat(now + timedelta(days=self._settings.expiry_days)),
+                    "expires_at": isoformat(
+                        now + timedelta(days=self._settings.recommendation_expiry_days)
+                    ),
                 }
             )
             created.append(rec_id)
@@ -644,9 +618,9 @@ class LearningService:
         self, active: Playbook, change: Change, rec: StoredRecommendation
     ) -> str | None:
         """None when the change still lowers the expected time on ``active``."""
-        settings = self._settings.analysis
+        settings = self._settings
         data = await load_cases(self._db, active.id, self._specs, settings.replay_window)
-        model = data.model(self._specs, settings.default_manual_s)
+        model = data.model(self._specs, settings.manual_resolve_s)
         verdict = evaluate(
             active, Candidate(change, rec.summary, rec.evidence), data, model, self._specs, settings
         )

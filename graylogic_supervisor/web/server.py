@@ -96,7 +96,11 @@ OUT_OF_FDS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """What clients of the admin server may hold (``admin`` settings in the config)."""
+    """What clients of the admin server may hold (``admin`` settings in the config).
+
+    Derived, not the section itself: the connection cap is fitted to the file
+    descriptors left at start-up (:func:`limits_for`).
+    """
 
     max_connections: int = 64
     request_timeout_s: float = 10.0
