@@ -102,11 +102,12 @@ from graylogic_supervisor.supervisor.status import DurationHistory, StatusPublis
 from graylogic_supervisor.supervisor.store_space import StoreSpace
 from graylogic_supervisor.web.app import WebDeps, create_app
 from graylogic_supervisor.web.auth import AuthDeps
-from graylogic_supervisor.web.render import AdminDeps
 from graylogic_supervisor.web.server import ListenError, limits_for, serve
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
+
+    from graylogic_supervisor.web.render import AdminDeps
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ async def run_daemon(
         # Before anything touches the state directory: a second daemon must not take the
         # first one's broker for an orphan.
         with StateLock(config.state_dir, options.clock.now()):
-            await _run(config, config_path, options, stop, reload_requested)
+            await _run(config, config_path, options, stop=stop, reload_requested=reload_requested)
     finally:
         if deadline is not None:
             deadline.arm()  # what is left of the exit is bounded too
@@ -170,6 +171,7 @@ async def _run(
     config: SupervisorConfig,
     config_path: Path,
     options: DaemonOptions,
+    *,
     stop: asyncio.Event,
     reload_requested: asyncio.Event,
 ) -> None:
@@ -351,8 +353,8 @@ def _build_health(
         link.topics.root,
         clock,
         lambda component, healthy, detail: monitor.report(component, healthy, detail),
-        lambda component: monitor.probe(component),
-        lambda: link.link.flooded_at,
+        recheck=lambda component: monitor.probe(component),
+        flooded_at=lambda: link.link.flooded_at,
     )
     link.link.subscribe(heartbeats.topic_filter, heartbeats.handle, lane=heartbeats.lane, qos=0)
     services.add_replace_listener(heartbeats.service_replaced)
@@ -669,15 +671,15 @@ async def _build_web(
     sessions = SessionRepository(db)
     await sessions.purge(clock.now())
     supervisor = decide.supervisor
-    app = create_app(
-        WebDeps(
-            health=health.monitor,
-            recovering=lambda: supervisor.recovering,
-            metrics=metrics,
-            site=config.site.name,
-            version=__version__,
-        ),
-        AdminDeps(
+    metrics_token = (
+        config.admin.metrics_token.get_secret_value() if config.admin.metrics_token else None
+    )
+
+    def admin() -> AdminDeps:
+        """The admin page's collaborators: its modules load on its first request."""
+        from graylogic_supervisor.web.render import AdminDeps
+
+        return AdminDeps(
             db,
             AuthDeps(users, sessions, audit, clock, metrics=metrics),
             decide.controls,
@@ -687,9 +689,19 @@ async def _build_web(
             store.versions,
             learning,
             decide.policy.termination,
-            config.admin.metrics_token.get_secret_value() if config.admin.metrics_token else None,
+            metrics_token,
             decide.audit_watch,
+        )
+
+    app = create_app(
+        WebDeps(
+            health=health.monitor,
+            recovering=lambda: supervisor.recovering,
+            metrics=metrics,
+            site=config.site.name,
+            version=__version__,
         ),
+        admin,
     )
     return _Web(learning, app, CommandRepository(db))
 
@@ -785,9 +797,9 @@ def _loops(
         parts.metrics,
         decide.policy,
         decide.supervisor,
-        decide.controls,
-        clock,
-        learning,
+        controls=decide.controls,
+        clock=clock,
+        learning=learning,
     )
     apply_commands = partial(
         loops.apply_commands,
@@ -795,7 +807,7 @@ def _loops(
         engine.controls_of_runs,
         decide.controls,
         decide.audit,
-        clock,
+        clock=clock,
     )
     return [
         ("mqtt-link", link.link.run, None),

@@ -9,7 +9,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -17,12 +17,6 @@ from graylogic_supervisor.clock import Clock, isoformat
 from graylogic_supervisor.config import LearningConfig
 from graylogic_supervisor.domain.actions import ActionSpec
 from graylogic_supervisor.errors import SupervisorError
-from graylogic_supervisor.learning.analysis import (
-    Candidate,
-    PlaybookAnalysis,
-    analyse_playbook,
-    evaluate,
-)
 from graylogic_supervisor.learning.cases import load_cases
 from graylogic_supervisor.learning.changes import (
     Change,
@@ -45,6 +39,9 @@ from graylogic_supervisor.store.rejections import RejectionRepository
 from graylogic_supervisor.store.trials import Trial, TrialRepository
 from graylogic_supervisor.store.users import UserRepository
 from graylogic_supervisor.store.versions import PlaybookVersions, playbook_yaml, semver_key
+
+if TYPE_CHECKING:
+    from graylogic_supervisor.learning.analysis import PlaybookAnalysis
 
 logger = logging.getLogger(__name__)
 
@@ -317,6 +314,8 @@ class LearningService:
         """Analyse one playbook's active version, if it ran ``min_executions`` times in
         the last ``window_days`` days (overlapping windows are fine: a change already
         pending is not stored twice, a rejected one is held back)."""
+        from graylogic_supervisor.learning.analysis import analyse_playbook  # on its first run
+
         settings = self._settings
         now = self._clock.now()
         since = now - timedelta(days=self._settings.window_days)
@@ -618,6 +617,8 @@ class LearningService:
         self, active: Playbook, change: Change, rec: StoredRecommendation
     ) -> str | None:
         """None when the change still lowers the expected time on ``active``."""
+        from graylogic_supervisor.learning.analysis import Candidate, evaluate
+
         settings = self._settings
         data = await load_cases(self._db, active.id, self._specs, settings.replay_window)
         model = data.model(self._specs, settings.manual_resolve_s)
