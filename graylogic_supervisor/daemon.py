@@ -43,6 +43,7 @@ from graylogic_supervisor.health.monitor import (
     Health,
     HealthChange,
     HealthMonitor,
+    Prober,
     service_running,
 )
 from graylogic_supervisor.health.probes import (
@@ -373,35 +374,76 @@ def _build_health(
     monitor = HealthMonitor(
         config.components,
         services,
-        {
-            "mqtt": BrokerCheck(
-                link.probe_target,
-                services,
-                config.mqtt.probe_timeout_s,
-                config.mqtt.confirm_timeout_s,
-            ),
-            "service": service_running,
-            "bridge": heartbeats.prober,
-            "database": database_prober(store.db, clock),
-            "memory": memory_prober(),
-            "disk": disk_prober(config.state_dir),
-            "cpu": cpu_prober(clock),
-        },
+        _probers(config, clock, store, link=link, services=services, heartbeats=heartbeats),
         clock,
         publisher=on_health_change,
         on_could_not_tell=metrics.probe_could_not_tell,
     )
-    systemctl = SubprocessRunner()
     all_services = ([plan.service] if plan.service else []) + list(config.services)
+    _add_services(all_services, services, plan.host, monitor=monitor, state_dir=config.state_dir)
+    link.link.add_listener(monitor.link_changed)
+    store_space = _store_space(config, clock, store, link=link, monitor=monitor)
+    return _Health(
+        services=services,
+        all_services=all_services,
+        heartbeats=heartbeats,
+        monitor=monitor,
+        events=events,
+        store_space=store_space,
+        broker_service=plan.service.name if plan.service else None,
+    )
+
+
+def _probers(
+    config: SupervisorConfig,
+    clock: Clock,
+    store: _Store,
+    *,
+    link: _Link,
+    services: ServiceManager,
+    heartbeats: HeartbeatTracker,
+) -> dict[str, Prober]:
+    """Each component kind's periodic check."""
+    return {
+        "mqtt": BrokerCheck(
+            link.probe_target,
+            services,
+            config.mqtt.probe_timeout_s,
+            config.mqtt.confirm_timeout_s,
+        ),
+        "service": service_running,
+        "bridge": heartbeats.prober,
+        "database": database_prober(store.db, clock),
+        "memory": memory_prober(),
+        "disk": disk_prober(config.state_dir),
+        "cpu": cpu_prober(clock),
+    }
+
+
+def _add_services(
+    all_services: list[ServiceConfig],
+    services: ServiceManager,
+    host: str,
+    *,
+    monitor: HealthMonitor,
+    state_dir: Path,
+) -> None:
+    """Each service's backend, its exits told to the monitor (none is started here)."""
+    systemctl = SubprocessRunner()
     for service_config in all_services:
         backend = build_backend(
             service_config,
-            state_dir=config.state_dir,
+            state_dir=state_dir,
             on_exit=monitor.service_exited,
             systemctl=systemctl,
         )
-        services.add(backend, readiness_of(service_config, plan.host))
-    link.link.add_listener(monitor.link_changed)
+        services.add(backend, readiness_of(service_config, host))
+
+
+def _store_space(
+    config: SupervisorConfig, clock: Clock, store: _Store, *, link: _Link, monitor: HealthMonitor
+) -> StoreSpace:
+    """The watch on the store's disk: its reserve taken, told when a write finds it full."""
     store_space = StoreSpace(
         store.reserve,
         link.publisher,
@@ -413,15 +455,7 @@ def _build_health(
     )
     store_space.take_reserve()
     store.db.on_full = store_space.on_full
-    return _Health(
-        services=services,
-        all_services=all_services,
-        heartbeats=heartbeats,
-        monitor=monitor,
-        events=events,
-        store_space=store_space,
-        broker_service=plan.service.name if plan.service else None,
-    )
+    return store_space
 
 
 @dataclass(frozen=True)
