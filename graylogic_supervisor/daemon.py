@@ -1,4 +1,14 @@
-"""The composition root: builds every object, runs every loop, shuts down in order."""
+"""The composition root: builds every object, runs every loop, shuts down in order.
+
+``_run`` reads as the order of start-up: prepare the state directory, open the
+store, the broker link, health (services, heartbeats, the monitor), the engine
+(actions, playbooks, the runner), the supervisor (policy, audit, escalations, the
+failure memory), start supervising (resumed runs, our services, online), the web
+app, then the loops in one TaskGroup until a signal, and the shutdown. Each part
+is one function returning a frozen record of what it built, so a reader sees what
+each later part takes from the earlier ones. The module is long because it is the
+one place where everything is wired; no function in it is.
+"""
 
 from __future__ import annotations
 
