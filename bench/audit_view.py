@@ -45,8 +45,9 @@ from typing import Any
 import httpx
 
 from graylogic_supervisor.clock import SystemClock, isoformat
+from graylogic_supervisor.config import LearningConfig
 from graylogic_supervisor.engine.builtins import builtin_specs
-from graylogic_supervisor.learning.service import LearningService, LearningSettings
+from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.store.audit import AuditLog, entry_hash
 from graylogic_supervisor.store.commands import CommandRepository
@@ -154,7 +155,7 @@ async def bench(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
             users = UserRepository(db)
             await users.add("ada", "admin", PASSWORD, clock.now())
             learning = LearningService(
-                db, PlaybookVersions(db), audit, builtin_specs(), LearningSettings(), clock
+                db, PlaybookVersions(db), audit, builtin_specs(), LearningConfig(), clock
             )
             extra = [None, watch] if watch is not None else []
             app = create_app(

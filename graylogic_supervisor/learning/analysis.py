@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from graylogic_supervisor.config import LearningConfig
 from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
 from graylogic_supervisor.learning.cases import CaseSet
 from graylogic_supervisor.learning.changes import (
@@ -62,18 +63,7 @@ TIMEOUT_SHARE = 0.2
 TIMEOUT_MIN = 5
 EVIDENCE_IDS = 20
 MAX_RETRY_ATTEMPTS = 5
-
-
-@dataclass(frozen=True)
-class AnalysisSettings:
-    min_executions: int = 10
-    confidence_threshold: float = 0.8
-    replay_window: int = 1000
-    default_manual_s: float = 1800.0
-    resamples: int = 400
-    # A change must save at least this share of the expected resolution time: below it
-    # a new version is churn (and needs fresh executions) for a gain nobody would notice.
-    min_improvement: float = 0.01
+RESAMPLES = 400  # bootstrap resamples behind a comparison's confidence
 
 
 @dataclass
@@ -143,7 +133,7 @@ def analyse_playbook(
     pairs: Sequence[StepPair],
     data: CaseSet,
     specs: Mapping[str, ActionSpec],
-    settings: AnalysisSettings,
+    settings: LearningConfig,
 ) -> PlaybookAnalysis:
     """``new_executions``: of the active version in the analysis window (the service's
     ``window_days``)."""
@@ -159,7 +149,7 @@ def analyse_playbook(
     if not supported(playbook):
         result.note = "parallel groups and needs: are not replayed; findings only"
         return result
-    model = data.model(specs, settings.default_manual_s)
+    model = data.model(specs, settings.manual_resolve_s)
     baseline = {case: replay(playbook, case, model) for case in data.cases}
     baselines: dict[float, Expectation] = {}  # the current version under each hypothesis
     best_by_key: dict[str, tuple[Recommendation, float]] = {}
@@ -202,7 +192,7 @@ def evaluate(
     data: CaseSet,
     model: OutcomeModel,
     specs: Mapping[str, ActionSpec],
-    settings: AnalysisSettings,
+    settings: LearningConfig,
     baseline: Mapping[Case, Expectation] | None = None,
     baselines: dict[float, Expectation] | None = None,
 ) -> Recommendation | str:
@@ -223,7 +213,7 @@ def evaluate(
         data.cases,
         model,
         rng=random.Random(seed),
-        resamples=settings.resamples,
+        resamples=RESAMPLES,
         baseline=baseline,
     )
     verdict = _verdict(comparison, settings)
@@ -250,7 +240,7 @@ def evaluate(
     )
 
 
-def _verdict(comparison: Comparison, settings: AnalysisSettings) -> str | None:
+def _verdict(comparison: Comparison, settings: LearningConfig) -> str | None:
     """Why the comparison does not make a recommendation, or None when it does."""
     if comparison.proposed.time_s >= comparison.current.time_s * (1 - 1e-9):
         return (
@@ -279,7 +269,7 @@ def _trial(
     candidate: Candidate,
     data: CaseSet,
     model: OutcomeModel,
-    settings: AnalysisSettings,
+    settings: LearningConfig,
     verdict: str,
     baselines: dict[float, Expectation],
 ) -> Recommendation | str:
