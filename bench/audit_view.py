@@ -109,7 +109,9 @@ def fill(path: Path, entries: int) -> tuple[int, str]:
     rows = []
     for seq in range(1, entries + 1):
         detail = json.dumps({"n": seq, "reason": "bench"}, sort_keys=True)
-        digest = entry_hash(prev, seq, at, "alice", "maintenance.start", "mqtt", detail)
+        digest = entry_hash(
+            prev, seq, at, "alice", action="maintenance.start", subject="mqtt", detail=detail
+        )
         rows.append((seq, at, "alice", "maintenance.start", "mqtt", detail, prev, digest))
         prev = digest
     with raw:
@@ -155,7 +157,12 @@ async def bench(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
             users = UserRepository(db)
             await users.add("ada", "admin", PASSWORD, clock.now())
             learning = LearningService(
-                db, PlaybookVersions(db), audit, builtin_specs(), LearningConfig(), clock
+                db,
+                PlaybookVersions(db),
+                audit,
+                builtin_specs(),
+                settings=LearningConfig(),
+                clock=clock,
             )
             extra = [None, watch] if watch is not None else []
             app = create_app(

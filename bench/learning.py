@@ -390,7 +390,12 @@ def fill_store(
 async def measure_learning(path: Path, specs: Mapping[str, ActionSpec]) -> dict[str, Any]:
     async with Database(path) as db:
         service = LearningService(
-            db, PlaybookVersions(db), AuditLog(db), specs, LearningConfig(), SystemClock()
+            db,
+            PlaybookVersions(db),
+            AuditLog(db),
+            specs,
+            settings=LearningConfig(),
+            clock=SystemClock(),
         )
         async with RssSampler() as rss:
             started = time.perf_counter()

@@ -704,8 +704,8 @@ async def _build_web(
         store.versions,
         audit,
         engine.registry.specs(),
-        config.learning,
-        clock,
+        settings=config.learning,
+        clock=clock,
         alert=decide.observer.alert,
     )
     passwords = await stack.enter_async_context(

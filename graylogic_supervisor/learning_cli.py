@@ -275,8 +275,8 @@ async def run_learning_command(args: argparse.Namespace, config: SupervisorConfi
             versions,
             AuditLog(db),
             builtin_specs(),
-            config.learning,
-            clock,
+            settings=config.learning,
+            clock=clock,
         )
         try:
             if args.command == "analyze":

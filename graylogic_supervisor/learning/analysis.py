@@ -130,6 +130,7 @@ def analyse_playbook(
     metrics: VersionMetrics | None,
     new_executions: int,
     steps: Sequence[StepMetrics],
+    *,
     pairs: Sequence[StepPair],
     data: CaseSet,
     specs: Mapping[str, ActionSpec],
@@ -139,7 +140,7 @@ def analyse_playbook(
     ``window_days``)."""
     executions = metrics.executions if metrics is not None else 0
     result = PlaybookAnalysis(playbook.id, playbook.version, executions, new_executions)
-    result.findings = findings(playbook, steps, pairs, data, specs)
+    result.findings = findings(playbook, steps, pairs, data, specs=specs)
     if new_executions < settings.min_executions:
         result.note = (
             f"{new_executions} executions of {playbook.version} in the analysis window;"
@@ -153,8 +154,17 @@ def analyse_playbook(
     baseline = {case: replay(playbook, case, model) for case in data.cases}
     baselines: dict[float, Expectation] = {}  # the current version under each hypothesis
     best_by_key: dict[str, tuple[Recommendation, float]] = {}
-    for candidate in candidates(playbook, steps, pairs, data, model, specs):
-        evaluated = evaluate(playbook, candidate, data, model, specs, settings, baseline, baselines)
+    for candidate in candidates(playbook, steps, pairs, data, model=model, specs=specs):
+        evaluated = evaluate(
+            playbook,
+            candidate,
+            data,
+            model,
+            specs=specs,
+            settings=settings,
+            baseline=baseline,
+            baselines=baselines,
+        )
         considered = {
             "change": candidate.change.model_dump(mode="json"),
             "summary": candidate.summary,
@@ -191,6 +201,7 @@ def evaluate(
     candidate: Candidate,
     data: CaseSet,
     model: OutcomeModel,
+    *,
     specs: Mapping[str, ActionSpec],
     settings: LearningConfig,
     baseline: Mapping[Case, Expectation] | None = None,
@@ -219,7 +230,14 @@ def evaluate(
     verdict = _verdict(comparison, settings)
     if verdict is not None and comparison.proposed.p_guessed > 0:
         return _trial(
-            playbook, proposed, candidate, data, model, settings, verdict, baselines or {}
+            playbook,
+            proposed,
+            candidate,
+            data,
+            model=model,
+            settings=settings,
+            verdict=verdict,
+            baselines=baselines or {},
         )
     if verdict is not None:
         return verdict
@@ -268,6 +286,7 @@ def _trial(
     proposed: Playbook,
     candidate: Candidate,
     data: CaseSet,
+    *,
     model: OutcomeModel,
     settings: LearningConfig,
     verdict: str,
@@ -381,6 +400,7 @@ def findings(
     steps: Sequence[StepMetrics],
     pairs: Sequence[StepPair],
     data: CaseSet,
+    *,
     specs: Mapping[str, ActionSpec],
 ) -> dict[str, Any]:
     present = _actions(playbook)
@@ -468,6 +488,7 @@ def candidates(
     steps: Sequence[StepMetrics],
     pairs: Sequence[StepPair],
     data: CaseSet,
+    *,
     model: OutcomeModel,
     specs: Mapping[str, ActionSpec],
 ) -> list[Candidate]:

@@ -73,6 +73,7 @@ class LearningService:
         versions: PlaybookVersions,
         audit: AuditLog,
         specs: Mapping[str, ActionSpec],
+        *,
         settings: LearningConfig,
         clock: Clock,
         alert: Alert | None = None,
@@ -239,7 +240,7 @@ class LearningService:
             return None
         restored = baseline.version
         report = await self.verdicts.investigation(
-            playbook_id, version, restored, verdict, baseline
+            playbook_id, version, restored, verdict, baseline=baseline
         )
         now = self._clock.now()
         rollback_id = new_id("rollback", now, self._ids)
@@ -319,7 +320,7 @@ class LearningService:
             "prediction_bias": await self.verdicts.bias(),
         }
         await self.store.record_analysis(
-            analysis_id, started, finished, trigger, len(created), report
+            analysis_id, started, finished, trigger, recommendations=len(created), report=report
         )
         return report
 
@@ -339,10 +340,10 @@ class LearningService:
             await self.metrics.version(playbook.id, playbook.version),
             fresh,
             await self.metrics.steps(playbook.id, playbook.version),
-            await self.metrics.pairs(playbook.id, playbook.version),
-            data,
-            self._specs,
-            settings,
+            pairs=await self.metrics.pairs(playbook.id, playbook.version),
+            data=data,
+            specs=self._specs,
+            settings=settings,
         )
         await self.store.set_analysed_at(playbook.id, now)
         return result
@@ -572,7 +573,7 @@ class LearningService:
                 playbook_id, current, baseline, every_execution=True
             )
         report = await self.verdicts.investigation(
-            playbook_id, current, to_version, verdict, baseline
+            playbook_id, current, to_version, verdict, baseline=baseline
         )
         rollback_id = new_id("rollback", now, self._ids)
         rejections = await self._discarded(
@@ -668,6 +669,11 @@ class LearningService:
         data = await load_cases(self.store, active.id, self._specs, settings.replay_window)
         model = data.model(self._specs, settings.manual_resolve_s)
         verdict = evaluate(
-            active, Candidate(change, rec.summary, rec.evidence), data, model, self._specs, settings
+            active,
+            Candidate(change, rec.summary, rec.evidence),
+            data,
+            model,
+            specs=self._specs,
+            settings=settings,
         )
         return verdict if isinstance(verdict, str) else None

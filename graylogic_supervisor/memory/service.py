@@ -236,7 +236,7 @@ class FailureMemory:
                     candidate.component,
                     candidate.fix_action,
                     candidate.fix_target,
-                    candidate.member_ids[-1],
+                    first_member=candidate.member_ids[-1],
                 ),
                 error_id=candidate.error_id,
                 component=candidate.component,
@@ -319,7 +319,7 @@ class FailureMemory:
 
 
 def pattern_id(
-    error_id: str, component: str, fix_action: str, fix_target: str | None, first_member: str
+    error_id: str, component: str, fix_action: str, fix_target: str | None, *, first_member: str
 ) -> str:
     """Stable across re-extraction: the same cluster keeps its id (and its counters)."""
     key = f"{error_id}|{component}|{fix_action}|{fix_target}|{first_member}"

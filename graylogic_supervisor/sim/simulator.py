@@ -189,7 +189,7 @@ class Simulation:
             manual_resolve_s=scenario.manual.resolve_s,
         )
         learning = LearningService(
-            db, versions, AuditLog(db), specs, settings, clock, alert=alert, ids=rng
+            db, versions, AuditLog(db), specs, settings=settings, clock=clock, alert=alert, ids=rng
         )
         if options.auto_approve and await learning.users.get(SIMULATOR) is None:
             await learning.users.add(

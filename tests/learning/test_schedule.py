@@ -29,8 +29,8 @@ async def test_the_analysis_runs_on_sunday_at_three_in_the_site_zone(tmp_path: P
             PlaybookVersions(db),
             AuditLog(db),
             builtin_specs(),
-            config.learning,
-            clock,
+            settings=config.learning,
+            clock=clock,
         )
         memory = FailureMemory(MemoryRepository(db), MemoryConfig(), clock)
         scheduler = loops.nightly_scheduler(config, memory, learning, clock)
@@ -52,7 +52,7 @@ async def test_no_analysis_job_when_learning_is_off(tmp_path: Path) -> None:
     clock = SystemClock()
     async with Database(tmp_path / "s.db") as db:
         learning = LearningService(
-            db, PlaybookVersions(db), AuditLog(db), {}, config.learning, clock
+            db, PlaybookVersions(db), AuditLog(db), {}, settings=config.learning, clock=clock
         )
         memory = FailureMemory(MemoryRepository(db), MemoryConfig(), clock)
         scheduler = loops.nightly_scheduler(config, memory, learning, clock)

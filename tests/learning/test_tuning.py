@@ -100,8 +100,8 @@ async def test_a_probe_that_hangs_until_its_timeout_gets_a_shorter_one(db: Datab
         versions,
         AuditLog(db),
         builtin_specs(),
-        LearningConfig(),
-        VirtualClock(START + timedelta(days=1)),  # a day after the records
+        settings=LearningConfig(),
+        clock=VirtualClock(START + timedelta(days=1)),  # a day after the records
     )
     report = await learning.analyze("test")
     [playbook] = report["playbooks"]

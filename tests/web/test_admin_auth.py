@@ -55,7 +55,7 @@ async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
     await users.add("ada", "admin", PASSWORD, NOW)
     await users.add("vic", "viewer", PASSWORD, NOW)
     learning = LearningService(
-        db, PlaybookVersions(db), audit, builtin_specs(), LearningConfig(), clock
+        db, PlaybookVersions(db), audit, builtin_specs(), settings=LearningConfig(), clock=clock
     )
     app = create_app(
         WebDeps(Health1(), lambda: frozenset({"mqtt"}), Metrics("test"), "villa-7", "0.1.0"),

@@ -63,7 +63,12 @@ class Builds:
             CommandRepository(db),
             PlaybookVersions(db),
             LearningService(
-                db, PlaybookVersions(db), audit, builtin_specs(), LearningConfig(), clock
+                db,
+                PlaybookVersions(db),
+                audit,
+                builtin_specs(),
+                settings=LearningConfig(),
+                clock=clock,
             ),
             lambda: TerminationReading(None, 0, 0),
         )

@@ -62,7 +62,7 @@ async def build(db: Database, pool: PasswordPool) -> Site:
     users = UserRepository(db, pool)
     await users.add("ada", "admin", PASSWORD, NOW)
     learning = LearningService(
-        db, PlaybookVersions(db), audit, builtin_specs(), LearningConfig(), clock
+        db, PlaybookVersions(db), audit, builtin_specs(), settings=LearningConfig(), clock=clock
     )
     app = create_app(
         WebDeps(Health1(), frozenset, metrics, "villa-7", "0.1.0"),

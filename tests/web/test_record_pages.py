@@ -120,7 +120,12 @@ async def watched(db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, AuditL
             CommandRepository(db),
             PlaybookVersions(db),
             LearningService(
-                db, PlaybookVersions(db), audit, builtin_specs(), LearningConfig(), clock
+                db,
+                PlaybookVersions(db),
+                audit,
+                builtin_specs(),
+                settings=LearningConfig(),
+                clock=clock,
             ),
             lambda: TerminationReading(None, 0, 0),
             audit_watch=ChainWatch(audit, clock),
