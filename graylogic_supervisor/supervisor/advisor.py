@@ -60,26 +60,6 @@ class MemoryAdvisor:
         self._actions = actions
         self._clock = clock
 
-    async def remember(
-        self,
-        failure_id: str,
-        incident_id: str,
-        component: str,
-        error_id: str,
-        severity: str,
-        message: str,
-    ) -> FailureContext:
-        context = self.capture(
-            failure_id,
-            incident_id,
-            component,
-            error_id,
-            severity=severity,
-            message=message,
-        )
-        await self.keep(context)
-        return context
-
     def capture(
         self,
         failure_id: str,
@@ -98,12 +78,6 @@ class MemoryAdvisor:
     async def keep(self, context: FailureContext) -> None:
         """Write a captured context into the memory and its index."""
         await self._memory.capture(context)
-
-    async def advise(self, context: FailureContext, playbook: Playbook | None) -> LearnedFix | None:
-        """The learned fix to run first, if the memory is confident enough; recorded either way."""
-        consultation = await self.consult(context, playbook)
-        await self.record(consultation)
-        return consultation.learned
 
     async def consult(self, context: FailureContext, playbook: Playbook | None) -> Consultation:
         """The decision, and the learned fix's version registered when it is the choice;

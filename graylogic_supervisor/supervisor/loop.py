@@ -3,10 +3,15 @@
 A component that turns unhealthy, and stays so past its grace window, opens an
 incident with a failure and its catalog error id. Before every execution the
 recovery policy is asked whether one may start; its verdict is recorded. One
-component never has two incidents at once. An incident ends when the
-component is healthy again: resolved when our execution did it (and a fresh
-probe confirms it: a run that resolved on paper but left the component
-unhealthy is no success), closed after escalation when someone else did.
+component never has two incidents at once. An incident is decided before it is
+written: the policy's gate, the holds and the failure memory's advice read the
+store and memory, then the failure, the incident, its context, the verdict and
+the phase go to the store in one commit, before the execution's rows and
+before any action runs; the memory's decision record is written beside the
+run. An incident ends when the component is healthy again: resolved when our
+execution did it (and a fresh probe confirms it: a run that resolved on paper
+but left the component unhealthy is no success), closed after escalation when
+someone else did.
 
 Nothing that goes wrong with one component ends the loop: a store error (a
 full disk, another process holding the write lock) or an unexpected exception
