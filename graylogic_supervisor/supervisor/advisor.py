@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from graylogic_supervisor.clock import Clock
 from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
@@ -32,6 +33,16 @@ class LearnedFix:
     decision: Decision
 
 
+@dataclass(frozen=True)
+class Consultation:
+    """What the memory decided for one failure, and the learned fix it chose (if any)."""
+
+    context: FailureContext
+    decision: Decision
+    learned: LearnedFix | None
+    decided_at: datetime
+
+
 class MemoryAdvisor:
     def __init__(
         self,
@@ -49,23 +60,28 @@ class MemoryAdvisor:
         self._actions = actions
         self._clock = clock
 
-    async def remember(
+    def capture(
         self,
         failure_id: str,
         incident_id: str,
         component: str,
         error_id: str,
+        *,
         severity: str,
         message: str,
     ) -> FailureContext:
-        context = self._capture.capture(
+        """What is known now, in memory: ``keep`` writes it (the supervisor decides first)."""
+        return self._capture.capture(
             failure_id, incident_id, component, error_id, severity, message
         )
-        await self._memory.capture(context)
-        return context
 
-    async def advise(self, context: FailureContext, playbook: Playbook | None) -> LearnedFix | None:
-        """The learned fix to run first, if the memory is confident enough; recorded either way."""
+    async def keep(self, context: FailureContext) -> None:
+        """Write a captured context into the memory and its index."""
+        await self._memory.capture(context)
+
+    async def consult(self, context: FailureContext, playbook: Playbook | None) -> Consultation:
+        """The decision, and the learned fix's version registered when it is the choice;
+        ``record`` writes the decision (beside the run it chose, not before it)."""
         await self._memory.refresh()
         decision = await self._memory.decide(context, playbook.id if playbook else None)
         learned = None
@@ -77,13 +93,26 @@ class MemoryAdvisor:
                 decision.best.fix_target,
                 actions=self._actions,
             )
+        if learned is None:
+            return Consultation(context, decision, None, self._clock.now())
+        await self._versions.register_inactive(
+            learned,
+            "failure-memory",
+            f"learned from failures like {context.failure_id}",
+            self._clock.now(),
+        )
+        return Consultation(context, decision, LearnedFix(learned, decision), self._clock.now())
+
+    async def record(self, consultation: Consultation) -> None:
+        """The decision record in the audit log (``why`` prints it), stamped when it was made."""
+        context, decision = consultation.context, consultation.decision
         record = decision.record()
-        if decision.use_learned_fix and learned is None:
+        if decision.use_learned_fix and consultation.learned is None:
             record["chosen"] = decision.playbook_id
             record["why"] += "; but that fix cannot run unattended here (unknown action,"
             record["why"] += " missing target or parameters): the playbook runs"
         await self._audit.append(
-            "supervisor", "memory.decision", context.failure_id, record, now=self._clock.now()
+            "supervisor", "memory.decision", context.failure_id, record, now=consultation.decided_at
         )
         logger.info(
             "memory for %s: %s",
@@ -91,15 +120,6 @@ class MemoryAdvisor:
             record["why"],
             extra={"error_id": context.error_id},
         )
-        if learned is None:
-            return None
-        await self._versions.register_inactive(
-            learned,
-            "failure-memory",
-            f"learned from failures like {context.failure_id}",
-            self._clock.now(),
-        )
-        return LearnedFix(learned, decision)
 
     async def executed(
         self,

@@ -3,10 +3,15 @@
 A component that turns unhealthy, and stays so past its grace window, opens an
 incident with a failure and its catalog error id. Before every execution the
 recovery policy is asked whether one may start; its verdict is recorded. One
-component never has two incidents at once. An incident ends when the
-component is healthy again: resolved when our execution did it (and a fresh
-probe confirms it: a run that resolved on paper but left the component
-unhealthy is no success), closed after escalation when someone else did.
+component never has two incidents at once. An incident is decided before it is
+written: the policy's gate, the holds and the failure memory's advice read the
+store and memory, then the failure, the incident, its context, the verdict and
+the phase go to the store in one commit, before the execution's rows and
+before any action runs; the memory's decision record is written beside the
+run. An incident ends when the component is healthy again: resolved when our
+execution did it (and a fresh probe confirms it: a run that resolved on paper
+but left the component unhealthy is no success), closed after escalation when
+someone else did.
 
 Nothing that goes wrong with one component ends the loop: a store error (a
 full disk, another process holding the write lock) or an unexpected exception
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -30,6 +35,7 @@ from graylogic_supervisor.config import BridgeComponent
 from graylogic_supervisor.domain.failure import FailureInfo
 from graylogic_supervisor.domain.memory import FailureContext
 from graylogic_supervisor.domain.outcomes import ExecutionOutcome
+from graylogic_supervisor.domain.states import ExecutionStatus, IncidentPhase
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import StoreError, SupervisorError
 from graylogic_supervisor.health.monitor import Health, HealthChange, HealthMonitor
@@ -41,7 +47,7 @@ from graylogic_supervisor.store.hold import record_as
 from graylogic_supervisor.store.ids import new_id
 from graylogic_supervisor.store.incidents import IncidentRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
-from graylogic_supervisor.supervisor.advisor import LearnedFix, MemoryAdvisor
+from graylogic_supervisor.supervisor.advisor import Consultation, MemoryAdvisor
 from graylogic_supervisor.supervisor.events import Escalator, SupervisorObserver
 from graylogic_supervisor.supervisor.holds import Holds
 from graylogic_supervisor.supervisor.policy import Reason, RecoveryPolicy, Signature, Verdict
@@ -70,13 +76,16 @@ class _Incident:
     component: str
     error_id: str
     failure: FailureInfo
-    phase: str = "detected"
+    severity: str
+    detected_at: datetime
+    phase: IncidentPhase = IncidentPhase.DETECTED
     attempts: int = 0
     escalated_for: Reason | None = None
     held_for: Reason | None = None
     last_recorded: Reason | None = None
     context: FailureContext | None = None
     memory_consulted: bool = False
+    written: bool = False  # its failure, incident and context rows are in the store
 
 
 class Supervisor:
@@ -181,7 +190,14 @@ class Supervisor:
         component = change.current.component
         unhealthy = change.current.health is Health.UNHEALTHY
         self._policy.health_changed(component, not unhealthy)
-        await self._save_policy()
+        try:
+            await self._follow(group, component, unhealthy=unhealthy)
+        finally:
+            # After the incident has started: it decides before it writes, and the
+            # store's write lock keeps this row ahead of the incident's rows.
+            await self._save_policy()
+
+    async def _follow(self, group: asyncio.TaskGroup, component: str, *, unhealthy: bool) -> None:
         if not self._accepting:
             return
         if not unhealthy:
@@ -429,12 +445,15 @@ class Supervisor:
     async def _abandon(self, incident: _Incident, exc: Exception) -> None:
         """Close an incident its error ended, if the store takes it (best effort)."""
         try:
-            await self._incidents.set_phase(
-                incident.id,
-                "failed",
-                f"its handling failed ({type(exc).__name__}: {exc}); taken up again",
-                self._clock.now(),
-                attempts=incident.attempts,
+            await self._write(  # its own rows first, if its error came before they were written
+                incident,
+                self._incidents.set_phase(
+                    incident.id,
+                    IncidentPhase.FAILED,
+                    f"its handling failed ({type(exc).__name__}: {exc}); taken up again",
+                    self._clock.now(),
+                    attempts=incident.attempts,
+                ),
             )
         except Exception as closing:  # already logged the cause above
             logger.debug("incident %s left open: %s", incident.id, closing)
@@ -443,8 +462,9 @@ class Supervisor:
         """Whether a run fixed its component: it resolved and a fresh probe finds it
         healthy. Written on the execution before learning may count it, since reaching
         ``done`` alone does not say the fault is gone."""
-        healthy = outcome.status == "resolved" and await self._healthy_after_run(component)
-        if outcome.status == "resolved":
+        resolved = outcome.status == ExecutionStatus.RESOLVED
+        healthy = resolved and await self._healthy_after_run(component)
+        if resolved:
             await self._executions.set_healthy_after(outcome.execution_id, healthy)
         if self._judged is not None:
             self._judged(outcome.execution_id)
@@ -476,36 +496,87 @@ class Supervisor:
             return None
         now = self._clock.now()
         failure = FailureInfo(new_id("fail", now), component, state.error_id, state.detail)
-        await self._executions.record_failure(
-            failure.failure_id,
+        incident = _Incident(
+            new_id("inc", now),
             component,
             state.error_id,
-            self._severity(component, state.error_id),
-            state.detail,
-            now,
+            failure,
+            severity=self._severity(component, state.error_id),
+            detected_at=now,
         )
-        incident = _Incident(new_id("inc", now), component, state.error_id, failure)
         if self._policy.failure_detected(component):
             await self._enter_safe_mode(now)
-        await self._incidents.open(
-            incident.id, component, state.error_id, failure.failure_id, state.detail, now
-        )
-        self._publish(incident, state.detail)
         if self._advisor is not None:
-            try:
-                incident.context = await self._advisor.remember(
-                    failure.failure_id,
-                    incident.id,
-                    component,
-                    state.error_id,
-                    self._severity(component, state.error_id),
-                    # the catalog's title keeps failures of one kind alike, whichever
-                    # symptom (a link drop, a process exit) was noticed first
-                    f"{self._catalog.entry(state.error_id).title}: {state.detail}",
-                )
-            except SupervisorError as exc:  # recovery must not wait on the memory
-                logger.error("failure memory could not capture %s: %s", failure.failure_id, exc)
+            # what is known now, kept in memory: written with the incident's rows
+            incident.context = self._advisor.capture(
+                failure.failure_id,
+                incident.id,
+                component,
+                state.error_id,
+                severity=incident.severity,
+                # the catalog's title keeps failures of one kind alike, whichever
+                # symptom (a link drop, a process exit) was noticed first
+                message=f"{self._catalog.entry(state.error_id).title}: {state.detail}",
+            )
         return incident
+
+    async def _write(self, incident: _Incident, *writes: Awaitable[object]) -> None:
+        """``writes`` committed, behind the incident's own rows (failure, incident, its
+        context) while those are still unwritten: all in one commit of the store.
+
+        The incident is decided before it is written: the policy's gate and the
+        memory's advice read the store and memory only, so a recovery that may run
+        writes its failure, incident, verdict and phase in one commit where they were
+        several, and the execution's rows follow. Each write here reaches the store's
+        writer before it first waits, so they commit in the order given (the failure
+        before the incident that names it).
+        """
+        if not incident.written:
+            writes = (*self._opening(incident), *writes)
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        incident.written = True  # a write that failed ends the incident (raised below)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    def _opening(self, incident: _Incident) -> list[Awaitable[object]]:
+        failure = incident.failure
+        rows: list[Awaitable[object]] = [
+            self._executions.record_failure(
+                failure.failure_id,
+                incident.component,
+                incident.error_id,
+                incident.severity,
+                failure.message,
+                incident.detected_at,
+            ),
+            self._incident_row(incident),
+        ]
+        if incident.context is not None:
+            rows.append(self._keep_context(incident))
+        return rows
+
+    async def _incident_row(self, incident: _Incident) -> None:
+        announced = self._payload(incident, incident.failure.message)  # as detected
+        await self._incidents.open(
+            incident.id,
+            incident.component,
+            incident.error_id,
+            incident.failure.failure_id,
+            incident.failure.message,
+            incident.detected_at,
+        )
+        self._observer.incident_changed(incident.component, announced)
+
+    async def _keep_context(self, incident: _Incident) -> None:
+        assert self._advisor is not None and incident.context is not None
+        try:
+            await self._advisor.keep(incident.context)
+        except SupervisorError as exc:  # recovery must not wait on the memory
+            logger.error(
+                "failure memory could not capture %s: %s", incident.failure.failure_id, exc
+            )
+            incident.context = None
 
     async def _recover(self, incident: _Incident) -> None:
         component = incident.component
@@ -532,32 +603,49 @@ class Supervisor:
                 detail = f"automatic recovery held: {hold.verdict.detail}"
                 if hold.escalate:
                     await self._escalate(incident, hold.verdict.reason, detail)
-                elif incident.phase != "recovering" or incident.held_for != hold.verdict.reason:
-                    await self._set_phase(incident, "recovering", detail)
+                elif (
+                    incident.phase is not IncidentPhase.RECOVERING
+                    or incident.held_for != hold.verdict.reason
+                ):
+                    await self._set_phase(incident, IncidentPhase.RECOVERING, detail)
                 incident.held_for = hold.verdict.reason
                 await self._wait_healthy(component, hold.wait_s)
                 continue
             incident.held_for = None
             verdict = self._policy.evaluate(component, playbook.limits.max_attempts)
             await self._save_policy()
-            await self._record(incident, verdict)
             if not verdict.allowed:
+                await self._record(incident, verdict)
                 await self._escalate(
                     incident, verdict.reason, f"automatic recovery held: {verdict.detail}"
                 )
                 await self._wait_healthy(component, self._wait_for(component, verdict))
                 continue
             incident.attempts += 1
-            learned = await self._consult_memory(incident, playbook)
+            consultation = await self._consult_memory(incident, playbook)
+            learned = consultation.learned if consultation is not None else None
             chosen = learned.playbook if learned is not None else playbook
             kind = "playbook" if learned is None else "learned_fix"
-            await self._set_phase(
-                incident, "executing", f"running {chosen.id} {chosen.version} ({kind})"
+            # the verdict, the phase (and the incident's own rows, the first time): one commit
+            incident.last_recorded = None
+            await self._write(
+                incident,
+                self._evaluation_row(incident, verdict),
+                self._phase_row(
+                    incident,
+                    IncidentPhase.EXECUTING,
+                    f"running {chosen.id} {chosen.version} ({kind})",
+                ),
             )
             priority = SEVERITY_PRIORITY.get(self._severity(component, incident.error_id), 2)
-            outcome = await self._runner.run(
-                chosen, incident.failure, incident.id, kind, priority=priority
-            )
+            async with asyncio.TaskGroup() as beside:
+                if consultation is not None:  # its audit entry, written beside the run
+                    beside.create_task(
+                        self._note_decision(consultation), name=f"memory-decision:{component}"
+                    )
+                outcome = await self._runner.run(
+                    chosen, incident.failure, incident.id, kind, priority=priority
+                )
             self._after_execution(outcome)
             succeeded = await self._verdict(component, outcome)
             denial = self._policy.record_outcome(
@@ -570,18 +658,20 @@ class Supervisor:
                 )
             if learned is not None and not succeeded and denial is None:
                 await self._set_phase(
-                    incident, "recovering", f"the learned fix did not work ({outcome.detail})"
+                    incident,
+                    IncidentPhase.RECOVERING,
+                    f"the learned fix did not work ({outcome.detail})",
                 )
                 continue  # straight on to the playbook
             if succeeded:
                 await self._set_phase(
                     incident,
-                    "resolved",
+                    IncidentPhase.RESOLVED,
                     f"resolved by {outcome.resolved_by} ({outcome.execution_id})",
                 )
                 await self._escalations.resolve(incident.id)
                 return
-            if outcome.status in ("escalated", "failed"):
+            if outcome.status in (ExecutionStatus.ESCALATED, ExecutionStatus.FAILED):
                 await self._escalate(
                     incident,
                     None,
@@ -589,11 +679,17 @@ class Supervisor:
                 )
             else:
                 await self._set_phase(
-                    incident, "recovering", f"{outcome.detail}, but {component} is unhealthy"
+                    incident,
+                    IncidentPhase.RECOVERING,
+                    f"{outcome.detail}, but {component} is unhealthy",
                 )
             # A run that resolved but left (or found) the component failed again is tried
             # again at once: the attempt budget caps that loop. A run that failed waits.
-            pause = 0.0 if outcome.status == "resolved" else playbook.limits.cooldown_seconds
+            pause = (
+                0.0
+                if outcome.status == ExecutionStatus.RESOLVED
+                else playbook.limits.cooldown_seconds
+            )
             if denial is not None:
                 await self._record(incident, denial)
                 await self._escalate(
@@ -604,16 +700,30 @@ class Supervisor:
 
     # -- decisions and their records ------------------------------------------
 
-    async def _consult_memory(self, incident: _Incident, playbook: Playbook) -> LearnedFix | None:
-        """Once per incident, before the first execution: a fix that worked before."""
+    async def _consult_memory(self, incident: _Incident, playbook: Playbook) -> Consultation | None:
+        """Once per incident, before the first execution: a fix that worked before.
+
+        The decision is made here, before anything runs; its audit entry is written
+        beside the run it chose (``_note_decision``)."""
         if self._advisor is None or incident.context is None or incident.memory_consulted:
             return None
         incident.memory_consulted = True
         try:
-            return await self._advisor.advise(incident.context, playbook)
+            return await self._advisor.consult(incident.context, playbook)
         except SupervisorError as exc:
             logger.error("failure memory could not advise on %s: %s", incident.id, exc)
             return None
+
+    async def _note_decision(self, consultation: Consultation) -> None:
+        assert self._advisor is not None
+        try:
+            await self._advisor.record(consultation)
+        except SupervisorError as exc:  # the run it chose goes on
+            logger.error(
+                "failure memory could not record its decision on %s: %s",
+                consultation.context.failure_id,
+                exc,
+            )
 
     def _wait_for(self, component: str, verdict: Verdict) -> float:
         """How long a denied incident waits before asking the policy again."""
@@ -646,6 +756,9 @@ class Supervisor:
         if not verdict.allowed and verdict.reason == incident.last_recorded:
             return
         incident.last_recorded = None if verdict.allowed else verdict.reason
+        await self._write(incident, self._evaluation_row(incident, verdict))
+
+    async def _evaluation_row(self, incident: _Incident, verdict: Verdict) -> None:
         await self._incidents.record_evaluation(
             incident.id, incident.component, verdict, self._clock.now()
         )
@@ -665,12 +778,12 @@ class Supervisor:
         """Call a human, once per incident and reason."""
         if (
             reason is not None
-            and incident.phase == "escalated"
+            and incident.phase is IncidentPhase.ESCALATED
             and incident.escalated_for == reason
         ):
             return
         incident.escalated_for = reason
-        await self._set_phase(incident, "escalated", detail)
+        await self._set_phase(incident, IncidentPhase.ESCALATED, detail)
         await self._escalations.escalate(
             incident.id,
             incident.component,
@@ -704,24 +817,31 @@ class Supervisor:
 
     async def _recovered_without_us(self, incident: _Incident) -> None:
         detail = "healthy again without an execution of ours"
-        if incident.phase == "escalated":
+        if incident.phase is IncidentPhase.ESCALATED:
             await self._incidents.close_escalated(incident.id, detail, self._clock.now())
-            incident.phase = "escalated"
             self._publish(incident, detail, closed=True)
         else:
-            await self._set_phase(incident, "resolved", detail)
+            await self._set_phase(incident, IncidentPhase.RESOLVED, detail)
         await self._escalations.resolve(incident.id)
         logger.info("%s: %s", incident.component, detail)
 
-    async def _set_phase(self, incident: _Incident, phase: str, detail: str) -> None:
+    async def _set_phase(self, incident: _Incident, phase: IncidentPhase, detail: str) -> None:
+        await self._write(incident, self._phase_row(incident, phase, detail))
+
+    async def _phase_row(self, incident: _Incident, phase: IncidentPhase, detail: str) -> None:
         incident.phase = phase
         await self._incidents.set_phase(
             incident.id, phase, detail, self._clock.now(), attempts=incident.attempts
         )
-        self._publish(incident, detail, closed=phase in ("resolved", "failed"))
+        self._publish(
+            incident, detail, closed=phase in (IncidentPhase.RESOLVED, IncidentPhase.FAILED)
+        )
 
     def _publish(self, incident: _Incident, detail: str, closed: bool = False) -> None:
-        payload: dict[str, Any] = {
+        self._observer.incident_changed(incident.component, self._payload(incident, detail, closed))
+
+    def _payload(self, incident: _Incident, detail: str, closed: bool = False) -> dict[str, Any]:
+        return {
             "incident_id": incident.id,
             "component": incident.component,
             "error_id": incident.error_id,
@@ -732,7 +852,6 @@ class Supervisor:
             "open": not closed,
             "updated_at": isoformat(self._clock.now()),
         }
-        self._observer.incident_changed(incident.component, payload)
 
     async def _wait_healthy(self, component: str, seconds: float | None) -> bool:
         """Wait until the component is healthy, shutdown begins, or ``seconds`` pass."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 from starlette.requests import Request
@@ -25,9 +25,14 @@ async def dashboard_data(request: Request) -> dict[str, Any]:
             for name, state in sorted(web.health.snapshot().items())
         },
         "recovering": sorted(web.recovering()),
-        "safe_mode": asdict(await deps.controls.safe_mode()),
-        "termination": asdict(deps.termination()),
+        "safe_mode": _flat(await deps.controls.safe_mode()),
+        "termination": _flat(deps.termination()),
         "escalations": [dict(row) for row in await deps.escalations.open_unacknowledged()],
         "pending_recommendations": await deps.learning.pending_count(),
         "executions": [dict(row) for row in await deps.executions.recent(10)],
     }
+
+
+def _flat(record: Any) -> dict[str, Any]:
+    """A flat dataclass as a dict: ``asdict``'s deep copy costs ten times as much, per page."""
+    return {field.name: getattr(record, field.name) for field in fields(record)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -229,6 +230,67 @@ async def test_an_unhealthy_component_opens_one_incident_that_its_playbook_resol
     assert await harness.evaluations() == [(1, "within_budget")]
     phases = [i["phase"] for i in harness.observer.incidents]
     assert phases == ["detected", "executing", "resolved"]
+
+
+async def test_a_run_starts_only_once_its_failure_incident_verdict_and_phase_are_written(
+    harness: Harness,
+) -> None:
+    """Decided first, written in one go: nothing runs before its records are in the store."""
+    seen: dict[str, Any] = {}
+
+    async def look(ctx: StepContext) -> StepResult:
+        db = harness.db
+        seen["failures"] = len(await db.fetchall("SELECT id FROM failures"))
+        seen["incidents"] = [r["phase"] for r in await db.fetchall("SELECT phase FROM incidents")]
+        seen["evaluations"] = await harness.evaluations()
+        seen["executions"] = await harness.statuses()
+        return StepResult.ok("fixed")
+
+    harness.fix.answers = [look]
+    await harness.seed()
+    harness.healthy_on_probe = True
+    harness.monitor.report("mqtt", False, "link lost")
+    await settle(harness)
+    assert seen == {
+        "failures": 1,
+        "incidents": ["executing"],
+        "evaluations": [(1, "within_budget")],
+        "executions": ["running"],
+    }
+
+
+async def test_an_allowed_recovery_writes_its_first_rows_in_one_commit(tmp_path: Path) -> None:
+    """The failure, the incident, the verdict and the phase: one commit before the run
+    (the store's group commit), then the execution's own rows."""
+    async with open_harness(tmp_path) as h:
+        await h.seed()
+        h.healthy_on_probe = True
+        batches: list[list[str]] = []
+        flush = h.db._flush
+
+        async def counted(batch: list[Any]) -> None:
+            batches.append(
+                [" ".join(re.findall(r"^(\w+) (?:INTO )?(\w+)", w.sql)[0]) for w in batch]
+            )
+            await flush(batch)
+
+        h.db._flush = counted  # type: ignore[method-assign]
+        task = asyncio.create_task(h.supervisor.run())
+        try:
+            h.monitor.report("mqtt", False, "link lost")
+            await settle(h)
+        finally:
+            h.supervisor.stop_accepting()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert batches[0] == [
+            "INSERT failures",
+            "INSERT incidents",
+            "INSERT viability_evaluations",
+            "UPDATE incidents",
+        ]
+        assert await h.statuses() == ["resolved"]
 
 
 async def test_a_failure_gone_within_its_grace_window_opens_no_incident(tmp_path: Path) -> None:
