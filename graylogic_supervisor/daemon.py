@@ -389,8 +389,8 @@ async def _run(
                     resumed.playbook,
                     resumed.failure,
                     resumed.step_id,
-                    resumed.elapsed_s,
-                    resumed.rows,
+                    elapsed_s=resumed.elapsed_s,
+                    rows=resumed.rows,
                 ),
             )
 

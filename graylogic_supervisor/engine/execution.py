@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Protocol
 
 from graylogic_supervisor.backoff import backoff_delay
 from graylogic_supervisor.domain.failure import FailureInfo
-from graylogic_supervisor.domain.outcomes import ExecutionOutcome
+from graylogic_supervisor.domain.outcomes import ExecutionOutcome, FailedStep
+from graylogic_supervisor.domain.states import StepOutcome
 from graylogic_supervisor.engine.action import StepResult
 from graylogic_supervisor.playbooks.expression_context import StepRecord
 from graylogic_supervisor.playbooks.model import Playbook, RetryPolicy, Step
@@ -50,15 +52,32 @@ class RunState:
         return self.value
 
 
+class Ending(StrEnum):
+    """What a step came to beyond the outcomes its row can say."""
+
+    DEADLINE = "deadline"  # the playbook's deadline ended it (its row says ``timeout``)
+    CANCELLED = "cancelled"  # a branch cancelled before it finished: a join ``any`` won
+
+
 @dataclass
 class Attempt:
     """What one step (all its attempts, or a group's branches) came to."""
 
-    outcome: str
+    outcome: StepOutcome | Ending
     result: StepResult | None
     fix: tuple[Step, StepResult] | None = None  # a successful fix-kind step within it
     failed_step: Step | None = None  # a group's branch that failed it
     healthy: bool = False  # a verify-kind step within it succeeded: the component is healthy
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome is StepOutcome.SUCCESS
+
+    def failed(self, step: Step) -> FailedStep:
+        """The step this unsuccessful attempt of ``step`` failed on, for the run's outcome."""
+        failed = self.failed_step or step
+        outcome = StepOutcome.TIMEOUT if self.outcome is Ending.DEADLINE else self.outcome
+        return FailedStep(failed.id, failed.action, outcome)
 
 
 class Credit:
@@ -77,7 +96,7 @@ class Credit:
 
     def saw(self, attempt: Attempt) -> None:
         """One step's (or group's) outcome, in the order the run saw them."""
-        if attempt.outcome == "success" and attempt.fix is not None:
+        if attempt.succeeded and attempt.fix is not None:
             self._pending = attempt.fix
         if attempt.healthy:
             self._verified, self._pending = self._pending, None
@@ -87,6 +106,15 @@ class Credit:
         """The fix to credit at the run's end: unverified if one came after the last
         healthy verification, else the one that verification credited (None: none)."""
         return self._pending if self._pending is not None else self._verified
+
+    def what_fixed_it(self, last: tuple[Step, StepResult | None]) -> tuple[str, str]:
+        """(the step credited, what it did): the fix credited, else ``last`` (the step that
+        ended the run, and its result if it gave one)."""
+        fixer, fix_result = self.fixer or last
+        what = f"{fixer.action} {fixer.target or ''}".strip()
+        if fix_result is not None:
+            what += f": {fix_result.result}"
+        return fixer.id, what
 
 
 def retry_pause(policy: RetryPolicy, retry_number: int, rng: random.Random) -> float:
@@ -101,4 +129,4 @@ def retry_pause(policy: RetryPolicy, retry_number: int, rng: random.Random) -> f
 
 
 # What a branch came to when it was cancelled before finishing (a join ``any`` won).
-NOT_RUN = Attempt("cancelled", None)
+NOT_RUN = Attempt(Ending.CANCELLED, None)
