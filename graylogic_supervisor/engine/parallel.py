@@ -72,9 +72,7 @@ async def run_group(
         if outcome is Ending.DEADLINE:
             transition = "failed"
         else:
-            transition = run.playbook.resolve_transition(
-                group, group.on_success if succeeded else group.on_failure
-            )
+            transition = run.next_after(group, succeeded=succeeded)
         recording.ends(
             StepEnd(
                 outcome=row_outcome,

@@ -21,6 +21,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from itertools import pairwise
 
 from graylogic_supervisor.clock import Clock
 from graylogic_supervisor.domain.failure import FailureInfo
@@ -28,7 +29,7 @@ from graylogic_supervisor.domain.outcomes import ExecutionOutcome, FailedStep
 from graylogic_supervisor.domain.states import ExecutionStatus, StepOutcome
 from graylogic_supervisor.engine.control import ExecutionControls, ExecutionHandle
 from graylogic_supervisor.engine.execution import ExecutionObserver, RunState
-from graylogic_supervisor.playbooks.model import Playbook, Step
+from graylogic_supervisor.playbooks.model import NEXT, Playbook, Step
 from graylogic_supervisor.store.executions import (
     ExecutionEnd,
     ExecutionFinish,
@@ -95,6 +96,8 @@ class Run:
         self.started = started
         self.deadline = started + playbook.timeout_seconds
         self.completed: list[Step] = []  # succeeded, in order: what undoing goes back over
+        self.uses_needs = playbook.uses_needs
+        self._after = {step.id: after.id for step, after in pairwise(playbook.steps)}
         self._clock = clock
         self._executions = executions
         self._observer = observer
@@ -111,6 +114,13 @@ class Run:
     @property
     def cancelled_by(self) -> str | None:
         return self._handle.cancelled_by if self._handle is not None else None
+
+    def next_after(self, step: Step, *, succeeded: bool) -> str:
+        """Where ``step`` leads on its outcome: a step id, ``done`` or ``escalate``."""
+        target = step.on_success if succeeded else step.on_failure
+        if target == NEXT and step.id in self._after:
+            return self._after[step.id]
+        return self.playbook.resolve_transition(step, target)
 
     def begin(self, start: ExecutionStart) -> None:
         """The execution's row, written with the run's first record."""

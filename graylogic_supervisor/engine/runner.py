@@ -262,7 +262,7 @@ class Runner:
         """The run itself, from ``step``: the walk, undoing what it did unless it resolved,
         the end (undoing first when it is cancelled: a second cancel still wins)."""
         run.open_controls()
-        walk = self._walk_needs if run.playbook.uses_needs else self._walk_transitions
+        walk = self._walk_needs if run.uses_needs else self._walk_transitions
         try:
             end, last_failed = await walk(run, step)
         except asyncio.CancelledError:
@@ -313,9 +313,7 @@ class Runner:
                         last_failed
                     )
                 credit.saw(attempt)
-                target = playbook.resolve_transition(
-                    step, step.on_success if attempt.succeeded else step.on_failure
-                )
+                target = run.next_after(step, succeeded=attempt.succeeded)
             if target == DONE:
                 resolved_by, what = credit.what_fixed_it((step, attempt.result))
                 detail = f"resolved after step {step.id}"
@@ -489,11 +487,9 @@ class Runner:
             return f"retry:{step.id}"
         if join_of is not None:
             return f"join:{join_of}"
-        if run.playbook.uses_needs:
+        if run.uses_needs:
             return None  # what needs this step follows from the graph
-        return run.playbook.resolve_transition(
-            step, step.on_success if succeeded else step.on_failure
-        )
+        return run.next_after(step, succeeded=succeeded)
 
     def _context(self, run: Run) -> ExpressionContext:
         """What conditions and templates see; ``params`` are the playbook's parameters."""
@@ -540,9 +536,7 @@ class Runner:
     ) -> Attempt:
         """A step whose target or params cannot be filled in is an error, on the record."""
         error = f"cannot fill in the step: {exc}".replace("\n", " ")[:500]
-        transition = (
-            f"join:{join_of}" if join_of else run.playbook.resolve_transition(step, step.on_failure)
-        )
+        transition = f"join:{join_of}" if join_of else run.next_after(step, succeeded=False)
         async with run.step(StepRow.of(step), instant=True) as recording:
             recording.ends(StepEnd(StepOutcome.ERROR, None, {}, error, transition))
         run.state.records[step.id] = StepRecord("error", {}, error, 0.0, 1)
