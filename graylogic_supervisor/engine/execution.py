@@ -119,12 +119,12 @@ class Credit:
 
 def retry_pause(policy: RetryPolicy, retry_number: int, rng: random.Random) -> float:
     return backoff_delay(
-        policy.backoff_seconds,
-        policy.multiplier,
-        policy.max_backoff_seconds,
-        policy.jitter,
-        retry_number,
-        rng,
+        initial_s=policy.backoff_seconds,
+        multiplier=policy.multiplier,
+        max_s=policy.max_backoff_seconds,
+        jitter=policy.jitter,
+        attempt=retry_number,
+        rng=rng,
     )
 
 

@@ -166,14 +166,14 @@ class Run:
         clock = self._clock
         now = clock.now()
         start = StepStart(
-            self.execution_id,
-            self.state.next(),
-            row.step_id,
-            row.name,
-            row.action,
-            row.target,
-            row.attempt,
-            now,
+            execution_id=self.execution_id,
+            seq=self.state.next(),
+            step_id=row.step_id,
+            name=row.name,
+            action=row.action,
+            target=row.target,
+            attempt=row.attempt,
+            started_at=now,
         )
         row_id = await self._write(starting=start)
         assert row_id is not None
@@ -213,7 +213,12 @@ class Run:
         duration = clock.monotonic() - self.started
         await self._write(ended=ExecutionFinish(self.execution_id, clock.now(), duration, end))
         outcome = ExecutionOutcome(
-            self.execution_id, end.status, end.resolved_by, duration, end.detail, failed_step
+            execution_id=self.execution_id,
+            status=end.status,
+            resolved_by=end.resolved_by,
+            duration_seconds=duration,
+            detail=end.detail,
+            failed_step=failed_step,
         )
         logger.log(
             logging.INFO if end.status is ExecutionStatus.RESOLVED else logging.WARNING,

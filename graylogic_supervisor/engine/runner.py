@@ -216,15 +216,15 @@ class Runner:
         run = self._new_run(execution_id, playbook, failure, state=state, started=clock.monotonic())
         run.begin(
             ExecutionStart(
-                execution_id,
-                playbook.id,
-                playbook.version,
-                failure.failure_id,
-                failure.error_id,
-                failure.component,
-                clock.now(),
-                incident_id,
-                kind,
+                execution_id=execution_id,
+                playbook_id=playbook.id,
+                playbook_version=playbook.version,
+                failure_id=failure.failure_id,
+                error_id=failure.error_id,
+                component=failure.component,
+                started_at=clock.now(),
+                incident_id=incident_id,
+                kind=kind,
             )
         )
         logger.info(

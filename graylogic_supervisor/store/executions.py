@@ -259,15 +259,15 @@ class ExecutionRepository:
     ) -> None:
         """``kind`` is ``playbook``, or ``learned_fix`` for a fix the failure memory chose."""
         start = ExecutionStart(
-            execution_id,
-            playbook_id,
-            playbook_version,
-            failure_id,
-            error_id,
-            component,
-            started_at,
-            incident_id,
-            kind,
+            execution_id=execution_id,
+            playbook_id=playbook_id,
+            playbook_version=playbook_version,
+            failure_id=failure_id,
+            error_id=error_id,
+            component=component,
+            started_at=started_at,
+            incident_id=incident_id,
+            kind=kind,
         )
         await self._db.execute(*start.statement())
 
@@ -283,7 +283,16 @@ class ExecutionRepository:
         started_at: datetime,
     ) -> int:
         """Insert the running step's row; returns the row id to finish it with."""
-        start = StepStart(execution_id, seq, step_id, name, action, target, attempt, started_at)
+        start = StepStart(
+            execution_id=execution_id,
+            seq=seq,
+            step_id=step_id,
+            name=name,
+            action=action,
+            target=target,
+            attempt=attempt,
+            started_at=started_at,
+        )
         row_id = await self.record_progress(starting=start)
         assert row_id is not None
         return row_id
