@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from graylogic_supervisor.backoff import backoff_delay
 from graylogic_supervisor.domain.failure import FailureInfo
@@ -37,6 +40,14 @@ class ExecutionObserver(Protocol):
     ) -> None: ...
 
 
+RecordOutcome = Literal["success", "failure", "timeout", "error", "skipped"]
+
+
+def seen_as(outcome: StepOutcome) -> RecordOutcome:
+    """A step's outcome as expressions see it (``steps.<id>.outcome``)."""
+    return cast("RecordOutcome", outcome.value)
+
+
 class RunState:
     """One execution's step numbers (1, 2, 3 …, shared by steps, retries and undos) and
     what each step came to, as conditions and templates see it (``steps.<id>``)."""
@@ -46,6 +57,34 @@ class RunState:
         self.records: dict[str, StepRecord] = {}
         # the playbook's parameters, as a caller set them: ``params.<name>`` in expressions
         self.parameters: dict[str, Any] = {}
+
+    @classmethod
+    def from_rows(
+        cls, playbook: Playbook, rows: Sequence[Mapping[str, Any]]
+    ) -> tuple[RunState, list[Step]]:
+        """A stopped execution's state, read back from its step rows (the checkpoint), and
+        the steps it completed, in order (for undoing). Undo rows and the step that was
+        running are not records: the step runs again."""
+        state = cls()
+        state.parameters = dict(playbook.parameters)
+        completed: list[Step] = []
+        for row in rows:
+            state.value = max(state.value, int(row["seq"]))
+            step_id = str(row["step_id"])
+            outcome = StepOutcome(row["outcome"])
+            if ":" in step_id or outcome in (StepOutcome.RUNNING, StepOutcome.INTERRUPTED):
+                continue
+            state.records[step_id] = StepRecord(
+                seen_as(outcome),
+                json.loads(row["output"]) if row["output"] else {},
+                row["result"] or row["error"] or "",
+                float(row["duration_seconds"] or 0.0),
+                int(row["attempt"]),
+            )
+            if outcome is StepOutcome.SUCCESS:
+                with contextlib.suppress(KeyError):
+                    completed.append(playbook.step(step_id))
+        return state, completed
 
     def next(self) -> int:
         self.value += 1

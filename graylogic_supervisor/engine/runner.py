@@ -7,12 +7,12 @@ playbook's deadline bounds every step's timeout. The run ends as
 ``escalate`` or a loop bound reached), ``failed`` (the playbook's deadline
 passed) or, when it is cancelled, ``interrupted``.
 
-What a step does around its run lives beside this module: calling the action
+What one run holds and how its steps are recorded is ``run.py``; what a step
+does around its run lives beside this module: calling the action
 (``action_call.py``), parallel groups (``parallel.py``) and undoing completed
 steps (``compensation.py``). What stays here is the walk itself (by transitions
-or by ``needs:``), attempts and retries, conditions, resumption and the run's
-end: one state machine, longer than our usual module, because its parts share
-the run's state and read best side by side.
+or by ``needs:``), attempts and retries, conditions and resumption: one state
+machine, longer than our usual module, because its parts read best side by side.
 
 A run's writes are its component's records (``recording_for``): when that
 component is essential, the store holds them rather than make the run wait
@@ -22,14 +22,12 @@ for space or for another process's lock (``store/hold.py``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import random
 from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, cast
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -49,6 +47,7 @@ from graylogic_supervisor.engine.execution import (
     ExecutionObserver,
     RunState,
     retry_pause,
+    seen_as,
 )
 from graylogic_supervisor.engine.parallel import run_group
 from graylogic_supervisor.engine.run import Run, StepRow
@@ -77,14 +76,6 @@ from graylogic_supervisor.store.hold import recording_for
 from graylogic_supervisor.store.ids import new_id
 
 logger = logging.getLogger(__name__)
-
-
-RecordOutcome = Literal["success", "failure", "timeout", "error", "skipped"]
-
-
-def _seen_as(outcome: StepOutcome) -> RecordOutcome:
-    """A step's outcome as expressions see it (``steps.<id>.outcome``)."""
-    return cast("RecordOutcome", outcome.value)
 
 
 @dataclass(frozen=True)
@@ -163,8 +154,7 @@ class Runner:
         what earlier steps came to (for conditions and for undoing) is read back
         from them. The playbook's deadline counts the time already spent.
         """
-        state = RunState()
-        state.parameters = dict(playbook.parameters)
+        state, completed = RunState.from_rows(playbook, rows)
         run = self._new_run(
             execution_id,
             playbook,
@@ -172,23 +162,7 @@ class Runner:
             state=state,
             started=self._clock.monotonic() - elapsed_s,
         )
-        for row in rows:
-            state.value = max(state.value, int(row["seq"]))
-            step_id = str(row["step_id"])
-            outcome = StepOutcome(row["outcome"])
-            if ":" in step_id or outcome in (StepOutcome.RUNNING, StepOutcome.INTERRUPTED):
-                continue
-            output = json.loads(row["output"]) if row["output"] else {}
-            state.records[step_id] = StepRecord(
-                _seen_as(outcome),
-                output,
-                row["result"] or row["error"] or "",
-                float(row["duration_seconds"] or 0.0),
-                int(row["attempt"]),
-            )
-            if outcome is StepOutcome.SUCCESS:
-                with contextlib.suppress(KeyError):
-                    run.completed.append(playbook.step(step_id))
+        run.completed.extend(completed)
         logger.warning(
             "resuming %s of %s at step %s (it is idempotent)",
             execution_id,
@@ -458,7 +432,7 @@ class Runner:
                     run, step, result, duration=duration, number=call.number
                 )
             run.state.records[step.id] = StepRecord(
-                outcome=_seen_as(outcome),
+                outcome=seen_as(outcome),
                 output=dict(result.output) if result is not None else {},
                 result=result.result if result is not None else (error or ""),
                 duration_s=clock.monotonic() - recording.began,
