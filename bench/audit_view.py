@@ -57,6 +57,7 @@ from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.sessions import SessionRepository
 from graylogic_supervisor.store.users import UserRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.store.views import PageStore
 from graylogic_supervisor.supervisor.policy import TerminationReading
 from graylogic_supervisor.web.app import WebDeps, create_app
 from graylogic_supervisor.web.auth import AuthDeps
@@ -159,7 +160,7 @@ async def bench(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
             app = create_app(
                 WebDeps(_Health(), frozenset, Metrics("bench"), "bench", "0"),
                 AdminDeps(
-                    db,
+                    PageStore.of(db),
                     AuthDeps(users, SessionRepository(db), audit, clock),
                     ControlRepository(db, audit),
                     EscalationRepository(db, audit),
@@ -226,7 +227,9 @@ async def _requests(
     spans: list[tuple[float, float]] = []
     for n in range(args.requests):
         for k in range(args.appends):
-            await audit.append("bob", "bench.append", "site", {"n": n, "k": k}, datetime.now(UTC))
+            await audit.append(
+                "bob", "bench.append", "site", {"n": n, "k": k}, now=datetime.now(UTC)
+            )
         start = time.perf_counter()
         answer = await http.get(page)
         end = time.perf_counter()

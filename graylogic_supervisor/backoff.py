@@ -10,6 +10,7 @@ def backoff_delay(
     multiplier: float,
     max_s: float,
     jitter: float,
+    *,
     attempt: int,
     rng: random.Random,
 ) -> float:
@@ -28,7 +29,13 @@ class Backoff:
     """Successive delays for one retry loop; ``reset()`` after a success."""
 
     def __init__(
-        self, initial_s: float, multiplier: float, max_s: float, jitter: float, rng: random.Random
+        self,
+        initial_s: float,
+        multiplier: float,
+        max_s: float,
+        jitter: float,
+        *,
+        rng: random.Random,
     ) -> None:
         self._args = (initial_s, multiplier, max_s, jitter)
         self._rng = rng
@@ -36,7 +43,7 @@ class Backoff:
 
     def next(self) -> float:
         self._attempt += 1
-        return backoff_delay(*self._args, self._attempt, self._rng)
+        return backoff_delay(*self._args, attempt=self._attempt, rng=self._rng)
 
     def reset(self) -> None:
         self._attempt = 0

@@ -292,7 +292,7 @@ async def _playbook_store(args: argparse.Namespace, config: SupervisorConfig) ->
             "playbook.import",
             item.playbook.id,
             {"version": item.playbook.version, "outcome": outcome.action, "reason": args.reason},
-            clock.now(),
+            now=clock.now(),
         )
         active = await versions.active_version(item.playbook.id)
         print(f"{item.playbook.id} {item.playbook.version}: {outcome.action}; active {active}")

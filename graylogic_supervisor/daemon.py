@@ -85,6 +85,7 @@ from graylogic_supervisor.store.sessions import SessionRepository
 from graylogic_supervisor.store.trials import TrialRepository
 from graylogic_supervisor.store.users import UserRepository, ensure_first_admin
 from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.store.views import PageStore, RecordViews
 from graylogic_supervisor.supervised import LoopFactory, LoopSupervisor, RestartPolicy
 from graylogic_supervisor.supervisor.advisor import MemoryAdvisor
 from graylogic_supervisor.supervisor.escalation import EscalationChain
@@ -189,7 +190,7 @@ async def _run(
         executions = ExecutionRepository(db)
         versions = PlaybookVersions(db)
         incidents = IncidentRepository(db)
-        resumable = await resumable_executions(executions, versions, clock)
+        resumable = await resumable_executions(executions, RecordViews(db), versions, clock)
         interrupted = await executions.mark_interrupted(
             clock.now(), keep=[r.execution_id for r in resumable]
         )
@@ -208,7 +209,7 @@ async def _run(
             topics,
             config.site.name,
             clock,
-            DurationHistory(await executions.resolved_durations()),
+            durations=DurationHistory(await executions.resolved_durations()),
         )
         probe_target = ProbeTarget(
             plan.host,
@@ -282,8 +283,8 @@ async def _run(
             publisher,
             monitor.probe,
             [n for n, c in config.components.items() if c.kind in ("disk", "database")],
-            clock,
-            config.store.space_check_s,
+            clock=clock,
+            check_interval_s=config.store.space_check_s,
             flush_held=db.flush_held,
         )
         store_space.take_reserve()
@@ -374,11 +375,11 @@ async def _run(
             config,
             registry.specs(),
             monitor,
-            policy,
-            supervisor,
-            versions,
-            audit,
-            clock,
+            policy=policy,
+            supervisor=supervisor,
+            versions=versions,
+            audit=audit,
+            clock=clock,
         )
 
         for resumed in resumable:
@@ -432,7 +433,7 @@ async def _run(
                 version=__version__,
             ),
             AdminDeps(
-                db,
+                PageStore.of(db),
                 AuthDeps(users, sessions, audit, clock, metrics=metrics),
                 controls,
                 escalation_store,

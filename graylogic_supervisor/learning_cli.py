@@ -22,6 +22,7 @@ import yaml
 
 from graylogic_supervisor.clock import SystemClock
 from graylogic_supervisor.config import SupervisorConfig
+from graylogic_supervisor.domain.states import VersionStatus
 from graylogic_supervisor.engine.builtins import builtin_specs
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.learning.changes import change_from_yaml
@@ -447,7 +448,7 @@ async def _user(
             "user.unlock",
             name,
             {"address": args.address, "failures_forgotten": forgotten},
-            clock.now(),
+            now=clock.now(),
         )
         where = f" from {args.address}" if args.address else ""
         print(f"{forgotten} failed login(s) of {name}{where} forgotten")
@@ -455,7 +456,7 @@ async def _user(
     if command in ("disable", "enable"):
         ended = await users.set_disabled(name, command == "disable")
         await audit.append(
-            default_actor(), f"user.{command}", name, {"sessions_ended": ended}, clock.now()
+            default_actor(), f"user.{command}", name, {"sessions_ended": ended}, now=clock.now()
         )
         print(f"user {name} {command}d" + (f"; {ended} session(s) ended" if ended else ""))
         return EXIT_OK
@@ -468,13 +469,15 @@ async def _user(
         return EXIT_INVALID
     detail: dict[str, object] = {"role": getattr(args, "role", None)}
     if command == "add":
-        await users.add(name, args.role, password, clock.now())
+        await users.add_audited(
+            name, args.role, password, by=default_actor(), now=clock.now(), audit=audit
+        )
         message = f"user {name} added as {args.role}"
     else:
         ended = await users.set_password(name, password)
         detail["sessions_ended"] = ended
         message = f"password of {name} set" + (f"; {ended} session(s) ended" if ended else "")
-    await audit.append(default_actor(), f"user.{command}", name, detail, clock.now())
+        await audit.append(default_actor(), f"user.{command}", name, detail, now=clock.now())
     print(message)
     if generated:
         print(f"password (shown once): {password}")
@@ -492,7 +495,7 @@ async def _playbook(
             return EXIT_INVALID
         for row in rows:
             flags = ("active " if row["active"] else "") + (
-                "FAILED " if row["status"] == "failed" else ""
+                "FAILED " if row["status"] == VersionStatus.FAILED else ""
             )
             approved = f", approved by {row['approved_by']}" if row["approved_by"] else ""
             print(

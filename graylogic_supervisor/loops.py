@@ -299,7 +299,7 @@ async def _apply_pending(
             f"execution.{command.command}",
             command.execution_id,
             {"reason": command.reason, "step": command.step_id, "result": result},
-            clock.now(),
+            now=clock.now(),
         )
         logger.info("%s (%s, by %s)", result, command.reason, command.issued_by)
 

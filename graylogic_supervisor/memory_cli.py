@@ -18,6 +18,7 @@ from graylogic_supervisor.operator_cli import default_actor
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.memory import MemoryRepository
+from graylogic_supervisor.store.views import RecordViews
 from graylogic_supervisor.why import explain
 
 EXIT_OK, EXIT_INVALID = 0, 1
@@ -76,7 +77,7 @@ async def run_memory_command(args: argparse.Namespace, config: SupervisorConfig)
     clock = SystemClock()
     async with Database(config.database_path) as db:
         if args.command == "why":
-            lines = await explain(db, args.identifier)
+            lines = await explain(RecordViews(db), args.identifier)
             if lines is None:
                 print(f"no execution, failure or incident {args.identifier}", file=sys.stderr)
                 return EXIT_INVALID
@@ -102,7 +103,7 @@ async def run_memory_command(args: argparse.Namespace, config: SupervisorConfig)
                 "memory.resolve",
                 args.failure_id,
                 resolution.model_dump(mode="json"),
-                clock.now(),
+                now=clock.now(),
             )
             fix = " ".join(p for p in (args.fix_action, args.target) if p)
             print(f"{args.failure_id}: resolution recorded ({fix})")

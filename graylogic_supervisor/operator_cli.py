@@ -186,7 +186,7 @@ async def run_operator_command(args: argparse.Namespace, config: SupervisorConfi
                     )
                     return EXIT_INVALID
                 window = await controls.start_maintenance(
-                    component, args.duration, args.reason, by, clock.now()
+                    component, args.duration, args.reason, by=by, now=clock.now()
                 )
                 print(f"{window}: maintenance of {args.component} for {args.duration:g} s")
                 return EXIT_OK

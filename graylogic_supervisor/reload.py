@@ -76,6 +76,7 @@ class Reloader:
         current: SupervisorConfig,
         actions: dict[str, ActionSpec],
         monitor: HealthMonitor,
+        *,
         policy: RecoveryPolicy,
         supervisor: Supervisor,
         versions: PlaybookVersions,
@@ -99,7 +100,7 @@ class Reloader:
             "config.reload" if result.ok else "config.reload_refused",
             "site",
             {"file": str(self._path), "detail": result.detail},
-            self._clock.now(),
+            now=self._clock.now(),
         )
         log = logger.info if result.ok else logger.error
         log("reload %s: %s", "applied" if result.ok else "refused", result.detail)

@@ -86,7 +86,7 @@ class LoopSupervisor:
         """
         policy = self._policy
         backoff = Backoff(
-            policy.initial_s, policy.multiplier, policy.max_s, policy.jitter, self._rng
+            policy.initial_s, policy.multiplier, policy.max_s, policy.jitter, rng=self._rng
         )
         last: str | None = None
         repeats = 0

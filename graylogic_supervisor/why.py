@@ -7,17 +7,14 @@ aside), every viability evaluation of the incident, and the executions.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from graylogic_supervisor.store.audit import AuditLog
-from graylogic_supervisor.store.database import Database, Row
+from graylogic_supervisor.store.records import ExecutionRecord
 from graylogic_supervisor.store.views import RecordViews
 
 
-async def explain(db: Database, identifier: str) -> list[str] | None:
+async def explain(views: RecordViews, identifier: str) -> list[str] | None:
     """Readable lines, or None when the id is not an execution, failure or incident."""
-    views = RecordViews(db)
     failure_id, incident_id = await views.failure_and_incident(identifier)
     if failure_id is None:
         return None
@@ -25,41 +22,43 @@ async def explain(db: Database, identifier: str) -> list[str] | None:
     failure = await views.failure(failure_id)
     if failure is not None:
         lines.append(
-            f"failure {failure['id']} at {failure['detected_at']}: {failure['component']}"
-            f" {failure['error_id']} ({failure['severity']}): {failure['message']}"
+            f"failure {failure.id} at {failure.detected_at}: {failure.component}"
+            f" {failure.error_id} ({failure.severity}): {failure.message}"
         )
     remembered = await views.memory_record(failure_id)
     if remembered is not None:
-        lines.append(f"memory: {remembered['outcome']}")
-        resolution = json.loads(remembered["record"]).get("resolution")
+        lines.append(f"memory: {remembered.outcome}")
+        resolution = remembered.record.get("resolution")
         if resolution:
             fix = " ".join(p for p in (resolution["fix_action"], resolution.get("fix_target")) if p)
             lines.append(
                 f"  fixed by {resolution['fixed_by']}: {resolution['what_fixed_it']} ({fix})"
             )
-    for entry in reversed(await AuditLog(db).entries(limit=20, subject=failure_id)):
-        if entry["action"] == "memory.decision":
-            lines += _decision(json.loads(entry["detail"]))
-        elif entry["action"] == "memory.outcome":
-            detail = json.loads(entry["detail"])
+    for note in reversed(await views.notes(failure_id, 20)):
+        if note.action == "memory.decision":
+            lines += _decision(note.detail)
+        elif note.action == "memory.outcome":
+            detail = note.detail
             worked = "worked" if detail["succeeded"] else "did not work"
             lines.append(f"learned fix {detail['fix']} {worked} ({detail['execution_id']})")
     if incident_id is not None:
-        for row in await views.evaluations(incident_id):
-            verdict = "allowed" if row["allowed"] else "denied"
+        for evaluation in await views.evaluations(incident_id):
+            verdict = "allowed" if evaluation.allowed else "denied"
             lines.append(
-                f"policy at {row['evaluated_at']}: {verdict} ({row['reason']}) {row['detail']}"
+                f"policy at {evaluation.evaluated_at}: {verdict} ({evaluation.reason})"
+                f" {evaluation.detail}"
             )
-    for row in await views.executions_of_failure(failure_id):
+    for execution in await views.executions_of_failure(failure_id):
         lines.append(
-            f"execution {row['id']} ({row['kind']}) {row['playbook_id']} {row['playbook_version']}:"
-            f" {row['status']}{_by(row)} — {row['detail']}"
+            f"execution {execution.id} ({execution.kind}) {execution.playbook_id}"
+            f" {execution.playbook_version}: {execution.status}{_by(execution)}"
+            f" — {execution.detail}"
         )
     return lines
 
 
-def _by(row: Row) -> str:
-    return f" by {row['resolved_by']}" if row["resolved_by"] else ""
+def _by(execution: ExecutionRecord) -> str:
+    return f" by {execution.resolved_by}" if execution.resolved_by else ""
 
 
 def _decision(record: dict[str, Any]) -> list[str]:

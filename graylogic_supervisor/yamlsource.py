@@ -265,6 +265,7 @@ def validate_located(
     model: type[M],
     error_type: type[E],
     context: dict[str, Any] | None = None,
+    *,
     transform: Callable[[Any], Any] | None = None,
 ) -> M:
     """Validate located data into ``model`` or raise ``error_type`` with every problem."""

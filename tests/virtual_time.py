@@ -20,7 +20,7 @@ import contextlib
 import heapq
 import itertools
 from collections.abc import AsyncIterator, Awaitable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,15 +143,30 @@ class CountingExecutor(ThreadPoolExecutor):
         self._virtual = clock
 
     def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """The caller's future is settled first and the count goes down after it, both
+        from the worker thread in that order: the loop then sees the caller's wake-up
+        ready before it sees nothing in flight. (Counting down from a done callback of
+        the pool's own future raced asyncio's: a worker thread pre-empted between the
+        two left the loop idle with the caller still waiting, and time jumped.)"""
         loop = asyncio.get_running_loop()
         self._virtual.in_flight += 1
+        settled: Future[Any] = Future()
 
-        def done(_: Future[Any]) -> None:  # on the worker thread: count down on the loop
-            loop.call_soon_threadsafe(self._count_down)
+        def done(work: Future[Any]) -> None:  # on the worker thread
+            try:
+                if work.cancelled():
+                    settled.cancel()
+                elif (error := work.exception()) is not None:
+                    settled.set_exception(error)
+                else:
+                    settled.set_result(work.result())
+            except InvalidStateError:
+                pass  # the caller gave up on it (cancelled): nobody waits for the result
+            finally:
+                loop.call_soon_threadsafe(self._count_down)
 
-        future = super().submit(fn, *args, **kwargs)
-        future.add_done_callback(done)
-        return future
+        super().submit(fn, *args, **kwargs).add_done_callback(done)
+        return settled
 
     def _count_down(self) -> None:
         self._virtual.in_flight -= 1

@@ -59,3 +59,10 @@ class TrialStatus(StrEnum):
     RUNNING = "running"
     PROMOTED = "promoted"
     DROPPED = "dropped"
+
+
+class VersionStatus(StrEnum):
+    """``playbook_versions.status``: a version whose YAML no longer loads is ``failed``."""
+
+    OK = "ok"
+    FAILED = "failed"

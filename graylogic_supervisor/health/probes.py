@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 from pathlib import Path
 from typing import TypeVar
 
@@ -111,9 +110,8 @@ def database_prober(db: Database, clock: Clock) -> Prober:
             verdict = await clock.wait_for(db.integrity_check(quick=True), timeout_s)
         except TimeoutError:
             problems.append(f"quick_check gave no answer in {timeout_s * 1000:g} ms")
-        # Database.fetchone does not translate sqlite3 errors, and a damaged page
-        # usually surfaces as "database disk image is malformed" rather than as a row.
-        except (StoreError, sqlite3.Error) as exc:
+        # a damaged page usually surfaces as "database disk image is malformed", an error
+        except StoreError as exc:
             if fds_exhausted():  # SQLite could not open its files: our fds, not the store
                 raise CouldNotTell(
                     "fds",

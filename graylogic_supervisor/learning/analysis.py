@@ -222,9 +222,9 @@ def evaluate(
         proposed,
         data.cases,
         model,
-        random.Random(seed),
-        settings.resamples,
-        baseline,
+        rng=random.Random(seed),
+        resamples=settings.resamples,
+        baseline=baseline,
     )
     verdict = _verdict(comparison, settings)
     if verdict is not None and comparison.proposed.p_guessed > 0:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
+from graylogic_supervisor.domain.states import StepOutcome
 from graylogic_supervisor.learning.replay import SELF, Case, OutcomeModel, case_of
 from graylogic_supervisor.learning.trace import Trace, Visit, trace_of
-from graylogic_supervisor.store.database import Database
-from graylogic_supervisor.store.learning import LearningRepository
-from graylogic_supervisor.store.learning_metrics import MetricsTables
+from graylogic_supervisor.store.learning import LearningRepository, RecordedCase
 
-RESOLVED = ("resolved_by_human", "resolved_by_supervisor")
+HUMAN = "resolved_by_human"  # failure_memory.outcome (no StrEnum in domain/states.py yet)
+RESOLVED = (HUMAN, "resolved_by_supervisor")
 # An action's success "means health" (a learned step may then go straight to done) when
 # at least this share of at least this many recorded successes were followed by health.
 HEALTH_SHARE = 0.99
@@ -40,7 +39,7 @@ class CaseSet:
     def model(self, specs: Mapping[str, ActionSpec], default_manual_s: float) -> OutcomeModel:
         """The outcome model these cases give (technicians' time: their recorded mean)."""
         return OutcomeModel.estimate(
-            self.cases, self.traces, specs, default_manual_s, self.manual_times
+            self.cases, self.traces, specs, default_manual_s, manual_times=self.manual_times
         )
 
     def success_means_health(self, action: str) -> bool:
@@ -59,62 +58,57 @@ class CaseSet:
 
 
 async def load_cases(
-    db: Database,
+    store: LearningRepository,
     playbook_id: str,
     specs: Mapping[str, ActionSpec],
     window: int,
 ) -> CaseSet:
     """The ``window`` most recent counted executions of the playbook, of every version."""
-    store = LearningRepository(db)
-    rows = await store.case_rows(playbook_id, window)
-    ids = [row["id"] for row in rows]
+    recorded = await store.cases(playbook_id, window)
     patterns: dict[str, list[dict[str, object]]] = {}
-    if rows:
+    if recorded:
         # The failure memory's learned patterns for the same failures: more evidence for a fix.
-        for pattern in await store.memory_patterns_for(rows[0]["component"], playbook_id):
-            found_pattern = {
-                "pattern_id": pattern["id"],
-                "fix": f"{pattern['fix_action']} {pattern['fix_target'] or ''}".strip(),
-                "failures": len(json.loads(pattern["members"])),
-                "first_detected": pattern["created_at"],
-                "times_matched": pattern["times_matched"],
-                "times_resolved": pattern["times_resolved"],
+        component = recorded[0].execution.component
+        for pattern in await store.memory_patterns_for(component, playbook_id):
+            found_pattern: dict[str, object] = {
+                "pattern_id": pattern.id,
+                "fix": f"{pattern.fix_action} {pattern.fix_target or ''}".strip(),
+                "failures": pattern.failures,
+                "first_detected": pattern.created_at,
+                "times_matched": pattern.times_matched,
+                "times_resolved": pattern.times_resolved,
             }
-            patterns.setdefault(pattern["fix_action"], []).append(found_pattern)
-    steps: dict[str, list[object]] = {execution_id: [] for execution_id in ids}
-    for step in await MetricsTables(db).steps_of(ids):
-        steps[step["execution_id"]].append(step)
+            patterns.setdefault(pattern.fix_action, []).append(found_pattern)
     found = CaseSet(patterns=patterns)
-    for row in reversed(rows):  # oldest first
-        trace = trace_of(row, steps[row["id"]])  # type: ignore[arg-type]
-        fixer, manual_s = _fixer(row, trace, specs)  # type: ignore[arg-type]  # a Row maps
-        if row["memory_fix"] and row["memory_outcome"] == "resolved_by_human":
-            found.human_fixes[row["memory_fix"]] += 1
-            if row["memory_target"]:
-                found.fix_targets.setdefault(row["memory_fix"], Counter())[
-                    row["memory_target"]
-                ] += 1
+    for one in reversed(recorded):  # oldest first
+        execution = one.execution
+        trace = trace_of(execution, one.steps)
+        fixer, manual_s = _fixer(one, trace, specs)
+        if one.memory_fix and one.memory_outcome == HUMAN:
+            found.human_fixes[one.memory_fix] += 1
+            if one.memory_target:
+                found.fix_targets.setdefault(one.memory_fix, Counter())[one.memory_target] += 1
         if manual_s is not None:
             found.manual_times.append(manual_s)
-        by_human = row["memory_outcome"] == "resolved_by_human" and bool(row["memory_fix"])
+        by_human = one.memory_outcome == HUMAN and bool(one.memory_fix)
         case = case_of(
             trace,
             fixer,
             by_human,
-            row["component"],
-            row["error_id"],
-            _fixed_at(trace, fixer, specs),
+            execution.component,
+            error_id=execution.error_id,
+            fixed_at=_fixed_at(trace, fixer, specs),
         )
         _count_health_after_success(found.health_after_success, trace, specs)
         found.traces.append(trace)
         found.cases[case] += 1
         found.case_of_execution[trace.execution_id] = case
-        found.failure_of_execution[trace.execution_id] = row["failure_id"]
+        found.failure_of_execution[trace.execution_id] = execution.failure_id
     return found
 
 
 def _fixer(
-    row: Mapping[str, object], trace: Trace, specs: Mapping[str, ActionSpec]
+    case: RecordedCase, trace: Trace, specs: Mapping[str, ActionSpec]
 ) -> tuple[str | None, float | None]:
     """What fixed this execution's failure, and how long a technician took if it was one.
 
@@ -125,21 +119,22 @@ def _fixer(
     if trace.succeeded:
         visit = _credited(trace, specs)
         return (visit.action if visit is not None else SELF), None
-    if row["memory_fix"] and row["memory_outcome"] in RESOLVED:
+    if case.memory_fix and case.memory_outcome in RESOLVED:
         manual = None
-        human = row["memory_outcome"] == "resolved_by_human"
-        if human and row["memory_resolved_at"] and row["completed_at"]:
-            resolved = datetime.fromisoformat(str(row["memory_resolved_at"]))
-            ended = datetime.fromisoformat(str(row["completed_at"]))
+        human = case.memory_outcome == HUMAN
+        completed_at = case.execution.completed_at
+        if human and case.memory_resolved_at and completed_at:
+            resolved = datetime.fromisoformat(case.memory_resolved_at)
+            ended = datetime.fromisoformat(completed_at)
             manual = float(round(max((resolved - ended).total_seconds(), 0.0)))
-        return str(row["memory_fix"]), manual
+        return case.memory_fix, manual
     return None, None
 
 
 def _credited(trace: Trace, specs: Mapping[str, ActionSpec]) -> Visit | None:
     """The last successful visit of the runner's credited step, if it is a fix."""
     for visit in reversed(trace.visits):
-        if visit.step_id == trace.resolved_by and visit.outcome == "success":
+        if visit.step_id == trace.resolved_by and visit.outcome == StepOutcome.SUCCESS:
             spec = specs.get(visit.action)
             return visit if spec is not None and spec.kind is ActionKind.FIX else None
     return None
@@ -165,13 +160,13 @@ def _count_health_after_success(
     (yes), another fix (no: that one may be the cause), none (the run's verdict)."""
     for index, visit in enumerate(trace.visits):
         spec = specs.get(visit.action)
-        if visit.outcome != "success" or spec is None or spec.kind is not ActionKind.FIX:
+        if visit.outcome != StepOutcome.SUCCESS or spec is None or spec.kind is not ActionKind.FIX:
             continue
         healthy = trace.succeeded and trace.healthy_after is True
         for later in trace.visits[index + 1 :]:
             kind = specs[later.action].kind if later.action in specs else None
             if later.ran and kind in (ActionKind.VERIFY, ActionKind.FIX):
-                healthy = kind is ActionKind.VERIFY and later.outcome == "success"
+                healthy = kind is ActionKind.VERIFY and later.outcome == StepOutcome.SUCCESS
                 break
         counts = table.setdefault(visit.action, [0, 0])
         counts[0] += int(healthy)

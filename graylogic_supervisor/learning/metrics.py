@@ -15,10 +15,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from graylogic_supervisor.domain.states import ExecutionStatus, StepOutcome
 from graylogic_supervisor.learning import histogram
 from graylogic_supervisor.learning.trace import Trace, trace_of
-from graylogic_supervisor.store.database import Database, Row
-from graylogic_supervisor.store.learning_metrics import MetricsTables, TableRows
+from graylogic_supervisor.store.learning_metrics import (
+    MetricsTables,
+    StepTotals,
+    TableRows,
+    VersionTotals,
+)
+from graylogic_supervisor.store.learning_metrics import StepPair as StepPair  # re-exported
+from graylogic_supervisor.store.records import ExecutionRecord
 
 # often_skipped_after is reported when a step did not run after that outcome this often,
 # over at least this many executions with that outcome.
@@ -115,41 +122,32 @@ class PathMetrics:
         }
 
 
-@dataclass(frozen=True)
-class StepPair:
-    """How ``step_id`` did in executions where ``earlier_step`` had ``earlier_outcome``."""
-
-    earlier_step: str
-    earlier_outcome: str
-    step_id: str
-    runs: int
-    successes: int
-
-
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
 class LearningMetrics:
-    def __init__(self, db: Database) -> None:
-        self._tables = MetricsTables(db)
+    """The metrics of each version, step and path: counted from the store's records and
+    read back from its tables (``store/learning_metrics.py``); the figures are computed here."""
+
+    def __init__(self, tables: MetricsTables) -> None:
+        self._tables = tables
 
     async def apply_pending(self, limit: int = 2000) -> list[Trace]:
         """Count finished executions not counted yet, oldest first, ``limit`` at a time."""
-        return await self._apply_rows(await self._tables.uncounted_executions(limit))
+        return await self._apply(await self._tables.uncounted_executions(limit))
 
     async def apply(self, execution_id: str) -> Trace | None:
         """Count one finished execution; None if it is running or already counted."""
-        applied = await self._apply_rows(await self._tables.uncounted_execution(execution_id))
+        applied = await self._apply(await self._tables.uncounted_execution(execution_id))
         return applied[0] if applied else None
 
-    async def _apply_rows(self, executions: list[Row]) -> list[Trace]:
+    async def _apply(self, executions: list[ExecutionRecord]) -> list[Trace]:
         if not executions:
             return []
-        steps: dict[str, list[Row]] = {row["id"]: [] for row in executions}
-        for step in await self._tables.steps_of(list(steps)):
-            steps[step["execution_id"]].append(step)
-        traces = [trace_of(row, steps[row["id"]]) for row in executions]  # type: ignore[arg-type]
+        ids = [execution.id for execution in executions]
+        steps = await self._tables.steps_of(ids)
+        traces = [trace_of(execution, steps[execution.id]) for execution in executions]
         counted: list[Trace] = []
 
         def rows_for(fresh: set[str]) -> TableRows:
@@ -159,74 +157,59 @@ class LearningMetrics:
                 rows.add(trace)
             return rows.tables()
 
-        await self._tables.count(list(steps), rows_for)
+        await self._tables.count(ids, rows_for)
         return counted
 
     async def version(self, playbook_id: str, version: str) -> VersionMetrics | None:
-        row = await self._tables.version(playbook_id, version)
-        if row is None:
+        totals = await self._tables.version(playbook_id, version)
+        if totals is None:
             return None
         hist = await self._tables.histogram(playbook_id, version, "", "resolution")
-        return _version_metrics(row, hist)
+        return version_metrics(totals, hist)
 
     async def counts(self, playbook_id: str, versions: Sequence[str]) -> dict[str, tuple[int, int]]:
         """(resolutions, executions) of each version that has run: the rollback rule's
         figures, in one read."""
-        rows = await self._tables.version_counts(playbook_id, versions)
-        return {row["version"]: (int(row["resolutions"]), int(row["executions"])) for row in rows}
+        return await self._tables.version_counts(playbook_id, versions)
 
     async def versions(self, playbook_id: str) -> list[VersionMetrics]:
         return [
-            _version_metrics(
-                row,
-                await self._tables.histogram(playbook_id, row["version"], "", "resolution"),
+            version_metrics(
+                totals,
+                await self._tables.histogram(playbook_id, totals.version, "", "resolution"),
             )
-            for row in await self._tables.versions(playbook_id)
+            for totals in await self._tables.versions(playbook_id)
         ]
 
     async def steps(self, playbook_id: str, version: str) -> list[StepMetrics]:
-        rows = await self._tables.steps(playbook_id, version)
+        totals = await self._tables.steps(playbook_id, version)
         hists = await self._tables.step_histograms(playbook_id, version)
         pairs = await self.pairs(playbook_id, version)
-        counts = {
-            (row["step_id"], outcome): count
-            for row in rows
+        counts: dict[tuple[str, str], int] = {
+            (step.step_id, outcome): count
+            for step in totals
             for outcome, count in (
-                ("success", int(row["successes"])),
-                ("failure", int(row["executions"]) - int(row["successes"])),
+                (StepOutcome.SUCCESS, step.successes),
+                (StepOutcome.FAILURE, step.executions - step.successes),
             )
         }
         return [
-            _step_metrics(
-                row,
-                hists.get((row["step_id"], "attempt"), {}),
-                hists.get((row["step_id"], "success"), {}),
-                _often_skipped_after(str(row["step_id"]), counts, pairs),
+            step_metrics(
+                step,
+                hists.get((step.step_id, "attempt"), {}),
+                hists.get((step.step_id, "success"), {}),
+                _often_skipped_after(step.step_id, counts, pairs),
             )
-            for row in rows
+            for step in totals
         ]
 
     async def pairs(self, playbook_id: str, version: str) -> list[StepPair]:
-        return [
-            StepPair(
-                str(r["earlier_step"]),
-                str(r["earlier_outcome"]),
-                str(r["step_id"]),
-                int(r["runs"]),
-                int(r["successes"]),
-            )
-            for r in await self._tables.pairs(playbook_id, version)
-        ]
+        return await self._tables.pairs(playbook_id, version)
 
     async def paths(self, playbook_id: str, version: str, limit: int = 10) -> list[PathMetrics]:
         return [
-            PathMetrics(
-                tuple(json.loads(r["path"])),
-                int(r["executions"]),
-                int(r["resolutions"]),
-                int(r["executions"]) / int(r["total"]),
-            )
-            for r in await self._tables.paths(playbook_id, version, limit)
+            PathMetrics(path.path, path.executions, path.resolutions, path.executions / path.total)
+            for path in await self._tables.paths(playbook_id, version, limit)
         ]
 
 
@@ -247,39 +230,41 @@ def _often_skipped_after(
     return None if best is None else best[1]
 
 
-def _version_metrics(row: Row, resolution_hist: dict[str, int]) -> VersionMetrics:
-    resolutions = int(row["resolutions"])
+def version_metrics(totals: VersionTotals, resolution_hist: dict[str, int]) -> VersionMetrics:
+    """A version's figures from its sums and its resolution-time histogram."""
+    resolutions = totals.resolutions
     return VersionMetrics(
-        playbook_id=str(row["playbook_id"]),
-        version=str(row["version"]),
-        executions=int(row["executions"]),
+        playbook_id=totals.playbook_id,
+        version=totals.version,
+        executions=totals.executions,
         resolutions=resolutions,
-        escalations=int(row["escalations"]),
-        failures=int(row["failures"]),
-        interruptions=int(row["interruptions"]),
-        mean_resolution_s=float(row["resolution_time_sum"]) / resolutions if resolutions else None,
+        escalations=totals.escalations,
+        failures=totals.failures,
+        interruptions=totals.interruptions,
+        mean_resolution_s=float(totals.resolution_time_sum) / resolutions if resolutions else None,
         p95_resolution_s=histogram.percentile(resolution_hist, 95),
     )
 
 
-def _step_metrics(
-    row: Row,
+def step_metrics(
+    totals: StepTotals,
     attempt_hist: dict[str, int],
     success_hist: dict[str, int],
     often_skipped_after: str | None,
 ) -> StepMetrics:
-    attempts = int(row["attempts"])
+    """A step's figures from its sums and its duration histograms."""
+    attempts = totals.attempts
     return StepMetrics(
-        step_id=str(row["step_id"]),
-        name=str(row["name"]),
-        action=str(row["action"]),
-        executions=int(row["executions"]),
-        successes=int(row["successes"]),
-        skips=int(row["skips"]),
+        step_id=totals.step_id,
+        name=totals.name,
+        action=totals.action,
+        executions=totals.executions,
+        successes=totals.successes,
+        skips=totals.skips,
         attempts=attempts,
-        timeouts=int(row["timeouts"]),
-        fixes=int(row["fixes"]),
-        mean_duration_s=float(row["duration_sum"]) / attempts if attempts else None,
+        timeouts=totals.timeouts,
+        fixes=totals.fixes,
+        mean_duration_s=float(totals.duration_sum) / attempts if attempts else None,
         p95_duration_s=histogram.percentile(attempt_hist, 95),
         p99_success_duration_s=histogram.percentile(success_hist, 99),
         often_skipped_after=often_skipped_after,
@@ -327,9 +312,9 @@ class CountedRows:
             [
                 1,
                 int(trace.succeeded),
-                int(status == "escalated"),
-                int(status == "failed"),
-                int(status == "interrupted"),
+                int(status == ExecutionStatus.ESCALATED),
+                int(status == ExecutionStatus.FAILED),
+                int(status == ExecutionStatus.INTERRUPTED),
                 trace.duration_s if trace.succeeded else 0.0,
             ],
         )
@@ -358,7 +343,7 @@ class CountedRows:
                 for duration, outcome in zip(visit.durations, visit.outcomes, strict=True):
                     bucket = histogram.bucket_of(duration)
                     _add(self.histograms, (*key, visit.step_id, "attempt", bucket), [1])
-                    if outcome == "success":
+                    if outcome == StepOutcome.SUCCESS:
                         _add(self.histograms, (*key, visit.step_id, "success", bucket), [1])
             final = finals[visit.step_id]
             # Executions count once per step, at its first visit, with its final outcome.
@@ -367,11 +352,11 @@ class CountedRows:
                 self.steps,
                 step_key,
                 [
-                    int(first_visit and final != "skipped"),
-                    int(first_visit and final == "success"),
-                    int(first_visit and final == "skipped"),
+                    int(first_visit and final != StepOutcome.SKIPPED),
+                    int(first_visit and final == StepOutcome.SUCCESS),
+                    int(first_visit and final == StepOutcome.SKIPPED),
                     len(visit.outcomes) if ran else 0,
-                    sum(1 for o in visit.outcomes if o == "timeout"),
+                    sum(1 for o in visit.outcomes if o == StepOutcome.TIMEOUT),
                     int(first_visit and trace.succeeded and trace.resolved_by == visit.step_id),
                     sum(visit.durations) if ran else 0.0,
                 ],
@@ -386,9 +371,9 @@ class CountedRows:
         order = sorted(first_seen, key=first_seen.__getitem__)
         for i, earlier in enumerate(order):
             outcome = finals[earlier]
-            if outcome == "skipped":
+            if outcome == StepOutcome.SKIPPED:
                 continue
             for later in order[i + 1 :]:
-                if finals[later] != "skipped":
+                if finals[later] != StepOutcome.SKIPPED:
                     pair = (trace.playbook_id, trace.version, earlier, outcome, later)
-                    _add(self.pairs, pair, [1, int(finals[later] == "success")])
+                    _add(self.pairs, pair, [1, int(finals[later] == StepOutcome.SUCCESS)])

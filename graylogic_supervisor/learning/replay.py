@@ -81,6 +81,7 @@ def case_of(
     fixer: str | None,
     by_human: bool,
     component: str,
+    *,
     error_id: str,
     fixed_at: int | None = None,
 ) -> Case:
@@ -138,6 +139,7 @@ class OutcomeModel:
         traces: Iterable[Trace],
         specs: Mapping[str, ActionSpec],
         default_manual_s: float,
+        *,
         manual_times: Sequence[float] = (),
     ) -> OutcomeModel:
         """``manual_times``: technicians' recorded times (their mean is used for every
@@ -291,7 +293,7 @@ def replay(playbook: Playbook, case: Case, model: OutcomeModel) -> Expectation:
                 )
             )
             continue
-        stack.extend(_attempts(playbook, step, branch, case, recorded, model))
+        stack.extend(_attempts(playbook, step, branch, case, recorded=recorded, model=model))
     return Expectation(time_total, resolved, escalated, guessed)
 
 
@@ -313,6 +315,7 @@ def _attempts(
     step: Step,
     branch: _Branch,
     case: Case,
+    *,
     recorded: Mapping[tuple[str, bool], tuple[str, ...]],
     model: OutcomeModel,
 ) -> list[_Branch]:
@@ -331,7 +334,9 @@ def _attempts(
             key = (step.action, fixed)
             now_used = used.copy()
             now_used[key] += 1
-            for option in _options(step, case, fixed, recorded.get(key, ()), used[key], model):
+            for option in _options(
+                step, case, fixed, recorded.get(key, ()), used=used[key], model=model
+            ):
                 weight = probability * option.chance
                 if weight < MIN_BRANCH_PROBABILITY:
                     continue
@@ -375,6 +380,7 @@ def _options(
     case: Case,
     fixed: bool,
     seen: tuple[str, ...],
+    *,
     used: int,
     model: OutcomeModel,
 ) -> list[_Option]:
@@ -461,6 +467,7 @@ def compare(
     proposed: Playbook,
     cases: Mapping[Case, int],
     model: OutcomeModel,
+    *,
     rng: random.Random,
     resamples: int = 400,
     baseline: Mapping[Case, Expectation] | None = None,

@@ -11,10 +11,9 @@ the playbook gives up), so a prediction and its realisation are in the same unit
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 
-from graylogic_supervisor.store.learning import LearningRepository
+from graylogic_supervisor.store.learning import LearningRepository, ResolutionFacts
 
 
 def technician_time_s(resolved_at: str | None, completed_at: str | None) -> float | None:
@@ -25,23 +24,20 @@ def technician_time_s(resolved_at: str | None, completed_at: str | None) -> floa
     return max(taken.total_seconds(), 0.0)
 
 
-def resolution_time_s(row: Mapping[str, object], manual_s: float) -> float:
-    """One row of ``LearningRepository.resolution_rows``."""
-    duration = float(row["duration_seconds"] or 0.0)  # type: ignore[arg-type]
-    if row["success"]:
+def resolution_time_s(facts: ResolutionFacts, manual_s: float) -> float:
+    """One execution's cost until its failure was fixed."""
+    duration = float(facts.duration_seconds or 0.0)
+    if facts.success:
         return duration
     recorded = None
-    if row["memory_outcome"] == "resolved_by_human":
-        recorded = technician_time_s(
-            row["memory_resolved_at"],  # type: ignore[arg-type]
-            row["completed_at"],  # type: ignore[arg-type]
-        )
+    if facts.memory_outcome == "resolved_by_human":
+        recorded = technician_time_s(facts.memory_resolved_at, facts.completed_at)
     return duration + (manual_s if recorded is None else recorded)
 
 
 async def recent_times(
-    store: LearningRepository, playbook_id: str, version: str, limit: int, manual_s: float
+    store: LearningRepository, playbook_id: str, version: str, *, limit: int, manual_s: float
 ) -> tuple[float, ...]:
     """The resolution times of the version's ``limit`` most recent counted executions."""
-    rows = await store.resolution_rows(playbook_id, version, limit)
-    return tuple(resolution_time_s(row, manual_s) for row in rows)  # type: ignore[arg-type]  # a Row maps
+    facts = await store.resolution_facts(playbook_id, version, limit)
+    return tuple(resolution_time_s(one, manual_s) for one in facts)

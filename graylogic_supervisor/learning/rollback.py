@@ -92,6 +92,7 @@ def rollback_test(
     previous_n: int,
     new_successes: int,
     new_n: int,
+    *,
     min_executions: int = 10,
 ) -> RollbackTest | None:
     """None until both versions have ``min_executions``."""
@@ -223,7 +224,11 @@ def compare_versions(
 ) -> Verdict | None:
     """Both tests of ``new`` against ``baseline``; None while neither can be made."""
     success = rollback_test(
-        baseline.successes, baseline.executions, new.successes, new.executions, min_executions
+        baseline.successes,
+        baseline.executions,
+        new.successes,
+        new.executions,
+        min_executions=min_executions,
     )
     time = time_test(baseline.times, new.times, min_executions)
     if success is None and time is None:

@@ -9,7 +9,7 @@ import logging
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from graylogic_supervisor.clock import Clock, isoformat
 from graylogic_supervisor.config import LearningConfig
 from graylogic_supervisor.domain.actions import ActionSpec
+from graylogic_supervisor.domain.states import RecommendationStatus, TrialStatus
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.learning.analysis import (
     AnalysisSettings,
@@ -39,14 +40,27 @@ from graylogic_supervisor.learning.safety import verification_guard
 from graylogic_supervisor.learning.trials import DEFAULT_SHARE, TrialKeeper
 from graylogic_supervisor.learning.verdicts import Verdicts
 from graylogic_supervisor.playbooks.model import Playbook
-from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.audit import AuditEntry, AuditLog
 from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.decisions import (
+    DecidedMeanwhile,
+    Decision,
+    LearningDecisions,
+    Rejected,
+    Rollback,
+)
 from graylogic_supervisor.store.ids import new_id
 from graylogic_supervisor.store.learning import LearningRepository, StoredRecommendation
+from graylogic_supervisor.store.learning_metrics import MetricsTables
 from graylogic_supervisor.store.rejections import RejectionRepository
 from graylogic_supervisor.store.trials import Trial, TrialRepository
 from graylogic_supervisor.store.users import UserRepository
-from graylogic_supervisor.store.versions import PlaybookVersions, playbook_yaml, semver_key
+from graylogic_supervisor.store.versions import (
+    NewVersion,
+    PlaybookVersions,
+    playbook_yaml,
+    semver_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,14 +110,13 @@ class LearningService:
         """``ids`` is a simulation's seeded source of ids (None: the system's)."""
         self._db = db
         self._versions = versions
-        self._audit = audit
         self._specs = specs
         self._settings = settings
         self._clock = clock
         self._alert = alert
         self._ids = ids
         self._first_versions: set[tuple[str, str]] = set()
-        self.metrics = LearningMetrics(db)
+        self.metrics = LearningMetrics(MetricsTables(db))
         self.store = LearningRepository(db)
         self.users = UserRepository(db)
         self.rejections = RejectionRepository(db)
@@ -111,18 +124,19 @@ class LearningService:
             versions,
             self.metrics,
             self.store,
-            self.rejections,
-            settings.analysis.min_executions,
-            settings.analysis.default_manual_s,
+            min_executions=settings.analysis.min_executions,
+            manual_s=settings.analysis.default_manual_s,
         )
+        self.decisions = LearningDecisions(db, audit)
         self.trials = TrialKeeper(
             TrialRepository(db),
             versions,
-            audit,
-            clock,
-            settings.analysis.min_executions,
-            settings.analysis.default_manual_s,
-            ids,
+            self.decisions,
+            self.store,
+            clock=clock,
+            min_executions=settings.analysis.min_executions,
+            manual_s=settings.analysis.default_manual_s,
+            ids=ids,
         )
 
     @property
@@ -160,14 +174,16 @@ class LearningService:
     async def check_trial(self, playbook_id: str) -> dict[str, Any] | None:
         """Promote or drop the playbook's running trial when its figures say so."""
         decision = await self.trials.check(playbook_id)
-        if decision is not None:
-            await self._remember_dropped(decision)
-            if decision["status"] == "dropped" and not decision["judged"]:
-                carried = await self._carry_on(decision)
-                if carried is not None:
-                    decision = {**decision, "carried_on_as": carried.id}
+        if (
+            decision is not None
+            and decision["status"] == TrialStatus.DROPPED
+            and not decision["judged"]
+        ):
+            carried = await self._carry_on(decision)
+            if carried is not None:
+                decision = {**decision, "carried_on_as": carried.id}
         if decision is not None and self._alert is not None:
-            promoted = decision["status"] == "promoted"
+            promoted = decision["status"] == TrialStatus.PROMOTED
             self._alert(
                 "info" if promoted else "warning",
                 f"{playbook_id} trial {decision['trial_version']} {decision['status']}:"
@@ -188,7 +204,7 @@ class LearningService:
                 f"{what} does not apply to the active {active.version}: {exc}"
             ) from exc
         data = await load_cases(
-            self._db, active.id, self._specs, self._settings.analysis.replay_window
+            self.store, active.id, self._specs, self._settings.analysis.replay_window
         )
         unsafe = verification_guard(active, proposed, self._specs, data.success_means_health)
         if unsafe is not None:  # a modified change too: no approval drops a last verification
@@ -215,7 +231,7 @@ class LearningService:
             logger.info("trial %s not carried on: %s", trial.id, exc)
             return None
         why = f"trial {trial.id} carried on from {trial.base_version} to {active.version}"
-        await self._versions.add_version(
+        version = NewVersion(
             proposed,
             parent_version=active.version,
             created_by="workflow_learning",
@@ -223,34 +239,17 @@ class LearningService:
             reason=why,
             recommendation_id=rec.id,
             changes=[{"type": rec.type, "description": rec.summary, "change": rec.change}],
-            now=self._clock.now(),
+            at=self._clock.now(),
             activate=False,
         )
-        return await self.trials.start(
-            proposed, active.version, trial.share, rec.id, "supervisor", why
+        carried = self.trials.new_trial(
+            proposed,
+            active.version,
+            share=trial.share,
+            recommendation_id=rec.id,
+            user="supervisor",
         )
-
-    async def _remember_dropped(self, decision: Mapping[str, Any]) -> None:
-        """A trial judged no better (by its figures or by a person) is a rejected change:
-        not proposed again until its evidence has grown (``rejections.py``). One that
-        ended because its base was replaced was not judged."""
-        if decision["status"] != "dropped" or not decision["judged"]:
-            return
-        rec_id = decision["recommendation_id"]
-        rec = None if rec_id is None else await self.store.get(rec_id)
-        if rec is None:
-            return
-        await self.rejections.remember(
-            rec.playbook_id,
-            change_key(rec.playbook_id, rec.change),  # as approved: perhaps modified
-            rec.id,
-            "rejected",
-            decision["trial_version"],
-            decision["by"],
-            self._clock.now(),
-            f"trial dropped: {decision['reason']}",
-            await self.store.counted_executions(rec.playbook_id),
-        )
+        return await self.trials.start(carried, version, why)
 
     async def check_rollback(self, playbook_id: str, version: str) -> dict[str, Any] | None:
         """Roll the active ``version`` back to the last version that really ran when
@@ -274,22 +273,36 @@ class LearningService:
             playbook_id, version, restored, verdict, baseline
         )
         now = self._clock.now()
-        await self._versions.activate(playbook_id, restored, failed=version)
         rollback_id = new_id("rollback", now, self._ids)
         reason = f"automatic rollback: {verdict.describe()}"
-        report["rejected_recommendations"] = await self.verdicts.remember_rollback(
-            playbook_id, version, restored, "supervisor", reason, now
+        rejections = await self._discarded(
+            playbook_id, version, restored, by="supervisor", reason=reason, now=now
         )
-        await self.store.record_rollback(
-            rollback_id, playbook_id, version, restored, now, "supervisor", reason, report
+        report["rejected_recommendations"] = [r.recommendation_id for r in rejections]
+        rollback = Rollback(
+            id=rollback_id,
+            playbook_id=playbook_id,
+            from_version=version,
+            to_version=restored,
+            by="supervisor",
+            reason=reason,
+            at=now,
+            report=report,
+            failed=True,
+            rejections=rejections,
         )
-        await self._audit.append(
+        entry = AuditEntry(
             "supervisor",
             "playbook.rollback",
             playbook_id,
             {"from": version, "to": restored, "id": rollback_id, "reason": reason},
             now,
         )
+        try:
+            await self.decisions.roll_back(rollback, entry=entry)
+        except DecidedMeanwhile as exc:  # a person replaced the version first
+            logger.info("%s %s not rolled back: %s", playbook_id, version, exc)
+            return None
         logger.warning("%s %s rolled back to %s: %s", playbook_id, version, restored, reason)
         await self.check_trial(playbook_id)  # a trial on the rolled-back base ends
         if self._alert is not None:
@@ -349,7 +362,7 @@ class LearningService:
         now = self._clock.now()
         since = now - timedelta(days=self._settings.window_days)
         fresh = await self.store.counted_since(playbook.id, playbook.version, isoformat(since))
-        data = await load_cases(self._db, playbook.id, self._specs, settings.replay_window)
+        data = await load_cases(self.store, playbook.id, self._specs, settings.replay_window)
         result = analyse_playbook(
             playbook,
             await self.metrics.version(playbook.id, playbook.version),
@@ -411,7 +424,7 @@ class LearningService:
                     "change_key": key,
                     "trial": int(rec.trial),
                     "analysis_id": None,
-                    "status": "pending",
+                    "status": RecommendationStatus.PENDING,
                     "generated_at": isoformat(now),
                     "expires_at": isoformat(now + timedelta(days=self._settings.expiry_days)),
                 }
@@ -427,6 +440,7 @@ class LearningService:
         user: str,
         reason: str,
         modified_change: Mapping[str, Any] | None = None,
+        *,
         trial: bool | None = None,
         share: float | None = None,
     ) -> str:
@@ -461,7 +475,7 @@ class LearningService:
                 )
         now = self._clock.now()
         description = rec.summary if modified_change is None else f"{rec.summary} (modified)"
-        await self._versions.add_version(
+        stored = NewVersion(
             proposed,
             parent_version=active.version,
             created_by="workflow_learning",
@@ -476,44 +490,41 @@ class LearningService:
                     "evidence": rec.evidence.get("pattern", {}).get("description"),
                 }
             ],
-            now=now,
+            at=now,
             activate=not as_trial,
         )
-        decided = await self.store.decide(
-            rec.id,
-            "approved",
-            user,
-            reason or ("approved as a trial" if as_trial else "approved"),
-            now,
-            version,
-            change.model_dump(mode="json") if modified_change is not None else None,
+        decision = Decision(
+            recommendation_id=rec.id,
+            status=RecommendationStatus.APPROVED,
+            by=user,
+            reason=reason or ("approved as a trial" if as_trial else "approved"),
+            at=now,
+            new_version=version,
+            change=change.model_dump(mode="json") if modified_change is not None else None,
         )
-        if not decided:  # decided by someone else in the meantime: undo ours
-            if not as_trial:
-                await self._versions.activate(rec.playbook_id, active.version, failed=version)
-            raise LearningError(f"{recommendation_id} was decided by someone else meanwhile")
-        started: Trial | None = None
+        trial_run = None
+        entries = []
         if as_trial:
-            started = await self.trials.start(
-                proposed, active.version, share, rec.id, user, reason or rec.summary
+            trial_run = self.trials.new_trial(
+                proposed, active.version, share=share, recommendation_id=rec.id, user=user
             )
-            if started is None:
-                raise LearningError(f"{rec.playbook_id} started another trial meanwhile")
-        await self._audit.append(
-            user,
-            "recommendation.approve",
-            rec.playbook_id,
-            {
-                "recommendation": rec.id,
-                "from_version": active.version,
-                "new_version": version,
-                "modified": modified_change is not None,
-                "trial": None if started is None else started.id,
-                "reason": reason,
-            },
-            now,
-        )
-        if not as_trial:
+            entries.append(self.trials.start_entry(trial_run, reason or rec.summary))
+        detail = {
+            "recommendation": rec.id,
+            "from_version": active.version,
+            "new_version": version,
+            "modified": modified_change is not None,
+            "trial": None if trial_run is None else trial_run.id,
+            "reason": reason,
+        }
+        entries.append(AuditEntry(user, "recommendation.approve", rec.playbook_id, detail, now))
+        try:
+            await self.decisions.approve(decision, stored, trial=trial_run, entries=entries)
+        except DecidedMeanwhile as exc:
+            raise LearningError(str(exc)) from exc
+        if trial_run is not None:
+            self.trials.started(trial_run)
+        else:
             await self.check_trial(rec.playbook_id)  # a trial on the replaced base ends
         return version
 
@@ -525,12 +536,11 @@ class LearningService:
         trial = await self.trials.store.get(trial_id)
         if trial is None:
             raise LearningError(f"no trial {trial_id}")
-        if trial.status != "running":
+        if trial.status != TrialStatus.RUNNING:
             raise LearningError(f"{trial_id} is {trial.status}, not running")
         stopped = await self.trials.stop(trial, user, reason)
         if stopped is None:
             raise LearningError(f"{trial_id} was decided meanwhile")
-        await self._remember_dropped(stopped)
         return stopped
 
     async def reject(self, recommendation_id: str, user: str, reason: str) -> None:
@@ -539,26 +549,35 @@ class LearningService:
         await self.users.require_approver(user)
         rec = await self._pending(recommendation_id)
         now = self._clock.now()
-        if not await self.store.decide(rec.id, "rejected", user, reason, now):
-            raise LearningError(f"{recommendation_id} was decided by someone else meanwhile")
-        await self.rejections.remember(
-            rec.playbook_id,
-            rec.change_key or change_key(rec.playbook_id, rec.change),
-            rec.id,
-            "rejected",
-            None,
-            user,
-            now,
-            reason,
-            await self.store.counted_executions(rec.playbook_id),
+        decision = Decision(
+            recommendation_id=rec.id,
+            status=RecommendationStatus.REJECTED,
+            by=user,
+            reason=reason,
+            at=now,
         )
-        await self._audit.append(
+        rejection = Rejected(
+            playbook_id=rec.playbook_id,
+            change_key=rec.change_key or change_key(rec.playbook_id, rec.change),
+            recommendation_id=rec.id,
+            kind="rejected",
+            version=None,
+            by=user,
+            at=now,
+            reason=reason,
+            executions=await self.store.counted_executions(rec.playbook_id),
+        )
+        entry = AuditEntry(
             user,
             "recommendation.reject",
             rec.playbook_id,
             {"recommendation": rec.id, "reason": reason},
             now,
         )
+        try:
+            await self.decisions.reject(decision, rejection, entry=entry)
+        except DecidedMeanwhile as exc:
+            raise LearningError(str(exc)) from exc
 
     async def rollback(self, playbook_id: str, to_version: str, user: str, reason: str) -> str:
         """Re-activate an earlier version by hand; returns the version it replaced."""
@@ -582,28 +601,33 @@ class LearningService:
         report = await self.verdicts.investigation(
             playbook_id, current, to_version, verdict, baseline
         )
-        await self._versions.activate(playbook_id, to_version)
         rollback_id = new_id("rollback", now, self._ids)
-        report["rejected_recommendations"] = await self.verdicts.remember_rollback(
-            playbook_id, current, to_version, user, reason, now
+        rejections = await self._discarded(
+            playbook_id, current, to_version, by=user, reason=reason, now=now
         )
-        await self.store.record_rollback(
-            rollback_id,
-            playbook_id,
-            current,
-            to_version,
-            now,
-            user,
-            reason,
-            {"manual": True, "reason": reason, **report},
+        report["rejected_recommendations"] = [r.recommendation_id for r in rejections]
+        rollback = Rollback(
+            id=rollback_id,
+            playbook_id=playbook_id,
+            from_version=current,
+            to_version=to_version,
+            by=user,
+            reason=reason,
+            at=now,
+            report={"manual": True, "reason": reason, **report},
+            rejections=rejections,
         )
-        await self._audit.append(
+        entry = AuditEntry(
             user,
             "playbook.rollback",
             playbook_id,
             {"from": current, "to": to_version, "id": rollback_id, "reason": reason},
             now,
         )
+        try:
+            await self.decisions.roll_back(rollback, entry=entry)
+        except DecidedMeanwhile as exc:
+            raise LearningError(str(exc)) from exc
         await self.check_trial(playbook_id)  # a trial on the replaced base ends
         return current
 
@@ -618,11 +642,32 @@ class LearningService:
             difflib.unified_diff(texts[0], texts[1], f"{playbook_id} {old}", f"{playbook_id} {new}")
         )
 
+    async def _discarded(
+        self, playbook_id: str, failed: str, restored: str, *, by: str, reason: str, now: datetime
+    ) -> list[Rejected]:
+        """The changes of every version a rollback discards, remembered as rejected in
+        the rollback's transaction."""
+        executions = await self.store.counted_executions(playbook_id)
+        return [
+            Rejected(
+                playbook_id=playbook_id,
+                change_key=change_key(playbook_id, rec.change),  # as approved: perhaps modified
+                recommendation_id=rec.id,
+                kind="rolled_back",
+                version=rec.new_version,
+                by=by,
+                at=now,
+                reason=reason,
+                executions=executions,
+            )
+            for rec in await self.verdicts.discarded(playbook_id, failed, restored)
+        ]
+
     async def _pending(self, recommendation_id: str) -> StoredRecommendation:
         rec = await self.store.get(recommendation_id)
         if rec is None:
             raise LearningError(f"no recommendation {recommendation_id}")
-        if rec.status != "pending":
+        if rec.status != RecommendationStatus.PENDING:
             raise LearningError(f"{recommendation_id} is {rec.status}, not pending")
         return rec
 
@@ -645,7 +690,7 @@ class LearningService:
     ) -> str | None:
         """None when the change still lowers the expected time on ``active``."""
         settings = self._settings.analysis
-        data = await load_cases(self._db, active.id, self._specs, settings.replay_window)
+        data = await load_cases(self.store, active.id, self._specs, settings.replay_window)
         model = data.model(self._specs, settings.default_manual_s)
         verdict = evaluate(
             active, Candidate(change, rec.summary, rec.evidence), data, model, self._specs, settings

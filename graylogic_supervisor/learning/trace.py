@@ -1,6 +1,6 @@
 """One finished execution reduced to what learning needs: its visits, path and fixer.
 
-Built from the store's rows for that execution only. A step that ran several
+Built from the store's records of that execution only. A step that ran several
 times in a row (its retries) is one visit with several attempts; a branch of a
 parallel group counts as a step of its own (``group.branch``) and the group as
 one stop on the path; compensations are not steps of the playbook's flow.
@@ -8,24 +8,26 @@ one stop on the path; compensations are not steps of the playbook's flow.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from graylogic_supervisor.domain.states import ExecutionStatus, StepOutcome
+from graylogic_supervisor.store.records import ExecutionRecord, StepRecord
 
 # How an execution ended, as the last element of its path.
-END_OF_STATUS = {
-    "resolved": "done",
-    "escalated": "escalate",
-    "failed": "timeout",
-    "interrupted": "interrupted",
+END_OF_STATUS: dict[str, str] = {
+    ExecutionStatus.RESOLVED: "done",
+    ExecutionStatus.ESCALATED: "escalate",
+    ExecutionStatus.FAILED: "timeout",
+    ExecutionStatus.INTERRUPTED: "interrupted",
 }
 
 
 def simple_outcome(outcome: str) -> str:
     """success, skipped, or failure (failure, timeout and error alike)."""
-    if outcome in ("success", "skipped"):
+    if outcome in (StepOutcome.SUCCESS, StepOutcome.SKIPPED):
         return outcome
-    return "failure"
+    return StepOutcome.FAILURE
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,7 @@ class Visit:
 
     @property
     def ran(self) -> bool:
-        return self.outcome != "skipped"
+        return self.outcome != StepOutcome.SKIPPED
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class Trace:
     @property
     def resolved(self) -> bool:
         """The run reached ``done`` (which alone does not say the component is healthy)."""
-        return self.status == "resolved"
+        return self.status == ExecutionStatus.RESOLVED
 
     @property
     def succeeded(self) -> bool:
@@ -86,57 +88,42 @@ class Trace:
         return {visit.step_id: visit.outcome for visit in self.visits}
 
 
-def trace_of(execution: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> Trace:
-    """``rows`` are the execution's step rows in ``seq`` order."""
+def trace_of(execution: ExecutionRecord, steps: Sequence[StepRecord]) -> Trace:
+    """``steps`` are the execution's steps in ``seq`` order."""
     visits: list[Visit] = []
-    current: dict[str, Any] | None = None
-    for row in rows:
-        step_id = str(row["step_id"])
-        if ":" in step_id or row["outcome"] in ("running", "interrupted"):
+    current: Visit | None = None
+    for step in steps:
+        if ":" in step.step_id or step.outcome in (StepOutcome.RUNNING, StepOutcome.INTERRUPTED):
             continue
-        duration = float(row["duration_seconds"] or 0.0)
-        same_visit = (
-            current is not None and current["step_id"] == step_id and int(row["attempt"]) > 1
-        )
-        if same_visit:
-            assert current is not None
-            current["outcomes"].append(str(row["outcome"]))
-            current["durations"].append(duration)
+        duration = float(step.duration_seconds or 0.0)
+        if current is not None and current.step_id == step.step_id and step.attempt > 1:
+            current = replace(
+                current,
+                outcomes=(*current.outcomes, str(step.outcome)),
+                durations=(*current.durations, duration),
+            )
             continue
         if current is not None:
-            visits.append(_visit(current))
-        current = {
-            "step_id": step_id,
-            "name": str(row["name"]),
-            "action": str(row["action"]),
-            "target": row["target"],
-            "outcomes": [str(row["outcome"])],
-            "durations": [duration],
-        }
+            visits.append(current)
+        current = Visit(
+            step_id=step.step_id,
+            name=step.name,
+            action=step.action,
+            target=step.target,
+            outcomes=(str(step.outcome),),
+            durations=(duration,),
+        )
     if current is not None:
-        visits.append(_visit(current))
+        visits.append(current)
     return Trace(
-        execution_id=str(execution["id"]),
-        playbook_id=str(execution["playbook_id"]),
-        version=str(execution["playbook_version"]),
-        failure_id=execution["failure_id"],
-        status=str(execution["status"]),
-        duration_s=float(execution["duration_seconds"] or 0.0),
-        completed_at=execution["completed_at"],
-        resolved_by=execution["resolved_by"],
+        execution_id=execution.id,
+        playbook_id=execution.playbook_id,
+        version=execution.playbook_version,
+        failure_id=execution.failure_id,
+        status=str(execution.status),
+        duration_s=float(execution.duration_seconds or 0.0),
+        completed_at=execution.completed_at,
+        resolved_by=execution.resolved_by,
         visits=tuple(visits),
-        healthy_after=None
-        if execution["healthy_after"] is None
-        else bool(execution["healthy_after"]),
-    )
-
-
-def _visit(data: Mapping[str, Any]) -> Visit:
-    return Visit(
-        data["step_id"],
-        data["name"],
-        data["action"],
-        data["target"],
-        tuple(data["outcomes"]),
-        tuple(data["durations"]),
+        healthy_after=execution.healthy_after,
     )

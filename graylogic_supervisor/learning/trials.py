@@ -19,14 +19,18 @@ import random
 from typing import Any
 
 from graylogic_supervisor.clock import Clock
+from graylogic_supervisor.domain.states import TrialStatus
 from graylogic_supervisor.learning.comparison import TrialComparison, decide_trial
+from graylogic_supervisor.learning.rejections import change_key
 from graylogic_supervisor.learning.resolution import resolution_time_s
 from graylogic_supervisor.learning.rollback import VersionSample
 from graylogic_supervisor.playbooks.model import Playbook
-from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.audit import AuditEntry
+from graylogic_supervisor.store.decisions import LearningDecisions, Rejected
 from graylogic_supervisor.store.ids import new_id
-from graylogic_supervisor.store.trials import Trial, TrialRepository
-from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.store.learning import LearningRepository
+from graylogic_supervisor.store.trials import NewTrial, Trial, TrialEnd, TrialRepository
+from graylogic_supervisor.store.versions import NewVersion, PlaybookVersions
 
 logger = logging.getLogger(__name__)
 
@@ -67,13 +71,15 @@ class TrialArms:
 
 class TrialKeeper:
     """Starts trials, decides them after each execution, and stops them on request;
-    every decision audited (the service alerts)."""
+    each decision one transaction with its audit entry (the service alerts)."""
 
     def __init__(
         self,
         trials: TrialRepository,
         versions: PlaybookVersions,
-        audit: AuditLog,
+        decisions: LearningDecisions,
+        recommendations: LearningRepository,
+        *,
         clock: Clock,
         min_executions: int,
         manual_s: float,
@@ -81,59 +87,66 @@ class TrialKeeper:
     ) -> None:
         self.store = trials
         self._versions = versions
-        self._audit = audit
+        self._decisions = decisions
+        self._recommendations = recommendations
         self._clock = clock
         self._min_executions = min_executions
         self._manual_s = manual_s
         self._ids = ids
 
-    async def start(
+    def new_trial(
         self,
         playbook: Playbook,
         base_version: str,
+        *,
         share: float,
         recommendation_id: str | None,
         user: str,
-        reason: str,
-    ) -> Trial | None:
-        """``playbook``: the trial version, already stored. None when a trial runs already."""
+    ) -> NewTrial:
+        """``playbook``, the trial version, beside the active ``base_version``."""
         now = self._clock.now()
-        trial_id = new_id("trial", now, self._ids)
-        started = await self.store.start(
-            trial_id,
-            playbook.id,
-            base_version,
-            playbook.version,
-            share,
-            recommendation_id,
-            user,
-            now,
+        return NewTrial(
+            id=new_id("trial", now, self._ids),
+            playbook_id=playbook.id,
+            base_version=base_version,
+            trial_version=playbook.version,
+            share=share,
+            recommendation_id=recommendation_id,
+            by=user,
+            at=now,
         )
-        if not started:
-            return None
-        await self._audit.append(
-            user,
-            "trial.start",
-            playbook.id,
-            {
-                "trial": trial_id,
-                "base_version": base_version,
-                "trial_version": playbook.version,
-                "share": share,
-                "recommendation": recommendation_id,
-                "reason": reason,
-            },
-            now,
-        )
+
+    @staticmethod
+    def start_entry(trial: NewTrial, reason: str) -> AuditEntry:
+        detail = {
+            "trial": trial.id,
+            "base_version": trial.base_version,
+            "trial_version": trial.trial_version,
+            "share": trial.share,
+            "recommendation": trial.recommendation_id,
+            "reason": reason,
+        }
+        return AuditEntry(trial.by, "trial.start", trial.playbook_id, detail, trial.at)
+
+    @staticmethod
+    def started(trial: NewTrial) -> None:
         logger.info(
             "%s %s on trial beside %s for %.0f%% of incidents",
-            playbook.id,
-            playbook.version,
-            base_version,
-            share * 100,
-            extra={"playbook": playbook.id},
+            trial.playbook_id,
+            trial.trial_version,
+            trial.base_version,
+            trial.share * 100,
+            extra={"playbook": trial.playbook_id},
         )
-        return await self.store.get(trial_id)
+
+    async def start(self, trial: NewTrial, version: NewVersion, reason: str) -> Trial | None:
+        """``version`` stored and on ``trial``, in one transaction with its audit entry.
+        None (nothing stored) when a trial runs already."""
+        entry = self.start_entry(trial, reason)
+        if not await self._decisions.start_trial(trial, version=version, entry=entry):
+            return None
+        self.started(trial)
+        return await self.store.get(trial.id)
 
     async def comparison(self, trial: Trial) -> TrialComparison:
         """Both arms' figures since the trial started, and what they decide."""
@@ -142,12 +155,12 @@ class TrialKeeper:
         )
         samples = {}
         for version in (trial.base_version, trial.trial_version):
-            mine = [row for row in rows if row["version"] == version]
+            mine = [facts for facts in rows if facts.version == version]
             samples[version] = VersionSample(
                 version,
-                sum(bool(row["success"]) for row in mine),
+                sum(facts.success for facts in mine),
                 len(mine),
-                tuple(resolution_time_s(row, self._manual_s) for row in mine),  # type: ignore[arg-type]  # a Row maps
+                tuple(resolution_time_s(facts, self._manual_s) for facts in mine),
             )
         looked = int((trial.statistics or {}).get("look", 0))
         return decide_trial(
@@ -162,7 +175,7 @@ class TrialKeeper:
     async def report(self, trial: Trial) -> dict[str, Any]:
         """A trial with both arms' figures: live while it runs, as decided once it ended."""
         data = trial.as_dict()
-        if trial.status == "running":
+        if trial.status == TrialStatus.RUNNING:
             data["statistics"] = (await self.comparison(trial)).as_dict()
         return data
 
@@ -175,42 +188,64 @@ class TrialKeeper:
         active = await self._versions.active_version(playbook_id)
         if active is None or active != trial.base_version:
             reason = f"its base {trial.base_version} is no longer active ({active} is)"
-            return await self._end(trial, "dropped", "supervisor", reason, None, active)
+            return await self._end(
+                trial,
+                TrialStatus.DROPPED,
+                by="supervisor",
+                reason=reason,
+                result=None,
+                active=active,
+            )
         result = await self.comparison(trial)
         if result.decision is None:
             if result.look > int((trial.statistics or {}).get("look", 0)):
                 await self.store.set_statistics(trial.id, result.as_dict())
             return None
         if result.decision == "promote":
-            decided = await self._end(
-                trial, "promoted", "supervisor", result.reason, result, trial.trial_version
+            return await self._end(
+                trial,
+                TrialStatus.PROMOTED,
+                by="supervisor",
+                reason=result.reason,
+                result=result,
+                active=trial.trial_version,
             )
-            if decided is not None:
-                await self._versions.activate(playbook_id, trial.trial_version)
-            return decided
-        return await self._end(trial, "dropped", "supervisor", result.reason, result, active)
+        return await self._end(
+            trial,
+            TrialStatus.DROPPED,
+            by="supervisor",
+            reason=result.reason,
+            result=result,
+            active=active,
+        )
 
     async def stop(self, trial: Trial, user: str, reason: str) -> dict[str, Any] | None:
         """A person ends a running trial; the base stays active. None when it had ended."""
         result = await self.comparison(trial)
         active = await self._versions.active_version(trial.playbook_id)
         why = f"stopped by {user}: {reason}"
-        return await self._end(trial, "dropped", user, why, result, active)
+        return await self._end(
+            trial, TrialStatus.DROPPED, by=user, reason=why, result=result, active=active
+        )
 
     async def _end(
         self,
         trial: Trial,
-        status: str,
+        status: TrialStatus,
+        *,
         by: str,
         reason: str,
         result: TrialComparison | None,
         active: str | None,
     ) -> dict[str, Any] | None:
+        """The decision, its audit entry, the promoted version made active and a change
+        judged no better remembered as rejected: one transaction."""
         now = self._clock.now()
         statistics = None if result is None else result.as_dict()
-        if not await self.store.decide(trial.id, status, by, reason, now, statistics):
-            return None
-        action = {"promoted": "trial.promote", "dropped": "trial.drop"}[status]
+        end = TrialEnd(
+            trial_id=trial.id, status=status, by=by, reason=reason, at=now, statistics=statistics
+        )
+        action = "trial.promote" if status == TrialStatus.PROMOTED else "trial.drop"
         if by != "supervisor":
             action = "trial.stop"
         details: dict[str, Any] = {
@@ -221,7 +256,17 @@ class TrialKeeper:
         }
         if statistics is not None:
             details["statistics"] = statistics
-        await self._audit.append(by, action, trial.playbook_id, details, now)
+        promote = None
+        if status == TrialStatus.PROMOTED:
+            promote = (trial.playbook_id, trial.base_version, trial.trial_version)
+        judged = result is not None  # not when its base was replaced
+        if not await self._decisions.end_trial(
+            end,
+            promote=promote,
+            rejection=await self._rejection(trial, end) if judged else None,
+            entry=AuditEntry(by, action, trial.playbook_id, details, now),
+        ):
+            return None
         logger.warning(
             "%s trial %s %s (%s); %s is active",
             trial.playbook_id,
@@ -239,6 +284,26 @@ class TrialKeeper:
             "active_version": active,
             "reason": reason,
             "by": by,
-            "judged": result is not None,  # not when its base was replaced
+            "judged": judged,
             "recommendation_id": trial.recommendation_id,
         }
+
+    async def _rejection(self, trial: Trial, end: TrialEnd) -> Rejected | None:
+        """A trial judged no better (by its figures or by a person) is a rejected change:
+        not proposed again until its evidence has grown (``rejections.py``)."""
+        if end.status != TrialStatus.DROPPED or trial.recommendation_id is None:
+            return None
+        rec = await self._recommendations.get(trial.recommendation_id)
+        if rec is None:
+            return None
+        return Rejected(
+            playbook_id=rec.playbook_id,
+            change_key=change_key(rec.playbook_id, rec.change),  # as approved: perhaps modified
+            recommendation_id=rec.id,
+            kind="rejected",
+            version=trial.trial_version,
+            by=end.by,
+            at=end.at,
+            reason=f"trial dropped: {end.reason}",
+            executions=await self._recommendations.counted_executions(rec.playbook_id),
+        )

@@ -20,7 +20,6 @@ from typing import Any
 from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.learning.metrics import LearningMetrics
 from graylogic_supervisor.learning.predictions import Realised, bias, check
-from graylogic_supervisor.learning.rejections import change_key
 from graylogic_supervisor.learning.resolution import recent_times
 from graylogic_supervisor.learning.rollback import (
     TIME_SAMPLE,
@@ -32,7 +31,6 @@ from graylogic_supervisor.learning.rollback import (
     compare_versions,
 )
 from graylogic_supervisor.store.learning import LearningRepository, StoredRecommendation
-from graylogic_supervisor.store.rejections import RejectionRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
 
 UNRESOLVED_SHOWN = 20
@@ -44,14 +42,13 @@ class Verdicts:
         versions: PlaybookVersions,
         metrics: LearningMetrics,
         store: LearningRepository,
-        rejections: RejectionRepository,
+        *,
         min_executions: int,
         manual_s: float,
     ) -> None:
         self._versions = versions
         self._metrics = metrics
         self._store = store
-        self._rejections = rejections
         self._min = min_executions
         self._manual_s = manual_s
         self._baselines: dict[tuple[str, str], Baseline] = {}
@@ -151,32 +148,19 @@ class Verdicts:
 
     # --- rejections ------------------------------------------------------------------------
 
-    async def remember_rollback(
-        self, playbook_id: str, failed: str, restored: str, by: str, reason: str, now: datetime
-    ) -> list[str]:
-        """Remember as rejected the change of every version a rollback discards (those
-        from ``failed`` back to, not including, ``restored``); returns their
-        recommendations."""
+    async def discarded(
+        self, playbook_id: str, failed: str, restored: str
+    ) -> list[StoredRecommendation]:
+        """The recommendations whose versions a rollback discards (those from ``failed``
+        back to, not including, ``restored``): their changes are remembered as rejected
+        in the rollback's transaction."""
         parents = await self._parents(playbook_id)
-        executions = await self._store.counted_executions(playbook_id)
-        remembered = []
+        discarded = []
         for version in self._between(failed, restored, parents):
             rec = await self._store.by_version(playbook_id, version)
-            if rec is None:
-                continue
-            await self._rejections.remember(
-                playbook_id,
-                change_key(playbook_id, rec.change),  # as approved: perhaps modified
-                rec.id,
-                "rolled_back",
-                version,
-                by,
-                now,
-                reason,
-                executions,
-            )
-            remembered.append(rec.id)
-        return remembered
+            if rec is not None:
+                discarded.append(rec)
+        return discarded
 
     # --- predictions -----------------------------------------------------------------------
 
@@ -230,7 +214,9 @@ class Verdicts:
         return (await self._metrics.counts(playbook_id, (version,))).get(version)
 
     async def _times(self, playbook_id: str, version: str) -> tuple[float, ...]:
-        return await recent_times(self._store, playbook_id, version, TIME_SAMPLE, self._manual_s)
+        return await recent_times(
+            self._store, playbook_id, version, limit=TIME_SAMPLE, manual_s=self._manual_s
+        )
 
     async def _realised(self, playbook_id: str, version: str) -> Realised:
         ok, n = await self._count(playbook_id, version) or (0, 0)

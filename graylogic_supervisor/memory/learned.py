@@ -32,6 +32,7 @@ def learned_playbook(
     error_id: str,
     fix_action: str,
     fix_target: str | None,
+    *,
     actions: Mapping[str, ActionSpec],
 ) -> Playbook | None:
     """The learned fix as a playbook, or None when the fix cannot run unattended here.

@@ -282,7 +282,7 @@ class MemoryIndex:
         for slots, bound, skip_error, skip_component in sorted(groups, key=lambda g: -g[1]):
             if bound * (1.0 + _SLACK) < min_score:
                 continue
-            cutoff = _cutoff(best, limit, bound, log_now, tolerance)
+            cutoff = _cutoff(best, limit, bound, log_now, tol=tolerance)
             for slot in slots:
                 if order[slot] > cutoff:
                     break  # the rest of the group ranks lower still
@@ -299,7 +299,7 @@ class MemoryIndex:
                     del best[limit:]
                     if len(best) == limit:
                         floor = -best[-1][0]
-                        cutoff = _cutoff(best, limit, bound, log_now, tolerance)
+                        cutoff = _cutoff(best, limit, bound, log_now, tol=tolerance)
         return [self._match(context, failure_id, score, rec) for *_, failure_id, score, rec in best]
 
     def _match(self, context: FailureContext, failure_id: str, score: float, rec: float) -> Match:
@@ -349,7 +349,9 @@ def kept_in_memory(record: FailureRecord) -> FailureRecord:
 _Candidate = tuple[float, float, str, float, float]
 
 
-def _cutoff(best: list[_Candidate], limit: int, bound: float, log_now: float, tol: float) -> float:
+def _cutoff(
+    best: list[_Candidate], limit: int, bound: float, log_now: float, *, tol: float
+) -> float:
     """The (negated) ordering key past which no record of a group can enter ``best``.
 
     A record's rank is at most ``bound * exp(key - log_now)``. It must reach the

@@ -131,7 +131,7 @@ class MqttLink:
             settings.backoff_multiplier,
             settings.max_backoff_s,
             settings.backoff_jitter,
-            rng or random.Random(),
+            rng=rng or random.Random(),
         )
         self._retained: OrderedDict[str, _Outgoing] = OrderedDict()  # latest per topic
         self._queue: deque[_Outgoing] = deque(maxlen=MAX_QUEUED)

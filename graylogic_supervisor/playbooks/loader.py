@@ -131,7 +131,12 @@ def _action_problems(
             for branch_index, branch in enumerate(step.parallel.branches):
                 where = ("steps", index, "parallel", "branches", branch_index)
                 problems += _call_problems(
-                    located, where, branch.action, branch.target, branch.params, actions
+                    located,
+                    where,
+                    branch.action,
+                    branch.target,
+                    params=branch.params,
+                    actions=actions,
                 )
                 if branch.compensate is not None:
                     undo = branch.compensate
@@ -140,12 +145,12 @@ def _action_problems(
                         (*where, "compensate"),
                         undo.action,
                         undo.target,
-                        undo.params,
-                        actions,
+                        params=undo.params,
+                        actions=actions,
                     )
             continue
         problems += _call_problems(
-            located, ("steps", index), step.action, step.target, step.params, actions
+            located, ("steps", index), step.action, step.target, params=step.params, actions=actions
         )
         if step.compensate is not None:
             undo = step.compensate
@@ -154,8 +159,8 @@ def _action_problems(
                 ("steps", index, "compensate"),
                 undo.action,
                 undo.target,
-                undo.params,
-                actions,
+                params=undo.params,
+                actions=actions,
             )
     return problems
 
@@ -195,6 +200,7 @@ def _call_problems(
     where: PathKey,
     action: str,
     target: str | None,
+    *,
     params: Mapping[str, object],
     actions: Mapping[str, ActionSpec],
 ) -> list[SourceProblem]:
@@ -213,7 +219,7 @@ def _call_problems(
         # a templated value is checked when it is rendered, at run time
         errors = [e for e in caught.errors() if not (e["loc"] and e["loc"][0] in templated)]
         if errors:
-            problems += _param_problems(located, where, params, caught, errors)
+            problems += _param_problems(located, where, params, caught, errors=errors)
     return problems
 
 
@@ -222,6 +228,7 @@ def _param_problems(
     where: PathKey,
     params: Mapping[str, object],
     exc: ValidationError,
+    *,
     errors: list[Any],
 ) -> list[SourceProblem]:
     depth = len(where) + 1

@@ -4,8 +4,10 @@ Each entry carries the SHA-256 of its own content and of the entry before it,
 so changing or removing any entry breaks every hash after it. SQLite triggers
 refuse UPDATE and DELETE. Appending reads the last hash and inserts in one
 ``BEGIN IMMEDIATE`` transaction, so the daemon and the CLI (two processes)
-never fork the chain. After the commit the appender moves the head file beside
-the store (``audit_head.py``), which catches a deleted tail or a recomputed chain.
+never fork the chain. A use case adds its entry in the transaction that writes
+its rows (``record``), so a crash leaves both or neither. After the commit the
+appender moves the head file beside the store (``audit_head.py``), which
+catches a deleted tail or a recomputed chain.
 
 Verification reads the chain in chunks and hashes them in a worker thread, so
 neither memory nor the event loop grows with the log.
@@ -17,11 +19,11 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -37,7 +39,17 @@ from graylogic_supervisor.store.audit_head import (
 )
 from graylogic_supervisor.store.database import Database, Row
 
-__all__ = ["GENESIS", "AuditLog", "ChainCheck", "ChainWalk", "entry_hash"]
+__all__ = [
+    "GENESIS",
+    "AuditEntry",
+    "AuditLog",
+    "Audited",
+    "ChainCheck",
+    "ChainWalk",
+    "entry_hash",
+]
+
+_T = TypeVar("_T")
 
 CHUNK = 1000
 """Entries read and hashed at a time: bounded memory, short hops off the loop."""
@@ -45,6 +57,21 @@ GIL_YIELD_EVERY = 100
 """The hashing thread lets go of the GIL this often. Otherwise the event loop waits out
 the interpreter's 5 ms switch interval at every turn (measured: ticks 20 ms late at the
 median while a pass ran, against 0.4 ms with these yields, for a pass ~35% slower)."""
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """Who did what to which subject, and when."""
+
+    actor: str
+    action: str
+    subject: str
+    detail: Mapping[str, Any]
+    at: datetime
+
+
+Audited = Callable[[aiosqlite.Connection], Awaitable[tuple[_T, Sequence[AuditEntry]]]]
+"""A use case's writes inside its transaction: its result, and the entries that say it."""
 
 
 @dataclass(frozen=True)
@@ -120,43 +147,75 @@ class AuditLog:
         path = head_path(db.path)
         self.head_keeper = None if path is None else HeadKeeper(HeadFile(path), executor)
 
+    async def add_in(self, conn: aiosqlite.Connection, entry: AuditEntry) -> ChainHead:
+        """Add ``entry`` inside the caller's transaction (``BEGIN IMMEDIATE``: the chain's
+        last entry cannot change under it); returns the head it makes. The head file
+        moves only once that transaction commits: ``record`` does both."""
+        at = isoformat(entry.at)
+        detail_json = json.dumps(dict(entry.detail), sort_keys=True, default=str)
+        async with conn.execute(
+            "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+        ) as cursor:
+            last = await cursor.fetchone()
+        seq = 1 if last is None else int(last[0]) + 1
+        prev_hash = GENESIS if last is None else str(last[1])
+        digest = entry_hash(
+            prev_hash, seq, at, entry.actor, entry.action, entry.subject, detail_json
+        )
+        await conn.execute(
+            "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, at, entry.actor, entry.action, entry.subject, detail_json, prev_hash, digest),
+        )
+        return ChainHead(seq, digest)
+
+    async def record(self, body: Audited[_T]) -> _T:
+        """One use case: ``body`` writes its rows and returns its result with the entries
+        that say who did it; rows and entries commit together or not at all (``body``
+        raising rolls everything back). On a full disk the store's reserve makes room and
+        ``body`` runs once more (audit records must not be lost), so it reads what it
+        decides on through the connection it is given. The head file moves after the
+        commit."""
+        result, head = await self._db.run_transaction(lambda conn: self._audited(conn, body))
+        if head is not None:
+            await self.committed(head)
+        return result
+
+    async def _audited(
+        self, conn: aiosqlite.Connection, body: Audited[_T]
+    ) -> tuple[_T, ChainHead | None]:
+        result, entries = await body(conn)
+        head = None
+        for entry in entries:
+            head = await self.add_in(conn, entry)
+        return result, head
+
+    async def committed(self, head: ChainHead) -> None:
+        """After the commit of ``head``'s transaction: move the head file."""
+        if self.head_keeper is not None:
+            await self.head_keeper.advance(head)
+
     async def append(
         self,
         actor: str,
         action: str,
         subject: str,
         detail: Mapping[str, Any],
+        *,
         now: datetime,
     ) -> int:
-        """Add an entry; returns its sequence number once the entry is committed and
-        the head file moved."""
-        at = isoformat(now)
-        detail_json = json.dumps(dict(detail), sort_keys=True, default=str)
-
-        async def add(conn: aiosqlite.Connection) -> tuple[int, str]:
-            async with conn.execute(
-                "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-            ) as cursor:
-                last = await cursor.fetchone()
-            seq = 1 if last is None else int(last[0]) + 1
-            prev_hash = GENESIS if last is None else str(last[1])
-            digest = entry_hash(prev_hash, seq, at, actor, action, subject, detail_json)
-            await conn.execute(
-                "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (seq, at, actor, action, subject, detail_json, prev_hash, digest),
-            )
-            return seq, digest
-
+        """Add one entry on its own; returns its sequence number once the entry is
+        committed and the head file moved."""
+        entry = AuditEntry(actor, action, subject, detail, now)
         # an entry is who did what: on a full disk it goes into the store's reserve
-        seq, digest = await self._db.run_transaction(add)
-        if self.head_keeper is not None:
-            await self.head_keeper.advance(ChainHead(seq, digest))
-        return seq
+        head = await self._db.run_transaction(lambda conn: self.add_in(conn, entry))
+        await self.committed(head)
+        return head.seq
 
     async def entries(
         self,
         limit: int = 100,
+        *,
         subject: str | None = None,
         actor: str | None = None,
         action: str | None = None,

@@ -189,7 +189,7 @@ class ChainWatch:
             "audit.head_created",
             "audit",
             {"reason": "no head file beside the store", "entries": check.entries},
-            self._clock.now(),
+            now=self._clock.now(),
         )
         confirmed = await self.check()
         if not confirmed.ok or confirmed.head is None:

@@ -553,8 +553,13 @@ class Database:
             await conn.executemany(sql, rows)
 
     async def integrity_check(self, quick: bool = False) -> str:
-        """``ok``, or SQLite's first complaint."""
-        row = await self.fetchone("PRAGMA quick_check" if quick else "PRAGMA integrity_check")
+        """``ok``, or SQLite's first complaint. A damaged page usually surfaces as an error
+        ("database disk image is malformed") rather than as a row: it is a ``StoreError``
+        here, so callers outside the store need not know the driver's exceptions."""
+        try:
+            row = await self.fetchone("PRAGMA quick_check" if quick else "PRAGMA integrity_check")
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
         return str(row[0]) if row else "no answer"
 
     async def checkpoint(self) -> tuple[int, int]:

@@ -1,7 +1,8 @@
 """Escalations: a human is being called about an incident until someone acknowledges it.
 
 Two processes write this table: the daemon raises escalations, records the
-level each has reached and closes them; the CLI acknowledges them. Every write
+level each has reached and closes them; the CLI acknowledges them. A raise and
+an acknowledgement commit with their audit entry. Every write
 that must not race is a single guarded ``UPDATE`` (``… WHERE acknowledged_at IS
 NULL``, ``… AND level < ?``), so SQLite's own lock decides between the two
 processes and the loser sees a rowcount of 0 instead of overwriting the winner.
@@ -24,9 +25,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+import aiosqlite
+
 from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.errors import StoreError
-from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.audit import AuditEntry, AuditLog
 from graylogic_supervisor.store.database import Database, Row
 from graylogic_supervisor.store.ids import new_id
 
@@ -49,71 +52,75 @@ class EscalationRepository:
         self._audit = audit
 
     async def raise_(
-        self, incident_id: str, component: str, severity: str, message: str, now: datetime
+        self, incident_id: str, component: str, severity: str, message: str, *, now: datetime
     ) -> str:
-        """Record a new escalation (nothing sent yet); returns its id."""
+        """Record a new escalation (nothing sent yet) and its audit entry in one
+        transaction; returns its id."""
         escalation_id = new_id("esc", now)
-        await self._db.execute(
-            "INSERT INTO escalations (id, incident_id, component, severity, message, raised_at,"
-            " level, occurrences, last_incident_id, last_detail, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
-            (
-                escalation_id,
-                incident_id,
-                component,
-                severity,
-                message,
-                isoformat(now),
-                NOTHING_SENT,
-                incident_id,
-                message,
-                isoformat(now),
-            ),
-        )
-        await self._audit.append(
-            SUPERVISOR,
-            "escalation.raise",
-            component,
-            {
+        stamp = isoformat(now)
+
+        async def record(conn: aiosqlite.Connection) -> tuple[str, list[AuditEntry]]:
+            await conn.execute(
+                "INSERT INTO escalations (id, incident_id, component, severity, message,"
+                " raised_at, level, occurrences, last_incident_id, last_detail, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
+                (
+                    escalation_id,
+                    incident_id,
+                    component,
+                    severity,
+                    message,
+                    stamp,
+                    NOTHING_SENT,
+                    incident_id,
+                    message,
+                    stamp,
+                ),
+            )
+            detail = {
                 "escalation_id": escalation_id,
                 "incident_id": incident_id,
                 "severity": severity,
                 "message": message,
-            },
-            now,
-        )
-        return escalation_id
+            }
+            return escalation_id, [
+                AuditEntry(SUPERVISOR, "escalation.raise", component, detail, now)
+            ]
+
+        return await self._audit.record(record)
 
     async def acknowledge(self, escalation_id: str, by: str, now: datetime) -> bool:
         """Someone has taken it; False if there is no such escalation or it was already taken.
 
-        The guarded UPDATE is the decision: of two people (or processes)
-        acknowledging at once, exactly one gets True and one audit entry.
+        The guarded UPDATE is the decision, in one transaction with its audit entry:
+        of two people (or processes) acknowledging at once, exactly one gets True and
+        one audit entry.
         """
         if not by.strip():
             raise ValueError("an acknowledgement needs the name of who gave it")
-        row = await self.get(escalation_id)
-        if row is None:
-            return False
-        changed = await self._db.execute(
-            "UPDATE escalations SET acknowledged_at = ?, acknowledged_by = ?"
-            " WHERE id = ? AND acknowledged_at IS NULL",
-            (isoformat(now), by, escalation_id),
-        )
-        if changed == 0:
-            return False
-        await self._audit.append(
-            by,
-            "escalation.acknowledge",
-            row["component"],
-            {
+
+        async def take(conn: aiosqlite.Connection) -> tuple[bool, list[AuditEntry]]:
+            cursor = await conn.execute(
+                "UPDATE escalations SET acknowledged_at = ?, acknowledged_by = ?"
+                " WHERE id = ? AND acknowledged_at IS NULL",
+                (isoformat(now), by, escalation_id),
+            )
+            if cursor.rowcount != 1:
+                return False, []
+            async with conn.execute(
+                "SELECT component, incident_id, message FROM escalations WHERE id = ?",
+                (escalation_id,),
+            ) as rows:
+                row = await rows.fetchone()
+            assert row is not None
+            detail = {
                 "escalation_id": escalation_id,
                 "incident_id": row["incident_id"],
                 "message": row["message"],
-            },
-            now,
-        )
-        return True
+            }
+            return True, [AuditEntry(by, "escalation.acknowledge", row["component"], detail, now)]
+
+        return await self._audit.record(take)
 
     async def set_level(self, escalation_id: str, level: int) -> bool:
         """Record the level reached; never moves backwards (False if it would not advance)."""
@@ -129,6 +136,7 @@ class EscalationRepository:
         component: str,
         level: int,
         channel: str,
+        *,
         attempts: int,
         now: datetime,
     ) -> None:
@@ -143,7 +151,7 @@ class EscalationRepository:
                 "channel": channel,
                 "attempts": attempts,
             },
-            now,
+            now=now,
         )
 
     async def repeat(

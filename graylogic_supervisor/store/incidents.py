@@ -12,7 +12,9 @@ from datetime import datetime
 from typing import Protocol
 
 from graylogic_supervisor.clock import isoformat
-from graylogic_supervisor.store.database import Database, Row
+from graylogic_supervisor.domain.states import IncidentPhase
+from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.records import IncidentRecord
 
 
 class Evaluation(Protocol):
@@ -34,8 +36,8 @@ class Evaluation(Protocol):
     def breaker(self) -> object: ...
 
 
-PHASES = ("detected", "recovering", "executing", "resolved", "escalated", "failed")
-CLOSING = frozenset({"resolved", "failed"})
+PHASES = frozenset(IncidentPhase)
+CLOSING = frozenset({IncidentPhase.RESOLVED, IncidentPhase.FAILED})
 
 
 class IncidentRepository:
@@ -59,7 +61,13 @@ class IncidentRepository:
         )
 
     async def set_phase(
-        self, incident_id: str, phase: str, detail: str, now: datetime, attempts: int | None = None
+        self,
+        incident_id: str,
+        phase: str,
+        detail: str,
+        now: datetime,
+        *,
+        attempts: int | None = None,
     ) -> None:
         if phase not in PHASES:
             raise ValueError(f"unknown incident phase {phase!r}")
@@ -100,8 +108,9 @@ class IncidentRepository:
             ),
         )
 
-    async def get(self, incident_id: str) -> Row | None:
-        return await self._db.fetchone("SELECT * FROM incidents WHERE id = ?", (incident_id,))
+    async def get(self, incident_id: str) -> IncidentRecord | None:
+        row = await self._db.fetchone("SELECT * FROM incidents WHERE id = ?", (incident_id,))
+        return None if row is None else IncidentRecord.of(row)
 
     async def close_all_open(self, detail: str, now: datetime) -> int:
         """At start-up: incidents of a previous run are over (health is checked anew)."""

@@ -10,6 +10,8 @@ from typing import Any
 
 from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.store.database import Database, Row
+from graylogic_supervisor.store.learning_metrics import MetricsTables
+from graylogic_supervisor.store.records import ExecutionRecord, StepRecord
 
 PENDING = "pending"
 # An execution that succeeded, as SQL over ``executions e`` (the metrics' rule).
@@ -68,6 +70,57 @@ class StoredRecommendation:
             },
             "prediction_check": self.prediction_check,
         }
+
+
+@dataclass(frozen=True)
+class ResolutionFacts:
+    """What one counted execution's resolution time is computed from
+    (learning/resolution.py): whether it succeeded, how long it ran, and the failure
+    memory's outcome and resolution time (None where it records none)."""
+
+    version: str
+    success: bool
+    duration_seconds: float | None
+    completed_at: str | None
+    memory_outcome: str | None
+    memory_resolved_at: str | None
+
+    @classmethod
+    def of(cls, row: Row) -> ResolutionFacts:
+        return cls(
+            version=row["version"],
+            success=bool(row["success"]),
+            duration_seconds=row["duration_seconds"],
+            completed_at=row["completed_at"],
+            memory_outcome=row["memory_outcome"],
+            memory_resolved_at=row["memory_resolved_at"],
+        )
+
+
+@dataclass(frozen=True)
+class RecordedCase:
+    """A counted execution with its steps and what the failure memory recorded of its
+    failure's resolution (None where it has none): what ``learning/cases.py`` replays."""
+
+    execution: ExecutionRecord
+    steps: tuple[StepRecord, ...]
+    memory_outcome: str | None
+    memory_fix: str | None
+    memory_target: str | None
+    memory_resolved_at: str | None
+
+
+@dataclass(frozen=True)
+class PatternSummary:
+    """A learned pattern of the failure memory, as the learning's evidence shows it."""
+
+    id: str
+    fix_action: str
+    fix_target: str | None
+    failures: int
+    created_at: str
+    times_matched: int
+    times_resolved: int
 
 
 def _recommendation(row: Row) -> StoredRecommendation:
@@ -198,29 +251,6 @@ class LearningRepository:
         )
         return ids
 
-    async def decide(
-        self,
-        recommendation_id: str,
-        status: str,
-        by: str,
-        reason: str,
-        now: datetime,
-        new_version: str | None = None,
-        change: Mapping[str, Any] | None = None,
-    ) -> bool:
-        """Record a decision; False when the recommendation is no longer pending."""
-        sets = "status = ?, decided_at = ?, decided_by = ?, decision_reason = ?, new_version = ?"
-        params: list[Any] = [status, isoformat(now), by, reason, new_version]
-        if change is not None:
-            sets += ", change = ?"
-            params.append(json.dumps(change, sort_keys=True))
-        count = await self._db.execute(
-            f"UPDATE learning_recommendations SET {sets}"  # noqa: S608  # fixed columns
-            " WHERE id = ? AND status = 'pending'",
-            (*params, recommendation_id),
-        )
-        return count == 1
-
     async def record_rollback(
         self,
         rollback_id: str,
@@ -302,10 +332,11 @@ class LearningRepository:
         )
         return int(row[0]) if row is not None else 0
 
-    async def case_rows(self, playbook_id: str, window: int) -> list[Row]:
+    async def cases(self, playbook_id: str, window: int) -> list[RecordedCase]:
         """The ``window`` most recent counted playbook executions that ended (of every
-        version), newest first, each with its failure memory record's resolution."""
-        return await self._db.fetchall(
+        version), newest first, each with its steps and its failure memory record's
+        resolution."""
+        rows = await self._db.fetchall(
             # The window first (by the playbook-and-time index), then its memory records.
             "SELECT e.*, m.outcome AS memory_outcome, m.fix_action AS memory_fix,"
             " m.fix_target AS memory_target,"
@@ -317,15 +348,39 @@ class LearningRepository:
             " ORDER BY e.started_at DESC",
             (playbook_id, window),
         )
+        steps = await MetricsTables(self._db).steps_of([row["id"] for row in rows])
+        return [
+            RecordedCase(
+                execution=ExecutionRecord.of(row),
+                steps=tuple(steps[row["id"]]),
+                memory_outcome=row["memory_outcome"],
+                memory_fix=row["memory_fix"],
+                memory_target=row["memory_target"],
+                memory_resolved_at=row["memory_resolved_at"],
+            )
+            for row in rows
+        ]
 
-    async def memory_patterns_for(self, component: str, playbook_id: str) -> list[Row]:
+    async def memory_patterns_for(self, component: str, playbook_id: str) -> list[PatternSummary]:
         """The failure memory's learned patterns for the failures this playbook handles."""
-        return await self._db.fetchall(
+        rows = await self._db.fetchall(
             "SELECT id, fix_action, fix_target, members, created_at, times_matched,"
             " times_resolved FROM memory_patterns WHERE component = ?"
             " AND error_id IN (SELECT DISTINCT error_id FROM executions WHERE playbook_id = ?)",
             (component, playbook_id),
         )
+        return [
+            PatternSummary(
+                id=row["id"],
+                fix_action=row["fix_action"],
+                fix_target=row["fix_target"],
+                failures=len(json.loads(row["members"])),
+                created_at=row["created_at"],
+                times_matched=int(row["times_matched"]),
+                times_resolved=int(row["times_resolved"]),
+            )
+            for row in rows
+        ]
 
     async def counted_executions(self, playbook_id: str) -> int:
         """The playbook's counted executions, every version: the evidence behind a change."""
@@ -336,13 +391,16 @@ class LearningRepository:
         )
         return int(row[0]) if row is not None else 0
 
-    async def resolution_rows(self, playbook_id: str, version: str, limit: int) -> list[Row]:
+    async def resolution_facts(
+        self, playbook_id: str, version: str, limit: int
+    ) -> list[ResolutionFacts]:
         """The version's ``limit`` most recent counted playbook executions that ended, each
         with whether it succeeded and its failure memory record's resolution
         (learning/resolution.py turns them into resolution times)."""
-        return await self._db.fetchall(
+        rows = await self._db.fetchall(
             # SUCCESS: resolved (with issue 14's health verdict: and not unhealthy after).
-            f"SELECT {SUCCESS} AS success, e.duration_seconds, e.completed_at,"  # noqa: S608
+            f"SELECT e.playbook_version AS version, {SUCCESS} AS success,"  # noqa: S608
+            " e.duration_seconds, e.completed_at,"
             " m.outcome AS memory_outcome,"
             " json_extract(m.record, '$.resolution.resolved_at') AS memory_resolved_at"
             " FROM (SELECT * FROM executions WHERE playbook_id = ? AND playbook_version = ?"
@@ -352,6 +410,7 @@ class LearningRepository:
             " LEFT JOIN failure_memory m ON m.failure_id = e.failure_id",
             (playbook_id, version, limit),
         )
+        return [ResolutionFacts.of(row) for row in rows]
 
     async def approved_with_versions(self, limit: int = 200) -> list[StoredRecommendation]:
         """Approved recommendations and the versions they made, newest first."""

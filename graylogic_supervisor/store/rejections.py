@@ -4,10 +4,8 @@ the version a change made (learning/rejections.py decides what they hold back)."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.store.database import Database, Row
 
 
@@ -52,34 +50,6 @@ def _rejection(row: Row) -> Rejection:
 class RejectionRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
-
-    async def remember(
-        self,
-        playbook_id: str,
-        change_key: str,
-        recommendation_id: str,
-        kind: str,
-        version: str | None,
-        by: str,
-        now: datetime,
-        reason: str,
-        executions: int,
-    ) -> None:
-        await self._db.execute(
-            "INSERT INTO learning_rejections (playbook_id, change_key, recommendation_id, kind,"
-            " version, by, at, reason, executions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                playbook_id,
-                change_key,
-                recommendation_id,
-                kind,
-                version,
-                by,
-                isoformat(now),
-                reason,
-                executions,
-            ),
-        )
 
     async def latest(self, playbook_id: str) -> dict[str, Rejection]:
         """The latest rejection of each change of the playbook, by change key."""

@@ -10,6 +10,17 @@ from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.store.database import Database
 
 
+class WeeklyReports:
+    """The weekly report's read model."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def summary(self, start: datetime, end: datetime) -> dict[str, Any]:
+        """The figures of ``start`` <= time < ``end``, ready for JSON and the page."""
+        return await weekly_summary(self._db, start, end)
+
+
 async def weekly_summary(db: Database, start: datetime, end: datetime) -> dict[str, Any]:
     """Executions by playbook, failures, escalations, recommendations, approved versions,
     rollbacks and safe mode, for ``start`` <= time < ``end``."""

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from graylogic_supervisor.clock import isoformat
-from graylogic_supervisor.store.database import Database, Row
-from graylogic_supervisor.store.learning import SUCCESS
+import aiosqlite
 
-RUNNING = "running"
+from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.domain.states import TrialStatus
+from graylogic_supervisor.store.database import Database, Row
+from graylogic_supervisor.store.learning import SUCCESS, ResolutionFacts
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class Trial:
     recommendation_id: str | None
     started_at: str
     started_by: str
-    status: str  # running, promoted, dropped
+    status: TrialStatus
     decided_at: str | None
     decided_by: str | None
     reason: str | None
@@ -64,7 +65,7 @@ def _trial(row: Row) -> Trial:
         recommendation_id=row["recommendation_id"],
         started_at=row["started_at"],
         started_by=row["started_by"],
-        status=row["status"],
+        status=TrialStatus(row["status"]),
         decided_at=row["decided_at"],
         decided_by=row["decided_by"],
         reason=row["reason"],
@@ -72,40 +73,86 @@ def _trial(row: Row) -> Trial:
     )
 
 
+@dataclass(frozen=True, kw_only=True)
+class NewTrial:
+    """A trial to start: ``trial_version`` (already stored) beside the active ``base_version``."""
+
+    id: str
+    playbook_id: str
+    base_version: str
+    trial_version: str
+    share: float
+    recommendation_id: str | None
+    by: str
+    at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrialEnd:
+    """A running trial's decision: ``statistics`` None keeps the figures it had."""
+
+    trial_id: str
+    status: TrialStatus
+    by: str
+    reason: str
+    at: datetime
+    statistics: Mapping[str, Any] | None
+
+
+async def start_in(conn: aiosqlite.Connection, trial: NewTrial) -> bool:
+    """Start ``trial`` inside the caller's transaction; False when the playbook already
+    has a running trial (nothing written)."""
+    cursor = await conn.execute(
+        "INSERT INTO learning_trials (id, playbook_id, base_version, trial_version, share,"
+        " recommendation_id, started_at, started_by, status)"
+        " SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE NOT EXISTS"
+        " (SELECT 1 FROM learning_trials WHERE playbook_id = ? AND status = ?)",
+        (
+            trial.id,
+            trial.playbook_id,
+            trial.base_version,
+            trial.trial_version,
+            trial.share,
+            trial.recommendation_id,
+            isoformat(trial.at),
+            trial.by,
+            TrialStatus.RUNNING,
+            trial.playbook_id,
+            TrialStatus.RUNNING,
+        ),
+    )
+    return cursor.rowcount == 1
+
+
+async def end_in(conn: aiosqlite.Connection, end: TrialEnd) -> bool:
+    """End a running trial inside the caller's transaction; False when it was no longer
+    running (nothing written)."""
+    statistics = None if end.statistics is None else json.dumps(end.statistics)
+    cursor = await conn.execute(
+        "UPDATE learning_trials SET status = ?, decided_at = ?, decided_by = ?, reason = ?,"
+        " statistics = COALESCE(?, statistics) WHERE id = ? AND status = ?",
+        (
+            end.status,
+            isoformat(end.at),
+            end.by,
+            end.reason,
+            statistics,
+            end.trial_id,
+            TrialStatus.RUNNING,
+        ),
+    )
+    return cursor.rowcount == 1
+
+
 class TrialRepository:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def start(
-        self,
-        trial_id: str,
-        playbook_id: str,
-        base_version: str,
-        trial_version: str,
-        share: float,
-        recommendation_id: str | None,
-        by: str,
-        now: datetime,
-    ) -> bool:
-        """False when the playbook already has a running trial."""
-        count = await self._db.execute(
-            "INSERT INTO learning_trials (id, playbook_id, base_version, trial_version, share,"
-            " recommendation_id, started_at, started_by, status)"
-            " SELECT ?, ?, ?, ?, ?, ?, ?, ?, 'running' WHERE NOT EXISTS"
-            " (SELECT 1 FROM learning_trials WHERE playbook_id = ? AND status = 'running')",
-            (
-                trial_id,
-                playbook_id,
-                base_version,
-                trial_version,
-                share,
-                recommendation_id,
-                isoformat(now),
-                by,
-                playbook_id,
-            ),
-        )
-        return count == 1
+    async def start(self, trial: NewTrial) -> bool:
+        """Start a trial on its own (a decision starts its trial in its own transaction:
+        ``store/decisions.py``); False when the playbook already has a running trial."""
+        async with self._db.transaction() as conn:
+            return await start_in(conn, trial)
 
     async def get(self, trial_id: str) -> Trial | None:
         row = await self._db.fetchone("SELECT * FROM learning_trials WHERE id = ?", (trial_id,))
@@ -113,8 +160,8 @@ class TrialRepository:
 
     async def running(self, playbook_id: str) -> Trial | None:
         row = await self._db.fetchone(
-            "SELECT * FROM learning_trials WHERE playbook_id = ? AND status = 'running'",
-            (playbook_id,),
+            "SELECT * FROM learning_trials WHERE playbook_id = ? AND status = ?",
+            (playbook_id, TrialStatus.RUNNING),
         )
         return None if row is None else _trial(row)
 
@@ -130,39 +177,17 @@ class TrialRepository:
 
     async def set_statistics(self, trial_id: str, statistics: Mapping[str, Any]) -> None:
         await self._db.execute(
-            "UPDATE learning_trials SET statistics = ? WHERE id = ? AND status = 'running'",
-            (json.dumps(statistics), trial_id),
+            "UPDATE learning_trials SET statistics = ? WHERE id = ? AND status = ?",
+            (json.dumps(statistics), trial_id, TrialStatus.RUNNING),
         )
 
-    async def decide(
-        self,
-        trial_id: str,
-        status: str,
-        by: str,
-        reason: str,
-        now: datetime,
-        statistics: Mapping[str, Any] | None,
-    ) -> bool:
-        """End a running trial; False when it was no longer running."""
-        count = await self._db.execute(
-            "UPDATE learning_trials SET status = ?, decided_at = ?, decided_by = ?, reason = ?,"
-            " statistics = COALESCE(?, statistics) WHERE id = ? AND status = 'running'",
-            (
-                status,
-                isoformat(now),
-                by,
-                reason,
-                None if statistics is None else json.dumps(statistics),
-                trial_id,
-            ),
-        )
-        return count == 1
-
-    async def arm_rows(self, playbook_id: str, versions: Sequence[str], since: str) -> list[Row]:
+    async def arm_rows(
+        self, playbook_id: str, versions: Sequence[str], since: str
+    ) -> list[ResolutionFacts]:
         """Each counted, finished playbook execution of ``versions`` started at or after
-        ``since`` (both arms over the same period), as ``resolution_rows`` gives them,
-        with its version (learning/resolution.py turns them into resolution times)."""
-        return await self._db.fetchall(
+        ``since`` (both arms over the same period), as ``resolution_facts`` gives them
+        (learning/resolution.py turns them into resolution times)."""
+        rows = await self._db.fetchall(
             f"SELECT e.playbook_version AS version, {SUCCESS} AS success,"  # noqa: S608
             " e.duration_seconds, e.completed_at, m.outcome AS memory_outcome,"
             " json_extract(m.record, '$.resolution.resolved_at') AS memory_resolved_at"
@@ -174,3 +199,4 @@ class TrialRepository:
             " ORDER BY e.started_at",
             (playbook_id, json.dumps(list(versions)), since),
         )
+        return [ResolutionFacts.of(row) for row in rows]

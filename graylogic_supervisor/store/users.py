@@ -15,10 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
 
+import aiosqlite
+
 from graylogic_supervisor.clock import Clock, isoformat
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.passwords import PasswordPool
-from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.audit import AuditEntry, AuditLog
 from graylogic_supervisor.store.database import Database
 
 ROLES = ("admin", "system_owner", "viewer")
@@ -45,15 +47,51 @@ class UserRepository:
         """Where passwords are hashed (its own when none is given: never the default executor)."""
 
     async def add(self, name: str, role: str, password: str, now: datetime) -> User:
-        if role not in ROLES:
-            raise UserError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
+        """A user, unaudited (tests and simulations); people are added with
+        ``add_audited``."""
+        _check_role(role)
         if await self.get(name) is not None:
             raise UserError(f"user {name!r} exists already")
-        await self._db.execute(
-            "INSERT INTO users (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
-            (name, role, await self.passwords.hash(password), isoformat(now)),
-        )
+        password_hash = await self.passwords.hash(password)
+        async with self._db.transaction() as conn:
+            await _insert_in(conn, name, role, password_hash, now=now)
         return User(name, role, isoformat(now), False)
+
+    async def add_audited(
+        self,
+        name: str,
+        role: str,
+        password: str,
+        *,
+        by: str,
+        now: datetime,
+        audit: AuditLog,
+        first_run: bool = False,
+    ) -> User | None:
+        """The user and its ``user.add`` entry in one transaction. ``first_run``: only
+        while there is no user at all, else None (of two processes starting on an empty
+        store at once, one creates it)."""
+        _check_role(role)
+        password_hash = await self.passwords.hash(password)  # hashed before the lock
+
+        async def add(conn: aiosqlite.Connection) -> tuple[User | None, list[AuditEntry]]:
+            if first_run:
+                async with conn.execute("SELECT 1 FROM users LIMIT 1") as cursor:
+                    if await cursor.fetchone() is not None:
+                        return None, []
+            else:
+                async with conn.execute("SELECT 1 FROM users WHERE name = ?", (name,)) as cursor:
+                    if await cursor.fetchone() is not None:
+                        raise UserError(f"user {name!r} exists already")
+            await _insert_in(conn, name, role, password_hash, now=now)
+            detail: dict[str, object] = {"role": role}
+            if first_run:
+                detail["first_run"] = True
+            return User(name, role, isoformat(now), False), [
+                AuditEntry(by, "user.add", name, detail, now)
+            ]
+
+        return await audit.record(add)
 
     async def set_password(self, name: str, password: str) -> int:
         """The new password, and the user's sessions ended with it (a stolen session does
@@ -125,6 +163,20 @@ class UserRepository:
         return user
 
 
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise UserError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
+
+
+async def _insert_in(
+    conn: aiosqlite.Connection, name: str, role: str, password_hash: str, *, now: datetime
+) -> None:
+    await conn.execute(
+        "INSERT INTO users (name, role, password_hash, created_at) VALUES (?, ?, ?, ?)",
+        (name, role, password_hash, isoformat(now)),
+    )
+
+
 async def ensure_first_admin(
     users: UserRepository, audit: AuditLog, clock: Clock, out: TextIO | None = None
 ) -> str | None:
@@ -135,9 +187,11 @@ async def ensure_first_admin(
     if await users.all():
         return None
     password = secrets.token_urlsafe(15)
-    now = clock.now()
-    await users.add("admin", "admin", password, now)
-    await audit.append("supervisor", "user.add", "admin", {"role": "admin", "first_run": True}, now)
+    added = await users.add_audited(
+        "admin", "admin", password, by="supervisor", now=clock.now(), audit=audit, first_run=True
+    )
+    if added is None:  # another process made the first user meanwhile
+        return None
     print(
         "graylogic-supervisor: first run: created the admin page user 'admin' with the"
         f" password {password} (shown once; change it with: graylogic-supervisor user passwd"

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import aiosqlite
 import yaml
 
 from graylogic_supervisor.clock import isoformat
@@ -184,54 +185,21 @@ class PlaybookVersions:
         now: datetime,
         activate: bool = True,
     ) -> None:
-        """Store an approved change as a new version and make it the active one (a trial's
-        version, ``activate=False``, waits beside the active one)."""
-        stamp = isoformat(now)
+        """Store a version on its own (the learning loop's decisions store theirs in the
+        transaction of the decision: ``store/decisions.py``)."""
+        version = NewVersion(
+            playbook,
+            parent_version=parent_version,
+            created_by=created_by,
+            approved_by=approved_by,
+            reason=reason,
+            recommendation_id=recommendation_id,
+            changes=changes,
+            at=now,
+            activate=activate,
+        )
         async with self._db.transaction() as conn:
-            if activate:
-                await conn.execute(
-                    "UPDATE playbook_versions SET active = 0 WHERE playbook_id = ?",
-                    (playbook.id,),
-                )
-            await conn.execute(
-                "INSERT INTO playbook_versions (playbook_id, version, definition, source_yaml,"
-                " source_file, active, created_at, created_by, reason, recommendation_id,"
-                " changes, parent_version, approved_by)"
-                " VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    playbook.id,
-                    playbook.version,
-                    playbook.model_dump_json(),
-                    playbook_yaml(playbook),
-                    int(activate),
-                    stamp,
-                    created_by,
-                    reason,
-                    recommendation_id,
-                    json.dumps({"from_version": parent_version, "changes": list(changes)}),
-                    parent_version,
-                    approved_by,
-                ),
-            )
-
-    async def activate(self, playbook_id: str, version: str, failed: str | None = None) -> None:
-        """Make ``version`` the active one; ``failed`` names a version to mark failed."""
-        async with self._db.transaction() as conn:
-            await conn.execute(
-                "UPDATE playbook_versions SET active = 0 WHERE playbook_id = ?", (playbook_id,)
-            )
-            cursor = await conn.execute(
-                "UPDATE playbook_versions SET active = 1 WHERE playbook_id = ? AND version = ?",
-                (playbook_id, version),
-            )
-            if cursor.rowcount != 1:
-                raise KeyError(f"{playbook_id} has no version {version}")
-            if failed is not None:
-                await conn.execute(
-                    "UPDATE playbook_versions SET status = 'failed'"
-                    " WHERE playbook_id = ? AND version = ?",
-                    (playbook_id, failed),
-                )
+            await insert_version_in(conn, version)
 
     async def version_info(self, playbook_id: str, version: str) -> dict[str, Any] | None:
         row = await self._db.fetchone(
@@ -251,6 +219,82 @@ class PlaybookVersions:
             (playbook_id,),
         )
         return sorted((_info(row) for row in rows), key=lambda v: semver_key(v["version"]))
+
+
+@dataclass(frozen=True, kw_only=True)
+class NewVersion:
+    """An approved change as a new version: the active one, or (``activate`` False) a
+    trial's version waiting beside the active one."""
+
+    playbook: Playbook = field(kw_only=False)
+    parent_version: str
+    created_by: str
+    approved_by: str
+    reason: str
+    recommendation_id: str | None
+    changes: Sequence[Mapping[str, Any]]
+    at: datetime
+    activate: bool = True
+
+
+async def insert_version_in(conn: aiosqlite.Connection, version: NewVersion) -> None:
+    """Store ``version`` (and make it the active one) inside the caller's transaction."""
+    playbook = version.playbook
+    if version.activate:
+        await conn.execute(
+            "UPDATE playbook_versions SET active = 0 WHERE playbook_id = ?", (playbook.id,)
+        )
+    await conn.execute(
+        "INSERT INTO playbook_versions (playbook_id, version, definition, source_yaml,"
+        " source_file, active, created_at, created_by, reason, recommendation_id,"
+        " changes, parent_version, approved_by)"
+        " VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            playbook.id,
+            playbook.version,
+            playbook.model_dump_json(),
+            playbook_yaml(playbook),
+            int(version.activate),
+            isoformat(version.at),
+            version.created_by,
+            version.reason,
+            version.recommendation_id,
+            json.dumps({"from_version": version.parent_version, "changes": list(version.changes)}),
+            version.parent_version,
+            version.approved_by,
+        ),
+    )
+
+
+async def activate_in(
+    conn: aiosqlite.Connection, playbook_id: str, version: str, *, failed: str | None = None
+) -> None:
+    """Make ``version`` the active one inside the caller's transaction; ``failed`` names
+    a version to mark failed."""
+    await conn.execute(
+        "UPDATE playbook_versions SET active = 0 WHERE playbook_id = ?", (playbook_id,)
+    )
+    cursor = await conn.execute(
+        "UPDATE playbook_versions SET active = 1 WHERE playbook_id = ? AND version = ?",
+        (playbook_id, version),
+    )
+    if cursor.rowcount != 1:
+        raise KeyError(f"{playbook_id} has no version {version}")
+    if failed is not None:
+        await conn.execute(
+            "UPDATE playbook_versions SET status = 'failed' WHERE playbook_id = ? AND version = ?",
+            (playbook_id, failed),
+        )
+
+
+async def active_in(conn: aiosqlite.Connection, playbook_id: str) -> str | None:
+    """The active version as the caller's transaction sees it."""
+    async with conn.execute(
+        "SELECT version FROM playbook_versions WHERE playbook_id = ? AND active = 1",
+        (playbook_id,),
+    ) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else str(row[0])
 
 
 def _info(row: Any) -> dict[str, Any]:

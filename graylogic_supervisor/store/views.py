@@ -3,11 +3,18 @@ filtered listings, trends. Nothing here writes."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.store.database import Database, Row
+from graylogic_supervisor.store.memory import MemoryRepository
+from graylogic_supervisor.store.records import ExecutionRecord, StepRecord, record_of
+from graylogic_supervisor.store.reports import WeeklyReports
+
+_R = TypeVar("_R")
 
 
 @dataclass(frozen=True)
@@ -22,11 +29,147 @@ class ExecutionFilter:
     text: str | None = None  # in the id, detail, what fixed it or failure id
 
 
+@dataclass(frozen=True)
+class CommandEntry:
+    """One operator's command for an execution (``execution_commands``)."""
+
+    id: int
+    execution_id: str
+    command: str
+    step_id: str | None
+    outcome: str | None
+    issued_by: str
+    reason: str
+    issued_at: str
+    applied_at: str | None
+    result: str | None
+
+
+@dataclass(frozen=True)
+class UnresolvedRun:
+    """An execution of a playbook that ended without resolving."""
+
+    id: str
+    playbook_version: str
+    started_at: str
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class DayTrend:
+    """One day of a playbook's executions: how many ended, resolved, and the mean time
+    of those resolved (None: none resolved)."""
+
+    day: str
+    n: int
+    ok: int
+    mean_s: float | None
+
+
+@dataclass(frozen=True)
+class FailureEntry:
+    """One row of ``failures``."""
+
+    id: str
+    component: str
+    error_id: str
+    severity: str
+    message: str
+    detected_at: str
+    symptom_of: str | None
+    expected: bool
+
+
+@dataclass(frozen=True)
+class RememberedFailure:
+    """What the failure memory keeps of one failure: its record (parsed) and outcome."""
+
+    record: dict[str, Any]
+    outcome: str
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One viability evaluation of an incident: whether the policy allowed a run, why."""
+
+    id: int
+    incident_id: str
+    component: str
+    evaluated_at: str
+    allowed: bool
+    reason: str
+    detail: str
+    attempts_in_window: int
+    max_attempts: int
+    termination_rate: float | None
+    breaker: str
+
+
+@dataclass(frozen=True)
+class AuditNote:
+    """An audit entry's action and its detail (parsed)."""
+
+    action: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FailureListing:
+    """A failure of the memory's list: what it was, how it ended, what fixed it."""
+
+    failure_id: str
+    component: str
+    error_id: str
+    detected_at: str
+    outcome: str
+    fix_action: str | None
+    fix_target: str | None
+    count: int
+
+
+@dataclass(frozen=True)
+class ExecutionSummary:
+    """An execution of a failure, in brief."""
+
+    id: str
+    playbook_id: str
+    playbook_version: str
+    status: str
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class PatternLearned:
+    """A pattern the failure memory learned."""
+
+    id: str
+    component: str
+    error_id: str
+    fix_action: str
+    created_at: str
+
+
+@dataclass(frozen=True)
+class ApprovedVersion:
+    """A version made from an approved recommendation."""
+
+    playbook_id: str
+    version: str
+    parent_version: str | None
+    approved_by: str | None
+    reason: str
+    created_at: str
+
+
+def _records(cls: type[_R], rows: list[Row]) -> list[_R]:
+    return [record_of(cls, row) for row in rows]
+
+
 class RecordViews:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def executions(self, chosen: ExecutionFilter, limit: int) -> list[Row]:
+    async def executions(self, chosen: ExecutionFilter, limit: int) -> list[ExecutionRecord]:
         """The newest executions that match ``chosen``."""
         clauses, params = ["1 = 1"], []
         for column, value in (
@@ -44,34 +187,52 @@ class RecordViews:
                 "(id LIKE ? OR detail LIKE ? OR what_fixed_it LIKE ? OR failure_id LIKE ?)"
             )
             params += [f"%{chosen.text}%"] * 4
-        return await self._db.fetchall(
+        rows = await self._db.fetchall(
             f"SELECT * FROM executions WHERE {' AND '.join(clauses)}"  # noqa: S608  # fixed clauses, values bound
             " ORDER BY started_at DESC, rowid DESC LIMIT ?",
             (*params, limit),
         )
+        return [ExecutionRecord.of(row) for row in rows]
 
-    async def execution(self, execution_id: str) -> Row | None:
-        return await self._db.fetchone("SELECT * FROM executions WHERE id = ?", (execution_id,))
+    async def execution(self, execution_id: str) -> ExecutionRecord | None:
+        row = await self._db.fetchone("SELECT * FROM executions WHERE id = ?", (execution_id,))
+        return None if row is None else ExecutionRecord.of(row)
 
-    async def commands_of(self, execution_id: str, limit: int) -> list[Row]:
+    async def running_executions(self) -> list[ExecutionRecord]:
+        """Executions whose end was never recorded (the supervisor stopped during them)."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM executions WHERE status = 'running' ORDER BY started_at"
+        )
+        return [ExecutionRecord.of(row) for row in rows]
+
+    async def steps(self, execution_id: str) -> list[StepRecord]:
+        """The execution's steps in the order they ran."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM execution_steps WHERE execution_id = ? ORDER BY seq", (execution_id,)
+        )
+        return [StepRecord.of(row) for row in rows]
+
+    async def commands_of(self, execution_id: str, limit: int) -> list[CommandEntry]:
         """Operators' commands for the execution, newest first."""
-        return await self._db.fetchall(
+        rows = await self._db.fetchall(
             "SELECT * FROM execution_commands WHERE execution_id = ? ORDER BY id DESC LIMIT ?",
             (execution_id, limit),
         )
+        return _records(CommandEntry, rows)
 
-    async def unresolved_of_playbook(self, playbook_id: str, limit: int) -> list[Row]:
+    async def unresolved_of_playbook(self, playbook_id: str, limit: int) -> list[UnresolvedRun]:
         """Its most recent executions that ended without resolving."""
-        return await self._db.fetchall(
+        rows = await self._db.fetchall(
             "SELECT id, playbook_version, started_at, detail FROM executions"
             " WHERE playbook_id = ? AND status != 'resolved' AND status != 'running'"
             " ORDER BY started_at DESC LIMIT ?",
             (playbook_id, limit),
         )
+        return _records(UnresolvedRun, rows)
 
-    async def daily_trend(self, playbook_id: str, since: datetime) -> list[Row]:
+    async def daily_trend(self, playbook_id: str, since: datetime) -> list[DayTrend]:
         """Per day since ``since``: playbook executions ended, resolved, mean time to resolve."""
-        return await self._db.fetchall(
+        rows = await self._db.fetchall(
             "SELECT substr(started_at, 1, 10) AS day, COUNT(*) AS n,"
             " SUM(status = 'resolved') AS ok,"
             " AVG(CASE WHEN status = 'resolved' THEN duration_seconds END) AS mean_s"
@@ -79,27 +240,42 @@ class RecordViews:
             " AND status != 'running' AND started_at >= ? GROUP BY day",
             (playbook_id, isoformat(since)[:10]),
         )
+        return [DayTrend(row["day"], int(row["n"]), int(row["ok"]), row["mean_s"]) for row in rows]
 
     # -- why: a failure, its memory record, its incident's evaluations, its executions --
 
-    async def failure(self, failure_id: str) -> Row | None:
-        return await self._db.fetchone("SELECT * FROM failures WHERE id = ?", (failure_id,))
+    async def failure(self, failure_id: str) -> FailureEntry | None:
+        row = await self._db.fetchone("SELECT * FROM failures WHERE id = ?", (failure_id,))
+        if row is None:
+            return None
+        return record_of(FailureEntry, row)
 
-    async def memory_record(self, failure_id: str) -> Row | None:
-        return await self._db.fetchone(
+    async def memory_record(self, failure_id: str) -> RememberedFailure | None:
+        row = await self._db.fetchone(
             "SELECT record, outcome FROM failure_memory WHERE failure_id = ?", (failure_id,)
         )
+        return None if row is None else RememberedFailure(json.loads(row["record"]), row["outcome"])
 
-    async def evaluations(self, incident_id: str) -> list[Row]:
-        return await self._db.fetchall(
+    async def notes(self, subject: str, limit: int) -> list[AuditNote]:
+        """The ``limit`` newest audit entries about ``subject``, newest first."""
+        rows = await self._db.fetchall(
+            "SELECT action, detail FROM audit_log WHERE subject = ? ORDER BY seq DESC LIMIT ?",
+            (subject, limit),
+        )
+        return [AuditNote(row["action"], json.loads(row["detail"])) for row in rows]
+
+    async def evaluations(self, incident_id: str) -> list[Evaluation]:
+        rows = await self._db.fetchall(
             "SELECT * FROM viability_evaluations WHERE incident_id = ? ORDER BY id",
             (incident_id,),
         )
+        return _records(Evaluation, rows)
 
-    async def executions_of_failure(self, failure_id: str) -> list[Row]:
-        return await self._db.fetchall(
+    async def executions_of_failure(self, failure_id: str) -> list[ExecutionRecord]:
+        rows = await self._db.fetchall(
             "SELECT * FROM executions WHERE failure_id = ? ORDER BY started_at", (failure_id,)
         )
+        return [ExecutionRecord.of(row) for row in rows]
 
     async def failure_and_incident(self, identifier: str) -> tuple[str | None, str | None]:
         """The failure and incident an execution, incident or failure id belongs to."""
@@ -127,35 +303,53 @@ class RecordViews:
 
     # -- the failure memory's and learning's pages ----------------------------------------
 
-    async def remembered_failures(self, outcome: str, limit: int) -> list[Row]:
+    async def remembered_failures(self, outcome: str, limit: int) -> list[FailureListing]:
         """The newest failures the memory keeps, of one outcome ('' for all)."""
-        return await self._db.fetchall(
+        rows = await self._db.fetchall(
             "SELECT failure_id, component, error_id, detected_at, outcome, fix_action, fix_target,"
             " count FROM failure_memory WHERE ? = '' OR outcome = ?"
             " ORDER BY detected_at DESC LIMIT ?",
             (outcome, outcome, limit),
         )
+        return _records(FailureListing, rows)
 
-    async def executions_summary_of_failure(self, failure_id: str) -> list[Row]:
-        return await self._db.fetchall(
+    async def executions_summary_of_failure(self, failure_id: str) -> list[ExecutionSummary]:
+        rows = await self._db.fetchall(
             "SELECT id, playbook_id, playbook_version, status, detail FROM executions"
             " WHERE failure_id = ? ORDER BY started_at",
             (failure_id,),
         )
+        return _records(ExecutionSummary, rows)
 
-    async def patterns_since(self, since: datetime) -> list[Row]:
+    async def patterns_since(self, since: datetime) -> list[PatternLearned]:
         """Patterns the memory learned since ``since``, newest first."""
-        return await self._db.fetchall(
+        rows = await self._db.fetchall(
             "SELECT id, component, error_id, fix_action, created_at FROM memory_patterns"
             " WHERE created_at >= ? ORDER BY created_at DESC",
             (isoformat(since),),
         )
+        return _records(PatternLearned, rows)
 
-    async def approved_versions_since(self, since: datetime) -> list[Row]:
+    async def approved_versions_since(self, since: datetime) -> list[ApprovedVersion]:
         """Versions made from approved recommendations since ``since``, newest first."""
-        return await self._db.fetchall(
+        rows = await self._db.fetchall(
             "SELECT playbook_id, version, parent_version, approved_by, reason, created_at"
             " FROM playbook_versions WHERE recommendation_id IS NOT NULL AND created_at >= ?"
             " ORDER BY created_at DESC",
             (isoformat(since),),
         )
+        return _records(ApprovedVersion, rows)
+
+
+@dataclass(frozen=True)
+class PageStore:
+    """What the admin pages and ``why`` read, and the one record a page writes besides
+    the use cases (a technician's resolution, through the failure memory's repository)."""
+
+    views: RecordViews
+    reports: WeeklyReports
+    memory: MemoryRepository
+
+    @classmethod
+    def of(cls, db: Database) -> PageStore:
+        return cls(RecordViews(db), WeeklyReports(db), MemoryRepository(db))

@@ -75,7 +75,7 @@ class MemoryAdvisor:
                 context.error_id,
                 decision.best.fix_action,
                 decision.best.fix_target,
-                self._actions,
+                actions=self._actions,
             )
         record = decision.record()
         if decision.use_learned_fix and learned is None:
@@ -83,7 +83,7 @@ class MemoryAdvisor:
             record["why"] += "; but that fix cannot run unattended here (unknown action,"
             record["why"] += " missing target or parameters): the playbook runs"
         await self._audit.append(
-            "supervisor", "memory.decision", context.failure_id, record, self._clock.now()
+            "supervisor", "memory.decision", context.failure_id, record, now=self._clock.now()
         )
         logger.info(
             "memory for %s: %s",
@@ -134,7 +134,7 @@ class MemoryAdvisor:
                     "fix": learned.decision.best.describe(),
                     "succeeded": succeeded,
                 },
-                self._clock.now(),
+                now=self._clock.now(),
             )
         if not succeeded:
             return

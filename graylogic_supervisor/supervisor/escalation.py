@@ -109,6 +109,7 @@ class EscalationChain:
         repository: EscalationRepository,
         alerts: AlertSink,
         clock: Clock,
+        *,
         http: httpx.AsyncClient | None = None,
         site: str | None = None,
     ) -> None:
@@ -174,7 +175,7 @@ class EscalationChain:
                 )
                 return str(existing["id"])
         escalation_id = await self._repository.raise_(
-            incident_id, component, severity, message, now
+            incident_id, component, severity, message, now=now
         )
         logger.warning(
             "escalation %s raised for %s: %s",
@@ -293,7 +294,7 @@ class EscalationChain:
                 extra={"error_id": escalation.error_id},
             )
             await self._repository.record_give_up(
-                escalation.id, escalation.component, level, channel, failures, now
+                escalation.id, escalation.component, level, channel, attempts=failures, now=now
             )
             progress.done.add(channel)
         if not progress.done.issuperset(self._config.levels[level].channels):

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
 from graylogic_supervisor.clock import Clock
 from graylogic_supervisor.domain.failure import FailureInfo
+from graylogic_supervisor.domain.states import StepOutcome
 from graylogic_supervisor.playbooks.model import Playbook
-from graylogic_supervisor.store.database import Row
 from graylogic_supervisor.store.executions import ExecutionRepository
+from graylogic_supervisor.store.records import StepRecord
 from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.store.views import RecordViews
 
 # What the row of a step to be run again says: a start-up that stops before the run
 # carries on leaves it so, and the next start-up resumes from it.
@@ -25,11 +27,14 @@ class Resumable:
     failure: FailureInfo
     step_id: str
     elapsed_s: float
-    rows: list[Any]
+    rows: list[dict[str, Any]]  # the steps so far, as the runner reads them back
 
 
 async def resumable_executions(
-    executions: ExecutionRepository, versions: PlaybookVersions, clock: Clock
+    executions: ExecutionRepository,
+    views: RecordViews,
+    versions: PlaybookVersions,
+    clock: Clock,
 ) -> list[Resumable]:
     """Executions a stop interrupted in an idempotent step: they carry on from it.
 
@@ -37,47 +42,46 @@ async def resumable_executions(
     the execution keeps running from that step once the daemon is up.
     """
     found = []
-    for execution in await executions.running():
-        rows = await executions.steps(execution["id"])
-        current = stopped_step(rows)
-        playbook = await versions.definition(
-            execution["playbook_id"], execution["playbook_version"]
-        )
-        if current is None or playbook is None or "." in current["step_id"]:
+    for execution in await views.running_executions():
+        steps = await views.steps(execution.id)
+        current = stopped_step(steps)
+        playbook = await versions.definition(execution.playbook_id, execution.playbook_version)
+        if current is None or playbook is None or "." in current.step_id:
             continue
         try:
-            step = playbook.step(current["step_id"])
+            step = playbook.step(current.step_id)
         except KeyError:
             continue
         if not step.idempotent:
             continue
-        if current["outcome"] == "running":
-            await executions.interrupt_step(current["id"], clock.now(), RUN_AGAIN)
-        failure = await executions.failure(execution["failure_id"])
-        started = datetime.fromisoformat(execution["started_at"].replace("Z", "+00:00"))
+        if current.outcome is StepOutcome.RUNNING:
+            await executions.interrupt_step(current.id, clock.now(), RUN_AGAIN)
+        failure_id = execution.failure_id or ""  # every playbook run has its failure
+        failure = await views.failure(failure_id)
+        started = datetime.fromisoformat(execution.started_at.replace("Z", "+00:00"))
         found.append(
             Resumable(
-                execution["id"],
-                playbook,
-                FailureInfo(
-                    execution["failure_id"],
-                    execution["component"],
-                    execution["error_id"],
-                    failure["message"] if failure is not None else "",
+                execution_id=execution.id,
+                playbook=playbook,
+                failure=FailureInfo(
+                    failure_id,
+                    execution.component,
+                    execution.error_id,
+                    failure.message if failure is not None else "",
                 ),
-                step.id,
-                max((clock.now() - started).total_seconds(), 0.0),
-                [dict(zip(r.keys(), tuple(r), strict=True)) for r in rows],
+                step_id=step.id,
+                elapsed_s=max((clock.now() - started).total_seconds(), 0.0),
+                rows=[asdict(s) for s in steps],
             )
         )
     return found
 
 
-def stopped_step(rows: list[Row]) -> Row | None:
+def stopped_step(steps: list[StepRecord]) -> StepRecord | None:
     """The step a stop interrupted: the one still running, or the last row if an earlier
     start-up marked it to run again and was itself stopped before the run carried on."""
-    running = next((r for r in reversed(rows) if r["outcome"] == "running"), None)
-    if running is not None or not rows:
+    running = next((s for s in reversed(steps) if s.outcome is StepOutcome.RUNNING), None)
+    if running is not None or not steps:
         return running
-    last = rows[-1]
-    return last if last["outcome"] == "interrupted" and last["error"] == RUN_AGAIN else None
+    last = steps[-1]
+    return last if last.outcome is StepOutcome.INTERRUPTED and last.error == RUN_AGAIN else None

@@ -11,6 +11,7 @@ from graylogic_supervisor import __version__
 from graylogic_supervisor.clock import Clock, isoformat
 from graylogic_supervisor.domain.failure import FailureInfo
 from graylogic_supervisor.domain.outcomes import ExecutionOutcome
+from graylogic_supervisor.domain.states import ExecutionStatus
 from graylogic_supervisor.health.monitor import ComponentHealth, Health, health_payload
 from graylogic_supervisor.mqtt.link import MqttLink
 from graylogic_supervisor.mqtt.topics import Topics, offline_payload
@@ -29,6 +30,7 @@ class StatusPublisher:
         topics: Topics,
         site: str,
         clock: Clock,
+        *,
         durations: DurationHistory | None = None,
     ) -> None:
         self._link = link
@@ -109,7 +111,7 @@ class StatusPublisher:
     ) -> None:
         progress = self._running.pop(outcome.execution_id, {"execution_id": outcome.execution_id})
         self._began.pop(outcome.execution_id, None)
-        if outcome.status == "resolved":
+        if outcome.status == ExecutionStatus.RESOLVED:
             self._durations.observe(playbook.id, playbook.version, outcome.duration_seconds)
         progress.update(
             status=outcome.status,

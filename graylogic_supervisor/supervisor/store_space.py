@@ -34,6 +34,7 @@ class StoreSpace:
         alerts: AlertSink,
         probe: Callable[[str], Awaitable[object]],
         components_to_probe: Sequence[str],
+        *,
         clock: Clock,
         check_interval_s: float,
         flush_held: Callable[[], Awaitable[object]] | None = None,

@@ -20,9 +20,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.schemas import SchemaGenerator
 
+from graylogic_supervisor.domain.states import RecommendationStatus
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.store.sessions import Session
-from graylogic_supervisor.store.views import RecordViews
 from graylogic_supervisor.web.admin_data import dashboard_data
 from graylogic_supervisor.web.auth import MAX_FORM_BYTES, current_session, may_change, same
 from graylogic_supervisor.web.execution_pages import execution_filters, queue_control
@@ -205,7 +205,7 @@ async def recommendations(request: Request, session: Session) -> Response:
       401: {description: not logged in}
     """
     status = request.query_params.get("status", "pending")
-    if status not in ("pending", "approved", "rejected", "archived", "superseded", "all"):
+    if status != "all" and status not in set(RecommendationStatus):
         return refuse(400, "unknown status")
     recs = await admin(request).learning.store.listing(None if status == "all" else status)
     return JSONResponse([r.as_dict() for r in recs])
@@ -428,8 +428,8 @@ async def executions(request: Request, session: Session) -> Response:
       401: {description: not logged in}
     """
     _, wanted = execution_filters(request)
-    found = await RecordViews(admin(request).db).executions(wanted, 50)
-    return JSONResponse(rows(found))
+    found = await admin(request).records.views.executions(wanted, 50)
+    return JSONResponse([execution.as_row() for execution in found])
 
 
 @reading

@@ -154,32 +154,39 @@ async def log_in(auth: AuthDeps, name: str, password: str, remote: str) -> tuple
     name = name[:MAX_NAME_CHARS]
     now = auth.clock.now()
     if not auth.users.passwords.has_room():  # spares the store a reservation to drop
-        raise _refused(auth, "busy", name, remote, now)
+        raise _refused(auth, "busy", name, remote, now=now)
     reservation = await auth.sessions.reserve_attempt(name, remote, now, auth.limits)
     if reservation.attempt_id is None:
         assert reservation.refused is not None
-        raise _refused(auth, reservation.refused, name, remote, now, reservation.retry_after_s)
+        raise _refused(
+            auth,
+            reservation.refused,
+            name,
+            remote,
+            now=now,
+            retry_after_s=reservation.retry_after_s,
+        )
     try:
         user = await auth.users.verify(name, password)
     except PasswordsBusy:
         await auth.sessions.drop_attempt(reservation.attempt_id)
-        raise _refused(auth, "busy", name, remote, now) from None
+        raise _refused(auth, "busy", name, remote, now=now) from None
     # Anything else (a crash, a cancelled request) leaves the reservation pending: it
     # counts as a failure until it expires, which errs on the side of the limit.
     await auth.sessions.finish_attempt(reservation.attempt_id, user is not None)
     if user is None:
         logger.warning("failed login for %r from %s", name, remote)
         await auth.audit.append(
-            "anonymous", "session.login_failed", name, {"remote": remote}, auth.clock.now()
+            "anonymous", "session.login_failed", name, {"remote": remote}, now=auth.clock.now()
         )
         raise LoginRefused(401, "Wrong user name or password.")
     token, session = await auth.sessions.create(user.name, now, auth.session_lifetime)
-    await auth.audit.append(user.name, "session.login", "admin", {"remote": remote}, now)
+    await auth.audit.append(user.name, "session.login", "admin", {"remote": remote}, now=now)
     return token, session
 
 
 def _refused(
-    auth: AuthDeps, reason: str, name: str, remote: str, now: datetime, retry_after_s: int = 0
+    auth: AuthDeps, reason: str, name: str, remote: str, *, now: datetime, retry_after_s: int = 0
 ) -> LoginRefused:
     if auth.metrics is not None:
         auth.metrics.login_refused(reason)

@@ -11,8 +11,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from graylogic_supervisor.domain.states import ExecutionStatus
 from graylogic_supervisor.store.sessions import Session
-from graylogic_supervisor.store.views import ExecutionFilter, RecordViews
+from graylogic_supervisor.store.views import ExecutionFilter
 from graylogic_supervisor.web.auth import may_change
 from graylogic_supervisor.web.render import (
     admin,
@@ -26,7 +27,7 @@ from graylogic_supervisor.web.render import (
 from graylogic_supervisor.web.svg import timeline
 from graylogic_supervisor.why import explain
 
-STATUSES = ("running", "resolved", "escalated", "failed", "interrupted")
+STATUSES = tuple(ExecutionStatus)
 CONTROLS = ("pause", "resume", "cancel")
 PAGE = 50
 
@@ -78,7 +79,7 @@ async def executions(request: Request) -> Response:
     if session is None:
         return to_login()
     chosen, wanted = execution_filters(request)
-    rows = await RecordViews(admin(request).db).executions(wanted, PAGE)
+    rows = await admin(request).records.views.executions(wanted, PAGE)
     return render(
         request, "executions.html", session=session, rows=rows, chosen=chosen, statuses=STATUSES
     )
@@ -90,27 +91,25 @@ async def execution(request: Request) -> Response:
         return to_login()
     deps = admin(request)
     execution_id = request.path_params["execution_id"]
-    views = RecordViews(deps.db)
+    views = deps.records.views
     row = await views.execution(execution_id)
     if row is None:
         return refuse(404, "no such execution")
-    steps = await deps.executions.steps(execution_id)
-    first = datetime.fromisoformat(steps[0]["started_at"]) if steps else None
+    steps = await views.steps(execution_id)
+    first = datetime.fromisoformat(steps[0].started_at) if steps else None
     bars = []
     for step in steps:
-        offset = (
-            (datetime.fromisoformat(step["started_at"]) - first).total_seconds() if first else 0.0
-        )
-        label = step["step_id"] + (f" #{step['attempt']}" if step["attempt"] > 1 else "")
+        offset = (datetime.fromisoformat(step.started_at) - first).total_seconds() if first else 0.0
+        label = step.step_id + (f" #{step.attempt}" if step.attempt > 1 else "")
         bars.append(
             {
                 "label": label,
                 "offset_s": float(offset),
-                "duration_s": step["duration_seconds"],
-                "outcome": step["outcome"],
+                "duration_s": step.duration_seconds,
+                "outcome": str(step.outcome),
             }
         )
-    why = await explain(deps.db, execution_id) or []
+    why = await explain(views, execution_id) or []
     commands = await views.commands_of(execution_id, 10)
     return render(
         request,
@@ -122,7 +121,7 @@ async def execution(request: Request) -> Response:
         chart=Markup(timeline(bars)),  # noqa: S704  # built from escaped text only
         why=why,
         commands=commands,
-        running=row["status"] == "running",
+        running=row.status is ExecutionStatus.RUNNING,
     )
 
 
@@ -138,7 +137,7 @@ async def queue_control(
         return 400, f"command must be one of {', '.join(CONTROLS)}"
     if not reason:
         return 400, f"to {command} an execution, give a reason"
-    if await RecordViews(deps.db).execution(execution_id) is None:
+    if await deps.records.views.execution(execution_id) is None:
         return 404, "no such execution"
     return await deps.commands.issue(
         execution_id, command, session.user, reason, deps.auth.clock.now()

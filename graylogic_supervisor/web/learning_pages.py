@@ -27,7 +27,6 @@ from graylogic_supervisor.learning.changes import (
     parse_change,
 )
 from graylogic_supervisor.store.versions import playbook_yaml
-from graylogic_supervisor.store.views import RecordViews
 from graylogic_supervisor.web.auth import may_change
 from graylogic_supervisor.web.render import (
     admin,
@@ -194,7 +193,7 @@ async def playbook_page(request: Request, error: str | None = None, status: int 
         except SupervisorError as exc:
             error = str(exc)
     trends = await _trends(request, playbook_id)
-    escalated = await RecordViews(deps.db).unresolved_of_playbook(playbook_id, 10)
+    escalated = await deps.records.views.unresolved_of_playbook(playbook_id, 10)
     rolled_back = await deps.learning.store.rollbacks(playbook_id, 20)
     return render(
         request,
@@ -237,13 +236,13 @@ async def _trends(request: Request, playbook_id: str) -> tuple[str, str]:
     deps = admin(request)
     today = deps.auth.clock.now()
     since = today - timedelta(days=TREND_DAYS - 1)
-    rows = await RecordViews(deps.db).daily_trend(playbook_id, since)
-    by_day = {row["day"]: row for row in rows}
+    trend = await deps.records.views.daily_trend(playbook_id, since)
+    by_day = {row.day: row for row in trend}
     days = [isoformat(since + timedelta(days=i))[:10] for i in range(TREND_DAYS)]
     success = [
-        (day, by_day[day]["ok"] / by_day[day]["n"] * 100 if day in by_day else None) for day in days
+        (day, by_day[day].ok / by_day[day].n * 100 if day in by_day else None) for day in days
     ]
-    mean = [(day, by_day[day]["mean_s"] if day in by_day else None) for day in days]
+    mean = [(day, by_day[day].mean_s if day in by_day else None) for day in days]
     return line_chart(success, "% resolved", 100.0), line_chart(mean, "s to resolve")
 
 

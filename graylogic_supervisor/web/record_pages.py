@@ -6,7 +6,7 @@ same repository and audit entry as ``graylogic-supervisor memory resolve``.
 
 from __future__ import annotations
 
-import json
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
@@ -16,9 +16,7 @@ from starlette.routing import Route
 
 from graylogic_supervisor.domain.memory import Resolution
 from graylogic_supervisor.store.audit import ChainCheck
-from graylogic_supervisor.store.memory import MemoryRepository
 from graylogic_supervisor.store.sessions import Session
-from graylogic_supervisor.store.views import RecordViews
 from graylogic_supervisor.web.auth import may_change
 from graylogic_supervisor.web.render import (
     admin,
@@ -49,11 +47,11 @@ async def failures_data(request: Request) -> dict[str, Any]:
     outcome = request.query_params.get("outcome", "")
     chosen = outcome if outcome in OUTCOMES else ""
     deps = admin(request)
-    rows = await RecordViews(deps.db).remembered_failures(chosen, PAGE)
-    patterns = await MemoryRepository(deps.db).patterns()
+    rows = await deps.records.views.remembered_failures(chosen, PAGE)
+    patterns = await deps.records.memory.patterns()
     return {
         "outcome": chosen,
-        "failures": [dict(row) for row in rows],
+        "failures": [asdict(row) for row in rows],
         "patterns": [
             {
                 "id": p.id,
@@ -91,16 +89,16 @@ async def failure_data(request: Request) -> dict[str, Any] | None:
     """One failure's record, outcome and executions; None when the memory has none."""
     deps = admin(request)
     failure_id = request.path_params["failure_id"]
-    views = RecordViews(deps.db)
-    row = await views.memory_record(failure_id)
-    if row is None:
+    views = deps.records.views
+    remembered = await views.memory_record(failure_id)
+    if remembered is None:
         return None
     executions = await views.executions_summary_of_failure(failure_id)
     return {
         "failure_id": failure_id,
-        "outcome": row["outcome"],
-        "record": json.loads(row["record"]),
-        "executions": [dict(x) for x in executions],
+        "outcome": remembered.outcome,
+        "record": remembered.record,
+        "executions": [asdict(x) for x in executions],
     }
 
 
@@ -140,10 +138,10 @@ async def record_resolution(
         fix_target=fields.get("target", "").strip()[:100] or None,
         root_cause=fields.get("root_cause", "").strip()[:500] or None,
     )
-    if not await MemoryRepository(deps.db).resolve(failure_id, resolution, now):
+    if not await deps.records.memory.resolve(failure_id, resolution, now):
         return 404, "the failure memory has no such failure"
     await deps.auth.audit.append(
-        session.user, "memory.resolve", failure_id, resolution.model_dump(mode="json"), now
+        session.user, "memory.resolve", failure_id, resolution.model_dump(mode="json"), now=now
     )
     return None
 
@@ -167,7 +165,7 @@ async def learning_data(request: Request) -> dict[str, Any]:
     its active version does against its first."""
     deps = admin(request)
     now = deps.auth.clock.now()
-    views = RecordViews(deps.db)
+    views = deps.records.views
     patterns = await views.patterns_since(now - timedelta(days=7))
     applied = await views.approved_versions_since(now - timedelta(days=30))
     progress = []
@@ -184,8 +182,8 @@ async def learning_data(request: Request) -> dict[str, Any]:
             }
         )
     return {
-        "patterns_this_week": [dict(r) for r in patterns],
-        "improvements_this_month": [dict(r) for r in applied],
+        "patterns_this_week": [asdict(r) for r in patterns],
+        "improvements_this_month": [asdict(r) for r in applied],
         "since_first_version": progress,
     }
 

@@ -17,11 +17,11 @@ from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.store.audit_watch import ChainWatch
 from graylogic_supervisor.store.commands import CommandRepository
 from graylogic_supervisor.store.controls import ControlRepository
-from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.escalations import EscalationRepository
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.sessions import Session
 from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.store.views import PageStore
 from graylogic_supervisor.supervisor.policy import TerminationReading
 from graylogic_supervisor.web.auth import (
     AuthDeps,
@@ -43,7 +43,8 @@ PAGE_POLICY = (
 
 @dataclass(frozen=True)
 class AdminDeps:
-    db: Database
+    records: PageStore
+    """The pages' reads (and a technician's resolution): no page touches the database."""
     auth: AuthDeps
     controls: ControlRepository
     escalations: EscalationRepository

@@ -13,7 +13,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from graylogic_supervisor.store.reports import weekly_summary
 from graylogic_supervisor.web.render import admin, refuse, render, to_login, viewer
 from graylogic_supervisor.why import explain
 
@@ -42,7 +41,7 @@ async def _weekly(request: Request) -> dict[str, Any] | Response:
     period = _period(request)
     if period is None:
         return refuse(400, "end is a date, e.g. 2026-11-29")
-    return await weekly_summary(admin(request).db, *period)
+    return await admin(request).records.reports.summary(*period)
 
 
 async def weekly_page(request: Request) -> Response:
@@ -76,7 +75,7 @@ async def _execution(request: Request) -> dict[str, Any] | None:
     record = await deps.executions.record(execution_id)
     if record is None:
         return None
-    return {"execution": record, "why": await explain(deps.db, execution_id) or []}
+    return {"execution": record, "why": await explain(deps.records.views, execution_id) or []}
 
 
 async def execution_page(request: Request) -> Response:

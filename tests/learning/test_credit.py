@@ -24,6 +24,7 @@ from graylogic_supervisor.learning.service import LearningError
 from graylogic_supervisor.sim.scenario import load_scenario
 from graylogic_supervisor.sim.simulator import Simulation, SimulationOptions
 from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.learning import LearningRepository
 from tests.learning.simulated import run, simulation
 from tests.learning.test_service import NOW
 
@@ -98,7 +99,7 @@ async def test_the_fix_credited_is_the_one_a_verification_found_healthy_after(
     steps = {s.step_id: s for s in await sim.learning.metrics.steps(PLAYBOOK, "1.0.0")}
     assert steps["restart"].successes == 12 and steps["restart"].fixes == 0
     assert steps["clear"].fixes == 12
-    data = await load_cases(db, PLAYBOOK, sim.learning.specs, 100)
+    data = await load_cases(LearningRepository(db), PLAYBOOK, sim.learning.specs, 100)
     assert {case.fixer for case in data.cases} == {"clear_cache"}
     assert not data.success_means_health("restart_service")  # 12 of 12 were not followed by it
 
@@ -119,7 +120,7 @@ async def test_a_run_that_reached_done_unhealthy_is_not_a_success(
     steps = {s.step_id: s for s in await sim.learning.metrics.steps(PLAYBOOK, "1.0.0")}
     assert steps["restart"].fixes == 0
     # the technician's fix is what fixed these failures, and the restart's success did not
-    data = await load_cases(db, PLAYBOOK, sim.learning.specs, 100)
+    data = await load_cases(LearningRepository(db), PLAYBOOK, sim.learning.specs, 100)
     (case,) = data.cases
     assert case.fixer == "clear_cache" and case.by_human
     assert case.outcomes()[("restart_service", False)] == ("success",)
@@ -151,7 +152,9 @@ async def test_a_learned_step_goes_to_a_verification_of_its_own_on_success(
 async def test_success_means_health_only_from_enough_verified_successes(db: Database) -> None:
     sim = await simulation(db, "mqtt-mixed-causes")
     await run(sim, 80)
-    data = await load_cases(db, "PLAY-MQTT-RECOVER-001", sim.learning.specs, 1000)
+    data = await load_cases(
+        LearningRepository(db), "PLAY-MQTT-RECOVER-001", sim.learning.specs, 1000
+    )
     # here a restart succeeds only when it fixed the broker: the verification always agreed
     healthy, successes = data.health_after_success["restart_service"]
     assert successes >= 20 and healthy == successes

@@ -7,6 +7,7 @@ import math
 
 from graylogic_supervisor.learning.metrics import LearningMetrics
 from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.learning_metrics import MetricsTables
 from tests.learning.simulated import run, simulation
 
 PLAYBOOK = "PLAY-MQTT-RECOVER-001"
@@ -73,7 +74,7 @@ async def test_what_finished_uncounted_is_counted_at_the_next_start(db: Database
     assert await sim.learning.metrics.version(PLAYBOOK, "1.0.0") is None
     assert await sim.learning.catch_up() == 4
     assert await sim.learning.catch_up() == 0
-    fresh = LearningMetrics(db)  # as after a restart: nothing in memory
+    fresh = LearningMetrics(MetricsTables(db))  # as after a restart: nothing in memory
     metrics = await fresh.version(PLAYBOOK, "1.0.0")
     assert metrics is not None and metrics.executions == 4
     unlearned = await db.fetchone("SELECT COUNT(*) FROM executions WHERE learned = 0")

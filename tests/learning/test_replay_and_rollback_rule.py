@@ -10,6 +10,7 @@ from graylogic_supervisor.learning.changes import AddStep, apply_change
 from graylogic_supervisor.learning.replay import compare, mean_expectation, replay
 from graylogic_supervisor.learning.rollback import rollback_test
 from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.learning import LearningRepository
 from tests.learning.simulated import run, simulation
 
 PLAYBOOK = "PLAY-MQTT-RECOVER-001"
@@ -19,7 +20,7 @@ async def test_replaying_the_version_that_ran_gives_back_what_happened(db: Datab
     sim = await simulation(db, "mqtt-mixed-causes")
     times = await run(sim, 200)
     specs = sim.learning.specs
-    data = await load_cases(db, PLAYBOOK, specs, 1000)
+    data = await load_cases(LearningRepository(db), PLAYBOOK, specs, 1000)
     model = data.model(specs, 1800.0)
     playbook = await sim.versions.active_playbook(PLAYBOOK)
     assert playbook is not None
@@ -34,7 +35,7 @@ async def test_adding_the_fix_technicians_used_is_predicted_to_help(db: Database
     sim = await simulation(db, "mqtt-mixed-causes")
     await run(sim, 200)
     specs = sim.learning.specs
-    data = await load_cases(db, PLAYBOOK, specs, 1000)
+    data = await load_cases(LearningRepository(db), PLAYBOOK, specs, 1000)
     assert data.human_fixes["remove_firewall_rule"] > 40
     model = data.model(specs, 1800.0)
     playbook = await sim.versions.active_playbook(PLAYBOOK)
@@ -46,7 +47,7 @@ async def test_adding_the_fix_technicians_used_is_predicted_to_help(db: Database
         "1.1.0",
         specs,
     )
-    comparison = compare(playbook, proposed, data.cases, model, random.Random(1))
+    comparison = compare(playbook, proposed, data.cases, model, rng=random.Random(1))
     share = data.human_fixes["remove_firewall_rule"] / 200
     assert math.isclose(
         comparison.current.p_escalated - comparison.proposed.p_escalated, share, abs_tol=0.01

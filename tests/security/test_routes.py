@@ -27,7 +27,7 @@ from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.escalations import EscalationRepository
 from graylogic_supervisor.store.learning import LearningRepository
 from graylogic_supervisor.store.memory import MemoryRepository
-from graylogic_supervisor.store.trials import TrialRepository
+from graylogic_supervisor.store.trials import NewTrial, TrialRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
 from tests.web.test_admin_auth import log_in
 from tests.web.test_admin_pages import (
@@ -80,7 +80,7 @@ def is_api(path: str) -> bool:
 async def samples(db: Database) -> dict[str, str]:
     """A real object for each path parameter, so a request let through would change it."""
     escalation = await EscalationRepository(db, AuditLog(db)).raise_(
-        None, "mqtt", "critical", "broker down", NOW
+        None, "mqtt", "critical", "broker down", now=NOW
     )
     await ControlRepository(db, AuditLog(db)).set_safe_mode(True, "storm", "supervisor", NOW)
     context = FailureContext(
@@ -116,7 +116,18 @@ async def samples(db: Database) -> dict[str, str]:
         now=NOW,
         activate=False,
     )
-    await TrialRepository(db).start("trial-1", PLAYBOOK, "1.0.0", "1.0.1", 0.2, None, "ada", NOW)
+    await TrialRepository(db).start(
+        NewTrial(
+            id="trial-1",
+            playbook_id=PLAYBOOK,
+            base_version="1.0.0",
+            trial_version="1.0.1",
+            share=0.2,
+            recommendation_id=None,
+            by="ada",
+            at=NOW,
+        )
+    )
     await LearningRepository(db).record_rollback(
         "rollback-1", PLAYBOOK, "1.0.1", "1.0.0", NOW, "ada", "security test", {"manual": True}
     )

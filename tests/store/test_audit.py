@@ -25,7 +25,7 @@ async def test_entries_chain_and_verify(tmp_path: Path) -> None:
         audit = AuditLog(db)
         assert (await audit.verify()).ok  # an empty log verifies
         for n in range(5):
-            await audit.append("alice", "maintenance.start", "mqtt", {"n": n}, NOW)
+            await audit.append("alice", "maintenance.start", "mqtt", {"n": n}, now=NOW)
         check = await audit.verify()
         assert (check.ok, check.entries) == (True, 5)
         newest = (await audit.entries(limit=1))[0]
@@ -35,7 +35,7 @@ async def test_entries_chain_and_verify(tmp_path: Path) -> None:
 async def test_update_and_delete_are_refused(tmp_path: Path) -> None:
     async with Database(tmp_path / "s.db") as db:
         audit = AuditLog(db)
-        await audit.append("supervisor", "safe_mode.enter", "site", {}, NOW)
+        await audit.append("supervisor", "safe_mode.enter", "site", {}, now=NOW)
         with pytest.raises(StoreError, match="append-only"):
             await db.execute("UPDATE audit_log SET actor = 'mallory'")
         with pytest.raises(StoreError, match="append-only"):
@@ -56,7 +56,7 @@ async def test_tampering_behind_the_triggers_back_is_detected(
     async with Database(path) as db:
         audit = AuditLog(db)
         for n in range(3):
-            await audit.append("alice", "x", "site", {"n": n}, NOW)
+            await audit.append("alice", "x", "site", {"n": n}, now=NOW)
     raw = sqlite3.connect(path)
     raw.executescript(
         "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete;" + tamper
@@ -75,7 +75,7 @@ async def test_two_writers_never_fork_the_chain(tmp_path: Path) -> None:
 
         async def write(db: Database, actor: str) -> None:
             for n in range(20):
-                await AuditLog(db).append(actor, "x", "site", {"n": n}, NOW)
+                await AuditLog(db).append(actor, "x", "site", {"n": n}, now=NOW)
 
         await asyncio.gather(write(first, "daemon"), write(second, "cli"))
         check = await AuditLog(first).verify()
@@ -93,7 +93,7 @@ async def test_the_log_is_queried_by_time_range_actor_and_action(tmp_path: Path)
             (2, "bob", "maintenance.end"),
             (3, "supervisor", "safe_mode.enter"),
         ]:
-            await audit.append(actor, action, "site", {}, NOW + timedelta(hours=hours))
+            await audit.append(actor, action, "site", {}, now=NOW + timedelta(hours=hours))
 
         async def actions(**query: object) -> list[str]:
             return [row["action"] for row in await audit.entries(**query)]  # type: ignore[arg-type]
@@ -112,7 +112,7 @@ async def _log_of(path: Path, entries: int) -> None:
     async with Database(path) as db:
         audit = AuditLog(db)
         for n in range(entries):
-            await audit.append("alice", "x", "site", {"n": n}, NOW)
+            await audit.append("alice", "x", "site", {"n": n}, now=NOW)
 
 
 def _behind_the_triggers(path: Path, sql: str, params: tuple[object, ...] = ()) -> None:
@@ -202,7 +202,7 @@ async def test_a_recomputed_chain_made_longer_is_caught(tmp_path: Path) -> None:
         forger = AuditLog(db)
         forger.head_keeper = None
         for n in range(3):
-            await forger.append("mallory", "x", "site", {"n": n}, NOW)
+            await forger.append("mallory", "x", "site", {"n": n}, now=NOW)
     head_file.write_text(saved)  # the real head, as it was
     check = await _verify(path)
     assert (check.ok, check.first_bad_seq) == (False, 4)
@@ -216,7 +216,7 @@ async def test_a_head_behind_by_one_after_a_crash_is_accepted_and_said(tmp_path:
     async with Database(path) as db:
         crashed = AuditLog(db)
         crashed.head_keeper = None  # committed, then killed before the head moved
-        await crashed.append("alice", "x", "site", {"n": "last"}, NOW)
+        await crashed.append("alice", "x", "site", {"n": "last"}, now=NOW)
     check = await _verify(path)
     assert check.clean and check.entries == 4
     assert check.notes == (
@@ -295,7 +295,9 @@ async def main(path, actor):
         audit = AuditLog(db)
         print("ready", flush=True)
         for line in sys.stdin:  # one entry per line read
-            seq = await audit.append(actor, "x", "site", {"line": line.strip()}, datetime.now(UTC))
+            seq = await audit.append(
+                actor, "x", "site", {"line": line.strip()}, now=datetime.now(UTC)
+            )
             print(seq, flush=True)
 
 asyncio.run(main(sys.argv[1], sys.argv[2]))

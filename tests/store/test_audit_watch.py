@@ -46,7 +46,7 @@ def worker() -> Any:
 
 async def _append(audit: AuditLog, count: int, actor: str = "alice") -> None:
     for n in range(count):
-        await audit.append(actor, "x", "site", {"n": n}, NOW)
+        await audit.append(actor, "x", "site", {"n": n}, now=NOW)
 
 
 def _raw(path: Path, *sql: str) -> None:

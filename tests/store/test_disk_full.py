@@ -79,10 +79,10 @@ async def test_the_audit_chain_keeps_its_entry_when_the_disk_fills_mid_transacti
     assert reserve.take()
     async with Database(small_fs / "s.db", reserve=reserve) as db:
         audit = AuditLog(db)
-        await audit.append("alice", "test.before", "subject", {}, NOW)
+        await audit.append("alice", "test.before", "subject", {}, now=NOW)
         fill(small_fs / "filler")
         # a multi-statement transaction: rolled back, room made, run again
-        seq = await audit.append("alice", "test.while_full", "subject", {"k": "v"}, NOW)
+        seq = await audit.append("alice", "test.while_full", "subject", {"k": "v"}, now=NOW)
         assert seq == 2
         assert not reserve.held
         assert (await audit.verify()).ok

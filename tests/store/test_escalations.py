@@ -39,7 +39,7 @@ async def test_raise_records_nothing_sent_yet_with_the_incidents_error_id_and_au
     db: Database, repo: EscalationRepository
 ) -> None:
     incident = await open_incident(db, "inc-1")
-    escalation_id = await repo.raise_(incident, "mqtt", "critical", "broker down", NOW)
+    escalation_id = await repo.raise_(incident, "mqtt", "critical", "broker down", now=NOW)
     assert escalation_id.startswith("esc-20261126-120000-")
     row = await repo.get(escalation_id)
     assert row is not None
@@ -63,7 +63,9 @@ async def test_raise_records_nothing_sent_yet_with_the_incidents_error_id_and_au
 async def test_acknowledge_is_true_once_and_audited_with_who(
     db: Database, repo: EscalationRepository
 ) -> None:
-    escalation_id = await repo.raise_(await open_incident(db, "inc-1"), "mqtt", "high", "m", NOW)
+    escalation_id = await repo.raise_(
+        await open_incident(db, "inc-1"), "mqtt", "high", "m", now=NOW
+    )
     later = NOW + timedelta(minutes=3)
     assert await repo.acknowledge(escalation_id, "alice", later)
     assert not await repo.acknowledge(escalation_id, "bob", later)
@@ -84,7 +86,9 @@ async def test_acknowledging_an_unknown_id_is_false_and_audits_nothing(
 
 
 async def test_acknowledge_needs_a_name(db: Database, repo: EscalationRepository) -> None:
-    escalation_id = await repo.raise_(await open_incident(db, "inc-1"), "mqtt", "high", "m", NOW)
+    escalation_id = await repo.raise_(
+        await open_incident(db, "inc-1"), "mqtt", "high", "m", now=NOW
+    )
     with pytest.raises(ValueError, match="name"):
         await repo.acknowledge(escalation_id, "  ", NOW)
 
@@ -99,7 +103,7 @@ async def test_two_connections_acknowledging_at_once_make_exactly_one_ack(
         cli = EscalationRepository(cli_db, AuditLog(cli_db))
         ids = [
             await daemon.raise_(
-                await open_incident(daemon_db, f"inc-{n}"), "mqtt", "high", "m", NOW
+                await open_incident(daemon_db, f"inc-{n}"), "mqtt", "high", "m", now=NOW
             )
             for n in range(5)
         ]
@@ -120,9 +124,9 @@ async def test_two_connections_acknowledging_at_once_make_exactly_one_ack(
 async def test_open_unacknowledged_leaves_out_acknowledged_and_closed(
     db: Database, repo: EscalationRepository
 ) -> None:
-    first = await repo.raise_(await open_incident(db, "inc-1"), "mqtt", "high", "a", NOW)
-    acked = await repo.raise_(await open_incident(db, "inc-2", "api"), "api", "high", "b", NOW)
-    closed = await repo.raise_(await open_incident(db, "inc-3", "knx"), "knx", "high", "c", NOW)
+    first = await repo.raise_(await open_incident(db, "inc-1"), "mqtt", "high", "a", now=NOW)
+    acked = await repo.raise_(await open_incident(db, "inc-2", "api"), "api", "high", "b", now=NOW)
+    closed = await repo.raise_(await open_incident(db, "inc-3", "knx"), "knx", "high", "c", now=NOW)
     await repo.acknowledge(acked, "alice", NOW)
     assert await repo.close_for_incident("inc-3", NOW) == 1
     assert await repo.close_for_incident("inc-3", NOW) == 0  # already closed
@@ -135,7 +139,9 @@ async def test_open_unacknowledged_leaves_out_acknowledged_and_closed(
 
 
 async def test_set_level_only_moves_forward(db: Database, repo: EscalationRepository) -> None:
-    escalation_id = await repo.raise_(await open_incident(db, "inc-1"), "mqtt", "high", "m", NOW)
+    escalation_id = await repo.raise_(
+        await open_incident(db, "inc-1"), "mqtt", "high", "m", now=NOW
+    )
     assert await repo.set_level(escalation_id, 0)
     assert await repo.set_level(escalation_id, 2)
     assert not await repo.set_level(escalation_id, 1)
@@ -147,7 +153,7 @@ async def test_set_level_only_moves_forward(db: Database, repo: EscalationReposi
 async def test_recent_is_newest_first_and_limited(db: Database, repo: EscalationRepository) -> None:
     ids = [
         await repo.raise_(
-            await open_incident(db, f"inc-{n}"), "mqtt", "high", "m", NOW + timedelta(minutes=n)
+            await open_incident(db, f"inc-{n}"), "mqtt", "high", "m", now=NOW + timedelta(minutes=n)
         )
         for n in range(3)
     ]

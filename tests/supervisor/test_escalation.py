@@ -173,7 +173,7 @@ async def harness(
         repo = EscalationRepository(db, AuditLog(db))
         clock = clock or ManualClock()
         alerts = RecordingAlerts()
-        chain = EscalationChain(config, repo, alerts, clock, http, site="dev-site")
+        chain = EscalationChain(config, repo, alerts, clock, http=http, site="dev-site")
         yield Harness(db, repo, chain, clock, alerts)
 
 

@@ -525,7 +525,9 @@ async def test_a_maintenance_window_holds_recovery_and_ends_on_its_own(harness: 
     harness.healthy_on_probe = True
     now = harness.clock.now()
     # a window well past the first look (0.1 s), short of the next maintenance check
-    await harness.controls.start_maintenance("mqtt", 2.0, "replacing the switch", "alice", now)
+    await harness.controls.start_maintenance(
+        "mqtt", 2.0, "replacing the switch", by="alice", now=now
+    )
     harness.monitor.report("mqtt", False, "down")
     await harness.clock.sleep(0.1)
     assert await harness.statuses() == []
@@ -550,7 +552,7 @@ async def test_a_site_wide_window_started_mid_incident_holds_it(harness: Harness
         return bool(await harness.evaluations())
 
     await eventually(harness.clock, under_way)  # the incident is open and its first run allowed
-    await harness.controls.start_maintenance("*", 60, "site works", "bob", now)
+    await harness.controls.start_maintenance("*", 60, "site works", by="bob", now=now)
 
     async def held() -> bool:
         return len(await harness.evaluations()) == 2

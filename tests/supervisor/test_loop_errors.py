@@ -156,7 +156,7 @@ async def test_the_maintenance_check_outlives_a_locked_store(
     async with open_harness(tmp_path) as h:
         await h.db.fetchall("PRAGMA busy_timeout = 50")
         await h.controls.start_maintenance(
-            "mqtt", 1, "replacing the switch", "alice", h.clock.now()
+            "mqtt", 1, "replacing the switch", by="alice", now=h.clock.now()
         )
         async with running(h) as task:
             with write_lock(tmp_path / "s.db"):

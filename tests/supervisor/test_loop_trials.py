@@ -10,6 +10,7 @@ import pytest
 
 from graylogic_supervisor.learning.trials import in_trial
 from graylogic_supervisor.playbooks.model import Playbook
+from graylogic_supervisor.store.trials import NewTrial
 from graylogic_supervisor.supervisor.policy import PolicySettings
 from tests.supervisor.test_loop import Harness, eventually, open_harness, settle
 
@@ -35,7 +36,16 @@ async def with_trial(h: Harness, share: float, **limits: float) -> None:
         activate=False,
     )
     assert await h.trials.start(
-        TRIAL, PLAYBOOK, "1.0.0", "1.1.0", share, None, "ada", h.clock.now()
+        NewTrial(
+            id=TRIAL,
+            playbook_id=PLAYBOOK,
+            base_version="1.0.0",
+            trial_version="1.1.0",
+            share=share,
+            recommendation_id=None,
+            by="ada",
+            at=h.clock.now(),
+        )
     )
 
 

@@ -12,6 +12,7 @@ from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.executions import ExecutionRepository, StepEnd
 from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.store.views import RecordViews
 from graylogic_supervisor.supervisor.resumption import RUN_AGAIN, resumable_executions
 
 SOURCE = """\
@@ -46,7 +47,9 @@ async def stopped_in(db: Database, step_id: str) -> ExecutionRepository:
 
 async def test_a_run_stopped_in_an_idempotent_step_is_resumed_there(db: Database) -> None:
     executions = await stopped_in(db, "settle")
-    [found] = await resumable_executions(executions, PlaybookVersions(db), VirtualClock(T0))
+    [found] = await resumable_executions(
+        executions, RecordViews(db), PlaybookVersions(db), VirtualClock(T0)
+    )
     assert (found.execution_id, found.step_id, found.failure) == ("exec-1", "settle", FAILURE)
     rows = await executions.steps("exec-1")
     assert [(r["step_id"], r["outcome"], r["error"]) for r in rows] == [
@@ -59,7 +62,12 @@ async def test_a_run_stopped_in_a_step_that_is_not_idempotent_is_left_alone(
     db: Database,
 ) -> None:
     executions = await stopped_in(db, "restart")
-    assert await resumable_executions(executions, PlaybookVersions(db), VirtualClock(T0)) == []
+    assert (
+        await resumable_executions(
+            executions, RecordViews(db), PlaybookVersions(db), VirtualClock(T0)
+        )
+        == []
+    )
     [_, restart] = await executions.steps("exec-1")
     assert restart["outcome"] == "running"  # start-up marks it interrupted next
 
@@ -71,9 +79,11 @@ async def test_a_start_up_stopped_after_choosing_to_resume_is_resumed_by_the_nex
     bench/crash.py) left the run with no step running: it was marked interrupted."""
     executions = await stopped_in(db, "settle")
     versions = PlaybookVersions(db)
-    await resumable_executions(executions, versions, VirtualClock(T0))  # then killed
+    await resumable_executions(
+        executions, RecordViews(db), versions, VirtualClock(T0)
+    )  # then killed
 
-    [found] = await resumable_executions(executions, versions, VirtualClock(T0))
+    [found] = await resumable_executions(executions, RecordViews(db), versions, VirtualClock(T0))
     assert (found.execution_id, found.step_id) == ("exec-1", "settle")
     rows = await executions.steps("exec-1")
     assert [(r["step_id"], r["outcome"]) for r in rows] == [
@@ -87,10 +97,10 @@ async def test_a_run_marked_to_run_again_that_went_on_is_not_resumed_from_that_m
 ) -> None:
     executions = await stopped_in(db, "settle")
     versions = PlaybookVersions(db)
-    await resumable_executions(executions, versions, VirtualClock(T0))
+    await resumable_executions(executions, RecordViews(db), versions, VirtualClock(T0))
     restart = await executions.start_step(
         "exec-1", 3, "restart", "Restart", "restart_service", None, 1, T0
     )
     await executions.finish_step(restart, T0, 0.1, StepEnd("success", "up", {}, None, "done"))
 
-    assert await resumable_executions(executions, versions, VirtualClock(T0)) == []
+    assert await resumable_executions(executions, RecordViews(db), versions, VirtualClock(T0)) == []

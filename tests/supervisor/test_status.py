@@ -25,7 +25,7 @@ async def test_progress_counts_steps_and_estimates_what_is_left(broker: Broker) 
     link = MqttLink(settings(broker.port, root), SystemClock(), random.Random(1))
     book = playbook(STANDARD)
     history = DurationHistory({(book.id, book.version): (40.0, 4)})  # a mean of 10 s
-    publisher = StatusPublisher(link, Topics(root), "site", SystemClock(), history)
+    publisher = StatusPublisher(link, Topics(root), "site", SystemClock(), durations=history)
     failure = FailureInfo("fail-1", "mqtt", "ERR-INFRA-MQTT-001", "down")
     task = asyncio.create_task(link.run())
     received: list[dict[str, object]] = []

@@ -24,6 +24,7 @@ from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.sessions import LoginLimits, SessionRepository
 from graylogic_supervisor.store.users import UserRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.store.views import PageStore
 from graylogic_supervisor.supervisor.policy import TerminationReading
 from graylogic_supervisor.web.app import WebDeps, create_app
 from graylogic_supervisor.web.auth import AuthDeps
@@ -58,7 +59,7 @@ async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(
         WebDeps(Health1(), lambda: frozenset({"mqtt"}), Metrics("test"), "villa-7", "0.1.0"),
         AdminDeps(
-            db,
+            PageStore.of(db),
             AuthDeps(users, SessionRepository(db), audit, clock),
             ControlRepository(db, audit),
             EscalationRepository(db, audit),
@@ -175,7 +176,7 @@ async def test_a_viewer_sees_everything_and_changes_nothing(
     client: httpx.AsyncClient, db: Database
 ) -> None:
     escalations = EscalationRepository(db, AuditLog(db))
-    escalation_id = await escalations.raise_(None, "mqtt", "critical", "broker down", NOW)
+    escalation_id = await escalations.raise_(None, "mqtt", "critical", "broker down", now=NOW)
     await ControlRepository(db, AuditLog(db)).set_safe_mode(True, "storm", "supervisor", NOW)
     await log_in(client, "vic")
     page = await client.get("/")
@@ -193,7 +194,7 @@ async def test_a_viewer_sees_everything_and_changes_nothing(
 
 async def test_an_admin_acknowledges_an_escalation(client: httpx.AsyncClient, db: Database) -> None:
     escalations = EscalationRepository(db, AuditLog(db))
-    escalation_id = await escalations.raise_(None, "mqtt", "critical", "broker down", NOW)
+    escalation_id = await escalations.raise_(None, "mqtt", "critical", "broker down", now=NOW)
     await log_in(client, "ada")
     token = session_csrf((await client.get("/")).text)
     done = await client.post(

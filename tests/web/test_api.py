@@ -189,7 +189,7 @@ async def test_the_dashboard_memory_and_learning_through_the_api(
     from graylogic_supervisor.store.escalations import EscalationRepository
 
     escalation = await EscalationRepository(db, AuditLog(db)).raise_(
-        None, "mqtt", "critical", "down", NOW
+        None, "mqtt", "critical", "down", now=NOW
     )
     await ControlRepository(db, AuditLog(db)).set_safe_mode(True, "storm", "supervisor", NOW)
     await log_in(client, "ada")

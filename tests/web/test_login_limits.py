@@ -27,6 +27,7 @@ from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.sessions import LoginLimits, SessionRepository
 from graylogic_supervisor.store.users import UserRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.store.views import PageStore
 from graylogic_supervisor.supervisor.policy import TerminationReading
 from graylogic_supervisor.web.app import WebDeps, create_app
 from graylogic_supervisor.web.auth import AuthDeps
@@ -65,7 +66,7 @@ async def build(db: Database, pool: PasswordPool) -> Site:
     app = create_app(
         WebDeps(Health1(), frozenset, metrics, "villa-7", "0.1.0"),
         AdminDeps(
-            db,
+            PageStore.of(db),
             AuthDeps(users, SessionRepository(db), audit, clock, metrics=metrics),
             ControlRepository(db, audit),
             EscalationRepository(db, audit),

@@ -23,6 +23,7 @@ from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.sessions import SessionRepository
 from graylogic_supervisor.store.users import UserRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.store.views import PageStore
 from graylogic_supervisor.supervisor.policy import TerminationReading
 from graylogic_supervisor.web.app import WebDeps, create_app
 from graylogic_supervisor.web.auth import AuthDeps
@@ -110,7 +111,7 @@ async def watched(db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, AuditL
     app = create_app(
         WebDeps(Health1(), frozenset, Metrics("test"), "villa-7", "0.1.0"),
         AdminDeps(
-            db,
+            PageStore.of(db),
             AuthDeps(users, SessionRepository(db), audit, clock),
             ControlRepository(db, audit),
             EscalationRepository(db, audit),
@@ -138,7 +139,7 @@ async def test_the_audit_page_shows_the_head_and_a_cut_tail_even_with_the_head_f
 ) -> None:
     http, audit = watched
     for n in range(5):
-        await audit.append("ada", "maintenance.start", "mqtt", {"n": n}, NOW)
+        await audit.append("ada", "maintenance.start", "mqtt", {"n": n}, now=NOW)
     await log_in(http, "ada")  # one more entry: session.login
     page = await http.get("/audit")
     head = await audit.last()

@@ -19,6 +19,7 @@ from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.escalations import EscalationRepository
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.sessions import SessionRepository
+from graylogic_supervisor.store.views import PageStore
 from graylogic_supervisor.supervisor.policy import TerminationReading
 from graylogic_supervisor.web.app import WebDeps, create_app
 from graylogic_supervisor.web.auth import AuthDeps
@@ -53,7 +54,7 @@ async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(
         WebDeps(Health1(), frozenset, Metrics("test"), "villa-7", "0.1.0"),
         AdminDeps(
-            db,
+            PageStore.of(db),
             AuthDeps(learning.users, SessionRepository(db), AuditLog(db), SystemClock()),
             ControlRepository(db, AuditLog(db)),
             EscalationRepository(db, AuditLog(db)),
