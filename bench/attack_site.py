@@ -362,7 +362,7 @@ def recompute_chain(db: sqlite3.Connection) -> None:
     for i, (seq, at, actor, action, subject, detail) in enumerate(rows):
         if i == 0:
             detail = json.dumps({"tampered": True})
-        digest = entry_hash(prev, seq, at, actor, action, subject, detail)
+        digest = entry_hash(prev, seq, at, actor, action=action, subject=subject, detail=detail)
         db.execute(
             "UPDATE audit_log SET detail = ?, prev_hash = ?, hash = ? WHERE seq = ?",
             (detail, prev, digest, seq),

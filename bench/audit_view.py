@@ -45,8 +45,9 @@ from typing import Any
 import httpx
 
 from graylogic_supervisor.clock import SystemClock, isoformat
+from graylogic_supervisor.config import LearningConfig
 from graylogic_supervisor.engine.builtins import builtin_specs
-from graylogic_supervisor.learning.service import LearningService, LearningSettings
+from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.store.audit import AuditLog, entry_hash
 from graylogic_supervisor.store.commands import CommandRepository
@@ -108,7 +109,9 @@ def fill(path: Path, entries: int) -> tuple[int, str]:
     rows = []
     for seq in range(1, entries + 1):
         detail = json.dumps({"n": seq, "reason": "bench"}, sort_keys=True)
-        digest = entry_hash(prev, seq, at, "alice", "maintenance.start", "mqtt", detail)
+        digest = entry_hash(
+            prev, seq, at, "alice", action="maintenance.start", subject="mqtt", detail=detail
+        )
         rows.append((seq, at, "alice", "maintenance.start", "mqtt", detail, prev, digest))
         prev = digest
     with raw:
@@ -154,7 +157,12 @@ async def bench(args: argparse.Namespace, directory: Path) -> dict[str, Any]:
             users = UserRepository(db)
             await users.add("ada", "admin", PASSWORD, clock.now())
             learning = LearningService(
-                db, PlaybookVersions(db), audit, builtin_specs(), LearningSettings(), clock
+                db,
+                PlaybookVersions(db),
+                audit,
+                builtin_specs(),
+                settings=LearningConfig(),
+                clock=clock,
             )
             extra = [None, watch] if watch is not None else []
             app = create_app(

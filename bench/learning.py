@@ -24,7 +24,7 @@ after the playbook gave up (the scenario's 30 minutes times 0.5 to 2, uniform).
 No step times out: the scenario's durations stay under the playbook's timeouts.
 
 Then, with the real ``LearningService`` on a ``Database`` opened as the daemon opens
-it (WAL, ``synchronous=FULL``), the system clock and default ``LearningSettings``
+it (WAL, ``synchronous=FULL``), the system clock and default ``LearningConfig``
 (a replay window of the 1,000 most recent executions):
 
 - ``catch_up_s``: ``time.perf_counter()`` around ``catch_up()``, which counts every
@@ -90,6 +90,7 @@ from typing import Any
 from engine import MIB, RssSampler
 
 from graylogic_supervisor.clock import SystemClock, isoformat
+from graylogic_supervisor.config import LearningConfig
 from graylogic_supervisor.domain.actions import ActionSpec
 from graylogic_supervisor.domain.memory import (
     Attempt,
@@ -100,7 +101,7 @@ from graylogic_supervisor.domain.memory import (
     Resolution,
     Resources,
 )
-from graylogic_supervisor.learning.service import LearningService, LearningSettings
+from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.playbooks.loader import LoadedPlaybook, load_playbook
 from graylogic_supervisor.playbooks.model import DONE, TERMINALS, Playbook, Step
 from graylogic_supervisor.sim import goals
@@ -389,7 +390,12 @@ def fill_store(
 async def measure_learning(path: Path, specs: Mapping[str, ActionSpec]) -> dict[str, Any]:
     async with Database(path) as db:
         service = LearningService(
-            db, PlaybookVersions(db), AuditLog(db), specs, LearningSettings(), SystemClock()
+            db,
+            PlaybookVersions(db),
+            AuditLog(db),
+            specs,
+            settings=LearningConfig(),
+            clock=SystemClock(),
         )
         async with RssSampler() as rss:
             started = time.perf_counter()

@@ -52,6 +52,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    _add_run_and_check(commands)
+    playbook_commands = _add_playbook_commands(commands)
+    exec_commands = _add_execution_commands(commands)
+    add_execution_control(exec_commands, commands, _config_option)
+    add_operator_commands(commands, _config_option)
+    add_memory_commands(commands, _config_option)
+    add_learning_commands(commands, playbook_commands, _config_option)
+    return parser
+
+
+def _add_run_and_check(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``run`` and ``check-config``."""
     run = commands.add_parser(
         "run",
         help="run the daemon (until SIGTERM or SIGINT)",
@@ -75,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("path", type=Path, help="the config file (YAML)")
 
+
+def _add_playbook_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """``playbook validate|dry-run|export|import``; the learning adds its own actions."""
     playbook = commands.add_parser("playbook", help="work with playbook files")
     playbook_commands = playbook.add_subparsers(
         dest="playbook_command", required=True, metavar="ACTION"
@@ -135,7 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("file", type=Path)
     importer.add_argument("--by", default=None, help="who (default: login name)")
     importer.add_argument("--reason", required=True, help="why, for the version and the audit log")
+    return playbook_commands
 
+
+def _add_execution_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """``executions list|show``; the operators' controls add theirs."""
     executions = commands.add_parser(
         "executions",
         help="read recorded executions; pause, resume, cancel or override running ones",
@@ -155,11 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     _config_option(show)
     show.add_argument("execution_id")
     show.add_argument("--json", action="store_true", help="print JSON instead of YAML")
-    add_execution_control(exec_commands, commands, _config_option)
-    add_operator_commands(commands, _config_option)
-    add_memory_commands(commands, _config_option)
-    add_learning_commands(commands, playbook_commands, _config_option)
-    return parser
+    return exec_commands
 
 
 def _config_option(parser: argparse.ArgumentParser) -> None:

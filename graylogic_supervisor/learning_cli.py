@@ -26,7 +26,7 @@ from graylogic_supervisor.domain.states import VersionStatus
 from graylogic_supervisor.engine.builtins import builtin_specs
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.learning.changes import change_from_yaml
-from graylogic_supervisor.learning.service import LearningService, learning_settings
+from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.operator_cli import default_actor
 from graylogic_supervisor.passwords import PasswordPool
 from graylogic_supervisor.store.audit import AuditLog
@@ -275,8 +275,8 @@ async def run_learning_command(args: argparse.Namespace, config: SupervisorConfi
             versions,
             AuditLog(db),
             builtin_specs(),
-            learning_settings(config.learning),
-            clock,
+            settings=config.learning,
+            clock=clock,
         )
         try:
             if args.command == "analyze":

@@ -184,6 +184,7 @@ async def publish_state(
     metrics: Metrics,
     policy: RecoveryPolicy,
     supervisor: Supervisor,
+    *,
     controls: ControlRepository,
     clock: Clock,
     learning: LearningService,
@@ -252,13 +253,14 @@ async def apply_commands(
     runs: ExecutionControls,
     controls: ControlRepository,
     audit: AuditLog,
+    *,
     clock: Clock,
 ) -> None:
     """Operators' commands from the CLI (through the store), applied and audited."""
     streak = ErrorStreak("reading or recording operators' commands", logger)
     while True:
         try:
-            await _apply_pending(commands, runs, controls, audit, clock)
+            await _apply_pending(commands, runs, controls, audit, clock=clock)
         except StoreError as exc:  # a full disk: not recorded, so tried again later
             streak.failed(exc, STORE_RETRY_S)
             await clock.sleep(STORE_RETRY_S)
@@ -272,6 +274,7 @@ async def _apply_pending(
     runs: ExecutionControls,
     controls: ControlRepository,
     audit: AuditLog,
+    *,
     clock: Clock,
 ) -> None:
     for command in await commands.pending():

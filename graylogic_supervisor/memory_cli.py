@@ -11,9 +11,9 @@ import sys
 from collections.abc import Callable
 
 from graylogic_supervisor.clock import SystemClock
-from graylogic_supervisor.config import SupervisorConfig
+from graylogic_supervisor.config import MemoryConfig, SupervisorConfig
 from graylogic_supervisor.domain.memory import Resolution
-from graylogic_supervisor.memory.service import FailureMemory, MemorySettings
+from graylogic_supervisor.memory.service import FailureMemory
 from graylogic_supervisor.operator_cli import default_actor
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database
@@ -84,7 +84,7 @@ async def run_memory_command(args: argparse.Namespace, config: SupervisorConfig)
             print("\n".join(lines))
             return EXIT_OK
         repository = MemoryRepository(db)
-        memory = FailureMemory(repository, MemorySettings(), clock)
+        memory = FailureMemory(repository, MemoryConfig(), clock)
         if args.memory_command == "resolve":
             by = args.by or default_actor()
             resolution = Resolution(

@@ -319,14 +319,16 @@ async def run_control_command(args: argparse.Namespace, config: SupervisorConfig
     async with Database(config.database_path) as db:
         commands = CommandRepository(db)
         if args.command == "emergency-stop":
-            command_id = await commands.issue(ALL, "emergency_stop", by, args.reason, clock.now())
+            command_id = await commands.issue(
+                ALL, "emergency_stop", by, args.reason, now=clock.now()
+            )
         else:
             command_id = await commands.issue(
                 args.execution_id,
                 args.executions_command,
                 by,
                 args.reason,
-                clock.now(),
+                now=clock.now(),
                 step_id=getattr(args, "step_id", None),
                 outcome=getattr(args, "outcome", None),
             )

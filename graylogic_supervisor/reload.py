@@ -20,13 +20,11 @@ from graylogic_supervisor.config import SupervisorConfig, load_config
 from graylogic_supervisor.domain.actions import ActionSpec
 from graylogic_supervisor.errors import SourceError
 from graylogic_supervisor.health.monitor import HealthMonitor
-from graylogic_supervisor.memory.consolidation import ConsolidationSettings
-from graylogic_supervisor.memory.service import MemorySettings
 from graylogic_supervisor.playbooks.loader import LoadedPlaybook, load_directory
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.supervisor.loop import Supervisor
-from graylogic_supervisor.supervisor.policy import PolicySettings, RecoveryPolicy
+from graylogic_supervisor.supervisor.policy import RecoveryPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -37,36 +35,6 @@ RESTART_ONLY = ("services", "broker", "mqtt", "state_dir", "database", "admin", 
 class ReloadResult:
     ok: bool
     detail: str
-
-
-def policy_settings(config: SupervisorConfig) -> PolicySettings:
-    policy = config.policy
-    values = policy.model_dump(exclude={"essentials", "critical_patterns"})
-    return PolicySettings(
-        **values,
-        essentials=tuple(policy.essentials),
-        critical_patterns=tuple(
-            (p.error_id, p.message, p.reason) for p in policy.critical_patterns
-        ),
-    )
-
-
-def memory_settings(config: SupervisorConfig) -> MemorySettings:
-    memory = config.memory
-    return MemorySettings(
-        confidence_threshold=memory.confidence_threshold,
-        similar_min_score=memory.similar_min_score,
-        pattern_threshold=memory.pattern_threshold,
-        pattern_min_members=memory.pattern_min_members,
-        consolidation=ConsolidationSettings(
-            pattern_unmatched_days=memory.pattern_unmatched_days,
-            review_min_matches=memory.review_min_matches,
-            review_success_below=memory.review_success_below,
-            compress_after_days=memory.compress_after_days,
-            keep_routine_days=memory.keep_routine_days,
-            keep_escalated_days=memory.keep_escalated_days,
-        ),
-    )
 
 
 class Reloader:
@@ -117,7 +85,7 @@ class Reloader:
             self._monitor.update_thresholds(config.components)
         except ValueError as exc:
             return ReloadResult(False, f"kept the running configuration: {exc}")
-        self._policy.update_settings(policy_settings(config))
+        self._policy.update_settings(config.policy)
         self._supervisor.update_catalog(catalog)
         seeded = [
             await self._versions.seed(item.playbook, item.source, str(item.file), self._clock.now())

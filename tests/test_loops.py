@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from graylogic_supervisor import loops
+from graylogic_supervisor.config import MemoryConfig
 from graylogic_supervisor.memory.events import EventRing
-from graylogic_supervisor.memory.service import FailureMemory, MemorySettings
+from graylogic_supervisor.memory.service import FailureMemory
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.memory import MemoryRepository
@@ -28,7 +29,7 @@ async def test_a_nightly_job_on_a_failing_store_retries_then_gives_up_without_ra
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = ManualClock()
-    memory = FailureMemory(MemoryRepository(await closed_store(tmp_path)), MemorySettings(), clock)
+    memory = FailureMemory(MemoryRepository(await closed_store(tmp_path)), MemoryConfig(), clock)
     caplog.set_level(logging.DEBUG, "graylogic_supervisor.loops")
 
     await loops.consolidate_memory(memory, clock)

@@ -156,6 +156,7 @@ class HeartbeatTracker:
         topic_root: str,
         clock: Clock,
         report: Report,
+        *,
         recheck: Recheck,
         flooded_at: FloodedAt = lambda: None,
     ) -> None:

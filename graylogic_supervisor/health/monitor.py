@@ -92,6 +92,7 @@ class HealthMonitor:
         services: ServiceManager,
         probers: Mapping[str, Prober],
         clock: Clock,
+        *,
         publisher: HealthPublisher | None = None,
         on_could_not_tell: BlindListener | None = None,
     ) -> None:

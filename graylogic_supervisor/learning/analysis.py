@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from graylogic_supervisor.config import LearningConfig
 from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
 from graylogic_supervisor.learning.cases import CaseSet
 from graylogic_supervisor.learning.changes import (
@@ -62,18 +63,7 @@ TIMEOUT_SHARE = 0.2
 TIMEOUT_MIN = 5
 EVIDENCE_IDS = 20
 MAX_RETRY_ATTEMPTS = 5
-
-
-@dataclass(frozen=True)
-class AnalysisSettings:
-    min_executions: int = 10
-    confidence_threshold: float = 0.8
-    replay_window: int = 1000
-    default_manual_s: float = 1800.0
-    resamples: int = 400
-    # A change must save at least this share of the expected resolution time: below it
-    # a new version is churn (and needs fresh executions) for a gain nobody would notice.
-    min_improvement: float = 0.01
+RESAMPLES = 400  # bootstrap resamples behind a comparison's confidence
 
 
 @dataclass
@@ -140,16 +130,17 @@ def analyse_playbook(
     metrics: VersionMetrics | None,
     new_executions: int,
     steps: Sequence[StepMetrics],
+    *,
     pairs: Sequence[StepPair],
     data: CaseSet,
     specs: Mapping[str, ActionSpec],
-    settings: AnalysisSettings,
+    settings: LearningConfig,
 ) -> PlaybookAnalysis:
     """``new_executions``: of the active version in the analysis window (the service's
     ``window_days``)."""
     executions = metrics.executions if metrics is not None else 0
     result = PlaybookAnalysis(playbook.id, playbook.version, executions, new_executions)
-    result.findings = findings(playbook, steps, pairs, data, specs)
+    result.findings = findings(playbook, steps, pairs, data, specs=specs)
     if new_executions < settings.min_executions:
         result.note = (
             f"{new_executions} executions of {playbook.version} in the analysis window;"
@@ -159,12 +150,21 @@ def analyse_playbook(
     if not supported(playbook):
         result.note = "parallel groups and needs: are not replayed; findings only"
         return result
-    model = data.model(specs, settings.default_manual_s)
+    model = data.model(specs, settings.manual_resolve_s)
     baseline = {case: replay(playbook, case, model) for case in data.cases}
     baselines: dict[float, Expectation] = {}  # the current version under each hypothesis
     best_by_key: dict[str, tuple[Recommendation, float]] = {}
-    for candidate in candidates(playbook, steps, pairs, data, model, specs):
-        evaluated = evaluate(playbook, candidate, data, model, specs, settings, baseline, baselines)
+    for candidate in candidates(playbook, steps, pairs, data, model=model, specs=specs):
+        evaluated = evaluate(
+            playbook,
+            candidate,
+            data,
+            model,
+            specs=specs,
+            settings=settings,
+            baseline=baseline,
+            baselines=baselines,
+        )
         considered = {
             "change": candidate.change.model_dump(mode="json"),
             "summary": candidate.summary,
@@ -201,8 +201,9 @@ def evaluate(
     candidate: Candidate,
     data: CaseSet,
     model: OutcomeModel,
+    *,
     specs: Mapping[str, ActionSpec],
-    settings: AnalysisSettings,
+    settings: LearningConfig,
     baseline: Mapping[Case, Expectation] | None = None,
     baselines: dict[float, Expectation] | None = None,
 ) -> Recommendation | str:
@@ -223,13 +224,20 @@ def evaluate(
         data.cases,
         model,
         rng=random.Random(seed),
-        resamples=settings.resamples,
+        resamples=RESAMPLES,
         baseline=baseline,
     )
     verdict = _verdict(comparison, settings)
     if verdict is not None and comparison.proposed.p_guessed > 0:
         return _trial(
-            playbook, proposed, candidate, data, model, settings, verdict, baselines or {}
+            playbook,
+            proposed,
+            candidate,
+            data,
+            model=model,
+            settings=settings,
+            verdict=verdict,
+            baselines=baselines or {},
         )
     if verdict is not None:
         return verdict
@@ -250,7 +258,7 @@ def evaluate(
     )
 
 
-def _verdict(comparison: Comparison, settings: AnalysisSettings) -> str | None:
+def _verdict(comparison: Comparison, settings: LearningConfig) -> str | None:
     """Why the comparison does not make a recommendation, or None when it does."""
     if comparison.proposed.time_s >= comparison.current.time_s * (1 - 1e-9):
         return (
@@ -278,8 +286,9 @@ def _trial(
     proposed: Playbook,
     candidate: Candidate,
     data: CaseSet,
+    *,
     model: OutcomeModel,
-    settings: AnalysisSettings,
+    settings: LearningConfig,
     verdict: str,
     baselines: dict[float, Expectation],
 ) -> Recommendation | str:
@@ -391,6 +400,7 @@ def findings(
     steps: Sequence[StepMetrics],
     pairs: Sequence[StepPair],
     data: CaseSet,
+    *,
     specs: Mapping[str, ActionSpec],
 ) -> dict[str, Any]:
     present = _actions(playbook)
@@ -478,6 +488,7 @@ def candidates(
     steps: Sequence[StepMetrics],
     pairs: Sequence[StepPair],
     data: CaseSet,
+    *,
     model: OutcomeModel,
     specs: Mapping[str, ActionSpec],
 ) -> list[Candidate]:

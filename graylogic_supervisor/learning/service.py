@@ -8,9 +8,8 @@ import difflib
 import logging
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -19,13 +18,6 @@ from graylogic_supervisor.config import LearningConfig
 from graylogic_supervisor.domain.actions import ActionSpec
 from graylogic_supervisor.domain.states import RecommendationStatus, TrialStatus
 from graylogic_supervisor.errors import SupervisorError
-from graylogic_supervisor.learning.analysis import (
-    AnalysisSettings,
-    Candidate,
-    PlaybookAnalysis,
-    analyse_playbook,
-    evaluate,
-)
 from graylogic_supervisor.learning.cases import load_cases
 from graylogic_supervisor.learning.changes import (
     Change,
@@ -37,7 +29,7 @@ from graylogic_supervisor.learning.changes import (
 from graylogic_supervisor.learning.metrics import LearningMetrics
 from graylogic_supervisor.learning.rejections import change_key, earlier_rejection, holds_back
 from graylogic_supervisor.learning.safety import verification_guard
-from graylogic_supervisor.learning.trials import DEFAULT_SHARE, TrialKeeper
+from graylogic_supervisor.learning.trials import TrialKeeper
 from graylogic_supervisor.learning.verdicts import Verdicts
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.audit import AuditEntry, AuditLog
@@ -62,6 +54,9 @@ from graylogic_supervisor.store.versions import (
     semver_key,
 )
 
+if TYPE_CHECKING:
+    from graylogic_supervisor.learning.analysis import PlaybookAnalysis
+
 logger = logging.getLogger(__name__)
 
 Alert = Callable[[str, str, dict[str, str]], None]  # severity, message, context
@@ -71,30 +66,6 @@ class LearningError(SupervisorError):
     """A recommendation that cannot be decided as asked (gone, stale, invalid)."""
 
 
-@dataclass(frozen=True)
-class LearningSettings:
-    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
-    expiry_days: float = 7.0
-    # The analysis needs min_executions of the active version within this many days.
-    window_days: float = 30.0
-    trial_share: float = DEFAULT_SHARE
-
-
-def learning_settings(config: LearningConfig) -> LearningSettings:
-    return LearningSettings(
-        AnalysisSettings(
-            min_executions=config.min_executions,
-            confidence_threshold=config.confidence_threshold,
-            replay_window=config.replay_window,
-            default_manual_s=config.manual_resolve_s,
-            min_improvement=config.min_improvement,
-        ),
-        expiry_days=config.recommendation_expiry_days,
-        window_days=config.window_days,
-        trial_share=config.trial_share,
-    )
-
-
 class LearningService:
     def __init__(
         self,
@@ -102,7 +73,8 @@ class LearningService:
         versions: PlaybookVersions,
         audit: AuditLog,
         specs: Mapping[str, ActionSpec],
-        settings: LearningSettings,
+        *,
+        settings: LearningConfig,
         clock: Clock,
         alert: Alert | None = None,
         ids: random.Random | None = None,
@@ -124,8 +96,8 @@ class LearningService:
             versions,
             self.metrics,
             self.store,
-            min_executions=settings.analysis.min_executions,
-            manual_s=settings.analysis.default_manual_s,
+            min_executions=settings.min_executions,
+            manual_s=settings.manual_resolve_s,
         )
         self.decisions = LearningDecisions(db, audit)
         self.trials = TrialKeeper(
@@ -134,13 +106,13 @@ class LearningService:
             self.decisions,
             self.store,
             clock=clock,
-            min_executions=settings.analysis.min_executions,
-            manual_s=settings.analysis.default_manual_s,
+            min_executions=settings.min_executions,
+            manual_s=settings.manual_resolve_s,
             ids=ids,
         )
 
     @property
-    def settings(self) -> LearningSettings:
+    def settings(self) -> LearningConfig:
         return self._settings
 
     @property
@@ -203,9 +175,7 @@ class LearningService:
             raise LearningError(
                 f"{what} does not apply to the active {active.version}: {exc}"
             ) from exc
-        data = await load_cases(
-            self.store, active.id, self._specs, self._settings.analysis.replay_window
-        )
+        data = await load_cases(self.store, active.id, self._specs, self._settings.replay_window)
         unsafe = verification_guard(active, proposed, self._specs, data.success_means_health)
         if unsafe is not None:  # a modified change too: no approval drops a last verification
             raise LearningError(f"{what} {unsafe}")
@@ -270,7 +240,7 @@ class LearningService:
             return None
         restored = baseline.version
         report = await self.verdicts.investigation(
-            playbook_id, version, restored, verdict, baseline
+            playbook_id, version, restored, verdict, baseline=baseline
         )
         now = self._clock.now()
         rollback_id = new_id("rollback", now, self._ids)
@@ -350,7 +320,7 @@ class LearningService:
             "prediction_bias": await self.verdicts.bias(),
         }
         await self.store.record_analysis(
-            analysis_id, started, finished, trigger, len(created), report
+            analysis_id, started, finished, trigger, recommendations=len(created), report=report
         )
         return report
 
@@ -358,7 +328,9 @@ class LearningService:
         """Analyse one playbook's active version, if it ran ``min_executions`` times in
         the last ``window_days`` days (overlapping windows are fine: a change already
         pending is not stored twice, a rejected one is held back)."""
-        settings = self._settings.analysis
+        from graylogic_supervisor.learning.analysis import analyse_playbook  # on its first run
+
+        settings = self._settings
         now = self._clock.now()
         since = now - timedelta(days=self._settings.window_days)
         fresh = await self.store.counted_since(playbook.id, playbook.version, isoformat(since))
@@ -368,10 +340,10 @@ class LearningService:
             await self.metrics.version(playbook.id, playbook.version),
             fresh,
             await self.metrics.steps(playbook.id, playbook.version),
-            await self.metrics.pairs(playbook.id, playbook.version),
-            data,
-            self._specs,
-            settings,
+            pairs=await self.metrics.pairs(playbook.id, playbook.version),
+            data=data,
+            specs=self._specs,
+            settings=settings,
         )
         await self.store.set_analysed_at(playbook.id, now)
         return result
@@ -426,7 +398,9 @@ class LearningService:
                     "analysis_id": None,
                     "status": RecommendationStatus.PENDING,
                     "generated_at": isoformat(now),
-                    "expires_at": isoformat(now + timedelta(days=self._settings.expiry_days)),
+                    "expires_at": isoformat(
+                        now + timedelta(days=self._settings.recommendation_expiry_days)
+                    ),
                 }
             )
             created.append(rec_id)
@@ -599,7 +573,7 @@ class LearningService:
                 playbook_id, current, baseline, every_execution=True
             )
         report = await self.verdicts.investigation(
-            playbook_id, current, to_version, verdict, baseline
+            playbook_id, current, to_version, verdict, baseline=baseline
         )
         rollback_id = new_id("rollback", now, self._ids)
         rejections = await self._discarded(
@@ -689,10 +663,17 @@ class LearningService:
         self, active: Playbook, change: Change, rec: StoredRecommendation
     ) -> str | None:
         """None when the change still lowers the expected time on ``active``."""
-        settings = self._settings.analysis
+        from graylogic_supervisor.learning.analysis import Candidate, evaluate
+
+        settings = self._settings
         data = await load_cases(self.store, active.id, self._specs, settings.replay_window)
-        model = data.model(self._specs, settings.default_manual_s)
+        model = data.model(self._specs, settings.manual_resolve_s)
         verdict = evaluate(
-            active, Candidate(change, rec.summary, rec.evidence), data, model, self._specs, settings
+            active,
+            Candidate(change, rec.summary, rec.evidence),
+            data,
+            model,
+            specs=self._specs,
+            settings=settings,
         )
         return verdict if isinstance(verdict, str) else None

@@ -100,6 +100,7 @@ class Verdicts:
         failed: str,
         restored: str,
         verdict: Verdict | None,
+        *,
         baseline: Baseline | None,
     ) -> dict[str, Any]:
         """What a person reads after a rollback: the versions, the baseline and why, both

@@ -39,6 +39,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from graylogic_supervisor.config import MemoryConfig
 from graylogic_supervisor.domain.memory import FailureRecord, message_tokens
 from graylogic_supervisor.health.monitor import Health
 from graylogic_supervisor.store.memory import (
@@ -57,29 +58,6 @@ ESCALATED = frozenset({"resolved_by_human", "unresolved"})
 
 # Given the merged memory, learns patterns from it; returns how many it extracted.
 Extract = Callable[[list[FailureRecord]], Awaitable[int]]
-
-
-@dataclass(frozen=True)
-class ConsolidationSettings:
-    pattern_unmatched_days: int = 90
-    review_min_matches: int = 5  # a pattern is judged only on more matches than this
-    review_success_below: float = 0.2
-    compress_after_days: int = 365
-    keep_routine_days: int = 180  # records resolved by the supervisor
-    keep_escalated_days: int = 730  # records resolved by a human, or unresolved
-    merge: bool = True
-
-    def __post_init__(self) -> None:
-        days = (
-            self.pattern_unmatched_days,
-            self.compress_after_days,
-            self.keep_routine_days,
-            self.keep_escalated_days,
-        )
-        if min(days) < 0 or self.review_min_matches < 0:
-            raise ValueError("consolidation periods and counts cannot be negative")
-        if not 0 <= self.review_success_below <= 1:
-            raise ValueError("review_success_below is a rate between 0 and 1")
 
 
 @dataclass(frozen=True)
@@ -141,15 +119,21 @@ def compress_record(record: FailureRecord) -> FailureRecord:
 
 async def consolidate(
     repo: MemoryRepository,
-    settings: ConsolidationSettings,
+    settings: MemoryConfig,
     now: datetime,
     extract: Extract | None = None,
+    *,
+    merge: bool = True,
 ) -> ConsolidationReport:
-    """Run the rules in order (merge, extract, decay, compress, retention); see the module."""
+    """Run the rules in order (merge, extract, decay, compress, retention); see the module.
+
+    The periods and thresholds are the ``memory`` section of the config; ``merge=False``
+    leaves near-identical records apart.
+    """
     records = {s.record.context.failure_id: s for s in await repo.stored_records()}
 
     groups, merged, merges_skipped = 0, 0, 0
-    if settings.merge:
+    if merge:
         groups, merged, merges_skipped = await _merge(repo, records, now)
 
     extracted = None
@@ -228,7 +212,7 @@ async def _merge(
     return merged_groups, absorbed, skipped
 
 
-def _review_reason(pattern: StoredPattern, settings: ConsolidationSettings) -> str | None:
+def _review_reason(pattern: StoredPattern, settings: MemoryConfig) -> str | None:
     """Why a pattern needs a person's review, or None when it does not."""
     rate = pattern.success_rate
     if (
@@ -244,9 +228,7 @@ def _review_reason(pattern: StoredPattern, settings: ConsolidationSettings) -> s
     )
 
 
-async def _decay(
-    repo: MemoryRepository, settings: ConsolidationSettings, now: datetime
-) -> tuple[int, int]:
+async def _decay(repo: MemoryRepository, settings: MemoryConfig, now: datetime) -> tuple[int, int]:
     """Delete patterns unmatched for too long; flag the ones that rarely help."""
     unmatched_before = now - timedelta(days=settings.pattern_unmatched_days)
     stale: list[str] = []
@@ -268,7 +250,7 @@ async def _decay(
 
 
 def _expired(
-    records: Iterable[StoredRecord], settings: ConsolidationSettings, now: datetime
+    records: Iterable[StoredRecord], settings: MemoryConfig, now: datetime
 ) -> tuple[list[str], list[str]]:
     """Records past retention: (resolved by the supervisor, escalated or unresolved)."""
     routine_before = now - timedelta(days=settings.keep_routine_days)

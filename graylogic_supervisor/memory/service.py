@@ -19,17 +19,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from graylogic_supervisor.clock import Clock
+from graylogic_supervisor.config import MemoryConfig
 from graylogic_supervisor.domain.memory import Attempt, FailureContext, FailureRecord, Resolution
-from graylogic_supervisor.memory.consolidation import (
-    ConsolidationReport,
-    ConsolidationSettings,
-    consolidate,
-)
+from graylogic_supervisor.memory.consolidation import ConsolidationReport, consolidate
 from graylogic_supervisor.memory.learned import learned_playbook_id
 from graylogic_supervisor.memory.patterns import extract_patterns, pattern_matches
 from graylogic_supervisor.memory.similarity import Match, MemoryIndex
@@ -38,16 +35,7 @@ from graylogic_supervisor.store.memory import MemoryRepository
 logger = logging.getLogger(__name__)
 
 NEIGHBOURHOOD = 50  # records considered when a resolution may complete a pattern
-
-
-@dataclass(frozen=True)
-class MemorySettings:
-    confidence_threshold: float = 0.8
-    similar_min_score: float = 0.8  # past failures at least this similar count as evidence
-    pattern_threshold: float = 0.8  # similarity that puts failures in one pattern
-    pattern_min_members: int = 3
-    recall: int = 3  # how many past failures a decision shows
-    consolidation: ConsolidationSettings = field(default_factory=ConsolidationSettings)
+RECALL = 3  # how many past failures a decision shows
 
 
 @dataclass(frozen=True)
@@ -139,9 +127,7 @@ class Decision:
 
 
 class FailureMemory:
-    def __init__(
-        self, repository: MemoryRepository, settings: MemorySettings, clock: Clock
-    ) -> None:
+    def __init__(self, repository: MemoryRepository, settings: MemoryConfig, clock: Clock) -> None:
         self._repository = repository
         self._settings = settings
         self._clock = clock
@@ -149,7 +135,7 @@ class FailureMemory:
         self._loaded_at: datetime | None = None
 
     @property
-    def settings(self) -> MemorySettings:
+    def settings(self) -> MemoryConfig:
         return self._settings
 
     def __len__(self) -> int:
@@ -188,19 +174,17 @@ class FailureMemory:
         return done
 
     def similar(self, context: FailureContext) -> list[Match]:
-        return self._index.similar(context, self._clock.now(), limit=self._settings.recall)
+        return self._index.similar(context, self._clock.now(), limit=RECALL)
 
     async def decide(self, context: FailureContext, playbook_id: str | None) -> Decision:
         """The best remembered fix for this failure, or none; never runs anything."""
-        matches = self._index.similar(
-            context, self._clock.now(), limit=max(self._settings.recall, 10)
-        )
+        matches = self._index.similar(context, self._clock.now(), limit=max(RECALL, 10))
         options = await self._pattern_options(context)
         options += self._similar_options(matches)
         best = max(options, key=lambda o: (o.confidence, o.trials), default=None)
         return Decision(
             context.failure_id,
-            tuple(matches[: self._settings.recall]),
+            tuple(matches[:RECALL]),
             best,
             self._settings.confidence_threshold,
             playbook_id,
@@ -228,7 +212,7 @@ class FailureMemory:
         """Merge, extract patterns, decay, compress, apply retention; then re-index."""
         report = await consolidate(
             self._repository,
-            self._settings.consolidation,
+            self._settings,
             self._clock.now(),
             extract=self._store_patterns_async,
         )
@@ -252,7 +236,7 @@ class FailureMemory:
                     candidate.component,
                     candidate.fix_action,
                     candidate.fix_target,
-                    candidate.member_ids[-1],
+                    first_member=candidate.member_ids[-1],
                 ),
                 error_id=candidate.error_id,
                 component=candidate.component,
@@ -335,7 +319,7 @@ class FailureMemory:
 
 
 def pattern_id(
-    error_id: str, component: str, fix_action: str, fix_target: str | None, first_member: str
+    error_id: str, component: str, fix_action: str, fix_target: str | None, *, first_member: str
 ) -> str:
     """Stable across re-extraction: the same cluster keeps its id (and its counters)."""
     key = f"{error_id}|{component}|{fix_action}|{fix_target}|{first_member}"

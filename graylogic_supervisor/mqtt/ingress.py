@@ -41,6 +41,8 @@ QUEUE_FULL = "queue_full"
 
 @dataclass(frozen=True)
 class IngressLimits:
+    """The ingress queue's bounds: not configurable (no config section holds them)."""
+
     limit: int = 1000  # messages queued in all lanes together
     lane_limit: int = 100  # messages queued in one lane
     flood_per_s: float = 1000.0  # arrivals beyond this rate (or a full lane) are a flood

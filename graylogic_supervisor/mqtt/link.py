@@ -87,6 +87,13 @@ def topic_matches(levels: tuple[str, ...], topic: str) -> bool:
 
 @dataclass(frozen=True)
 class LinkSettings:
+    """What one connection needs, derived from the ``mqtt`` section and more.
+
+    Not the config section itself: the host and port come from the broker plan (our own
+    Mosquitto may run on another port), the will from the topics and the site, the
+    password is a plain string here, and mqtt/ stays below config.py.
+    """
+
     host: str
     port: int
     client_id: str

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from graylogic_supervisor.clock import VirtualClock, isoformat
+from graylogic_supervisor.config import LearningConfig
 from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
 from graylogic_supervisor.domain.failure import FailureInfo
 from graylogic_supervisor.domain.memory import (
@@ -41,12 +42,10 @@ from graylogic_supervisor.domain.memory import (
     Resources,
 )
 from graylogic_supervisor.engine.runner import Runner
-from graylogic_supervisor.learning.analysis import AnalysisSettings
 from graylogic_supervisor.learning.service import (
     Alert,
     LearningError,
     LearningService,
-    LearningSettings,
 )
 from graylogic_supervisor.learning.trials import TrialArms
 from graylogic_supervisor.playbooks.loader import load_playbook
@@ -140,6 +139,7 @@ class Simulation:
         options: SimulationOptions,
         playbook_id: str,
         rng: random.Random,
+        *,
         clock: VirtualClock,
         runner: Runner,
         executions: ExecutionRepository,
@@ -183,15 +183,13 @@ class Simulation:
         versions = PlaybookVersions(db)
         await versions.seed(playbook, playbook_yaml(playbook), "scenario", clock.now())
         executions = ExecutionRepository(db)
-        settings = LearningSettings(
-            AnalysisSettings(
-                min_executions=options.min_executions,
-                confidence_threshold=options.confidence_threshold,
-                default_manual_s=scenario.manual.resolve_s,
-            )
+        settings = LearningConfig(
+            min_executions=options.min_executions,
+            confidence_threshold=options.confidence_threshold,
+            manual_resolve_s=scenario.manual.resolve_s,
         )
         learning = LearningService(
-            db, versions, AuditLog(db), specs, settings, clock, alert=alert, ids=rng
+            db, versions, AuditLog(db), specs, settings=settings, clock=clock, alert=alert, ids=rng
         )
         if options.auto_approve and await learning.users.get(SIMULATOR) is None:
             await learning.users.add(
@@ -202,14 +200,14 @@ class Simulation:
             options,
             playbook.id,
             rng,
-            clock,
-            Runner(registry, executions, clock, rng=rng),
-            executions,
-            MemoryRepository(db),
-            incidents,
-            versions,
-            learning,
-            TrialArms(TrialRepository(db), versions),
+            clock=clock,
+            runner=Runner(registry, executions, clock, rng=rng),
+            executions=executions,
+            memory=MemoryRepository(db),
+            incidents=incidents,
+            versions=versions,
+            learning=learning,
+            arms=TrialArms(TrialRepository(db), versions),
         )
 
     async def round(self, number: int) -> dict[str, Any]:

@@ -103,7 +103,7 @@ class ChainWalk:
 
 
 def entry_hash(
-    prev_hash: str, seq: int, at: str, actor: str, action: str, subject: str, detail: str
+    prev_hash: str, seq: int, at: str, actor: str, *, action: str, subject: str, detail: str
 ) -> str:
     canonical = json.dumps(
         [prev_hash, seq, at, actor, action, subject, detail], separators=(",", ":")
@@ -128,9 +128,9 @@ def walk(rows: Sequence[Row], start: ChainHead) -> ChainWalk:
             row["seq"],
             row["at"],
             row["actor"],
-            row["action"],
-            row["subject"],
-            row["detail"],
+            action=row["action"],
+            subject=row["subject"],
+            detail=row["detail"],
         )
         if digest != row["hash"]:
             return ChainWalk(prev, row["seq"], "its content was changed")
@@ -160,7 +160,13 @@ class AuditLog:
         seq = 1 if last is None else int(last[0]) + 1
         prev_hash = GENESIS if last is None else str(last[1])
         digest = entry_hash(
-            prev_hash, seq, at, entry.actor, entry.action, entry.subject, detail_json
+            prev_hash,
+            seq,
+            at,
+            entry.actor,
+            action=entry.action,
+            subject=entry.subject,
+            detail=detail_json,
         )
         await conn.execute(
             "INSERT INTO audit_log (seq, at, actor, action, subject, detail, prev_hash, hash)"

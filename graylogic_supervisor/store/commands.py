@@ -32,6 +32,7 @@ class CommandRepository:
         command: str,
         issued_by: str,
         reason: str,
+        *,
         now: datetime,
         step_id: str | None = None,
         outcome: str | None = None,

@@ -162,6 +162,7 @@ class LearningRepository:
         started: datetime,
         finished: datetime,
         trigger: str,
+        *,
         recommendations: int,
         report: Mapping[str, Any],
     ) -> None:
@@ -257,6 +258,7 @@ class LearningRepository:
         playbook_id: str,
         from_version: str,
         to_version: str,
+        *,
         now: datetime,
         by: str,
         reason: str,

@@ -88,6 +88,7 @@ from enum import StrEnum
 
 from graylogic_supervisor.breaker import BreakerState as Breaker
 from graylogic_supervisor.clock import Clock
+from graylogic_supervisor.config import CriticalPattern, PolicyConfig
 from graylogic_supervisor.playbooks.regexguard import MAX_MATCH_TEXT
 
 # Executions that end so count toward the termination rate (True: terminated).
@@ -119,25 +120,6 @@ class Reason(StrEnum):
     MAINTENANCE = "maintenance"
     FLAPPING = "flapping"
     CRITICAL_PATTERN = "critical_pattern"
-
-
-@dataclass(frozen=True)
-class PolicySettings:
-    attempt_window_s: float = 3600.0
-    rearm_after_s: float = 60.0
-    open_cooldown_s: float = 120.0
-    max_open_cooldown_s: float = 1800.0
-    termination_window_s: float = 3600.0
-    termination_rate_limit: float = 0.10
-    termination_rate_alert: float = 0.08
-    termination_min_sample: int = 10
-    safe_mode_failures: int = 5
-    safe_mode_window_s: float = 60.0
-    essentials: tuple[str, ...] = ()
-    flap_changes: int = 6
-    flap_window_s: float = 120.0
-    stabilisation_s: float = 60.0
-    critical_patterns: tuple[tuple[str | None, str | None, str], ...] = ()  # error id, regex, why
 
 
 @dataclass(frozen=True)
@@ -199,30 +181,33 @@ class _ComponentState:
     held_until: float = 0.0
 
 
+def _compiled(
+    patterns: Iterable[CriticalPattern],
+) -> list[tuple[str | None, re.Pattern[str] | None, str]]:
+    """Each critical pattern as (error id, compiled message pattern, why)."""
+    return [(p.error_id, re.compile(p.message) if p.message else None, p.reason) for p in patterns]
+
+
 class RecoveryPolicy:
-    def __init__(self, settings: PolicySettings, clock: Clock) -> None:
+    """The give-up rules above, with the ``policy`` section of the config as it is."""
+
+    def __init__(self, settings: PolicyConfig, clock: Clock) -> None:
         self._settings = settings
         self._clock = clock
         self._components: dict[str, _ComponentState] = {}
         self._finished: deque[tuple[float, bool]] = deque()  # (when, terminated)
         self._failures: deque[tuple[float, str]] = deque()  # incidents opened, for safe mode
         self._changed: set[str] = set()  # components whose record changed since taken
-        self._critical = [
-            (error_id, re.compile(pattern) if pattern else None, why)
-            for error_id, pattern, why in settings.critical_patterns
-        ]
+        self._critical = _compiled(settings.critical_patterns)
 
     @property
-    def settings(self) -> PolicySettings:
+    def settings(self) -> PolicyConfig:
         return self._settings
 
-    def update_settings(self, settings: PolicySettings) -> None:
+    def update_settings(self, settings: PolicyConfig) -> None:
         """A reload: new thresholds apply from the next decision; history is kept."""
         self._settings = settings
-        self._critical = [
-            (error_id, re.compile(pattern) if pattern else None, why)
-            for error_id, pattern, why in settings.critical_patterns
-        ]
+        self._critical = _compiled(settings.critical_patterns)
 
     def _state(self, component: str) -> _ComponentState:
         return self._components.setdefault(component, _ComponentState())

@@ -9,6 +9,10 @@ credentials. Without the admin page (unit tests of the API alone) they are open.
 The app is built by :func:`create_app` from the collaborators the composition
 root hands it, kept on ``app.state``: nothing is imported as a singleton, so a
 test builds an app around a real ``HealthMonitor`` and ``Metrics`` of its own.
+The daemon hands the admin page's collaborators as a function: the page's
+modules (templates, every page, the learning's analysis) are imported, and its
+routes added, on the first request other than ``/healthz``, before it is routed;
+a supervisor nobody looks at never holds them in memory.
 
 Every answer is JSON, errors included: an unknown path is a 404 and a wrong
 method a 405 (with ``Allow``), and an exception in a handler is logged here,
@@ -21,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -35,10 +39,11 @@ from graylogic_supervisor.errors import StoreFullError
 from graylogic_supervisor.health.monitor import ComponentHealth, Health, health_payload
 from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.store.database import DISK_ERROR_ID
-from graylogic_supervisor.web.admin import admin_routes
 from graylogic_supervisor.web.auth import current_session, same
 from graylogic_supervisor.web.headers import SecurityHeadersMiddleware
-from graylogic_supervisor.web.render import AdminDeps, templates
+
+if TYPE_CHECKING:
+    from graylogic_supervisor.web.render import AdminDeps
 
 logger = logging.getLogger(__name__)
 
@@ -63,25 +68,64 @@ class WebDeps:
     version: str
 
 
-def create_app(deps: WebDeps, admin: AdminDeps | None = None) -> Starlette:
-    """The API; with ``admin``, also the admin page (login, dashboard, actions)."""
+def create_app(
+    deps: WebDeps, admin: AdminDeps | Callable[[], AdminDeps] | None = None
+) -> Starlette:
+    """The API; with ``admin``, also the admin page (login, dashboard, actions).
+
+    ``admin`` as a function is called, and the page mounted, on the first request
+    that is not ``/healthz`` (see the module's docstring).
+    """
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/api/v1/system/health", system_health, methods=["GET"]),
         Route("/metrics", prometheus_metrics, methods=["GET"]),
     ]
-    if admin is not None:
-        routes += admin_routes()
+    middleware = [Middleware(SecurityHeadersMiddleware), Middleware(InternalErrorMiddleware)]
+    if callable(admin):
+        build = admin
+
+        def mount_admin() -> None:
+            _mount_admin(app, build())
+
+        middleware.append(Middleware(AdminOnFirstUse, mount=mount_admin))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeadersMiddleware), Middleware(InternalErrorMiddleware)],
+        middleware=middleware,
         exception_handlers={HTTPException: http_error},
     )
     app.state.deps = deps
-    if admin is not None:
-        app.state.admin = admin
-        app.state.templates = templates()
+    if admin is not None and not callable(admin):
+        _mount_admin(app, admin)
     return app
+
+
+def _mount_admin(app: Starlette, admin: AdminDeps) -> None:
+    """The admin page's routes after the API's, its collaborators and templates."""
+    from graylogic_supervisor.web.admin import admin_routes
+    from graylogic_supervisor.web.render import templates
+
+    app.router.routes.extend(admin_routes())
+    app.state.admin = admin
+    app.state.templates = templates()
+
+
+class AdminOnFirstUse:
+    """Mounts the admin page before the first request that is not ``/healthz`` is routed.
+
+    Until then no route but the API's exists and ``app.state`` holds no ``admin``;
+    nothing that needs a login is answered before the page (and its login) is there.
+    """
+
+    def __init__(self, app: ASGIApp, mount: Callable[[], None]) -> None:
+        self.app = app
+        self._mount: Callable[[], None] | None = mount
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._mount is not None and scope["type"] == "http" and scope["path"] != "/healthz":
+            self._mount()  # synchronous: no other request runs meanwhile; if it fails,
+            self._mount = None  # the request is a 500 and the next one tries again
+        await self.app(scope, receive, send)
 
 
 def _deps(request: Request) -> WebDeps:

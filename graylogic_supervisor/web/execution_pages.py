@@ -140,7 +140,7 @@ async def queue_control(
     if await deps.records.views.execution(execution_id) is None:
         return 404, "no such execution"
     return await deps.commands.issue(
-        execution_id, command, session.user, reason, deps.auth.clock.now()
+        execution_id, command, session.user, reason, now=deps.auth.clock.now()
     )
 
 

@@ -96,7 +96,11 @@ OUT_OF_FDS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """What clients of the admin server may hold (``admin`` settings in the config)."""
+    """What clients of the admin server may hold (``admin`` settings in the config).
+
+    Derived, not the section itself: the connection cap is fitted to the file
+    descriptors left at start-up (:func:`limits_for`).
+    """
 
     max_connections: int = 64
     request_timeout_s: float = 10.0
@@ -138,6 +142,7 @@ class _GuardedH11(H11Protocol):
         config: uvicorn.Config,
         server_state: Any,
         app_state: dict[str, Any],
+        *,
         limits: ServerLimits,
         closed: Callable[[str], None],
     ) -> None:
@@ -238,6 +243,7 @@ class _EmbeddedServer(uvicorn.Server):
         config: uvicorn.Config,
         ready: asyncio.Event | None,
         limits: ServerLimits,
+        *,
         budget: FdBudget | None,
         metrics: Metrics | None,
     ) -> None:
@@ -291,8 +297,8 @@ class _EmbeddedServer(uvicorn.Server):
             self.config,
             self.server_state,
             self.lifespan.state,
-            self._limits,
-            self._closed_by_server,
+            limits=self._limits,
+            closed=self._closed_by_server,
         )
 
     async def _accept(self, listener: socket.socket) -> None:
@@ -393,7 +399,7 @@ async def serve(
         timeout_keep_alive=limits.idle_timeout_s,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )
-    server = _EmbeddedServer(config, ready, limits, budget, metrics)
+    server = _EmbeddedServer(config, ready, limits, budget=budget, metrics=metrics)
     sockets = await _bind(host, port)
     try:
         await server.serve(sockets=sockets)

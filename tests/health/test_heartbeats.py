@@ -101,7 +101,7 @@ async def running_rig(
         root,
         clock,
         lambda name, healthy, detail: monitor.report(name, healthy, detail),
-        recheck,
+        recheck=recheck,
     )
     services = ServiceManager(clock)
     if knx_service is not None:
@@ -340,7 +340,7 @@ def tracker_on(
 ) -> tuple[HeartbeatTracker, Reports]:
     reports = Reports()
     knx = bridge(window_s, **extra)
-    return HeartbeatTracker({"knx": knx}, "site/", clock, reports, no_recheck), reports
+    return HeartbeatTracker({"knx": knx}, "site/", clock, reports, recheck=no_recheck), reports
 
 
 def beat(status: str = "healthy", ts: datetime | None = None, retain: bool = False) -> Incoming:
@@ -364,7 +364,7 @@ async def test_after_its_service_restarts_only_a_heartbeat_of_the_new_process_co
     """The dead process's last heartbeat must not verify the recovery that replaced it."""
     clock = ManualClock()
     knx = BridgeComponent(kind="bridge", error_id="ERR-BRIDGE-HEARTBEAT-001", service="bridge-knx")
-    tracker = HeartbeatTracker({"knx": knx}, "site/", clock, Reports(), no_recheck)
+    tracker = HeartbeatTracker({"knx": knx}, "site/", clock, Reports(), recheck=no_recheck)
     tracker.service_replaced("bridge-knx")  # started at start-up: the first window's grace
     assert await tracker.prober("knx", knx) == (True, "waiting for first heartbeat")
     tracker.handle(beat())
@@ -508,7 +508,7 @@ async def test_a_bridge_with_a_service_is_rechecked_rather_than_reported_healthy
         rechecked.append(component)
 
     reports = Reports()
-    tracker = HeartbeatTracker({"knx": knx}, "site/", clock, reports, recheck)
+    tracker = HeartbeatTracker({"knx": knx}, "site/", clock, reports, recheck=recheck)
     runner = asyncio.create_task(tracker.run())
     try:
         for _ in range(5):
@@ -539,8 +539,8 @@ async def test_silence_during_a_flood_and_for_a_window_after_it_is_no_evidence()
         "site/",
         clock,
         reports,
-        no_recheck,
-        lambda: flood[-1] if flood else None,
+        recheck=no_recheck,
+        flooded_at=lambda: flood[-1] if flood else None,
     )
     tracker.handle(Incoming("site/health/knx", b'{"status": "online"}'))
     assert await tracker.prober("knx", bridge(10)) == (True, "last heartbeat 0.0 s ago (online)")
@@ -564,7 +564,9 @@ async def test_silence_during_a_flood_and_for_a_window_after_it_is_no_evidence()
 
 def test_a_bridge_named_like_the_supervisors_own_topic_is_refused_at_start() -> None:
     with pytest.raises(ValueError, match="cannot be named 'supervisor'"):
-        HeartbeatTracker({"supervisor": bridge()}, "site", SystemClock(), Reports(), no_recheck)
+        HeartbeatTracker(
+            {"supervisor": bridge()}, "site", SystemClock(), Reports(), recheck=no_recheck
+        )
 
 
 async def test_the_prober_refuses_a_component_it_was_not_given() -> None:

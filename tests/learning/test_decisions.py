@@ -105,8 +105,8 @@ async def test_of_two_processes_approving_at_once_exactly_one_wins(
             PlaybookVersions(other_db),
             AuditLog(other_db),
             sim.learning.specs,
-            sim.learning.settings,
-            sim.clock,
+            settings=sim.learning.settings,
+            clock=sim.clock,
         )
         results = await asyncio.gather(
             sim.learning.approve(rec_id, "ada", "daemon side"),

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 from graylogic_supervisor import loops
 from graylogic_supervisor.clock import SystemClock
-from graylogic_supervisor.config import SupervisorConfig
+from graylogic_supervisor.config import MemoryConfig, SupervisorConfig
 from graylogic_supervisor.engine.builtins import builtin_specs
-from graylogic_supervisor.learning.service import LearningService, learning_settings
-from graylogic_supervisor.memory.service import FailureMemory, MemorySettings
+from graylogic_supervisor.learning.service import LearningService
+from graylogic_supervisor.memory.service import FailureMemory
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.memory import MemoryRepository
@@ -29,10 +29,10 @@ async def test_the_analysis_runs_on_sunday_at_three_in_the_site_zone(tmp_path: P
             PlaybookVersions(db),
             AuditLog(db),
             builtin_specs(),
-            learning_settings(config.learning),
-            clock,
+            settings=config.learning,
+            clock=clock,
         )
-        memory = FailureMemory(MemoryRepository(db), MemorySettings(), clock)
+        memory = FailureMemory(MemoryRepository(db), MemoryConfig(), clock)
         scheduler = loops.nightly_scheduler(config, memory, learning, clock)
         zone = ZoneInfo("Europe/London")
         after = datetime(2026, 11, 26, 12, 0, tzinfo=zone)  # a Thursday
@@ -52,8 +52,8 @@ async def test_no_analysis_job_when_learning_is_off(tmp_path: Path) -> None:
     clock = SystemClock()
     async with Database(tmp_path / "s.db") as db:
         learning = LearningService(
-            db, PlaybookVersions(db), AuditLog(db), {}, learning_settings(config.learning), clock
+            db, PlaybookVersions(db), AuditLog(db), {}, settings=config.learning, clock=clock
         )
-        memory = FailureMemory(MemoryRepository(db), MemorySettings(), clock)
+        memory = FailureMemory(MemoryRepository(db), MemoryConfig(), clock)
         scheduler = loops.nightly_scheduler(config, memory, learning, clock)
         assert scheduler.get_job("learning-analysis") is None

@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import yaml
 
 from graylogic_supervisor.clock import VirtualClock
+from graylogic_supervisor.config import LearningConfig
 from graylogic_supervisor.engine.builtins import builtin_specs
-from graylogic_supervisor.learning.service import LearningService, LearningSettings
+from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database
@@ -99,8 +100,8 @@ async def test_a_probe_that_hangs_until_its_timeout_gets_a_shorter_one(db: Datab
         versions,
         AuditLog(db),
         builtin_specs(),
-        LearningSettings(),
-        VirtualClock(START + timedelta(days=1)),  # a day after the records
+        settings=LearningConfig(),
+        clock=VirtualClock(START + timedelta(days=1)),  # a day after the records
     )
     report = await learning.analyze("test")
     [playbook] = report["playbooks"]

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from graylogic_supervisor.config import MemoryConfig
 from graylogic_supervisor.domain.memory import (
     Attempt,
     Environment,
@@ -19,14 +20,13 @@ from graylogic_supervisor.domain.memory import (
 )
 from graylogic_supervisor.memory.consolidation import (
     ConsolidationReport,
-    ConsolidationSettings,
     consolidate,
 )
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.memory import MemoryRepository
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-SETTINGS = ConsolidationSettings()
+SETTINGS = MemoryConfig()
 ERROR_ID = "ERR-INFRA-MQTT-001"
 PORT_8883 = "connection refused on port 8883"
 
@@ -176,7 +176,7 @@ async def test_open_records_are_never_merged(repo: MemoryRepository) -> None:
 
 async def test_merging_can_be_turned_off(repo: MemoryRepository) -> None:
     await save(repo, record("fail-1", 2), record("fail-2", 1))
-    report = await consolidate(repo, ConsolidationSettings(merge=False), NOW)
+    report = await consolidate(repo, SETTINGS, NOW, merge=False)
     assert report.merge_groups == 0
     assert await ids(repo) == {"fail-1", "fail-2"}
 
@@ -250,7 +250,7 @@ async def test_old_records_are_compressed_and_stay_valid(
     old = record("fail-old", 366, fixed_by="alice", attempts=("exec-1",), count=4)
     await save(repo, old, record("fail-young", 364, fixed_by="alice"))
 
-    report = await consolidate(repo, ConsolidationSettings(merge=False), NOW)
+    report = await consolidate(repo, SETTINGS, NOW, merge=False)
     assert report.records_compressed == 1
     compressed = await repo.get("fail-old")  # parsed and validated again
     assert compressed is not None
@@ -282,7 +282,7 @@ async def test_retention_depends_on_the_outcome_and_spares_open_records(
         record("unresolved-731", 731, fixed_by=None),
         record("open-1000", 1000, fixed_by=None, attempts=()),
     )
-    report = await consolidate(repo, ConsolidationSettings(merge=False), NOW)
+    report = await consolidate(repo, SETTINGS, NOW, merge=False)
     assert (report.routine_deleted, report.escalated_deleted) == (1, 2)
     assert await ids(repo) == {"routine-179", "human-181", "unresolved-181", "open-1000"}
     # Records about to be deleted were not compressed first; the open one is left whole.
@@ -343,4 +343,4 @@ async def test_a_second_run_changes_nothing(
 )
 def test_nonsense_settings_are_refused(nonsense: dict[str, float]) -> None:
     with pytest.raises(ValueError):
-        ConsolidationSettings(**nonsense)  # type: ignore[arg-type]
+        MemoryConfig(**nonsense)  # type: ignore[arg-type]

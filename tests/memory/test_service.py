@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from graylogic_supervisor.config import MemoryConfig
 from graylogic_supervisor.domain.memory import (
     Attempt,
     Environment,
@@ -16,7 +17,7 @@ from graylogic_supervisor.domain.memory import (
     Resources,
 )
 from graylogic_supervisor.memory.learned import learned_playbook_id
-from graylogic_supervisor.memory.service import FailureMemory, MemorySettings
+from graylogic_supervisor.memory.service import FailureMemory
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.memory import MemoryRepository
 from tests.clocks import ManualClock
@@ -57,7 +58,7 @@ async def memory(tmp_path: Path) -> AsyncIterator[FailureMemory]:
     clock = ManualClock()
     clock.advance(86400 * 30)
     async with Database(tmp_path / "s.db") as db:
-        yield FailureMemory(MemoryRepository(db), MemorySettings(), clock)
+        yield FailureMemory(MemoryRepository(db), MemoryConfig(), clock)
 
 
 async def remember_fixed(memory: FailureMemory, numbers: range, who: str = "supervisor") -> None:

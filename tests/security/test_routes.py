@@ -129,7 +129,14 @@ async def samples(db: Database) -> dict[str, str]:
         )
     )
     await LearningRepository(db).record_rollback(
-        "rollback-1", PLAYBOOK, "1.0.1", "1.0.0", NOW, "ada", "security test", {"manual": True}
+        "rollback-1",
+        PLAYBOOK,
+        "1.0.1",
+        "1.0.0",
+        now=NOW,
+        by="ada",
+        reason="security test",
+        report={"manual": True},
     )
     return {
         "rec_id": rec["id"],

@@ -136,7 +136,13 @@ def _recompute_from(path: Path, seq: int, detail: str) -> None:
     for row in rows:
         content = detail if row["seq"] == seq else row["detail"]
         digest = entry_hash(
-            prev_hash, row["seq"], row["at"], row["actor"], row["action"], row["subject"], content
+            prev_hash,
+            row["seq"],
+            row["at"],
+            row["actor"],
+            action=row["action"],
+            subject=row["subject"],
+            detail=content,
         )
         raw.execute(
             "UPDATE audit_log SET detail = ?, prev_hash = ?, hash = ? WHERE seq = ?",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -16,8 +15,10 @@ from graylogic_supervisor.catalog import load_catalog
 from graylogic_supervisor.config import (
     BridgeComponent,
     ComponentConfig,
+    CriticalPattern,
     EscalationConfig,
     MqttComponent,
+    PolicyConfig,
 )
 from graylogic_supervisor.domain.actions import ActionKind
 from graylogic_supervisor.engine.action import ActionRegistry, StepContext, StepResult
@@ -37,13 +38,13 @@ from graylogic_supervisor.store.trials import TrialRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.supervisor.escalation import EscalationChain
 from graylogic_supervisor.supervisor.loop import MAINTENANCE_CHECK_S, Supervisor
-from graylogic_supervisor.supervisor.policy import PolicySettings, RecoveryPolicy, Verdict
+from graylogic_supervisor.supervisor.policy import RecoveryPolicy, Verdict
 from graylogic_supervisor.supervisor.rebuild import PolicyJournal
 from tests.daemon_process import REPO
 from tests.engine.test_runner import Scripted
 from tests.virtual_time import CountingDatabase, CountingExecutor, DrivenClock, driven
 
-FAST = PolicySettings(rearm_after_s=0.3, open_cooldown_s=0.3, max_open_cooldown_s=0.6)
+FAST = PolicyConfig(rearm_after_s=0.3, open_cooldown_s=0.3, max_open_cooldown_s=0.6)
 
 
 class Observer:
@@ -70,7 +71,7 @@ class Harness:
         db: Database,
         clock: DrivenClock,
         grace_s: float = 0.0,
-        settings: PolicySettings = FAST,
+        settings: PolicyConfig = FAST,
         extra: dict[str, ComponentConfig] | None = None,
     ) -> None:
         self.db = db
@@ -364,7 +365,7 @@ async def test_under_a_closed_termination_gate_the_essential_broker_still_recove
 ) -> None:
     """Issue 13: false failures closed the gate and a real broker crash then stayed
     down 44 minutes. The broker is essential: it gets the breaker's trial cadence."""
-    settings = PolicySettings(essentials=("mqtt",), open_cooldown_s=120)
+    settings = PolicyConfig(essentials=("mqtt",), open_cooldown_s=120)
     async with open_harness(tmp_path, settings=settings, extra=bridge()) as h:
         await h.seed()
         await h.seed(component="bridge-knx", error_id="ERR-BRIDGE-HEARTBEAT-001")
@@ -411,7 +412,7 @@ async def test_a_broker_that_dies_after_every_restart_raises_one_escalation_upda
     tmp_path: Path,
 ) -> None:
     """Issue 13: 97 escalations for 100 kills; now one, with its count of incidents."""
-    settings = dataclasses.replace(FAST, flap_changes=1000)  # flapping is not under test
+    settings = FAST.model_copy(update={"flap_changes": 1000})  # flapping is not under test
     async with open_harness(tmp_path, settings=settings) as h:
         await h.seed()
         h.healthy_on_probe = True  # every restart works, for a moment
@@ -575,7 +576,7 @@ def bridge(name: str = "bridge-knx", **options: Any) -> dict[str, ComponentConfi
 async def test_failures_of_distinct_components_enter_safe_mode_which_holds_non_essentials(
     tmp_path: Path,
 ) -> None:
-    settings = PolicySettings(safe_mode_failures=2, safe_mode_window_s=60)
+    settings = PolicyConfig(safe_mode_failures=2, safe_mode_window_s=60)
     async with open_harness(tmp_path, settings=settings, extra=bridge()) as h:
         await h.seed()
         await h.seed(component="bridge-knx", error_id="ERR-BRIDGE-HEARTBEAT-001")
@@ -620,7 +621,7 @@ async def test_one_bridge_failing_again_and_again_never_puts_the_site_in_safe_mo
     tmp_path: Path,
 ) -> None:
     """Five offline heartbeats of one bridge (anyone on the broker can send them)."""
-    settings = PolicySettings(safe_mode_failures=5, safe_mode_window_s=60, flap_changes=100)
+    settings = PolicyConfig(safe_mode_failures=5, safe_mode_window_s=60, flap_changes=100)
     async with open_harness(tmp_path, settings=settings, extra=bridge()) as h:
         await h.seed(component="bridge-knx", error_id="ERR-BRIDGE-HEARTBEAT-001", max_attempts=20)
         h.healthy_on_probe = True
@@ -642,7 +643,7 @@ async def test_one_bridge_failing_again_and_again_never_puts_the_site_in_safe_mo
 
 
 async def test_essentials_still_recover_in_safe_mode(tmp_path: Path) -> None:
-    settings = PolicySettings(essentials=("mqtt",))
+    settings = PolicyConfig(essentials=("mqtt",))
     async with open_harness(tmp_path, settings=settings) as h:
         await h.seed()
         await h.controls.set_safe_mode(True, "test", "alice", h.clock.now())
@@ -659,7 +660,7 @@ async def test_essentials_still_recover_in_safe_mode(tmp_path: Path) -> None:
 
 
 async def test_a_flapping_component_is_held_to_settle(tmp_path: Path) -> None:
-    settings = PolicySettings(flap_changes=4, flap_window_s=10, stabilisation_s=0.3)
+    settings = PolicyConfig(flap_changes=4, flap_window_s=10, stabilisation_s=0.3)
     async with open_harness(tmp_path, settings=settings) as h:
         await h.seed()
         task = asyncio.create_task(h.supervisor.run())
@@ -681,7 +682,7 @@ async def test_a_flapping_component_is_held_to_settle(tmp_path: Path) -> None:
 
 
 async def test_an_essential_that_flaps_is_not_held_its_budget_bounds_it(tmp_path: Path) -> None:
-    settings = PolicySettings(
+    settings = PolicyConfig(
         flap_changes=4, flap_window_s=10, stabilisation_s=30, essentials=("mqtt",)
     )
     async with open_harness(tmp_path, settings=settings) as h:
@@ -703,8 +704,14 @@ async def test_an_essential_that_flaps_is_not_held_its_budget_bounds_it(tmp_path
 
 
 async def test_a_critical_pattern_goes_to_a_human_at_once(tmp_path: Path) -> None:
-    settings = PolicySettings(
-        critical_patterns=(("ERR-INFRA-MQTT-001", "(?i)certificate", "TLS trust is a human call"),)
+    settings = PolicyConfig(
+        critical_patterns=[
+            CriticalPattern(
+                error_id="ERR-INFRA-MQTT-001",
+                message="(?i)certificate",
+                reason="TLS trust is a human call",
+            )
+        ]
     )
     async with open_harness(tmp_path, settings=settings) as h:
         await h.seed()

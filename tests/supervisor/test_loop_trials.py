@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from graylogic_supervisor.config import PolicyConfig
 from graylogic_supervisor.learning.trials import in_trial
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.trials import NewTrial
-from graylogic_supervisor.supervisor.policy import PolicySettings
 from tests.supervisor.test_loop import Harness, eventually, open_harness, settle
 
 PLAYBOOK = "PLAY-MQTT-RECOVER-001"
 TRIAL = "trial-20260105-080000-000000000001"
-CALM = PolicySettings(flap_changes=1000, rearm_after_s=0.3, open_cooldown_s=0.3)
+CALM = PolicyConfig(flap_changes=1000, rearm_after_s=0.3, open_cooldown_s=0.3)
 
 
 async def with_trial(h: Harness, share: float, **limits: float) -> None:
@@ -102,7 +102,7 @@ async def test_every_attempt_at_one_failure_runs_the_same_arm(tmp_path: Path) ->
 
 
 async def test_in_safe_mode_an_essential_runs_the_base_not_the_trial(tmp_path: Path) -> None:
-    settings = PolicySettings(essentials=("mqtt",), flap_changes=1000)
+    settings = PolicyConfig(essentials=("mqtt",), flap_changes=1000)
     async with open_harness(tmp_path, settings=settings) as h:
         await with_trial(h, 0.95, max_attempts=50)
         await h.controls.set_safe_mode(True, "test", "alice", h.clock.now())

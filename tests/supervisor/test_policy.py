@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 
 import pytest
 
+from graylogic_supervisor.config import PolicyConfig
 from graylogic_supervisor.supervisor.policy import (
     Breaker,
-    PolicySettings,
     Reason,
     RecoveryPolicy,
     Signature,
@@ -17,7 +16,7 @@ from graylogic_supervisor.supervisor.policy import (
 )
 from tests.clocks import ManualClock
 
-SETTINGS = PolicySettings(
+SETTINGS = PolicyConfig(
     attempt_window_s=3600,
     rearm_after_s=300,
     open_cooldown_s=600,
@@ -231,14 +230,13 @@ def test_termination_rate_forgets_executions_older_than_its_window(
 
 def test_the_policy_defaults_are_the_config_defaults() -> None:
     from graylogic_supervisor.config import SupervisorConfig
-    from graylogic_supervisor.reload import policy_settings
 
-    assert policy_settings(SupervisorConfig()) == PolicySettings()
+    assert SupervisorConfig().policy == PolicyConfig()
 
 
 # -- the termination gate never shuts out an essential ----------------------------
 
-ESSENTIAL = PolicySettings(
+ESSENTIAL = PolicyConfig(
     open_cooldown_s=120,
     max_open_cooldown_s=480,
     termination_min_sample=10,
@@ -334,7 +332,7 @@ def test_an_essential_that_fails_after_every_successful_trial_keeps_the_first_co
     clock: ManualClock,
 ) -> None:
     """The building waits on its broker: tried every 600 s, not 600, 1200, 1800 s."""
-    policy = RecoveryPolicy(dataclasses.replace(SETTINGS, essentials=("mqtt",)), clock)
+    policy = RecoveryPolicy(SETTINGS.model_copy(update={"essentials": ["mqtt"]}), clock)
     assert cooldowns_when_it_dies_after_each_trial(policy, clock) == [600, 600, 600]
 
 
@@ -381,7 +379,7 @@ def test_executions_the_supervisor_could_not_run_never_close_the_gate(
 def test_safe_mode_needs_distinct_components_failing_within_its_window(
     clock: ManualClock,
 ) -> None:
-    policy = RecoveryPolicy(PolicySettings(safe_mode_failures=3, safe_mode_window_s=60), clock)
+    policy = RecoveryPolicy(PolicyConfig(safe_mode_failures=3, safe_mode_window_s=60), clock)
     assert not any(policy.failure_detected("bridge-knx") for _ in range(50))
     assert not policy.failure_detected("bridge-dali")
     clock.advance(61)  # the first two are out of the window
@@ -393,7 +391,7 @@ def test_safe_mode_needs_distinct_components_failing_within_its_window(
 
 def test_flapping_counts_real_transitions_only(clock: ManualClock) -> None:
     policy = RecoveryPolicy(
-        PolicySettings(flap_changes=3, flap_window_s=60, stabilisation_s=30), clock
+        PolicyConfig(flap_changes=3, flap_window_s=60, stabilisation_s=30), clock
     )
     policy.health_changed("bridge-knx", False)  # the first reading: no transition
     policy.health_changed("bridge-knx", False)  # a repeat: none either

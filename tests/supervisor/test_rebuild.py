@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from graylogic_supervisor.config import PolicyConfig
 from graylogic_supervisor.store.executions import ExecutionEnd, StepEnd
-from graylogic_supervisor.supervisor.policy import Breaker, PolicySettings, Reason
+from graylogic_supervisor.supervisor.policy import Breaker, Reason
 from graylogic_supervisor.supervisor.rebuild import ClockMap, rebuild_policy
 from tests.clocks import ManualClock
 from tests.supervisor.test_loop import Harness, eventually, open_harness
 
-SETTINGS = PolicySettings(
+SETTINGS = PolicyConfig(
     rearm_after_s=600,
     open_cooldown_s=300,
     max_open_cooldown_s=1200,

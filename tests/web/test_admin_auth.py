@@ -11,9 +11,10 @@ import httpx
 import pytest
 
 from graylogic_supervisor.clock import SystemClock
+from graylogic_supervisor.config import LearningConfig
 from graylogic_supervisor.engine.builtins import builtin_specs
 from graylogic_supervisor.health.monitor import ComponentHealth, Health
-from graylogic_supervisor.learning.service import LearningService, LearningSettings
+from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.commands import CommandRepository
@@ -54,7 +55,7 @@ async def client(db: Database) -> AsyncIterator[httpx.AsyncClient]:
     await users.add("ada", "admin", PASSWORD, NOW)
     await users.add("vic", "viewer", PASSWORD, NOW)
     learning = LearningService(
-        db, PlaybookVersions(db), audit, builtin_specs(), LearningSettings(), clock
+        db, PlaybookVersions(db), audit, builtin_specs(), settings=LearningConfig(), clock=clock
     )
     app = create_app(
         WebDeps(Health1(), lambda: frozenset({"mqtt"}), Metrics("test"), "villa-7", "0.1.0"),

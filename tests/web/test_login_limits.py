@@ -14,8 +14,9 @@ from argon2 import PasswordHasher
 from starlette.applications import Starlette
 
 from graylogic_supervisor.clock import SystemClock
+from graylogic_supervisor.config import LearningConfig
 from graylogic_supervisor.engine.builtins import builtin_specs
-from graylogic_supervisor.learning.service import LearningService, LearningSettings
+from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.passwords import PasswordPool
 from graylogic_supervisor.store.audit import AuditLog
@@ -61,7 +62,7 @@ async def build(db: Database, pool: PasswordPool) -> Site:
     users = UserRepository(db, pool)
     await users.add("ada", "admin", PASSWORD, NOW)
     learning = LearningService(
-        db, PlaybookVersions(db), audit, builtin_specs(), LearningSettings(), clock
+        db, PlaybookVersions(db), audit, builtin_specs(), settings=LearningConfig(), clock=clock
     )
     app = create_app(
         WebDeps(Health1(), frozenset, metrics, "villa-7", "0.1.0"),

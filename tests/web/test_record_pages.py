@@ -10,8 +10,9 @@ import httpx
 import pytest
 
 from graylogic_supervisor.clock import SystemClock
+from graylogic_supervisor.config import LearningConfig
 from graylogic_supervisor.engine.builtins import builtin_specs
-from graylogic_supervisor.learning.service import LearningService, LearningSettings
+from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.audit_watch import ChainWatch
@@ -119,7 +120,12 @@ async def watched(db: Database) -> AsyncIterator[tuple[httpx.AsyncClient, AuditL
             CommandRepository(db),
             PlaybookVersions(db),
             LearningService(
-                db, PlaybookVersions(db), audit, builtin_specs(), LearningSettings(), clock
+                db,
+                PlaybookVersions(db),
+                audit,
+                builtin_specs(),
+                settings=LearningConfig(),
+                clock=clock,
             ),
             lambda: TerminationReading(None, 0, 0),
             audit_watch=ChainWatch(audit, clock),
