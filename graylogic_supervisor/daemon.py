@@ -660,8 +660,8 @@ async def _start_supervising(
                 resumed.playbook,
                 resumed.failure,
                 resumed.step_id,
-                resumed.elapsed_s,
-                resumed.rows,
+                elapsed_s=resumed.elapsed_s,
+                rows=resumed.rows,
             ),
         )
     for service_config in health.all_services:

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from graylogic_supervisor.store.database import Database, Row
+from graylogic_supervisor.store.database import Database, Row, Statement, Written
 
 T = TypeVar("T")
 Timed = tuple["DrivenClock", Database]  # the ``timed`` fixture: a driven clock, a counted store
@@ -124,11 +124,9 @@ class CountingDatabase(Database):
         with self._virtual.busy():
             return await super().fetchall(sql, params)
 
-    async def _write(
-        self, sql: str, params: Sequence[Any] | dict[str, Any]
-    ) -> tuple[int, int | None]:
+    async def _write(self, statements: tuple[Statement, ...]) -> list[Written]:
         with self._virtual.busy():
-            return await super()._write(sql, params)
+            return await super()._write(statements)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:

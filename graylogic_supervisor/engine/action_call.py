@@ -13,6 +13,7 @@ import logging
 from typing import Any
 
 from graylogic_supervisor.clock import Clock
+from graylogic_supervisor.domain.states import StepOutcome
 from graylogic_supervisor.engine.action import Action, StepContext, StepResult
 from graylogic_supervisor.engine.control import ExecutionControls, ExecutionHandle, Override
 from graylogic_supervisor.errors import SupervisorError
@@ -27,7 +28,7 @@ class ActionCaller:
 
     async def call(
         self, ctx: StepContext, action: Action, timeout_s: float
-    ) -> tuple[str, StepResult | None, str | None]:
+    ) -> tuple[StepOutcome, StepResult | None, str | None]:
         """Run an action: (outcome, its result if it gave one, the error).
 
         A person's override of this step, if one comes, ends the action at once.
@@ -40,13 +41,14 @@ class ActionCaller:
                 overridden = await self._race_override(ctx, action, timeout_s, handle)
                 if isinstance(overridden, Override):
                     text = f"overridden by {overridden.by}: {overridden.reason}"
-                    success = overridden.outcome == "success"
-                    return overridden.outcome, StepResult(success, text), None if success else text
+                    outcome = StepOutcome(overridden.outcome)
+                    success = outcome is StepOutcome.SUCCESS
+                    return outcome, StepResult(success, text), None if success else text
                 result = overridden
         except TimeoutError:
-            return "timeout", None, f"no answer within {timeout_s:g} s"
+            return StepOutcome.TIMEOUT, None, f"no answer within {timeout_s:g} s"
         except SupervisorError as exc:
-            return "failure", None, str(exc)
+            return StepOutcome.FAILURE, None, str(exc)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # an action's bug must not take the supervisor down
@@ -56,8 +58,9 @@ class ActionCaller:
                 ctx.step_id,
                 extra={"playbook": ctx.playbook_id, "error_id": ctx.failure.error_id},
             )
-            return "error", None, f"{type(exc).__name__}: {exc}"
-        return ("success" if result.success else "failure"), result, result.error
+            return StepOutcome.ERROR, None, f"{type(exc).__name__}: {exc}"
+        outcome = StepOutcome.SUCCESS if result.success else StepOutcome.FAILURE
+        return outcome, result, result.error
 
     async def _race_override(
         self, ctx: StepContext, action: Action, timeout_s: float, handle: ExecutionHandle

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from graylogic_supervisor.clock import VirtualClock
 from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
 from graylogic_supervisor.domain.failure import FailureInfo
+from graylogic_supervisor.domain.states import StepOutcome
 from graylogic_supervisor.engine.action import Action, ActionRegistry, StepContext, StepResult
 from graylogic_supervisor.engine.builtins import builtin_specs
 from graylogic_supervisor.engine.runner import Runner
@@ -114,14 +115,14 @@ class _StandIn:
 
     async def run(self, ctx: StepContext) -> StepResult:
         plan = self._plans[ctx.step_id]
-        if plan.outcome == "timeout":
+        if plan.outcome == StepOutcome.TIMEOUT:
             # Longer than the step's timeout: the runner's own wait_for has to cut it.
             await ctx.clock.sleep(plan.call.timeout_seconds + 1.0)
             raise RuntimeError("the simulated timeout was not cut by the clock")
         await ctx.clock.sleep(plan.seconds)
-        if plan.outcome == "success":
+        if plan.outcome == StepOutcome.SUCCESS:
             return StepResult.ok("simulated success")
-        if plan.outcome == "failure":
+        if plan.outcome == StepOutcome.FAILURE:
             return StepResult.failed("simulated failure")
         raise RuntimeError("simulated error")
 
@@ -146,7 +147,7 @@ def _plan(step_id: str, call: _Runnable, outcome: str, history: History | None) 
     same outcome is the best guess, then the mean of any outcome (interrupted
     attempts excluded: a stop cut them short, not the step).
     """
-    if outcome == "timeout":
+    if outcome == StepOutcome.TIMEOUT:
         timeout = call.timeout_seconds
         return _Plan(call, outcome, timeout, f"timeout {timeout:g} s")
     if history is not None:
@@ -257,7 +258,7 @@ async def dry_run(file: Path, outcomes: Mapping[str, str], history: Path | None)
         except StoreError as exc:
             raise DryRunError(str(exc)) from exc
     plans = {
-        step_id: _plan(step_id, runnable, outcomes.get(step_id, "success"), means)
+        step_id: _plan(step_id, runnable, outcomes.get(step_id, StepOutcome.SUCCESS), means)
         for step_id, runnable in runnables.items()
     }
     actions = sorted({runnable.action for runnable in runnables.values()})
@@ -275,12 +276,12 @@ async def dry_run(file: Path, outcomes: Mapping[str, str], history: Path | None)
             await PlaybookVersions(db).seed(playbook, loaded.source, str(file), clock.now())
             executions = ExecutionRepository(db)
             await executions.record_failure(
-                failure.failure_id,
-                failure.component,
-                failure.error_id,
-                "low",
-                failure.message,
-                clock.now(),
+                failure_id=failure.failure_id,
+                component=failure.component,
+                error_id=failure.error_id,
+                severity="low",
+                message=failure.message,
+                detected_at=clock.now(),
             )
             runner = Runner(registry, executions, clock, rng=_MeanJitter())
             outcome = await runner.run(_scripted(playbook), failure)
@@ -347,7 +348,7 @@ def _report(
         if plan is None:
             source = "its branches"
         else:
-            source = "not run" if row["outcome"] == "skipped" else plan.source
+            source = "not run" if row["outcome"] == StepOutcome.SKIPPED else plan.source
         steps.append(
             DryRunStep(
                 step=row["step"],

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from enum import StrEnum
+from typing import Any, Literal, Protocol, cast
 
 from graylogic_supervisor.backoff import backoff_delay
 from graylogic_supervisor.domain.failure import FailureInfo
-from graylogic_supervisor.domain.outcomes import ExecutionOutcome
+from graylogic_supervisor.domain.outcomes import ExecutionOutcome, FailedStep
+from graylogic_supervisor.domain.states import StepOutcome
 from graylogic_supervisor.engine.action import StepResult
 from graylogic_supervisor.playbooks.expression_context import StepRecord
 from graylogic_supervisor.playbooks.model import Playbook, RetryPolicy, Step
@@ -35,6 +40,14 @@ class ExecutionObserver(Protocol):
     ) -> None: ...
 
 
+RecordOutcome = Literal["success", "failure", "timeout", "error", "skipped"]
+
+
+def seen_as(outcome: StepOutcome) -> RecordOutcome:
+    """A step's outcome as expressions see it (``steps.<id>.outcome``)."""
+    return cast("RecordOutcome", outcome.value)
+
+
 class RunState:
     """One execution's step numbers (1, 2, 3 …, shared by steps, retries and undos) and
     what each step came to, as conditions and templates see it (``steps.<id>``)."""
@@ -45,20 +58,65 @@ class RunState:
         # the playbook's parameters, as a caller set them: ``params.<name>`` in expressions
         self.parameters: dict[str, Any] = {}
 
+    @classmethod
+    def from_rows(
+        cls, playbook: Playbook, rows: Sequence[Mapping[str, Any]]
+    ) -> tuple[RunState, list[Step]]:
+        """A stopped execution's state, read back from its step rows (the checkpoint), and
+        the steps it completed, in order (for undoing). Undo rows and the step that was
+        running are not records: the step runs again."""
+        state = cls()
+        state.parameters = dict(playbook.parameters)
+        completed: list[Step] = []
+        for row in rows:
+            state.value = max(state.value, int(row["seq"]))
+            step_id = str(row["step_id"])
+            outcome = StepOutcome(row["outcome"])
+            if ":" in step_id or outcome in (StepOutcome.RUNNING, StepOutcome.INTERRUPTED):
+                continue
+            state.records[step_id] = StepRecord(
+                seen_as(outcome),
+                json.loads(row["output"]) if row["output"] else {},
+                row["result"] or row["error"] or "",
+                float(row["duration_seconds"] or 0.0),
+                int(row["attempt"]),
+            )
+            if outcome is StepOutcome.SUCCESS:
+                with contextlib.suppress(KeyError):
+                    completed.append(playbook.step(step_id))
+        return state, completed
+
     def next(self) -> int:
         self.value += 1
         return self.value
+
+
+class Ending(StrEnum):
+    """What a step came to beyond the outcomes its row can say."""
+
+    DEADLINE = "deadline"  # the playbook's deadline ended it (its row says ``timeout``)
+    CANCELLED = "cancelled"  # a branch cancelled before it finished: a join ``any`` won
 
 
 @dataclass
 class Attempt:
     """What one step (all its attempts, or a group's branches) came to."""
 
-    outcome: str
+    outcome: StepOutcome | Ending
     result: StepResult | None
     fix: tuple[Step, StepResult] | None = None  # a successful fix-kind step within it
     failed_step: Step | None = None  # a group's branch that failed it
     healthy: bool = False  # a verify-kind step within it succeeded: the component is healthy
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome is StepOutcome.SUCCESS
+
+    def failed(self, step: Step) -> FailedStep:
+        """The step this unsuccessful attempt of ``step`` failed on, for the run's outcome."""
+        failed = self.failed_step or step
+        outcome = StepOutcome.TIMEOUT if self.outcome is Ending.DEADLINE else self.outcome
+        return FailedStep(failed.id, failed.action, outcome)
 
 
 class Credit:
@@ -77,7 +135,7 @@ class Credit:
 
     def saw(self, attempt: Attempt) -> None:
         """One step's (or group's) outcome, in the order the run saw them."""
-        if attempt.outcome == "success" and attempt.fix is not None:
+        if attempt.succeeded and attempt.fix is not None:
             self._pending = attempt.fix
         if attempt.healthy:
             self._verified, self._pending = self._pending, None
@@ -88,17 +146,26 @@ class Credit:
         healthy verification, else the one that verification credited (None: none)."""
         return self._pending if self._pending is not None else self._verified
 
+    def what_fixed_it(self, last: tuple[Step, StepResult | None]) -> tuple[str, str]:
+        """(the step credited, what it did): the fix credited, else ``last`` (the step that
+        ended the run, and its result if it gave one)."""
+        fixer, fix_result = self.fixer or last
+        what = f"{fixer.action} {fixer.target or ''}".strip()
+        if fix_result is not None:
+            what += f": {fix_result.result}"
+        return fixer.id, what
+
 
 def retry_pause(policy: RetryPolicy, retry_number: int, rng: random.Random) -> float:
     return backoff_delay(
-        policy.backoff_seconds,
-        policy.multiplier,
-        policy.max_backoff_seconds,
-        policy.jitter,
+        initial_s=policy.backoff_seconds,
+        multiplier=policy.multiplier,
+        max_s=policy.max_backoff_seconds,
+        jitter=policy.jitter,
         attempt=retry_number,
         rng=rng,
     )
 
 
 # What a branch came to when it was cancelled before finishing (a join ``any`` won).
-NOT_RUN = Attempt("cancelled", None)
+NOT_RUN = Attempt(Ending.CANCELLED, None)

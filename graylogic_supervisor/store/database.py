@@ -52,11 +52,14 @@ HOLD_BUSY_TIMEOUT_MS = 100  # the same, for a write that can be held instead of 
 HOLD_RETRY_S = 1.0  # while rows are held: how often to try writing them
 
 
+Statement = tuple[str, Params]
+Written = tuple[int, int | None]  # (rowcount, the row id an INSERT wrote)
+
+
 @dataclass(frozen=True)
 class _PendingWrite:
-    sql: str
-    params: Params
-    future: asyncio.Future[tuple[int, int | None]]
+    statements: tuple[Statement, ...]  # committed together, or held together
+    future: asyncio.Future[list[Written]]
     holdable: bool
 
 
@@ -208,34 +211,37 @@ class Database:
     async def execute(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """One write, committed before this returns (or held: see the module); returns
         the rowcount (a held UPDATE's is 0: what it changes is known once written)."""
-        rowcount, _ = await self._write(sql, params)
+        [(rowcount, _)] = await self._write(((sql, params),))
         return rowcount
 
     async def insert(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """One INSERT, committed before this returns; returns the new row id (a held
         INSERT's is a ``HeldRowId`` that later writes may pass as a parameter)."""
-        _, row_id = await self._write(sql, params)
+        [(_, row_id)] = await self._write(((sql, params),))
         if row_id is None:
             raise StoreError("insert returned no row id")
         return row_id
+
+    async def write_together(self, statements: Sequence[Statement]) -> list[Written]:
+        """Several writes in one transaction, in order, committed before this returns (or
+        held together: see the module); one (rowcount, row id) each. All land or none."""
+        return await self._write(tuple(statements))
 
     @property
     def held_rows(self) -> int:
         """Writes held in memory, not yet in the store."""
         return len(self._hold) if self._hold is not None else 0
 
-    def _may_hold(self, params: Params) -> bool:
+    def _may_hold(self, statements: Sequence[Statement] = ()) -> bool:
         """An essential component's record, or a write that names a row still held."""
         if self._hold is None:
             return False
-        if unresolved(params):
+        if any(unresolved(params) for _, params in statements):
             return True
         component = recording_component()
         return component is not None and self.holds_for is not None and self.holds_for(component)
 
-    async def _write(
-        self, sql: str, params: Sequence[Any] | dict[str, Any]
-    ) -> tuple[int, int | None]:
+    async def _write(self, statements: tuple[Statement, ...]) -> list[Written]:
         """Group commit: writes that arrive while a commit is under way share the next one.
 
         Each caller still returns only once its own write is committed (durable as
@@ -243,14 +249,14 @@ class Database:
         of one per write. The first waiting writer flushes for everyone queued.
         """
         self._conn()  # a closed store refuses at once
-        holdable = self._may_hold(params)
+        holdable = self._may_hold(statements)
         if holdable and self.held_rows:
             # rows are held already: this one goes behind them, without waiting on the store
-            held = self._hold_write(sql, params)
+            held = self._hold_write(statements)
             if held is not None:
                 return held
-        future: asyncio.Future[tuple[int, int | None]] = asyncio.get_running_loop().create_future()
-        self._pending.append(_PendingWrite(sql, params, future, holdable))
+        future: asyncio.Future[list[Written]] = asyncio.get_running_loop().create_future()
+        self._pending.append(_PendingWrite(statements, future, holdable))
         if self._flusher is None or self._flusher.done():
             # Its own task: a caller that is cancelled does not take the others' writes
             # with it (its own write still completes; the store never half-writes).
@@ -267,12 +273,16 @@ class Database:
             conn = self._conn()
             await self._flush_held_locked(conn)
             try:
-                if len(batch) > 1 and not self.held_rows:
+                if sum(len(w.statements) for w in batch) > 1 and not self.held_rows:
                     await self._set_busy(conn, any(w.holdable for w in batch))
                     try:
-                        await conn.execute("BEGIN IMMEDIATE")
-                        results = [await self._run(conn, w.sql, resolve(w.params)) for w in batch]
-                        await conn.execute("COMMIT")
+                        written = await self._run_together(
+                            conn, [s for w in batch for s in w.statements]
+                        )
+                        results = []
+                        for write in batch:
+                            results.append(written[: len(write.statements)])
+                            written = written[len(write.statements) :]
                     except sqlite3.Error:
                         if conn.in_transaction:
                             await conn.execute("ROLLBACK")
@@ -302,39 +312,35 @@ class Database:
                 if self._connection is not None:
                     await self._set_busy(conn, False)
 
-    async def _write_one(
-        self, conn: aiosqlite.Connection, write: _PendingWrite
-    ) -> tuple[int, int | None]:
+    async def _write_one(self, conn: aiosqlite.Connection, write: _PendingWrite) -> list[Written]:
         """One write; one that may be held is held when the store cannot take it."""
         if write.holdable and self.held_rows:
             return self._hold_or_refuse(write, None)  # never ahead of the rows held
         await self._set_busy(conn, write.holdable)
         try:
-            return await self._run_making_room(conn, write.sql, resolve(write.params))
+            return await self._run_making_room(conn, write.statements)
         except (StoreFullError, StoreLockedError) as exc:
             if not write.holdable:
                 raise
             return self._hold_or_refuse(write, exc)
 
-    def _hold_write(self, sql: str, params: Params) -> tuple[int, int | None] | None:
-        """Into the hold, behind what it holds; None when it is at its bound."""
+    def _hold_write(self, statements: Sequence[Statement]) -> list[Written] | None:
+        """Into the hold, behind what it holds, all together; None when they do not fit."""
         assert self._hold is not None
         error = self._hold_error or StoreError("the store could not write")
-        item = self._hold.add(sql, params, str(error))
-        if item is None:
+        items = self._hold.add_all(statements, str(error))
+        if items is None:
             return None
         if self._retrier is None or self._retrier.done():
             # owned by the store: cancelled and awaited by close()
             self._retrier = asyncio.create_task(self._retry_held(), name="store-hold")
-        return (1 if item.inserts else 0), item.row_id
+        return [((1 if item.inserts else 0), item.row_id) for item in items]
 
-    def _hold_or_refuse(
-        self, write: _PendingWrite, error: StoreError | None
-    ) -> tuple[int, int | None]:
+    def _hold_or_refuse(self, write: _PendingWrite, error: StoreError | None) -> list[Written]:
         """Held, or (the hold at its bound) refused as the store refused the rows held."""
         if error is not None and not self.held_rows:
             self._hold_error = error
-        held = self._hold_write(write.sql, write.params)
+        held = self._hold_write(write.statements)
         if held is not None:
             return held
         if error is not None:
@@ -413,12 +419,16 @@ class Database:
             self._busy_ms = wanted
 
     async def _run_making_room(
-        self, conn: aiosqlite.Connection, sql: str, params: Sequence[Any] | dict[str, Any]
-    ) -> tuple[int, int | None]:
-        """One autocommitted write; on a full disk, free the reserve and try once more."""
+        self, conn: aiosqlite.Connection, statements: Sequence[Statement]
+    ) -> list[Written]:
+        """One autocommitted write (or several in one transaction); on a full disk, free
+        the reserve and try once more."""
         for attempt in range(2):
             try:
-                return await self._run(conn, sql, params)
+                if len(statements) == 1:
+                    sql, params = statements[0]
+                    return [await self._run(conn, sql, resolve(params))]
+                return await self._run_together(conn, statements)
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     await conn.execute("ROLLBACK")
@@ -443,9 +453,37 @@ class Database:
         return room_made
 
     @staticmethod
+    async def _run_together(
+        conn: aiosqlite.Connection, statements: Sequence[Statement]
+    ) -> list[Written]:
+        """Statements in one transaction, in ONE trip to the connection's thread (a trip
+        each costs more than the commit's sync on a busy host); rolled back there when
+        one fails, and the error raised."""
+        resolved = [(sql, resolve(params)) for sql, params in statements]
+
+        def together() -> list[Written]:
+            raw: sqlite3.Connection = conn._conn
+            raw.execute("BEGIN IMMEDIATE")
+            try:
+                written = []
+                for sql, params in resolved:
+                    cursor = raw.execute(sql, params)
+                    written.append((cursor.rowcount, cursor.lastrowid))
+                raw.execute("COMMIT")
+            except BaseException:
+                if raw.in_transaction:
+                    raw.execute("ROLLBACK")
+                raise
+            return written
+
+        # aiosqlite's own way to run a function on its thread (``execute`` is built on it)
+        result: list[Written] = await conn._execute(together)  # type: ignore[no-untyped-call]
+        return result
+
+    @staticmethod
     async def _run(
         conn: aiosqlite.Connection, sql: str, params: Sequence[Any] | dict[str, Any]
-    ) -> tuple[int, int | None]:
+    ) -> Written:
         # One trip: a finished write's cursor holds no statement (sqlite3 releases it
         # when the write is done), so it needs no second trip to be closed.
         cursor = await conn.execute(sql, params)
@@ -464,7 +502,7 @@ class Database:
             await self._flush_held_locked(conn)
             # an essential's recovery does not wait long on another process's lock,
             # nor twice: the held rows just met it
-            essential = self._may_hold(())
+            essential = self._may_hold()
             if essential and self.held_rows and isinstance(self._hold_error, StoreLockedError):
                 raise StoreLockedError(f"transaction failed: {self._hold_error}")
             await self._set_busy(conn, essential)

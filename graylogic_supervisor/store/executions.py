@@ -2,7 +2,11 @@
 
 A step row is inserted when the step starts and updated when it ends, so a
 crash loses nothing that finished and leaves a visible ``running`` row that
-start-up turns into ``interrupted``.
+start-up turns into ``interrupted``. A run writes at its step boundaries
+(``record_progress``): the end of the step that finished and the start of the
+next go in one transaction, as do the execution's start and its first step's,
+and the last step's end and the execution's: one commit per boundary, each
+made before the next action runs.
 """
 
 from __future__ import annotations
@@ -10,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
 from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.domain.states import ExecutionStatus, StepOutcome
 from graylogic_supervisor.errors import StoreFullError, StoreLockedError
-from graylogic_supervisor.store.database import DISK_ERROR_ID, Database, Row
+from graylogic_supervisor.store.database import DISK_ERROR_ID, Database, Row, Statement
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +30,29 @@ _T = TypeVar("_T")
 ROOM_RETRY_S = 2.0  # a full disk: how often a step's record tries again
 
 
+_START_EXECUTION = (
+    "INSERT INTO executions (id, playbook_id, playbook_version, failure_id, error_id,"
+    " component, status, started_at, incident_id, kind)"
+    " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)"
+)
+_START_STEP = (
+    "INSERT INTO execution_steps (execution_id, seq, step_id, name, action, target,"
+    " attempt, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running')"
+)
+_FINISH_STEP = (
+    "UPDATE execution_steps SET completed_at = ?, duration_seconds = ?, outcome = ?,"
+    " result = ?, output = ?, error = ?, transitioned_to = ? WHERE id = ?"
+)
+_FINISH_EXECUTION = (
+    "UPDATE executions SET status = ?, completed_at = ?, duration_seconds = ?,"
+    " resolved_by = ?, what_fixed_it = ?, playbook_sufficient = ?, detail = ?"
+    " WHERE id = ?"
+)
+
+
 @dataclass(frozen=True)
 class StepEnd:
-    outcome: str  # success | failure | timeout | error | interrupted
+    outcome: StepOutcome
     result: str | None
     output: Mapping[str, Any]
     error: str | None
@@ -36,11 +61,112 @@ class StepEnd:
 
 @dataclass(frozen=True)
 class ExecutionEnd:
-    status: str  # resolved | escalated | failed | interrupted
+    status: ExecutionStatus  # resolved | escalated | failed | interrupted
     resolved_by: str | None
     what_fixed_it: str | None
     playbook_sufficient: bool | None
     detail: str
+
+
+@dataclass(frozen=True)
+class ExecutionStart:
+    """An execution's row as it begins."""
+
+    execution_id: str
+    playbook_id: str
+    playbook_version: str
+    failure_id: str
+    error_id: str
+    component: str
+    started_at: datetime
+    incident_id: str | None = None
+    kind: str = "playbook"  # or ``learned_fix``: a fix the failure memory chose
+
+    def statement(self) -> Statement:
+        return _START_EXECUTION, (
+            self.execution_id,
+            self.playbook_id,
+            self.playbook_version,
+            self.failure_id,
+            self.error_id,
+            self.component,
+            isoformat(self.started_at),
+            self.incident_id,
+            self.kind,
+        )
+
+
+@dataclass(frozen=True)
+class StepStart:
+    """A step's row as it starts (``running``)."""
+
+    execution_id: str
+    seq: int
+    step_id: str
+    name: str
+    action: str
+    target: str | None
+    attempt: int
+    started_at: datetime
+
+    def statement(self) -> Statement:
+        return _START_STEP, (
+            self.execution_id,
+            self.seq,
+            self.step_id,
+            self.name,
+            self.action,
+            self.target,
+            self.attempt,
+            isoformat(self.started_at),
+        )
+
+
+@dataclass(frozen=True)
+class StepFinish:
+    """How the step row ``row_id`` ends."""
+
+    row_id: int
+    completed_at: datetime
+    duration_seconds: float
+    end: StepEnd
+
+    def statement(self) -> Statement:
+        end = self.end
+        return _FINISH_STEP, (
+            isoformat(self.completed_at),
+            round(self.duration_seconds, 6),
+            end.outcome,
+            end.result,
+            json.dumps(dict(end.output), default=str) if end.output else None,
+            end.error,
+            end.transitioned_to,
+            self.row_id,
+        )
+
+
+@dataclass(frozen=True)
+class ExecutionFinish:
+    """How the execution ``execution_id`` ends."""
+
+    execution_id: str
+    completed_at: datetime
+    duration_seconds: float
+    end: ExecutionEnd
+
+    def statement(self) -> Statement:
+        end = self.end
+        sufficient = None if end.playbook_sufficient is None else int(end.playbook_sufficient)
+        return _FINISH_EXECUTION, (
+            end.status,
+            isoformat(self.completed_at),
+            round(self.duration_seconds, 6),
+            end.resolved_by,
+            end.what_fixed_it,
+            sufficient,
+            end.detail,
+            self.execution_id,
+        )
 
 
 class ExecutionRepository:
@@ -132,22 +258,18 @@ class ExecutionRepository:
         kind: str = "playbook",
     ) -> None:
         """``kind`` is ``playbook``, or ``learned_fix`` for a fix the failure memory chose."""
-        await self._db.execute(
-            "INSERT INTO executions (id, playbook_id, playbook_version, failure_id, error_id,"
-            " component, status, started_at, incident_id, kind)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
-            (
-                execution_id,
-                playbook_id,
-                playbook_version,
-                failure_id,
-                error_id,
-                component,
-                isoformat(started_at),
-                incident_id,
-                kind,
-            ),
+        start = ExecutionStart(
+            execution_id=execution_id,
+            playbook_id=playbook_id,
+            playbook_version=playbook_version,
+            failure_id=failure_id,
+            error_id=error_id,
+            component=component,
+            started_at=started_at,
+            incident_id=incident_id,
+            kind=kind,
         )
+        await self._db.execute(*start.statement())
 
     async def start_step(
         self,
@@ -161,57 +283,66 @@ class ExecutionRepository:
         started_at: datetime,
     ) -> int:
         """Insert the running step's row; returns the row id to finish it with."""
-        return await self._when_room(
-            lambda: self._db.insert(
-                "INSERT INTO execution_steps (execution_id, seq, step_id, name, action, target,"
-                " attempt, started_at, outcome) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running')",
-                (execution_id, seq, step_id, name, action, target, attempt, isoformat(started_at)),
-            )
+        start = StepStart(
+            execution_id=execution_id,
+            seq=seq,
+            step_id=step_id,
+            name=name,
+            action=action,
+            target=target,
+            attempt=attempt,
+            started_at=started_at,
         )
+        row_id = await self.record_progress(starting=start)
+        assert row_id is not None
+        return row_id
 
     async def finish_step(
         self, row_id: int, completed_at: datetime, duration_seconds: float, end: StepEnd
     ) -> None:
-        params = (
-            isoformat(completed_at),
-            round(duration_seconds, 6),
-            end.outcome,
-            end.result,
-            json.dumps(dict(end.output), default=str) if end.output else None,
-            end.error,
-            end.transitioned_to,
-            row_id,
-        )
-        await self._when_room(
-            lambda: self._db.execute(
-                "UPDATE execution_steps SET completed_at = ?, duration_seconds = ?, outcome = ?,"
-                " result = ?, output = ?, error = ?, transitioned_to = ? WHERE id = ?",
-                params,
-            )
+        await self.record_progress(
+            finished=[StepFinish(row_id, completed_at, duration_seconds, end)]
         )
 
     async def finish_execution(
         self, execution_id: str, completed_at: datetime, duration_seconds: float, end: ExecutionEnd
     ) -> None:
-        sufficient = None if end.playbook_sufficient is None else int(end.playbook_sufficient)
-        params = (
-            end.status,
-            isoformat(completed_at),
-            round(duration_seconds, 6),
-            end.resolved_by,
-            end.what_fixed_it,
-            sufficient,
-            end.detail,
-            execution_id,
+        await self.record_progress(
+            ended=ExecutionFinish(execution_id, completed_at, duration_seconds, end)
         )
-        await self._when_room(
-            lambda: self._db.execute(
-                "UPDATE executions SET status = ?, completed_at = ?, duration_seconds = ?,"
-                " resolved_by = ?, what_fixed_it = ?, playbook_sufficient = ?, detail = ?"
-                " WHERE id = ?",
-                params,
-            )
-        )
+
+    async def record_progress(
+        self,
+        *,
+        begun: ExecutionStart | None = None,
+        finished: Sequence[StepFinish] = (),
+        starting: StepStart | None = None,
+        ended: ExecutionFinish | None = None,
+    ) -> int | None:
+        """One step boundary of a run, in one transaction: the execution's start, the ends
+        of the steps that finished, the next step's start, the execution's end (each if
+        given, in that order). Returns the started step's row id.
+
+        Once the execution has begun, it waits for room on a full disk (or for another
+        process's lock) rather than fail; an essential's records are held instead. The
+        execution's start is refused like any write.
+        """
+        statements = [record.statement() for record in finished]
+        if begun is not None:
+            statements.insert(0, begun.statement())
+        if starting is not None:
+            statements.append(starting.statement())
+        if ended is not None:
+            statements.append(ended.statement())
+        if not statements:
+            return None
+        if begun is not None:
+            # an execution's start is refused, not waited for: nothing has run yet, and
+            # the supervisor takes the failure up again later
+            written = await self._db.write_together(statements)
+        else:
+            written = await self._when_room(lambda: self._db.write_together(statements))
+        return written[len(finished) + (begun is not None)][1] if starting is not None else None
 
     async def set_healthy_after(self, execution_id: str, healthy: bool) -> None:
         """The supervisor's verdict on a finished run (a fresh probe): learning counts a

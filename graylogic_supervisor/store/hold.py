@@ -145,9 +145,17 @@ class WriteHold:
 
     def add(self, sql: str, params: Params, reason: str) -> HeldWrite | None:
         """Hold one write; None (and logged once) when the hold is at its bound."""
-        size = len(sql) + sum(len(str(v)) for v in _values(params))
+        items = self.add_all([(sql, params)], reason)
+        return items[0] if items is not None else None
+
+    def add_all(self, writes: Sequence[tuple[str, Params]], reason: str) -> list[HeldWrite] | None:
+        """Hold writes that go together, in order: all of them, or (at the bound) none."""
+        sizes = [len(sql) + sum(len(str(v)) for v in _values(params)) for sql, params in writes]
         limits = self.limits
-        if len(self._items) >= limits.max_rows or self._bytes + size > limits.max_bytes:
+        if (
+            len(self._items) + len(writes) > limits.max_rows
+            or self._bytes + sum(sizes) > limits.max_bytes
+        ):
             if not self._refused_logged:
                 self._refused_logged = True
                 logger.error(
@@ -158,7 +166,6 @@ class WriteHold:
                     self.reason,
                 )
             return None
-        self._ids += 1
         if not self._items:
             self.reason = reason
             logger.error(
@@ -166,11 +173,14 @@ class WriteHold:
                 " memory until it can",
                 reason,
             )
-        item = HeldWrite(sql, params, HeldRowId(self._ids), size)
-        self._items.append(item)
-        self._bytes += size
-        self.held_total += 1
-        return item
+        items = []
+        for (sql, params), size in zip(writes, sizes, strict=True):
+            self._ids += 1
+            items.append(HeldWrite(sql, params, HeldRowId(self._ids), size))
+        self._items.extend(items)
+        self._bytes += sum(sizes)
+        self.held_total += len(items)
+        return items
 
     def snapshot(self) -> list[HeldWrite]:
         return list(self._items)
