@@ -266,7 +266,16 @@ class Database:
     async def _flush_pending(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
-            await self._flush(batch)
+            try:
+                await self._flush(batch)
+            except BaseException as exc:
+                # a writer never waits for ever on a batch that went nowhere
+                for write in batch:
+                    if not write.future.done():
+                        write.future.set_exception(StoreError(f"write not committed: {exc!r}"))
+                if not isinstance(exc, Exception):
+                    raise
+                logger.exception("a batch of writes failed before it reached the database")
 
     async def _flush(self, batch: list[_PendingWrite]) -> None:
         async with self._write_lock:

@@ -270,7 +270,11 @@ async def test_an_allowed_recovery_writes_its_first_rows_in_one_commit(tmp_path:
 
         async def counted(batch: list[Any]) -> None:
             batches.append(
-                [" ".join(re.findall(r"^(\w+) (?:INTO )?(\w+)", w.sql)[0]) for w in batch]
+                [
+                    " ".join(re.findall(r"^(\w+) (?:INTO )?(\w+)", sql)[0])
+                    for w in batch
+                    for sql, _ in w.statements
+                ]
             )
             await flush(batch)
 
