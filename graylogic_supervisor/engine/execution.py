@@ -8,7 +8,7 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Protocol
 
 from graylogic_supervisor.backoff import backoff_delay
 from graylogic_supervisor.domain.failure import FailureInfo
@@ -40,14 +40,6 @@ class ExecutionObserver(Protocol):
     ) -> None: ...
 
 
-RecordOutcome = Literal["success", "failure", "timeout", "error", "skipped"]
-
-
-def seen_as(outcome: StepOutcome) -> RecordOutcome:
-    """A step's outcome as expressions see it (``steps.<id>.outcome``)."""
-    return cast("RecordOutcome", outcome.value)
-
-
 class RunState:
     """One execution's step numbers (1, 2, 3 …, shared by steps, retries and undos) and
     what each step came to, as conditions and templates see it (``steps.<id>``)."""
@@ -75,7 +67,7 @@ class RunState:
             if ":" in step_id or outcome in (StepOutcome.RUNNING, StepOutcome.INTERRUPTED):
                 continue
             state.records[step_id] = StepRecord(
-                seen_as(outcome),
+                outcome,
                 json.loads(row["output"]) if row["output"] else {},
                 row["result"] or row["error"] or "",
                 float(row["duration_seconds"] or 0.0),

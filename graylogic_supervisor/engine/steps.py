@@ -21,7 +21,7 @@ from graylogic_supervisor.clock import Clock
 from graylogic_supervisor.domain.states import StepOutcome
 from graylogic_supervisor.engine.action import Action, StepContext, StepResult
 from graylogic_supervisor.engine.action_call import ActionCaller
-from graylogic_supervisor.engine.execution import Attempt, Ending, retry_pause, seen_as
+from graylogic_supervisor.engine.execution import Attempt, Ending, retry_pause
 from graylogic_supervisor.engine.run import Run, StepRow
 from graylogic_supervisor.playbooks.expression_context import (
     ExpressionContext,
@@ -121,7 +121,7 @@ class StepRunner:
                     run, step, result, duration=duration, number=call.number
                 )
             run.state.records[step.id] = StepRecord(
-                outcome=seen_as(outcome),
+                outcome=outcome,
                 output=dict(result.output) if result is not None else {},
                 result=result.result if result is not None else (error or ""),
                 duration_s=clock.monotonic() - recording.began,
@@ -180,7 +180,7 @@ class StepRunner:
     async def skip(self, run: Run, step: Step, why: str, *, transition: str | None) -> None:
         async with run.step(StepRow.of(step), instant=True) as recording:
             recording.ends(StepEnd(StepOutcome.SKIPPED, why, {}, None, transition))
-        run.state.records[step.id] = StepRecord("skipped", {}, why, 0.0, 0)
+        run.state.records[step.id] = StepRecord(StepOutcome.SKIPPED, {}, why, 0.0, 0)
 
     def _render(self, run: Run, step: Step) -> tuple[str | None, dict[str, Any]]:
         """The step's target and params with their ``{…}`` placeholders filled in."""
@@ -202,7 +202,7 @@ class StepRunner:
         transition = f"join:{join_of}" if join_of else run.next_after(step, succeeded=False)
         async with run.step(StepRow.of(step), instant=True) as recording:
             recording.ends(StepEnd(StepOutcome.ERROR, None, {}, error, transition))
-        run.state.records[step.id] = StepRecord("error", {}, error, 0.0, 1)
+        run.state.records[step.id] = StepRecord(StepOutcome.ERROR, {}, error, 0.0, 1)
         return Attempt(StepOutcome.ERROR, None)
 
     def _judge(
@@ -211,7 +211,7 @@ class StepRunner:
         """``success_when:`` decides the outcome from the result (seen as ``steps.<own id>``)."""
         assert step.success_when is not None
         run.state.records[step.id] = StepRecord(
-            "success" if result.success else "failure",
+            StepOutcome.SUCCESS if result.success else StepOutcome.FAILURE,
             dict(result.output),
             result.result,
             duration,

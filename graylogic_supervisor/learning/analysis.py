@@ -22,6 +22,7 @@ from typing import Any
 
 from graylogic_supervisor.config import LearningConfig
 from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
+from graylogic_supervisor.domain.states import StepOutcome
 from graylogic_supervisor.learning.cases import CaseSet
 from graylogic_supervisor.learning.changes import (
     AddCondition,
@@ -867,8 +868,8 @@ def _conditions(
             continue
         if step.when is not None or _censored_fixes(step, data):
             continue  # a fix that failed for want of time is not one that never helps
-        operator = "==" if pair.earlier_outcome == "failure" else "!="
-        verb = "failed" if pair.earlier_outcome == "failure" else "succeeded"
+        operator = "==" if pair.earlier_outcome == StepOutcome.FAILURE else "!="
+        verb = "failed" if pair.earlier_outcome == StepOutcome.FAILURE else "succeeded"
         when = f"steps.{pair.earlier_step}.outcome {operator} 'success'"
         found.append(
             Candidate(
@@ -940,7 +941,7 @@ def _censored_fixes(step: Step, data: CaseSet) -> list[str]:
         case = data.case_of_execution.get(trace.execution_id)
         if case is None or case.fixer != step.action:
             continue
-        if any(v.step_id == step.id and "timeout" in v.outcomes for v in trace.visits):
+        if any(v.step_id == step.id and StepOutcome.TIMEOUT in v.outcomes for v in trace.visits):
             found.append(trace.execution_id)
     return found
 

@@ -33,6 +33,7 @@ from typing import TypeVar
 
 from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
 from graylogic_supervisor.domain.failure import FailureInfo
+from graylogic_supervisor.domain.states import StepOutcome
 from graylogic_supervisor.learning.trace import Trace
 from graylogic_supervisor.playbooks.expression_context import StepRecord, expression_context
 from graylogic_supervisor.playbooks.expressions import ExpressionError
@@ -95,11 +96,13 @@ def case_of(
             continue
         attempts = zip(visit.outcomes, visit.durations, strict=True)
         for number, (outcome, took) in enumerate(attempts, 1):
-            simple = "success" if outcome == "success" else "failure"
+            simple = "success" if outcome == StepOutcome.SUCCESS else "failure"
             fixes = index == fixed_at and number == len(visit.outcomes) and simple == "success"
             # A timeout is censored: the action had not ended by then; a longer timeout
             # could have seen it succeed. Kept with the time it was cut at.
-            word = f"{TIMEOUT_PREFIX}{round(took, 1):g}" if outcome == "timeout" else simple
+            word = (
+                f"{TIMEOUT_PREFIX}{round(took, 1):g}" if outcome == StepOutcome.TIMEOUT else simple
+            )
             recorded[(visit.action, fixed)].append(FIXED if fixes else word)
             fixed = fixed or fixes
     return Case(
@@ -163,9 +166,9 @@ class OutcomeModel:
         for trace in traces:
             for visit in trace.visits:
                 for outcome, duration in zip(visit.outcomes, visit.durations, strict=True):
-                    if outcome == "skipped":
+                    if outcome == StepOutcome.SKIPPED:
                         continue
-                    simple = "success" if outcome == "success" else "failure"
+                    simple = "success" if outcome == StepOutcome.SUCCESS else "failure"
                     entry = sums.setdefault((visit.action, simple), [0.0, 0.0])
                     entry[0] += duration
                     entry[1] += 1
@@ -216,7 +219,10 @@ class OutcomeModel:
 
     def duration(self, action: str, outcome: str) -> float | None:
         """Mean recorded seconds for this action and outcome (either outcome if need be)."""
-        for key in ((action, outcome), (action, "failure" if outcome == "success" else "success")):
+        for key in (
+            (action, outcome),
+            (action, "failure" if outcome == StepOutcome.SUCCESS else "success"),
+        ):
             entry = self.durations.get(key)
             if entry and entry[1]:
                 return entry[0] / entry[1]
@@ -279,7 +285,7 @@ def replay(playbook: Playbook, case: Case, model: OutcomeModel) -> Expectation:
             continue
         step = playbook.step(branch.step_id)
         if step.when is not None and not _holds(step, branch.records, failure, playbook):
-            records = {**branch.records, step.id: StepRecord("skipped", {}, "", 0.0, 0)}
+            records = {**branch.records, step.id: StepRecord(StepOutcome.SKIPPED, {}, "", 0.0, 0)}
             stack.append(
                 _Branch(
                     skip_target(playbook, step),
@@ -343,9 +349,9 @@ def _attempts(
                 now_fixed = fixed or option.fixes
                 now_guessed = guessed or option.guessed
                 outcome = option.outcome
-                if outcome == "success" or number == attempts:
-                    record = StepRecord(outcome, {}, "", option.took, number)  # type: ignore[arg-type]
-                    target = step.on_success if outcome == "success" else step.on_failure
+                if outcome == StepOutcome.SUCCESS or number == attempts:
+                    record = StepRecord(StepOutcome(outcome), {}, "", option.took, number)
+                    target = step.on_success if outcome == StepOutcome.SUCCESS else step.on_failure
                     results.append(
                         _Branch(
                             playbook.resolve_transition(step, target),

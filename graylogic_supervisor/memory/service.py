@@ -26,6 +26,7 @@ from typing import Any
 from graylogic_supervisor.clock import Clock
 from graylogic_supervisor.config import MemoryConfig
 from graylogic_supervisor.domain.memory import Attempt, FailureContext, FailureRecord, Resolution
+from graylogic_supervisor.domain.states import ExecutionStatus
 from graylogic_supervisor.memory.consolidation import ConsolidationReport, consolidate
 from graylogic_supervisor.memory.learned import learned_playbook_id
 from graylogic_supervisor.memory.patterns import extract_patterns, pattern_matches
@@ -288,7 +289,7 @@ class FailureMemory:
                 key = (record.resolution.fix_action, record.resolution.fix_target)
                 by_fix[key].append((match, record.count))
             for attempt in record.attempts:
-                if attempt.kind == "learned_fix" and attempt.status != "resolved":
+                if attempt.kind == "learned_fix" and attempt.status != ExecutionStatus.RESOLVED:
                     failed_tries[attempt.playbook_id] += 1
         options = []
         for (action, target), fixed in by_fix.items():

@@ -10,11 +10,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from graylogic_supervisor.domain.failure import FailureInfo
-
-StepOutcome = Literal["success", "failure", "timeout", "error", "skipped"]
+from graylogic_supervisor.domain.states import StepOutcome
 
 ROOTS = ("steps", "failure", "params", "time", "resources")
 STEP_FIELDS = frozenset({"outcome", "output", "result", "duration_s", "attempts"})

@@ -12,6 +12,7 @@ from typing import Any
 
 from graylogic_supervisor.domain.failure import FailureInfo
 from graylogic_supervisor.domain.outcomes import ExecutionOutcome
+from graylogic_supervisor.domain.states import StepOutcome
 from graylogic_supervisor.engine.execution import ExecutionObserver
 from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.playbooks.model import Playbook, Step
@@ -42,7 +43,7 @@ class MetricsRecorder:
     ) -> None:
         self._metrics.step_finished(step.action, end.outcome)
         if (
-            end.outcome == "success"
+            end.outcome == StepOutcome.SUCCESS
             and step.action in BROKER_RESTART_ACTIONS
             and self._broker_service is not None
             and step.target == self._broker_service

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from graylogic_supervisor.domain.actions import ActionKind
 from graylogic_supervisor.domain.outcomes import ExecutionOutcome
+from graylogic_supervisor.domain.states import ExecutionStatus
 from graylogic_supervisor.engine.action import ActionParams, StepContext, StepResult
 from graylogic_supervisor.playbooks.model import PLAYBOOK_ID, Playbook
 from graylogic_supervisor.store.versions import PlaybookVersions
@@ -77,6 +78,6 @@ class RunPlaybook:
             _DEPTH.reset(token)
         summary = f"{child.id} {child.version} {outcome.status} ({outcome.execution_id})"
         output = {"execution_id": outcome.execution_id, "status": outcome.status}
-        if outcome.status == "resolved":
+        if outcome.status == ExecutionStatus.RESOLVED:
             return StepResult.ok(summary, **output)
         return StepResult.failed(summary, **output)
