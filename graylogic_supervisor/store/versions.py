@@ -18,7 +18,7 @@ import yaml
 
 from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.playbooks.model import SEMVER, Playbook
-from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.database import Database, Row
 
 logger = logging.getLogger(__name__)
 
@@ -38,9 +38,27 @@ def semver_key(version: str) -> tuple[int, int, int]:
     return major, minor, patch
 
 
+PARSED_KEPT = 256  # parsed versions kept (a site has tens)
+
+
 class PlaybookVersions:
     def __init__(self, db: Database) -> None:
         self._db = db
+        # A version's definition never changes once stored (an edited file must bump its
+        # version), so each is parsed once: validating a playbook compiles its
+        # expressions, milliseconds a failure would otherwise wait for every time.
+        self._parsed: dict[tuple[str, str], Playbook] = {}
+        self._stored: set[tuple[str, str]] = set()  # versions known to be in the store
+
+    def _playbook(self, row: Row) -> Playbook:
+        key = (str(row["playbook_id"]), str(row["version"]))
+        playbook = self._parsed.get(key)
+        if playbook is None:
+            playbook = Playbook.model_validate_json(row["definition"])
+            if len(self._parsed) >= PARSED_KEPT:
+                del self._parsed[next(iter(self._parsed))]  # the oldest parsed
+            self._parsed[key] = playbook
+        return playbook
 
     async def seed(
         self, playbook: Playbook, source_yaml: str, source_file: str, now: datetime
@@ -114,8 +132,12 @@ class PlaybookVersions:
         """Store a version that must never be selected as a component's playbook.
 
         Learned fixes are stored so, so their executions are recorded like any
-        other. Returns False when the version is already there.
+        other. Returns False when the version is already there: known to be, it costs
+        no write (a learned fix is registered before each of its runs).
         """
+        key = (playbook.id, playbook.version)
+        if key in self._stored:
+            return False
         stamp = isoformat(now)
         async with self._db.transaction() as conn:
             await conn.execute(
@@ -136,21 +158,24 @@ class PlaybookVersions:
                     reason,
                 ),
             )
-            return cursor.rowcount == 1
+        self._stored.add(key)  # versions are never deleted
+        return cursor.rowcount == 1
 
     async def active_playbook(self, playbook_id: str) -> Playbook | None:
         row = await self._db.fetchone(
-            "SELECT definition FROM playbook_versions WHERE playbook_id = ? AND active = 1",
+            "SELECT playbook_id, version, definition FROM playbook_versions"
+            " WHERE playbook_id = ? AND active = 1",
             (playbook_id,),
         )
-        return None if row is None else Playbook.model_validate_json(row["definition"])
+        return None if row is None else self._playbook(row)
 
     async def definition(self, playbook_id: str, version: str) -> Playbook | None:
         row = await self._db.fetchone(
-            "SELECT definition FROM playbook_versions WHERE playbook_id = ? AND version = ?",
+            "SELECT playbook_id, version, definition FROM playbook_versions"
+            " WHERE playbook_id = ? AND version = ?",
             (playbook_id, version),
         )
-        return None if row is None else Playbook.model_validate_json(row["definition"])
+        return None if row is None else self._playbook(row)
 
     async def active_version(self, playbook_id: str) -> str | None:
         row = await self._db.fetchone(
@@ -161,9 +186,10 @@ class PlaybookVersions:
 
     async def active_playbooks(self) -> list[Playbook]:
         rows = await self._db.fetchall(
-            "SELECT definition FROM playbook_versions WHERE active = 1 ORDER BY playbook_id"
+            "SELECT playbook_id, version, definition FROM playbook_versions"
+            " WHERE active = 1 ORDER BY playbook_id"
         )
-        return [Playbook.model_validate_json(row["definition"]) for row in rows]
+        return [self._playbook(row) for row in rows]
 
     async def source_yaml(self, playbook_id: str, version: str) -> str | None:
         row = await self._db.fetchone(

@@ -613,8 +613,8 @@ class Supervisor:
                 continue
             incident.held_for = None
             verdict = self._policy.evaluate(component, playbook.limits.max_attempts)
-            await self._save_policy()
             if not verdict.allowed:
+                await self._save_policy()
                 await self._record(incident, verdict)
                 await self._escalate(
                     incident, verdict.reason, f"automatic recovery held: {verdict.detail}"
@@ -626,10 +626,12 @@ class Supervisor:
             learned = consultation.learned if consultation is not None else None
             chosen = learned.playbook if learned is not None else playbook
             kind = "playbook" if learned is None else "learned_fix"
-            # the verdict, the phase (and the incident's own rows, the first time): one commit
+            # the policy's state, the verdict, the phase (and the incident's own rows, the
+            # first time): one commit, before the run
             incident.last_recorded = None
             await self._write(
                 incident,
+                self._save_policy(),
                 self._evaluation_row(incident, verdict),
                 self._phase_row(
                     incident,
