@@ -247,8 +247,8 @@ async def prepare(
             failure.component,
             failure.error_id,
             "warning",
-            failure.message,
-            now,
+            message=failure.message,
+            detected_at=now,
         )
     return repository, failures
 

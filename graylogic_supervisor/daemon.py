@@ -496,9 +496,9 @@ async def _build_engine(
         health.monitor,
         link.probe_target,
         link.publisher,
-        store.db,
-        config.state_dir,
-        composer,
+        db=store.db,
+        state_dir=config.state_dir,
+        composer=composer,
     )
     loaded, errors = load_directory(config.playbooks.directory, registry.specs())
     for error in errors:
@@ -556,7 +556,7 @@ async def _build_supervisor(
     policy = RecoveryPolicy(config.policy, clock)
     db.holds_for = policy.is_essential  # their records are held, not refused
     recovery_state = RecoveryStateRepository(db)
-    await rebuild_policy(policy, recovery_state, store.incidents, store.executions, clock)
+    await rebuild_policy(policy, recovery_state, store.incidents, store.executions, clock=clock)
     # the audit chain's hashing and head file, in their own thread (not asyncio's pool)
     audit_worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit")
     stack.callback(audit_worker.shutdown, wait=False)
@@ -580,15 +580,15 @@ async def _build_supervisor(
         store.versions,
         store.executions,
         store.incidents,
-        engine.runner,
-        catalog,
-        policy,
-        controls,
-        observer,
-        escalations,
-        clock,
-        advisor,
-        PolicyJournal(policy, recovery_state, clock),
+        runner=engine.runner,
+        catalog=catalog,
+        policy=policy,
+        controls=controls,
+        observer=observer,
+        escalations=escalations,
+        clock=clock,
+        advisor=advisor,
+        journal=PolicyJournal(policy, recovery_state, clock),
         arms=TrialArms(TrialRepository(db), store.versions),
         judged=engine.finished.judged,  # learning counts a run once its health verdict is written
     )
@@ -637,8 +637,8 @@ async def _memory_advisor(
         ContextCapture(health.monitor, health.events, config.state_dir, clock),
         audit,
         store.versions,
-        engine.registry.specs(),
-        clock,
+        actions=engine.registry.specs(),
+        clock=clock,
     )
 
 

@@ -77,6 +77,7 @@ class ContextCapture:
         incident_id: str | None,
         component: str,
         error_id: str,
+        *,
         severity: str,
         message: str,
     ) -> FailureContext:

@@ -361,8 +361,8 @@ class Simulation:
             scenario.trigger.component,
             scenario.trigger.error_id,
             "error",
-            message,
-            now,
+            message=message,
+            detected_at=now,
         )
         began = clock.monotonic()
         outcome = await self._runner.run(

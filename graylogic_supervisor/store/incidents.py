@@ -50,6 +50,7 @@ class IncidentRepository:
         component: str,
         error_id: str,
         failure_id: str,
+        *,
         detail: str,
         now: datetime,
     ) -> None:

@@ -50,6 +50,7 @@ class MemoryAdvisor:
         capture: ContextCapture,
         audit: AuditLog,
         versions: PlaybookVersions,
+        *,
         actions: Mapping[str, ActionSpec],
         clock: Clock,
     ) -> None:
@@ -72,7 +73,7 @@ class MemoryAdvisor:
     ) -> FailureContext:
         """What is known now, in memory: ``keep`` writes it (the supervisor decides first)."""
         return self._capture.capture(
-            failure_id, incident_id, component, error_id, severity, message
+            failure_id, incident_id, component, error_id, severity=severity, message=message
         )
 
     async def keep(self, context: FailureContext) -> None:
@@ -127,6 +128,7 @@ class MemoryAdvisor:
         playbook: Playbook,
         outcome: ExecutionOutcome,
         kind: str,
+        *,
         learned: LearnedFix | None,
         succeeded: bool,
     ) -> None:

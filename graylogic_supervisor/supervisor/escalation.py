@@ -150,7 +150,7 @@ class EscalationChain:
         return self._http
 
     async def escalate(
-        self, incident_id: str, component: str, error_id: str, severity: str, message: str
+        self, incident_id: str, component: str, error_id: str, severity: str, *, message: str
     ) -> str:
         """Call a human about an incident; returns the escalation's id.
 

@@ -22,7 +22,7 @@ class Escalator(Protocol):
     """Calls humans about an incident, level after level, until one acknowledges."""
 
     async def escalate(
-        self, incident_id: str, component: str, error_id: str, severity: str, message: str
+        self, incident_id: str, component: str, error_id: str, severity: str, *, message: str
     ) -> str: ...
 
     async def resolve(self, incident_id: str) -> object: ...

@@ -95,6 +95,7 @@ class Supervisor:
         versions: PlaybookVersions,
         executions: ExecutionRepository,
         incidents: IncidentRepository,
+        *,
         runner: Runner,
         catalog: ErrorCatalog,
         policy: RecoveryPolicy,
@@ -362,8 +363,8 @@ class Supervisor:
             component,
             state.error_id,
             self._severity(component, state.error_id),
-            f"{why}: {state.detail}",
-            now,
+            message=f"{why}: {state.detail}",
+            detected_at=now,
             symptom_of=symptom_of,
             expected=expected,
         )
@@ -547,8 +548,8 @@ class Supervisor:
                 incident.component,
                 incident.error_id,
                 incident.severity,
-                failure.message,
-                incident.detected_at,
+                message=failure.message,
+                detected_at=incident.detected_at,
             ),
             self._incident_row(incident),
         ]
@@ -563,8 +564,8 @@ class Supervisor:
             incident.component,
             incident.error_id,
             incident.failure.failure_id,
-            incident.failure.message,
-            incident.detected_at,
+            detail=incident.failure.message,
+            now=incident.detected_at,
         )
         self._observer.incident_changed(incident.component, announced)
 
@@ -656,7 +657,7 @@ class Supervisor:
             await self._save_policy()
             if self._advisor is not None and incident.context is not None:
                 await self._advisor.executed(
-                    incident.context, chosen, outcome, kind, learned, succeeded
+                    incident.context, chosen, outcome, kind, learned=learned, succeeded=succeeded
                 )
             if learned is not None and not succeeded and denial is None:
                 await self._set_phase(
@@ -791,7 +792,7 @@ class Supervisor:
             incident.component,
             incident.error_id,
             self._severity(incident.component, incident.error_id),
-            detail,
+            message=detail,
         )
 
     async def _enter_safe_mode(self, now: datetime) -> None:

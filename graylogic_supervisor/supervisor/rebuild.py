@@ -68,6 +68,7 @@ async def rebuild_policy(
     state: RecoveryStateRepository,
     incidents: IncidentRepository,
     executions: ExecutionRepository,
+    *,
     clock: Clock,
 ) -> Rebuilt:
     """Put back what the store knows into a policy that has decided nothing yet."""

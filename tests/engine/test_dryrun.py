@@ -319,21 +319,28 @@ async def seed_history(path: Path, rows: dict[str, list[tuple[str, str, float]]]
                 book.trigger.component,
                 book.trigger.error_ids[0],
                 "critical",
-                "down",
-                NOW,
+                message="down",
+                detected_at=NOW,
             )
             await executions.start_execution(
                 execution_id,
                 book.id,
                 book.version,
                 failure_id,
-                book.trigger.error_ids[0],
-                book.trigger.component,
-                NOW,
+                error_id=book.trigger.error_ids[0],
+                component=book.trigger.component,
+                started_at=NOW,
             )
             for seq, (step_id, outcome, seconds) in enumerate(steps, 1):
                 row = await executions.start_step(
-                    execution_id, seq, step_id, step_id, "log", None, 1, NOW
+                    execution_id,
+                    seq,
+                    step_id,
+                    step_id,
+                    action="log",
+                    target=None,
+                    attempt=1,
+                    started_at=NOW,
                 )
                 await executions.finish_step(
                     row,

@@ -85,7 +85,12 @@ async def prepare(db: Database, book: Playbook) -> ExecutionRepository:
     await PlaybookVersions(db).seed(book, "", "test.yaml", now)
     executions = ExecutionRepository(db)
     await executions.record_failure(
-        FAILURE.failure_id, FAILURE.component, FAILURE.error_id, "critical", FAILURE.message, now
+        FAILURE.failure_id,
+        FAILURE.component,
+        FAILURE.error_id,
+        "critical",
+        message=FAILURE.message,
+        detected_at=now,
     )
     return executions
 

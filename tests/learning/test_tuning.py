@@ -58,16 +58,29 @@ async def record(
     at = START + timedelta(hours=number)
     execution_id, failure_id = f"exec-{number:04d}", f"fail-{number:04d}"
     await executions.record_failure(
-        failure_id, "database", "ERR-SVC-DATABASE-001", "error", "no answer", at
+        failure_id, "database", "ERR-SVC-DATABASE-001", "error", message="no answer", detected_at=at
     )
     await executions.start_execution(
-        execution_id, PLAYBOOK.id, "1.0.0", failure_id, "ERR-SVC-DATABASE-001", "database", at
+        execution_id,
+        PLAYBOOK.id,
+        "1.0.0",
+        failure_id,
+        error_id="ERR-SVC-DATABASE-001",
+        component="database",
+        started_at=at,
     )
     total = 0.0
     for seq, (step_id, outcome, seconds) in enumerate(steps, start=1):
         step = PLAYBOOK.step(step_id)
         row = await executions.start_step(
-            execution_id, seq, step.id, step.name, step.action, step.target, 1, at
+            execution_id,
+            seq,
+            step.id,
+            step.name,
+            action=step.action,
+            target=step.target,
+            attempt=1,
+            started_at=at,
         )
         total += seconds
         end = StepEnd(outcome, None, {}, None if outcome == "success" else outcome, None)

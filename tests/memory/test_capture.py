@@ -32,7 +32,9 @@ def capture_of(tmp_path: Path) -> ContextCapture:
 
 
 def test_the_context_has_real_figures_when_they_can_be_read(tmp_path: Path) -> None:
-    context = capture_of(tmp_path).capture("f1", "i1", "mqtt", "ERR-INFRA-MQTT-001", "high", "down")
+    context = capture_of(tmp_path).capture(
+        "f1", "i1", "mqtt", "ERR-INFRA-MQTT-001", severity="high", message="down"
+    )
     assert context.resources.memory_percent > 0
     assert context.environment.uptime_s > 0
 
@@ -43,7 +45,9 @@ def test_without_file_descriptors_the_context_is_partial_and_nothing_escapes(
     """Issue 13: an OSError from psutil here once escaped the task group and ended the daemon."""
     capture = capture_of(tmp_path)
     with caplog.at_level(logging.WARNING, "graylogic_supervisor.memory.capture"), all_fds_held():
-        context = capture.capture("f2", "i2", "mqtt", "ERR-INFRA-MQTT-001", "high", "down")
+        context = capture.capture(
+            "f2", "i2", "mqtt", "ERR-INFRA-MQTT-001", severity="high", message="down"
+        )
         figures = resource_state(tmp_path)  # what the runner reads for step conditions
     assert context.failure_id == "f2" and context.other_health == {}
     assert context.resources.memory_percent == 0  # /proc/meminfo could not be opened

@@ -27,10 +27,10 @@ def repo(db: Database) -> EscalationRepository:
 async def open_incident(db: Database, incident_id: str, component: str = "mqtt") -> str:
     failure_id = f"fail-{incident_id}"
     await ExecutionRepository(db).record_failure(
-        failure_id, component, ERROR_ID, "critical", "broker down", NOW
+        failure_id, component, ERROR_ID, "critical", message="broker down", detected_at=NOW
     )
     await IncidentRepository(db).open(
-        incident_id, component, ERROR_ID, failure_id, "broker down", NOW
+        incident_id, component, ERROR_ID, failure_id, detail="broker down", now=NOW
     )
     return incident_id
 

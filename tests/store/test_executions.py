@@ -54,7 +54,9 @@ def starting(seq: int, execution_id: str = "exec-1") -> StepStart:
 
 async def with_failure(db: Database) -> ExecutionRepository:
     repo = await repository(db)
-    await repo.record_failure("fail-1", "mqtt", "ERR-INFRA-MQTT-001", "high", "down", NOW)
+    await repo.record_failure(
+        "fail-1", "mqtt", "ERR-INFRA-MQTT-001", "high", message="down", detected_at=NOW
+    )
     return repo
 
 

@@ -90,13 +90,23 @@ async def fill_store(db: Database, small_fs: Path) -> None:
 
 async def record_a_recovery(repo: ExecutionRepository) -> None:
     """What a recovery writes, with the times it happened at."""
-    await repo.record_failure("fail-1", "mqtt", "ERR-INFRA-MQTT-001", "critical", "down", NOW)
+    await repo.record_failure(
+        "fail-1", "mqtt", "ERR-INFRA-MQTT-001", "critical", message="down", detected_at=NOW
+    )
     await repo.start_execution(
-        "exec-1", PLAYBOOK, "1.0.0", "fail-1", "ERR-INFRA-MQTT-001", "mqtt", NOW
+        "exec-1",
+        PLAYBOOK,
+        "1.0.0",
+        "fail-1",
+        error_id="ERR-INFRA-MQTT-001",
+        component="mqtt",
+        started_at=NOW,
     )
     for seq, step in enumerate(("check", "restart"), start=1):
         began = NOW + timedelta(seconds=seq)
-        row = await repo.start_step("exec-1", seq, step, step, "log", "mosquitto", 1, began)
+        row = await repo.start_step(
+            "exec-1", seq, step, step, action="log", target="mosquitto", attempt=1, started_at=began
+        )
         assert isinstance(row, HeldRowId)
         end = StepEnd("success", f"{step} ok", {"n": seq}, None, "done")
         await repo.finish_step(row, began + timedelta(seconds=0.5), 0.5, end)
@@ -125,7 +135,9 @@ async def test_past_the_reserve_an_essential_recovery_is_held_then_written_in_or
         assert await db.fetchall("SELECT id FROM executions") == []
         # another component's write is refused as before
         with pytest.raises(StoreFullError):
-            await repo.record_failure("fail-b", "bridge", "ERR-X", "low", "down", NOW)
+            await repo.record_failure(
+                "fail-b", "bridge", "ERR-X", "low", message="down", detected_at=NOW
+            )
         await db.flush_held()  # still full: nothing written, nothing lost
         assert db.held_rows == 7
         assert await db.fetchall("SELECT id FROM executions") == []
@@ -161,11 +173,17 @@ async def test_the_first_write_that_reaches_the_store_writes_the_held_rows_befor
         repo = await repository(db)
         await fill_store(db, small_fs)
         with recording_for("mqtt"):
-            await repo.record_failure("fail-1", "mqtt", "ERR-INFRA-MQTT-001", "high", "down", NOW)
-            await repo.record_failure("fail-2", "mqtt", "ERR-INFRA-MQTT-001", "high", "down", NOW)
+            await repo.record_failure(
+                "fail-1", "mqtt", "ERR-INFRA-MQTT-001", "high", message="down", detected_at=NOW
+            )
+            await repo.record_failure(
+                "fail-2", "mqtt", "ERR-INFRA-MQTT-001", "high", message="down", detected_at=NOW
+            )
         (small_fs / "filler").unlink()
         # a non-essential write: the held rows go first, in their order
-        await repo.record_failure("fail-3", "bridge", "ERR-X", "low", "down", NOW)
+        await repo.record_failure(
+            "fail-3", "bridge", "ERR-X", "low", message="down", detected_at=NOW
+        )
         assert db.held_rows == 0
         rows = await db.fetchall(
             "SELECT id FROM failures WHERE id NOT LIKE 'filler-%' ORDER BY rowid"
@@ -186,10 +204,14 @@ async def test_a_non_essential_step_still_waits_for_room_and_lands_after_the_hel
         )
         await fill_store(db, small_fs)
         with recording_for("mqtt"):
-            await repo.record_failure("fail-1", "mqtt", "ERR-INFRA-MQTT-001", "high", "down", NOW)
+            await repo.record_failure(
+                "fail-1", "mqtt", "ERR-INFRA-MQTT-001", "high", message="down", detected_at=NOW
+            )
         with recording_for("bridge"):
             waiting = asyncio.create_task(
-                repo.start_step("exec-b", 1, "s", "s", "log", None, 1, NOW)
+                repo.start_step(
+                    "exec-b", 1, "s", "s", action="log", target=None, attempt=1, started_at=NOW
+                )
             )
         await asyncio.sleep(0.3)
         assert not waiting.done()  # today's behaviour: it waits for room
@@ -208,14 +230,28 @@ async def test_past_its_bound_the_hold_falls_back_to_waiting_for_room(
         repo = await repository(db)
         await fill_store(db, small_fs)
         with recording_for("mqtt"):
-            await repo.record_failure("fail-1", "mqtt", "ERR-INFRA-MQTT-001", "high", "down", NOW)
+            await repo.record_failure(
+                "fail-1", "mqtt", "ERR-INFRA-MQTT-001", "high", message="down", detected_at=NOW
+            )
             await repo.start_execution(
-                "exec-1", PLAYBOOK, "1.0.0", "fail-1", "ERR-INFRA-MQTT-001", "mqtt", NOW
+                "exec-1",
+                PLAYBOOK,
+                "1.0.0",
+                "fail-1",
+                error_id="ERR-INFRA-MQTT-001",
+                component="mqtt",
+                started_at=NOW,
             )
             assert db.held_rows == 2
             with pytest.raises(StoreFullError):
-                await repo.record_failure("fail-2", "mqtt", "ERR-INFRA-MQTT-001", "high", "x", NOW)
-            step = asyncio.create_task(repo.start_step("exec-1", 1, "s", "s", "log", None, 1, NOW))
+                await repo.record_failure(
+                    "fail-2", "mqtt", "ERR-INFRA-MQTT-001", "high", message="x", detected_at=NOW
+                )
+            step = asyncio.create_task(
+                repo.start_step(
+                    "exec-1", 1, "s", "s", action="log", target=None, attempt=1, started_at=NOW
+                )
+            )
         await asyncio.sleep(0.3)
         assert not step.done()
         assert "the store's hold is full (2 rows" in caplog.text
@@ -237,17 +273,34 @@ async def test_with_the_database_locked_by_another_connection_essential_records_
             other.execute("BEGIN IMMEDIATE")
             with recording_for("mqtt"):
                 await repo.record_failure(
-                    "fail-1", "mqtt", "ERR-INFRA-MQTT-001", "high", "down", NOW
+                    "fail-1", "mqtt", "ERR-INFRA-MQTT-001", "high", message="down", detected_at=NOW
                 )
                 await repo.start_execution(
-                    "exec-1", PLAYBOOK, "1.0.0", "fail-1", "ERR-INFRA-MQTT-001", "mqtt", NOW
+                    "exec-1",
+                    PLAYBOOK,
+                    "1.0.0",
+                    "fail-1",
+                    error_id="ERR-INFRA-MQTT-001",
+                    component="mqtt",
+                    started_at=NOW,
                 )
-                row = await repo.start_step("exec-1", 1, "restart", "r", "log", None, 1, NOW)
+                row = await repo.start_step(
+                    "exec-1",
+                    1,
+                    "restart",
+                    "r",
+                    action="log",
+                    target=None,
+                    attempt=1,
+                    started_at=NOW,
+                )
             assert isinstance(row, HeldRowId)
             assert db.held_rows == 3
             # anything else meets the lock as before: refused, or (a step) waiting for it
             with pytest.raises(StoreLockedError, match="database is locked"):
-                await repo.record_failure("fail-b", "bridge", "ERR-X", "low", "down", NOW)
+                await repo.record_failure(
+                    "fail-b", "bridge", "ERR-X", "low", message="down", detected_at=NOW
+                )
             with pytest.raises(StoreLockedError):
                 async with db.transaction():
                     pass
@@ -269,10 +322,14 @@ async def test_a_store_closed_while_rows_are_held_loses_only_those_rows(
     path = small_fs / "s.db"
     async with essential_store(path, hold_retry_s=3600) as db:
         repo = await repository(db)
-        await repo.record_failure("fail-0", "mqtt", "ERR-INFRA-MQTT-001", "high", "before", NOW)
+        await repo.record_failure(
+            "fail-0", "mqtt", "ERR-INFRA-MQTT-001", "high", message="before", detected_at=NOW
+        )
         await fill_store(db, small_fs)
         with recording_for("mqtt"):
-            await repo.record_failure("fail-1", "mqtt", "ERR-INFRA-MQTT-001", "high", "held", NOW)
+            await repo.record_failure(
+                "fail-1", "mqtt", "ERR-INFRA-MQTT-001", "high", message="held", detected_at=NOW
+            )
         committed = len(await db.fetchall("SELECT id FROM failures"))
     with caplog.at_level(logging.ERROR):
         assert "1 held rows it could not write" in caplog.text

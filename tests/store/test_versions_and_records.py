@@ -68,12 +68,20 @@ async def test_running_executions_found_at_start_up_become_interrupted(tmp_path:
         await PlaybookVersions(db).seed(book("1.0.0"), "yaml", "mqtt.yaml", NOW)
         executions = ExecutionRepository(db)
         await executions.record_failure(
-            "fail-1", "mqtt", "ERR-INFRA-MQTT-001", "critical", "m", NOW
+            "fail-1", "mqtt", "ERR-INFRA-MQTT-001", "critical", message="m", detected_at=NOW
         )
         await executions.start_execution(
-            "exec-1", "PLAY-MQTT-RECOVER-001", "1.0.0", "fail-1", "ERR-INFRA-MQTT-001", "mqtt", NOW
+            "exec-1",
+            "PLAY-MQTT-RECOVER-001",
+            "1.0.0",
+            "fail-1",
+            error_id="ERR-INFRA-MQTT-001",
+            component="mqtt",
+            started_at=NOW,
         )
-        await executions.start_step("exec-1", 1, "check", "Check", "log", None, 1, NOW)
+        await executions.start_step(
+            "exec-1", 1, "check", "Check", action="log", target=None, attempt=1, started_at=NOW
+        )
     async with Database(path) as db:  # as after a restart
         executions = ExecutionRepository(db)
         assert await executions.mark_interrupted(NOW) == ["exec-1"]

@@ -146,7 +146,9 @@ class Harness:
     alerts: RecordingAlerts
 
     async def escalate(self) -> str:
-        return await self.chain.escalate(INCIDENT, "mqtt", ERROR_ID, "critical", "broker down")
+        return await self.chain.escalate(
+            INCIDENT, "mqtt", ERROR_ID, "critical", message="broker down"
+        )
 
     async def at(self, seconds: float) -> None:
         """Move the clock to ``seconds`` after the escalation was raised, then tick once."""
@@ -156,8 +158,10 @@ class Harness:
 
 async def open_incident(db: Database) -> None:
     now = ManualClock().now()
-    await ExecutionRepository(db).record_failure("fail-1", "mqtt", ERROR_ID, "critical", "x", now)
-    await IncidentRepository(db).open(INCIDENT, "mqtt", ERROR_ID, "fail-1", "x", now)
+    await ExecutionRepository(db).record_failure(
+        "fail-1", "mqtt", ERROR_ID, "critical", message="x", detected_at=now
+    )
+    await IncidentRepository(db).open(INCIDENT, "mqtt", ERROR_ID, "fail-1", detail="x", now=now)
 
 
 @contextlib.asynccontextmanager
@@ -486,8 +490,12 @@ async def another_incident(h: Harness, number: int) -> str:
     now = h.clock.now()
     executions = ExecutionRepository(h.db)
     failure_id = f"fail-again-{number}"
-    await executions.record_failure(failure_id, "mqtt", ERROR_ID, "critical", "x", now)
-    await IncidentRepository(h.db).open(incident_id, "mqtt", ERROR_ID, failure_id, "x", now)
+    await executions.record_failure(
+        failure_id, "mqtt", ERROR_ID, "critical", message="x", detected_at=now
+    )
+    await IncidentRepository(h.db).open(
+        incident_id, "mqtt", ERROR_ID, failure_id, detail="x", now=now
+    )
     return incident_id
 
 
@@ -503,7 +511,7 @@ async def test_a_component_failing_again_updates_its_escalation_instead_of_raisi
         incident = await another_incident(h, number)
         last_failure_at = h.clock.now()
         escalation = await h.chain.escalate(
-            incident, "mqtt", ERROR_ID, "critical", f"broker died again ({number})"
+            incident, "mqtt", ERROR_ID, "critical", message=f"broker died again ({number})"
         )
         assert escalation == first
         h.clock.advance(0.1)
@@ -517,7 +525,7 @@ async def test_a_component_failing_again_updates_its_escalation_instead_of_raisi
     assert h.alerts.levels() == ["0"]  # nobody paged 100 times
     # It dies once more: reopened, and the chain goes on up its levels from its first raise.
     await h.chain.escalate(
-        await another_incident(h, 100), "mqtt", ERROR_ID, "critical", "broker died again"
+        await another_incident(h, 100), "mqtt", ERROR_ID, "critical", message="broker died again"
     )
     await h.at(60)
     assert receiver.paths() == ["/oncall"]
@@ -528,7 +536,10 @@ async def test_a_second_reason_in_one_incident_updates_without_counting_another_
     h: Harness,
 ) -> None:
     first = await h.escalate()
-    assert await h.chain.escalate(INCIDENT, "mqtt", ERROR_ID, "critical", "breaker open") == first
+    assert (
+        await h.chain.escalate(INCIDENT, "mqtt", ERROR_ID, "critical", message="breaker open")
+        == first
+    )
     row = await h.repo.get(first)
     assert row is not None
     assert (row["occurrences"], row["last_detail"]) == (1, "breaker open")
@@ -542,7 +553,7 @@ async def test_after_an_acknowledgement_the_next_failure_raises_a_new_escalation
     await h.chain.resolve(INCIDENT)
     await h.repo.acknowledge(first, "alice", h.clock.now())
     second = await h.chain.escalate(
-        await another_incident(h, 1), "mqtt", ERROR_ID, "critical", "broker down again"
+        await another_incident(h, 1), "mqtt", ERROR_ID, "critical", message="broker down again"
     )
     assert second != first
     assert h.alerts.levels() == ["0", "0"]
@@ -558,7 +569,7 @@ async def test_a_failure_long_after_the_last_recovery_raises_a_new_escalation(
     await h.chain.resolve(INCIDENT)  # healthy again; nobody acknowledged: nothing to answer
     h.clock.advance(EscalationConfig().repeat_window_s + 1)
     second = await h.chain.escalate(
-        await another_incident(h, 1), "mqtt", ERROR_ID, "critical", "broker down next day"
+        await another_incident(h, 1), "mqtt", ERROR_ID, "critical", message="broker down next day"
     )
     assert second != first
     assert h.alerts.levels() == ["0", "0"]
@@ -567,9 +578,11 @@ async def test_a_failure_long_after_the_last_recovery_raises_a_new_escalation(
 async def test_other_components_get_their_own_escalations(h: Harness) -> None:
     first = await h.escalate()
     now = h.clock.now()
-    await ExecutionRepository(h.db).record_failure("fail-k", "knx", ERROR_ID, "high", "x", now)
-    await IncidentRepository(h.db).open("inc-knx", "knx", ERROR_ID, "fail-k", "x", now)
-    other = await h.chain.escalate("inc-knx", "knx", ERROR_ID, "high", "knx bridge down")
+    await ExecutionRepository(h.db).record_failure(
+        "fail-k", "knx", ERROR_ID, "high", message="x", detected_at=now
+    )
+    await IncidentRepository(h.db).open("inc-knx", "knx", ERROR_ID, "fail-k", detail="x", now=now)
+    other = await h.chain.escalate("inc-knx", "knx", ERROR_ID, "high", message="knx bridge down")
     assert other != first
     assert await h.chain.resolve("inc-knx") == 1
     row = await h.repo.get(first)

@@ -25,7 +25,7 @@ DOWNTIME_S = 60.0
 
 
 async def rebuild(h: Harness) -> None:
-    await rebuild_policy(h.policy, h.recovery_state, h.incidents, h.executions, h.clock)
+    await rebuild_policy(h.policy, h.recovery_state, h.incidents, h.executions, clock=h.clock)
 
 
 async def stop(h: Harness, task: asyncio.Task[None]) -> None:
@@ -143,27 +143,46 @@ async def test_the_termination_window_is_rebuilt_without_what_the_supervisor_cou
         for number, (status, step_outcome) in enumerate(ends):
             execution_id = f"exec-{number}"
             await h.executions.record_failure(
-                f"fail-{number}", "mqtt", "ERR-INFRA-MQTT-001", "high", "down", started
+                f"fail-{number}",
+                "mqtt",
+                "ERR-INFRA-MQTT-001",
+                "high",
+                message="down",
+                detected_at=started,
             )
             await h.executions.start_execution(
                 execution_id,
                 "PLAY-MQTT-RECOVER-001",
                 "1.0.0",
                 f"fail-{number}",
-                "ERR-INFRA-MQTT-001",
-                "mqtt",
-                started,
+                error_id="ERR-INFRA-MQTT-001",
+                component="mqtt",
+                started_at=started,
             )
             if step_outcome is not None:
                 row = await h.executions.start_step(
-                    execution_id, 1, "fix", "Fix", "fix", None, 1, started
+                    execution_id,
+                    1,
+                    "fix",
+                    "Fix",
+                    action="fix",
+                    target=None,
+                    attempt=1,
+                    started_at=started,
                 )
                 await h.executions.finish_step(
                     row, started, 0.1, StepEnd(step_outcome, None, {}, "x", "escalate")
                 )
                 # an undo after it succeeded: not the failing step
                 row = await h.executions.start_step(
-                    execution_id, 2, "fix:compensate", "Undo", "fix", None, 1, started
+                    execution_id,
+                    2,
+                    "fix:compensate",
+                    "Undo",
+                    action="fix",
+                    target=None,
+                    attempt=1,
+                    started_at=started,
                 )
                 await h.executions.finish_step(
                     row, started, 0.1, StepEnd("success", "undone", {}, None, None)

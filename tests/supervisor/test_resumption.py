@@ -34,14 +34,26 @@ async def stopped_in(db: Database, step_id: str) -> ExecutionRepository:
     """A run that got through ``check`` and was stopped by a kill in ``step_id``."""
     executions = ExecutionRepository(db)
     await PlaybookVersions(db).seed(PLAYBOOK, SOURCE, "test.yaml", T0)
-    await executions.record_failure("fail-1", "worker", "ERR-SVC-PROC-001", "high", "exited", T0)
-    await executions.start_execution(
-        "exec-1", PLAYBOOK.id, "1.0.0", "fail-1", "ERR-SVC-PROC-001", "worker", T0
+    await executions.record_failure(
+        "fail-1", "worker", "ERR-SVC-PROC-001", "high", message="exited", detected_at=T0
     )
-    check = await executions.start_step("exec-1", 1, "check", "Check", "check_service", None, 1, T0)
+    await executions.start_execution(
+        "exec-1",
+        PLAYBOOK.id,
+        "1.0.0",
+        "fail-1",
+        error_id="ERR-SVC-PROC-001",
+        component="worker",
+        started_at=T0,
+    )
+    check = await executions.start_step(
+        "exec-1", 1, "check", "Check", action="check_service", target=None, attempt=1, started_at=T0
+    )
     await executions.finish_step(check, T0, 0.001, StepEnd("failure", "down", {}, None, "settle"))
     step = PLAYBOOK.step(step_id)
-    await executions.start_step("exec-1", 2, step.id, step.name, step.action, None, 1, T0)
+    await executions.start_step(
+        "exec-1", 2, step.id, step.name, action=step.action, target=None, attempt=1, started_at=T0
+    )
     return executions
 
 
@@ -99,7 +111,14 @@ async def test_a_run_marked_to_run_again_that_went_on_is_not_resumed_from_that_m
     versions = PlaybookVersions(db)
     await resumable_executions(executions, RecordViews(db), versions, VirtualClock(T0))
     restart = await executions.start_step(
-        "exec-1", 3, "restart", "Restart", "restart_service", None, 1, T0
+        "exec-1",
+        3,
+        "restart",
+        "Restart",
+        action="restart_service",
+        target=None,
+        attempt=1,
+        started_at=T0,
     )
     await executions.finish_step(restart, T0, 0.1, StepEnd("success", "up", {}, None, "done"))
 

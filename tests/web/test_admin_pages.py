@@ -212,10 +212,16 @@ async def test_a_running_execution_can_be_cancelled_from_its_page(
 ) -> None:
     executions = ExecutionRepository(db)
     await executions.record_failure(
-        "fail-live", "mqtt", "ERR-INFRA-MQTT-001", "critical", "down", NOW
+        "fail-live", "mqtt", "ERR-INFRA-MQTT-001", "critical", message="down", detected_at=NOW
     )
     await executions.start_execution(
-        "exec-live", PLAYBOOK, "1.0.0", "fail-live", "ERR-INFRA-MQTT-001", "mqtt", NOW
+        "exec-live",
+        PLAYBOOK,
+        "1.0.0",
+        "fail-live",
+        error_id="ERR-INFRA-MQTT-001",
+        component="mqtt",
+        started_at=NOW,
     )
     await log_in(client, "ada")
     page = await client.get("/executions/exec-live")

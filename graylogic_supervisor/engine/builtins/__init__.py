@@ -54,6 +54,7 @@ def builtin_registry(
     health: HealthMonitor,
     probe_target: ProbeTarget,
     alerts: AlertSink,
+    *,
     db: Database,
     state_dir: Path,
     composer: RunPlaybook,
