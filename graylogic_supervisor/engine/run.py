@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from itertools import pairwise
@@ -87,8 +87,11 @@ class Run:
         executions: ExecutionRepository,
         observer: ExecutionObserver | None = None,
         controls: ExecutionControls | None = None,
+        acting: Callable[[], None] | None = None,
     ) -> None:
-        """``started`` is on the clock's monotonic scale (a resumed run's is in the past)."""
+        """``started`` is on the clock's monotonic scale (a resumed run's is in the past);
+        ``acting`` is called once, when the first step's row is committed and its action
+        is about to run (what the caller does beside the run can wait until then)."""
         self.execution_id = execution_id
         self.playbook = playbook
         self.failure = failure
@@ -106,6 +109,7 @@ class Run:
         self._begun: ExecutionStart | None = None
         self._unwritten: list[tuple[StepFinish, Step | None]] = []
         self._under_way = 0
+        self._acting = acting
 
     @property
     def log_extra(self) -> dict[str, str]:
@@ -179,6 +183,9 @@ class Run:
         assert row_id is not None
         if observed is not None and self._observer is not None:
             self._observer.step_started(self.execution_id, self.playbook, observed, row.attempt)
+        if self._acting is not None:
+            acting, self._acting = self._acting, None
+            acting()
         self._beat()
         recording = StepRecording(row_id, clock.monotonic())
         self._under_way += 1

@@ -89,13 +89,19 @@ class Runner:
         kind: str = "playbook",
         *,
         priority: int = 2,
+        acting: Callable[[], None] | None = None,
     ) -> ExecutionOutcome:
-        """Run one playbook for one failure; ``priority`` (0 most urgent) orders waiting runs."""
+        """Run one playbook for one failure; ``priority`` (0 most urgent) orders waiting runs;
+        ``acting`` is called once the first action is about to run."""
         with recording_for(failure.component):
             if self._gate is None:
-                return await self._run(playbook, failure, incident_id=incident_id, kind=kind)
+                return await self._run(
+                    playbook, failure, incident_id=incident_id, kind=kind, acting=acting
+                )
             async with self._gate.slot(priority):
-                return await self._run(playbook, failure, incident_id=incident_id, kind=kind)
+                return await self._run(
+                    playbook, failure, incident_id=incident_id, kind=kind, acting=acting
+                )
 
     async def run_nested(
         self, playbook: Playbook, ctx: StepContext, parameters: Mapping[str, Any]
@@ -149,12 +155,15 @@ class Runner:
         incident_id: str | None,
         kind: str,
         parameters: Mapping[str, Any] | None = None,
+        acting: Callable[[], None] | None = None,
     ) -> ExecutionOutcome:
         clock = self._clock
         execution_id = new_id("exec", clock.now(), self._ids)
         state = RunState()
         state.parameters = {**playbook.parameters, **(parameters or {})}
-        run = self._new_run(execution_id, playbook, failure, state=state, started=clock.monotonic())
+        run = self._new_run(
+            execution_id, playbook, failure, state=state, started=clock.monotonic(), acting=acting
+        )
         run.begin(
             ExecutionStart(
                 execution_id=execution_id,
@@ -186,6 +195,7 @@ class Runner:
         *,
         state: RunState,
         started: float,
+        acting: Callable[[], None] | None = None,
     ) -> Run:
         return Run(
             execution_id=execution_id,
@@ -197,6 +207,7 @@ class Runner:
             executions=self._executions,
             observer=self._observer,
             controls=self._controls,
+            acting=acting,
         )
 
     async def _drive(self, run: Run, step: Step) -> ExecutionOutcome:

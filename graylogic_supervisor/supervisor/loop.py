@@ -641,14 +641,24 @@ class Supervisor:
                 ),
             )
             priority = SEVERITY_PRIORITY.get(self._severity(component, incident.error_id), 2)
+            acting = asyncio.Event()
             async with asyncio.TaskGroup() as beside:
                 if consultation is not None:  # its audit entry, written beside the run
                     beside.create_task(
-                        self._note_decision(consultation), name=f"memory-decision:{component}"
+                        self._note_decision(consultation, after=acting),
+                        name=f"memory-decision:{component}",
                     )
-                outcome = await self._runner.run(
-                    chosen, incident.failure, incident.id, kind, priority=priority
-                )
+                try:
+                    outcome = await self._runner.run(
+                        chosen,
+                        incident.failure,
+                        incident.id,
+                        kind,
+                        priority=priority,
+                        acting=acting.set,
+                    )
+                finally:
+                    acting.set()  # a run that ended before any action: the record now
             self._after_execution(outcome)
             succeeded = await self._verdict(component, outcome)
             denial = self._policy.record_outcome(
@@ -717,8 +727,11 @@ class Supervisor:
             logger.error("failure memory could not advise on %s: %s", incident.id, exc)
             return None
 
-    async def _note_decision(self, consultation: Consultation) -> None:
+    async def _note_decision(self, consultation: Consultation, *, after: asyncio.Event) -> None:
+        """The memory's decision in the audit log, once the run's first action is under way:
+        its commit would otherwise come before the run's first row, on the recovery's path."""
         assert self._advisor is not None
+        await after.wait()
         try:
             await self._advisor.record(consultation)
         except SupervisorError as exc:  # the run it chose goes on
