@@ -38,10 +38,6 @@ def test_the_check_sees_sql_where_it_is() -> None:
     assert not SQL.match("Update the playbook and send SIGHUP.")
 
 
-# Rows still read outside the store, to be typed by their owners (issue 15, item 1).
-ROWS_LEFT = {"supervisor/escalation.py"}
-
-
 def rows_outside_the_store() -> set[str]:
     """Modules outside store/ that import ``Row``: each would handle raw sqlite3 rows."""
     found = set()
@@ -56,4 +52,4 @@ def rows_outside_the_store() -> set[str]:
 
 def test_no_row_leaves_the_store() -> None:
     """The store's reads return typed records (store/records.py and beside each read)."""
-    assert rows_outside_the_store() <= ROWS_LEFT
+    assert rows_outside_the_store() == set()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +43,33 @@ _SELECT = (
     "SELECT e.*, i.error_id AS error_id FROM escalations AS e"
     " LEFT JOIN incidents AS i ON i.id = e.incident_id"
 )
+
+
+@dataclass(frozen=True)
+class CallingEscalation:
+    """An escalation still calling someone, as the chain needs it."""
+
+    id: str
+    incident_id: str
+    component: str
+    error_id: str
+    severity: str
+    message: str
+    raised_at: datetime
+    level: int
+
+    @classmethod
+    def of(cls, row: Row) -> CallingEscalation:
+        return cls(
+            id=row["id"],
+            incident_id=row["incident_id"] or "",
+            component=row["component"],
+            error_id=row["error_id"] or "",
+            severity=row["severity"],
+            message=row["message"],
+            raised_at=datetime.fromisoformat(row["raised_at"]),
+            level=row["level"],
+        )
 
 
 class EscalationRepository:
@@ -156,9 +184,10 @@ class EscalationRepository:
 
     async def repeat(
         self, escalation_id: str, incident_id: str, detail: str, now: datetime
-    ) -> Row | None:
+    ) -> int | None:
         """The component failed again: update its unacknowledged escalation (and reopen it
-        if closed); returns the row as updated, or None if someone acknowledged it first."""
+        if closed); returns its incidents counted so far, or None if someone acknowledged
+        it first."""
         changed = await self._db.execute(
             "UPDATE escalations SET occurrences = occurrences"
             " + (CASE WHEN COALESCE(last_incident_id, incident_id) = ? THEN 0 ELSE 1 END),"
@@ -166,7 +195,10 @@ class EscalationRepository:
             " WHERE id = ? AND acknowledged_at IS NULL",
             (incident_id, incident_id, detail, isoformat(now), escalation_id),
         )
-        return await self.get(escalation_id) if changed == 1 else None
+        if changed != 1:
+            return None
+        row = await self.get(escalation_id)
+        return None if row is None else int(row["occurrences"])
 
     async def close_for_incident(self, incident_id: str, now: datetime) -> int:
         """The incident is over, its component healthy: the component's escalations stop
@@ -210,16 +242,20 @@ class EscalationRepository:
         )
         return rows[0] if rows else None
 
-    async def unacknowledged_for_component(self, component: str, since: datetime) -> Row | None:
-        """The component's newest escalation nobody acknowledged, still open or closed at or
-        after ``since`` (its component recovered only briefly), if any."""
+    async def unacknowledged_for_component(self, component: str, since: datetime) -> str | None:
+        """The id of the component's newest escalation nobody acknowledged, still open or
+        closed at or after ``since`` (its component recovered only briefly), if any."""
         rows = await self._fetchall(
             f"{_SELECT} WHERE e.component = ? AND e.acknowledged_at IS NULL"
             " AND (e.closed_at IS NULL OR e.closed_at >= ?)"
             " ORDER BY e.raised_at DESC, e.id DESC LIMIT 1",
             (component, isoformat(since)),
         )
-        return rows[0] if rows else None
+        return str(rows[0]["id"]) if rows else None
+
+    async def calling(self) -> list[CallingEscalation]:
+        """``open_unacknowledged`` as the chain reads it."""
+        return [CallingEscalation.of(row) for row in await self.open_unacknowledged()]
 
     async def recent(self, limit: int = 20) -> list[Row]:
         """Newest first, whatever their state."""

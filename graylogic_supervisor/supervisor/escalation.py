@@ -37,8 +37,11 @@ from graylogic_supervisor.clock import Clock, isoformat
 from graylogic_supervisor.config import EscalationConfig, WebhookConfig
 from graylogic_supervisor.engine.builtins.notify import AlertSink
 from graylogic_supervisor.errors import StoreError
-from graylogic_supervisor.store.database import Row
-from graylogic_supervisor.store.escalations import NOTHING_SENT, EscalationRepository
+from graylogic_supervisor.store.escalations import (
+    NOTHING_SENT,
+    CallingEscalation,
+    EscalationRepository,
+)
 
 if TYPE_CHECKING:  # imported where a webhook is sent: httpx costs about 4 MiB resident
     import httpx
@@ -64,31 +67,6 @@ def due_levels(
             break
         due.append(index)
     return due
-
-
-@dataclass(frozen=True)
-class _Escalation:
-    id: str
-    incident_id: str
-    component: str
-    error_id: str
-    severity: str
-    message: str
-    raised_at: datetime
-    level: int
-
-    @classmethod
-    def from_row(cls, row: Row) -> _Escalation:
-        return cls(
-            id=row["id"],
-            incident_id=row["incident_id"] or "",
-            component=row["component"],
-            error_id=row["error_id"] or "",
-            severity=row["severity"],
-            message=row["message"],
-            raised_at=datetime.fromisoformat(row["raised_at"]),
-            level=row["level"],
-        )
 
 
 @dataclass
@@ -162,18 +140,18 @@ class EscalationChain:
         since = now - timedelta(seconds=self._config.repeat_window_s)
         existing = await self._repository.unacknowledged_for_component(component, since)
         if existing is not None:
-            updated = await self._repository.repeat(existing["id"], incident_id, message, now)
-            if updated is not None:  # None: acknowledged just now, so a new one is due
+            occurrences = await self._repository.repeat(existing, incident_id, message, now)
+            if occurrences is not None:  # None: acknowledged just now, so a new one is due
                 logger.warning(
                     "%s failed again (%s): escalation %s, still waiting for an answer,"
                     " updated (%d incident(s)); not raised again",
                     component,
                     message,
-                    existing["id"],
-                    updated["occurrences"],
+                    existing,
+                    occurrences,
                     extra={"error_id": error_id},
                 )
-                return str(existing["id"])
+                return existing
         escalation_id = await self._repository.raise_(
             incident_id, component, severity, message, now=now
         )
@@ -184,8 +162,15 @@ class EscalationChain:
             message,
             extra={"error_id": error_id},
         )
-        escalation = _Escalation(
-            escalation_id, incident_id, component, error_id, severity, message, now, NOTHING_SENT
+        escalation = CallingEscalation(
+            id=escalation_id,
+            incident_id=incident_id,
+            component=component,
+            error_id=error_id,
+            severity=severity,
+            message=message,
+            raised_at=now,
+            level=NOTHING_SENT,
         )
         await self._advance(escalation, now)
         return escalation_id
@@ -218,9 +203,7 @@ class EscalationChain:
     async def tick(self) -> None:
         """Send every level that is due, and retry the channels that failed last time."""
         now = self._clock.now()
-        escalations = [
-            _Escalation.from_row(row) for row in await self._repository.open_unacknowledged()
-        ]
+        escalations = await self._repository.calling()
         still_open = {escalation.id for escalation in escalations}
         for gone in self._in_progress.keys() - still_open:
             del self._in_progress[gone]  # acknowledged or closed mid-level
@@ -230,7 +213,7 @@ class EscalationChain:
                     self._advance(escalation, now), name=f"escalation:{escalation.id}"
                 )
 
-    async def _advance(self, escalation: _Escalation, now: datetime) -> None:
+    async def _advance(self, escalation: CallingEscalation, now: datetime) -> None:
         """Send the escalation's due levels in order, stopping at one not yet done."""
         if escalation.id in self._busy:
             return
@@ -244,7 +227,7 @@ class EscalationChain:
         finally:
             self._busy.discard(escalation.id)
 
-    async def _send_level(self, escalation: _Escalation, level: int, now: datetime) -> bool:
+    async def _send_level(self, escalation: CallingEscalation, level: int, now: datetime) -> bool:
         """Try the level's channels not yet done; True once all are sent or given up."""
         progress = self._in_progress.get(escalation.id)
         if progress is None or progress.level != level:
@@ -302,7 +285,7 @@ class EscalationChain:
         del self._in_progress[escalation.id]
         return True
 
-    async def _send(self, escalation: _Escalation, level: int, channel: str) -> str | None:
+    async def _send(self, escalation: CallingEscalation, level: int, channel: str) -> str | None:
         """Deliver to one channel; returns what went wrong, or None."""
         if channel == "mqtt":
             self._alerts.alert(
@@ -320,7 +303,7 @@ class EscalationChain:
         webhook = self._config.webhooks[channel.removeprefix(WEBHOOK_PREFIX)]
         return await self._post(webhook, self._payload(escalation, level))
 
-    def _payload(self, escalation: _Escalation, level: int) -> dict[str, Any]:
+    def _payload(self, escalation: CallingEscalation, level: int) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "escalation_id": escalation.id,
             "incident_id": escalation.incident_id,
