@@ -209,7 +209,7 @@ def add_learning_commands(
         "simulate",
         help="run a scenario's incidents through the engine and the learning loop",
         description=(
-            "Runs rounds of incidents drawn from SCENARIO (see scenarios/FORMAT.md) through"
+            "Runs rounds of incidents drawn from SCENARIO (see tests/scenarios/FORMAT.md) through"
             " the real engine on a virtual clock, in a scratch store; after each round the"
             " learning analysis runs and, with --auto-approve, every recommendation at or"
             " above the confidence threshold is approved. The same seed gives the same report."

@@ -1,4 +1,4 @@
-"""The scenario file (``scenarios/FORMAT.md``): causes, how actions behave, a technician.
+"""The scenario file (``tests/scenarios/FORMAT.md``): causes, how actions behave, a technician.
 
 Loaded like every other YAML file here: each problem names the file, line and
 field. ``outcome`` is a word, or a mapping from cause (or ``default``) to a
