@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 
 from graylogic_supervisor.clock import SystemClock
-from graylogic_supervisor.config import MemoryConfig, SupervisorConfig
+from graylogic_supervisor.config import SupervisorConfig
 from graylogic_supervisor.domain.memory import Resolution
 from graylogic_supervisor.memory.service import FailureMemory
 from graylogic_supervisor.operator_cli import default_actor
@@ -84,7 +84,7 @@ async def run_memory_command(args: argparse.Namespace, config: SupervisorConfig)
             print("\n".join(lines))
             return EXIT_OK
         repository = MemoryRepository(db)
-        memory = FailureMemory(repository, MemoryConfig(), clock)
+        memory = FailureMemory(repository, config.memory, clock)  # its retention, thresholds
         if args.memory_command == "resolve":
             by = args.by or default_actor()
             resolution = Resolution(
@@ -124,8 +124,14 @@ async def run_memory_command(args: argparse.Namespace, config: SupervisorConfig)
             if record is None:
                 print(f"the memory has no failure {args.failure_id}", file=sys.stderr)
                 return EXIT_INVALID
+            threshold = config.memory.similar_min_score
             for match in memory.similar(record.context):
                 print(match.explain())
+                if match.score < threshold:
+                    print(
+                        f"  score below memory.similar_min_score {threshold:g}:"
+                        " not used to choose a fix"
+                    )
             return EXIT_OK
         report = await memory.consolidate()
         print(report)

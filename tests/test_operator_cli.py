@@ -204,3 +204,55 @@ def test_playbook_versions_export_and_import_as_yaml(config: Path, tmp_path: Pat
         ).stdout.splitlines()
     ]
     assert (imports[0]["actor"], imports[0]["subject"]) == ("ida", "PLAY-MQTT-RECOVER-001")
+
+
+def test_memory_similar_reads_the_configs_threshold(config: Path) -> None:
+    """The CLI's memory runs on the config's memory section, not on the defaults."""
+    import asyncio
+    from datetime import UTC, datetime
+
+    from graylogic_supervisor.domain.memory import (
+        Environment,
+        FailureContext,
+        FailureRecord,
+        Resources,
+    )
+    from graylogic_supervisor.store.database import Database
+    from graylogic_supervisor.store.memory import MemoryRepository
+
+    settings = yaml.safe_load(config.read_text())
+
+    def context(failure_id: str, message: str, hour: int) -> FailureContext:
+        return FailureContext(
+            failure_id=failure_id,
+            incident_id=None,
+            detected_at=datetime(2026, 11, 26, hour, tzinfo=UTC),
+            error_id="ERR-INFRA-MQTT-001",
+            component="mqtt",
+            severity="critical",
+            message=message,
+            other_health={},
+            recent_events=[],
+            resources=Resources(memory_percent=1, disk_percent=1, cpu_percent=1, load_per_cpu=0),
+            environment=Environment(hour=hour, weekday=1, uptime_s=1),
+        )
+
+    async def remember() -> None:
+        async with Database(Path(settings["state_dir"]) / "supervisor.db") as db:
+            repository = MemoryRepository(db)
+            for record in (
+                context("fail-1", "MQTT broker connection failed: port 1883 refused", 1),
+                context("fail-2", "MQTT broker connection failed: connection reset by peer", 13),
+            ):
+                await repository.save(FailureRecord(context=record), datetime.now(UTC))
+
+    asyncio.run(remember())
+    note = "score below memory.similar_min_score"
+    by_default = cli(config, "memory", "similar", "fail-1")
+    assert by_default.returncode == 0
+    assert by_default.stdout.startswith("fail-2: rank")
+    assert note not in by_default.stdout  # 0.85 clears the default 0.8
+    config.write_text(yaml.safe_dump({**settings, "memory": {"similar_min_score": 0.99}}))
+    strict = cli(config, "memory", "similar", "fail-1")
+    assert strict.stdout.startswith("fail-2: rank")
+    assert f"{note} 0.99: not used to choose a fix" in strict.stdout
