@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +19,14 @@ from graylogic_supervisor.catalog import (
     check_catalog_covers,
     load_catalog,
 )
-from graylogic_supervisor.config import SupervisorConfig, default_config_path, load_config
+from graylogic_supervisor.config import (
+    CONFIG_ENV,
+    SITE_CONFIG,
+    SupervisorConfig,
+    default_config_path,
+    load_config,
+    locate_config,
+)
 from graylogic_supervisor.engine.builtins import builtin_specs
 from graylogic_supervisor.errors import SourceError, StoreError, SupervisorError
 from graylogic_supervisor.learning_cli import (
@@ -186,7 +194,10 @@ def _config_option(parser: argparse.ArgumentParser) -> None:
         "--config",
         type=Path,
         default=None,
-        help=f"config file (default: the embedded defaults, {default_config_path()})",
+        help=(
+            f"config file (default: ${CONFIG_ENV}, else {SITE_CONFIG} if it exists,"
+            f" else the embedded defaults, {default_config_path()})"
+        ),
     )
 
 
@@ -229,7 +240,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _load(path: Path | None) -> SupervisorConfig:
-    return load_config(path if path is not None else default_config_path())
+    return load_config(_locate(path))
+
+
+def _locate(path: Path | None) -> Path:
+    """The config to use; when the command line did not name it, which one and why
+    (on stderr, so a script's output stays as it was)."""
+    found, why = locate_config(path, os.environ)
+    if path is None:
+        print(f"config: {found} ({why})", file=sys.stderr)
+    return found
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -237,7 +257,7 @@ def _run(args: argparse.Namespace) -> int:
     from graylogic_supervisor.logsetup import configure_logging
     from graylogic_supervisor.shutdown import run_to_exit
 
-    path = args.config if args.config is not None else default_config_path()
+    path = _locate(args.config)
     config = load_config(path)
     check_catalog_covers(config, load_catalog(config.catalog), path)
     configure_logging(config.log_level, args.log_format)

@@ -566,3 +566,23 @@ def resolve_paths(config: SupervisorConfig, config_dir: Path) -> SupervisorConfi
 def default_config_path() -> Path:
     """The embedded default configuration shipped with the package."""
     return bundled_path("config/supervisor.yaml")
+
+
+CONFIG_ENV = "GRAYLOGIC_SUPERVISOR_CONFIG"
+SITE_CONFIG = Path("/etc/graylogic-supervisor/supervisor.yaml")
+
+
+def locate_config(
+    explicit: Path | None, environ: Mapping[str, str], site_config: Path = SITE_CONFIG
+) -> tuple[Path, str]:
+    """Which configuration a command uses, and why: ``--config``, else the path in
+    ``$GRAYLOGIC_SUPERVISOR_CONFIG``, else the site's file in /etc, else the embedded
+    defaults. So a CLI call on the controller finds the daemon's store from any directory."""
+    if explicit is not None:
+        return explicit, "--config"
+    from_environment = environ.get(CONFIG_ENV, "").strip()
+    if from_environment:
+        return Path(from_environment), f"${CONFIG_ENV}"
+    if site_config.is_file():
+        return site_config, "the site's configuration"
+    return default_config_path(), "the embedded defaults"
