@@ -673,7 +673,7 @@ async def _start_supervising(
     link.publisher.announce_online(health.monitor.overall())
     if config.mqtt.discovery_prefix:
         for topic, payload in discovery_messages(
-            config.mqtt.discovery_prefix, link.topics, config.site.name
+            config.mqtt.discovery_prefix, link.topics, config.site.name, list(config.components)
         ):
             link.link.publish_on_connect(topic, payload)
 

@@ -1,25 +1,36 @@
 """Home Assistant MQTT discovery for the supervisor's own sensors.
 
 The site's dashboards then show the supervisor's health, its termination rate,
-safe mode and its open incidents without anyone writing YAML. Availability
-follows the supervisor's retained status, whose last will says ``offline``.
+safe mode, its open incidents and each supervised component's health without
+anyone writing YAML. Availability follows the supervisor's retained status,
+whose last will says ``offline``; the health template reads that payload too
+(it has no ``health``), so the last will shows as ``offline``, not as a
+template error. Entity ids are set with ``default_entity_id``: Home Assistant
+deprecated ``object_id`` in 2025.10, to stop reading it in 2026.4.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from graylogic_supervisor import __version__
 from graylogic_supervisor.mqtt.topics import Topics
 
 
+def _slug(text: str) -> str:
+    """Home Assistant wants [a-zA-Z0-9_-] in discovery topics and ids."""
+    return re.sub(r"[^a-zA-Z0-9_-]", "_", text)
+
+
 def node_id(site: str) -> str:
-    """Home Assistant wants [a-zA-Z0-9_-] in discovery topics."""
-    return "graylogic_supervisor_" + re.sub(r"[^a-zA-Z0-9_-]", "_", site)
+    return "graylogic_supervisor_" + _slug(site)
 
 
-def discovery_messages(prefix: str, topics: Topics, site: str) -> list[tuple[str, dict[str, Any]]]:
+def discovery_messages(
+    prefix: str, topics: Topics, site: str, components: Sequence[str] = ()
+) -> list[tuple[str, dict[str, Any]]]:
     """(topic, config) for each sensor; publish retained."""
     node = node_id(site)
     device = {
@@ -42,7 +53,10 @@ def discovery_messages(prefix: str, topics: Topics, site: str) -> list[tuple[str
             {
                 "name": "Health",
                 "state_topic": topics.supervisor_health,
-                "value_template": "{{ value_json.health }}",
+                # the last will carries a status and no health
+                "value_template": (
+                    "{{ value_json.health if value_json.health is defined else value_json.status }}"
+                ),
                 "icon": "mdi:heart-pulse",
             },
         ),
@@ -91,6 +105,20 @@ def discovery_messages(prefix: str, topics: Topics, site: str) -> list[tuple[str
             },
         ),
     ]
+    sensors += [
+        (
+            "sensor",
+            f"component_{_slug(component)}",
+            {
+                "name": f"{component} health",
+                "state_topic": topics.component_health(component),
+                "value_template": "{{ value_json.status }}",
+                "json_attributes_topic": topics.component_health(component),
+                "icon": "mdi:stethoscope",
+            },
+        )
+        for component in components
+    ]
     return [
         (
             f"{prefix}/{kind}/{node}/{object_id}/config",
@@ -98,7 +126,7 @@ def discovery_messages(prefix: str, topics: Topics, site: str) -> list[tuple[str
                 **config,
                 **availability,
                 "unique_id": f"{node}_{object_id}",
-                "object_id": f"{node}_{object_id}",
+                "default_entity_id": f"{kind}.{node}_{object_id}",
                 "device": device,
             },
         )
