@@ -394,7 +394,7 @@ async def test_home_assistant_discovers_the_supervisor_sensors(
                     configs[str(message.topic)] = json.loads(message.payload)
                 else:
                     state = json.loads(message.payload)
-                if len(configs) == 5 and state:
+                if len(configs) == 6 and state:
                     break
     node = "graylogic_supervisor_villa_7"
     assert set(configs) == {
@@ -403,7 +403,11 @@ async def test_home_assistant_discovers_the_supervisor_sensors(
         f"homeassistant/binary_sensor/{node}/safe_mode/config",
         f"homeassistant/sensor/{node}/open_incidents/config",
         f"homeassistant/sensor/{node}/pending_recommendations/config",
+        f"homeassistant/sensor/{node}/component_mqtt/config",  # one per supervised component
     }
+    assert configs[f"homeassistant/sensor/{node}/component_mqtt/config"]["state_topic"] == (
+        f"{root}/supervisor/health/mqtt"
+    )
     health = configs[f"homeassistant/sensor/{node}/health/config"]
     assert health["availability_topic"] == f"{root}/health/supervisor"
     assert health["unique_id"] == f"{node}_health"
