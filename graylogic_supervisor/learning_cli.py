@@ -224,6 +224,12 @@ def add_learning_commands(
         "--confidence-threshold", type=float, default=None, help="default: the config's (0.8)"
     )
     simulate.add_argument("--json", action="store_true", help="print the JSON report")
+    simulate.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        help="keep the simulation's store in this new file (default: in memory, discarded)",
+    )
     config_option(simulate)
 
 
@@ -246,7 +252,11 @@ def run_simulate(args: argparse.Namespace, config: SupervisorConfig) -> int:
         analysis_interval_s=cron_interval_s(
             config.learning.analysis_cron, config.learning.timezone
         ),
+        store=args.store,
     )
+    if args.store is not None and args.store.exists():
+        print(f"{args.store} exists: give a new file for the simulation's store", file=sys.stderr)
+        return EXIT_INVALID
     report = asyncio.run(simulate(scenario, options))
     if args.json:
         print(json.dumps(report, indent=2))

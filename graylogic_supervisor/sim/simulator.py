@@ -78,6 +78,7 @@ class SimulationOptions:
     min_executions: int = 10
     analysis_interval_s: float = WEEK_S  # the daemon's schedule: ``cron_interval_s``
     start: datetime = START  # the virtual clock's first moment (a store judged "now": recent)
+    store: Path | None = None  # keep the store in this (new) file; None: in memory
 
 
 def cron_interval_s(cron: str, zone: str | None = None) -> float:
@@ -110,9 +111,12 @@ async def simulate(scenario: Scenario, options: SimulationOptions) -> dict[str, 
     """The whole simulation in a scratch store; the report FORMAT.md defines.
 
     The store is SQLite in memory: the same engine, schema and code as on disk, without
-    the disk writes of a store nobody keeps (a quarter of the time here).
+    the disk writes of a store nobody keeps (a quarter of the time here). ``options.store``
+    keeps it in a new file instead, for the CLI, the admin page or an export to read.
     """
-    async with Database(Path(":memory:")) as db:
+    if options.store is not None and options.store.exists():
+        raise FileExistsError(f"{options.store} exists: a simulation keeps a store of its own")
+    async with Database(options.store or Path(":memory:")) as db:
         simulation = await Simulation.start(db, scenario, options)
         rounds = [await simulation.round(number) for number in range(1, options.rounds + 1)]
         final = await simulation.versions.active_playbook(simulation.playbook_id)
