@@ -206,10 +206,11 @@ async def _verify_chain(backup_file: Path, candidate: Path) -> ChainCheck:
 
 def _swap(candidate: Path, db_path: Path, check: ChainCheck, now: datetime) -> Path | None:
     """Keep the old store (file, WAL, head) under a new name; put the candidate in place."""
+    _without_wal(candidate)  # its checked content in the one file that moves
     kept: Path | None = None
     live_head = head_path(db_path)
     if db_path.exists():
-        kept = db_path.with_name(f"{db_path.name}.before-restore-{timestamp(now)}")
+        kept = _free_name(db_path.with_name(f"{db_path.name}.before-restore-{timestamp(now)}"))
         db_path.replace(kept)
         # its WAL may hold commits not yet checkpointed: it goes with the file it belongs to
         _move_if_there(_sidecar(db_path, "-wal"), _sidecar(kept, "-wal"))
@@ -224,6 +225,23 @@ def _swap(candidate: Path, db_path: Path, check: ChainCheck, now: datetime) -> P
         HeadFile(live_head).create(check.head)  # the restored chain's verified head
     _fsync(db_path.parent)
     return kept
+
+
+def _without_wal(path: Path) -> None:
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=DELETE")  # checkpoints, then drops the WAL
+    finally:
+        connection.close()
+
+
+def _free_name(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``...: a second restore never overwrites a kept store."""
+    candidate, n = path, 1
+    while candidate.exists():
+        n += 1
+        candidate = path.with_name(f"{path.name}-{n}")
+    return candidate
 
 
 def _read_head(db_path: Path) -> ChainHead | None:

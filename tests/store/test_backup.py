@@ -204,3 +204,26 @@ async def test_restore_of_a_missing_file_says_so(tmp_path: Path) -> None:
         await restore(
             tmp_path / "nope.db", tmp_path / "s.db", state_dir=tmp_path, now=NOW, actor="ida"
         )
+
+
+async def test_a_store_left_by_a_crash_is_kept_with_its_wal(tmp_path: Path) -> None:
+    """A daemon killed -9 leaves commits in the WAL: they stay with the kept file."""
+    live, dest = tmp_path / "live" / "supervisor.db", tmp_path / "b.db"
+    crashed = tmp_path / "crashed"
+    await seeded_store(live, 2)
+    backup(live, dest)
+    async with Database(live) as db:
+        await one_execution(ExecutionRepository(db), AuditLog(db), 2)
+        crashed.mkdir()
+        for name in ("supervisor.db", "supervisor.db-wal", "supervisor.db.audit-head"):
+            (crashed / name).write_bytes((live.parent / name).read_bytes())  # a crash image
+    assert (crashed / "supervisor.db-wal").stat().st_size > 0
+
+    first = await restore(dest, crashed / "supervisor.db", state_dir=crashed, now=NOW, actor="a")
+    second = await restore(dest, crashed / "supervisor.db", state_dir=crashed, now=NOW, actor="b")
+
+    assert first.kept is not None and second.kept is not None
+    assert second.kept.name == first.kept.name + "-2"  # the same second: nothing overwritten
+    assert not (crashed / "supervisor.db-wal").exists()
+    assert "exec-2" in execution_ids(first.kept)  # read through its WAL, moved beside it
+    assert execution_ids(crashed / "supervisor.db") == {"exec-0", "exec-1"}
