@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import subprocess
@@ -13,8 +15,17 @@ import pytest
 import yaml
 
 from graylogic_supervisor.statelock import StateLock
+from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.executions import ExecutionRepository
 from tests.daemon_process import REPO
-from tests.store.test_backup import corrupt_the_middle, digest
+from tests.store.test_backup import (
+    corrupt_the_middle,
+    digest,
+    execution_ids,
+    one_execution,
+    seeded_store,
+)
 from tests.test_operator_cli import cli
 
 
@@ -144,3 +155,43 @@ def test_help_describes_every_option(command: str, words: list[str]) -> None:
     flat = " ".join(shown.split())
     for word in words:
         assert word in flat
+
+
+async def test_backup_from_another_process_while_executions_are_written(
+    config: Path, tmp_path: Path
+) -> None:
+    live = config.parent / "state" / "supervisor.db"
+    await seeded_store(live, 1000)
+    before = execution_ids(live)
+    async with Database(live) as db:
+        repo, audit = ExecutionRepository(db), AuditLog(db)
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "graylogic_supervisor",
+            "backup",
+            "--to",
+            str(tmp_path / "b.db"),
+            "--config",
+            str(config),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        written, n = set(), 1000
+        while child.returncode is None:
+            await one_execution(repo, audit, n)
+            written.add(f"exec-{n}")
+            n += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(child.wait(), 0.001)
+        out, err = await child.communicate()
+    assert child.returncode == 0, err
+    assert out.decode().startswith(str(tmp_path / "b.db"))
+    assert written  # the writer went on while the other process ran
+    assert before <= execution_ids(tmp_path / "b.db") <= before | written
+
+    done = cli(config, "restore", str(tmp_path / "b.db"), "--yes")
+    assert done.returncode == 0, done.stderr
+    assert execution_ids(live) == execution_ids(tmp_path / "b.db")
+    verified = cli(config, "audit", "verify")
+    assert verified.returncode == 0, verified.stderr
