@@ -14,6 +14,11 @@ from pathlib import Path
 import yaml
 
 from graylogic_supervisor import __version__
+from graylogic_supervisor.backup_cli import (
+    BACKUP_COMMANDS,
+    add_backup_commands,
+    run_backup_command,
+)
 from graylogic_supervisor.catalog import (
     catalog_playbook_warnings,
     check_catalog_covers,
@@ -67,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_operator_commands(commands, _config_option)
     add_memory_commands(commands, _config_option)
     add_learning_commands(commands, playbook_commands, _config_option)
+    add_backup_commands(commands, _config_option)
     return parser
 
 
@@ -228,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_executions(args))
         if args.command in ("why", "memory"):
             return asyncio.run(run_memory_command(args, _load(args.config)))
+        if args.command in BACKUP_COMMANDS:
+            return run_backup_command(args, _load(args.config))
         if args.command in ("safe-mode", "maintenance", "escalation", "audit"):
             return asyncio.run(run_operator_command(args, _load(args.config)))
     except SourceError as exc:
