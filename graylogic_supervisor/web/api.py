@@ -6,6 +6,13 @@ session's CSRF token in the ``X-CSRF-Token`` header and the admin or
 system_owner role; bodies are JSON objects of at most 16 KiB. Decisions go
 through the same services as the pages and the CLI, so they are validated and
 audited the same way.
+
+Each handler's docstring is its OpenAPI description, and the wrappers hold the
+handlers to it: a query parameter the docstring does not name, or a value outside
+its ``enum``, ``maxLength`` or ``date-time`` format, is a 400 that names the field;
+an id that cannot be one (over 200 characters, or not printable) is a 400, and an
+id that could be one but names nothing is a 404. The codes the wrappers answer
+with are added to every operation's responses (``documented``).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -83,13 +91,18 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 def reading(handler: Reading) -> Endpoint:
     """An endpoint for anyone logged in; 401 otherwise. Keeps the handler's docstring,
-    which is its OpenAPI description."""
+    which is its OpenAPI description, and refuses what it does not describe
+    (``described``)."""
+    queries = query_parameters(handler)
 
     @functools.wraps(handler)
     async def endpoint(request: Request) -> Response:
         session = await current_session(request, admin(request).auth)
         if session is None:
             return refuse(401, "not logged in")
+        problem = malformed_id(request) or unknown_query(request, queries)
+        if problem is not None:
+            return refuse(400, problem)
         return await handler(request, session)
 
     return endpoint
@@ -98,15 +111,89 @@ def reading(handler: Reading) -> Endpoint:
 def writing(handler: Writing) -> Endpoint:
     """An endpoint that changes something: the CSRF header, a role that may change,
     and a JSON object body (``writer``)."""
+    queries = query_parameters(handler)
 
     @functools.wraps(handler)
     async def endpoint(request: Request) -> Response:
         checked = await writer(request)
         if isinstance(checked, Response):
             return checked
+        problem = malformed_id(request) or unknown_query(request, queries)
+        if problem is not None:
+            return refuse(400, problem)
         return await handler(request, *checked)
 
     return endpoint
+
+
+MAX_ID = 200
+"""No id we make is longer; a longer one is malformed, not unknown."""
+
+
+def malformed_id(request: Request) -> str | None:
+    """Why a path's id cannot name anything (a 400), or None."""
+    for name, value in request.path_params.items():
+        if not isinstance(value, str) or len(value) > MAX_ID or not value.isprintable():
+            return f"{name} is malformed: at most {MAX_ID} printable characters"
+    return None
+
+
+def query_parameters(handler: Callable[..., Any]) -> dict[str, dict[str, Any]]:
+    """The query parameters ``handler``'s docstring describes, with their schemas."""
+    return {
+        parameter["name"]: parameter.get("schema", {})
+        for parameter in SCHEMAS.parse_docstring(handler).get("parameters", [])
+        if parameter["in"] == "query"
+    }
+
+
+def unknown_query(request: Request, described: dict[str, dict[str, Any]]) -> str | None:
+    """Why the query does not fit the described parameters (a 400), or None: a filter
+    is never dropped in silence. An empty value is no filter, as a form sends it."""
+    for name, value in request.query_params.multi_items():
+        schema = described.get(name)
+        if schema is None:
+            allowed = ", ".join(described) or "none"
+            return f"unknown query parameter {name!r}; this one takes: {allowed}"
+        if value == "":
+            continue
+        if "enum" in schema and value not in schema["enum"]:
+            return f"{name} must be one of {', '.join(schema['enum'])}, not {value!r}"
+        if len(value) > schema.get("maxLength", len(value)):
+            return f"{name} is at most {schema['maxLength']} characters"
+        if schema.get("format") == "date-time":
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                return f"{name} is an ISO 8601 date or time, e.g. 2026-11-29T08:00:00"
+    return None
+
+
+WRAPPERS_ANSWER = {
+    400: "a malformed id, or a query parameter that is unknown or out of its range",
+    401: "not logged in",
+}
+WRITERS_ANSWER = {
+    400: "the body is not a JSON object, or is nested deeper than 32 levels",
+    401: "not logged in",
+    403: "wrong CSRF token, or a viewer",
+    413: "the body is over 16 KiB",
+}
+
+
+def documented(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with the codes the wrappers answer with added to each operation
+    (a handler's own description of a code is kept)."""
+    for operations in schema.get("paths", {}).values():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            added = dict(WRAPPERS_ANSWER)
+            if method == "post":
+                added |= WRITERS_ANSWER
+            for code, description in added.items():
+                if code not in responses and str(code) not in responses:
+                    responses[code] = {"description": description}
+    return schema
 
 
 @reading
@@ -114,7 +201,7 @@ async def openapi(request: Request, session: Session) -> Response:
     api = [
         route for route in request.app.routes if getattr(route, "path", "").startswith("/api/v1/")
     ]
-    return JSONResponse(SCHEMAS.get_schema(routes=api))
+    return JSONResponse(documented(SCHEMAS.get_schema(routes=api)))
 
 
 async def writer(request: Request) -> tuple[Session, dict[str, Any]] | Response:
@@ -202,11 +289,10 @@ async def recommendations(request: Request, session: Session) -> Response:
           enum: [pending, approved, rejected, archived, superseded, all]
     responses:
       200: {description: recommendations, newest first}
+      400: {description: "an unknown status: the message names the allowed ones"}
       401: {description: not logged in}
     """
-    status = request.query_params.get("status", "pending")
-    if status != "all" and status not in set(RecommendationStatus):
-        return refuse(400, "unknown status")
+    status = request.query_params.get("status") or RecommendationStatus.PENDING
     recs = await admin(request).learning.store.listing(None if status == "all" else status)
     return JSONResponse([r.as_dict() for r in recs])
 
@@ -237,16 +323,26 @@ async def approve(request: Request, session: Session, data: dict[str, Any]) -> R
           schema:
             type: object
             properties:
-              reason: {type: string}
+              reason: {type: string, description: optional}
               change: {type: object}
               trial: {type: boolean, description: "run it as a trial (default: as proposed)"}
-              share: {type: number, description: "a trial's share of incidents, 0 to 1"}
+              share:
+                type: number
+                minimum: 0
+                maximum: 1
+                exclusiveMinimum: true
+                exclusiveMaximum: true
+                description: "a trial's share of incidents, between 0 and 1"
     responses:
       200: {description: "approved; the new active version, or the trial's"}
-      400: {description: the change does not apply or is not valid}
+      400: {description: "the change does not apply or is not valid, or it is not pending"}
       401: {description: not logged in}
       403: {description: wrong CSRF token, or a viewer}
+      404: {description: no such recommendation}
     """
+    learning = admin(request).learning
+    if await learning.store.get(request.path_params["rec_id"]) is None:
+        return refuse(404, "no such recommendation")
     change = data.get("change")
     if change is not None and not isinstance(change, dict):
         return refuse(400, "change is a JSON object")
@@ -255,7 +351,6 @@ async def approve(request: Request, session: Session, data: dict[str, Any]) -> R
         return refuse(400, "trial is true or false")
     if share is not None and (isinstance(share, bool) or not isinstance(share, int | float)):
         return refuse(400, "share is a number between 0 and 1")
-    learning = admin(request).learning
     try:
         version = await learning.approve(
             request.path_params["rec_id"],
@@ -287,17 +382,19 @@ async def reject(request: Request, session: Session, data: dict[str, Any]) -> Re
           schema:
             type: object
             required: [reason]
-            properties: {reason: {type: string}}
+            properties: {reason: {type: string, minLength: 1, pattern: '\\S'}}
     responses:
       200: {description: rejected}
       400: {description: no reason, or not pending}
       401: {description: not logged in}
       403: {description: wrong CSRF token, or a viewer}
+      404: {description: no such recommendation}
     """
+    learning = admin(request).learning
+    if await learning.store.get(request.path_params["rec_id"]) is None:
+        return refuse(404, "no such recommendation")
     try:
-        await admin(request).learning.reject(
-            request.path_params["rec_id"], session.user, text(data, "reason")
-        )
+        await learning.reject(request.path_params["rec_id"], session.user, text(data, "reason"))
     except SupervisorError as exc:
         return refuse(400, str(exc))
     return JSONResponse({"rejected": request.path_params["rec_id"]})
@@ -368,16 +465,22 @@ async def rollback(request: Request, session: Session, data: dict[str, Any]) -> 
           schema:
             type: object
             required: [version, reason]
-            properties: {version: {type: string}, reason: {type: string}}
+            properties:
+              version: {type: string, minLength: 1}
+              reason: {type: string, minLength: 1, pattern: '\\S'}
     responses:
       200: {description: the version is active again}
       400: {description: unknown version, already active, or no reason}
       401: {description: not logged in}
       403: {description: wrong CSRF token, or a viewer}
+      404: {description: no such playbook}
     """
+    deps = admin(request)
     playbook_id = request.path_params["playbook_id"]
+    if await deps.versions.active_version(playbook_id) is None:
+        return refuse(404, "no such playbook")
     try:
-        previous = await admin(request).learning.rollback(
+        previous = await deps.learning.rollback(
             playbook_id, text(data, "version"), session.user, text(data, "reason")
         )
     except SupervisorError as exc:
@@ -417,14 +520,19 @@ async def rollback_report(request: Request, session: Session) -> Response:
 async def executions(request: Request, session: Session) -> Response:
     """
     parameters:
-      - {name: playbook, in: query, schema: {type: string}}
-      - {name: component, in: query, schema: {type: string}}
-      - {name: status, in: query, schema: {type: string}}
-      - {name: since, in: query, schema: {type: string}}
-      - {name: until, in: query, schema: {type: string}}
-      - {name: q, in: query, schema: {type: string}}
+      - {name: playbook, in: query, schema: {type: string, maxLength: 100}}
+      - {name: component, in: query, schema: {type: string, maxLength: 100}}
+      - name: status
+        in: query
+        schema:
+          type: string
+          enum: [running, resolved, escalated, failed, interrupted]
+      - {name: since, in: query, schema: {type: string, format: date-time}}
+      - {name: until, in: query, schema: {type: string, format: date-time}}
+      - {name: q, in: query, schema: {type: string, maxLength: 100}}
     responses:
       200: {description: the 50 newest executions that match}
+      400: {description: "a filter that is unknown or out of its range, named in the message"}
       401: {description: not logged in}
     """
     _, wanted = execution_filters(request)
@@ -460,7 +568,7 @@ async def control(request: Request, session: Session, data: dict[str, Any]) -> R
             required: [command, reason]
             properties:
               command: {type: string, enum: [pause, resume, cancel]}
-              reason: {type: string}
+              reason: {type: string, minLength: 1, pattern: '\\S'}
     responses:
       202: {description: queued; the daemon applies it and records the result}
       400: {description: unknown command or no reason}
@@ -468,6 +576,8 @@ async def control(request: Request, session: Session, data: dict[str, Any]) -> R
       403: {description: wrong CSRF token, or a viewer}
       404: {description: no such execution}
     """
+    if await admin(request).records.views.execution(request.path_params["execution_id"]) is None:
+        return refuse(404, "no such execution")
     queued = await queue_control(request, session, text(data, "command"), text(data, "reason"))
     if isinstance(queued, tuple):
         return refuse(*queued)
@@ -527,6 +637,7 @@ async def failures(request: Request, session: Session) -> Response:
           enum: [open, resolved_by_supervisor, resolved_by_human, unresolved]
     responses:
       200: {description: the newest failure records and the learned patterns}
+      400: {description: "an unknown outcome: the message names the allowed ones"}
       401: {description: not logged in}
     """
     return JSONResponse(await failures_data(request))
@@ -559,9 +670,9 @@ async def resolve(request: Request, session: Session, data: dict[str, Any]) -> R
             type: object
             required: [fix_action, what]
             properties:
-              fix_action: {type: string}
+              fix_action: {type: string, minLength: 1, pattern: '\\S'}
               target: {type: string}
-              what: {type: string}
+              what: {type: string, minLength: 1, pattern: '\\S'}
               root_cause: {type: string}
     responses:
       200: {description: the resolution is recorded}
@@ -570,6 +681,8 @@ async def resolve(request: Request, session: Session, data: dict[str, Any]) -> R
       403: {description: wrong CSRF token, or a viewer}
       404: {description: no such failure}
     """
+    if await admin(request).records.views.memory_record(request.path_params["failure_id"]) is None:
+        return refuse(404, "the failure memory has no such failure")
     fields = {key: text(data, key) for key in ("fix_action", "target", "what", "root_cause")}
     problem = await record_resolution(request, session, fields)
     if problem is not None:
@@ -585,7 +698,10 @@ async def leave_safe_mode(request: Request, session: Session, data: dict[str, An
     requestBody:
       content:
         application/json:
-          schema: {type: object, required: [reason], properties: {reason: {type: string}}}
+          schema:
+            type: object
+            required: [reason]
+            properties: {reason: {type: string, minLength: 1, pattern: '\\S'}}
     responses:
       200: {description: "safe mode is off (left: false when it was not on)"}
       400: {description: no reason}
@@ -610,10 +726,13 @@ async def acknowledge(request: Request, session: Session, data: dict[str, Any]) 
       200: {description: acknowledged}
       401: {description: not logged in}
       403: {description: wrong CSRF token, or a viewer}
-      404: {description: no open escalation with that id}
+      404: {description: no such escalation}
+      409: {description: someone has already acknowledged it}
     """
     deps = admin(request)
     escalation_id = request.path_params["escalation_id"]
     if not await deps.escalations.acknowledge(escalation_id, session.user, deps.auth.clock.now()):
-        return refuse(404, f"no open escalation {escalation_id}")
+        if await deps.escalations.get(escalation_id) is None:
+            return refuse(404, f"no escalation {escalation_id}")
+        return refuse(409, f"escalation {escalation_id} is already acknowledged")
     return JSONResponse({"acknowledged": escalation_id})

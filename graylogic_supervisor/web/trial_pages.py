@@ -99,15 +99,19 @@ async def stop(request: Request, session: Session, data: dict[str, Any]) -> Resp
           schema:
             type: object
             required: [reason]
-            properties: {reason: {type: string}}
+            properties: {reason: {type: string, minLength: 1, pattern: '\\S'}}
     responses:
       200: {description: stopped; the base version stays active}
-      400: {description: "no such trial, not running, or no reason"}
+      400: {description: "not running, or no reason"}
       401: {description: not logged in}
       403: {description: wrong CSRF token, or a viewer}
+      404: {description: no such trial}
     """
+    learning = admin(request).learning
+    if await learning.trials.store.get(request.path_params["trial_id"]) is None:
+        return refuse(404, "no such trial")
     try:
-        stopped = await admin(request).learning.stop_trial(
+        stopped = await learning.stop_trial(
             request.path_params["trial_id"], session.user, text(data, "reason")
         )
     except SupervisorError as exc:
