@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.store.sessions import Session
-from graylogic_supervisor.web.api import reading, text, writing
+from graylogic_supervisor.web.api_guard import reading, text, writing
 from graylogic_supervisor.web.learning_pages import playbook_page
 from graylogic_supervisor.web.render import admin, changing, refuse, see_other
 

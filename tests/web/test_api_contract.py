@@ -18,6 +18,7 @@ from graylogic_supervisor.store.escalations import EscalationRepository
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.web import api
+from graylogic_supervisor.web.api_guard import SCHEMAS
 from graylogic_supervisor.web.record_pages import OUTCOMES
 from tests.web.test_admin_auth import NOW, client, log_in  # noqa: F401  # the app and store
 
@@ -162,7 +163,7 @@ async def test_no_filter_is_dropped_in_silence(
 async def test_the_described_enums_are_the_states_the_store_knows() -> None:
     def enum(handler: Any, name: str) -> set[str]:
         [parameter] = [
-            p for p in api.SCHEMAS.parse_docstring(handler)["parameters"] if p["name"] == name
+            p for p in SCHEMAS.parse_docstring(handler)["parameters"] if p["name"] == name
         ]
         return set(parameter["schema"]["enum"])
 
