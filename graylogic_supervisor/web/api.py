@@ -180,6 +180,7 @@ async def reject(request: Request, session: Session, data: dict[str, Any]) -> Re
       - {name: rec_id, in: path, required: true, schema: {type: string}}
       - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
     requestBody:
+      required: true
       content:
         application/json:
           schema:
@@ -263,6 +264,7 @@ async def rollback(request: Request, session: Session, data: dict[str, Any]) -> 
       - {name: playbook_id, in: path, required: true, schema: {type: string}}
       - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
     requestBody:
+      required: true
       content:
         application/json:
           schema:
@@ -364,6 +366,7 @@ async def control(request: Request, session: Session, data: dict[str, Any]) -> R
       - {name: execution_id, in: path, required: true, schema: {type: string}}
       - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
     requestBody:
+      required: true
       content:
         application/json:
           schema:
@@ -467,6 +470,7 @@ async def resolve(request: Request, session: Session, data: dict[str, Any]) -> R
       - {name: failure_id, in: path, required: true, schema: {type: string}}
       - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
     requestBody:
+      required: true
       content:
         application/json:
           schema:
@@ -499,6 +503,7 @@ async def leave_safe_mode(request: Request, session: Session, data: dict[str, An
     parameters:
       - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
     requestBody:
+      required: true
       content:
         application/json:
           schema:

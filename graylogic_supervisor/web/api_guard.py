@@ -6,7 +6,7 @@ be one and a query that the handler's docstring describes (400, naming the field
 Each handler's docstring is its OpenAPI description, and these wrappers hold the
 handler to it: a query parameter the docstring does not name, or a value outside its
 ``enum``, ``maxLength`` or ``date-time`` format, is a 400 that names the field; an id
-that cannot be one (over 200 characters, or not printable) is a 400, so that a 404
+that cannot be one (over 200 characters, or a control character) is a 400, so that a 404
 always means an id that names nothing. ``documented`` adds the codes the wrappers
 answer with to every operation.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -85,13 +86,16 @@ def writing(handler: Writing) -> Endpoint:
 
 MAX_ID = 200
 """No id we make is longer; a longer one is malformed, not unknown."""
+ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+"""No id we make holds a control character; the same pattern in Python and OpenAPI."""
+ID_SCHEMA = {"type": "string", "minLength": 1, "maxLength": MAX_ID, "pattern": ID_PATTERN}
 
 
 def malformed_id(request: Request) -> str | None:
     """Why a path's id cannot name anything (a 400), or None."""
     for name, value in request.path_params.items():
-        if not isinstance(value, str) or len(value) > MAX_ID or not value.isprintable():
-            return f"{name} is malformed: at most {MAX_ID} printable characters"
+        if not isinstance(value, str) or not re.fullmatch(ID_PATTERN, value) or len(value) > MAX_ID:
+            return f"{name} is malformed: at most {MAX_ID} characters, no control characters"
     return None
 
 
@@ -140,9 +144,13 @@ WRITERS_ANSWER = {
 
 def documented(schema: dict[str, Any]) -> dict[str, Any]:
     """``schema`` with the codes the wrappers answer with added to each operation
-    (a handler's own description of a code is kept)."""
+    (a handler's own description of a code is kept), and every id described as the
+    wrappers take it (``ID_SCHEMA``)."""
     for operations in schema.get("paths", {}).values():
         for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path":
+                    parameter["schema"] = dict(ID_SCHEMA)
             responses = operation.setdefault("responses", {})
             added = dict(WRAPPERS_ANSWER)
             if method == "post":

@@ -18,7 +18,7 @@ from graylogic_supervisor.store.escalations import EscalationRepository
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.web import api
-from graylogic_supervisor.web.api_guard import SCHEMAS
+from graylogic_supervisor.web.api_guard import ID_SCHEMA, SCHEMAS
 from graylogic_supervisor.web.record_pages import OUTCOMES
 from tests.web.test_admin_auth import NOW, client, log_in  # noqa: F401  # the app and store
 
@@ -109,13 +109,18 @@ async def test_a_malformed_id_is_a_400_that_says_so(
     for path in sorted(p for p in VALID_BODIES if p.startswith("/api/v1/") and p in paths):
         if "reports" in path:
             continue  # reports.py's routes are not behind api.py's wrappers
-        for malformed in ("x" * 201, "nul%01"):
+        for malformed in ("x" * 201, "nul%01", "c1%C2%8F", "nl%0A"):
             for method in paths[path]:
                 answer = await client.request(
                     method, with_id(path, malformed), json=VALID_BODIES[path], headers=csrf
                 )
                 assert answer.status_code == 400, (method, path, answer.text)
                 assert "malformed" in answer.json()["error"]
+    for operations in paths.values():  # and the description says what malformed means
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                if parameter["in"] == "path":
+                    assert parameter["schema"] == ID_SCHEMA, parameter
 
 
 async def test_an_unknown_status_is_a_400_naming_the_field_and_the_allowed_values(
@@ -185,6 +190,7 @@ async def test_a_required_reason_is_described_as_non_blank_and_refused_blank(
         if "requestBody" in operation
         for schema in [operation["requestBody"]["content"]["application/json"]["schema"]]
         if "reason" in schema.get("required", [])
+        if operation["requestBody"]["required"]  # no body is no reason
     ]
     assert len(required) == 5, [p for p, _ in required]
     for path, schema in required:
