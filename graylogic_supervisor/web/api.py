@@ -6,25 +6,25 @@ session's CSRF token in the ``X-CSRF-Token`` header and the admin or
 system_owner role; bodies are JSON objects of at most 16 KiB. Decisions go
 through the same services as the pages and the CLI, so they are validated and
 audited the same way.
+
+Each handler's docstring is its OpenAPI description; the wrappers in ``api_guard``
+hold the handlers to it (filters, ids, bodies) and document their own codes. An id
+that names nothing is a 404, checked before the body's fields.
 """
 
 from __future__ import annotations
 
-import functools
-import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.schemas import SchemaGenerator
 
 from graylogic_supervisor.domain.states import RecommendationStatus
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.store.sessions import Session
 from graylogic_supervisor.web.admin_data import dashboard_data
-from graylogic_supervisor.web.auth import MAX_FORM_BYTES, current_session, may_change, same
+from graylogic_supervisor.web.api_guard import SCHEMAS, documented, reading, rows, text, writing
 from graylogic_supervisor.web.execution_pages import execution_filters, queue_control
 from graylogic_supervisor.web.record_pages import (
     audit_check,
@@ -34,19 +34,6 @@ from graylogic_supervisor.web.record_pages import (
     record_resolution,
 )
 from graylogic_supervisor.web.render import admin, refuse
-
-SCHEMAS = SchemaGenerator(
-    {
-        "openapi": "3.0.3",
-        "info": {"title": "graylogic-supervisor admin API", "version": "1"},
-        "components": {
-            "securitySchemes": {
-                "session": {"type": "apiKey", "in": "cookie", "name": "gls_session"}
-            }
-        },
-        "security": [{"session": []}],
-    }
-)
 
 
 def api_routes() -> list[Route]:
@@ -76,109 +63,12 @@ def api_routes() -> list[Route]:
     ]
 
 
-Reading = Callable[[Request, Session], Awaitable[Response]]
-Writing = Callable[[Request, Session, dict[str, Any]], Awaitable[Response]]
-Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-def reading(handler: Reading) -> Endpoint:
-    """An endpoint for anyone logged in; 401 otherwise. Keeps the handler's docstring,
-    which is its OpenAPI description."""
-
-    @functools.wraps(handler)
-    async def endpoint(request: Request) -> Response:
-        session = await current_session(request, admin(request).auth)
-        if session is None:
-            return refuse(401, "not logged in")
-        return await handler(request, session)
-
-    return endpoint
-
-
-def writing(handler: Writing) -> Endpoint:
-    """An endpoint that changes something: the CSRF header, a role that may change,
-    and a JSON object body (``writer``)."""
-
-    @functools.wraps(handler)
-    async def endpoint(request: Request) -> Response:
-        checked = await writer(request)
-        if isinstance(checked, Response):
-            return checked
-        return await handler(request, *checked)
-
-    return endpoint
-
-
 @reading
 async def openapi(request: Request, session: Session) -> Response:
     api = [
         route for route in request.app.routes if getattr(route, "path", "").startswith("/api/v1/")
     ]
-    return JSONResponse(SCHEMAS.get_schema(routes=api))
-
-
-async def writer(request: Request) -> tuple[Session, dict[str, Any]] | Response:
-    """The session and JSON body of a state change, or the refusal."""
-    session = await current_session(request, admin(request).auth)
-    if session is None:
-        return refuse(401, "not logged in")
-    if not same(session.csrf, request.headers.get("x-csrf-token")):
-        return refuse(403, "missing or wrong X-CSRF-Token header")
-    if not may_change(session):
-        return refuse(403, f"a {session.role} can look but not change anything")
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            if nested_deeper_than(body, MAX_JSON_DEPTH):  # the more useful thing to say
-                return refuse(400, f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
-            return refuse(413, "body too large")
-    if nested_deeper_than(body, MAX_JSON_DEPTH):
-        return refuse(400, f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        data = json.loads(body or b"{}")
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return refuse(400, "the body is not JSON")
-    if not isinstance(data, dict):
-        return refuse(400, "the body is a JSON object")
-    return session, data
-
-
-MAX_JSON_DEPTH = 32
-"""No change needs more; 16 KiB of ``[`` would otherwise reach json's recursion limit
-(a 500) or, under it, every later walk of the data."""
-
-
-def nested_deeper_than(body: bytes, limit: int) -> bool:
-    """Whether brackets in ``body`` (outside strings) nest deeper than ``limit``,
-    found before anything is parsed."""
-    depth, in_string, escaped = 0, False, False
-    for byte in body:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # closing quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in b"[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif byte in b"]}":
-            depth -= 1
-    return False
-
-
-def rows(items: list[Any]) -> list[dict[str, Any]]:
-    return [dict(item) for item in items]
-
-
-def text(data: dict[str, Any], key: str) -> str:
-    value = data.get(key, "")
-    return value if isinstance(value, str) else ""
+    return JSONResponse(documented(SCHEMAS.get_schema(routes=api)))
 
 
 @reading
@@ -202,11 +92,10 @@ async def recommendations(request: Request, session: Session) -> Response:
           enum: [pending, approved, rejected, archived, superseded, all]
     responses:
       200: {description: recommendations, newest first}
+      400: {description: "an unknown status: the message names the allowed ones"}
       401: {description: not logged in}
     """
-    status = request.query_params.get("status", "pending")
-    if status != "all" and status not in set(RecommendationStatus):
-        return refuse(400, "unknown status")
+    status = request.query_params.get("status") or RecommendationStatus.PENDING
     recs = await admin(request).learning.store.listing(None if status == "all" else status)
     return JSONResponse([r.as_dict() for r in recs])
 
@@ -237,16 +126,26 @@ async def approve(request: Request, session: Session, data: dict[str, Any]) -> R
           schema:
             type: object
             properties:
-              reason: {type: string}
+              reason: {type: string, description: optional}
               change: {type: object}
               trial: {type: boolean, description: "run it as a trial (default: as proposed)"}
-              share: {type: number, description: "a trial's share of incidents, 0 to 1"}
+              share:
+                type: number
+                minimum: 0
+                maximum: 1
+                exclusiveMinimum: true
+                exclusiveMaximum: true
+                description: "a trial's share of incidents, between 0 and 1"
     responses:
       200: {description: "approved; the new active version, or the trial's"}
-      400: {description: the change does not apply or is not valid}
+      400: {description: "the change does not apply or is not valid, or it is not pending"}
       401: {description: not logged in}
       403: {description: wrong CSRF token, or a viewer}
+      404: {description: no such recommendation}
     """
+    learning = admin(request).learning
+    if await learning.store.get(request.path_params["rec_id"]) is None:
+        return refuse(404, "no such recommendation")
     change = data.get("change")
     if change is not None and not isinstance(change, dict):
         return refuse(400, "change is a JSON object")
@@ -255,7 +154,6 @@ async def approve(request: Request, session: Session, data: dict[str, Any]) -> R
         return refuse(400, "trial is true or false")
     if share is not None and (isinstance(share, bool) or not isinstance(share, int | float)):
         return refuse(400, "share is a number between 0 and 1")
-    learning = admin(request).learning
     try:
         version = await learning.approve(
             request.path_params["rec_id"],
@@ -282,22 +180,25 @@ async def reject(request: Request, session: Session, data: dict[str, Any]) -> Re
       - {name: rec_id, in: path, required: true, schema: {type: string}}
       - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
     requestBody:
+      required: true
       content:
         application/json:
           schema:
             type: object
             required: [reason]
-            properties: {reason: {type: string}}
+            properties: {reason: {type: string, minLength: 1, pattern: '\\S'}}
     responses:
       200: {description: rejected}
       400: {description: no reason, or not pending}
       401: {description: not logged in}
       403: {description: wrong CSRF token, or a viewer}
+      404: {description: no such recommendation}
     """
+    learning = admin(request).learning
+    if await learning.store.get(request.path_params["rec_id"]) is None:
+        return refuse(404, "no such recommendation")
     try:
-        await admin(request).learning.reject(
-            request.path_params["rec_id"], session.user, text(data, "reason")
-        )
+        await learning.reject(request.path_params["rec_id"], session.user, text(data, "reason"))
     except SupervisorError as exc:
         return refuse(400, str(exc))
     return JSONResponse({"rejected": request.path_params["rec_id"]})
@@ -363,21 +264,28 @@ async def rollback(request: Request, session: Session, data: dict[str, Any]) -> 
       - {name: playbook_id, in: path, required: true, schema: {type: string}}
       - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
     requestBody:
+      required: true
       content:
         application/json:
           schema:
             type: object
             required: [version, reason]
-            properties: {version: {type: string}, reason: {type: string}}
+            properties:
+              version: {type: string, minLength: 1}
+              reason: {type: string, minLength: 1, pattern: '\\S'}
     responses:
       200: {description: the version is active again}
       400: {description: unknown version, already active, or no reason}
       401: {description: not logged in}
       403: {description: wrong CSRF token, or a viewer}
+      404: {description: no such playbook}
     """
+    deps = admin(request)
     playbook_id = request.path_params["playbook_id"]
+    if await deps.versions.active_version(playbook_id) is None:
+        return refuse(404, "no such playbook")
     try:
-        previous = await admin(request).learning.rollback(
+        previous = await deps.learning.rollback(
             playbook_id, text(data, "version"), session.user, text(data, "reason")
         )
     except SupervisorError as exc:
@@ -417,14 +325,19 @@ async def rollback_report(request: Request, session: Session) -> Response:
 async def executions(request: Request, session: Session) -> Response:
     """
     parameters:
-      - {name: playbook, in: query, schema: {type: string}}
-      - {name: component, in: query, schema: {type: string}}
-      - {name: status, in: query, schema: {type: string}}
-      - {name: since, in: query, schema: {type: string}}
-      - {name: until, in: query, schema: {type: string}}
-      - {name: q, in: query, schema: {type: string}}
+      - {name: playbook, in: query, schema: {type: string, maxLength: 100}}
+      - {name: component, in: query, schema: {type: string, maxLength: 100}}
+      - name: status
+        in: query
+        schema:
+          type: string
+          enum: [running, resolved, escalated, failed, interrupted]
+      - {name: since, in: query, schema: {type: string, format: date-time}}
+      - {name: until, in: query, schema: {type: string, format: date-time}}
+      - {name: q, in: query, schema: {type: string, maxLength: 100}}
     responses:
       200: {description: the 50 newest executions that match}
+      400: {description: "a filter that is unknown or out of its range, named in the message"}
       401: {description: not logged in}
     """
     _, wanted = execution_filters(request)
@@ -453,6 +366,7 @@ async def control(request: Request, session: Session, data: dict[str, Any]) -> R
       - {name: execution_id, in: path, required: true, schema: {type: string}}
       - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
     requestBody:
+      required: true
       content:
         application/json:
           schema:
@@ -460,7 +374,7 @@ async def control(request: Request, session: Session, data: dict[str, Any]) -> R
             required: [command, reason]
             properties:
               command: {type: string, enum: [pause, resume, cancel]}
-              reason: {type: string}
+              reason: {type: string, minLength: 1, pattern: '\\S'}
     responses:
       202: {description: queued; the daemon applies it and records the result}
       400: {description: unknown command or no reason}
@@ -468,6 +382,8 @@ async def control(request: Request, session: Session, data: dict[str, Any]) -> R
       403: {description: wrong CSRF token, or a viewer}
       404: {description: no such execution}
     """
+    if await admin(request).records.views.execution(request.path_params["execution_id"]) is None:
+        return refuse(404, "no such execution")
     queued = await queue_control(request, session, text(data, "command"), text(data, "reason"))
     if isinstance(queued, tuple):
         return refuse(*queued)
@@ -527,6 +443,7 @@ async def failures(request: Request, session: Session) -> Response:
           enum: [open, resolved_by_supervisor, resolved_by_human, unresolved]
     responses:
       200: {description: the newest failure records and the learned patterns}
+      400: {description: "an unknown outcome: the message names the allowed ones"}
       401: {description: not logged in}
     """
     return JSONResponse(await failures_data(request))
@@ -553,15 +470,16 @@ async def resolve(request: Request, session: Session, data: dict[str, Any]) -> R
       - {name: failure_id, in: path, required: true, schema: {type: string}}
       - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
     requestBody:
+      required: true
       content:
         application/json:
           schema:
             type: object
             required: [fix_action, what]
             properties:
-              fix_action: {type: string}
+              fix_action: {type: string, minLength: 1, pattern: '\\S'}
               target: {type: string}
-              what: {type: string}
+              what: {type: string, minLength: 1, pattern: '\\S'}
               root_cause: {type: string}
     responses:
       200: {description: the resolution is recorded}
@@ -570,6 +488,8 @@ async def resolve(request: Request, session: Session, data: dict[str, Any]) -> R
       403: {description: wrong CSRF token, or a viewer}
       404: {description: no such failure}
     """
+    if await admin(request).records.views.memory_record(request.path_params["failure_id"]) is None:
+        return refuse(404, "the failure memory has no such failure")
     fields = {key: text(data, key) for key in ("fix_action", "target", "what", "root_cause")}
     problem = await record_resolution(request, session, fields)
     if problem is not None:
@@ -583,9 +503,13 @@ async def leave_safe_mode(request: Request, session: Session, data: dict[str, An
     parameters:
       - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
     requestBody:
+      required: true
       content:
         application/json:
-          schema: {type: object, required: [reason], properties: {reason: {type: string}}}
+          schema:
+            type: object
+            required: [reason]
+            properties: {reason: {type: string, minLength: 1, pattern: '\\S'}}
     responses:
       200: {description: "safe mode is off (left: false when it was not on)"}
       400: {description: no reason}
@@ -610,10 +534,13 @@ async def acknowledge(request: Request, session: Session, data: dict[str, Any]) 
       200: {description: acknowledged}
       401: {description: not logged in}
       403: {description: wrong CSRF token, or a viewer}
-      404: {description: no open escalation with that id}
+      404: {description: no such escalation}
+      409: {description: someone has already acknowledged it}
     """
     deps = admin(request)
     escalation_id = request.path_params["escalation_id"]
     if not await deps.escalations.acknowledge(escalation_id, session.user, deps.auth.clock.now()):
-        return refuse(404, f"no open escalation {escalation_id}")
+        if await deps.escalations.get(escalation_id) is None:
+            return refuse(404, f"no escalation {escalation_id}")
+        return refuse(409, f"escalation {escalation_id} is already acknowledged")
     return JSONResponse({"acknowledged": escalation_id})

@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.store.sessions import Session
-from graylogic_supervisor.web.api import reading, text, writing
+from graylogic_supervisor.web.api_guard import reading, text, writing
 from graylogic_supervisor.web.learning_pages import playbook_page
 from graylogic_supervisor.web.render import admin, changing, refuse, see_other
 
@@ -94,20 +94,25 @@ async def stop(request: Request, session: Session, data: dict[str, Any]) -> Resp
       - {name: trial_id, in: path, required: true, schema: {type: string}}
       - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
     requestBody:
+      required: true
       content:
         application/json:
           schema:
             type: object
             required: [reason]
-            properties: {reason: {type: string}}
+            properties: {reason: {type: string, minLength: 1, pattern: '\\S'}}
     responses:
       200: {description: stopped; the base version stays active}
-      400: {description: "no such trial, not running, or no reason"}
+      400: {description: "not running, or no reason"}
       401: {description: not logged in}
       403: {description: wrong CSRF token, or a viewer}
+      404: {description: no such trial}
     """
+    learning = admin(request).learning
+    if await learning.trials.store.get(request.path_params["trial_id"]) is None:
+        return refuse(404, "no such trial")
     try:
-        stopped = await admin(request).learning.stop_trial(
+        stopped = await learning.stop_trial(
             request.path_params["trial_id"], session.user, text(data, "reason")
         )
     except SupervisorError as exc:

@@ -7,7 +7,8 @@ import re
 import httpx
 import pytest
 
-from graylogic_supervisor.web.api import MAX_JSON_DEPTH, api_routes
+from graylogic_supervisor.web.api import api_routes
+from graylogic_supervisor.web.api_guard import MAX_JSON_DEPTH
 from tests.web.test_admin_auth import client, log_in  # noqa: F401  # the app and store
 
 WRITING = sorted(

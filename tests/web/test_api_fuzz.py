@@ -66,6 +66,32 @@ def test_no_input_makes_the_api_fail(logged_in: tuple[str, dict[str, str]]) -> N
     assert "POST /api/v1/recommendations/{rec_id}/approve" in seen
 
 
+def test_every_schemathesis_check_passes_against_the_live_daemon(
+    logged_in: tuple[str, dict[str, str]],
+) -> None:
+    """All of schemathesis' checks (status codes documented, schema-valid input accepted
+    and invalid input refused, content types, ...) on each operation, as an admin."""
+    base, headers = logged_in
+    described = schemathesis.openapi.from_url(f"{base}/api/v1/openapi.json", headers=headers)
+    checked = 0
+    for result in described.get_all_operations():
+        operation = result.ok()
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=60,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def keeps_to_its_description(case: Any) -> None:
+            case.call_and_validate(base_url=base, headers=headers)
+
+        keeps_to_its_description()
+        checked += 1
+    assert checked >= 14
+
+
 def test_no_input_makes_the_api_fail_for_a_caller_who_is_not_logged_in(
     logged_in: tuple[str, dict[str, str]],
 ) -> None:
