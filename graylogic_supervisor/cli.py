@@ -215,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check-config":
             return _check_config(args.path)
         if args.command == "simulate":
-            return run_simulate(args, _load(args.config))
+            return run_simulate(args, _load(args.config, say=False))  # a store of its own
         if args.command in ("analyze", "recommendations", "rollbacks", "trials", "user") or (
             args.command == "playbook" and args.playbook_command in LEARNING_PLAYBOOK_COMMANDS
         ):
@@ -247,15 +247,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_USAGE
 
 
-def _load(path: Path | None) -> SupervisorConfig:
-    return load_config(_locate(path))
+def _load(path: Path | None, *, say: bool = True) -> SupervisorConfig:
+    return load_config(_locate(path, say=say))
 
 
-def _locate(path: Path | None) -> Path:
-    """The config to use; when the command line did not name it, which one and why
-    (on stderr, so a script's output stays as it was)."""
+def _locate(path: Path | None, *, say: bool = True) -> Path:
+    """The config to use; when the command line did not name it and the command works on
+    the site's store (``say``), which one and why, on stderr (stdout stays as it was)."""
     found, why = locate_config(path, os.environ)
-    if path is None:
+    if path is None and say:
         print(f"config: {found} ({why})", file=sys.stderr)
     return found
 
