@@ -81,7 +81,11 @@ def backup(
     pages: int = PAGES_PER_STEP,
     pause_s: float = PAUSE_S,
 ) -> BackupResult:
-    """Copy the store at ``db_path`` to ``dest`` (and its audit head to ``dest``'s)."""
+    """Copy the store at ``db_path`` to ``dest`` (and its audit head to ``dest``'s).
+
+    Blocking on purpose: it paces itself with ``time.sleep`` between steps so the
+    daemon's writer is never held long. The CLI calls it in its own process; code on an
+    event loop must run it in a thread."""
     if not db_path.is_file():
         raise StoreError(f"no database at {db_path}")
     started = time.monotonic()

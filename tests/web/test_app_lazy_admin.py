@@ -24,6 +24,7 @@ from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.sessions import SessionRepository
 from graylogic_supervisor.store.users import UserRepository
 from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.store.views import PageStore
 from graylogic_supervisor.supervisor.policy import TerminationReading
 from graylogic_supervisor.web.app import WebDeps, create_app
 from graylogic_supervisor.web.auth import AuthDeps
@@ -55,7 +56,7 @@ class Builds:
         db, clock = self.db, SystemClock()
         audit = AuditLog(db)
         return AdminDeps(
-            db,
+            PageStore.of(db),
             AuthDeps(UserRepository(db), SessionRepository(db), audit, clock),
             ControlRepository(db, audit),
             EscalationRepository(db, audit),
