@@ -233,6 +233,23 @@ def test_the_moved_config_checks_and_commands_find_the_store_through_it(moved: I
     assert f"no database at {moved.state_dir / 'supervisor.db'}" in listed.stdout + listed.stderr
 
 
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+def test_the_unit_of_another_prefix_runs_the_program_there_and_verifies(moved: Install) -> None:
+    unit_text = moved.unit.read_text()
+    verified = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(moved.unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert f"ExecStart={moved.program} run --config {moved.config}\n" in unit_text
+    assert f"WorkingDirectory={moved.state_dir}\n" in unit_text
+    assert f"ReadWritePaths={moved.state_dir}\n" in unit_text
+    assert (verified.returncode, verified.stderr) == (0, "")
+
+
 def test_a_reinstall_keeps_a_changed_config_and_the_daemon_writes_the_password_file(
     moved: Install, tmp_path: Path
 ) -> None:
