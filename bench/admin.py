@@ -12,9 +12,10 @@ been logged healthy.
 run to ``resolved`` through the real ``Runner``, 10 at a time. The dashboard shows the
 10 most recent. ``--history 0`` leaves the store empty (no execution on the page).
 
-**Logging in.** On its first start the daemon prints the ``admin`` password on stderr
-(its log here). Each client logs in as a browser does: ``GET /login``, the hidden
-``csrf_token`` field of the form, ``POST /login`` (form-encoded ``csrf_token``,
+**Logging in.** On its first start the daemon writes the ``admin`` password to
+``initial-admin-password`` in its state directory and logs where (its log here).
+Each client logs in as a browser does: ``GET /login``, the hidden ``csrf_token`` field
+of the form, ``POST /login`` (form-encoded ``csrf_token``,
 ``user``, ``password``), and keeps the ``gls_session`` cookie: 20 clients, 20 sessions.
 The clients log in one after the other and the logins are not timed: the daemon checks
 the Argon2id hash on its event loop, about 0.5 s a login here, so 20 at once would keep
@@ -89,7 +90,7 @@ CLIENTS = 20
 HISTORY_AT_ONCE = 10
 REQUEST_TIMEOUT_S = 10.0
 INFRA_CHECK_INTERVAL_S = 5.0
-PASSWORD_LINE = r"created the admin page user 'admin' with the password (\S+) \(shown once"
+PASSWORD_FILE_LINE = r"created the admin page user 'admin'; its password is in (\S+) \("
 LISTENING_LINE = r"HTTP API listening on (http://\S+)"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 SESSION_COOKIE = "gls_session"
@@ -256,7 +257,7 @@ def measure(args: argparse.Namespace, duration_s: float) -> dict[str, Any]:
         logger.info("starting the daemon")
         try:
             with daemon:
-                password = daemon.wait_for_log(PASSWORD_LINE)[1]
+                password = Path(daemon.wait_for_log(PASSWORD_FILE_LINE)[1]).read_text().strip()
                 base_url = daemon.wait_for_log(LISTENING_LINE)[1]
                 for component in ("mqtt", *daemon.components):
                     daemon.wait_for_log(rf"{component} is healthy")

@@ -106,8 +106,8 @@ class AttackDaemon(FaultDaemon):
         return self.workdir / "supervisor.yaml"
 
     def password(self) -> str:
-        found = self.wait_for_log(r"created the admin page user 'admin' with the password (\S+)")
-        return found[1]
+        found = self.wait_for_log(r"created the admin page user 'admin'; its password is in (\S+) ")
+        return Path(found[1]).read_text().strip()
 
     def healthz(self, timeout_s: float = 2.0) -> bool:
         url = f"{self.base_url}/healthz"

@@ -712,7 +712,7 @@ async def _build_web(
         PasswordPool(config.admin.password_workers, config.admin.password_queue)
     )
     users = UserRepository(db, passwords)  # logins hash in this pool only
-    await ensure_first_admin(users, audit, clock)
+    await ensure_first_admin(users, audit, clock, config.state_dir)
     sessions = SessionRepository(db)
     await sessions.purge(clock.now())
     supervisor = decide.supervisor

@@ -32,7 +32,7 @@ from graylogic_supervisor.passwords import PasswordPool
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.sessions import SessionRepository
-from graylogic_supervisor.store.users import ROLES, UserRepository
+from graylogic_supervisor.store.users import ROLES, UserRepository, forget_first_admin_password
 from graylogic_supervisor.store.versions import PlaybookVersions
 
 EXIT_OK, EXIT_INVALID = 0, 1
@@ -299,7 +299,9 @@ async def run_learning_command(args: argparse.Namespace, config: SupervisorConfi
                 return await _trials(service, args)
             if args.command == "user":
                 async with PasswordPool() as passwords:
-                    return await _user(UserRepository(db, passwords), db, args, clock)
+                    return await _user(
+                        UserRepository(db, passwords), db, args, clock, state_dir=config.state_dir
+                    )
             return await _playbook(service, versions, args)
         except SupervisorError as exc:
             print(f"graylogic-supervisor: {exc}", file=sys.stderr)
@@ -442,7 +444,12 @@ def _read_change(path: Path) -> dict[str, Any]:
 
 
 async def _user(
-    users: UserRepository, db: Database, args: argparse.Namespace, clock: SystemClock
+    users: UserRepository,
+    db: Database,
+    args: argparse.Namespace,
+    clock: SystemClock,
+    *,
+    state_dir: Path,
 ) -> int:
     audit = AuditLog(db)
     command, name = args.user_command, str(getattr(args, "name", ""))
@@ -488,6 +495,8 @@ async def _user(
         detail["sessions_ended"] = ended
         message = f"password of {name} set" + (f"; {ended} session(s) ended" if ended else "")
         await audit.append(default_actor(), f"user.{command}", name, detail, now=clock.now())
+        if name == "admin" and (removed := forget_first_admin_password(state_dir)):
+            message += f"; {removed} removed (the first password no longer works)"
     print(message)
     if generated:
         print(f"password (shown once): {password}")

@@ -19,6 +19,7 @@ from typing import Any
 import psutil
 import yaml
 
+from graylogic_supervisor.store.users import INITIAL_PASSWORD_FILE
 from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -192,6 +193,18 @@ def start(daemons: list[Daemon], config: Path) -> Daemon:
     daemon = Daemon(config).start()
     daemons.append(daemon)
     return daemon
+
+
+def first_admin_password(state_dir: Path, timeout: float = 15) -> str:
+    """The first admin's password, from the root-only file the daemon writes it to on its
+    first start (never the log); waits for it up to ``timeout``."""
+    path = state_dir / INITIAL_PASSWORD_FILE
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {path} within {timeout} s")
+        time.sleep(0.02)
+    return path.read_text().strip()
 
 
 def accepts(port: int) -> bool:

@@ -19,7 +19,14 @@ import pytest
 import yaml
 
 from tests.conftest import free_port
-from tests.daemon_process import REPO, Daemon, accepts, start, write_config
+from tests.daemon_process import (
+    REPO,
+    Daemon,
+    accepts,
+    first_admin_password,
+    start,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -29,8 +36,8 @@ def started_healthy(daemon: Daemon) -> None:
 
 
 def logged_in_client(daemon: Daemon, base: str) -> httpx.Client:
-    """A client logged in as the first-run admin, with the password the daemon printed."""
-    [password] = re.findall(r"user 'admin' with the password (\S+) \(shown once", daemon.log)
+    """A client logged in as the first-run admin, with the password the daemon wrote."""
+    password = first_admin_password(daemon.state_dir)
     web = httpx.Client(base_url=base, timeout=5)
     form = web.get("/login").text
     [token] = re.findall(r'name="csrf_token" value="([^"]+)"', form)
@@ -624,20 +631,33 @@ def test_a_run_stopped_in_an_idempotent_step_resumes_there_after_a_restart(
     assert restarted.query("PRAGMA integrity_check")[0][0] == "ok"
 
 
-def test_the_first_run_creates_an_admin_whose_password_is_shown_once(
+def test_the_first_run_puts_the_admin_password_in_a_root_only_file_never_in_the_log(
     tmp_path: Path, daemons: list[Daemon]
 ) -> None:
     port = free_port()
     config = write_config(tmp_path, port)
     daemon = start(daemons, config)
     started_healthy(daemon)
-    shown = re.findall(r"user 'admin' with the password (\S+) \(shown once", daemon.log)
-    assert len(shown) == 1
+    password_file = daemon.state_dir / "initial-admin-password"
+    password = first_admin_password(daemon.state_dir)
+    assert password_file.stat().st_mode & 0o777 == 0o600
+    assert password not in daemon.log  # stderr is the journal under systemd
+    assert f"its password is in {password_file}" in daemon.log
+    assert [p.name for p in daemon.state_dir.glob("*admin-password*")] == [password_file.name]
     [admin] = daemon.query("SELECT role, password_hash FROM users WHERE name = 'admin'")
     assert admin["role"] == "admin" and admin["password_hash"].startswith("$argon2id$")
-    assert shown[0] not in admin["password_hash"]
+    assert password not in admin["password_hash"]
+    base = f"http://127.0.0.1:{yaml.safe_load(config.read_text())['admin']['port']}"
+    logged_in_client(daemon, base).close()
     assert daemon.terminate() == 0
     daemon.start()
     started_healthy(daemon)
-    assert len(re.findall(r"shown once", daemon.log)) == 1  # not on the second start
+    assert daemon.log.count("its password is in") == 1  # not on the second start
+    assert first_admin_password(daemon.state_dir) == password
     assert len(daemon.query("SELECT name FROM users")) == 1
+
+    changed = daemon.cli("user", "passwd", "admin")
+
+    assert changed.returncode == 0, changed.stderr
+    assert f"{password_file} removed" in changed.stdout
+    assert not password_file.exists()

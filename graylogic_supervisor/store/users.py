@@ -9,10 +9,12 @@ the user's sessions in the same transaction.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import TextIO
 
 import aiosqlite
@@ -177,26 +179,76 @@ async def _insert_in(
     )
 
 
+INITIAL_PASSWORD_FILE = "initial-admin-password"  # noqa: S105 (a file name, not a password)
+"""In the state directory: the first admin's password, root-only, until it is changed."""
+
+
 async def ensure_first_admin(
-    users: UserRepository, audit: AuditLog, clock: Clock, out: TextIO | None = None
+    users: UserRepository,
+    audit: AuditLog,
+    clock: Clock,
+    state_dir: Path,
+    *,
+    out: TextIO | None = None,
 ) -> str | None:
-    """On the first run (no user at all), create ``admin`` with a random password and
-    print it once on ``out`` (stderr: the journal under systemd). It is never logged
-    and never stored but as its hash; ``graylogic-supervisor user passwd admin`` changes
-    it. Returns the password when one was made."""
+    """On the first run (no user at all), create ``admin`` with a random password.
+
+    The password goes to ``<state_dir>/initial-admin-password`` (mode 0600 from its
+    creation), never to the log: under systemd stderr is the journal, which other users
+    of the controller may read. Only the file's path is printed on ``out``. The file is
+    complete before its name appears, and removed by ``user passwd admin``
+    (:func:`forget_first_admin_password`). Returns the password when one was made."""
     if await users.all():
         return None
     password = secrets.token_urlsafe(15)
-    added = await users.add_audited(
-        "admin", "admin", password, by="supervisor", now=clock.now(), audit=audit, first_run=True
-    )
+    final = state_dir / INITIAL_PASSWORD_FILE
+    staged = _write_private(state_dir, password)
+    try:
+        added = await users.add_audited(
+            "admin",
+            "admin",
+            password,
+            by="supervisor",
+            now=clock.now(),
+            audit=audit,
+            first_run=True,
+        )
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
     if added is None:  # another process made the first user meanwhile
+        staged.unlink(missing_ok=True)
         return None
+    staged.replace(final)
     print(
-        "graylogic-supervisor: first run: created the admin page user 'admin' with the"
-        f" password {password} (shown once; change it with: graylogic-supervisor user passwd"
-        " admin)",
+        "graylogic-supervisor: first run: created the admin page user 'admin'; its password"
+        f" is in {final} (readable by root only; `graylogic-supervisor user passwd admin`"
+        " sets a new one and removes the file)",
         file=out or sys.stderr,
         flush=True,
     )
     return password
+
+
+def forget_first_admin_password(state_dir: Path) -> Path | None:
+    """Remove the first admin's password file once that password no longer works;
+    returns its path when there was one."""
+    path = state_dir / INITIAL_PASSWORD_FILE
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return None
+    return path
+
+
+def _write_private(directory: Path, text: str) -> Path:
+    """A new file holding ``text``, created 0600 (O_EXCL: never someone else's, never
+    wider, not even for an instant), flushed to disk; the caller renames it into place."""
+    path = directory / f".{INITIAL_PASSWORD_FILE}.{secrets.token_hex(4)}"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, f"{text}\n".encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -94,14 +95,23 @@ async def test_an_acknowledgement_is_not_kept_without_its_audit_entry(db: Databa
     assert await audited(db) == ["escalation.acknowledge", "escalation.raise"]
 
 
-async def test_the_first_admin_is_made_with_its_audit_entry_or_not_at_all(db: Database) -> None:
+async def test_the_first_admin_is_made_with_its_audit_entry_or_not_at_all(
+    db: Database, tmp_path: Path
+) -> None:
     users, audit = UserRepository(db), AuditLog(db)
     clock, out = VirtualClock(NOW), io.StringIO()
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
     await refuse_audit(db)
     with pytest.raises(StoreError, match="audit refused"):
-        await ensure_first_admin(users, audit, clock, out)
+        await ensure_first_admin(users, audit, clock, state_dir, out=out)
     assert await users.all() == [] and out.getvalue() == ""
+    assert list(state_dir.iterdir()) == []  # no password file for an admin never made
     await accept_audit(db)
-    assert await ensure_first_admin(users, audit, clock, out)
+    password = await ensure_first_admin(users, audit, clock, state_dir, out=out)
+    assert password is not None and password not in out.getvalue()
+    [written] = state_dir.iterdir()
+    assert written.name == "initial-admin-password" and str(written) in out.getvalue()
+    assert (written.read_text(), written.stat().st_mode & 0o777) == (f"{password}\n", 0o600)
     assert [user.name for user in await users.all()] == ["admin"]
     assert await audited(db) == ["user.add"]

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import free_port
-from tests.daemon_process import Daemon, write_config
+from tests.daemon_process import Daemon, first_admin_password, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +31,7 @@ def logged_in(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, d
     daemon = Daemon(config).start()
     try:
         daemon.wait_for_log(r"mqtt is healthy")
-        [password] = re.findall(r"user 'admin' with the password (\S+) \(shown once", daemon.log)
+        password = first_admin_password(daemon.state_dir)
         base = f"http://127.0.0.1:{yaml.safe_load(config.read_text())['admin']['port']}"
         with httpx.Client(base_url=base, timeout=5) as web:
             [token] = re.findall(r'name="csrf_token" value="([^"]+)"', web.get("/login").text)

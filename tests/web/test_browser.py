@@ -18,7 +18,7 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from graylogic_supervisor.store.database import Database
 from tests.conftest import free_port
-from tests.daemon_process import REPO, Daemon, write_config
+from tests.daemon_process import REPO, Daemon, first_admin_password, write_config
 from tests.learning.simulated import run, simulation
 
 pytestmark = pytest.mark.slow
@@ -64,7 +64,7 @@ def started(daemons: list[Daemon], config: Path) -> tuple[Daemon, str, str]:
     daemon = Daemon(config).start()
     daemons.append(daemon)
     daemon.wait_for_log(r"mqtt is healthy")
-    [password] = re.findall(r"user 'admin' with the password (\S+) \(shown once", daemon.log)
+    password = first_admin_password(daemon.state_dir)
     port = yaml.safe_load(config.read_text())["admin"]["port"]
     return daemon, f"http://127.0.0.1:{port}", password
 
