@@ -71,9 +71,9 @@ def _recovery(
     """What the supervisor does about a component, truthfully: an installer's window
     (its failures are expected), a recovery held back and why, or one under way."""
     if window is not None:
-        scope = "the site" if window["component"] == SITE else name
-        why = f"maintenance of {scope} until {window['ends_at']}: {window['reason']}"
-        return {"state": "maintenance", "why": f"{why} ({window['created_by']})"}
+        scope = "of the whole site " if window["component"] == SITE else ""
+        why = f"{scope}until {window['ends_at']}: {window['reason']} ({window['created_by']})"
+        return {"state": "maintenance", "why": why}
     if name in recovering and held is not None:
         return {"state": "held", "why": held.detail}
     if name in recovering:
