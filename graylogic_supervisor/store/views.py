@@ -302,7 +302,7 @@ class RecordViews:
             "SELECT substr(started_at, 1, 10) AS day, COUNT(*) AS n,"
             " SUM(status = 'resolved') AS ok,"
             " AVG(CASE WHEN status = 'resolved' THEN duration_seconds END) AS mean_s"
-            " FROM executions WHERE playbook_id = ? AND kind = 'playbook'"
+            " FROM executions WHERE playbook_id = ?"
             " AND status != 'running' AND started_at >= ? GROUP BY day",
             (playbook_id, isoformat(since)[:10]),
         )
