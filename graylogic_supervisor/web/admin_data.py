@@ -8,6 +8,7 @@ from typing import Any
 from starlette.requests import Request
 
 from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.health.monitor import Health
 from graylogic_supervisor.store.database import Row
 from graylogic_supervisor.store.views import HeldRecovery
 from graylogic_supervisor.web.render import admin
@@ -35,11 +36,12 @@ async def dashboard_data(request: Request) -> dict[str, Any]:
         window = next((w for w in current if w["component"] in (name, SITE)), None)
         components[name] = {
             "health": state.health.value,
-            "error_id": state.error_id or "",
+            # as on MQTT and /api/v1/system/health: a healthy component has no error
+            "error_id": (state.error_id or "") if state.health is Health.UNHEALTHY else "",
             "detail": state.detail or "",
             **_recovery(name, recovering, held.get(name), window),
         }
-    unhealthy = {name for name, state in snapshot if state.health.value != "healthy"}
+    unhealthy = {name for name, state in snapshot if state.health is not Health.HEALTHY}
     acknowledged = [
         _flat(e)
         for e in await deps.records.views.escalations("acknowledged", 20)
