@@ -161,6 +161,72 @@ class ApprovedVersion:
     created_at: str
 
 
+@dataclass(frozen=True)
+class EscalationEntry:
+    """An escalation as the pages show it, with the failure its incident was about."""
+
+    id: str
+    incident_id: str | None
+    failure_id: str | None
+    component: str
+    severity: str
+    message: str
+    raised_at: str
+    level: int
+    occurrences: int
+    last_detail: str | None
+    acknowledged_at: str | None
+    acknowledged_by: str | None
+    closed_at: str | None
+
+    @property
+    def state(self) -> str:
+        """closed (its fault cleared), acknowledged (someone took it; the fault remains) or open."""
+        if self.closed_at is not None:
+            return "closed"
+        return "open" if self.acknowledged_at is None else "acknowledged"
+
+
+@dataclass(frozen=True)
+class HeldRecovery:
+    """A component whose open incident's newest viability verdict denied a recovery."""
+
+    component: str
+    incident_id: str
+    reason: str
+    detail: str
+    evaluated_at: str
+
+
+@dataclass(frozen=True)
+class LearnedFixPlaybook:
+    """A playbook the failure memory built from a fix that worked before (never active),
+    with what its runs did in the period asked (all time for the playbooks list)."""
+
+    playbook_id: str
+    name: str
+    version: str
+    created_at: str
+    reason: str
+    executions: int
+    resolved: int
+    last_execution_id: str | None
+    last_started_at: str | None
+
+
+_ESCALATION = (
+    "SELECT e.id, e.incident_id, i.failure_id, e.component, e.severity, e.message, e.raised_at,"
+    " e.level, e.occurrences, e.last_detail, e.acknowledged_at, e.acknowledged_by, e.closed_at"
+    " FROM escalations AS e LEFT JOIN incidents AS i ON i.id = e.incident_id"
+)
+_ESCALATION_STATES = {
+    "open": "e.closed_at IS NULL AND e.acknowledged_at IS NULL",
+    "acknowledged": "e.closed_at IS NULL AND e.acknowledged_at IS NOT NULL",
+    "closed": "e.closed_at IS NOT NULL",
+}
+ESCALATION_STATES = tuple(_ESCALATION_STATES)
+
+
 def _records(cls: type[_R], rows: list[Row]) -> list[_R]:
     return [record_of(cls, row) for row in rows]
 
@@ -236,7 +302,7 @@ class RecordViews:
             "SELECT substr(started_at, 1, 10) AS day, COUNT(*) AS n,"
             " SUM(status = 'resolved') AS ok,"
             " AVG(CASE WHEN status = 'resolved' THEN duration_seconds END) AS mean_s"
-            " FROM executions WHERE playbook_id = ? AND kind = 'playbook'"
+            " FROM executions WHERE playbook_id = ?"
             " AND status != 'running' AND started_at >= ? GROUP BY day",
             (playbook_id, isoformat(since)[:10]),
         )
@@ -339,6 +405,69 @@ class RecordViews:
             (isoformat(since),),
         )
         return _records(ApprovedVersion, rows)
+
+    # -- what the dashboard and the escalations page show ----------------------------------
+
+    async def escalations(self, state: str, limit: int) -> list[EscalationEntry]:
+        """Escalations in ``state`` (one of ``ESCALATION_STATES``), newest first."""
+        where = _ESCALATION_STATES[state]
+        rows = await self._db.fetchall(
+            f"{_ESCALATION} WHERE {where} ORDER BY e.raised_at DESC, e.id DESC LIMIT ?",
+            (limit,),
+        )
+        return _records(EscalationEntry, rows)
+
+    async def held_recoveries(self) -> dict[str, HeldRecovery]:
+        """Per component, its open incident whose newest verdict held the recovery back.
+
+        A verdict that allowed a run, or an incident closed since, is not a hold.
+        """
+        rows = await self._db.fetchall(
+            "SELECT i.component, i.id AS incident_id, v.reason, v.detail, v.evaluated_at"
+            " FROM incidents AS i JOIN viability_evaluations AS v ON v.id ="
+            " (SELECT MAX(id) FROM viability_evaluations WHERE incident_id = i.id)"
+            " WHERE i.closed_at IS NULL AND v.allowed = 0 ORDER BY i.opened_at"
+        )
+        return {row["component"]: record_of(HeldRecovery, row) for row in rows}
+
+    async def learned_fixes(
+        self, since: datetime | None = None, until: datetime | None = None
+    ) -> list[LearnedFixPlaybook]:
+        """Learned-fix playbooks (stored, never active), with their runs between ``since``
+        and ``until`` (None: unbounded); for a period, only those that ran in it."""
+        low = isoformat(since) if since is not None else ""
+        high = isoformat(until) if until is not None else "9999"
+        rows = await self._db.fetchall(
+            "SELECT v.playbook_id, p.name, v.version, v.created_at, v.reason,"
+            " COUNT(x.id) AS executions, COALESCE(SUM(x.status = 'resolved'), 0) AS resolved,"
+            " (SELECT id FROM executions WHERE playbook_id = v.playbook_id"
+            "  AND started_at >= ? AND started_at < ?"
+            "  ORDER BY started_at DESC, rowid DESC LIMIT 1) AS last_execution_id,"
+            " MAX(x.started_at) AS last_started_at"
+            " FROM playbook_versions AS v JOIN playbooks AS p ON p.id = v.playbook_id"
+            " LEFT JOIN executions AS x ON x.playbook_id = v.playbook_id"
+            "  AND x.playbook_version = v.version AND x.kind = 'learned_fix'"
+            "  AND x.status != 'running' AND x.started_at >= ? AND x.started_at < ?"
+            " WHERE v.active = 0 AND NOT EXISTS (SELECT 1 FROM playbook_versions AS a"
+            "  WHERE a.playbook_id = v.playbook_id AND a.active = 1)"
+            " AND EXISTS (SELECT 1 FROM executions AS k"
+            "  WHERE k.playbook_id = v.playbook_id AND k.kind = 'learned_fix')"
+            " GROUP BY v.playbook_id, v.version"
+            " HAVING ? = '' OR COUNT(x.id) > 0"
+            " ORDER BY last_started_at DESC, v.playbook_id",
+            (low, high, low, high, low),
+        )
+        return _records(LearnedFixPlaybook, rows)
+
+    async def newest_version(self, playbook_id: str) -> str | None:
+        """The newest stored version of a playbook, active or not: a learned fix has no
+        active version, yet its executions link to it."""
+        row = await self._db.fetchone(
+            "SELECT version FROM playbook_versions WHERE playbook_id = ?"
+            " ORDER BY created_at DESC, rowid DESC LIMIT 1",
+            (playbook_id,),
+        )
+        return None if row is None else str(row["version"])
 
 
 @dataclass(frozen=True)

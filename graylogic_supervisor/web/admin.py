@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
+from graylogic_supervisor.store.views import ESCALATION_STATES
 from graylogic_supervisor.web.admin_data import dashboard_data
 from graylogic_supervisor.web.api import api_routes
 from graylogic_supervisor.web.auth import (
@@ -35,11 +36,13 @@ from graylogic_supervisor.web.auth import (
 from graylogic_supervisor.web.execution_pages import execution_routes
 from graylogic_supervisor.web.learning_pages import learning_routes
 from graylogic_supervisor.web.record_pages import record_routes
-from graylogic_supervisor.web.render import admin, changing, refuse, render, to_login
+from graylogic_supervisor.web.render import admin, changing, refuse, render, to_login, viewer
 from graylogic_supervisor.web.reports import report_routes
 from graylogic_supervisor.web.trial_pages import trial_routes
 
 logger = logging.getLogger(__name__)
+LISTED = 50  # escalations shown per state
+BACK = ("/", "/escalations")  # where an acknowledgement may return to
 
 
 def admin_routes() -> list[Route]:
@@ -49,6 +52,7 @@ def admin_routes() -> list[Route]:
         Route("/login", login, methods=["POST"]),
         Route("/logout", logout, methods=["POST"]),
         Route("/safe-mode/leave", leave_safe_mode, methods=["POST"]),
+        Route("/escalations", escalations, methods=["GET"]),
         Route("/escalations/{escalation_id}/acknowledge", acknowledge, methods=["POST"]),
         *learning_routes(),
         *trial_routes(),
@@ -120,12 +124,29 @@ async def acknowledge(request: Request) -> Response:
     checked = await changing(request)
     if isinstance(checked, Response):
         return checked
-    session, _ = checked
+    session, form = checked
     deps = admin(request)
     escalation_id = request.path_params["escalation_id"]
     if not await deps.escalations.acknowledge(escalation_id, session.user, deps.auth.clock.now()):
         return refuse(404, f"no open escalation {escalation_id}")
-    return RedirectResponse("/", status_code=303)
+    back = form.get("back", "/")
+    return RedirectResponse(back if back in BACK else "/", status_code=303)
+
+
+async def escalations(request: Request) -> Response:
+    """Every escalation by state: open (calling people), acknowledged (someone has it,
+    the fault remains), closed (the fault cleared)."""
+    session = await viewer(request)
+    if session is None:
+        return to_login()
+    views = admin(request).records.views
+    return render(
+        request,
+        "escalations.html",
+        session=session,
+        may_change=may_change(session),
+        by_state={state: await views.escalations(state, LISTED) for state in ESCALATION_STATES},
+    )
 
 
 async def dashboard(request: Request) -> Response:
@@ -137,5 +158,6 @@ async def dashboard(request: Request) -> Response:
         "dashboard.html",
         session=session,
         may_change=may_change(session),
+        escalations_open=await admin(request).records.views.escalations("open", LISTED),
         **await dashboard_data(request),
     )

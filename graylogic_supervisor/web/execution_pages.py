@@ -18,6 +18,7 @@ from graylogic_supervisor.web.auth import may_change
 from graylogic_supervisor.web.render import (
     admin,
     changing,
+    not_found,
     refuse,
     render,
     see_other,
@@ -94,7 +95,7 @@ async def execution(request: Request) -> Response:
     views = deps.records.views
     row = await views.execution(execution_id)
     if row is None:
-        return refuse(404, "no such execution")
+        return not_found(request, session, f"No execution {execution_id}")
     steps = await views.steps(execution_id)
     first = datetime.fromisoformat(steps[0].started_at) if steps else None
     bars = []

@@ -31,7 +31,7 @@ from graylogic_supervisor.web.auth import may_change
 from graylogic_supervisor.web.render import (
     admin,
     changing,
-    refuse,
+    not_found,
     render,
     see_other,
     to_login,
@@ -97,7 +97,7 @@ async def recommendation(
         return to_login()
     rec = await admin(request).learning.store.get(request.path_params["rec_id"])
     if rec is None:
-        return refuse(404, "no such recommendation")
+        return not_found(request, session, f"No recommendation {request.path_params['rec_id']}")
     before, after, diff = await _proposal(request, rec)
     return render(
         request,
@@ -171,7 +171,8 @@ async def playbooks(request: Request) -> Response:
         metrics = await deps.learning.metrics.version(book.id, book.version)
         pending = await deps.learning.store.listing("pending", book.id)
         rows.append({"playbook": book, "metrics": metrics, "pending": len(pending)})
-    return render(request, "playbooks.html", session=session, rows=rows)
+    learned = await deps.records.views.learned_fixes()
+    return render(request, "playbooks.html", session=session, rows=rows, learned=learned)
 
 
 async def playbook_page(request: Request, error: str | None = None, status: int = 200) -> Response:
@@ -181,8 +182,13 @@ async def playbook_page(request: Request, error: str | None = None, status: int 
     deps = admin(request)
     playbook_id = request.path_params["playbook_id"]
     active = await deps.versions.active_playbook(playbook_id)
+    if active is None:  # a learned fix is stored, never active: its newest version
+        newest = await deps.records.views.newest_version(playbook_id)
+        if newest is not None:
+            active = await deps.versions.definition(playbook_id, newest)
     if active is None:
-        return refuse(404, "no such playbook")
+        return not_found(request, session, f"No playbook {playbook_id}")
+    is_active = await deps.versions.active_version(playbook_id) == active.version
     versions = await deps.versions.versions_of(playbook_id)
     old = request.query_params.get("old")
     new = request.query_params.get("new")
@@ -202,6 +208,7 @@ async def playbook_page(request: Request, error: str | None = None, status: int 
         session=session,
         may_change=may_change(session),
         playbook=active,
+        is_active=is_active,
         yaml_text=playbook_yaml(active),
         metrics=await deps.learning.metrics.version(playbook_id, active.version),
         steps=await deps.learning.metrics.steps(playbook_id, active.version),
@@ -276,5 +283,5 @@ async def rollback_page(request: Request) -> Response:
         return to_login()
     found = await admin(request).learning.store.rollback(request.path_params["rollback_id"])
     if found is None:
-        return refuse(404, "no such rollback")
+        return not_found(request, session, f"No rollback {request.path_params['rollback_id']}")
     return render(request, "rollback.html", session=session, rb=found, report=found["report"])

@@ -21,6 +21,7 @@ from graylogic_supervisor.web.auth import may_change
 from graylogic_supervisor.web.render import (
     admin,
     changing,
+    not_found,
     refuse,
     render,
     see_other,
@@ -108,7 +109,7 @@ async def failure(request: Request, error: str | None = None, status: int = 200)
         return to_login()
     data = await failure_data(request)
     if data is None:
-        return refuse(404, "the failure memory has no such failure")
+        return not_found(request, session, "The failure memory has no such failure")
     return render(
         request,
         "failure.html",

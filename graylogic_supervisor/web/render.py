@@ -93,6 +93,12 @@ def see_other(path: str) -> RedirectResponse:
     return RedirectResponse(path, status_code=303)
 
 
+def not_found(request: Request, session: Session, message: str) -> HTMLResponse:
+    """A page for an id nobody knows: a person followed a link, so they get a page
+    (with the navigation to go on from), not the API's JSON."""
+    return render(request, "not_found.html", 404, session=session, message=message)
+
+
 def refuse(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 

@@ -6,6 +6,7 @@ past week reads the same whenever it is printed.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from graylogic_supervisor.web.render import admin, refuse, render, to_login, viewer
+from graylogic_supervisor.web.render import admin, not_found, refuse, render, to_login, viewer
 from graylogic_supervisor.why import explain
 
 
@@ -41,7 +42,11 @@ async def _weekly(request: Request) -> dict[str, Any] | Response:
     period = _period(request)
     if period is None:
         return refuse(400, "end is a date, e.g. 2026-11-29")
-    return await admin(request).records.reports.summary(*period)
+    records = admin(request).records
+    report = await records.reports.summary(*period)
+    # the playbooks' figures count playbook runs; the failure memory's own fixes beside them
+    report["learned_fixes"] = [asdict(f) for f in await records.views.learned_fixes(*period)]
+    return report
 
 
 async def weekly_page(request: Request) -> Response:
@@ -84,7 +89,7 @@ async def execution_page(request: Request) -> Response:
         return to_login()
     report = await _execution(request)
     if report is None:
-        return refuse(404, "no such execution")
+        return not_found(request, session, f"No execution {request.path_params['execution_id']}")
     return render(request, "execution_report.html", session=session, r=report)
 
 

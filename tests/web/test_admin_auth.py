@@ -117,7 +117,7 @@ async def test_a_login_gives_a_strict_httponly_session_and_the_dashboard(
     assert page.status_code == 200
     assert "ada (admin)" in page.text and "villa-7" in page.text
     assert "&lt;broker down&gt;" in page.text  # escaped
-    assert "12.5 %" in page.text and "(recovering)" in page.text
+    assert "12.5 %" in page.text and "<b>recovering</b>" in page.text
     assert page.headers["cache-control"] == "no-store"
     assert "frame" not in page.text.lower() and "https://" not in page.text  # nothing external
 

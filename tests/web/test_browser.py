@@ -1,6 +1,8 @@
 """The admin page in a real headless Chromium (Debian's, driven by Playwright), against
 the real daemon: log in, approve, roll back, cancel a running execution, and be
-refused as a viewer. Screenshots at 375 and 1280 px wide go to ``.artifacts/``."""
+refused as a viewer. On a 390 px phone, Approve, Reject, Roll back, Pause and Cancel are on
+screen without sideways scrolling. Screenshots at 390 and 1280 px wide go under the test's
+``tmp_path`` (``GRAYLOGIC_SCREENSHOTS=/some/dir`` keeps them)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from graylogic_supervisor.store.database import Database
 from tests.conftest import free_port
 from tests.daemon_process import REPO, Daemon, first_admin_password, write_config
 from tests.learning.simulated import run, simulation
+from tests.web.phone import PHONE, on_a_phone, screenshot_dir
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +37,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
 ]
-SHOTS = Path(os.environ.get("GRAYLOGIC_ARTIFACTS", REPO / ".artifacts")) / "screenshots"
-WIDTHS = {"phone": 375, "laptop": 1280}
+WIDTHS = {"phone": PHONE["width"], "laptop": 1280}
 ACTIVE = (
     "SELECT version FROM playbook_versions WHERE active = 1"
     " AND playbook_id = 'PLAY-MQTT-RECOVER-001'"
@@ -79,16 +81,15 @@ async def log_in(page: Page, base: str, user: str, password: str) -> None:
 
 
 async def shoot(
-    browser: Browser, base: str, user: str, password: str, path: str, name: str
+    browser: Browser, shots: Path, base: str, user: str, password: str, *, path: str, name: str
 ) -> None:
     """The page at both widths, as a person on a phone and on a laptop sees it."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
     for device, width in WIDTHS.items():
         context = await browser.new_context(viewport={"width": width, "height": 900})
         page = await context.new_page()
         await log_in(page, base, user, password)
         await page.goto(f"{base}{path}")
-        await page.screenshot(path=str(SHOTS / f"{name}-{device}.png"), full_page=True)
+        await page.screenshot(path=str(shots / f"{name}-{device}.png"), full_page=True)
         await context.close()
 
 
@@ -138,15 +139,26 @@ async def test_approve_then_roll_back_and_a_viewer_is_refused(
     await page.get_by_role("link", name="Recommendations").first.click()
     await page.get_by_role("link", name=re.compile(r"^try restart 2 times")).click()
     await expect(page.get_by_text("+  retry:")).to_be_visible()
+    shots = screenshot_dir(tmp_path)
+    phone = await (await browser.new_context(viewport=PHONE)).new_page()
+    await log_in(phone, base, "admin", password)
+    await on_a_phone(phone, page.url, shots, "recommendation", "Approve", "Reject")
     await page.get_by_role("button", name="Approve", exact=True).click()
     await expect(page.locator("#active-version")).to_have_text("1.0.1")
     await expect(page.get_by_text("Approved: version 1.0.1 is active.")).to_be_visible()
     [active] = daemon.query(ACTIVE)
     assert active["version"] == "1.0.1"
 
-    await shoot(browser, base, "admin", password, "/", "dashboard")
-    await shoot(browser, base, "admin", password, "/playbooks/PLAY-MQTT-RECOVER-001", "playbook")
-    await shoot(browser, base, "admin", password, "/recommendations?status=all", "recommendations")
+    await shoot(browser, shots, base, "admin", password, path="/", name="dashboard")
+    for path, name in (
+        ("/playbooks/PLAY-MQTT-RECOVER-001", "playbook"),
+        ("/recommendations?status=all", "recommendations"),
+    ):
+        await shoot(browser, shots, base, "admin", password, path=path, name=name)
+    await on_a_phone(
+        phone, f"{base}/playbooks/PLAY-MQTT-RECOVER-001", shots, "playbook", "Roll back to 1.0.0"
+    )
+    await phone.context.close()
 
     row = page.locator("form", has=page.get_by_role("button", name="Roll back to 1.0.0"))
     await row.get_by_placeholder("reason").fill("checking the old one")
@@ -154,7 +166,7 @@ async def test_approve_then_roll_back_and_a_viewer_is_refused(
     await expect(page.locator("#active-version")).to_have_text("1.0.0")
     await context.close()
 
-    viewer = await browser.new_context(viewport={"width": 375, "height": 800})
+    viewer = await browser.new_context(viewport=PHONE)
     page = await viewer.new_page()
     await log_in(page, base, "vic", "viewer-pass-1")
     await page.goto(f"{base}/playbooks/PLAY-MQTT-RECOVER-001")
@@ -165,7 +177,7 @@ async def test_approve_then_roll_back_and_a_viewer_is_refused(
         form={"csrf_token": csrf or "", "version": "1.0.1", "reason": "sneaky"},
     )
     assert refused.status == 403
-    await page.screenshot(path=str(SHOTS / "viewer-playbook-phone.png"), full_page=True)
+    await page.screenshot(path=str(shots / "viewer-playbook-phone.png"), full_page=True)
     await viewer.close()
     [active] = daemon.query(ACTIVE)
     assert active["version"] == "1.0.0"
@@ -197,13 +209,14 @@ async def test_a_running_execution_is_cancelled_from_its_page(
         lambda: daemon.query("SELECT id FROM executions WHERE status = 'running'")
     )
 
-    context = await browser.new_context(viewport={"width": 375, "height": 800})
+    context = await browser.new_context(viewport=PHONE)
     page = await context.new_page()
     await log_in(page, base, "admin", password)
     await page.goto(f"{base}/executions?status=running")
     await page.get_by_role("link", name=running["id"]).click()
     await expect(page.locator("#status")).to_have_text("running")
-    await page.screenshot(path=str(SHOTS / "execution-running-phone.png"), full_page=True)
+    shots = screenshot_dir(tmp_path)
+    await on_a_phone(page, page.url, shots, "execution-running", "Pause", "Cancel")
     cancel = page.locator("form", has=page.get_by_role("button", name="Cancel"))
     await cancel.get_by_placeholder("reason").fill("wrong night to restart")
     await cancel.get_by_role("button", name="Cancel").click()
