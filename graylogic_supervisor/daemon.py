@@ -43,6 +43,7 @@ from graylogic_supervisor.engine.action import ActionRegistry
 from graylogic_supervisor.engine.builtins import builtin_registry
 from graylogic_supervisor.engine.builtins.compose import RunPlaybook
 from graylogic_supervisor.engine.control import ExecutionControls, PriorityGate
+from graylogic_supervisor.engine.plugins import SiteContext, add_plugins
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import ServiceError
 from graylogic_supervisor.fdbudget import FdBudget
@@ -499,7 +500,11 @@ async def _build_engine(
         db=store.db,
         state_dir=config.state_dir,
         composer=composer,
+        actions=config.actions,
+        webhooks=config.escalation.webhooks,
+        site=config.site.name,
     )
+    add_plugins(registry, SiteContext(config.site.name, config.state_dir), config.actions.plugins)
     loaded, errors = load_directory(config.playbooks.directory, registry.specs())
     for error in errors:
         logger.error("playbook skipped: %s", error)
