@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shlex
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -98,20 +99,23 @@ def _nft_match(probe: Probe, match: Mapping[str, Any]) -> bool | None:
 
 
 def _nft_rule(probe: Probe, expressions: Sequence[Mapping[str, Any]]) -> str | bool | None:
-    """The rule's verdict when it applies; None when it does not; False when unknown."""
+    """The rule's verdict when it applies; None when it does not; False when this reader
+    cannot tell (a match it does not know, where none of the others rules it out)."""
+    unknown = False
     for expression in expressions:
         if "match" in expression:
             applies = _nft_match(probe, expression["match"])
-            if applies is None:
-                return False
-            if not applies:
+            if applies is False:
                 return None
+            unknown = unknown or applies is None
+        elif "counter" in expression or "log" in expression or "comment" in expression:
+            continue
+        elif unknown:
+            return False
         elif "accept" in expression:
             return ACCEPT
         elif "drop" in expression or "reject" in expression:
             return DROP
-        elif "counter" in expression or "log" in expression or "comment" in expression:
-            continue
         else:
             return False  # jump, goto, sets, limits, nat...: not weighed here
     return None
@@ -160,10 +164,15 @@ def _iptables_rule(probe: Probe, words: Sequence[str]) -> str | bool | None:
     """One ``-A INPUT …`` line's verdict (as ``_nft_rule``)."""
     target: str | None = None
     protocol: str | None = None
+    unknown = False
     index = 2
     while index < len(words):
         word = words[index]
         value = words[index + 1] if index + 1 < len(words) else ""
+        if word == "!":  # a negated match: not weighed here
+            unknown = True
+            index += 1
+            continue
         if word in ("-p", "--protocol"):
             protocol = value
             if value != probe.protocol:
@@ -174,17 +183,18 @@ def _iptables_rule(probe: Probe, words: Sequence[str]) -> str | bool | None:
                 return None
         elif word in ("-s", "--source"):
             inside = _in_network(probe, value)
-            if inside is None:
-                return False
-            if not inside:
+            if inside is False:
                 return None
+            unknown = unknown or inside is None
         elif (word == "-m" and value in ("tcp", "udp", "comment")) or word == "--comment":
             pass
         elif word in ("-j", "--jump"):
             target = value
         else:
-            return False
+            unknown = True  # -i, -m conntrack, --ctstate, ...: not weighed here
         index += 2
+    if unknown:
+        return False
     if target == "ACCEPT":
         return ACCEPT
     if target in ("DROP", "REJECT"):
@@ -196,7 +206,10 @@ def iptables_verdict(text: str, probe: Probe) -> Verdict:
     """The filter table's INPUT chain in ``iptables-save`` output."""
     policy, table, skipped = ACCEPT, None, 0
     for line in text.splitlines():
-        words = line.split()
+        try:
+            words = shlex.split(line, comments=False)
+        except ValueError:
+            words = line.split()
         if not words:
             continue
         if words[0].startswith("*"):
