@@ -68,6 +68,7 @@ from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.learning.trials import TrialArms
 from graylogic_supervisor.memory.capture import ContextCapture, resource_state
 from graylogic_supervisor.memory.events import EventRing, ExecutionEvents
+from graylogic_supervisor.memory.fixes import configured_targets
 from graylogic_supervisor.memory.service import FailureMemory
 from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.mqtt.discovery import discovery_messages
@@ -741,6 +742,9 @@ async def _build_web(
             decide.policy.termination,
             metrics_token,
             decide.audit_watch,
+            configured_targets(
+                [config.broker.service, *(s.name for s in config.services)], config.components
+            ),
         )
 
     app = create_app(
