@@ -284,7 +284,7 @@ def _check_config(path: Path) -> int:
     config = load_config(path)
     catalog = load_catalog(config.catalog)
     check_catalog_covers(config, catalog, path)
-    loaded, errors = load_directory(config.playbooks.directory, action_specs())
+    loaded, errors = load_directory(config.playbooks.directory, action_specs(config))
     for error in errors:
         print(error, file=sys.stderr)
     if errors:

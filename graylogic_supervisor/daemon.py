@@ -40,7 +40,7 @@ from graylogic_supervisor.config import (
     SupervisorConfig,
 )
 from graylogic_supervisor.engine.action import ActionRegistry
-from graylogic_supervisor.engine.builtins import builtin_registry
+from graylogic_supervisor.engine.builtins import bounded_specs, builtin_registry
 from graylogic_supervisor.engine.builtins.compose import RunPlaybook
 from graylogic_supervisor.engine.control import ExecutionControls, PriorityGate
 from graylogic_supervisor.engine.plugins import SiteContext, add_plugins
@@ -506,7 +506,8 @@ async def _build_engine(
         site=config.site.name,
     )
     add_plugins(registry, SiteContext(config.site.name, config.state_dir), config.actions.plugins)
-    loaded, errors = load_directory(config.playbooks.directory, registry.specs())
+    specs = bounded_specs(registry.specs(), config.actions, config.escalation.webhooks)
+    loaded, errors = load_directory(config.playbooks.directory, specs)
     for error in errors:
         logger.error("playbook skipped: %s", error)
     for item in loaded:

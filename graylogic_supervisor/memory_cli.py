@@ -146,6 +146,9 @@ async def run_memory_command(args: argparse.Namespace, config: SupervisorConfig)
             )
             fix = " ".join(p for p in (resolution.fix_action, resolution.fix_target) if p)
             print(f"{args.failure_id}: resolution recorded ({fix or 'manual: not automatable'})")
+            note = catalog.note(resolution.fix_action)
+            if note is not None:
+                print(f"note: {note}")
             return EXIT_OK
         if args.memory_command == "patterns":
             for pattern in await repository.patterns():

@@ -28,9 +28,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from graylogic_supervisor.config import SupervisorConfig
 from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
 from graylogic_supervisor.engine.action import Action, ActionRegistry, spec_of
-from graylogic_supervisor.engine.builtins import BUILTIN_ACTION_TYPES
+from graylogic_supervisor.engine.builtins import BUILTIN_ACTION_TYPES, bounded_specs
 
 logger = logging.getLogger(__name__)
 
@@ -171,11 +172,15 @@ def discover_plugins(entries: Iterable[EntryPoint] | None = None) -> ActionPlugi
     return ActionPlugins(types, tuple(problems), distributions)
 
 
-def action_specs(plugins: ActionPlugins | None = None) -> dict[str, ActionSpec]:
+def action_specs(
+    config: SupervisorConfig | None = None, plugins: ActionPlugins | None = None
+) -> dict[str, ActionSpec]:
     """Every action a playbook may use here: the built-ins and the usable plugins.
 
     What validation needs, without any live collaborator; each plugin problem is
-    logged (a command line with no logging set up shows it on stderr).
+    logged (a command line with no logging set up shows it on stderr). With the
+    ``config``, the webhooks, site databases and clean-up directories a playbook
+    names are checked against it too (``bounded_specs``).
     """
     if plugins is None:
         plugins = discover_plugins()
@@ -183,7 +188,9 @@ def action_specs(plugins: ActionPlugins | None = None) -> dict[str, ActionSpec]:
         logger.warning("%s", problem)
     specs = {spec.name: spec for spec in map(spec_of, BUILTIN_ACTION_TYPES)}
     specs.update({name: spec_of(action) for name, action in plugins.types.items()})
-    return specs
+    if config is None:
+        return specs
+    return bounded_specs(specs, config.actions, config.escalation.webhooks)
 
 
 def add_plugins(

@@ -84,6 +84,19 @@ class FixCatalog:
             )
         return None
 
+    def note(self, action: str | None) -> str | None:
+        """What a person should know of a valid fix the memory cannot repeat by itself."""
+        spec = self.actions.get(action) if action else None
+        if spec is None:
+            return None
+        required = [n for n, f in spec.params_model.model_fields.items() if f.is_required()]
+        if not required:
+            return None
+        return (
+            f"{action!r} needs parameters ({', '.join(required)}): recorded, but the memory"
+            " cannot repeat it unattended"
+        )
+
 
 async def record_resolution(
     repository: MemoryRepository,

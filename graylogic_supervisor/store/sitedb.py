@@ -26,6 +26,8 @@ def _uri(path: Path, mode: str) -> str:
 
 async def check_site_database(path: Path, *, quick: bool) -> str:
     """``ok``, or SQLite's first complaint; the file is opened read-only (never created)."""
+    if not path.is_file():  # checked first: a failed connect leaves aiosqlite's thread behind
+        raise StoreError(f"{path}: no such file")
     try:
         async with aiosqlite.connect(
             _uri(path, "ro"), uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None

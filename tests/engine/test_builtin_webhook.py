@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +20,7 @@ from graylogic_supervisor.engine.action import StepResult
 from graylogic_supervisor.engine.builtins.webhook import NotifyWebhook, WebhookParams
 from tests.clocks import ManualClock
 from tests.conftest import free_port
+from tests.daemon_process import write_config
 from tests.engine.step_context import step_context
 
 TOKEN = "s3cret-webhook-token"
@@ -110,3 +114,47 @@ def test_nobody_listening_fails_without_the_token() -> None:
     assert not result.success
     assert result.result.startswith("webhook down: ConnectError")
     assert TOKEN not in result.result
+
+
+NOTIFYING = """\
+id: PLAY-MQTT-RECOVER-001
+name: Tell someone
+version: 1.0.0
+trigger: {component: mqtt, error_ids: [ERR-INFRA-MQTT-001]}
+steps:
+  - id: tell
+    name: Tell the on-call engineer
+    action: notify_webhook
+    params: {webhook: oncal, message: the broker is down}
+    on_success: done
+"""
+
+
+def test_check_config_refuses_a_webhook_the_config_lacks_with_its_line(tmp_path: Path) -> None:
+    books = tmp_path / "playbooks"
+    books.mkdir()
+    (books / "tell.yaml").write_text(NOTIFYING)
+    config = write_config(
+        tmp_path, free_port(), books, escalation={"webhooks": {"oncall": {"url": "http://x/"}}}
+    )
+
+    refused = subprocess.run(
+        [sys.executable, "-m", "graylogic_supervisor", "check-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    (books / "tell.yaml").write_text(NOTIFYING.replace("oncal,", "oncall,"))
+    accepted = subprocess.run(
+        [sys.executable, "-m", "graylogic_supervisor", "check-config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert refused.returncode == 1
+    assert f"{books / 'tell.yaml'}:9: steps[0].params.webhook:" in refused.stderr
+    assert "'oncal' is not in escalation.webhooks (oncall)" in refused.stderr
+    assert accepted.returncode == 0, accepted.stderr

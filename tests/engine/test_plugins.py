@@ -74,7 +74,7 @@ def test_a_plugin_is_found_checked_and_runs(site: Path, tmp_path: Path) -> None:
 
     assert plugins.problems == ()
     assert plugins.distributions == {"touch_marker": "site-demo 1.0"}
-    specs = action_specs(plugins)
+    specs = action_specs(plugins=plugins)
     assert specs["touch_marker"].needs_target
     assert "restart_service" in specs  # the built-ins stay
     registry = ActionRegistry([Log()])
@@ -137,7 +137,7 @@ def test_an_unusable_plugin_is_left_out_naming_its_distribution_and_entry_point(
     assert (problem.distribution, problem.entry_point) == ("site-broken 1.0", entry)
     assert reason in problem.reason
     assert f"action plugin {entry!r} (distribution site-broken 1.0" in str(problem)
-    assert entry not in action_specs(plugins) or entry == "log"
+    assert entry not in action_specs(plugins=plugins) or entry == "log"
 
 
 def test_two_plugins_claiming_one_name_are_both_left_out(site: Path, tmp_path: Path) -> None:

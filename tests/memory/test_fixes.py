@@ -97,3 +97,12 @@ async def test_a_manual_fix_is_stored_without_an_action_and_a_resolved_one_is_ke
             repository, CATALOG, "fail-9", by("ada", "manual"), now=NOW, force=False
         )
     assert unknown.value.kind == "unknown_failure"
+
+
+def test_a_fix_that_needs_parameters_is_noted_as_not_repeatable() -> None:
+    assert CATALOG.note("restart_service") is None
+    assert CATALOG.note("playbook") == (
+        "'playbook' needs parameters (playbook): recorded, but the memory cannot repeat it"
+        " unattended"
+    )
+    assert CATALOG.note(None) is None

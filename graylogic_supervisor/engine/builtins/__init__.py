@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, create_model, field_validator
 
 from graylogic_supervisor.config import ActionsConfig, WebhookConfig
 from graylogic_supervisor.domain.actions import ActionSpec
@@ -60,6 +64,48 @@ BUILTIN_ACTION_TYPES: tuple[type[Action], ...] = (
 def builtin_specs() -> dict[str, ActionSpec]:
     """What playbook validation needs, without any live collaborator."""
     return {spec.name: spec for spec in map(spec_of, BUILTIN_ACTION_TYPES)}
+
+
+def _only(
+    model: type[BaseModel], field: str, allowed: Collection[str], where: str
+) -> type[BaseModel]:
+    """``model`` whose ``field`` must be one of ``allowed`` (None stays allowed)."""
+    known = ", ".join(sorted(allowed)) or "none configured"
+
+    def configured(cls: type[BaseModel], value: str | None) -> str | None:
+        if value is not None and value not in allowed:
+            raise ValueError(f"{value!r} is not in {where} ({known})")
+        return value
+
+    validator: Any = field_validator(field)(classmethod(configured))
+    return create_model(model.__name__, __base__=model, __validators__={"configured": validator})
+
+
+def bounded_specs(
+    specs: Mapping[str, ActionSpec],
+    actions: ActionsConfig,
+    webhooks: Mapping[str, WebhookConfig],
+) -> dict[str, ActionSpec]:
+    """``specs`` with the names a playbook gives checked against the config when it loads
+    (a webhook, site database or clean-up directory the config lacks is then a load error
+    with its line, not a step that fails at 3 a.m.). The actions check again when they run."""
+    bounded = dict(specs)
+    narrowing = {
+        NotifyWebhook.name: ("webhook", webhooks, "escalation.webhooks"),
+        CheckSiteDatabase.name: ("database", actions.databases, "actions.databases"),
+        VacuumSiteDatabase.name: ("database", actions.databases, "actions.databases"),
+        CleanUpFiles.name: (
+            "directory",
+            [str(d.path) for d in actions.cleanup_directories],
+            "actions.cleanup_directories",
+        ),
+    }
+    for name, (field, allowed, where) in narrowing.items():
+        spec = bounded.get(name)
+        if spec is not None:
+            model = _only(spec.params_model, field, list(allowed), where)
+            bounded[name] = replace(spec, params_model=model)
+    return bounded
 
 
 def builtin_registry(
