@@ -743,7 +743,7 @@ async def _build_web(
             decide.policy.termination,
             metrics_token,
             decide.audit_watch,
-            configured_targets(
+            fix_targets=configured_targets(
                 [config.broker.service, *(s.name for s in config.services)], config.components
             ),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -205,3 +206,31 @@ async def test_a_fix_no_action_can_repeat_is_recorded_as_manual(
     assert stored["outcome"] == "resolved_by_human"
     assert json.loads(stored["record"])["resolution"]["fix_action"] is None  # never proposed
     assert "replaced the SD card (manual )" in (await client.get(f"/failures/{failure_id}")).text
+
+
+async def test_the_target_must_be_a_configured_service_or_component(
+    client: httpx.AsyncClient,  # noqa: F811
+    db: Database,
+) -> None:
+    app = client._transport.app  # type: ignore[attr-defined]  # the ASGI app under test
+    app.state.admin = replace(app.state.admin, fix_targets=frozenset({"mosquitto", "mqtt"}))
+    await log_in(client, "ada")
+    failure_id = (await db.fetchone("SELECT failure_id FROM failure_memory LIMIT 1"))["failure_id"]
+    page = await client.get(f"/failures/{failure_id}")
+
+    refused = await client.post(
+        f"/failures/{failure_id}/resolve",
+        data={
+            "csrf_token": session_csrf(page.text),
+            "fix_action": "restart_service",
+            "target": "mosquito",
+            "what": "restarted",
+            "force": "1",
+        },
+    )
+
+    assert refused.status_code == 400
+    assert (
+        "unknown target &#39;mosquito&#39;; did you mean &#39;mosquitto&#39;? (configured"
+        " services and components: mosquitto, mqtt)"
+    ) in refused.text
