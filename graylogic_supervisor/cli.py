@@ -32,7 +32,7 @@ from graylogic_supervisor.config import (
     load_config,
     locate_config,
 )
-from graylogic_supervisor.engine.builtins import builtin_specs
+from graylogic_supervisor.engine.plugins import action_specs
 from graylogic_supervisor.errors import SourceError, StoreError, SupervisorError
 from graylogic_supervisor.learning_cli import (
     LEARNING_PLAYBOOK_COMMANDS,
@@ -284,7 +284,7 @@ def _check_config(path: Path) -> int:
     config = load_config(path)
     catalog = load_catalog(config.catalog)
     check_catalog_covers(config, catalog, path)
-    loaded, errors = load_directory(config.playbooks.directory, builtin_specs())
+    loaded, errors = load_directory(config.playbooks.directory, action_specs(config))
     for error in errors:
         print(error, file=sys.stderr)
     if errors:
@@ -299,7 +299,7 @@ def _check_config(path: Path) -> int:
 
 
 def _validate_playbooks(paths: Sequence[Path]) -> int:
-    loaded, errors = load_files(paths, builtin_specs())
+    loaded, errors = load_files(paths, action_specs())
     for item in loaded:
         print(
             f"{item.file}: ok ({item.playbook.id} {item.playbook.version},"
@@ -329,7 +329,7 @@ async def _playbook_store(args: argparse.Namespace, config: SupervisorConfig) ->
                 return EXIT_INVALID
             print(source, end="" if source.endswith("\n") else "\n")
             return EXIT_OK
-        item = load_playbook(args.file, builtin_specs())
+        item = load_playbook(args.file, action_specs())
         by = args.by or default_actor()
         outcome = await versions.seed(
             item.playbook, item.source, f"import by {by}: {args.reason}", clock.now()

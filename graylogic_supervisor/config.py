@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -381,6 +381,35 @@ class StoreConfig(Model):
     hold_max_kb: int = Field(1024, ge=0, description="the same hold's bound in kilobytes")
 
 
+class CleanupDirectory(Model):
+    """A directory ``clean_up_files`` may empty of old files; nothing outside it is touched."""
+
+    path: FilePath
+    max_age_days: float = Field(gt=0, description="files older than this are removed")
+    pattern: str = Field(
+        "*", pattern=r"^[^/\\]+$", description="a file-name glob, e.g. '*.log' (no slash)"
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _not_the_root(cls, value: Path) -> Path:
+        if value.expanduser() == Path("/"):
+            raise ValueError("the filesystem root is never a clean-up directory")
+        return value
+
+
+class ActionsConfig(Model):
+    """What the site's built-in actions may touch, and its plugin actions' own settings."""
+
+    cleanup_directories: list[CleanupDirectory] = []
+    databases: dict[str, FilePath] = Field(
+        {}, description="site SQLite files by name, for check_site_database/vacuum_site_database"
+    )
+    plugins: dict[str, dict[str, Any]] = Field(
+        {}, description="settings handed to a plugin action, by its action name"
+    )
+
+
 class PlaybooksConfig(Model):
     directory: FilePath = Path("../playbooks")
 
@@ -423,6 +452,7 @@ class SupervisorConfig(Model):
     store: StoreConfig = StoreConfig()
     playbooks: PlaybooksConfig = PlaybooksConfig()
     admin: AdminConfig = AdminConfig()
+    actions: ActionsConfig = ActionsConfig()
 
     @field_validator("components")
     @classmethod
@@ -551,6 +581,15 @@ def resolve_paths(config: SupervisorConfig, config_dir: Path) -> SupervisorConfi
             "database": cwd(config.database) if config.database else None,
             "catalog": beside(config.catalog),
             "playbooks": PlaybooksConfig(directory=beside(config.playbooks.directory)),
+            "actions": config.actions.model_copy(
+                update={
+                    "cleanup_directories": [
+                        d.model_copy(update={"path": beside(d.path)})
+                        for d in config.actions.cleanup_directories
+                    ],
+                    "databases": {n: beside(p) for n, p in config.actions.databases.items()},
+                }
+            ),
             "broker": config.broker.model_copy(
                 update={
                     "password_file": beside(config.broker.password_file)

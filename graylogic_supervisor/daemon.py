@@ -40,9 +40,10 @@ from graylogic_supervisor.config import (
     SupervisorConfig,
 )
 from graylogic_supervisor.engine.action import ActionRegistry
-from graylogic_supervisor.engine.builtins import builtin_registry
+from graylogic_supervisor.engine.builtins import bounded_specs, builtin_registry
 from graylogic_supervisor.engine.builtins.compose import RunPlaybook
 from graylogic_supervisor.engine.control import ExecutionControls, PriorityGate
+from graylogic_supervisor.engine.plugins import SiteContext, add_plugins
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import ServiceError
 from graylogic_supervisor.fdbudget import FdBudget
@@ -67,6 +68,7 @@ from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.learning.trials import TrialArms
 from graylogic_supervisor.memory.capture import ContextCapture, resource_state
 from graylogic_supervisor.memory.events import EventRing, ExecutionEvents
+from graylogic_supervisor.memory.fixes import configured_targets
 from graylogic_supervisor.memory.service import FailureMemory
 from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.mqtt.discovery import discovery_messages
@@ -499,8 +501,13 @@ async def _build_engine(
         db=store.db,
         state_dir=config.state_dir,
         composer=composer,
+        actions=config.actions,
+        webhooks=config.escalation.webhooks,
+        site=config.site.name,
     )
-    loaded, errors = load_directory(config.playbooks.directory, registry.specs())
+    add_plugins(registry, SiteContext(config.site.name, config.state_dir), config.actions.plugins)
+    specs = bounded_specs(registry.specs(), config.actions, config.escalation.webhooks)
+    loaded, errors = load_directory(config.playbooks.directory, specs)
     for error in errors:
         logger.error("playbook skipped: %s", error)
     for item in loaded:
@@ -736,6 +743,9 @@ async def _build_web(
             decide.policy.termination,
             metrics_token,
             decide.audit_watch,
+            fix_targets=configured_targets(
+                [config.broker.service, *(s.name for s in config.services)], config.components
+            ),
         )
 
     app = create_app(

@@ -23,7 +23,7 @@ import yaml
 from graylogic_supervisor.clock import SystemClock
 from graylogic_supervisor.config import SupervisorConfig
 from graylogic_supervisor.domain.states import VersionStatus
-from graylogic_supervisor.engine.builtins import builtin_specs
+from graylogic_supervisor.engine.plugins import action_specs
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.learning.changes import change_from_yaml
 from graylogic_supervisor.learning.service import LearningService
@@ -284,7 +284,7 @@ async def run_learning_command(args: argparse.Namespace, config: SupervisorConfi
             db,
             versions,
             AuditLog(db),
-            builtin_specs(),
+            action_specs(),
             settings=config.learning,
             clock=clock,
         )

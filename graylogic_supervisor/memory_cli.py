@@ -13,6 +13,13 @@ from collections.abc import Callable
 from graylogic_supervisor.clock import SystemClock
 from graylogic_supervisor.config import SupervisorConfig
 from graylogic_supervisor.domain.memory import Resolution
+from graylogic_supervisor.engine.plugins import action_specs
+from graylogic_supervisor.memory.fixes import (
+    FixCatalog,
+    ResolutionRefused,
+    configured_targets,
+    record_resolution,
+)
 from graylogic_supervisor.memory.service import FailureMemory
 from graylogic_supervisor.operator_cli import default_actor
 from graylogic_supervisor.store.audit import AuditLog
@@ -47,14 +54,30 @@ def add_memory_commands(
     resolve = memory_commands.add_parser(
         "resolve",
         help="record what fixed a failure (after an escalation)",
-        description="Record a technician's resolution; the memory learns the fix from it.",
+        description=(
+            "Record a technician's resolution; the memory learns the fix from it. The fix"
+            " action and target are checked against this site's actions and configuration;"
+            " a failure already resolved is kept unless --force."
+        ),
     )
     config_option(resolve)
     resolve.add_argument("failure_id")
     resolve.add_argument(
-        "--fix-action", required=True, help="the action that fixed it, e.g. restart_service"
+        "--fix-action",
+        help=(
+            "the action that fixed it, e.g. restart_service: a fix action this site can run"
+            " (built-in or plugin). Omit it, or say 'manual', for a fix no action can repeat"
+            " (a replaced SD card): it is recorded, never proposed as an automatic fix"
+        ),
     )
-    resolve.add_argument("--target", help="what it acted on, e.g. mosquitto")
+    resolve.add_argument(
+        "--target", help="what it acted on: a configured service or component, e.g. mosquitto"
+    )
+    resolve.add_argument(
+        "--force",
+        action="store_true",
+        help="replace a resolution already recorded (by the supervisor or a person)",
+    )
     resolve.add_argument("--what", required=True, help="what was done, in words")
     resolve.add_argument("--root-cause", help="what caused it, if known")
     resolve.add_argument("--by", default=None, help="who fixed it (default: login name)")
@@ -87,16 +110,32 @@ async def run_memory_command(args: argparse.Namespace, config: SupervisorConfig)
         memory = FailureMemory(repository, config.memory, clock)  # its retention, thresholds
         if args.memory_command == "resolve":
             by = args.by or default_actor()
-            resolution = Resolution(
-                resolved_at=clock.now(),
-                fixed_by=by,
-                what_fixed_it=args.what,
-                fix_action=args.fix_action,
-                fix_target=args.target,
-                root_cause=args.root_cause,
+            catalog = FixCatalog(
+                action_specs(),
+                configured_targets(
+                    [config.broker.service, *(s.name for s in config.services)],
+                    config.components,
+                ),
             )
-            if not await repository.resolve(args.failure_id, resolution, clock.now()):
-                print(f"the memory has no failure {args.failure_id}", file=sys.stderr)
+            try:
+                resolution = await record_resolution(
+                    repository,
+                    catalog,
+                    args.failure_id,
+                    Resolution(
+                        resolved_at=clock.now(),
+                        fixed_by=by,
+                        what_fixed_it=args.what,
+                        fix_action=args.fix_action,
+                        fix_target=args.target,
+                        root_cause=args.root_cause,
+                    ),
+                    now=clock.now(),
+                    force=args.force,
+                )
+            except ResolutionRefused as refused:
+                hint = " (--force)" if refused.kind == "already_resolved" else ""
+                print(f"memory resolve: {refused.message}{hint}", file=sys.stderr)
                 return EXIT_INVALID
             await AuditLog(db).append(
                 by,
@@ -105,8 +144,11 @@ async def run_memory_command(args: argparse.Namespace, config: SupervisorConfig)
                 resolution.model_dump(mode="json"),
                 now=clock.now(),
             )
-            fix = " ".join(p for p in (args.fix_action, args.target) if p)
-            print(f"{args.failure_id}: resolution recorded ({fix})")
+            fix = " ".join(p for p in (resolution.fix_action, resolution.fix_target) if p)
+            print(f"{args.failure_id}: resolution recorded ({fix or 'manual: not automatable'})")
+            note = catalog.note(resolution.fix_action)
+            if note is not None:
+                print(f"note: {note}")
             return EXIT_OK
         if args.memory_command == "patterns":
             for pattern in await repository.patterns():

@@ -31,6 +31,7 @@ async def explain(views: RecordViews, identifier: str) -> list[str] | None:
         resolution = remembered.record.get("resolution")
         if resolution:
             fix = " ".join(p for p in (resolution["fix_action"], resolution.get("fix_target")) if p)
+            fix = fix or "manual"  # a fix no action can repeat
             lines.append(
                 f"  fixed by {resolution['fixed_by']}: {resolution['what_fixed_it']} ({fix})"
             )

@@ -95,7 +95,8 @@ def test_acknowledging_an_unknown_escalation_says_so(config: Path) -> None:
     assert (ack.returncode, ack.stderr) == (1, "no unacknowledged escalation esc-nope\n")
 
 
-def test_a_technician_records_a_resolution_the_memory_learns_from(config: Path) -> None:
+def remember_failure(config: Path) -> None:
+    """``fail-1``, an MQTT failure nobody resolved yet, in the config's store."""
     import asyncio
     from datetime import UTC, datetime
 
@@ -130,17 +131,26 @@ def test_a_technician_records_a_resolution_the_memory_learns_from(config: Path) 
             await MemoryRepository(db).save(FailureRecord(context=context), datetime.now(UTC))
 
     asyncio.run(remember())
-    unknown = cli(config, "memory", "resolve", "fail-404", "--fix-action", "x", "--what", "y")
-    assert (unknown.returncode, unknown.stderr) == (1, "the memory has no failure fail-404\n")
+
+
+def test_a_technician_records_a_resolution_the_memory_learns_from(config: Path) -> None:
+    remember_failure(config)
+    unknown = cli(config, "memory", "resolve", "fail-404", "--fix-action", "manual", "--what", "y")
+    assert (unknown.returncode, unknown.stderr) == (
+        1,
+        "memory resolve: the memory has no failure fail-404\n",
+    )
     done = cli(
         config,
         "memory",
         "resolve",
         "fail-1",
         "--fix-action",
-        "remove_firewall_rule",
+        "restart_service",
+        "--target",
+        "mosquitto",
         "--what",
-        "removed the DROP rule on 1883",
+        "removed the DROP rule on 1883, then restarted",
         "--root-cause",
         "firewall",
         "--by",
@@ -148,7 +158,7 @@ def test_a_technician_records_a_resolution_the_memory_learns_from(config: Path) 
     )
     assert (done.returncode, done.stdout) == (
         0,
-        "fail-1: resolution recorded (remove_firewall_rule)\n",
+        "fail-1: resolution recorded (restart_service mosquitto)\n",
     )
     [entry] = [
         json.loads(line)
@@ -165,7 +175,8 @@ def test_a_technician_records_a_resolution_the_memory_learns_from(config: Path) 
     assert why.returncode == 0
     assert why.stdout.splitlines()[:2] == [
         "memory: resolved_by_human",
-        "  fixed by erin: removed the DROP rule on 1883 (remove_firewall_rule)",
+        "  fixed by erin: removed the DROP rule on 1883, then restarted (restart_service"
+        " mosquitto)",
     ]
     nothing = cli(config, "why", "exec-404")
     assert (nothing.returncode, nothing.stderr) == (
@@ -174,6 +185,62 @@ def test_a_technician_records_a_resolution_the_memory_learns_from(config: Path) 
     )
     report = cli(config, "memory", "consolidate")
     assert report.returncode == 0 and "ConsolidationReport(" in report.stdout
+
+
+def test_a_resolution_names_an_action_and_target_this_site_has(config: Path) -> None:
+    remember_failure(config)
+
+    def resolve(*args: str) -> subprocess.CompletedProcess[str]:
+        return cli(config, "memory", "resolve", "fail-1", "--what", "did it", "--by", "erin", *args)
+
+    typo = resolve("--fix-action", "restart_servce", "--target", "mosquitto")
+    assert typo.returncode == 1
+    assert typo.stderr.startswith(
+        "memory resolve: unknown fix action 'restart_servce'; did you mean 'restart_service'?"
+        " (fix actions here: checkpoint_database, clean_up_files, playbook, restart_service,"
+    )
+    assert "or 'manual' for a fix no action can repeat)" in typo.stderr
+    check = resolve("--fix-action", "check_disk")
+    assert "'check_disk' is a check action and cannot be what fixed it" in check.stderr
+    no_target = resolve("--fix-action", "restart_service")
+    assert no_target.stderr == (
+        "memory resolve: 'restart_service' needs a target (configured: mosquitto, mqtt)\n"
+    )
+    bad_target = resolve("--fix-action", "restart_service", "--target", "mosquito")
+    assert bad_target.stderr == (
+        "memory resolve: unknown target 'mosquito'; did you mean 'mosquitto'? (configured"
+        " services and components: mosquitto, mqtt)\n"
+    )
+    assert cli(config, "audit", "list", "--json", "--action", "memory.").stdout == ""
+
+    # a fix no action can repeat: recorded, never a fix the memory proposes
+    manual = resolve()
+    assert (manual.returncode, manual.stdout) == (
+        0,
+        "fail-1: resolution recorded (manual: not automatable)\n",
+    )
+    again = resolve("--fix-action", "restart_service", "--target", "mosquitto")
+    assert again.returncode == 1
+    assert (
+        again.stderr.startswith("memory resolve: fail-1 was already resolved by erin at 20")
+        and "(manual: did it); it is kept unless replaced on purpose (--force)\n" in again.stderr
+    )
+    forced = resolve("--fix-action", "restart_service", "--target", "mosquitto", "--force")
+    assert forced.stdout == "fail-1: resolution recorded (restart_service mosquitto)\n"
+    entries = cli(config, "audit", "list", "--json", "--action", "memory.").stdout.splitlines()
+    details = [json.loads(json.loads(e)["detail"]) for e in entries]
+    assert [d["fix_action"] for d in details] == [None, "restart_service"]
+
+
+def test_resolve_help_says_how_to_record_a_manual_fix(config: Path) -> None:
+    helped = subprocess.run(
+        [sys.executable, "-m", "graylogic_supervisor", "memory", "resolve", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout
+    assert "'manual'" in " ".join(helped.split()) and "--force" in helped
 
 
 def test_playbook_versions_export_and_import_as_yaml(config: Path, tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
 from graylogic_supervisor.domain.failure import FailureInfo
 from graylogic_supervisor.domain.states import StepOutcome
 from graylogic_supervisor.engine.action import Action, ActionRegistry, StepContext, StepResult
-from graylogic_supervisor.engine.builtins import builtin_specs
+from graylogic_supervisor.engine.plugins import action_specs
 from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import StoreError, SupervisorError
 from graylogic_supervisor.playbooks.loader import load_playbook
@@ -246,7 +246,7 @@ async def dry_run(file: Path, outcomes: Mapping[str, str], history: Path | None)
                 step=step_id,
                 outcome=word,
             )
-    specs = builtin_specs()
+    specs = action_specs()
     loaded = await asyncio.to_thread(load_playbook, file, specs)
     playbook = loaded.playbook
     runnables = _runnables(playbook)

@@ -70,6 +70,15 @@ class CorruptRecordError(StoreError):
         super().__init__(f"failure memory record {failure_id} is corrupt: {reason}")
 
 
+class AlreadyResolvedError(StoreError):
+    """A resolution refused because the record has one (a person may replace it on purpose)."""
+
+    def __init__(self, failure_id: str, resolution: Resolution) -> None:
+        self.failure_id = failure_id
+        self.resolution = resolution
+        super().__init__(f"failure {failure_id} is already resolved by {resolution.fixed_by}")
+
+
 class CorruptPatternError(StoreError):
     """A learned pattern row whose tokens, members or times cannot be read."""
 
@@ -294,12 +303,17 @@ class MemoryRepository:
             await _write(conn, updated, now, compressed=None)
         return True
 
-    async def resolve(self, failure_id: str, resolution: Resolution, now: datetime) -> bool:
-        """Record what fixed it (replacing an earlier resolution); False if unknown."""
+    async def resolve(
+        self, failure_id: str, resolution: Resolution, now: datetime, *, replace: bool = True
+    ) -> bool:
+        """Record what fixed it; False if unknown. An earlier resolution is replaced, or,
+        with ``replace=False``, kept: ``AlreadyResolvedError`` (checked in the same transaction)."""
         async with self._db.transaction() as conn:
             record = await _read(conn, failure_id)
             if record is None:
                 return False
+            if not replace and record.resolution is not None:
+                raise AlreadyResolvedError(failure_id, record.resolution)
             updated = record.model_copy(update={"resolution": resolution})
             await _write(conn, updated, now, compressed=None)
         return True

@@ -475,23 +475,30 @@ async def resolve(request: Request, session: Session, data: dict[str, Any]) -> R
         application/json:
           schema:
             type: object
-            required: [fix_action, what]
+            required: [what]
             properties:
-              fix_action: {type: string, minLength: 1, pattern: '\\S'}
-              target: {type: string}
+              fix_action:
+                type: string
+                description: "a fix action of this site; omit it, or 'manual', for a fix
+                  no action can repeat (recorded, never proposed automatically)"
+              target: {type: string, description: a configured service or component}
               what: {type: string, minLength: 1, pattern: '\\S'}
               root_cause: {type: string}
+              force: {type: boolean, description: replace a resolution already recorded}
     responses:
       200: {description: the resolution is recorded}
-      400: {description: fix_action or what missing}
+      400: {description: "what missing, or an unknown action or target (the message lists the
+        known ones)"}
       401: {description: not logged in}
       403: {description: wrong CSRF token, or a viewer}
       404: {description: no such failure}
+      409: {description: already resolved (by the supervisor or a person); send force true}
     """
     if await admin(request).records.views.memory_record(request.path_params["failure_id"]) is None:
         return refuse(404, "the failure memory has no such failure")
     fields = {key: text(data, key) for key in ("fix_action", "target", "what", "root_cause")}
-    problem = await record_resolution(request, session, fields)
+    fields["force"] = "1" if data.get("force") is True else ""
+    problem = await record_resolution(request, session, fields, force_hint='send "force": true')
     if problem is not None:
         return refuse(*problem)
     return JSONResponse({"resolved": request.path_params["failure_id"]})

@@ -15,6 +15,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from graylogic_supervisor.domain.memory import Resolution
+from graylogic_supervisor.memory.fixes import FixCatalog, ResolutionRefused
+from graylogic_supervisor.memory.fixes import record_resolution as record_fix
 from graylogic_supervisor.store.audit import ChainCheck
 from graylogic_supervisor.store.sessions import Session
 from graylogic_supervisor.web.auth import may_change
@@ -31,6 +33,7 @@ from graylogic_supervisor.web.render import (
 
 OUTCOMES = ("open", "resolved_by_supervisor", "resolved_by_human", "unresolved")
 PAGE = 100
+REFUSAL_STATUS = {"invalid": 400, "unknown_failure": 404, "already_resolved": 409}
 
 
 def record_routes() -> list[Route]:
@@ -122,25 +125,36 @@ async def failure(request: Request, error: str | None = None, status: int = 200)
 
 
 async def record_resolution(
-    request: Request, session: Session, fields: dict[str, str]
+    request: Request, session: Session, fields: dict[str, str], *, force_hint: str
 ) -> tuple[int, str] | None:
-    """A technician's resolution, recorded and audited; (status, why) when refused."""
+    """A technician's resolution, checked (``memory/fixes.py``), recorded and audited;
+    (status, why) when refused: 400 a bad action or target, 404, 409 already resolved."""
     deps = admin(request)
     failure_id = request.path_params["failure_id"]
-    fix_action, what = fields.get("fix_action", "").strip(), fields.get("what", "").strip()
-    if not fix_action or not what:
-        return 400, "say which action fixed it and what was done"
+    what = fields.get("what", "").strip()
+    if not what:
+        return 400, "say what was done"
     now = deps.auth.clock.now()
-    resolution = Resolution(
-        resolved_at=now,
-        fixed_by=session.user,
-        what_fixed_it=what[:500],
-        fix_action=fix_action[:100],
-        fix_target=fields.get("target", "").strip()[:100] or None,
-        root_cause=fields.get("root_cause", "").strip()[:500] or None,
-    )
-    if not await deps.records.memory.resolve(failure_id, resolution, now):
-        return 404, "the failure memory has no such failure"
+    catalog = FixCatalog(deps.learning.specs, deps.fix_targets)
+    try:
+        resolution = await record_fix(
+            deps.records.memory,
+            catalog,
+            failure_id,
+            Resolution(
+                resolved_at=now,
+                fixed_by=session.user,
+                what_fixed_it=what[:500],
+                fix_action=fields.get("fix_action", "").strip()[:100] or None,
+                fix_target=fields.get("target", "").strip()[:100] or None,
+                root_cause=fields.get("root_cause", "").strip()[:500] or None,
+            ),
+            now=now,
+            force=fields.get("force", "").strip().lower() in ("1", "on", "true"),
+        )
+    except ResolutionRefused as refused:
+        hint = f" ({force_hint})" if refused.kind == "already_resolved" else ""
+        return REFUSAL_STATUS[refused.kind], refused.message + hint
     await deps.auth.audit.append(
         session.user, "memory.resolve", failure_id, resolution.model_dump(mode="json"), now=now
     )
@@ -152,7 +166,9 @@ async def resolve(request: Request) -> Response:
     if isinstance(checked, Response):
         return checked
     session, form = checked
-    problem = await record_resolution(request, session, form)
+    problem = await record_resolution(
+        request, session, form, force_hint="tick 'Replace the resolution already recorded'"
+    )
     if problem is not None:
         status, why = problem
         if status == 404:

@@ -57,6 +57,8 @@ class AdminDeps:
     """Lets a Prometheus scrape /metrics without a session; kept out of ``repr``."""
     audit_watch: ChainWatch | None = None
     """The daemon's incremental audit verification; without it /audit verifies in full."""
+    fix_targets: frozenset[str] = frozenset()
+    """What a recorded fix may act on (services, components); empty: not checked."""
 
 
 def templates() -> Environment:

@@ -220,12 +220,26 @@ async def test_the_dashboard_memory_and_learning_through_the_api(
     detail = (await client.get(f"/api/v1/failures/{failure_id}")).json()
     assert detail["record"]["context"]["failure_id"] == failure_id and detail["executions"]
     missing = await client.post(
-        f"/api/v1/failures/{failure_id}/resolve", json={"what": "x"}, headers=csrf
+        f"/api/v1/failures/{failure_id}/resolve", json={"fix_action": "manual"}, headers=csrf
     )
-    assert missing.status_code == 400
-    done = await client.post(
+    assert missing.status_code == 400  # what was done is always asked
+    unknown = await client.post(
+        f"/api/v1/failures/{failure_id}/resolve",
+        json={"fix_action": "restart_servce", "what": "by hand"},
+        headers=csrf,
+    )
+    assert unknown.status_code == 400
+    assert "unknown fix action 'restart_servce'; did you mean 'restart_service'?" in unknown.text
+    kept = await client.post(
         f"/api/v1/failures/{failure_id}/resolve",
         json={"fix_action": "restart_service", "what": "by hand"},
+        headers=csrf,
+    )
+    assert kept.status_code == 409  # a person resolved it already
+    assert "already resolved by" in kept.text and 'send \\"force\\": true' in kept.text
+    done = await client.post(
+        f"/api/v1/failures/{failure_id}/resolve",
+        json={"fix_action": "restart_service", "what": "by hand", "force": True},
         headers=csrf,
     )
     assert done.json() == {"resolved": failure_id}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -50,16 +51,24 @@ async def test_a_technician_records_a_resolution_on_the_failure_page(
         f"/failures/{failure_id}/resolve", data={"csrf_token": token, "fix_action": "x"}
     )
     assert missing.status_code == 400
+    fix = {"csrf_token": token, "target": "mosquitto", "what": "restarted by hand <b>now</b>"}
+    typo = await client.post(
+        f"/failures/{failure_id}/resolve", data={**fix, "fix_action": "restart_servce"}
+    )
+    assert typo.status_code == 400
+    assert "unknown fix action &#39;restart_servce&#39;; did you mean" in typo.text
+    # the supervisor resolved it: kept unless the technician replaces it on purpose
+    kept = await client.post(
+        f"/failures/{failure_id}/resolve", data={**fix, "fix_action": "restart_service"}
+    )
+    assert kept.status_code == 409
+    assert "was already resolved by supervisor" in kept.text
+    assert "Replace the resolution already recorded" in kept.text
     done = await client.post(
         f"/failures/{failure_id}/resolve",
-        data={
-            "csrf_token": token,
-            "fix_action": "restart_service",
-            "target": "mosquitto",
-            "what": "restarted by hand <b>now</b>",
-        },
+        data={**fix, "fix_action": "restart_service", "force": "1"},
     )
-    assert done.status_code == 303
+    assert done.status_code == 303, done.text[-3000:]
     page = await client.get(f"/failures/{failure_id}")
     assert "fixed by ada" in page.text and "&lt;b&gt;now&lt;/b&gt;" in page.text
     audit = await client.get("/audit")
@@ -175,3 +184,53 @@ async def test_the_audit_page_warns_when_the_head_file_is_missing(
     page = await http.get("/audit")
     assert "Warning: no head file beside the store" in page.text
     assert (await http.get("/api/v1/audit")).json()["warnings"]
+
+
+async def test_a_fix_no_action_can_repeat_is_recorded_as_manual(
+    client: httpx.AsyncClient,  # noqa: F811
+    db: Database,
+) -> None:
+    await log_in(client, "ada")
+    failure_id = (await db.fetchone("SELECT failure_id FROM failure_memory LIMIT 1"))["failure_id"]
+    page = await client.get(f"/failures/{failure_id}")
+
+    done = await client.post(
+        f"/failures/{failure_id}/resolve",
+        data={"csrf_token": session_csrf(page.text), "what": "replaced the SD card", "force": "1"},
+    )
+
+    assert done.status_code == 303
+    stored = await db.fetchone(
+        "SELECT outcome, record FROM failure_memory WHERE failure_id = ?", (failure_id,)
+    )
+    assert stored["outcome"] == "resolved_by_human"
+    assert json.loads(stored["record"])["resolution"]["fix_action"] is None  # never proposed
+    assert "replaced the SD card (manual )" in (await client.get(f"/failures/{failure_id}")).text
+
+
+async def test_the_target_must_be_a_configured_service_or_component(
+    client: httpx.AsyncClient,  # noqa: F811
+    db: Database,
+) -> None:
+    app = client._transport.app  # type: ignore[attr-defined]  # the ASGI app under test
+    app.state.admin = replace(app.state.admin, fix_targets=frozenset({"mosquitto", "mqtt"}))
+    await log_in(client, "ada")
+    failure_id = (await db.fetchone("SELECT failure_id FROM failure_memory LIMIT 1"))["failure_id"]
+    page = await client.get(f"/failures/{failure_id}")
+
+    refused = await client.post(
+        f"/failures/{failure_id}/resolve",
+        data={
+            "csrf_token": session_csrf(page.text),
+            "fix_action": "restart_service",
+            "target": "mosquito",
+            "what": "restarted",
+            "force": "1",
+        },
+    )
+
+    assert refused.status_code == 400
+    assert (
+        "unknown target &#39;mosquito&#39;; did you mean &#39;mosquitto&#39;? (configured"
+        " services and components: mosquitto, mqtt)"
+    ) in refused.text

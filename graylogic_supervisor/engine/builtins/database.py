@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
@@ -11,7 +12,9 @@ from pydantic import BaseModel, Field
 
 from graylogic_supervisor.domain.actions import ActionKind
 from graylogic_supervisor.engine.action import ActionParams, NoParams, StepContext, StepResult
+from graylogic_supervisor.errors import StoreError
 from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.sitedb import check_site_database, vacuum_site_database
 
 
 class DiskParams(ActionParams):
@@ -83,3 +86,68 @@ class CheckpointDatabase:
     async def run(self, ctx: StepContext) -> StepResult:
         frames, moved = await self._db.checkpoint()
         return StepResult.ok(f"checkpointed {moved} of {frames} WAL frames", frames=frames)
+
+
+class SiteDatabaseParams(ActionParams):
+    database: str = Field(min_length=1, description="a name in actions.databases")
+
+
+class _SiteDatabaseAction:
+    """A site SQLite file named in the config; never the supervisor's own store."""
+
+    params_model: ClassVar[type[BaseModel]] = SiteDatabaseParams
+    needs_target: ClassVar[bool] = False
+
+    def __init__(self, databases: Mapping[str, Path]) -> None:
+        self._databases = dict(databases)
+
+    def _path(self, params: BaseModel) -> Path | str:
+        """The file, or why there is none."""
+        assert isinstance(params, SiteDatabaseParams)
+        path = self._databases.get(params.database)
+        if path is None:
+            known = ", ".join(sorted(self._databases)) or "none configured"
+            return f"no database {params.database!r} in actions.databases ({known})"
+        return path
+
+
+class CheckSiteDatabase(_SiteDatabaseAction):
+    """Full integrity check of a site SQLite file, read-only."""
+
+    name: ClassVar[str] = "check_site_database"
+    kind: ClassVar[ActionKind] = ActionKind.CHECK
+
+    async def run(self, ctx: StepContext) -> StepResult:
+        path = self._path(ctx.params)
+        if isinstance(path, str):
+            return StepResult.failed(path)
+        try:
+            verdict = await check_site_database(path, quick=False)
+        except StoreError as exc:
+            return StepResult.failed(f"integrity check: {exc}")
+        if verdict != "ok":
+            return StepResult.failed(f"integrity check of {path}: {verdict}", integrity=verdict)
+        return StepResult.ok(f"{path}: integrity ok", integrity=verdict)
+
+
+class VacuumSiteDatabase(_SiteDatabaseAction):
+    """VACUUM of a site SQLite file: gives its free pages back to the disk."""
+
+    name: ClassVar[str] = "vacuum_site_database"
+    kind: ClassVar[ActionKind] = ActionKind.FIX
+
+    async def run(self, ctx: StepContext) -> StepResult:
+        path = self._path(ctx.params)
+        if isinstance(path, str):
+            return StepResult.failed(path)
+        try:
+            done = await vacuum_site_database(path)
+        except StoreError as exc:
+            return StepResult.failed(f"vacuum: {exc}")
+        freed = max(0, done.bytes_before - done.bytes_after)
+        return StepResult.ok(
+            f"{path}: vacuumed, {freed} bytes freed",
+            bytes_before=done.bytes_before,
+            bytes_after=done.bytes_after,
+            bytes_freed=freed,
+        )
