@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.store.audit_head import EMPTY, ChainHead
 from graylogic_supervisor.store.database import Database
 
@@ -41,6 +42,11 @@ SEGMENT_MAX = 50_000
 """Entries per segment at most (a segment is read whole when verified)."""
 DELETE_BATCH = 500
 """Archived entries deleted per transaction: the writer is never held long."""
+
+
+class ArchiveRefused(SupervisorError):
+    """Nothing was archived (a chain that does not verify, a file that cannot be written):
+    the entries stay in the table; the next run tries again."""
 
 
 @dataclass(frozen=True)
@@ -184,12 +190,15 @@ class ArchiveRecords:
         if not entries:
             return Archived(None, 0, anchor)
         if entries[0]["prev_hash"] != anchor.hash:
-            raise ValueError(
+            raise ArchiveRefused(
                 f"audit entry {entries[0]['seq']} does not chain from the archive's anchor:"
                 " run `audit verify`; nothing archived"
             )
-        path = await asyncio.to_thread(write_segment, directory, entries, anchor.hash)
-        digest = await asyncio.to_thread(file_sha256, path)
+        try:
+            path = await asyncio.to_thread(write_segment, directory, entries, anchor.hash)
+            digest = await asyncio.to_thread(file_sha256, path)
+        except OSError as exc:  # a full disk, a read-only directory: the entries stay
+            raise ArchiveRefused(f"audit archive segment not written: {exc}") from exc
         last = ChainHead(int(entries[-1]["seq"]), str(entries[-1]["hash"]))
         await self._db.execute(
             "INSERT INTO audit_archive (last_seq, first_seq, last_hash, file, sha256,"
