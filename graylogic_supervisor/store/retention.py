@@ -128,6 +128,7 @@ class RetentionStore:
         """Finished, counted executions older than ``cutoff``, each with its steps in the
         same transaction, a batch of about ``batch_rows`` rows at a time."""
         batch_rows = self._policy.batch_rows
+        rows_each = 1  # rows per execution (itself and its steps), from the last batch
         for playbook_id in await self._playbooks():
             floor = await self._recent_floor(playbook_id)
             while True:
@@ -140,7 +141,7 @@ class RetentionStore:
                         "playbook": playbook_id,
                         "cutoff": cutoff,
                         "floor": floor,
-                        "limit": batch_rows,
+                        "limit": batch_rows // rows_each + 1,  # no more read than used
                     },
                 )
                 if not rows:
@@ -152,6 +153,7 @@ class RetentionStore:
                     weight += 1 + int(row["steps"])
                     if weight >= batch_rows:
                         break
+                rows_each = max(1, weight // len(batch))
                 deleted = await self._timed(report, partial(self._delete_executions, batch, report))
                 if not deleted:  # live again since the select: the next playbook's turn
                     break
