@@ -395,7 +395,10 @@ class RetentionConfig(Model):
     cron: str = Field("45 3 * * *", description="crontab: minute hour dom month dow")
     timezone: str | None = Field(None, description="for the cron; default the host's")
     executions_days: int = Field(
-        365, ge=0, description="finished executions with their steps; 0: for ever"
+        365,
+        ge=0,
+        description="finished executions with their steps, never fewer days than"
+        " learning.window_days; 0: for ever",
     )
     keep_recent_executions: int = Field(
         1000,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -127,6 +128,7 @@ def _add_upkeep_jobs(
             apply_retention,
             CronTrigger.from_crontab(retention.cron, timezone=zone),
             args=[upkeep, retention, clock],
+            kwargs={"floor_days": config.learning.window_days},
             id="retention",
             name="retention and audit archive",
             coalesce=True,
@@ -147,9 +149,14 @@ def _add_upkeep_jobs(
         )
 
 
-def retention_policy(config: RetentionConfig) -> RetentionPolicy:
+def retention_policy(config: RetentionConfig, floor_days: float = 0.0) -> RetentionPolicy:
+    """``floor_days``: executions are kept at least this long (the learning analysis
+    counts the active version's executions over its ``window_days``)."""
+    executions_days = config.executions_days
+    if executions_days:
+        executions_days = max(executions_days, math.ceil(floor_days))
     return RetentionPolicy(
-        executions_days=config.executions_days,
+        executions_days=executions_days,
         keep_recent_executions=config.keep_recent_executions,
         commands_days=config.commands_days,
         failures_days=config.failures_days,
@@ -162,11 +169,11 @@ def retention_policy(config: RetentionConfig) -> RetentionPolicy:
 
 
 async def apply_retention(
-    upkeep: StoreUpkeep, config: RetentionConfig, clock: Clock
+    upkeep: StoreUpkeep, config: RetentionConfig, clock: Clock, *, floor_days: float = 0.0
 ) -> RetentionReport | None:
     """Old records removed in small batches (store/retention.py), then old audit entries
     moved to archive segments; returns what retention removed (None: it did not run)."""
-    store = RetentionStore(upkeep.db, retention_policy(config))
+    store = RetentionStore(upkeep.db, retention_policy(config, floor_days))
     report = await _job("retention", lambda: store.run(clock.now()), clock)
     if report is not None:
         logger.info(

@@ -53,3 +53,19 @@ async def test_audit_days_zero_never_archives(tmp_path: Path) -> None:
         await loops.apply_retention(loops.StoreUpkeep(db, audit), RetentionConfig(), clock)
         assert segments(tmp_path / "audit-archive") == []
         assert len(await db.fetchall("SELECT seq FROM audit_log")) == 3
+
+
+async def test_executions_stay_at_least_the_learning_window(tmp_path: Path) -> None:
+    clock = ManualClock()
+    async with Database(tmp_path / "supervisor.db") as db:
+        audit = AuditLog(db)
+        await playbook(db, "1.0.0")
+        for index in range(4):
+            await insert_execution(db, f"e{index}", started=clock.now() + timedelta(days=index))
+        clock.advance(20 * DAY)  # e0 is 20 days old, e3 17 days
+        config = RetentionConfig(executions_days=7, keep_recent_executions=0)
+        report = await loops.apply_retention(
+            loops.StoreUpkeep(db, audit), config, clock, floor_days=18.5
+        )
+        assert report is not None and report.removed == {"executions": 1, "execution_steps": 3}
+        assert await remaining(db) == {"e1", "e2", "e3"}
