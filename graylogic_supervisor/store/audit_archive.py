@@ -38,7 +38,7 @@ from graylogic_supervisor.store.database import Database
 DIRECTORY = "audit-archive"
 SEGMENT = re.compile(r"^segment-(\d{12})-(\d{12})\.jsonl\.gz$")
 COLUMNS = ("seq", "at", "actor", "action", "subject", "detail", "prev_hash", "hash")
-SEGMENT_MAX = 50_000
+SEGMENT_MAX = 10_000
 """Entries per segment at most (a segment is read whole when verified)."""
 DELETE_BATCH = 500
 """Archived entries deleted per transaction: the writer is never held long."""
@@ -129,6 +129,14 @@ def write_segment(directory: Path, rows: Sequence[dict[str, Any]], prev_hash: st
     return target
 
 
+def drop_unrecorded(directory: Path, anchor_seq: int) -> None:
+    """Segments past the anchor: a crash left them before their record (their entries
+    are all still in the table). Blocking."""
+    for segment in segments(directory):
+        if segment.first > anchor_seq:
+            segment.path.unlink()
+
+
 def read_segment(path: Path) -> SegmentRead:
     """Blocking. ``ValueError`` for a file that is not a readable segment."""
     try:
@@ -195,6 +203,7 @@ class ArchiveRecords:
                 " run `audit verify`; nothing archived"
             )
         try:
+            await asyncio.to_thread(drop_unrecorded, directory, anchor.seq)
             path = await asyncio.to_thread(write_segment, directory, entries, anchor.hash)
             digest = await asyncio.to_thread(file_sha256, path)
         except OSError as exc:  # a full disk, a read-only directory: the entries stay
