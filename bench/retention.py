@@ -3,7 +3,8 @@
 The store is filled directly (``Database.executemany``, 50,000 rows a transaction):
 one playbook, ``--steps / --steps-per-execution`` finished executions (counted into
 learning, as the daemon leaves them) started evenly over the last two years, their
-steps, and 1,000 audit entries over the same two years. Then, in order:
+steps, each one's failure, closed incident and viability evaluation, and 1,000 audit
+entries over the same two years. Then, in order:
 
 - **backup**: ``store/backup.py``'s online backup (as the nightly job runs it, in a
   worker thread) -- its time and the file's size;
@@ -95,20 +96,42 @@ async def fill(db: Database, steps: int, per_execution: int) -> int:
     gap = SPAN / executions
     rows: list[tuple[Any, ...]] = []
     step_rows: list[tuple[Any, ...]] = []
+    failures: list[tuple[Any, ...]] = []
+    incidents: list[tuple[Any, ...]] = []
     for index in range(executions):
         started = NOW - SPAN + gap * index
         at = isoformat(started)
-        rows.append((f"e{index:08d}", at, isoformat(started + timedelta(seconds=40))))
+        ended = isoformat(started + timedelta(seconds=40))
+        rows.append((f"e{index:08d}", at, ended, f"f{index:08d}", f"i{index:08d}"))
+        failures.append((f"f{index:08d}", at))
+        incidents.append((f"i{index:08d}", f"f{index:08d}", at, ended, ended))
         step_rows.extend(
             (f"e{index:08d}", seq, f"s{seq}", f"Step {seq}", "restart_service", at)
             for seq in range(1, per_execution + 1)
         )
         if len(step_rows) >= CHUNK or index == executions - 1:
             await db.executemany(
+                "INSERT INTO failures (id, component, error_id, severity, message, detected_at)"
+                " VALUES (?, 'mqtt', 'ERR-INFRA-MQTT-001', 'high', 'broker down', ?)",
+                failures,
+            )
+            await db.executemany(
+                "INSERT INTO incidents (id, component, error_id, failure_id, phase, opened_at,"
+                " updated_at, closed_at) VALUES (?, 'mqtt', 'ERR-INFRA-MQTT-001', ?, 'resolved',"
+                " ?, ?, ?)",
+                incidents,
+            )
+            await db.executemany(
+                "INSERT INTO viability_evaluations (incident_id, component, evaluated_at,"
+                " allowed, reason, detail, attempts_in_window, max_attempts, breaker)"
+                " VALUES (?, 'mqtt', ?, 1, 'allowed', '', 1, 3, 'closed')",
+                [(incident[0], incident[2]) for incident in incidents],
+            )
+            await db.executemany(
                 "INSERT INTO executions (id, playbook_id, playbook_version, error_id, component,"
-                " status, started_at, completed_at, duration_seconds, learned)"
-                " VALUES (?, 'pb', '1.0.0', 'ERR-INFRA-MQTT-001', 'mqtt', 'resolved', ?, ?,"
-                " 40.0, 1)",
+                " status, started_at, completed_at, duration_seconds, learned, failure_id,"
+                " incident_id) VALUES (?, 'pb', '1.0.0', 'ERR-INFRA-MQTT-001', 'mqtt',"
+                " 'resolved', ?, ?, 40.0, 1, ?, ?)",
                 rows,
             )
             await db.executemany(
@@ -117,7 +140,7 @@ async def fill(db: Database, steps: int, per_execution: int) -> int:
                 " VALUES (?, ?, ?, ?, ?, 'mosquitto', ?, 4.0, 'success', 'ok')",
                 step_rows,
             )
-            rows, step_rows = [], []
+            rows, step_rows, failures, incidents = [], [], [], []
     audit = AuditLog(db)
     for index in range(AUDIT_ENTRIES):
         moment = NOW - SPAN + SPAN * index / AUDIT_ENTRIES

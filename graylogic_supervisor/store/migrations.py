@@ -512,6 +512,7 @@ MIGRATIONS: list[str] = [
     # 17: the audit archive (issue 16). Old entries leave the table for compressed segment
     # files; each segment is recorded here (its last entry's hash is the anchor the first
     # live entry chains from). Only entries an archive record covers may be deleted.
+    # Indexes for retention's "does anything still refer to it" questions.
     """
     CREATE TABLE audit_archive (
         last_seq     INTEGER PRIMARY KEY,
@@ -529,5 +530,9 @@ MIGRATIONS: list[str] = [
     CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
         WHEN OLD.seq > (SELECT COALESCE(MAX(last_seq), 0) FROM audit_archive)
         BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    -- retention asks whether anything still refers to a failure or an incident
+    CREATE INDEX executions_by_failure ON executions(failure_id);
+    CREATE INDEX executions_by_incident ON executions(incident_id);
+    CREATE INDEX incidents_by_failure ON incidents(failure_id);
     """,
 ]
