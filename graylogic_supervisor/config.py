@@ -410,6 +410,102 @@ class ActionsConfig(Model):
     )
 
 
+class RetentionConfig(Model):
+    """How long each kind of record is kept before the nightly clean-up removes it.
+
+    Days per kind; 0 keeps that kind for ever. What something live still refers to is
+    never removed whatever its age (a running execution, an open incident or
+    escalation, a running trial's versions, the newest runs learning compares), nor are
+    executions not yet counted into the learning metrics. The failure memory, the
+    playbook versions, the users and the recommendations are not subject to retention.
+    """
+
+    enabled: bool = True
+    cron: str = Field("45 3 * * *", description="crontab: minute hour dom month dow")
+    timezone: str | None = Field(None, description="for the cron; default the host's")
+    executions_days: int = Field(
+        365,
+        ge=0,
+        description="finished executions with their steps, never fewer days than"
+        " learning.window_days; 0: for ever",
+    )
+    keep_recent_executions: int = Field(
+        1000,
+        ge=0,
+        description="per playbook, the newest executions kept whatever their age"
+        " (what replay and the analysis compare); the newest of each version is kept too",
+    )
+    commands_days: int = Field(
+        90, ge=0, description="operators' applied commands to executions; 0: for ever"
+    )
+    failures_days: int = Field(
+        365,
+        ge=0,
+        description="detected failures no execution, incident or memory record refers to;"
+        " 0: for ever",
+    )
+    incidents_days: int = Field(
+        365,
+        ge=0,
+        description="closed incidents (with their viability evaluations) no execution or"
+        " escalation refers to; 0: for ever",
+    )
+    viability_days: int = Field(
+        90, ge=0, description="viability evaluations of closed incidents; 0: for ever"
+    )
+    escalations_days: int = Field(
+        0, ge=0, description="closed or acknowledged escalations; 0: for ever"
+    )
+    analyses_days: int = Field(
+        180,
+        ge=0,
+        description="learning analysis reports no recommendation refers to; 0: for ever",
+    )
+    audit_days: int = Field(
+        0,
+        ge=0,
+        description="audit entries older than this leave the table for a compressed archive"
+        " segment in <state_dir>/audit-archive (the chain still verifies); 0: never",
+    )
+    batch_rows: int = Field(
+        500, ge=1, le=100_000, description="rows removed per transaction (the writer's pause)"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return known_zone(value)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, value: str) -> str:
+        return crontab(value)
+
+
+class BackupConfig(Model):
+    """The nightly backup of the store (SQLite's online backup: safe while it writes)."""
+
+    enabled: bool = True
+    cron: str = Field("15 2 * * *", description="crontab: minute hour dom month dow")
+    timezone: str | None = Field(None, description="for the cron; default the host's")
+    directory: FilePath | None = Field(
+        None, description="where the backups go; relative to state_dir; default <state_dir>/backups"
+    )
+    keep: int = Field(
+        7, ge=1, description="nightly backups kept; older ones made by this job are removed"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return known_zone(value)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, value: str) -> str:
+        return crontab(value)
+
+
 class PlaybooksConfig(Model):
     directory: FilePath = Path("../playbooks")
 
@@ -450,6 +546,8 @@ class SupervisorConfig(Model):
     learning: LearningConfig = LearningConfig()
     engine: EngineConfig = EngineConfig()
     store: StoreConfig = StoreConfig()
+    retention: RetentionConfig = RetentionConfig()
+    backup: BackupConfig = BackupConfig()
     playbooks: PlaybooksConfig = PlaybooksConfig()
     admin: AdminConfig = AdminConfig()
     actions: ActionsConfig = ActionsConfig()
@@ -465,6 +563,11 @@ class SupervisorConfig(Model):
     @property
     def database_path(self) -> Path:
         return self.database if self.database is not None else self.state_dir / "supervisor.db"
+
+    @property
+    def backup_directory(self) -> Path:
+        """A relative ``backup.directory`` is taken inside the state directory."""
+        return self.state_dir / (self.backup.directory or "backups")
 
 
 def load_config(path: Path) -> SupervisorConfig:

@@ -783,7 +783,13 @@ async def _run_loops(
 ) -> None:
     """Every loop in one TaskGroup, the web server first; on ``stop``, the shutdown."""
     clock, notifier = options.clock, options.notifier
-    scheduler = loops.nightly_scheduler(config, parts.decide.memory, parts.web.learning, clock)
+    scheduler = loops.nightly_scheduler(
+        config,
+        parts.decide.memory,
+        parts.web.learning,
+        clock,
+        upkeep=loops.StoreUpkeep(parts.store.db, parts.decide.audit),
+    )
     scheduler.start()  # inside the running loop, as APScheduler 3 requires
     stack.callback(scheduler.shutdown, wait=False)
     keeper = LoopSupervisor(

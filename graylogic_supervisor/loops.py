@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
@@ -19,7 +23,7 @@ from apscheduler.triggers.cron import CronTrigger
 from tzlocal import get_localzone
 
 from graylogic_supervisor.clock import Clock
-from graylogic_supervisor.config import SupervisorConfig
+from graylogic_supervisor.config import RetentionConfig, SupervisorConfig
 from graylogic_supervisor.engine.control import ExecutionControls, Override
 from graylogic_supervisor.errors import StoreError, SupervisorError
 from graylogic_supervisor.learning.service import LearningService
@@ -29,8 +33,12 @@ from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.reload import Reloader
 from graylogic_supervisor.sdnotify import Notifier
 from graylogic_supervisor.store.audit import AuditLog
+from graylogic_supervisor.store.audit_archive import SEGMENT_MAX, Archived
+from graylogic_supervisor.store.backup import BackupResult, backup, nightly_name, prune_nightly
 from graylogic_supervisor.store.commands import CommandRepository
 from graylogic_supervisor.store.controls import ControlRepository
+from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.retention import RetentionPolicy, RetentionReport, RetentionStore
 from graylogic_supervisor.streak import ErrorStreak
 from graylogic_supervisor.supervisor.loop import Supervisor
 from graylogic_supervisor.supervisor.policy import RecoveryPolicy
@@ -49,13 +57,29 @@ STORE_RETRY_S = 10.0  # after a store error (a full disk, another process's writ
 JOB_ATTEMPTS = 5  # a scheduled job that meets store errors, before it waits for its next run
 
 
+@dataclass(frozen=True)
+class StoreUpkeep:
+    """What the store's nightly jobs (retention, the audit archive, the backup) work on."""
+
+    db: Database
+    audit: AuditLog
+
+
 def nightly_scheduler(
-    config: SupervisorConfig, memory: FailureMemory, learning: LearningService, clock: Clock
+    config: SupervisorConfig,
+    memory: FailureMemory,
+    learning: LearningService,
+    clock: Clock,
+    *,
+    upkeep: StoreUpkeep | None = None,
 ) -> AsyncIOScheduler:
     """The memory's consolidation (nightly), the learning analysis (weekly) and the expiry
-    of undecided recommendations (daily), on their crons, in the site's time zone."""
+    of undecided recommendations (daily), on their crons, in the site's time zone; with
+    ``upkeep``, the retention (and audit archive) and the backup, nightly too."""
     zone = ZoneInfo(config.memory.timezone) if config.memory.timezone else get_localzone()
     scheduler = AsyncIOScheduler(timezone=zone)
+    if upkeep is not None:
+        _add_upkeep_jobs(scheduler, config, upkeep, clock)
     if config.learning.enabled:
         learning_zone = (
             ZoneInfo(config.learning.timezone) if config.learning.timezone else get_localzone()
@@ -92,6 +116,112 @@ def nightly_scheduler(
             misfire_grace_time=3600,
         )
     return scheduler
+
+
+def _add_upkeep_jobs(
+    scheduler: AsyncIOScheduler, config: SupervisorConfig, upkeep: StoreUpkeep, clock: Clock
+) -> None:
+    if config.retention.enabled:
+        retention = config.retention
+        zone = ZoneInfo(retention.timezone) if retention.timezone else get_localzone()
+        scheduler.add_job(
+            apply_retention,
+            CronTrigger.from_crontab(retention.cron, timezone=zone),
+            args=[upkeep, retention, clock],
+            kwargs={"floor_days": config.learning.window_days},
+            id="retention",
+            name="retention and audit archive",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=6 * 3600,
+        )
+    if config.backup.enabled:
+        zone = ZoneInfo(config.backup.timezone) if config.backup.timezone else get_localzone()
+        scheduler.add_job(
+            nightly_backup,
+            CronTrigger.from_crontab(config.backup.cron, timezone=zone),
+            args=[upkeep.db.path, config.backup_directory, config.backup.keep, clock],
+            id="backup",
+            name="nightly backup",
+            coalesce=True,
+            max_instances=1,
+            misfire_grace_time=6 * 3600,
+        )
+
+
+def retention_policy(config: RetentionConfig, floor_days: float = 0.0) -> RetentionPolicy:
+    """``floor_days``: executions are kept at least this long (the learning analysis
+    counts the active version's executions over its ``window_days``)."""
+    executions_days = config.executions_days
+    if executions_days:
+        executions_days = max(executions_days, math.ceil(floor_days))
+    return RetentionPolicy(
+        executions_days=executions_days,
+        keep_recent_executions=config.keep_recent_executions,
+        commands_days=config.commands_days,
+        failures_days=config.failures_days,
+        incidents_days=config.incidents_days,
+        viability_days=config.viability_days,
+        escalations_days=config.escalations_days,
+        analyses_days=config.analyses_days,
+        batch_rows=config.batch_rows,
+    )
+
+
+async def apply_retention(
+    upkeep: StoreUpkeep, config: RetentionConfig, clock: Clock, *, floor_days: float = 0.0
+) -> RetentionReport | None:
+    """Old records removed in small batches (store/retention.py), then old audit entries
+    moved to archive segments; returns what retention removed (None: it did not run)."""
+    store = RetentionStore(upkeep.db, retention_policy(config, floor_days))
+    report = await _job("retention", lambda: store.run(clock.now()), clock)
+    if report is not None:
+        logger.info(
+            "retention removed %d rows in %d batches (longest %.3f s): %s",
+            report.total,
+            report.batches,
+            report.longest_batch_s,
+            report.removed,
+        )
+    directory = upkeep.audit.archive_dir
+    if config.audit_days and directory is not None:
+        before = clock.now() - timedelta(days=config.audit_days)
+        while True:
+            archived = await _job(
+                "audit archive", partial(_archive, upkeep.audit, directory, before, clock), clock
+            )
+            if archived is None or archived.segment is None:
+                break
+            logger.info("archived %d audit entries to %s", archived.entries, archived.segment)
+            if archived.entries < SEGMENT_MAX:
+                break
+    return report
+
+
+async def _archive(audit: AuditLog, directory: Path, before: datetime, clock: Clock) -> Archived:
+    return await audit.archives.archive(directory, before, clock.now())
+
+
+async def nightly_backup(
+    db_path: Path, directory: Path, keep: int, clock: Clock
+) -> BackupResult | None:
+    """A backup through SQLite's online backup API, in a worker thread (``backup`` blocks
+    on purpose, pacing itself), then the oldest nightly backups beyond ``keep`` removed."""
+    dest = directory / nightly_name(clock.now())
+    try:
+        result = await asyncio.to_thread(backup, db_path, dest)
+        removed = await asyncio.to_thread(prune_nightly, directory, keep)
+    except (StoreError, OSError) as exc:
+        logger.error("nightly backup to %s failed: %s", dest, exc)
+        return None
+    logger.info(
+        "nightly backup %s: %d bytes in %.1f s; %d old ones removed",
+        result.path,
+        result.size,
+        result.seconds,
+        len(removed),
+    )
+    return result
 
 
 async def analyse_playbooks(learning: LearningService, clock: Clock) -> None:

@@ -126,7 +126,9 @@ def add_operator_commands(
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     verify = audit_commands.add_parser(
         "verify",
-        help="recompute the hash chain and hold it against its head file; exit 1 if broken",
+        help="recompute the hash chain (the archive segments in <state_dir>/audit-archive,"
+        " then the live entries from the archive's anchor) and hold it against its head"
+        " file; exit 1 if broken, or if a segment is changed or missing",
     )
     config_option(verify)
     verify.add_argument(

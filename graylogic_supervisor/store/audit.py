@@ -28,6 +28,13 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.store.audit_archive import (
+    ArchiveRecords,
+    archive_dir,
+    file_sha256,
+    read_segment,
+    segments,
+)
 from graylogic_supervisor.store.audit_head import (
     EMPTY,
     GENESIS,
@@ -111,9 +118,9 @@ def entry_hash(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def walk(rows: Sequence[Row], start: ChainHead) -> ChainWalk:
-    """Follow ``rows`` (in seq order, the entries after ``start``). CPU-bound: run it in
-    a worker thread."""
+def walk(rows: Sequence[Any], start: ChainHead) -> ChainWalk:
+    """Follow ``rows`` (in seq order, the entries after ``start``; store rows, or dicts
+    read from an archive segment). CPU-bound: run it in a worker thread."""
     prev = start
     for index, row in enumerate(rows):
         if index % GIL_YIELD_EVERY == GIL_YIELD_EVERY - 1:
@@ -146,6 +153,8 @@ class AuditLog:
         self._executor = executor
         path = head_path(db.path)
         self.head_keeper = None if path is None else HeadKeeper(HeadFile(path), executor)
+        self.archive_dir = archive_dir(db.path)
+        self.archives = ArchiveRecords(db)
 
     async def add_in(self, conn: aiosqlite.Connection, entry: AuditEntry) -> ChainHead:
         """Add ``entry`` inside the caller's transaction (``BEGIN IMMEDIATE``: the chain's
@@ -267,12 +276,18 @@ class AuditLog:
         if seq == 0:
             return GENESIS
         row = await self._db.fetchone("SELECT hash FROM audit_log WHERE seq = ?", (seq,))
-        return None if row is None else str(row["hash"])
+        if row is None:
+            anchor = await self.archives.anchor()  # the last archived entry is still known
+            return anchor.hash if anchor.seq == seq else None
+        return str(row["hash"])
 
-    async def follow(self, start: ChainHead = EMPTY) -> ChainWalk:
+    async def follow(self, start: ChainHead | None = None) -> ChainWalk:
         """Verify the entries after ``start`` (trusted: verified before), chunk by chunk,
-        hashing in the worker thread."""
+        hashing in the worker thread; by default the live entries, from the archive's
+        anchor (the last archived entry) or the genesis."""
         loop = asyncio.get_running_loop()
+        if start is None:
+            start = await self.archives.anchor()
         position = ChainWalk(start)
         while True:
             rows = await self._db.fetchall(
@@ -309,13 +324,68 @@ class AuditLog:
         if on_file is not None:
             references.append(("the head file", on_file))
         references += expected
-        done = await self.follow()
+        archived = await self.follow_archive()
+        if archived.bad_seq is not None:
+            return await self.judge(archived, references, warnings=warnings)
+        done = await self.follow(archived.last)
         if on_file is None and self.head_keeper is not None and done.last.seq > 0:
             warnings.append(
                 f"no head file ({self.head_keeper.file.path}): a deleted tail or a"
                 " recomputed chain cannot be ruled out; the daemon creates it when it starts"
             )
         return await self.judge(done, references, warnings=warnings)
+
+    async def follow_archive(self) -> ChainWalk:
+        """Verify the archive segments one after the other from the genesis, and against
+        what ``audit_archive`` recorded of them; ``last`` is where the live rows start."""
+        recorded = {row["last_seq"]: row for row in await self.archives.recorded()}
+        directory = self.archive_dir
+        found = [] if directory is None else await asyncio.to_thread(segments, directory)
+        loop = asyncio.get_running_loop()
+        position = ChainWalk(EMPTY)
+        for segment in found:
+            name = segment.path.name
+            if segment.first != position.last.seq + 1:
+                if segment.first <= position.last.seq:
+                    return ChainWalk(position.last, segment.first, f"{name} overlaps another")
+                missing = f"{position.last.seq + 1}..{segment.first - 1}"
+                return ChainWalk(
+                    position.last,
+                    position.last.seq + 1,
+                    f"entries {missing} are missing: no archive segment holds them",
+                )
+            try:
+                read = await asyncio.to_thread(read_segment, segment.path)
+            except ValueError as exc:
+                return ChainWalk(position.last, segment.first, str(exc))
+            walked = await loop.run_in_executor(self._executor, walk, read.rows, position.last)
+            if walked.bad_seq is not None:
+                return ChainWalk(walked.last, walked.bad_seq, f"{name}: {walked.problem}")
+            if walked.last.seq != segment.last or read.header.get("last_hash") != walked.last.hash:
+                return ChainWalk(
+                    walked.last, walked.last.seq + 1, f"{name} does not hold what it names"
+                )
+            record = recorded.pop(segment.last, None)
+            if record is not None:
+                if record["last_hash"] != walked.last.hash:
+                    return ChainWalk(
+                        walked.last, segment.last, f"{name} ends on another hash than recorded"
+                    )
+                if await asyncio.to_thread(file_sha256, segment.path) != record["sha256"]:
+                    return ChainWalk(
+                        walked.last, segment.first, f"{name} was changed since it was archived"
+                    )
+            position = walked
+        if recorded:
+            last_seq = min(recorded)
+            record = recorded[last_seq]
+            return ChainWalk(
+                position.last,
+                int(record["first_seq"]),
+                f"archive segment {record['file']} (entries {record['first_seq']}..{last_seq})"
+                " is missing",
+            )
+        return position
 
     async def judge(
         self,

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -67,6 +68,28 @@ class Restored:
     kept: Path | None
     """The old store, renamed; None when there was no store to replace."""
     check: ChainCheck
+
+
+NIGHTLY = re.compile(r"^nightly-\d{8}T\d{6}Z\.db$")
+"""The nightly job's backups: the only files its pruning removes."""
+
+
+def nightly_name(moment: datetime) -> str:
+    return f"nightly-{timestamp(moment)}.db"
+
+
+def prune_nightly(directory: Path, keep: int) -> list[Path]:
+    """Remove the oldest nightly backups beyond ``keep`` (with their audit head files);
+    returns those removed. Other files (``backup`` by hand, anything else) stay. Blocking."""
+    if not directory.is_dir():
+        return []
+    made = sorted(path for path in directory.iterdir() if NIGHTLY.match(path.name))
+    removed = made[: max(0, len(made) - keep)]
+    for path in removed:
+        path.unlink(missing_ok=True)
+        for suffix in (".audit-head", ".audit-head.lock"):
+            _sidecar(path, suffix).unlink(missing_ok=True)
+    return removed
 
 
 def timestamp(moment: datetime) -> str:

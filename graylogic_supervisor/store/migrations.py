@@ -506,4 +506,33 @@ MIGRATIONS: list[str] = [
     ALTER TABLE learning_recommendations ADD COLUMN trial INTEGER NOT NULL DEFAULT 0
         CHECK (trial IN (0, 1));
     """,
+    # 16: RESERVED for another branch of issue 16 (a placeholder here: the merge puts
+    # that branch's migration in its place; nothing below depends on it).
+    "",
+    # 17: the audit archive (issue 16). Old entries leave the table for compressed segment
+    # files; each segment is recorded here (its last entry's hash is the anchor the first
+    # live entry chains from). Only entries an archive record covers may be deleted.
+    # Indexes for retention's "does anything still refer to it" questions.
+    """
+    CREATE TABLE audit_archive (
+        last_seq     INTEGER PRIMARY KEY,
+        first_seq    INTEGER NOT NULL,
+        last_hash    TEXT NOT NULL,
+        file         TEXT NOT NULL,      -- the segment's file name in the archive directory
+        sha256       TEXT NOT NULL,      -- of the segment file's bytes
+        archived_at  TEXT NOT NULL
+    );
+    CREATE TRIGGER audit_archive_no_update BEFORE UPDATE ON audit_archive
+        BEGIN SELECT RAISE(ABORT, 'the audit archive is append-only'); END;
+    CREATE TRIGGER audit_archive_no_delete BEFORE DELETE ON audit_archive
+        BEGIN SELECT RAISE(ABORT, 'the audit archive is append-only'); END;
+    DROP TRIGGER audit_log_no_delete;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        WHEN OLD.seq > (SELECT COALESCE(MAX(last_seq), 0) FROM audit_archive)
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+    -- retention asks whether anything still refers to a failure or an incident
+    CREATE INDEX executions_by_failure ON executions(failure_id);
+    CREATE INDEX executions_by_incident ON executions(incident_id);
+    CREATE INDEX incidents_by_failure ON incidents(failure_id);
+    """,
 ]
