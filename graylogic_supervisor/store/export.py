@@ -15,11 +15,13 @@ import binascii
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from graylogic_supervisor.store.database import Database, Row
 from graylogic_supervisor.store.records import ExecutionRecord
-from graylogic_supervisor.store.views import ExecutionFilter
+
+if TYPE_CHECKING:  # views hands out this module's EventLog
+    from graylogic_supervisor.store.views import ExecutionFilter
 
 EXPORT_PAGE = 1000
 """Step rows per read of an export: large enough that paging costs little, small

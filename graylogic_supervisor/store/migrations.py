@@ -506,4 +506,20 @@ MIGRATIONS: list[str] = [
     ALTER TABLE learning_recommendations ADD COLUMN trial INTEGER NOT NULL DEFAULT 0
         CHECK (trial IN (0, 1));
     """,
+    # 16: API tokens per user (issue 16), for scripts: only a token's SHA-256 is kept, it
+    # acts with its user's role while that user is enabled, until it expires or is revoked.
+    """
+    CREATE TABLE api_tokens (
+        id          TEXT PRIMARY KEY,           -- shown in lists, named to revoke
+        token_hash  TEXT NOT NULL UNIQUE,
+        user        TEXT NOT NULL REFERENCES users(name),
+        label       TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        created_by  TEXT NOT NULL,
+        expires_at  TEXT,                       -- NULL: until revoked
+        revoked_at  TEXT,
+        revoked_by  TEXT
+    );
+    CREATE INDEX api_tokens_by_user ON api_tokens(user, created_at);
+    """,
 ]
