@@ -50,6 +50,7 @@ from graylogic_supervisor.operator_cli import (
     run_operator_command,
 )
 from graylogic_supervisor.playbooks.loader import load_directory, load_files, load_playbook
+from graylogic_supervisor.token_cli import run_token_command
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -218,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(args.path)
         if args.command == "simulate":
             return run_simulate(args, _load(args.config, say=False))  # a store of its own
+        if args.command == "user" and args.user_command == "token":
+            return asyncio.run(run_token_command(args, _load(args.config)))
         if args.command in ("analyze", "recommendations", "rollbacks", "trials", "user") or (
             args.command == "playbook" and args.playbook_command in LEARNING_PLAYBOOK_COMMANDS
         ):
