@@ -360,8 +360,10 @@ async def executions(request: Request, session: Session) -> Response:
       - {name: since, in: query, schema: {type: string, format: date-time}}
       - {name: until, in: query, schema: {type: string, format: date-time}}
       - {name: q, in: query, schema: {type: string, maxLength: 100}}
-      - {name: after, in: query, schema: {type: string, maxLength: 400},
-         description: "the cursor of the previous page (its X-Next-Cursor)"}
+      - name: after
+        in: query
+        description: "the cursor of the previous page (its X-Next-Cursor)"
+        schema: {type: string, pattern: '^[0-9TZ:.-]{1,40}~[0-9]{1,18}$'}
       - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 500,
          default: 50}}
     responses:
@@ -397,8 +399,10 @@ async def events(request: Request, session: Session) -> Response:
          description: executions started at or after}
       - {name: until, in: query, schema: {type: string, format: date-time},
          description: executions started at or before}
-      - {name: after, in: query, schema: {type: string, maxLength: 400},
-         description: "the cursor of the previous page (its X-Next-Cursor)"}
+      - name: after
+        in: query
+        description: "the cursor of the previous page (its X-Next-Cursor)"
+        schema: {type: string, pattern: '^[0-9TZ:.-]{1,40}~[0-9]{1,18}~[0-9]{1,9}$'}
       - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 500,
          default: 50}}
     responses:

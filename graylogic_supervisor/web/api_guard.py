@@ -6,11 +6,10 @@ be one and a query that the handler's docstring describes (400, naming the field
 
 Each handler's docstring is its OpenAPI description, and these wrappers hold the
 handler to it: a query parameter the docstring does not name, or a value outside its
-``enum``, ``maxLength``, integer range or ``date``/``date-time`` format, is a 400 that
-names the field; an id
-that cannot be one (over 200 characters, or a control character) is a 400, so that a 404
-always means an id that names nothing. ``documented`` adds the codes the wrappers
-answer with to every operation.
+``enum``, ``maxLength``, ``pattern``, integer range or ``date``/``date-time`` format,
+is a 400 that names the field; an id that cannot be one (over 200 characters, or a
+control character) is a 400, so that a 404 always means an id that names nothing.
+``documented`` adds the codes the wrappers answer with to every operation.
 """
 
 from __future__ import annotations
@@ -125,6 +124,8 @@ def unknown_query(request: Request, described: dict[str, dict[str, Any]]) -> str
             return f"{name} must be one of {', '.join(schema['enum'])}, not {value!r}"
         if len(value) > schema.get("maxLength", len(value)):
             return f"{name} is at most {schema['maxLength']} characters"
+        if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
+            return f"{name} does not have the form {schema['pattern']}"
         if schema.get("format") == "date-time":
             try:
                 datetime.fromisoformat(value)
