@@ -120,7 +120,7 @@ class _Xes:
         self._xml.startDocument()
         self.start(
             "log",
-            {"xes.version": "1.0", "xes.features": "nested-attributes", "xmlns": XES_NS},
+            {"xes.version": "1.0", "xmlns": XES_NS},
             0,
         )
         for name, prefix, uri in EXTENSIONS:
