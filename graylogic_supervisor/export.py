@@ -16,8 +16,8 @@ import io
 import json
 from collections.abc import AsyncIterable
 from typing import TextIO, cast
-from xml.sax.saxutils import XMLGenerator
-from xml.sax.xmlreader import AttributesImpl
+from xml.sax.saxutils import XMLGenerator  # nosec B406: writes XML, never parses any
+from xml.sax.xmlreader import AttributesImpl  # nosec B406: as above
 
 from graylogic_supervisor.store.export import StepEvent
 

@@ -84,7 +84,7 @@ async def run_token_command(args: argparse.Namespace, config: SupervisorConfig) 
     async with Database(config.database_path) as db:
         tokens, audit = TokenRepository(db), AuditLog(db)
         try:
-            if args.token_action == "create":  # noqa: S105  # a subcommand, not a secret
+            if args.token_action == "create":  # noqa: S105  # nosec B105: a subcommand
                 lifetime = None if args.expires_days is None else timedelta(days=args.expires_days)
                 secret, made = await tokens.create(
                     args.name,
@@ -102,7 +102,7 @@ async def run_token_command(args: argparse.Namespace, config: SupervisorConfig) 
                     file=sys.stderr,
                 )
                 return EXIT_OK
-            if args.token_action == "revoke":  # noqa: S105  # a subcommand, not a secret
+            if args.token_action == "revoke":  # noqa: S105  # nosec B105: a subcommand
                 revoked = await tokens.revoke(
                     args.token_id, by=args.by or default_actor(), now=clock.now(), audit=audit
                 )

@@ -26,7 +26,7 @@ from graylogic_supervisor.store.audit import AuditEntry, AuditLog
 from graylogic_supervisor.store.database import Database, Row
 from graylogic_supervisor.store.users import UserError
 
-TOKEN_PREFIX = "gls_"  # noqa: S105  # a prefix, not a secret
+TOKEN_PREFIX = "gls_"  # noqa: S105  # nosec B105: a prefix, not a secret
 """Makes a leaked token recognisable to secret scanners and to the person who finds it."""
 MAX_LABEL = 100
 
