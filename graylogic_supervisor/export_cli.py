@@ -8,6 +8,7 @@ renamed into place only when complete: a reader never sees half an export.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -73,8 +74,12 @@ async def run_export(args: argparse.Namespace, config: SupervisorConfig) -> int:
     async with Database(config.database_path) as db:
         events = EventLog(db).stream(chosen)
         if args.out is None:
-            count = await write_events(events, sys.stdout, args.format)
-            sys.stdout.flush()
+            try:
+                count = await write_events(events, sys.stdout, args.format)
+                sys.stdout.flush()
+            except BrokenPipeError:  # the reader stopped (``| head``): not an error
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return EXIT_OK
         else:
             partial = args.out.with_name(f".{args.out.name}.partial")
             try:

@@ -133,6 +133,21 @@ async def test_jsonl_filters_by_playbook_and_time_and_writes_the_file_whole(
     assert (none.returncode, none.stdout) == (0, "")
 
 
+async def test_a_reader_that_stops_early_is_no_error(db: Database, tmp_path: Path) -> None:
+    """More than a pipe holds (64 KiB), so the export is still writing when it closes."""
+    await run(await simulation(db, "mqtt-mixed-causes"), 250)
+    command = [sys.executable, "-m", "graylogic_supervisor", "executions", "export"]
+    config = ["--format", "jsonl", "--config", str(config_for(tmp_path))]
+    with subprocess.Popen(
+        [*command, *config], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as child:
+        assert child.stdout is not None and child.stderr is not None
+        assert json.loads(child.stdout.readline())["seq"] == 1
+        child.stdout.close()  # as `| head -1` does
+        said = child.stderr.read().decode()
+    assert child.returncode == 0 and "Traceback" not in said
+
+
 def test_a_bad_date_is_refused_naming_the_option(tmp_path: Path) -> None:
     done = export(tmp_path, "--format", "csv", "--since", "yesterday")
     assert done.returncode == 2

@@ -396,9 +396,9 @@ async def events(request: Request, session: Session) -> Response:
     parameters:
       - {name: playbook, in: query, schema: {type: string, maxLength: 100}}
       - {name: since, in: query, schema: {type: string, format: date-time},
-         description: executions started at or after}
+         description: "executions started at or after (no zone: UTC)"}
       - {name: until, in: query, schema: {type: string, format: date-time},
-         description: executions started at or before}
+         description: "executions started at or before (no zone: UTC)"}
       - name: after
         in: query
         description: "the cursor of the previous page (its X-Next-Cursor)"

@@ -20,6 +20,7 @@ from tests.conftest import free_port
 from tests.daemon_process import Daemon, write_config
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
+pytestmark = pytest.mark.slow  # the daemon as a child process (but for the last test)
 
 
 @pytest.fixture(scope="module")
