@@ -34,6 +34,7 @@ from graylogic_supervisor.config import (
 )
 from graylogic_supervisor.engine.plugins import action_specs
 from graylogic_supervisor.errors import SourceError, StoreError, SupervisorError
+from graylogic_supervisor.export_cli import add_export_command, run_export
 from graylogic_supervisor.learning_cli import (
     LEARNING_PLAYBOOK_COMMANDS,
     add_learning_commands,
@@ -49,6 +50,7 @@ from graylogic_supervisor.operator_cli import (
     run_operator_command,
 )
 from graylogic_supervisor.playbooks.loader import load_directory, load_files, load_playbook
+from graylogic_supervisor.token_cli import run_token_command
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -192,6 +194,7 @@ def _add_execution_commands(
     _config_option(show)
     show.add_argument("execution_id")
     show.add_argument("--json", action="store_true", help="print JSON instead of YAML")
+    add_export_command(exec_commands, _config_option)
     return exec_commands
 
 
@@ -216,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check_config(args.path)
         if args.command == "simulate":
             return run_simulate(args, _load(args.config, say=False))  # a store of its own
+        if args.command == "user" and args.user_command == "token":
+            return asyncio.run(run_token_command(args, _load(args.config)))
         if args.command in ("analyze", "recommendations", "rollbacks", "trials", "user") or (
             args.command == "playbook" and args.playbook_command in LEARNING_PLAYBOOK_COMMANDS
         ):
@@ -230,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_control_command(args, _load(args.config)))
         if args.command == "emergency-stop":
             return asyncio.run(run_control_command(args, _load(args.config)))
+        if args.command == "executions" and args.executions_command == "export":
+            return asyncio.run(run_export(args, _load(args.config)))
         if args.command == "executions":
             return asyncio.run(_executions(args))
         if args.command in ("why", "memory"):

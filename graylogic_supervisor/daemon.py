@@ -99,6 +99,7 @@ from graylogic_supervisor.store.memory import MemoryRepository
 from graylogic_supervisor.store.recovery_state import RecoveryStateRepository
 from graylogic_supervisor.store.reserve import DiskReserve
 from graylogic_supervisor.store.sessions import SessionRepository
+from graylogic_supervisor.store.tokens import TokenRepository
 from graylogic_supervisor.store.trials import TrialRepository
 from graylogic_supervisor.store.users import UserRepository, ensure_first_admin
 from graylogic_supervisor.store.versions import PlaybookVersions
@@ -733,7 +734,7 @@ async def _build_web(
 
         return AdminDeps(
             PageStore.of(db),
-            AuthDeps(users, sessions, audit, clock, metrics=metrics),
+            AuthDeps(users, sessions, audit, clock, metrics=metrics, tokens=TokenRepository(db)),
             decide.controls,
             decide.escalation_store,
             store.executions,

@@ -34,6 +34,7 @@ from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.sessions import SessionRepository
 from graylogic_supervisor.store.users import ROLES, UserRepository, forget_first_admin_password
 from graylogic_supervisor.store.versions import PlaybookVersions
+from graylogic_supervisor.token_cli import add_token_commands
 
 EXIT_OK, EXIT_INVALID = 0, 1
 STATUSES = ("pending", "approved", "rejected", "archived", "superseded", "all")
@@ -204,6 +205,7 @@ def add_learning_commands(
         toggle = user_commands.add_parser(action, help=text)
         config_option(toggle)
         toggle.add_argument("name")
+    add_token_commands(user_commands, config_option)
 
     simulate = commands.add_parser(
         "simulate",

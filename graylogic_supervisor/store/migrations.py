@@ -506,9 +506,22 @@ MIGRATIONS: list[str] = [
     ALTER TABLE learning_recommendations ADD COLUMN trial INTEGER NOT NULL DEFAULT 0
         CHECK (trial IN (0, 1));
     """,
-    # 16: RESERVED for another branch of issue 16 (a placeholder here: the merge puts
-    # that branch's migration in its place; nothing below depends on it).
-    "",
+    # 16: API tokens per user (issue 16), for scripts: only a token's SHA-256 is kept, it
+    # acts with its user's role while that user is enabled, until it expires or is revoked.
+    """
+    CREATE TABLE api_tokens (
+        id          TEXT PRIMARY KEY,           -- shown in lists, named to revoke
+        token_hash  TEXT NOT NULL UNIQUE,
+        user        TEXT NOT NULL REFERENCES users(name),
+        label       TEXT NOT NULL,
+        created_at  TEXT NOT NULL,
+        created_by  TEXT NOT NULL,
+        expires_at  TEXT,                       -- NULL: until revoked
+        revoked_at  TEXT,
+        revoked_by  TEXT
+    );
+    CREATE INDEX api_tokens_by_user ON api_tokens(user, created_at);
+    """,
     # 17: the audit archive (issue 16). Old entries leave the table for compressed segment
     # files; each segment is recorded here (its last entry's hash is the anchor the first
     # live entry chains from). Only entries an archive record covers may be deleted.

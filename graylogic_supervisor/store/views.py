@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.store.database import Database, Row
+from graylogic_supervisor.store.export import EventLog
 from graylogic_supervisor.store.memory import MemoryRepository
 from graylogic_supervisor.store.records import ExecutionRecord, StepRecord, record_of
 from graylogic_supervisor.store.reports import WeeklyReports
@@ -478,7 +479,8 @@ class PageStore:
     views: RecordViews
     reports: WeeklyReports
     memory: MemoryRepository
+    events: EventLog  # the API's paged executions and step events
 
     @classmethod
     def of(cls, db: Database) -> PageStore:
-        return cls(RecordViews(db), WeeklyReports(db), MemoryRepository(db))
+        return cls(RecordViews(db), WeeklyReports(db), MemoryRepository(db), EventLog(db))

@@ -1,9 +1,12 @@
 """The admin page's JSON API under ``/api/v1``: what the pages show, and the same
 decisions, for scripts. Described by OpenAPI at ``/api/v1/openapi.json``.
 
-Authentication is the page's session cookie. A state change also needs the
-session's CSRF token in the ``X-CSRF-Token`` header and the admin or
-system_owner role; bodies are JSON objects of at most 16 KiB. Decisions go
+Authentication is the page's session cookie, or an API token
+(``Authorization: Bearer TOKEN``, see ``web/auth.py``). A state change also needs
+the admin or system_owner role and, with a cookie, the session's CSRF token in the
+``X-CSRF-Token`` header; bodies are JSON objects of at most 16 KiB. Lists that can
+grow (``/executions``, ``/events``) come in pages: ``limit`` (1 to 500) and the
+``after`` cursor the previous page gave in ``X-Next-Cursor`` and ``Link``. Decisions go
 through the same services as the pages and the CLI, so they are validated and
 audited the same way.
 
@@ -14,14 +17,17 @@ that names nothing is a 404, checked before the body's fields.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.domain.states import RecommendationStatus
 from graylogic_supervisor.errors import SupervisorError
+from graylogic_supervisor.store.export import BadCursor, EventCursor, EventFilter, ExecutionCursor
 from graylogic_supervisor.store.sessions import Session
 from graylogic_supervisor.web.admin_data import dashboard_data
 from graylogic_supervisor.web.api_guard import SCHEMAS, documented, reading, rows, text, writing
@@ -50,6 +56,7 @@ def api_routes() -> list[Route]:
         Route("/api/v1/rollbacks", rollbacks, methods=["GET"]),
         Route("/api/v1/rollbacks/{rollback_id}", rollback_report, methods=["GET"]),
         Route("/api/v1/executions", executions, methods=["GET"]),
+        Route("/api/v1/events", events, methods=["GET"]),
         Route("/api/v1/executions/{execution_id}", execution, methods=["GET"]),
         Route("/api/v1/executions/{execution_id}/control", control, methods=["POST"]),
         Route("/api/v1/audit", audit, methods=["GET"]),
@@ -321,6 +328,24 @@ async def rollback_report(request: Request, session: Session) -> Response:
     return refuse(404, "no such rollback") if found is None else JSONResponse(found)
 
 
+def _page(request: Request) -> tuple[str | None, int]:
+    """The ``after`` cursor (None: the first page) and ``limit``, already in range."""
+    after = request.query_params.get("after") or None
+    limit = request.query_params.get("limit") or "50"
+    return after, int(limit)
+
+
+def _paged(items: list[dict[str, Any]], request: Request, next_cursor: str | None) -> Response:
+    """A page: the items as the body; the next page's cursor in ``X-Next-Cursor`` and its
+    URL in ``Link`` (rel="next"), both absent on the last page."""
+    response = JSONResponse(items)
+    if next_cursor is not None:
+        url = request.url.include_query_params(after=next_cursor)
+        response.headers["Link"] = f'<{url}>; rel="next"'
+        response.headers["X-Next-Cursor"] = next_cursor
+    return response
+
+
 @reading
 async def executions(request: Request, session: Session) -> Response:
     """
@@ -335,14 +360,89 @@ async def executions(request: Request, session: Session) -> Response:
       - {name: since, in: query, schema: {type: string, format: date-time}}
       - {name: until, in: query, schema: {type: string, format: date-time}}
       - {name: q, in: query, schema: {type: string, maxLength: 100}}
+      - name: after
+        in: query
+        description: "the cursor of the previous page (its X-Next-Cursor)"
+        schema: {type: string, pattern: '^[0-9TZ:.-]{1,40}~[0-9]{1,18}$'}
+      - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 500,
+         default: 50}}
     responses:
-      200: {description: the 50 newest executions that match}
-      400: {description: "a filter that is unknown or out of its range, named in the message"}
+      200:
+        description: "a page of the executions that match, newest first (limit, default 50)"
+        headers:
+          Link: {description: 'the next page: <URL>; rel="next" (absent on the last page)',
+                 schema: {type: string}}
+          X-Next-Cursor: {description: "the next page's after (absent on the last page)",
+                          schema: {type: string}}
+      400: {description: "a filter, limit or cursor that is unknown or out of its range, named"}
       401: {description: not logged in}
     """
     _, wanted = execution_filters(request)
-    found = await admin(request).records.views.executions(wanted, 50)
-    return JSONResponse([execution.as_row() for execution in found])
+    after_text, limit = _page(request)
+    try:
+        after = None if after_text is None else ExecutionCursor.parse(after_text)
+    except BadCursor as exc:
+        return refuse(400, f"after: {exc}")
+    found = await admin(request).records.events.executions(wanted, after, limit + 1)
+    more = len(found) > limit
+    page = found[:limit]
+    next_cursor = page[-1][1].token() if more else None
+    return _paged([execution.as_row() for execution, _ in page], request, next_cursor)
+
+
+@reading
+async def events(request: Request, session: Session) -> Response:
+    """
+    parameters:
+      - {name: playbook, in: query, schema: {type: string, maxLength: 100}}
+      - {name: since, in: query, schema: {type: string, format: date-time},
+         description: "executions started at or after (no zone: UTC)"}
+      - {name: until, in: query, schema: {type: string, format: date-time},
+         description: "executions started at or before (no zone: UTC)"}
+      - name: after
+        in: query
+        description: "the cursor of the previous page (its X-Next-Cursor)"
+        schema: {type: string, pattern: '^[0-9TZ:.-]{1,40}~[0-9]{1,18}~[0-9]{1,9}$'}
+      - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 500,
+         default: 50}}
+    responses:
+      200:
+        description: >-
+          a page of step events, oldest execution first and in order within it, in the
+          shape of `executions export` (case_id, seq, activity, start, end, outcome,
+          playbook_version, component, …)
+        headers:
+          Link: {description: 'the next page: <URL>; rel="next" (absent on the last page)',
+                 schema: {type: string}}
+          X-Next-Cursor: {description: "the next page's after (absent on the last page)",
+                          schema: {type: string}}
+      400: {description: "a filter, limit or cursor that is unknown or out of its range, named"}
+      401: {description: not logged in}
+    """
+    query = request.query_params
+    chosen = EventFilter(
+        since=_utc(query.get("since")),
+        until=_utc(query.get("until")),
+        playbook=query.get("playbook") or None,
+    )
+    after_text, limit = _page(request)
+    try:
+        after = None if after_text is None else EventCursor.parse(after_text)
+    except BadCursor as exc:
+        return refuse(400, f"after: {exc}")
+    found = await admin(request).records.events.events(chosen, after, limit + 1)
+    page = found[:limit]
+    next_cursor = page[-1].cursor.token() if len(found) > limit else None
+    return _paged([event.as_row() for event in page], request, next_cursor)
+
+
+def _utc(value: str | None) -> str | None:
+    """A validated ISO 8601 time as the store writes times (UTC, ``Z``); a time without
+    a zone is UTC."""
+    if not value:
+        return None
+    moment = datetime.fromisoformat(value)
+    return isoformat(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
 @reading

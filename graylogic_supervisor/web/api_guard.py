@@ -1,14 +1,15 @@
 """What every handler of the JSON API can trust before it runs, and what the OpenAPI
-description says of it: a session (401), for a change the CSRF header, a role that
+description says of it: a session or an API token (401), for a change by session the
+CSRF header (a token needs none: it is never sent by a browser on its own), a role that
 may change and a JSON object body of at most 16 KiB (403, 413, 400), an id that could
 be one and a query that the handler's docstring describes (400, naming the field).
 
 Each handler's docstring is its OpenAPI description, and these wrappers hold the
 handler to it: a query parameter the docstring does not name, or a value outside its
-``enum``, ``maxLength`` or ``date-time`` format, is a 400 that names the field; an id
-that cannot be one (over 200 characters, or a control character) is a 400, so that a 404
-always means an id that names nothing. ``documented`` adds the codes the wrappers
-answer with to every operation.
+``enum``, ``maxLength``, ``pattern``, integer range or ``date``/``date-time`` format,
+is a 400 that names the field; an id that cannot be one (over 200 characters, or a
+control character) is a 400, so that a 404 always means an id that names nothing.
+``documented`` adds the codes the wrappers answer with to every operation.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import functools
 import json
 import re
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -25,7 +26,7 @@ from starlette.responses import Response
 from starlette.schemas import SchemaGenerator
 
 from graylogic_supervisor.store.sessions import Session
-from graylogic_supervisor.web.auth import MAX_FORM_BYTES, current_session, may_change, same
+from graylogic_supervisor.web.auth import MAX_FORM_BYTES, api_caller, may_change, same
 from graylogic_supervisor.web.render import admin, refuse
 
 SCHEMAS = SchemaGenerator(
@@ -34,10 +35,11 @@ SCHEMAS = SchemaGenerator(
         "info": {"title": "graylogic-supervisor admin API", "version": "1"},
         "components": {
             "securitySchemes": {
-                "session": {"type": "apiKey", "in": "cookie", "name": "gls_session"}
+                "session": {"type": "apiKey", "in": "cookie", "name": "gls_session"},
+                "token": {"type": "http", "scheme": "bearer"},
             }
         },
-        "security": [{"session": []}],
+        "security": [{"session": []}, {"token": []}],
     }
 )
 
@@ -55,13 +57,13 @@ def reading(handler: Reading) -> Endpoint:
 
     @functools.wraps(handler)
     async def endpoint(request: Request) -> Response:
-        session = await current_session(request, admin(request).auth)
-        if session is None:
-            return refuse(401, "not logged in")
+        caller = await api_caller(request, admin(request).auth)
+        if isinstance(caller, Response):
+            return caller
         problem = malformed_id(request) or unknown_query(request, queries)
         if problem is not None:
             return refuse(400, problem)
-        return await handler(request, session)
+        return await handler(request, caller.session)
 
     return endpoint
 
@@ -122,21 +124,44 @@ def unknown_query(request: Request, described: dict[str, dict[str, Any]]) -> str
             return f"{name} must be one of {', '.join(schema['enum'])}, not {value!r}"
         if len(value) > schema.get("maxLength", len(value)):
             return f"{name} is at most {schema['maxLength']} characters"
+        if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
+            return f"{name} does not have the form {schema['pattern']}"
         if schema.get("format") == "date-time":
             try:
                 datetime.fromisoformat(value)
             except ValueError:
                 return f"{name} is an ISO 8601 date or time, e.g. 2026-11-29T08:00:00"
+        if schema.get("format") == "date":
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                return f"{name} is a date, e.g. 2026-11-29"
+        if schema.get("type") == "integer":
+            problem = out_of_range(name, value, schema)
+            if problem is not None:
+                return problem
+    return None
+
+
+def out_of_range(name: str, value: str, schema: dict[str, Any]) -> str | None:
+    """Why ``value`` is not an integer within the schema's bounds, or None."""
+    low, high = schema.get("minimum"), schema.get("maximum")
+    bounds = f" from {low} to {high}" if low is not None and high is not None else ""
+    if not re.fullmatch(r"[+-]?[0-9]{1,12}", value.strip()):
+        return f"{name} is an integer{bounds}"
+    number = int(value)
+    if (low is not None and number < low) or (high is not None and number > high):
+        return f"{name} is an integer{bounds}, not {number}"
     return None
 
 
 WRAPPERS_ANSWER = {
     400: "a malformed id, or a query parameter that is unknown or out of its range",
-    401: "not logged in",
+    401: "not logged in, or an API token that is unknown, revoked or expired",
 }
 WRITERS_ANSWER = {
     400: "the body is not a JSON object, or is nested deeper than 32 levels",
-    401: "not logged in",
+    401: "not logged in, or an API token that is unknown, revoked or expired",
     403: "wrong CSRF token, or a viewer",
     413: "the body is over 16 KiB",
 }
@@ -163,10 +188,11 @@ def documented(schema: dict[str, Any]) -> dict[str, Any]:
 
 async def writer(request: Request) -> tuple[Session, dict[str, Any]] | Response:
     """The session and JSON body of a state change, or the refusal."""
-    session = await current_session(request, admin(request).auth)
-    if session is None:
-        return refuse(401, "not logged in")
-    if not same(session.csrf, request.headers.get("x-csrf-token")):
+    caller = await api_caller(request, admin(request).auth)
+    if isinstance(caller, Response):
+        return caller
+    session = caller.session
+    if not caller.by_token and not same(session.csrf, request.headers.get("x-csrf-token")):
         return refuse(403, "missing or wrong X-CSRF-Token header")
     if not may_change(session):
         return refuse(403, f"a {session.role} can look but not change anything")

@@ -3,8 +3,9 @@
 With the admin page mounted (the daemon always mounts it), every route but
 ``/healthz`` needs a login: ``/api/v1/system/health`` the page's session,
 ``/metrics`` the session or the bearer token ``admin.metrics_token`` (for a
-Prometheus scrape). ``/healthz`` stays open, since liveness checks carry no
-credentials. Without the admin page (unit tests of the API alone) they are open.
+Prometheus scrape); both also take a user's API token. ``/healthz`` stays open,
+since liveness checks carry no credentials. Without the admin page (unit tests of
+the API alone) they are open.
 
 The app is built by :func:`create_app` from the collaborators the composition
 root hands it, kept on ``app.state``: nothing is imported as a singleton, so a
@@ -39,7 +40,7 @@ from graylogic_supervisor.errors import StoreFullError
 from graylogic_supervisor.health.monitor import ComponentHealth, Health, health_payload
 from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.store.database import DISK_ERROR_ID
-from graylogic_supervisor.web.auth import current_session, same
+from graylogic_supervisor.web.auth import api_caller, same
 from graylogic_supervisor.web.headers import SecurityHeadersMiddleware
 
 if TYPE_CHECKING:
@@ -149,9 +150,15 @@ async def _refused(request: Request, metrics: bool = False) -> Response | None:
         given = request.headers.get("authorization", "").removeprefix("Bearer ")
         if same(admin.metrics_token, given):
             return None
-    if await current_session(request, admin.auth) is not None:
-        return None
-    return JSONResponse({"error": "not logged in"}, status_code=401)
+    caller = await api_caller(request, admin.auth)  # a session, or an API token
+    if isinstance(caller, Response):
+        return caller
+    if request.query_params:  # as the API's guard: a parameter is never dropped in silence
+        name = next(iter(request.query_params))
+        return JSONResponse(
+            {"error": f"unknown query parameter {name!r}; this one takes: none"}, status_code=400
+        )
+    return None
 
 
 async def system_health(request: Request) -> Response:

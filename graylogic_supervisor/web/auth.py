@@ -17,6 +17,12 @@
 - A failed login is audited (at most the limit's worth); a refused one is
   counted in ``login_refused_total`` and logged at most once a minute.
 - Roles: ``viewer`` reads; ``admin`` and ``system_owner`` may also change things.
+- Scripts use an API token (``Authorization: Bearer TOKEN``, made with
+  ``graylogic-supervisor user token create``) on ``/api/v1`` and ``/metrics`` only,
+  never on the pages. It acts as its user with the user's role; it needs no CSRF token,
+  since a browser never sends it on its own as it sends a cookie. A token that is
+  unknown, revoked, expired or whose user is disabled is a 401 with
+  ``WWW-Authenticate``; a bearer header is never passed over for the cookie.
 """
 
 from __future__ import annotations
@@ -30,13 +36,14 @@ from typing import Literal, TypedDict
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from graylogic_supervisor.clock import Clock
 from graylogic_supervisor.metrics import Metrics
 from graylogic_supervisor.passwords import PasswordsBusy
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.sessions import LoginLimits, Session, SessionRepository
+from graylogic_supervisor.store.tokens import TokenRepository
 from graylogic_supervisor.store.users import APPROVERS, UserRepository
 
 logger = logging.getLogger(__name__)
@@ -86,6 +93,8 @@ class AuthDeps:
     limits: LoginLimits = field(default_factory=LoginLimits)
     metrics: Metrics | None = None
     refusals: RefusalLog = field(default_factory=RefusalLog)
+    tokens: TokenRepository | None = None
+    """API tokens; None: no bearer token is accepted."""
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -138,6 +147,45 @@ async def current_session(request: Request, auth: AuthDeps) -> Session | None:
     if not token:
         return None
     return await auth.sessions.get(token, auth.clock.now())
+
+
+BEARER = "Bearer "
+CHALLENGE = 'Bearer realm="graylogic-supervisor"'
+
+
+@dataclass(frozen=True)
+class ApiCaller:
+    """Who calls the API: a session, from its cookie or from an API token (``by_token``;
+    its ``csrf`` is empty, as no CSRF token applies)."""
+
+    session: Session
+    by_token: bool
+
+
+def unauthorized(message: str, token_error: bool = False) -> Response:
+    """401 with the challenge that says a bearer token is accepted here."""
+    challenge = f'{CHALLENGE}, error="invalid_token"' if token_error else CHALLENGE
+    return JSONResponse(
+        {"error": message}, status_code=401, headers={"WWW-Authenticate": challenge}
+    )
+
+
+async def api_caller(request: Request, auth: AuthDeps) -> ApiCaller | Response:
+    """The caller of an ``/api/v1`` route (or ``/metrics``): the bearer token when the
+    request has one, else the session cookie; else the 401 to answer."""
+    header = request.headers.get("authorization")
+    if header is not None and header[: len(BEARER)].lower() == BEARER.lower():
+        token = header[len(BEARER) :].strip()
+        now = auth.clock.now()
+        holder = None if auth.tokens is None else await auth.tokens.holder(token, now)
+        if holder is None:
+            return unauthorized("unknown, revoked or expired token", token_error=True)
+        expires = holder.expires_at or ""
+        return ApiCaller(Session(holder.user, holder.role, "", expires), by_token=True)
+    session = await current_session(request, auth)
+    if session is None:
+        return unauthorized("not logged in")
+    return ApiCaller(session, by_token=False)
 
 
 class LoginRefused(Exception):

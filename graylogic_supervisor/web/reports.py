@@ -1,7 +1,9 @@
 """Reports: one execution, and a week of the site, in JSON and in HTML that prints.
 
 Figures are computed from the store for the period asked, so a report for a
-past week reads the same whenever it is printed.
+past week reads the same whenever it is printed. The JSON forms go through the API's
+guard as every ``/api/v1`` route does (a session or an API token; ids and the query
+held to the OpenAPI description).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from graylogic_supervisor.store.sessions import Session
+from graylogic_supervisor.web.api_guard import reading
 from graylogic_supervisor.web.render import admin, not_found, refuse, render, to_login, viewer
 from graylogic_supervisor.why import explain
 
@@ -59,7 +63,8 @@ async def weekly_page(request: Request) -> Response:
     return render(request, "weekly.html", session=session, r=report)
 
 
-async def weekly_json(request: Request) -> Response:
+@reading
+async def weekly_json(request: Request, session: Session) -> Response:
     """
     parameters:
       - {name: end, in: query, schema: {type: string, format: date}}
@@ -68,8 +73,6 @@ async def weekly_json(request: Request) -> Response:
       400: {description: end is not a date}
       401: {description: not logged in}
     """
-    if await viewer(request) is None:
-        return refuse(401, "not logged in")
     report = await _weekly(request)
     return report if isinstance(report, Response) else JSONResponse(report)
 
@@ -93,7 +96,8 @@ async def execution_page(request: Request) -> Response:
     return render(request, "execution_report.html", session=session, r=report)
 
 
-async def execution_json(request: Request) -> Response:
+@reading
+async def execution_json(request: Request, session: Session) -> Response:
     """
     parameters:
       - {name: execution_id, in: path, required: true, schema: {type: string}}
@@ -102,7 +106,5 @@ async def execution_json(request: Request) -> Response:
       401: {description: not logged in}
       404: {description: no such execution}
     """
-    if await viewer(request) is None:
-        return refuse(401, "not logged in")
     report = await _execution(request)
     return refuse(404, "no such execution") if report is None else JSONResponse(report)
