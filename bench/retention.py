@@ -37,11 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.config import RetentionConfig
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.backup import backup, restore
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.executions import ExecutionRepository
-from graylogic_supervisor.store.retention import RetentionPolicy, RetentionStore
+from graylogic_supervisor.store.retention import RetentionStore
 
 NOW = datetime(2026, 12, 6, 3, 45, tzinfo=UTC)
 SPAN = timedelta(days=730)
@@ -194,7 +195,7 @@ async def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         task = asyncio.create_task(writer.run("retention"))
         before = await count(db, "execution_steps")
         started = time.perf_counter()
-        policy = RetentionPolicy(
+        policy = RetentionConfig(
             batch_rows=args.batch_rows, keep_recent_executions=args.keep_recent
         )
         report = await RetentionStore(db, policy).run(NOW)

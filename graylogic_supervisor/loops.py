@@ -38,7 +38,7 @@ from graylogic_supervisor.store.backup import BackupResult, backup, nightly_name
 from graylogic_supervisor.store.commands import CommandRepository
 from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.database import Database
-from graylogic_supervisor.store.retention import RetentionPolicy, RetentionReport, RetentionStore
+from graylogic_supervisor.store.retention import RetentionReport, RetentionStore
 from graylogic_supervisor.streak import ErrorStreak
 from graylogic_supervisor.supervisor.loop import Supervisor
 from graylogic_supervisor.supervisor.policy import RecoveryPolicy
@@ -149,23 +149,13 @@ def _add_upkeep_jobs(
         )
 
 
-def retention_policy(config: RetentionConfig, floor_days: float = 0.0) -> RetentionPolicy:
+def retention_policy(config: RetentionConfig, floor_days: float = 0.0) -> RetentionConfig:
     """``floor_days``: executions are kept at least this long (the learning analysis
     counts the active version's executions over its ``window_days``)."""
-    executions_days = config.executions_days
-    if executions_days:
-        executions_days = max(executions_days, math.ceil(floor_days))
-    return RetentionPolicy(
-        executions_days=executions_days,
-        keep_recent_executions=config.keep_recent_executions,
-        commands_days=config.commands_days,
-        failures_days=config.failures_days,
-        incidents_days=config.incidents_days,
-        viability_days=config.viability_days,
-        escalations_days=config.escalations_days,
-        analyses_days=config.analyses_days,
-        batch_rows=config.batch_rows,
-    )
+    if not config.executions_days:
+        return config
+    days = max(config.executions_days, math.ceil(floor_days))
+    return config.model_copy(update={"executions_days": days})
 
 
 async def apply_retention(

@@ -1,7 +1,7 @@
 """Retention: old records removed in small batches, never what something live refers to.
 
-Each kind of record has its own age limit (``RetentionPolicy``; 0 keeps it for
-ever). Rows go in batches of about ``batch_rows`` rows, children first (steps
+Each kind of record has its own age limit (the config's ``retention`` section; 0 keeps it
+for ever). Rows go in batches of about ``batch_rows`` rows, children first (steps
 before their execution, evaluations before their incident), one short
 transaction each, with the event loop free between batches: the single writer
 (``database.py``) is never held for long, and other writes queued meanwhile go
@@ -36,25 +36,11 @@ from functools import partial
 from typing import TypeVar
 
 from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.config import RetentionConfig
 from graylogic_supervisor.store.database import Database, Statement
 
 logger = logging.getLogger(__name__)
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class RetentionPolicy:
-    """Days kept per kind; 0 keeps that kind for ever."""
-
-    executions_days: int = 365
-    keep_recent_executions: int = 1000
-    commands_days: int = 90
-    failures_days: int = 365
-    incidents_days: int = 365
-    viability_days: int = 90
-    escalations_days: int = 0
-    analyses_days: int = 180
-    batch_rows: int = 500
 
 
 @dataclass
@@ -94,7 +80,7 @@ _EXECUTION_REMOVABLE = """
 class RetentionStore:
     """The deletions themselves; ``run`` applies a whole policy."""
 
-    def __init__(self, db: Database, policy: RetentionPolicy) -> None:
+    def __init__(self, db: Database, policy: RetentionConfig) -> None:
         self._db = db
         self._policy = policy
 

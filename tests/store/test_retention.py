@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.config import RetentionConfig
 from graylogic_supervisor.store.database import Database
 from graylogic_supervisor.store.learning_metrics import TABLES
-from graylogic_supervisor.store.retention import RetentionPolicy, RetentionStore
+from graylogic_supervisor.store.retention import RetentionStore
 from tests.learning.simulated import run, simulation
 
 PLAYBOOK = "PLAY-MQTT-RECOVER-001"
@@ -58,7 +59,7 @@ async def test_learning_metrics_keep_their_counts(db: Database) -> None:
     later = datetime.fromisoformat(newest[0]) + timedelta(days=400)
 
     report = await RetentionStore(
-        db, RetentionPolicy(executions_days=365, keep_recent_executions=0, batch_rows=50)
+        db, RetentionConfig(executions_days=365, keep_recent_executions=0, batch_rows=50)
     ).run(later)
 
     assert report.removed["executions"] == 39  # all but the version's newest
@@ -151,7 +152,7 @@ async def test_what_is_live_or_uncounted_is_never_removed(db: Database) -> None:
     await insert_execution(db, "old-2", started=OLD + timedelta(hours=1))
     await insert_execution(db, "recent", started=NOW - timedelta(days=10))
 
-    report = await RetentionStore(db, RetentionPolicy(keep_recent_executions=0)).run(NOW)
+    report = await RetentionStore(db, RetentionConfig(keep_recent_executions=0)).run(NOW)
 
     assert await remaining(db) == {
         "running",
@@ -176,7 +177,7 @@ async def test_the_newest_runs_of_each_playbook_are_kept(db: Database) -> None:
     await playbook(db, "1.0.0")
     for index in range(10):
         await insert_execution(db, f"e{index}", started=OLD + timedelta(minutes=index))
-    await RetentionStore(db, RetentionPolicy(keep_recent_executions=4)).run(NOW)
+    await RetentionStore(db, RetentionConfig(keep_recent_executions=4)).run(NOW)
     assert await remaining(db) == {"e6", "e7", "e8", "e9"}
 
 
@@ -184,7 +185,7 @@ async def test_batches_are_small_and_children_go_first(db: Database) -> None:
     await playbook(db, "1.0.0")
     for index in range(30):
         await insert_execution(db, f"e{index}", started=OLD + timedelta(minutes=index), steps=4)
-    report = await RetentionStore(db, RetentionPolicy(keep_recent_executions=0, batch_rows=10)).run(
+    report = await RetentionStore(db, RetentionConfig(keep_recent_executions=0, batch_rows=10)).run(
         NOW
     )
     # each batch: whole executions with their steps, about 10 rows (2 executions of 5)
@@ -234,7 +235,7 @@ async def test_other_kinds_follow_their_own_limits(db: Database) -> None:
         " 'low', 0.9, 10, 's', '{}', '{}', '{}', 'fp', 'a-cited', 'pending', 'x', 'y')"
     )
 
-    report = await RetentionStore(db, RetentionPolicy()).run(NOW)
+    report = await RetentionStore(db, RetentionConfig()).run(NOW)
 
     assert report.removed["viability_evaluations"] == 2  # the open incident's stays
     assert await count(db, "viability_evaluations", "incident_id = 'inc-open'") == 1
@@ -252,7 +253,7 @@ async def test_zero_days_keeps_a_kind_for_ever(db: Database) -> None:
     for index in range(3):
         await insert_execution(db, f"e{index}", started=OLD + timedelta(minutes=index))
     report = await RetentionStore(
-        db, RetentionPolicy(executions_days=0, keep_recent_executions=0)
+        db, RetentionConfig(executions_days=0, keep_recent_executions=0)
     ).run(NOW + timedelta(days=3650))
     assert report.total == 0
     assert len(await remaining(db)) == 3
