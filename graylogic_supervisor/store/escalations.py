@@ -210,6 +210,14 @@ class EscalationRepository:
             (isoformat(now), incident_id, incident_id, incident_id),
         )
 
+    async def close_for_component(self, component: str, now: datetime) -> int:
+        """The component is healthy with no incident open: whatever is still open for it
+        (an acknowledged escalation survives a restart) is over; returns how many."""
+        return await self._db.execute(
+            "UPDATE escalations SET closed_at = ? WHERE closed_at IS NULL AND component = ?",
+            (isoformat(now), component),
+        )
+
     async def close_unacknowledged(self, now: datetime) -> int:
         """At start-up: the incidents behind them are closed, and health is checked anew.
 

@@ -182,6 +182,14 @@ class EscalationChain:
             logger.info("incident %s is over: %d escalation(s) closed", incident_id, closed)
         return closed
 
+    async def healthy(self, component: str) -> int:
+        """Healthy with no incident open (say, first seen after a restart, which keeps
+        acknowledged escalations): none of its escalations stays open; returns how many."""
+        closed = await self._repository.close_for_component(component, self._clock.now())
+        if closed:
+            logger.info("%s is healthy: %d escalation(s) closed", component, closed)
+        return closed
+
     async def run(self) -> None:
         """Tick every ``check_interval_s`` until cancelled.
 

@@ -27,6 +27,8 @@ class Escalator(Protocol):
 
     async def resolve(self, incident_id: str) -> object: ...
 
+    async def healthy(self, component: str) -> object: ...
+
 
 class FanOut:
     """Hands each event to every listener, in order."""

@@ -204,6 +204,8 @@ class Supervisor:
         if not unhealthy:
             for dependent in self._dependents_to_retry(component):
                 self._start(group, dependent, after_root=True)
+            if component not in self._active and component not in self._retrying:
+                await self._escalations.healthy(component)  # none left from before a restart
             return
         if component in self._active or component in self._retrying:
             logger.debug("%s already has an open incident; not triggered again", component)

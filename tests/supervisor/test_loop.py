@@ -794,3 +794,35 @@ async def test_a_critical_pattern_goes_to_a_human_at_once(tmp_path: Path) -> Non
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+
+
+async def test_an_acknowledged_escalation_left_from_before_a_restart_closes_once_healthy(
+    harness: Harness,
+) -> None:
+    """Start-up keeps acknowledged escalations (someone is on it); a component then seen
+    healthy, with no incident of ours, has nothing left to escalate: it must not stay
+    'acknowledged' on the page for ever."""
+    now = harness.clock.now()
+    for component in ("mqtt", "bridge"):
+        await harness.executions.record_failure(
+            f"fail-{component}", component, "ERR-X", "high", message="x", detected_at=now
+        )
+        await harness.incidents.open(
+            f"inc-{component}", component, "ERR-X", f"fail-{component}", detail="x", now=now
+        )
+    repo = EscalationRepository(harness.db, harness.audit)
+    kept = await repo.raise_("inc-mqtt", "mqtt", "high", "broker down", now=now)
+    assert await repo.acknowledge(kept, "alice", harness.clock.now())
+    other = await repo.raise_("inc-bridge", "bridge", "high", "bus down", now=now)
+    assert await repo.acknowledge(other, "bob", harness.clock.now())
+
+    harness.monitor.report("mqtt", True, "first check after the restart")
+
+    async def closed() -> bool:
+        row = await repo.get(kept)
+        return row is not None and row["closed_at"] is not None
+
+    await eventually(harness.clock, closed)
+    still = await repo.get(other)  # another component's escalation is untouched
+    assert still is not None and still["closed_at"] is None
+    assert await harness.statuses() == []  # nothing was run for a healthy component
