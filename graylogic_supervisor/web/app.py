@@ -23,6 +23,7 @@ reaches a client.
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -206,9 +207,26 @@ async def prometheus_metrics(request: Request) -> Response:
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's 404 and 405 as JSON rather than plain text."""
+    """Starlette's 404 and 405: JSON for the API and scripts, a small page for a person
+    whose browser followed a wrong address (it asks for HTML, outside ``/api/``)."""
     assert isinstance(exc, HTTPException)
+    wants_page = "text/html" in request.headers.get("accept", "")
+    if wants_page and not request.url.path.startswith(("/api/", "/metrics", "/healthz")):
+        page = ERROR_PAGE.format(status=exc.status_code, detail=html.escape(str(exc.detail)))
+        return HTMLResponse(page, status_code=exc.status_code, headers=exc.headers)
     return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+
+# Self-contained (no template, no session): it answers before the admin page is loaded.
+ERROR_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{status} {detail} - graylogic-supervisor</title></head>
+<body>
+<h1>{detail}</h1>
+<p>There is no page at this address. <a href="/">Back to the dashboard</a></p>
+</body></html>
+"""
 
 
 class InternalErrorMiddleware:

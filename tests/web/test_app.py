@@ -193,6 +193,20 @@ async def test_unknown_path_is_a_json_404(client: httpx.AsyncClient) -> None:
     assert response.json() == {"error": "Not Found"}
 
 
+async def test_a_browser_at_an_unknown_address_gets_a_page_scripts_still_json(
+    client: httpx.AsyncClient,
+) -> None:
+    browser = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    page = await client.get("/playbok/x", headers=browser)
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'href="/"' in page.text and "Not Found" in page.text
+    script = await client.get("/playbok/x")  # no Accept: a script, JSON as before
+    assert script.json() == {"error": "Not Found"}
+    api = await client.get("/api/v1/nothing-here", headers=browser)  # the API stays JSON
+    assert api.json() == {"error": "Not Found"}
+
+
 async def test_wrong_method_is_a_json_405_naming_the_allowed_ones(
     client: httpx.AsyncClient,
 ) -> None:
