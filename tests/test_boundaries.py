@@ -11,7 +11,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "graylogic_supervisor"
 # The project writes SQL keywords in capitals; prose that starts with "Update" is not SQL.
-SQL = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|DROP|PRAGMA|BEGIN)\b")
+# A keyword alone is no statement (iptables' "DROP" target, say).
+SQL = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|DROP|PRAGMA|BEGIN)\s+\S")
 
 
 def sql_outside_the_store() -> list[str]:
@@ -36,6 +37,8 @@ def test_the_check_sees_sql_where_it_is() -> None:
     assert SQL.match("PRAGMA user_version")
     assert not SQL.match("select one of the versions below")
     assert not SQL.match("Update the playbook and send SIGHUP.")
+    assert not SQL.match("DROP")  # a firewall rule's target
+    assert SQL.match("DROP TRIGGER audit_log_no_delete")
 
 
 def rows_outside_the_store() -> set[str]:

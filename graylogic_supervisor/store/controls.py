@@ -29,6 +29,21 @@ class SafeMode:
     changed_by: str | None
 
 
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    """A window in which a component's (or, ``component == '*'``, the site's) failures are
+    expected: the supervisor records them and does not recover."""
+
+    id: str
+    component: str
+    starts_at: str
+    ends_at: str
+    reason: str
+    created_by: str
+    ended_at: str | None
+    ended_by: str | None
+
+
 class ControlRepository:
     def __init__(self, db: Database, audit: AuditLog) -> None:
         self._db = db
@@ -148,6 +163,16 @@ class ControlRepository:
         ):
             return []  # the common case, every decision: no write, no transaction
         return await self._audit.record(close)
+
+    async def planned_windows(self, now: datetime, limit: int = 50) -> list[MaintenanceWindow]:
+        """Windows neither ended by hand nor elapsed (current and upcoming), soonest
+        first, among the newest ``limit``."""
+        rows = await self._db.fetchall(
+            "SELECT * FROM (SELECT * FROM maintenance_windows ORDER BY starts_at DESC LIMIT ?)"
+            " WHERE ended_at IS NULL AND ends_at > ? ORDER BY starts_at",
+            (limit, isoformat(now)),
+        )
+        return [MaintenanceWindow(**{key: row[key] for key in row.keys()}) for row in rows]  # noqa: SIM118
 
     async def windows(self, limit: int = 50) -> list[Row]:
         return await self._db.fetchall(

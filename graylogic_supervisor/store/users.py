@@ -179,7 +179,7 @@ async def _insert_in(
     )
 
 
-INITIAL_PASSWORD_FILE = "initial-admin-password"  # noqa: S105 (a file name, not a password)
+INITIAL_PASSWORD_FILE = "initial-admin-password"  # noqa: S105  # nosec B105: a file name
 """In the state directory: the first admin's password, root-only, until it is changed."""
 
 

@@ -9,7 +9,6 @@ from starlette.requests import Request
 
 from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.health.monitor import Health
-from graylogic_supervisor.store.database import Row
 from graylogic_supervisor.store.views import HeldRecovery
 from graylogic_supervisor.web.render import admin
 
@@ -21,12 +20,9 @@ async def dashboard_data(request: Request) -> dict[str, Any]:
     """What the dashboard shows; the page and ``GET /api/v1/dashboard`` share it."""
     deps = admin(request)
     web = request.app.state.deps
-    now = isoformat(deps.auth.clock.now())
-    windows = [
-        _window(row)
-        for row in reversed(await deps.controls.windows(WINDOWS))
-        if row["ended_at"] is None and row["ends_at"] > now
-    ]
+    clock_now = deps.auth.clock.now()
+    now = isoformat(clock_now)
+    windows = [_flat(w) for w in await deps.controls.planned_windows(clock_now, WINDOWS)]
     current = [w for w in windows if w["starts_at"] <= now]
     recovering = web.recovering()
     held = await deps.records.views.held_recoveries()
@@ -81,10 +77,6 @@ def _recovery(
     if name in recovering:
         return {"state": "recovering", "why": ""}
     return {"state": "", "why": ""}
-
-
-def _window(row: Row) -> dict[str, Any]:
-    return {key: row[key] for key in row.keys()}  # noqa: SIM118  # a Row iterates values
 
 
 def _flat(record: Any) -> dict[str, Any]:
