@@ -365,7 +365,10 @@ class LearningService:
         executions = await self.store.counted_executions(result.playbook_id)
         created, held_back = [], []
         for rec in result.recommendations:
-            if rec.fingerprint in pending:
+            if rec.fingerprint in pending:  # kept, with the feedback counted this time
+                await self.feedback.refresh_pending_evidence(
+                    pending[rec.fingerprint], rec.evidence.get("feedback")
+                )
                 continue
             key = change_key(rec.playbook_id, rec.change)
             rejection = rejected.get(key)

@@ -211,3 +211,22 @@ class FeedbackRepository:
             (playbook_id, limit),
         )
         return [FeedbackEntry.of(row) for row in rows]
+
+    async def refresh_pending_evidence(
+        self, recommendation_id: str, feedback: dict[str, Any] | None
+    ) -> None:
+        """A pending recommendation the analysis found again keeps its row, but shows the
+        feedback this analysis counted for it (``evidence.feedback``; removed when none
+        bears on it any more)."""
+        if feedback is None:
+            sql = (
+                "UPDATE learning_recommendations SET evidence = json_remove(evidence, '$.feedback')"
+            )
+            params: tuple[Any, ...] = (recommendation_id,)
+        else:
+            sql = (
+                "UPDATE learning_recommendations"
+                " SET evidence = json_set(evidence, '$.feedback', json(?))"
+            )
+            params = (json.dumps(feedback), recommendation_id)
+        await self._db.execute(f"{sql} WHERE id = ? AND status = 'pending'", params)
