@@ -7,7 +7,9 @@ kinds, what learning proposes and what people said. Precisely:
 
 - **revealed the issue**: the first step row, in the order they ran, of a ``check``
   action that did not succeed (failure, timeout or error): the observation that
-  named the cause (its error or result is shown). At most one per execution.
+  named the cause (its error or result is shown). At most one per execution. Not a
+  check that failed in every one of at least ``HISTORY_MIN`` executions of the
+  version: one that always fails tells nothing apart.
 - **helped**: the successful row of the step the run credited with the fix (the
   execution's ``resolved_by``, a step id): the step whose success preceded the
   resolution. None when no step fixed it (escalated, or resolved by a technician).
@@ -17,7 +19,8 @@ kinds, what learning proposes and what people said. Precisely:
   executions never helped: it never fixed a failure, and either it is a fix or its
   outcome never varied (always success or always failure: it never changed where the
   run went). A step people marked as wasting time in feedback on this execution is
-  wasted too, with who said so.
+  wasted too, whatever else it did here, with who said so (their word is shown; it
+  removes nothing by itself).
 - **missing steps**, for an execution no step resolved: the fix a technician then
   recorded for its failure (action and target) when the version has no step with
   that action; and each step a pending ``add_step`` recommendation of learning's
@@ -110,6 +113,10 @@ def _kind(specs: Mapping[str, ActionSpec], action: str) -> ActionKind | None:
     return None if spec is None else spec.kind
 
 
+def _always_fails(metrics: StepMetrics | None) -> bool:
+    return metrics is not None and metrics.executions >= HISTORY_MIN and metrics.successes == 0
+
+
 def _never_helps(metrics: StepMetrics | None, kind: ActionKind | None) -> str | None:
     """Why the version's history says this step never helps, or None."""
     if metrics is None or metrics.executions < HISTORY_MIN or metrics.fixes:
@@ -147,7 +154,9 @@ def annotate(
         (
             row.seq
             for row in rows
-            if _kind(specs, row.action) is ActionKind.CHECK and row.outcome in NOT_SUCCEEDED
+            if _kind(specs, row.action) is ActionKind.CHECK
+            and row.outcome in NOT_SUCCEEDED
+            and not _always_fails(by_step.get(row.step_id))
         ),
         None,
     )
@@ -177,11 +186,9 @@ def annotate(
             if history is not None and (row.duration_seconds or 0.0) > 0:
                 wasted = True
                 why.append(f"took {row.duration_seconds:.2f} s here and {history}")
-            if row.step_id in marked:
-                wasted = True
-                why.append(
-                    f"marked as wasting time by {', '.join(sorted(set(marked[row.step_id])))}"
-                )
+        if row.step_id in marked:
+            wasted = True
+            why.append(f"marked as wasting time by {', '.join(sorted(set(marked[row.step_id])))}")
         annotated.append(StepAnnotation(row.seq, row.step_id, helped, revealed, wasted, tuple(why)))
     missing: list[MissingStep] = []
     if credited is None and execution.completed_at is not None:
