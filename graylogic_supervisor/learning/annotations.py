@@ -12,7 +12,9 @@ kinds, what learning proposes and what people said. Precisely:
   version: one that always fails tells nothing apart.
 - **helped**: the successful row of the step the run credited with the fix (the
   execution's ``resolved_by``, a step id): the step whose success preceded the
-  resolution. None when no step fixed it (escalated, or resolved by a technician).
+  resolution. For an execution a technician resolved (``manual_intervention``), the
+  row that revealed the issue: it told them where to look (the learning spec's
+  example). None otherwise (an escalation nobody has resolved).
 - **wasted time**: a row that took time here (a duration above zero) of a step that
   did not help or reveal here, is not a verification of health (never called wasted:
   do no harm), and that over the version's history of at least ``HISTORY_MIN``
@@ -25,6 +27,7 @@ kinds, what learning proposes and what people said. Precisely:
   recorded for its failure (action and target) when the version has no step with
   that action; and each step a pending ``add_step`` recommendation of learning's
   missing-step analysis proposes for the playbook.
+- **suggested improvements**: the pending recommendations for the version it ran.
 """
 
 from __future__ import annotations
@@ -92,6 +95,7 @@ class Annotations:
     steps: tuple[StepAnnotation, ...]
     missing: tuple[MissingStep, ...] = ()
     basis: str = ""
+    suggested: tuple[tuple[str, str], ...] = ()  # (recommendation id, summary)
 
     def _ids(self, flag: str) -> list[str]:
         return list(dict.fromkeys(s.step_id for s in self.steps if getattr(s, flag)))
@@ -103,6 +107,10 @@ class Annotations:
             "steps_that_wasted_time": self._ids("wasted"),
             "revealed_the_issue": self._ids("revealed"),
             "missing_steps": [m.as_json() for m in self.missing],
+            "suggested_improvements": [
+                {"recommendation_id": rec_id, "summary": summary}
+                for rec_id, summary in self.suggested
+            ],
             "per_step": [s.as_json() for s in self.steps],
             "basis": self.basis,
         }
@@ -146,6 +154,7 @@ def annotate(
     steps use; ``technician_fix``: the (action, target) a technician recorded for its
     failure; ``proposals``: the playbook's pending recommendations."""
     by_step = {m.step_id: m for m in metrics}
+    pending = list(proposals)
     marked: dict[str, list[str]] = {}
     for entry in feedback:
         for step_id in entry.wasted_steps:
@@ -169,6 +178,9 @@ def annotate(
         ),
         None,
     )
+    by_hand = execution.resolved_by == MANUAL_INTERVENTION
+    if by_hand:
+        helped_seq = revealed_seq
     good = {row.step_id for row in rows if row.seq in (revealed_seq, helped_seq)}
     annotated = []
     for row in rows:
@@ -176,7 +188,11 @@ def annotate(
         helped = row.seq == helped_seq
         revealed = row.seq == revealed_seq
         if helped:
-            why.append("its success preceded the resolution: the run credited it with the fix")
+            why.append(
+                "it showed the technician what to fix"
+                if by_hand
+                else "its success preceded the resolution: the run credited it with the fix"
+            )
         if revealed:
             why.append(f"the first check that failed: {row.error or row.result or row.outcome}")
         wasted = False
@@ -204,7 +220,7 @@ def annotate(
                     + f"; {execution.playbook_version} has no {action} step",
                 )
             )
-        for rec in proposals:
+        for rec in pending:
             if rec.type != "add_step" or rec.playbook_id != execution.playbook_id:
                 continue
             step = rec.change.get("step", {})
@@ -215,7 +231,13 @@ def annotate(
     basis = (
         f"metrics of {execution.playbook_id} {execution.playbook_version} over {counted} executions"
     )
-    return Annotations(tuple(annotated), tuple(missing), basis)
+    suggested = tuple(
+        (rec.id, rec.summary)
+        for rec in pending
+        if rec.playbook_id == execution.playbook_id
+        and rec.base_version == execution.playbook_version
+    )
+    return Annotations(tuple(annotated), tuple(missing), basis, suggested)
 
 
 async def load_annotations(

@@ -473,6 +473,10 @@ async def execution(request: Request, session: Session) -> Response:
         request, row, await admin(request).records.views.steps(execution_id)
     )
     record["learning"] = annotations.as_json()
+    for step, note in zip(record["steps"], annotations.steps, strict=True):
+        if note.revealed:  # the learning spec's per-step insight
+            named = step["error"] or step["result"] or step["outcome"]
+            step["insight"] = f"This step revealed the issue: {named}"
     record["feedback"] = [entry.as_json() for entry in given]
     return JSONResponse(record)
 

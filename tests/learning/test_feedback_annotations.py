@@ -129,7 +129,9 @@ def test_an_escalation_a_technician_fixed_misses_the_technicians_fix() -> None:
         "mosquitto",
         "technician",
     )
-    assert annotations.as_json()["steps_that_helped"] == []
+    # the check that revealed the issue helped the technician
+    assert annotations.as_json()["steps_that_helped"] == ["probe_broker"]
+    assert annotations.steps[1].why[0] == "it showed the technician what to fix"
 
 
 async def test_annotations_read_from_a_simulated_site_with_feedback_and_proposals(
@@ -162,6 +164,9 @@ async def test_annotations_read_from_a_simulated_site_with_feedback_and_proposal
         r.change["step"]["action"]: r.id
         for r in await sim.learning.store.listing("pending")
         if r.type == "add_step"
+    }
+    assert {s["recommendation_id"] for s in shown["suggested_improvements"]} == {
+        r.id for r in await sim.learning.store.listing("pending")
     }
     assert pending and all(
         sources[action] in ("technician", rec_id) for action, rec_id in pending.items()
