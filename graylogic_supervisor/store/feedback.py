@@ -5,7 +5,9 @@ Several people may give feedback on one execution, and one person more than once
 each is kept as given, never merged, so the analysis can count who said what and
 the pages can show all of it. A feedback and its audit entry commit together; the
 execution's step ids it names are checked inside that transaction, so a step id the
-execution never ran is refused, not stored.
+execution never ran is refused, not stored. A running execution takes none yet
+(nobody can say whether it was enough); feedback leaves with its execution
+(retention).
 """
 
 from __future__ import annotations
@@ -153,10 +155,17 @@ class FeedbackRepository:
             ) as cursor:
                 ran = {str(row[0]) for row in await cursor.fetchall()}
             async with conn.execute(
-                "SELECT 1 FROM executions WHERE id = ?", (execution_id,)
+                "SELECT status FROM executions WHERE id = ?", (execution_id,)
             ) as cursor:
-                if await cursor.fetchone() is None:
-                    raise FeedbackRefused("unknown_execution", f"no execution {execution_id}")
+                found = await cursor.fetchone()
+            if found is None:
+                raise FeedbackRefused("unknown_execution", f"no execution {execution_id}")
+            if found[0] == "running":
+                raise FeedbackRefused(
+                    "invalid",
+                    f"{execution_id} is still running: give feedback once it has ended",
+                    "execution",
+                )
             unknown = [step for step in feedback.wasted_steps if step not in ran]
             if unknown:
                 raise FeedbackRefused(

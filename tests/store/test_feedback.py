@@ -193,3 +193,31 @@ async def test_a_refused_resolution_leaves_the_executions_as_they_were(
     await record_resolution(memory, catalog(), "fail-1", second, now=NOW, force=True)
     [x] = await RecordViews(db).executions_of_failure("fail-1")
     assert (x.resolved_by, x.what_fixed_it) == ("manual_intervention", "second")
+
+
+async def test_a_running_execution_takes_no_feedback_and_feedback_leaves_with_its_execution(
+    db: Database, executions: ExecutionRepository
+) -> None:
+    await executions.start_execution(
+        "exec-run",
+        PLAYBOOK,
+        "1.0.0",
+        "fail-1",
+        error_id="ERR-INFRA-MQTT-001",
+        component="mqtt",
+        started_at=NOW,
+    )
+    feedback = FeedbackRepository(db, AuditLog(db))
+    with pytest.raises(FeedbackRefused, match="still running") as refused:
+        await feedback.give("exec-run", Feedback(sufficient=True), by="alice", now=NOW)
+    assert refused.value.field == "execution"
+
+    await feedback.give("exec-1", Feedback(sufficient=True), by="alice", now=NOW)
+    await db.write_together(  # as retention removes an execution: its steps, then it
+        [
+            ("DELETE FROM execution_steps WHERE execution_id = 'exec-1'", ()),
+            ("DELETE FROM executions WHERE id = 'exec-1'", ()),
+        ]
+    )
+    assert await feedback.of_execution("exec-1") == []
+    assert await db.fetchall("SELECT id FROM execution_feedback") == []
