@@ -164,3 +164,35 @@ async def test_the_next_analysis_lists_the_feedback_it_used_on_the_recommendatio
     again = await sim.learning.store.get(added[0].id)
     assert again is not None and again.status == "pending"
     assert again.evidence["feedback"]["people"] == ["alice", "bob", "cy"]
+
+
+async def test_people_marking_a_step_wasted_propose_its_removal_never_a_verifications(
+    db: Database,
+) -> None:
+    sim = await simulation(db, "mqtt-mixed-causes")
+    await run(sim, 150)
+    rows = await db.fetchall(
+        "SELECT e.id FROM executions AS e WHERE EXISTS (SELECT 1 FROM execution_steps AS s"
+        " WHERE s.execution_id = e.id AND s.step_id = 'verify') AND EXISTS (SELECT 1 FROM"
+        " execution_steps AS s WHERE s.execution_id = e.id AND s.step_id = 'check_broker')"
+        " ORDER BY e.started_at LIMIT 3"
+    )
+    for number, row in enumerate(rows):
+        await sim.learning.feedback.give(
+            row["id"],
+            Feedback(wasted_steps=("check_broker", "verify")),
+            by=f"tech-{number}",
+            now=sim.clock.now(),
+        )
+
+    report = await sim.learning.analyze("test")
+
+    removals = {
+        c["change"]["step_id"]: c
+        for c in report["playbooks"][0]["considered"]
+        if c["change"]["type"] == "remove_step"
+    }
+    assert "verify" not in removals  # do no harm: people's word never removes a verification
+    proposed = removals["check_broker"]
+    assert proposed["feedback"]["supporting"] == 3
+    assert proposed["verdict"]  # replay judged it like any candidate
