@@ -1,7 +1,8 @@
 """Feedback in a real headless Chromium, against the real daemon: a technician reads an
 execution's learning annotations, marks a step that wasted time and gives feedback from
 the page; the next analysis (the CLI's ``analyze``) lists that feedback, with who, when
-and what, in the evidence of the recommendation it bears on. A viewer is refused."""
+and what, in the evidence of the recommendation it bears on. A viewer is refused. On a
+390 px phone the form's button is on screen without sideways scrolling."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from graylogic_supervisor.store.database import Database
 from tests.conftest import free_port
 from tests.daemon_process import Daemon, write_config
 from tests.learning.simulated import run, simulation
-from tests.web.phone import screenshot_dir
+from tests.web.phone import PHONE, on_a_phone, screenshot_dir
 from tests.web.test_browser import add_viewer, browser, daemons, log_in, started
 
 pytestmark = pytest.mark.slow
@@ -81,6 +82,10 @@ async def test_feedback_from_the_page_is_in_the_next_analysis_evidence(
     await expect(page.locator("tr", has_text="check_broker").first).to_contain_text("wasted time")
     shots = screenshot_dir(tmp_path)
     await page.screenshot(path=str(shots / "execution-feedback-laptop.png"), full_page=True)
+    phone = await (await browser.new_context(viewport=PHONE)).new_page()
+    await log_in(phone, base, "admin", password)
+    await on_a_phone(phone, page.url, shots, "execution-feedback", "Give feedback")
+    await phone.context.close()
     [audited] = daemon.query(
         "SELECT actor FROM audit_log WHERE action = 'execution.feedback' AND subject = ?",
         (execution_id,),
