@@ -35,6 +35,7 @@ from graylogic_supervisor.config import (
 from graylogic_supervisor.engine.plugins import action_specs
 from graylogic_supervisor.errors import SourceError, StoreError, SupervisorError
 from graylogic_supervisor.export_cli import add_export_command, run_export
+from graylogic_supervisor.feedback_cli import add_feedback_command, run_feedback
 from graylogic_supervisor.learning_cli import (
     LEARNING_PLAYBOOK_COMMANDS,
     add_learning_commands,
@@ -195,6 +196,7 @@ def _add_execution_commands(
     show.add_argument("execution_id")
     show.add_argument("--json", action="store_true", help="print JSON instead of YAML")
     add_export_command(exec_commands, _config_option)
+    add_feedback_command(exec_commands, _config_option)
     return exec_commands
 
 
@@ -237,6 +239,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_control_command(args, _load(args.config)))
         if args.command == "executions" and args.executions_command == "export":
             return asyncio.run(run_export(args, _load(args.config)))
+        if args.command == "executions" and args.executions_command == "feedback":
+            return asyncio.run(run_feedback(args, _load(args.config)))
         if args.command == "executions":
             return asyncio.run(_executions(args))
         if args.command in ("why", "memory"):

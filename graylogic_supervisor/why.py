@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from graylogic_supervisor.domain.outcomes import MANUAL_INTERVENTION
 from graylogic_supervisor.store.records import ExecutionRecord
 from graylogic_supervisor.store.views import RecordViews
 
@@ -59,7 +60,12 @@ async def explain(views: RecordViews, identifier: str) -> list[str] | None:
 
 
 def _by(execution: ExecutionRecord) -> str:
-    return f" by {execution.resolved_by}" if execution.resolved_by else ""
+    """Who resolved it and, for a technician's fix (``manual_intervention``), what it was."""
+    if not execution.resolved_by:
+        return ""
+    if execution.resolved_by == MANUAL_INTERVENTION and execution.what_fixed_it:
+        return f" by {execution.resolved_by} ({execution.what_fixed_it})"
+    return f" by {execution.resolved_by}"
 
 
 def _decision(record: dict[str, Any]) -> list[str]:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+MANUAL_INTERVENTION = "manual_intervention"
+"""An execution's ``resolved_by`` once a technician resolved its failure by hand (the
+learning spec's word): its ``what_fixed_it`` is then the technician's fix."""
+
 
 @dataclass(frozen=True)
 class FailedStep:

@@ -42,6 +42,7 @@ from graylogic_supervisor.learning.changes import (
     failure_exit,
     verifying,
 )
+from graylogic_supervisor.learning.feedback import bearing, wasted_removals
 from graylogic_supervisor.learning.metrics import StepMetrics, StepPair, VersionMetrics
 from graylogic_supervisor.learning.replay import (
     SELF,
@@ -56,6 +57,7 @@ from graylogic_supervisor.learning.replay import (
 )
 from graylogic_supervisor.learning.safety import verification_guard
 from graylogic_supervisor.playbooks.model import DONE, ESCALATE, TERMINALS, Playbook, Step
+from graylogic_supervisor.store.feedback import FeedbackEntry
 
 LOW_SUCCESS_RATE = 0.5
 LOW_SUCCESS_MIN_EXECUTIONS = 10  # "below 0.5 over more than 10 executions"
@@ -136,9 +138,10 @@ def analyse_playbook(
     data: CaseSet,
     specs: Mapping[str, ActionSpec],
     settings: LearningConfig,
+    feedback: Sequence[FeedbackEntry] = (),
 ) -> PlaybookAnalysis:
     """``new_executions``: of the active version in the analysis window (the service's
-    ``window_days``)."""
+    ``window_days``); ``feedback``: people's, on the playbook's executions."""
     executions = metrics.executions if metrics is not None else 0
     result = PlaybookAnalysis(playbook.id, playbook.version, executions, new_executions)
     result.findings = findings(playbook, steps, pairs, data, specs=specs)
@@ -155,7 +158,8 @@ def analyse_playbook(
     baseline = {case: replay(playbook, case, model) for case in data.cases}
     baselines: dict[float, Expectation] = {}  # the current version under each hypothesis
     best_by_key: dict[str, tuple[Recommendation, float]] = {}
-    for candidate in candidates(playbook, steps, pairs, data, model=model, specs=specs):
+    found = candidates(playbook, steps, pairs, data, model=model, specs=specs)
+    for candidate in with_feedback(found, playbook, feedback, specs):
         evaluated = evaluate(
             playbook,
             candidate,
@@ -170,6 +174,8 @@ def analyse_playbook(
             "change": candidate.change.model_dump(mode="json"),
             "summary": candidate.summary,
         }
+        if "feedback" in candidate.evidence:
+            considered["feedback"] = candidate.evidence["feedback"]
         if isinstance(evaluated, str):
             considered["verdict"] = evaluated
             result.considered.append(considered)
@@ -186,6 +192,25 @@ def analyse_playbook(
         (rec for rec, _ in best_by_key.values()), key=lambda r: -r.time_saved_s
     )
     return result
+
+
+def with_feedback(
+    found: list[Candidate],
+    playbook: Playbook,
+    feedback: Sequence[FeedbackEntry],
+    specs: Mapping[str, ActionSpec],
+) -> list[Candidate]:
+    """People's feedback as evidence (``learning/feedback.py``): the removals it proposes,
+    and on every candidate the feedback that bears on it. Replay still judges them all."""
+    proposed = [candidate.change for candidate in found]
+    found = found + [
+        Candidate(*extra) for extra in wasted_removals(playbook, feedback, specs, proposed=proposed)
+    ]
+    for candidate in found:
+        said = bearing(candidate.change, playbook, feedback)
+        if said is not None:
+            candidate.evidence["feedback"] = said
+    return found
 
 
 def _dedupe_key(change: Change) -> str:

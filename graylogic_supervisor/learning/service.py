@@ -41,6 +41,7 @@ from graylogic_supervisor.store.decisions import (
     Rejected,
     Rollback,
 )
+from graylogic_supervisor.store.feedback import FeedbackRepository
 from graylogic_supervisor.store.ids import new_id
 from graylogic_supervisor.store.learning import LearningRepository, StoredRecommendation
 from graylogic_supervisor.store.learning_metrics import MetricsTables
@@ -90,6 +91,7 @@ class LearningService:
         self._first_versions: set[tuple[str, str]] = set()
         self.metrics = LearningMetrics(MetricsTables(db))
         self.store = LearningRepository(db)
+        self.feedback = FeedbackRepository(db, audit)  # people's word, counted as evidence
         self.users = UserRepository(db)
         self.rejections = RejectionRepository(db)
         self.verdicts = Verdicts(
@@ -344,6 +346,7 @@ class LearningService:
             data=data,
             specs=self._specs,
             settings=settings,
+            feedback=await self.feedback.of_playbook(playbook.id),
         )
         await self.store.set_analysed_at(playbook.id, now)
         return result
@@ -362,7 +365,10 @@ class LearningService:
         executions = await self.store.counted_executions(result.playbook_id)
         created, held_back = [], []
         for rec in result.recommendations:
-            if rec.fingerprint in pending:
+            if rec.fingerprint in pending:  # kept, with the feedback counted this time
+                await self.feedback.refresh_pending_evidence(
+                    pending[rec.fingerprint], rec.evidence.get("feedback")
+                )
                 continue
             key = change_key(rec.playbook_id, rec.change)
             rejection = rejected.get(key)

@@ -13,6 +13,10 @@ person, but never proposes it as an automatic fix.
 
 A failure already resolved, by the supervisor or a person, is replaced only
 with ``force``: the check and the write are one transaction in the store.
+
+The same transaction writes the resolution onto the failure's executions that
+no step resolved (``resolved_by: manual_intervention``, ``what_fixed_it``): the
+execution page, its JSON and ``why`` then say what fixed it.
 """
 
 from __future__ import annotations
@@ -124,7 +128,7 @@ async def record_resolution(
         }
     )
     try:
-        found = await repository.resolve(failure_id, stored, now, replace=force)
+        found = await repository.resolve(failure_id, stored, now, replace=force, by_hand=True)
     except AlreadyResolvedError as exc:
         earlier = exc.resolution
         how = earlier.fix_action or MANUAL

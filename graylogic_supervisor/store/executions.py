@@ -19,7 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
+import aiosqlite
+
 from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.domain.outcomes import MANUAL_INTERVENTION
 from graylogic_supervisor.domain.states import ExecutionStatus, StepOutcome
 from graylogic_supervisor.errors import StoreFullError, StoreLockedError
 from graylogic_supervisor.store.database import DISK_ERROR_ID, Database, Row, Statement
@@ -457,6 +460,23 @@ class ExecutionRepository:
             )
             for row in rows
         ]
+
+
+async def resolve_by_hand_in(
+    conn: aiosqlite.Connection, failure_id: str, what_fixed_it: str
+) -> int:
+    """Inside the caller's transaction (a technician's resolution, ``memory/fixes.py``):
+    the finished executions of ``failure_id`` that no step of theirs resolved become
+    ``resolved_by: manual_intervention`` with the technician's ``what_fixed_it``, so the
+    next person reading one learns what fixed it. An execution a step resolved keeps its
+    credit; a running one is left to its run. Returns how many were written."""
+    async with conn.execute(
+        "UPDATE executions SET resolved_by = ?, what_fixed_it = ?"
+        " WHERE failure_id = ? AND status != 'running'"
+        " AND (resolved_by IS NULL OR resolved_by = ?)",
+        (MANUAL_INTERVENTION, what_fixed_it, failure_id, MANUAL_INTERVENTION),
+    ) as cursor:
+        return cursor.rowcount
 
 
 def execution_record(execution: Row, steps: list[Row]) -> dict[str, Any]:

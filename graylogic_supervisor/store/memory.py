@@ -35,6 +35,7 @@ from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.domain.memory import Attempt, FailureRecord, Resolution
 from graylogic_supervisor.errors import StoreError
 from graylogic_supervisor.store.database import Database, Row
+from graylogic_supervisor.store.executions import resolve_by_hand_in
 
 logger = logging.getLogger(__name__)
 
@@ -304,10 +305,18 @@ class MemoryRepository:
         return True
 
     async def resolve(
-        self, failure_id: str, resolution: Resolution, now: datetime, *, replace: bool = True
+        self,
+        failure_id: str,
+        resolution: Resolution,
+        now: datetime,
+        *,
+        replace: bool = True,
+        by_hand: bool = False,
     ) -> bool:
         """Record what fixed it; False if unknown. An earlier resolution is replaced, or,
-        with ``replace=False``, kept: ``AlreadyResolvedError`` (checked in the same transaction)."""
+        with ``replace=False``, kept: ``AlreadyResolvedError`` (checked in the same transaction).
+        ``by_hand`` (a technician's resolution) also writes it onto the failure's executions
+        (``resolve_by_hand_in``), in the same transaction."""
         async with self._db.transaction() as conn:
             record = await _read(conn, failure_id)
             if record is None:
@@ -316,6 +325,8 @@ class MemoryRepository:
                 raise AlreadyResolvedError(failure_id, record.resolution)
             updated = record.model_copy(update={"resolution": resolution})
             await _write(conn, updated, now, compressed=None)
+            if by_hand:
+                await resolve_by_hand_in(conn, failure_id, resolution.what_fixed_it)
         return True
 
     async def replace(

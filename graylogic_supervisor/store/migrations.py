@@ -548,4 +548,22 @@ MIGRATIONS: list[str] = [
     CREATE INDEX executions_by_incident ON executions(incident_id);
     CREATE INDEX incidents_by_failure ON incidents(failure_id);
     """,
+    # 18: people's feedback on an execution (issue 17): was the playbook enough, which of
+    # its steps wasted time, was the escalation timed right. Several people may give it;
+    # each row is one person's word at one time, audited with it. It leaves with its
+    # execution (retention).
+    """
+    CREATE TABLE execution_feedback (
+        id            INTEGER PRIMARY KEY,
+        execution_id  TEXT NOT NULL REFERENCES executions(id) ON DELETE CASCADE,
+        given_by      TEXT NOT NULL,
+        given_at      TEXT NOT NULL,
+        sufficient    INTEGER CHECK (sufficient IN (0, 1)),   -- NULL: not said
+        wasted_steps  TEXT NOT NULL DEFAULT '[]',             -- JSON: step ids of the execution
+        escalation    TEXT CHECK (escalation IN
+                        ('too_late', 'too_early', 'right', 'not_escalated_should_have')),
+        note          TEXT
+    );
+    CREATE INDEX feedback_by_execution ON execution_feedback(execution_id, given_at);
+    """,
 ]

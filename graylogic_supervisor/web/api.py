@@ -28,10 +28,16 @@ from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.domain.states import RecommendationStatus
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.store.export import BadCursor, EventCursor, EventFilter, ExecutionCursor
+from graylogic_supervisor.store.feedback import Feedback
 from graylogic_supervisor.store.sessions import Session
 from graylogic_supervisor.web.admin_data import dashboard_data
 from graylogic_supervisor.web.api_guard import SCHEMAS, documented, reading, rows, text, writing
-from graylogic_supervisor.web.execution_pages import execution_filters, queue_control
+from graylogic_supervisor.web.execution_pages import (
+    execution_filters,
+    give_feedback,
+    learning_part,
+    queue_control,
+)
 from graylogic_supervisor.web.record_pages import (
     audit_check,
     failure_data,
@@ -59,6 +65,7 @@ def api_routes() -> list[Route]:
         Route("/api/v1/events", events, methods=["GET"]),
         Route("/api/v1/executions/{execution_id}", execution, methods=["GET"]),
         Route("/api/v1/executions/{execution_id}/control", control, methods=["POST"]),
+        Route("/api/v1/executions/{execution_id}/feedback", feedback, methods=["POST"]),
         Route("/api/v1/audit", audit, methods=["GET"]),
         Route("/api/v1/dashboard", dashboard, methods=["GET"]),
         Route("/api/v1/learning", learning, methods=["GET"]),
@@ -451,12 +458,27 @@ async def execution(request: Request, session: Session) -> Response:
     parameters:
       - {name: execution_id, in: path, required: true, schema: {type: string}}
     responses:
-      200: {description: the execution record with every step (the learning spec's shape)}
+      200: {description: "the execution record with every step (the learning spec's shape),
+        its learning annotations (helped, revealed the issue, wasted time, missing steps)
+        and people's feedback on it"}
       401: {description: not logged in}
       404: {description: no such execution}
     """
-    record = await admin(request).executions.record(request.path_params["execution_id"])
-    return refuse(404, "no such execution") if record is None else JSONResponse(record)
+    execution_id = request.path_params["execution_id"]
+    record = await admin(request).executions.record(execution_id)
+    row = await admin(request).records.views.execution(execution_id)
+    if record is None or row is None:
+        return refuse(404, "no such execution")
+    annotations, given = await learning_part(
+        request, row, await admin(request).records.views.steps(execution_id)
+    )
+    record["learning"] = annotations.as_json()
+    for step, note in zip(record["steps"], annotations.steps, strict=True):
+        if note.revealed:  # the learning spec's per-step insight
+            named = step["error"] or step["result"] or step["outcome"]
+            step["insight"] = f"This step revealed the issue: {named}"
+    record["feedback"] = [entry.as_json() for entry in given]
+    return JSONResponse(record)
 
 
 @writing
@@ -488,6 +510,76 @@ async def control(request: Request, session: Session, data: dict[str, Any]) -> R
     if isinstance(queued, tuple):
         return refuse(*queued)
     return JSONResponse({"queued": queued}, status_code=202)
+
+
+@writing
+async def feedback(request: Request, session: Session, data: dict[str, Any]) -> Response:
+    """
+    parameters:
+      - {name: execution_id, in: path, required: true, schema: {type: string}}
+      - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
+    requestBody:
+      required: true
+      content:
+        application/json:
+          schema:
+            type: object
+            additionalProperties: false
+            properties:
+              sufficient: {type: boolean, description: was the playbook enough}
+              wasted_steps:
+                type: array
+                maxItems: 50
+                items: {type: string}
+                description: step ids of this execution that wasted time
+              escalation:
+                type: string
+                enum: [too_late, too_early, right, not_escalated_should_have]
+              note: {type: string, maxLength: 2000}
+    responses:
+      201: {description: "stored and audited; the stored feedback (several people may
+        give feedback, each is kept)"}
+      400: {description: "a field of the wrong type, a step id the execution did not run,
+        an unknown escalation timing, or nothing said (the message names the field)"}
+      401: {description: not logged in}
+      403: {description: wrong CSRF token, or a viewer}
+      404: {description: no such execution}
+    """
+    if await admin(request).records.views.execution(request.path_params["execution_id"]) is None:
+        return refuse(404, "no such execution")
+    given = _feedback_body(data)
+    if isinstance(given, str):
+        return refuse(400, given)
+    stored = await give_feedback(request, session, given)
+    if isinstance(stored, tuple):
+        return refuse(*stored)
+    return JSONResponse(stored.as_json(), status_code=201)
+
+
+def _feedback_body(data: dict[str, Any]) -> Feedback | str:
+    """The body as a feedback, or why it is not one (naming the field)."""
+    unknown = sorted(set(data) - {"sufficient", "wasted_steps", "escalation", "note"})
+    if unknown:
+        return (
+            f"unknown field {unknown[0]!r}; feedback has sufficient, wasted_steps,"
+            " escalation and note"
+        )
+    sufficient, wasted = data.get("sufficient"), data.get("wasted_steps", [])
+    escalation, note = data.get("escalation"), data.get("note")
+    if sufficient is not None and not isinstance(sufficient, bool):
+        return "sufficient is true or false"
+    if not isinstance(wasted, list) or not all(isinstance(step, str) for step in wasted):
+        return "wasted_steps is a list of step ids"
+    if escalation is not None and not isinstance(escalation, str):
+        return "escalation is a string"
+    if note is not None and not isinstance(note, str):
+        return "note is a string"
+    return Feedback(
+        sufficient=sufficient,
+        wasted_steps=tuple(wasted),
+        escalation=escalation,
+        note=note.strip() if note else None,
+    )
 
 
 @reading

@@ -1,6 +1,10 @@
 """Executions on the admin page: a filtered list, and each one's timeline, decision
 record and controls. Pause, resume and cancel go through the same commands table
-as the CLI: the daemon applies them within a quarter of a second and audits them."""
+as the CLI: the daemon applies them within a quarter of a second and audits them.
+
+Each execution also shows its learning annotations (``learning/annotations.py``) and
+people's feedback on it; a technician gives feedback from the page (the API and the
+CLI store it the same way, ``store/feedback.py``: validated, audited)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from graylogic_supervisor.domain.states import ExecutionStatus
+from graylogic_supervisor.learning.annotations import Annotations, load_annotations
+from graylogic_supervisor.store.feedback import (
+    ESCALATION_TIMINGS,
+    Feedback,
+    FeedbackEntry,
+    FeedbackRefused,
+)
+from graylogic_supervisor.store.records import ExecutionRecord, StepRecord
 from graylogic_supervisor.store.sessions import Session
 from graylogic_supervisor.store.views import ExecutionFilter
 from graylogic_supervisor.web.auth import may_change
@@ -38,6 +50,7 @@ def execution_routes() -> list[Route]:
         Route("/executions", executions, methods=["GET"]),
         Route("/executions/{execution_id}", execution, methods=["GET"]),
         Route("/executions/{execution_id}/control", control, methods=["POST"]),
+        Route("/executions/{execution_id}/feedback", feedback, methods=["POST"]),
     ]
 
 
@@ -86,7 +99,53 @@ async def executions(request: Request) -> Response:
     )
 
 
-async def execution(request: Request) -> Response:
+async def learning_part(
+    request: Request, row: ExecutionRecord, steps: list[StepRecord]
+) -> tuple[Annotations, list[FeedbackEntry]]:
+    """The execution's learning annotations and every feedback on it (page and API)."""
+    deps = admin(request)
+    annotations = await load_annotations(
+        row, steps, learning=deps.learning, versions=deps.versions, views=deps.records.views
+    )
+    return annotations, await deps.learning.feedback.of_execution(row.id)
+
+
+async def give_feedback(
+    request: Request, session: Session, given: Feedback
+) -> FeedbackEntry | tuple[int, str]:
+    """Store one person's feedback (validated, audited in the same transaction): the
+    entry, or (status, why): 400 naming the field, 404 for an unknown execution."""
+    deps = admin(request)
+    try:
+        return await deps.learning.feedback.give(
+            request.path_params["execution_id"],
+            given,
+            by=session.user,
+            now=deps.auth.clock.now(),
+        )
+    except FeedbackRefused as refused:
+        return (404 if refused.kind == "unknown_execution" else 400), refused.message
+
+
+def feedback_of_form(form: dict[str, str]) -> Feedback | str:
+    """The page's form as a feedback (checkboxes ``wasted:STEP``), or why it cannot be."""
+    sufficient = form.get("sufficient", "")
+    if sufficient not in ("", "yes", "no"):
+        return "sufficient is yes, no or not said"
+    escalation = form.get("escalation", "").strip() or None
+    return Feedback(
+        sufficient=None if not sufficient else sufficient == "yes",
+        wasted_steps=tuple(
+            key.removeprefix("wasted:")
+            for key, value in form.items()
+            if key.startswith("wasted:") and value
+        ),
+        escalation=escalation,
+        note=form.get("note", "").strip() or None,
+    )
+
+
+async def execution(request: Request, error: str | None = None, status: int = 200) -> Response:
     session = await viewer(request)
     if session is None:
         return to_login()
@@ -112,10 +171,18 @@ async def execution(request: Request) -> Response:
         )
     why = await explain(views, execution_id) or []
     commands = await views.commands_of(execution_id, 10)
+    annotations, given = await learning_part(request, row, steps)
     return render(
         request,
         "execution.html",
+        status,
         session=session,
+        error=error,
+        annotations=annotations,
+        notes={a.seq: a for a in annotations.steps},
+        feedback=given,
+        step_ids=list(dict.fromkeys(step.step_id for step in steps)),
+        timings=ESCALATION_TIMINGS,
         may_change=may_change(session),
         x=row,
         steps=steps,
@@ -154,3 +221,21 @@ async def control(request: Request) -> Response:
     if isinstance(queued, tuple):
         return refuse(*queued)
     return see_other(f"/executions/{request.path_params['execution_id']}")
+
+
+async def feedback(request: Request) -> Response:
+    """The page's feedback form: stored, then back to the execution (a viewer is refused)."""
+    checked = await changing(request)
+    if isinstance(checked, Response):
+        return checked
+    session, form = checked
+    given = feedback_of_form(form)
+    if isinstance(given, str):
+        return await execution(request, given, 400)
+    stored = await give_feedback(request, session, given)
+    if isinstance(stored, tuple):
+        status, why = stored
+        if status == 404:
+            return refuse(status, why)
+        return await execution(request, why, status)
+    return see_other(f"/executions/{request.path_params['execution_id']}#feedback")

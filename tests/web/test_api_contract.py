@@ -41,6 +41,7 @@ VALID_BODIES: dict[str, dict[str, Any] | None] = {
     "/api/v1/rollbacks/{rollback_id}": None,
     "/api/v1/executions/{execution_id}": None,
     "/api/v1/executions/{execution_id}/control": {"command": "pause", "reason": "look"},
+    "/api/v1/executions/{execution_id}/feedback": {"sufficient": False},
     "/api/v1/failures/{failure_id}": None,
     "/api/v1/failures/{failure_id}/resolve": {"fix_action": "restart_service", "what": "hand"},
     "/api/v1/escalations/{escalation_id}/acknowledge": {},
