@@ -548,4 +548,18 @@ MIGRATIONS: list[str] = [
     CREATE INDEX executions_by_incident ON executions(incident_id);
     CREATE INDEX incidents_by_failure ON incidents(failure_id);
     """,
+    # 19 (issue 17; appended here after 17, the lead renumbers at merge): each learned fix's
+    # own record, per learned-fix playbook whatever the evidence that chose it (a pattern or
+    # similar failures): how often it ran before the playbook, how often that resolved the
+    # failure, the failures in a row since its last success (do no harm: at
+    # memory.review_min_matches it no longer runs first), and when it last ran.
+    """
+    CREATE TABLE learned_fix_uses (
+        playbook_id      TEXT PRIMARY KEY,    -- PLAY-LEARNED-...
+        ran_first        INTEGER NOT NULL DEFAULT 0,
+        resolved         INTEGER NOT NULL DEFAULT 0,
+        failed_in_a_row  INTEGER NOT NULL DEFAULT 0,
+        last_used        TEXT
+    );
+    """,
 ]
