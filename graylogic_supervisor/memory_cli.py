@@ -163,8 +163,11 @@ async def run_memory_command(args: argparse.Namespace, config: SupervisorConfig)
             return EXIT_OK
         if args.memory_command == "patterns":
             uses = await repository.learned_fix_uses()
-            for pattern in await repository.patterns():
+            patterns = await repository.patterns()
+            for pattern in patterns:
                 print(pattern_line(standing(pattern, uses, config.memory)))
+            if not patterns:
+                print("no learned patterns yet")
             return EXIT_OK
         await memory.load()
         if args.memory_command == "similar":
