@@ -71,10 +71,10 @@ async def measure(records: int, queries: int, seed: int) -> dict[str, Any]:
                 if resolution is not None and resolution.fix_action is not None:
                     await memory.learn_around(stored.context.failure_id)
             patterns = await repository.patterns()
-            record_run = getattr(repository, "record_learned_fix_run", None)  # issue 17 on
-            for pattern in patterns if record_run is not None else []:
+            own_records = hasattr(repository, "record_learned_fix_run")  # issue 17 on
+            for pattern in patterns if own_records else []:
                 fix = learned_playbook_id(pattern.component, pattern.fix_action, pattern.fix_target)
-                await record_run(fix, pattern.id, resolved=True, now=NOW)
+                await repository.record_learned_fix_run(fix, pattern.id, resolved=True, now=NOW)
             asked = [failure(rng, f"query-{n}") for n in range(queries)]
             await memory.decide(asked[0], "PLAY-BENCH-001")  # warm-up, untimed
             timings: list[float] = []
