@@ -274,6 +274,12 @@ class MemoryConfig(Model):
     similar_min_score: float = Field(0.8, gt=0, le=1)
     pattern_threshold: float = Field(0.8, gt=0, le=1)
     pattern_min_members: int = Field(3, ge=2)
+    learned_fix_min_history: int = Field(
+        10,
+        ge=1,
+        description="alike failures behind a learned fix before it runs ahead of the playbook"
+        " (BR-WF-LEARNING-001); below it the playbook runs and the decision says so",
+    )
     recent_events: int = Field(50, ge=1, le=1000)
     consolidation_cron: str = Field("0 3 * * *", description="crontab: minute hour dom month dow")
     timezone: str | None = Field(None, description="for the cron; default the host's")

@@ -747,6 +747,7 @@ async def _build_web(
             fix_targets=configured_targets(
                 [config.broker.service, *(s.name for s in config.services)], config.components
             ),
+            memory=config.memory,
         )
 
     app = create_app(

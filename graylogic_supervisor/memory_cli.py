@@ -21,6 +21,7 @@ from graylogic_supervisor.memory.fixes import (
     record_resolution,
 )
 from graylogic_supervisor.memory.service import FailureMemory
+from graylogic_supervisor.memory.standing import PatternStanding, standing
 from graylogic_supervisor.operator_cli import default_actor
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database
@@ -87,7 +88,17 @@ def add_memory_commands(
     config_option(similar)
     similar.add_argument("failure_id")
     patterns = memory_commands.add_parser(
-        "patterns", help="learned patterns and how well they work"
+        "patterns",
+        help="learned patterns and how well they work",
+        description=(
+            "One line per learned pattern: its fix, its members, its history (the alike"
+            " failures behind it) against memory.learned_fix_min_history, the times its fix"
+            " ran ahead of the playbook, resolved the failure (and the rate), when it was"
+            " last used, and what the memory does with it now: WAITS FOR HISTORY (learned and"
+            " shown, the playbook runs first), MAY RUN FIRST (when a failure fits it"
+            " confidently), FLAGGED FOR REVIEW, or HELD BACK (its last"
+            " memory.review_min_matches runs first all failed)."
+        ),
     )
     config_option(patterns)
     consolidate = memory_commands.add_parser(
@@ -151,14 +162,12 @@ async def run_memory_command(args: argparse.Namespace, config: SupervisorConfig)
                 print(f"note: {note}")
             return EXIT_OK
         if args.memory_command == "patterns":
-            for pattern in await repository.patterns():
-                rate = "unused" if pattern.success_rate is None else f"{pattern.success_rate:.0%}"
-                flag = f"  REVIEW: {pattern.flag_reason}" if pattern.flagged_for_review else ""
-                print(
-                    f"{pattern.id}  {pattern.component} {pattern.error_id} ->"
-                    f" {pattern.fix_action} {pattern.fix_target or ''}  members"
-                    f" {len(pattern.members)}  used {pattern.times_matched}, {rate}{flag}"
-                )
+            uses = await repository.learned_fix_uses()
+            patterns = await repository.patterns()
+            for pattern in patterns:
+                print(pattern_line(standing(pattern, uses, config.memory)))
+            if not patterns:
+                print("no learned patterns yet")
             return EXIT_OK
         await memory.load()
         if args.memory_command == "similar":
@@ -178,3 +187,17 @@ async def run_memory_command(args: argparse.Namespace, config: SupervisorConfig)
         report = await memory.consolidate()
         print(report)
         return EXIT_OK
+
+
+def pattern_line(found: PatternStanding) -> str:
+    """One pattern: its fix, its history against the one asked for, its runs ahead of the
+    playbook and how they went, and what the memory does with it now."""
+    pattern = found.pattern
+    rate = "-" if found.success_rate is None else f"{found.success_rate:.0%}"
+    last = "never" if found.last_used is None else found.last_used.isoformat(timespec="seconds")
+    return (
+        f"{pattern.id}  {pattern.component} {pattern.error_id} -> {pattern.fix_action}"
+        f" {pattern.fix_target or ''}  members {len(pattern.members)}  history"
+        f" {found.history} of {found.min_history}  ran first {found.ran_first}, resolved"
+        f" {found.resolved} ({rate}), last used {last}  {found.state.upper()}: {found.detail}"
+    )

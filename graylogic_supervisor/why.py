@@ -77,9 +77,17 @@ def _decision(record: dict[str, Any]) -> list[str]:
         lines.append(
             f"  evidence: {evidence['source']} {evidence.get('pattern_id') or ''} fit"
             f" {evidence['fit']}, {evidence['successes']} successes of {evidence['sample_size']}"
-            f" (estimate {evidence['success_rate_estimate']})"
+            f" (estimate {evidence['success_rate_estimate']})" + _history(evidence, record)
         )
     for match in record.get("matched", []):
         features = ", ".join(f"{k} {v}" for k, v in match["features"].items())
         lines.append(f"  matched {match['failure_id']} score {match['score']}: {features}")
     return lines
+
+
+def _history(evidence: dict[str, Any], record: dict[str, Any]) -> str:
+    """The alike failures behind the fix against the history asked for (decisions recorded
+    before issue 17 carry neither)."""
+    if "history" not in evidence or "min_history" not in record:
+        return ""
+    return f", history {evidence['history']} of {record['min_history']} alike failures"

@@ -12,6 +12,18 @@ for a pattern, the failures it was learned from plus every later use of it;
 for similar past failures, those fixed this way among all that were similar.
 Three identical failures fixed by one action give 4/5 = 0.8 before the first
 use; a use that fails brings it down, and the playbook runs instead.
+
+Confidence is not enough: the fix also needs a history (BR-WF-LEARNING-001,
+``memory.learned_fix_min_history``, 10 by default) of alike failures behind it.
+For a pattern, the failures it was learned from (alike by construction and fixed
+this way: its members' occurrences); for similar failures, those scoring at least
+``similar_min_score``, however they ended (the confidence weighs how many this fix
+resolved). Below it the decision says "not enough history (7 of 10)" and the
+playbook runs; patterns are still learned, and shown, from ``pattern_min_members``.
+
+Do no harm: a learned fix whose last ``review_min_matches`` runs ahead of the
+playbook all failed never runs first again, whatever the evidence that would
+choose it (a pattern or similar failures); the decision names it as held back.
 """
 
 from __future__ import annotations
@@ -50,6 +62,7 @@ class Option:
     trials: int
     source: str  # "pattern" or "similar failures"
     pattern_id: str | None = None
+    history: int = 0  # alike failures behind it (the module docstring says which)
 
     @property
     def p_success(self) -> float:
@@ -73,10 +86,20 @@ class Decision:
     best: Option | None
     threshold: float
     playbook_id: str | None
+    min_history: int = 1
+    held_back: tuple[str, ...] = ()  # fixes kept from running first, each with why
+
+    @property
+    def confident(self) -> bool:
+        return self.best is not None and self.best.confidence >= self.threshold
+
+    @property
+    def enough_history(self) -> bool:
+        return self.best is not None and self.best.history >= self.min_history
 
     @property
     def use_learned_fix(self) -> bool:
-        return self.best is not None and self.best.confidence >= self.threshold
+        return self.confident and self.enough_history
 
     def record(self) -> dict[str, Any]:
         best = self.best
@@ -92,6 +115,8 @@ class Decision:
             "set_aside": set_aside,
             "confidence": None if best is None else round(best.confidence, 4),
             "threshold": self.threshold,
+            "min_history": self.min_history,
+            "held_back": list(self.held_back),
             "why": self.why(),
             "evidence": None
             if best is None
@@ -102,6 +127,7 @@ class Decision:
                 "successes": best.successes,
                 "sample_size": best.trials,
                 "success_rate_estimate": round(best.p_success, 4),
+                "history": best.history,
             },
             "matched": [
                 {
@@ -116,15 +142,29 @@ class Decision:
 
     def why(self) -> str:
         best = self.best
+        held = f"; held back: {'; '.join(self.held_back)}" if self.held_back else ""
+        if best is None and self.held_back:
+            return (
+                f"the remembered fix is held back: {'; '.join(self.held_back)}: the playbook runs"
+            )
         if best is None:
             return "no remembered fix for a failure like this one: the playbook runs"
         figures = (
             f"confidence {best.confidence:.2f} = fit {best.fit:.2f} x success"
             f" {best.p_success:.2f} ({best.successes} of {best.trials})"
         )
+        history = f"history {best.history} of {self.min_history} alike failures"
         if self.use_learned_fix:
-            return f"{best.describe()} worked before: {figures} >= {self.threshold:g}"
-        return f"{best.describe()} set aside: {figures} < {self.threshold:g}"
+            return (
+                f"{best.describe()} worked before: {figures} >= {self.threshold:g}, {history}{held}"
+            )
+        if self.confident:
+            return (
+                f"{best.describe()} set aside: not enough history ({best.history} of"
+                f" {self.min_history}): {figures} >= {self.threshold:g}, but it runs first"
+                f" only after {self.min_history} alike failures{held}"
+            )
+        return f"{best.describe()} set aside: {figures} < {self.threshold:g}{held}"
 
 
 class FailureMemory:
@@ -178,21 +218,44 @@ class FailureMemory:
         return self._index.similar(context, self._clock.now(), limit=RECALL)
 
     async def decide(self, context: FailureContext, playbook_id: str | None) -> Decision:
-        """The best remembered fix for this failure, or none; never runs anything."""
-        matches = self._index.similar(context, self._clock.now(), limit=max(RECALL, 10))
+        """The best remembered fix for this failure, or none; never runs anything.
+
+        Preferred: a fix that may run first (confident, with the history); else the most
+        confident, so that the record says what came closest and why it did not run."""
+        settings = self._settings
+        limit = max(RECALL, 10, settings.learned_fix_min_history)
+        matches = self._index.similar(context, self._clock.now(), limit=limit)
         options = await self._pattern_options(context)
         options += self._similar_options(matches)
-        best = max(options, key=lambda o: (o.confidence, o.trials), default=None)
+        options, held_back = await self._do_no_harm(context.component, options)
+        best = max(
+            options,
+            key=lambda o: (
+                o.confidence >= settings.confidence_threshold
+                and o.history >= settings.learned_fix_min_history,
+                o.confidence,
+                o.trials,
+            ),
+            default=None,
+        )
         return Decision(
             context.failure_id,
             tuple(matches[:RECALL]),
             best,
-            self._settings.confidence_threshold,
+            settings.confidence_threshold,
             playbook_id,
+            min_history=settings.learned_fix_min_history,
+            held_back=held_back,
         )
 
-    async def pattern_outcome(self, pattern_id: str, resolved: bool) -> None:
-        await self._repository.record_pattern_use(pattern_id, resolved, self._clock.now())
+    async def learned_fix_outcome(
+        self, playbook_id: str, pattern_id: str | None, *, resolved: bool
+    ) -> None:
+        """Count a run of a learned fix ahead of the playbook: its own record, and its
+        pattern's when a pattern chose it."""
+        await self._repository.record_learned_fix_run(
+            playbook_id, pattern_id, resolved=resolved, now=self._clock.now()
+        )
 
     async def learn_around(self, failure_id: str) -> int:
         """Patterns that a newly resolved failure may complete: only its neighbourhood.
@@ -259,7 +322,7 @@ class FailureMemory:
             fit = pattern_matches(pattern.tokens, pattern.error_id, pattern.component, context)
             if fit <= 0:
                 continue
-            members = self._occurrences(pattern.members)
+            members = pattern.occurrences
             options.append(
                 Option(
                     pattern.fix_action,
@@ -269,15 +332,39 @@ class FailureMemory:
                     trials=members + pattern.times_matched,
                     source="pattern",
                     pattern_id=pattern.id,
+                    history=members,
                 )
             )
         return options
+
+    async def _do_no_harm(
+        self, component: str, options: list[Option]
+    ) -> tuple[list[Option], tuple[str, ...]]:
+        """The options that may run, and why the others may not: a learned fix whose last
+        ``review_min_matches`` runs first all failed never runs first again."""
+        if not options:
+            return options, ()
+        limit = self._settings.review_min_matches
+        uses = await self._repository.learned_fix_uses()
+        allowed: list[Option] = []
+        held: dict[str, str] = {}
+        for option in options:
+            use = uses.get(learned_playbook_id(component, option.fix_action, option.fix_target))
+            if use is None or use.failed_in_a_row < limit:
+                allowed.append(option)
+                continue
+            fix = " ".join(p for p in (option.fix_action, option.fix_target) if p)
+            held[fix] = (
+                f"{fix} failed its last {use.failed_in_a_row} runs ahead of the playbook"
+                f" (memory.review_min_matches {limit})"
+            )
+        return allowed, tuple(held.values())
 
     def _similar_options(self, matches: list[Match]) -> list[Option]:
         alike = [m for m in matches if m.score >= self._settings.similar_min_score]
         if not alike:
             return []
-        trials = 0
+        trials = 0  # the alike failures: the history behind every fix among them
         by_fix: dict[tuple[str, str | None], list[tuple[Match, int]]] = defaultdict(list)
         failed_tries: Counter[str] = Counter()  # learned playbook id -> runs that did not fix
         for match in alike:
@@ -298,20 +385,21 @@ class FailureMemory:
             component = self._component_of(fixed[0][0])
             misses = failed_tries[learned_playbook_id(component, action, target)]
             options.append(
-                Option(action, target, fit, successes, trials + misses, source="similar failures")
+                Option(
+                    action,
+                    target,
+                    fit,
+                    successes,
+                    trials + misses,
+                    source="similar failures",
+                    history=trials,
+                )
             )
         return options
 
     def _component_of(self, match: Match) -> str:
         record = self._index.get(match.failure_id)
         return record.context.component if record is not None else ""
-
-    def _occurrences(self, failure_ids: tuple[str, ...]) -> int:
-        total = 0
-        for failure_id in failure_ids:
-            record = self._index.get(failure_id)
-            total += record.count if record is not None else 1
-        return total
 
     async def _reindex(self, failure_id: str) -> None:
         record = await self._repository.get(failure_id)

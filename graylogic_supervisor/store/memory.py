@@ -1,4 +1,5 @@
-"""The failure memory in SQLite: one row per remembered failure, and the learned patterns.
+"""The failure memory in SQLite: one row per remembered failure, the learned patterns, and
+each learned fix's record of its own runs.
 
 A record is stored whole, as the JSON of its ``FailureRecord``. The columns
 beside it (error id, component, time, outcome, fix, count) are copies, there so
@@ -57,6 +58,13 @@ _UPSERT = (
 )
 _SELECT_STORED = (
     "SELECT failure_id, error_id, record, outcome, compressed, updated_at FROM failure_memory"
+)
+# A pattern with the failures its members stand for (see ``StoredPattern.occurrences``);
+# members that are not valid JSON are left to the parser, which names the row.
+_SELECT_PATTERNS = (
+    "SELECT p.*, CASE WHEN json_valid(p.members) THEN (SELECT COALESCE(SUM(COALESCE(f.count, 1)),"
+    " 0) FROM json_each(p.members) AS m LEFT JOIN failure_memory AS f"
+    " ON f.failure_id = m.value) ELSE 0 END AS occurrences FROM memory_patterns AS p"
 )
 # Only consolidation decides what is compressed; every other write keeps the flag.
 _UPSERT_SETTING_COMPRESSED = _UPSERT + ", compressed = excluded.compressed"
@@ -127,6 +135,9 @@ class StoredPattern:
     last_matched: datetime | None
     flagged_for_review: bool
     flag_reason: str | None
+    # the failures its members stand for (a merged record counts what it absorbed; a member
+    # no longer stored counts one): the history behind its fix, as the memory weighs it
+    occurrences: int = 0
 
     @property
     def success_rate(self) -> float | None:
@@ -134,6 +145,25 @@ class StoredPattern:
         if self.times_matched == 0:
             return None
         return self.times_resolved / self.times_matched
+
+
+@dataclass(frozen=True)
+class LearnedFixUse:
+    """One learned fix's own record (a row of ``learned_fix_uses``): its runs ahead of the
+    playbook, whatever evidence chose it, and how they went."""
+
+    playbook_id: str
+    ran_first: int
+    resolved: int
+    failed_in_a_row: int  # since its last success
+    last_used: datetime | None
+
+    @property
+    def success_rate(self) -> float | None:
+        """Share of its runs that resolved the failure; None before the first."""
+        if self.ran_first == 0:
+            return None
+        return self.resolved / self.ran_first
 
 
 def _problem(exc: ValidationError) -> str:
@@ -192,6 +222,17 @@ def _parse_pattern(row: Row) -> StoredPattern:
         last_matched=last_matched,
         flagged_for_review=bool(row["flagged_for_review"]),
         flag_reason=row["flag_reason"],
+        occurrences=row["occurrences"],
+    )
+
+
+def _learned_fix_use(row: Row) -> LearnedFixUse:
+    return LearnedFixUse(
+        playbook_id=row["playbook_id"],
+        ran_first=row["ran_first"],
+        resolved=row["resolved"],
+        failed_in_a_row=row["failed_in_a_row"],
+        last_used=None if row["last_used"] is None else datetime.fromisoformat(row["last_used"]),
     )
 
 
@@ -229,7 +270,7 @@ async def _read(conn: aiosqlite.Connection, failure_id: str) -> FailureRecord | 
 
 
 class MemoryRepository:
-    """The ``failure_memory`` and ``memory_patterns`` tables."""
+    """The ``failure_memory``, ``memory_patterns`` and ``learned_fix_uses`` tables."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -412,13 +453,13 @@ class MemoryRepository:
 
     async def pattern(self, pattern_id: str) -> StoredPattern | None:
         """The pattern, None if unknown; raises ``CorruptPatternError`` if it cannot be read."""
-        row = await self._db.fetchone("SELECT * FROM memory_patterns WHERE id = ?", (pattern_id,))
+        row = await self._db.fetchone(f"{_SELECT_PATTERNS} WHERE p.id = ?", (pattern_id,))
         return None if row is None else _parse_pattern(row)
 
     async def patterns(self) -> list[StoredPattern]:
         """Every readable pattern by id; an unreadable one is skipped with one WARNING."""
         loaded: list[StoredPattern] = []
-        for row in await self._db.fetchall("SELECT * FROM memory_patterns ORDER BY id"):
+        for row in await self._db.fetchall(f"{_SELECT_PATTERNS} ORDER BY p.id"):
             try:
                 loaded.append(_parse_pattern(row))
             except CorruptPatternError as exc:
@@ -438,6 +479,40 @@ class MemoryRepository:
             (int(resolved), isoformat(now), pattern_id),
         )
         return changed > 0
+
+    async def record_learned_fix_run(
+        self, playbook_id: str, pattern_id: str | None, *, resolved: bool, now: datetime
+    ) -> None:
+        """One run of a learned fix ahead of the playbook, in one transaction: its own
+        record, and the pattern's match counters when a pattern chose it."""
+        stamp = isoformat(now)
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                "INSERT INTO learned_fix_uses (playbook_id, ran_first, resolved, failed_in_a_row,"
+                " last_used) VALUES (:id, 1, :ok, 1 - :ok, :now) ON CONFLICT(playbook_id) DO"
+                " UPDATE SET ran_first = ran_first + 1, resolved = resolved + :ok,"
+                " failed_in_a_row = CASE WHEN :ok THEN 0 ELSE failed_in_a_row + 1 END,"
+                " last_used = :now",
+                {"id": playbook_id, "ok": int(resolved), "now": stamp},
+            )
+            if pattern_id is not None:
+                await conn.execute(
+                    "UPDATE memory_patterns SET times_matched = times_matched + 1,"
+                    " times_resolved = times_resolved + ?, last_matched = ? WHERE id = ?",
+                    (int(resolved), stamp, pattern_id),
+                )
+
+    async def learned_fix_uses(self) -> dict[str, LearnedFixUse]:
+        """Every learned fix's own record, by its playbook id."""
+        rows = await self._db.fetchall("SELECT * FROM learned_fix_uses ORDER BY playbook_id")
+        return {row["playbook_id"]: _learned_fix_use(row) for row in rows}
+
+    async def learned_fix_use(self, playbook_id: str) -> LearnedFixUse | None:
+        """One learned fix's record; None before it first ran."""
+        row = await self._db.fetchone(
+            "SELECT * FROM learned_fix_uses WHERE playbook_id = ?", (playbook_id,)
+        )
+        return None if row is None else _learned_fix_use(row)
 
     async def flag_pattern(self, pattern_id: str, reason: str) -> bool:
         """Ask a person to review the pattern, saying why; False if unknown."""

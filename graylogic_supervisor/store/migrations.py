@@ -566,4 +566,18 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX feedback_by_execution ON execution_feedback(execution_id, given_at);
     """,
+    # 19: each learned fix's own record (issue 17), per learned-fix playbook whatever the
+    # evidence that chose it (a pattern or similar failures): how often it ran before the
+    # playbook, how often that resolved the failure, the failures in a row since its last
+    # success (do no harm: at memory.review_min_matches it no longer runs first), and when
+    # it last ran.
+    """
+    CREATE TABLE learned_fix_uses (
+        playbook_id      TEXT PRIMARY KEY,    -- PLAY-LEARNED-...
+        ran_first        INTEGER NOT NULL DEFAULT 0,
+        resolved         INTEGER NOT NULL DEFAULT 0,
+        failed_in_a_row  INTEGER NOT NULL DEFAULT 0,
+        last_used        TEXT
+    );
+    """,
 ]

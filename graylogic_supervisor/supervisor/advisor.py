@@ -144,8 +144,7 @@ class MemoryAdvisor:
         )
         if learned is not None and learned.decision.best is not None:
             pattern = learned.decision.best.pattern_id
-            if pattern is not None:
-                await self._memory.pattern_outcome(pattern, succeeded)
+            await self._memory.learned_fix_outcome(learned.playbook.id, pattern, resolved=succeeded)
             await self._audit.append(
                 "supervisor",
                 "memory.outcome",

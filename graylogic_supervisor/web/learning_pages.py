@@ -189,6 +189,8 @@ async def playbook_page(request: Request, error: str | None = None, status: int 
     if active is None:
         return not_found(request, session, f"No playbook {playbook_id}")
     is_active = await deps.versions.active_version(playbook_id) == active.version
+    # a learned fix's own record: its runs ahead of the playbook and how they went
+    fix_use = None if is_active else await deps.records.memory.learned_fix_use(playbook_id)
     versions = await deps.versions.versions_of(playbook_id)
     old = request.query_params.get("old")
     new = request.query_params.get("new")
@@ -209,6 +211,8 @@ async def playbook_page(request: Request, error: str | None = None, status: int 
         may_change=may_change(session),
         playbook=active,
         is_active=is_active,
+        fix_use=fix_use,
+        fix_held_after=deps.memory.review_min_matches,
         yaml_text=playbook_yaml(active),
         metrics=await deps.learning.metrics.version(playbook_id, active.version),
         steps=await deps.learning.metrics.steps(playbook_id, active.version),

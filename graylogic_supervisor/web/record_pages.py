@@ -14,9 +14,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.domain.memory import Resolution
 from graylogic_supervisor.memory.fixes import FixCatalog, ResolutionRefused
 from graylogic_supervisor.memory.fixes import record_resolution as record_fix
+from graylogic_supervisor.memory.standing import PatternStanding, standing
 from graylogic_supervisor.store.audit import ChainCheck
 from graylogic_supervisor.store.sessions import Session
 from graylogic_supervisor.web.auth import may_change
@@ -53,23 +55,35 @@ async def failures_data(request: Request) -> dict[str, Any]:
     deps = admin(request)
     rows = await deps.records.views.remembered_failures(chosen, PAGE)
     patterns = await deps.records.memory.patterns()
+    uses = await deps.records.memory.learned_fix_uses()
     return {
         "outcome": chosen,
         "failures": [asdict(row) for row in rows],
-        "patterns": [
-            {
-                "id": p.id,
-                "component": p.component,
-                "error_id": p.error_id,
-                "fix_action": p.fix_action,
-                "fix_target": p.fix_target,
-                "failures": len(p.members),
-                "times_matched": p.times_matched,
-                "success_rate": p.success_rate,
-                "flag_reason": p.flag_reason,
-            }
-            for p in patterns
-        ],
+        "patterns": [_pattern_row(standing(p, uses, deps.memory)) for p in patterns],
+    }
+
+
+def _pattern_row(found: PatternStanding) -> dict[str, Any]:
+    """A learned pattern as the page shows it: its history against the one asked for, its
+    runs ahead of the playbook, and what the memory does with it now."""
+    p = found.pattern
+    return {
+        "id": p.id,
+        "component": p.component,
+        "error_id": p.error_id,
+        "fix_action": p.fix_action,
+        "fix_target": p.fix_target,
+        "failures": len(p.members),
+        "history": found.history,
+        "min_history": found.min_history,
+        "times_matched": found.ran_first,
+        "times_resolved": found.resolved,
+        "success_rate": found.success_rate,
+        "last_used": None if found.last_used is None else isoformat(found.last_used),
+        "learned_playbook_id": found.learned_playbook_id,
+        "state": found.state,
+        "detail": found.detail,
+        "flag_reason": p.flag_reason,
     }
 
 

@@ -13,6 +13,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from graylogic_supervisor.config import MemoryConfig
 from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.store.audit_watch import ChainWatch
 from graylogic_supervisor.store.commands import CommandRepository
@@ -59,6 +60,8 @@ class AdminDeps:
     """The daemon's incremental audit verification; without it /audit verifies in full."""
     fix_targets: frozenset[str] = frozenset()
     """What a recorded fix may act on (services, components); empty: not checked."""
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    """The failure memory's thresholds: the pages show a pattern against them."""
 
 
 def templates() -> Environment:

@@ -53,12 +53,18 @@ def fixed_by_restart(who: str = "supervisor") -> Resolution:
     )
 
 
+# These tests exercise the confidence arithmetic on three failures: the history a
+# learned fix needs before it runs first is lowered to 3 here, and has its own tests
+# (tests/memory/test_learned_fix_evidence.py) with the default of 10.
+MECHANISM = MemoryConfig(learned_fix_min_history=3)
+
+
 @pytest.fixture
 async def memory(tmp_path: Path) -> AsyncIterator[FailureMemory]:
     clock = ManualClock()
     clock.advance(86400 * 30)
     async with Database(tmp_path / "s.db") as db:
-        yield FailureMemory(MemoryRepository(db), MemoryConfig(), clock)
+        yield FailureMemory(MemoryRepository(db), MECHANISM, clock)
 
 
 async def remember_fixed(memory: FailureMemory, numbers: range, who: str = "supervisor") -> None:
@@ -110,7 +116,11 @@ async def test_a_learned_fix_that_fails_loses_the_confidence_it_had(memory: Fail
     assert decision.best is not None and decision.best.pattern_id is not None
     # It was tried on fail-9 and did not work: the pattern and the memory both know.
     await memory.capture(context(9))
-    await memory.pattern_outcome(decision.best.pattern_id, resolved=False)
+    await memory.learned_fix_outcome(
+        learned_playbook_id("worker", "restart_service", "worker"),
+        decision.best.pattern_id,
+        resolved=False,
+    )
     await memory.note_attempt(
         "fail-9",
         Attempt(

@@ -65,6 +65,8 @@ def site(tmp_path: Path) -> Path:
         },
         # this test breaks the same service on purpose, again and again
         policy={"rearm_after_s": 0, "flap_changes": 1000, "safe_mode_failures": 1000},
+        # a fix learned from three runs runs first (the default history is 10: issue 17)
+        memory={"learned_fix_min_history": 3},
     )
 
 
@@ -109,6 +111,8 @@ async def test_learned_fixes_held_acknowledged_and_maintenance_read_truthfully_o
     daemon.wait_for_log(r"worker is healthy")
     add_viewer(config)
     learned = learn_a_fix(daemon)
+    # its own record is counted just after its execution is recorded
+    daemon.wait_for(lambda: daemon.query("SELECT 1 FROM learned_fix_uses WHERE ran_first = 1"))
 
     context = await browser.new_context(viewport=PHONE)
     page = await context.new_page()
@@ -122,6 +126,8 @@ async def test_learned_fixes_held_acknowledged_and_maintenance_read_truthfully_o
     await expect(page.locator("#status")).to_have_text("resolved")
     await page.get_by_role("link", name=str(learned["playbook_id"])).click()
     await expect(page.locator("#learned-version")).to_have_text("1.0.0")
+    await expect(page.locator("#fix-ran-first")).to_have_text("1")  # its own record
+    await expect(page.locator("#fix-success-rate")).to_have_text("100 %")
     await page.screenshot(path=str(shots / "learned-playbook-phone.png"), full_page=True)
     await on_a_phone(page, f"{base}/reports/weekly", shots, "weekly")
     await expect(page.locator("#learned-fixes")).to_contain_text(str(learned["id"]))
