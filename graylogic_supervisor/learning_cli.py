@@ -26,6 +26,7 @@ from graylogic_supervisor.domain.states import VersionStatus
 from graylogic_supervisor.engine.plugins import action_specs
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.learning.changes import change_from_yaml
+from graylogic_supervisor.learning.drafts import draft_site
 from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.operator_cli import default_actor
 from graylogic_supervisor.passwords import PasswordPool
@@ -72,7 +73,9 @@ def add_learning_commands(
     listing.add_argument("--playbook", default=None)
     listing.add_argument("--json", action="store_true")
     show = rec_commands.add_parser(
-        "show", help="one recommendation: change, evidence, expected impact, and the diff"
+        "show",
+        help="one recommendation: change, evidence, expected impact, and the diff (a"
+        " new_playbook: the drafted playbook and its dry run)",
     )
     config_option(show)
     show.add_argument("recommendation_id")
@@ -289,6 +292,7 @@ async def run_learning_command(args: argparse.Namespace, config: SupervisorConfi
             action_specs(),
             settings=config.learning,
             clock=clock,
+            site=draft_site(config),
         )
         try:
             if args.command == "analyze":
@@ -352,10 +356,16 @@ async def _recommendations(service: LearningService, args: argparse.Namespace) -
             print(f"no recommendation {args.recommendation_id}", file=sys.stderr)
             return EXIT_INVALID
         data = found.as_dict()
+        from graylogic_supervisor.draft_review import draft_dry_run  # a draft's only
+
+        walked = await draft_dry_run(found.change)
         if args.json:
-            print(json.dumps(data, indent=2))
-        else:
-            print(yaml.safe_dump(data, sort_keys=False), end="")
+            print(json.dumps({**data, "dry_run": walked} if walked else data, indent=2))
+            return EXIT_OK
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+        if walked is not None:
+            print("dry_run: |  # the check finds the failure, the first fix works")
+            print("\n".join(f"  {line}" for line in walked.splitlines()))
         return EXIT_OK
     by = args.by or default_actor()
     if args.rec_command == "approve":

@@ -1,0 +1,513 @@
+"""Draft playbooks for failures no playbook covers (BR-IWB-001).
+
+A failure whose error id no active playbook handles is escalated every time.
+When technicians have resolved it with registered fix actions at least
+``learning.draft_min_resolutions`` times (or the failure memory learned a
+pattern for it), the analysis drafts a playbook from that history: the
+component's health check, the fixes most often successful first (each followed
+by a health verification), and an alert before escalating. The draft is a
+``new_playbook`` recommendation: validated as a file is, and never active until
+a person approves it.
+
+Do no harm: a fix whose action is gone, is not a fix, needs parameters the
+history cannot give, or names a target this site does not configure is left out
+(and with no fix left, nothing is drafted); an error id with a playbook is never
+drafted; a playbook id the store already knows (approved, perhaps retired since)
+is not drafted again; a pending draft is not proposed twice; a rejected one
+waits until its evidence has grown ``GROWTH``-fold (``rejections.py``).
+
+Once approved, a draft is retired (deactivated: "no playbook" again) when it does
+worse than escalating at once: its expected time, each run's mean time plus a
+technician's time for each run that did not resolve, above the technician's
+time alone (``worse_than_escalating``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from graylogic_supervisor.config import LearningConfig
+from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
+from graylogic_supervisor.learning.changes import ChangeError, validated
+from graylogic_supervisor.learning.rejections import GROWTH
+from graylogic_supervisor.playbooks.model import DONE, ESCALATE, Playbook
+from graylogic_supervisor.store.learning import DraftEvidence, ErrorPattern, HumanFix
+from graylogic_supervisor.store.rejections import RejectionRepository
+from graylogic_supervisor.store.versions import PlaybookVersions
+
+if TYPE_CHECKING:
+    from graylogic_supervisor.config import SupervisorConfig
+    from graylogic_supervisor.learning.metrics import VersionMetrics
+
+NEW_PLAYBOOK = "new_playbook"
+NO_BASE = "none"  # a draft's base version: there is none
+FIRST_VERSION = "1.0.0"
+MAX_FIXES = 4
+CHECK_TIMEOUT_S = 10.0
+FIX_TIMEOUT_S = 60.0
+VERIFY_TIMEOUT_S = 30.0
+EVIDENCE_FAILURES = 20  # failure ids listed per fix
+VERIFY = "wait_for_health"
+ALERT = "alert"
+# The check that fits a component's kind, with whether it acts on the service.
+KIND_CHECKS: Mapping[str, tuple[str, bool]] = {
+    "mqtt": ("check_mqtt", False),
+    "service": ("check_service", True),
+    "bridge": ("check_service", True),
+    "database": ("check_database", False),
+}
+
+
+@dataclass(frozen=True)
+class ComponentSite:
+    kind: str
+    service: str | None = None
+
+
+@dataclass(frozen=True)
+class DraftSite:
+    """What the site configures: the targets a fix may name (empty: unknown, any) and
+    each component's kind and service (for its health check)."""
+
+    targets: frozenset[str] = frozenset()
+    components: Mapping[str, ComponentSite] = field(default_factory=dict)
+
+
+def draft_site(config: SupervisorConfig) -> DraftSite:
+    services = [config.broker.service, *(s.name for s in config.services)]
+    components = {
+        name: ComponentSite(component.kind, getattr(component, "service", None))
+        for name, component in config.components.items()
+    }
+    return DraftSite(frozenset(services) | frozenset(components), components)
+
+
+@dataclass
+class FixEvidence:
+    """One fix (action and target) and how often it worked for one failure."""
+
+    action: str
+    target: str | None
+    resolutions: int = 0  # failures people resolved with it (merged records count)
+    failures: list[str] = field(default_factory=list)
+    people: Counter[str] = field(default_factory=Counter)
+    patterns: list[str] = field(default_factory=list)
+    matched: int = 0  # the memory's learned fix: times tried, times it resolved
+    resolved: int = 0
+
+    @property
+    def successes(self) -> int:
+        return self.resolutions + self.resolved
+
+    @property
+    def rate(self) -> float:
+        """Share of its tries that worked (a person's recorded fix worked, by definition)."""
+        tries = self.resolutions + self.matched
+        return self.successes / tries if tries else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "target": self.target,
+            "resolved_by_people": self.resolutions,
+            "fixed_by": dict(self.people.most_common()),
+            "failures": self.failures[:EVIDENCE_FAILURES],
+            "memory_patterns": self.patterns,
+            "learned_fix_tries": self.matched,
+            "learned_fix_resolved": self.resolved,
+            "successes": self.successes,
+            "success_rate": round(self.rate, 4),
+        }
+
+
+Key = tuple[str, str]  # error id, component
+
+
+def gather(
+    fixes: Sequence[HumanFix], patterns: Sequence[ErrorPattern]
+) -> dict[Key, list[FixEvidence]]:
+    """Each failure's fixes, most often successful first (then the higher rate)."""
+    found: dict[Key, dict[tuple[str, str | None], FixEvidence]] = {}
+    for fix in fixes:
+        per = found.setdefault((fix.error_id, fix.component), {})
+        item = per.setdefault(
+            (fix.fix_action, fix.fix_target), FixEvidence(fix.fix_action, fix.fix_target)
+        )
+        item.resolutions += fix.count
+        item.failures.append(fix.failure_id)
+        item.people[fix.fixed_by] += fix.count
+    for pattern in patterns:
+        per = found.setdefault((pattern.error_id, pattern.component), {})
+        item = per.setdefault(
+            (pattern.fix_action, pattern.fix_target),
+            FixEvidence(pattern.fix_action, pattern.fix_target),
+        )
+        item.patterns.append(pattern.id)
+        item.matched += pattern.times_matched
+        item.resolved += pattern.times_resolved
+    return {
+        key: sorted(per.values(), key=lambda f: (-f.successes, -f.rate, f.action, f.target or ""))
+        for key, per in found.items()
+    }
+
+
+@dataclass
+class Draft:
+    """A drafted playbook with everything a person needs to judge it."""
+
+    playbook: Playbook
+    error_id: str
+    component: str
+    fixes: list[FixEvidence]
+    left_out: list[dict[str, str]]
+    resolutions: int  # failures resolved by people with a registered fix
+    confidence: float
+    priority: str
+    summary: str
+    manual_s: float
+
+    @property
+    def change(self) -> dict[str, Any]:
+        return {
+            "type": NEW_PLAYBOOK,
+            "playbook": self.playbook.model_dump(mode="json", exclude_defaults=True),
+        }
+
+    @property
+    def evidence(self) -> dict[str, Any]:
+        return {
+            "error_id": self.error_id,
+            "component": self.component,
+            "resolved_by_people": self.resolutions,
+            "fixes": [f.as_dict() for f in self.fixes],
+            "left_out": self.left_out,
+            "pattern": {
+                "description": (
+                    f"{self.resolutions} failures of {self.error_id} on {self.component}"
+                    " escalated with no playbook and resolved by hand"
+                )
+            },
+        }
+
+    @property
+    def expected_impact(self) -> dict[str, Any]:
+        """An estimate from the people's record (nothing can be replayed: nothing ran):
+        the share the drafted fixes cover no longer waits for a technician."""
+        covered = sum(f.resolutions for f in self.fixes) / max(self.resolutions, 1)
+        after = (1 - covered) * self.manual_s
+        return {
+            "method": (
+                f"estimate: {covered:.0%} of {self.resolutions} resolutions by people used a"
+                " drafted fix; those would not wait for a technician"
+            ),
+            "success_rate": {
+                "current": 0.0,
+                "proposed": round(covered, 4),
+                "change": round(covered, 4),
+            },
+            "escalation_rate": {
+                "current": 1.0,
+                "proposed": round(1 - covered, 4),
+                "change": round(-covered, 4),
+            },
+            "resolution_time_s": {
+                "current": round(self.manual_s, 2),
+                "proposed": round(after, 2),
+                "change": round(after - self.manual_s, 2),
+            },
+        }
+
+
+def playbook_id_for(error_id: str, component: str) -> str:
+    def part(text: str) -> str:
+        return re.sub(r"[^A-Z0-9]+", "-", text.upper()).strip("-") or "X"
+
+    rest = error_id.removeprefix("ERR-")
+    return f"PLAY-DRAFT-{part(component)}-{part(rest)}-001"
+
+
+def _step_id(text: str) -> str:
+    cleaned = re.sub(r"[^a-z0-9_]+", "_", text.lower()).strip("_")
+    return (cleaned if cleaned[:1].isalpha() else f"s_{cleaned}")[:60]
+
+
+def _usable(fix: FixEvidence, specs: Mapping[str, ActionSpec], site: DraftSite) -> str | None:
+    """Why ``fix`` cannot go into a draft here, or None."""
+    spec = specs.get(fix.action)
+    if spec is None:
+        return f"no action {fix.action!r} here any more"
+    if spec.kind is not ActionKind.FIX:
+        return f"{fix.action!r} is a {spec.kind.value} action, not a fix"
+    if spec.needs_target and not fix.target:
+        return f"{fix.action!r} needs a target and none was recorded"
+    if fix.target and site.targets and fix.target not in site.targets:
+        return f"target {fix.target!r} is not configured here"
+    required = [n for n, f in spec.params_model.model_fields.items() if f.is_required()]
+    if required:
+        return f"{fix.action!r} needs parameters ({', '.join(required)}) nobody recorded"
+    return None
+
+
+def _check_step(
+    component: str, specs: Mapping[str, ActionSpec], site: DraftSite
+) -> dict[str, Any] | None:
+    """The component's health check as fits its kind; its health otherwise."""
+    known = site.components.get(component)
+    if known is not None and known.kind in KIND_CHECKS:
+        action, on_service = KIND_CHECKS[known.kind]
+        if action in specs and (not on_service or known.service):
+            step: dict[str, Any] = {"id": "check", "name": f"Check {component}", "action": action}
+            if on_service:
+                step["target"] = known.service
+            return step
+    if VERIFY in specs:
+        return {
+            "id": "check",
+            "name": f"Check {component}'s health",
+            "action": VERIFY,
+            "target": component,
+        }
+    return None
+
+
+def _verification(
+    component: str, check: dict[str, Any], index: int, specs: Mapping[str, ActionSpec]
+) -> dict[str, Any]:
+    """The component's health after a fix: ``wait_for_health`` where there is one, else
+    the check again."""
+    action: str = VERIFY if VERIFY in specs else check["action"]
+    target: str | None = component if VERIFY in specs else check.get("target")
+    step: dict[str, Any] = {
+        "id": f"verify_{index}",
+        "name": f"Verify {component} is healthy",
+        "action": action,
+        "timeout_seconds": VERIFY_TIMEOUT_S,
+    }
+    if target is not None:
+        step["target"] = target
+    return step
+
+
+def draft_playbook(
+    error_id: str,
+    component: str,
+    fixes: Sequence[FixEvidence],
+    *,
+    specs: Mapping[str, ActionSpec],
+    site: DraftSite,
+) -> Playbook:
+    """The drafted playbook, validated as a file; raises ``ChangeError``."""
+    check = _check_step(component, specs, site)
+    if check is None:
+        raise ChangeError(f"no action here can check {component}'s health")
+    check["timeout_seconds"] = CHECK_TIMEOUT_S
+    check["on_success"] = DONE
+    last_exit = "notify" if ALERT in specs else ESCALATE
+    ids: list[str] = []
+    for index, fix in enumerate(fixes, start=1):
+        step_id = _step_id(f"{fix.action}_{fix.target}" if fix.target else fix.action)
+        ids.append(step_id if step_id not in ids else f"{step_id}_{index}")
+    check["on_failure"] = ids[0]
+    steps: list[dict[str, Any]] = [check]
+    for index, (step_id, fix) in enumerate(zip(ids, fixes, strict=True), start=1):
+        following = ids[index] if index < len(ids) else last_exit  # a fix that did not help
+        fix_step: dict[str, Any] = {
+            "id": step_id,
+            "name": f"{fix.action} {fix.target or ''}".strip() + f" (fixed it {fix.successes}x)",
+            "action": fix.action,
+            "timeout_seconds": FIX_TIMEOUT_S,
+            "on_success": DONE,
+            "on_failure": following,
+        }
+        if fix.target:
+            fix_step["target"] = fix.target
+        steps.append(fix_step)
+        verify = _verification(component, check, index, specs)
+        verify["on_success"] = DONE
+        verify["on_failure"] = following
+        fix_step["on_success"] = verify["id"]
+        steps.append(verify)
+    if ALERT in specs:
+        steps.append(
+            {
+                "id": "notify",
+                "name": "Alert: the drafted fixes did not help",
+                "action": ALERT,
+                "params": {
+                    "message": f"{error_id} on {component}: the drafted fixes did not help",
+                    "severity": "high",
+                },
+                "timeout_seconds": CHECK_TIMEOUT_S,
+                "on_success": ESCALATE,
+                "on_failure": ESCALATE,
+            }
+        )
+    data = {
+        "id": playbook_id_for(error_id, component),
+        "name": f"Draft recovery of {component} ({error_id})",
+        "version": FIRST_VERSION,
+        "description": (
+            f"Drafted by the learning from technicians' fixes of {error_id} on {component};"
+            " approved by a person."
+        ),
+        "trigger": {"component": component, "error_ids": [error_id]},
+        "steps": steps,
+    }
+    return validated(data, specs)
+
+
+def confidence_of(covered: int, resolutions: int) -> float:
+    """How sure the draft's fixes fit: the share of resolutions they cover, discounted
+    for a small record (3 of 3 gives 0.75, 10 of 10 gives 0.91)."""
+    return round(covered / (resolutions + 1), 4) if resolutions else 0.0
+
+
+def build_draft(
+    key: Key,
+    evidence: Sequence[FixEvidence],
+    *,
+    specs: Mapping[str, ActionSpec],
+    site: DraftSite,
+    settings: LearningConfig,
+) -> Draft | str:
+    """The draft for one uncovered failure, or why there is none."""
+    error_id, component = key
+    resolutions = sum(f.resolutions for f in evidence)
+    learned = any(f.patterns for f in evidence)
+    if resolutions < settings.draft_min_resolutions and not learned:
+        return (
+            f"{resolutions} resolutions by people with a registered fix, below"
+            f" {settings.draft_min_resolutions}, and no learned pattern"
+        )
+    fixes, left_out = [], []
+    for fix in evidence:
+        problem = _usable(fix, specs, site)
+        if problem is None:
+            fixes.append(fix)
+        else:
+            left_out.append({"action": fix.action, "target": fix.target or "", "why": problem})
+    if not fixes:
+        return "no recorded fix can run here: " + "; ".join(f["why"] for f in left_out)
+    fixes = fixes[:MAX_FIXES]
+    try:
+        playbook = draft_playbook(error_id, component, fixes, specs=specs, site=site)
+    except ChangeError as exc:
+        return str(exc)
+    covered = sum(f.resolutions for f in fixes)
+    confidence = confidence_of(covered, resolutions) if resolutions else 0.5
+    first = fixes[0]
+    summary = (
+        f"new playbook {playbook.id} for {error_id} on {component}: {len(fixes)} fix(es),"
+        f" first {first.action}{' ' + first.target if first.target else ''}"
+        f" ({first.successes} successes); {resolutions} resolutions by people"
+    )
+    return Draft(
+        playbook=playbook,
+        error_id=error_id,
+        component=component,
+        fixes=fixes,
+        left_out=left_out,
+        resolutions=resolutions,
+        confidence=confidence,
+        priority="high" if resolutions >= 3 * settings.draft_min_resolutions else "medium",
+        summary=summary,
+        manual_s=settings.manual_resolve_s,
+    )
+
+
+class Drafter:
+    """Finds the uncovered failures with a record of fixes and drafts their playbooks."""
+
+    def __init__(
+        self,
+        evidence: DraftEvidence,
+        versions: PlaybookVersions,
+        rejections: RejectionRepository,
+        specs: Mapping[str, ActionSpec],
+        *,
+        settings: LearningConfig,
+        site: DraftSite,
+    ) -> None:
+        self._evidence = evidence
+        self._versions = versions
+        self._rejections = rejections
+        self._specs = specs
+        self._settings = settings
+        self._site = site
+
+    async def drafts(self) -> tuple[list[Draft], list[dict[str, Any]]]:
+        """The drafts to propose, and a verdict on every uncovered failure considered."""
+        found = gather(await self._evidence.human_fixes(), await self._evidence.patterns())
+        active = await self._versions.active_playbooks()
+        proposed: list[Draft] = []
+        considered: list[dict[str, Any]] = []
+        for key in sorted(found):
+            error_id, component = key
+            if any(
+                p.trigger.component == component and error_id in p.trigger.error_ids for p in active
+            ):
+                continue  # covered: never drafted
+            verdict = await self._verdict(key, found[key])
+            if isinstance(verdict, Draft):
+                proposed.append(verdict)
+                considered.append(
+                    {
+                        "error_id": error_id,
+                        "component": component,
+                        "verdict": "proposed",
+                        "playbook_id": verdict.playbook.id,
+                        "confidence": verdict.confidence,
+                    }
+                )
+            else:
+                considered.append(
+                    {"error_id": error_id, "component": component, "verdict": verdict}
+                )
+        return proposed, considered
+
+    async def _verdict(self, key: Key, evidence: Sequence[FixEvidence]) -> Draft | str:
+        playbook_id = playbook_id_for(*key)
+        if await self._evidence.known_playbook(playbook_id):
+            return f"{playbook_id} was approved before (retired drafts are not drafted again)"
+        statuses = await self._evidence.pending_or_decided(playbook_id)
+        if "pending" in statuses:
+            return "a draft is pending already"
+        draft = build_draft(
+            key, evidence, specs=self._specs, site=self._site, settings=self._settings
+        )
+        if isinstance(draft, str):
+            return draft
+        rejected = list((await self._rejections.latest(playbook_id)).values())
+        if rejected:
+            last = max(rejected, key=lambda r: r.at)
+            if draft.resolutions < GROWTH * max(last.executions, 1):
+                return (
+                    f"rejected by {last.by} at {last.at} with {last.executions} resolutions;"
+                    f" proposed again from {GROWTH * max(last.executions, 1)}"
+                )
+        return draft
+
+
+def worse_than_escalating(
+    metrics: VersionMetrics, *, manual_s: float, min_executions: int
+) -> str | None:
+    """Why an approved draft does worse than escalating at once, or None: after
+    ``min_executions`` runs, its mean run time plus a technician's time for each run it
+    did not resolve, above the technician's time alone."""
+    if metrics.executions < min_executions:
+        return None
+    if metrics.resolutions == 0 or metrics.mean_resolution_s is None:
+        return f"over {metrics.executions} runs it resolved none"
+    # the mean of its resolved runs stands for every run's time (a failed run is longer)
+    unresolved = 1 - (metrics.resolutions / metrics.executions)
+    expected = metrics.mean_resolution_s + unresolved * manual_s
+    if expected <= manual_s:
+        return None
+    return (
+        f"over {metrics.executions} runs it resolved {metrics.resolutions}: expected"
+        f" {expected:.0f} s with the technician's time, against {manual_s:.0f} s escalating at once"
+    )
