@@ -76,6 +76,11 @@ def add_learning_commands(
         "show",
         help="one recommendation: change, evidence, expected impact, and the diff (a"
         " new_playbook: the drafted playbook and its dry run)",
+        description="One recommendation: its change, evidence, expected impact and decision."
+        " A new_playbook (a draft for a failure no playbook covers) shows the drafted"
+        " playbook, the fixes people recorded behind it (who, how often each worked) and a"
+        " dry run by the real engine: the check finds the failure, the first fix works;"
+        " nothing is run or written.",
     )
     config_option(show)
     show.add_argument("recommendation_id")
