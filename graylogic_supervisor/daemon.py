@@ -63,7 +63,7 @@ from graylogic_supervisor.health.probes import (
     disk_prober,
     memory_prober,
 )
-from graylogic_supervisor.learning.drafts import draft_site
+from graylogic_supervisor.learning.draft_steps import draft_site
 from graylogic_supervisor.learning.feed import FinishedExecutions
 from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.learning.trials import TrialArms

@@ -26,7 +26,8 @@ from graylogic_supervisor.domain.states import VersionStatus
 from graylogic_supervisor.engine.plugins import action_specs
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.learning.changes import change_from_yaml
-from graylogic_supervisor.learning.drafts import draft_site
+from graylogic_supervisor.learning.draft_steps import draft_site
+from graylogic_supervisor.learning.drafts import NO_BASE
 from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.operator_cli import default_actor
 from graylogic_supervisor.passwords import PasswordPool
@@ -171,7 +172,13 @@ def add_learning_commands(
     )
     config_option(rollback)
     rollback.add_argument("playbook_id")
-    rollback.add_argument("--to", required=True, dest="to_version", help="the version")
+    rollback.add_argument(
+        "--to",
+        required=True,
+        dest="to_version",
+        help="the version; 'none' retires a drafted playbook's first version (its failures"
+        " are escalated at once again)",
+    )
     rollback.add_argument("--by", default=None, help="an admin or system_owner (default: login)")
     rollback.add_argument("--reason", required=True)
     metrics = playbook_commands.add_parser(
@@ -545,6 +552,9 @@ async def _playbook(
     if command == "rollback":
         by = args.by or default_actor()
         previous = await service.rollback(args.playbook_id, args.to_version, by, args.reason)
+        if args.to_version == NO_BASE:
+            print(f"{args.playbook_id}: {previous} retired; no playbook handles its failures")
+            return EXIT_OK
         print(f"{args.playbook_id}: {args.to_version} is active again (was {previous})")
         return EXIT_OK
     version = args.version or await versions.active_version(args.playbook_id)

@@ -22,21 +22,13 @@ from graylogic_supervisor.learning.cases import load_cases
 from graylogic_supervisor.learning.changes import (
     Change,
     ChangeError,
-    NewPlaybook,
     apply_change,
     bump,
     parse_change,
-    validated,
 )
-from graylogic_supervisor.learning.drafts import (
-    FIRST_VERSION,
-    NEW_PLAYBOOK,
-    NO_BASE,
-    Draft,
-    Drafter,
-    DraftSite,
-    worse_than_escalating,
-)
+from graylogic_supervisor.learning.draft_decisions import DraftDecisions, DraftRefused
+from graylogic_supervisor.learning.draft_steps import DraftSite
+from graylogic_supervisor.learning.drafts import NEW_PLAYBOOK, NO_BASE, Drafter
 from graylogic_supervisor.learning.metrics import LearningMetrics
 from graylogic_supervisor.learning.rejections import change_key, earlier_rejection, holds_back
 from graylogic_supervisor.learning.safety import verification_guard
@@ -124,6 +116,17 @@ class LearningService:
             specs,
             settings=settings,
             site=site or DraftSite(),
+        )
+        self.drafts = DraftDecisions(
+            self.store,
+            versions,
+            self.decisions,
+            self.metrics,
+            specs=specs,
+            settings=settings,
+            clock=clock,
+            alert=alert,
+            ids=ids,
         )
         self.trials = TrialKeeper(
             TrialRepository(db),
@@ -256,7 +259,7 @@ class LearningService:
             return None
         if info["parent_version"] is None:
             if info["created_by"] == "workflow_learning":  # an approved draft
-                return await self._check_draft(playbook_id, version, info["recommendation_id"])
+                return await self.drafts.check(playbook_id, version)
             self._first_versions.add((playbook_id, version))  # never has a parent to go back to
             return None
         baseline = await self.verdicts.baseline(playbook_id, version)
@@ -597,6 +600,11 @@ class LearningService:
         if not reason.strip():
             raise LearningError("a rollback needs a reason")
         await self.users.require_approver(user)
+        if to_version == NO_BASE:  # an adopted draft back to no playbook: escalation
+            try:
+                return await self.drafts.retire_by_hand(playbook_id, user, reason)
+            except DraftRefused as exc:
+                raise LearningError(str(exc)) from exc
         current = await self._versions.active_version(playbook_id)
         if current is None:
             raise LearningError(f"no playbook {playbook_id}")
@@ -676,46 +684,15 @@ class LearningService:
             for rec in await self.verdicts.discarded(playbook_id, failed, restored)
         ]
 
-    # --- drafts for failures no playbook covers (drafts.py) --------------------------------
+    # --- drafts for failures no playbook covers (drafts.py, draft_decisions.py) ------------
 
     async def _propose_drafts(self, created: list[str]) -> list[dict[str, Any]]:
         """Store the drafts the evidence supports (ids appended to ``created``); returns
         the verdict on every uncovered failure considered."""
         proposed, considered = await self.drafter.drafts()
         for draft in proposed:
-            created.append(await self._store_draft(draft))
+            created.append(await self.drafts.store(draft))
         return considered
-
-    async def _store_draft(self, draft: Draft) -> str:
-        now = self._clock.now()
-        rec_id = new_id("rec", now, self._ids)
-        playbook_id, change = draft.playbook.id, draft.change
-        key = change_key(playbook_id, change)
-        await self.store.add_recommendation(
-            {
-                "id": rec_id,
-                "playbook_id": playbook_id,
-                "base_version": NO_BASE,
-                "type": NEW_PLAYBOOK,
-                "priority": draft.priority,
-                "confidence": draft.confidence,
-                "sample_size": draft.resolutions,
-                "summary": draft.summary,
-                "change": change,
-                "evidence": draft.evidence,
-                "expected_impact": draft.expected_impact,
-                "fingerprint": key,
-                "change_key": key,
-                "trial": 0,
-                "analysis_id": None,
-                "status": RecommendationStatus.PENDING,
-                "generated_at": isoformat(now),
-                "expires_at": isoformat(
-                    now + timedelta(days=self._settings.recommendation_expiry_days)
-                ),
-            }
-        )
-        return rec_id
 
     async def _adopt(
         self,
@@ -724,133 +701,11 @@ class LearningService:
         reason: str,
         modified: Mapping[str, Any] | None,
     ) -> str:
-        """An approved draft becomes version 1.0.0 of a new, active playbook."""
         change = self._parse(modified if modified is not None else rec.change)
-        if not isinstance(change, NewPlaybook):
-            raise LearningError(f"{rec.id} proposes a new playbook; the change must be one too")
-        data = {**change.playbook, "version": FIRST_VERSION}
-        if data.get("id") != rec.playbook_id:
-            raise LearningError(f"the new playbook's id must stay {rec.playbook_id}")
         try:
-            playbook = validated(data, self._specs)
-        except ChangeError as exc:
-            raise LearningError(f"{rec.id}: {exc}") from exc
-        for active in await self._versions.active_playbooks():
-            trigger = active.trigger
-            if trigger.component == playbook.trigger.component and set(trigger.error_ids) & set(
-                playbook.trigger.error_ids
-            ):
-                raise LearningError(
-                    f"{active.id} covers {playbook.trigger.component}'s failure now;"
-                    " the draft is not needed"
-                )
-        now = self._clock.now()
-        description = rec.summary if modified is None else f"{rec.summary} (modified)"
-        stored = NewVersion(
-            playbook,
-            parent_version=None,
-            created_by="workflow_learning",
-            approved_by=user,
-            reason=reason or rec.summary,
-            recommendation_id=rec.id,
-            changes=[{"type": NEW_PLAYBOOK, "description": description}],
-            at=now,
-        )
-        decision = Decision(
-            recommendation_id=rec.id,
-            status=RecommendationStatus.APPROVED,
-            by=user,
-            reason=reason or "approved",
-            at=now,
-            new_version=FIRST_VERSION,
-            change=change.model_dump(mode="json") if modified is not None else None,
-        )
-        detail = {
-            "recommendation": rec.id,
-            "from_version": None,
-            "new_version": FIRST_VERSION,
-            "modified": modified is not None,
-            "new_playbook": True,
-            "reason": reason,
-        }
-        entry = AuditEntry(user, "recommendation.approve", rec.playbook_id, detail, now)
-        try:
-            await self.decisions.approve(decision, stored, trial=None, entries=[entry])
-        except DecidedMeanwhile as exc:
+            return await self.drafts.adopt(rec, change, user, reason, modified=modified is not None)
+        except DraftRefused as exc:
             raise LearningError(str(exc)) from exc
-        return FIRST_VERSION
-
-    async def _check_draft(
-        self, playbook_id: str, version: str, rec_id: str | None
-    ) -> dict[str, Any] | None:
-        """Retire an approved draft that does worse than escalating at once: it is
-        deactivated, and its failures are escalated again as before."""
-        metrics = await self.metrics.version(playbook_id, version)
-        if metrics is None:
-            return None
-        settings = self._settings
-        verdict = worse_than_escalating(
-            metrics, manual_s=settings.manual_resolve_s, min_executions=settings.min_executions
-        )
-        if verdict is None:
-            return None
-        rec = None if rec_id is None else await self.store.get(rec_id)
-        now = self._clock.now()
-        rollback_id = new_id("rollback", now, self._ids)
-        reason = f"automatic rollback to no playbook (escalation): {verdict}"
-        rejections = []
-        if rec is not None:
-            rejections.append(
-                Rejected(
-                    playbook_id=playbook_id,
-                    change_key=change_key(playbook_id, rec.change),
-                    recommendation_id=rec.id,
-                    kind="rolled_back",
-                    version=version,
-                    by="supervisor",
-                    at=now,
-                    reason=reason,
-                    executions=rec.sample_size,
-                )
-            )
-        report = {
-            "baseline": "escalation (no playbook)",
-            "manual_resolve_s": settings.manual_resolve_s,
-            "metrics": metrics.as_dict(),
-            "verdict": verdict,
-        }
-        rollback = Rollback(
-            id=rollback_id,
-            playbook_id=playbook_id,
-            from_version=version,
-            to_version=NO_BASE,
-            by="supervisor",
-            reason=reason,
-            at=now,
-            report=report,
-            failed=True,
-            rejections=rejections,
-        )
-        entry = AuditEntry(
-            "supervisor",
-            "playbook.rollback",
-            playbook_id,
-            {"from": version, "to": NO_BASE, "id": rollback_id, "reason": reason},
-            now,
-        )
-        try:
-            await self.decisions.retire(rollback, entry=entry)
-        except DecidedMeanwhile as exc:
-            logger.info("%s %s not retired: %s", playbook_id, version, exc)
-            return None
-        logger.warning("%s %s retired: %s", playbook_id, version, reason)
-        if self._alert is not None:
-            self._alert(
-                "warning",
-                f"{playbook_id} {version} did worse than escalating and was retired",
-                {"playbook": playbook_id, "rollback": rollback_id},
-            )
-        return {"id": rollback_id, "to_version": NO_BASE, "report": report}
 
     async def _pending(self, recommendation_id: str) -> StoredRecommendation:
         rec = await self.store.get(recommendation_id)

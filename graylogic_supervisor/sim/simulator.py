@@ -42,7 +42,8 @@ from graylogic_supervisor.domain.memory import (
     Resources,
 )
 from graylogic_supervisor.engine.runner import Runner
-from graylogic_supervisor.learning.drafts import NO_BASE, playbook_id_for
+from graylogic_supervisor.learning.draft_steps import playbook_id_for
+from graylogic_supervisor.learning.drafts import NO_BASE
 from graylogic_supervisor.learning.service import (
     Alert,
     LearningError,

@@ -18,7 +18,7 @@ from graylogic_supervisor.domain.memory import (
     Resources,
 )
 from graylogic_supervisor.engine.plugins import action_specs
-from graylogic_supervisor.learning.drafts import ComponentSite, DraftSite, playbook_id_for
+from graylogic_supervisor.learning.draft_steps import ComponentSite, DraftSite, playbook_id_for
 from graylogic_supervisor.learning.service import LearningError, LearningService
 from graylogic_supervisor.playbooks.loader import load_playbook
 from graylogic_supervisor.store.audit import AuditLog
@@ -278,3 +278,41 @@ async def test_a_modified_draft_is_checked_like_a_file(site: Site) -> None:
             rec_id, "ada", "typo", {"type": "new_playbook", "playbook": broken}
         )
     assert await site.versions.active_version(DRAFT) is None
+
+
+async def test_a_learned_pattern_alone_is_enough_evidence(site: Site) -> None:
+    members = await site.fixed_by_hand("restart_service", times=1)
+    await site.memory.save_pattern(
+        "pat-nvr-1",
+        error_id=ERROR,
+        component=COMPONENT,
+        tokens=["nvr", "running"],
+        fix_action="start_service",
+        fix_target="nvr-recorder",
+        members=members,
+        now=NOW,
+    )
+    await site.learning.analyze("test")
+    [rec_id] = await site.drafts()
+    rec = await site.learning.store.get(rec_id)
+    assert rec is not None
+    fixes = {f["action"]: f for f in rec.evidence["fixes"]}
+    assert fixes["start_service"]["memory_patterns"] == ["pat-nvr-1"]
+    assert fixes["restart_service"]["resolved_by_people"] == 1
+
+
+async def test_a_person_retires_an_adopted_draft_back_to_escalation(site: Site) -> None:
+    await site.fixed_by_hand("restart_service", times=3)
+    await site.learning.analyze("test")
+    [rec_id] = await site.drafts()
+    await site.learning.approve(rec_id, "ada", "try it")
+    with pytest.raises(LearningError, match="only a drafted playbook's first version"):
+        await site.learning.rollback("PLAY-MQTT-RECOVER-001", "none", "ada", "no")
+    replaced = await site.learning.rollback(DRAFT, "none", "ada", "the vendor fixed the leak")
+    assert replaced == "1.0.0"
+    assert await site.versions.active_version(DRAFT) is None  # escalated at once again
+    [rollback] = await site.learning.store.rollbacks(DRAFT)
+    assert (rollback["to_version"], rollback["by"]) == ("none", "ada")
+    report = await site.learning.analyze("test")
+    assert await site.drafts() == []
+    assert "approved before" in report["drafts"][0]["verdict"]

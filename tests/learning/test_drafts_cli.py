@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from graylogic_supervisor.learning.drafts import playbook_id_for
+from graylogic_supervisor.learning.draft_steps import playbook_id_for
 from graylogic_supervisor.store.database import Database
 from tests.daemon_process import REPO
 from tests.learning.test_drafts import Site
@@ -81,3 +81,13 @@ def test_show_gives_the_draft_its_evidence_and_a_dry_run(config: Path) -> None:
 def test_the_show_help_names_the_draft(config: Path) -> None:
     ran = cli(config, "recommendations", "show", "--help")
     assert "new_playbook" in ran.stdout and "dry run" in ran.stdout
+
+
+def test_an_adopted_draft_is_retired_from_the_command_line(config: Path) -> None:
+    [rec_id] = json.loads(cli(config, "analyze", "--json").stdout)["recommendations"]
+    approved = cli(config, "recommendations", "approve", rec_id, "--by", "ada", "--reason", "ok")
+    assert approved.returncode == 0, approved.stderr
+    assert "version 1.0.0 is active" in approved.stdout
+    ran = cli(config, "playbook", "rollback", DRAFT, "--to", "none", "--by", "ada", "--reason", "x")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == f"{DRAFT}: 1.0.0 retired; no playbook handles its failures"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from graylogic_supervisor.learning.drafts import playbook_id_for
+from graylogic_supervisor.learning.draft_steps import playbook_id_for
 from graylogic_supervisor.sim.scenario import ScenarioError, load_scenario
 from graylogic_supervisor.sim.simulator import SimulationOptions, simulate
 from graylogic_supervisor.store.database import Database
