@@ -76,6 +76,7 @@ class FixEvidence:
     patterns: list[str] = field(default_factory=list)
     matched: int = 0  # the memory's learned fix: times tried, times it resolved
     resolved: int = 0
+    pattern_failures: int = 0  # the failures its patterns were learned from
 
     @property
     def successes(self) -> int:

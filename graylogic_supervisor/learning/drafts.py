@@ -77,6 +77,7 @@ def gather(
         item.patterns.append(pattern.id)
         item.matched += pattern.times_matched
         item.resolved += pattern.times_resolved
+        item.pattern_failures += pattern.failures
     return {
         key: sorted(per.values(), key=lambda f: (-f.successes, -f.rate, f.action, f.target or ""))
         for key, per in found.items()
@@ -188,7 +189,11 @@ def build_draft(
     except ChangeError as exc:
         return str(exc)
     covered = sum(f.resolutions for f in fixes)
-    confidence = confidence_of(covered, resolutions) if resolutions else 0.5
+    if resolutions:
+        confidence = confidence_of(covered, resolutions)
+    else:  # a pattern alone (the people's records gone): the failures it was learned from
+        learned_from = sum(f.pattern_failures for f in fixes)
+        confidence = confidence_of(learned_from, learned_from)
     first = fixes[0]
     summary = (
         f"new playbook {playbook.id} for {error_id} on {component}: {len(fixes)} fix(es),"
@@ -263,7 +268,7 @@ class Drafter:
         playbook_id = playbook_id_for(*key)
         if await self._evidence.known_playbook(playbook_id):
             return f"{playbook_id} was approved before (retired drafts are not drafted again)"
-        statuses = await self._evidence.pending_or_decided(playbook_id)
+        statuses = await self._evidence.draft_statuses(playbook_id)
         if "pending" in statuses:
             return "a draft is pending already"
         draft = build_draft(

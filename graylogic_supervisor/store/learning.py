@@ -525,7 +525,7 @@ class DraftEvidence:
             for row in rows
         ]
 
-    async def pending_or_decided(self, playbook_id: str) -> list[str]:
+    async def draft_statuses(self, playbook_id: str) -> list[str]:
         """The statuses of every ``new_playbook`` recommendation for ``playbook_id``."""
         rows = await self._db.fetchall(
             "SELECT status FROM learning_recommendations"
