@@ -70,7 +70,7 @@ async def test_a_draft_shows_its_evidence_and_dry_run_and_is_approved_from_the_p
     assert "ana (2), ben (1)" in text and 'href="/failures/fail-0001"' in text
     assert '<section id="dry-run">' in text and f"dry run of {DRAFT} 1.0.0" in text
     assert "resolved by restart_service_nvr_recorder" in text
-    assert "action: check_service" in text  # the drafted playbook itself
+    assert "<h2>The drafted playbook</h2>" in text and "action: check_service" in text
     assert "Approve as trial" not in text  # a new playbook has nothing to be tried beside
     token = session_csrf(text)
     done = await client.post(
