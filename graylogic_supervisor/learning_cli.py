@@ -342,6 +342,8 @@ async def _analyze(service: LearningService, args: argparse.Namespace) -> int:
                 print(f"  {name.replace('_', ' ')}: {json.dumps(items)}")
         for summary in playbook["recommended"]:
             print(f"  recommended: {summary}")
+    for draft in report["drafts"]:  # failures no playbook covers
+        print(f"draft for {draft['error_id']} on {draft['component']}: {draft['verdict']}")
     print(f"{len(report['recommendations'])} new recommendations ({report['id']})")
     return EXIT_OK
 

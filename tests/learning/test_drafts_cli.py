@@ -91,3 +91,9 @@ def test_an_adopted_draft_is_retired_from_the_command_line(config: Path) -> None
     ran = cli(config, "playbook", "rollback", DRAFT, "--to", "none", "--by", "ada", "--reason", "x")
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == f"{DRAFT}: 1.0.0 retired; no playbook handles its failures"
+
+
+def test_analyze_says_what_it_drafted(config: Path) -> None:
+    ran = cli(config, "analyze")
+    assert ran.returncode == 0, ran.stderr
+    assert "draft for ERR-SYS-MEM-001 on memory: proposed" in ran.stdout
