@@ -38,7 +38,7 @@ from graylogic_supervisor.learning.draft_steps import (
     playbook_id_for,
     why_unusable,
 )
-from graylogic_supervisor.learning.rejections import GROWTH
+from graylogic_supervisor.learning.rejections import GROWTH, earlier_rejection, holds_back
 from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.learning import DraftEvidence, ErrorPattern, HumanFix
 from graylogic_supervisor.store.rejections import RejectionRepository
@@ -98,6 +98,7 @@ class Draft:
     priority: str
     summary: str
     manual_s: float
+    earlier_rejection: dict[str, Any] | None = None  # proposed again: the evidence grew
 
     @property
     def change(self) -> dict[str, Any]:
@@ -108,7 +109,11 @@ class Draft:
 
     @property
     def evidence(self) -> dict[str, Any]:
+        earlier = (
+            {} if self.earlier_rejection is None else {"earlier_rejection": self.earlier_rejection}
+        )
         return {
+            **earlier,
             "error_id": self.error_id,
             "component": self.component,
             "resolved_by_people": self.resolutions,
@@ -279,11 +284,12 @@ class Drafter:
         rejected = list((await self._rejections.latest(playbook_id)).values())
         if rejected:
             last = max(rejected, key=lambda r: r.at)
-            if draft.resolutions < GROWTH * max(last.executions, 1):
+            if holds_back(last, draft.resolutions):
                 return (
                     f"rejected by {last.by} at {last.at} with {last.executions} resolutions;"
                     f" proposed again from {GROWTH * max(last.executions, 1)}"
                 )
+            draft.earlier_rejection = earlier_rejection(last, draft.resolutions)
         return draft
 
 

@@ -227,7 +227,16 @@ async def test_a_pending_draft_is_not_proposed_twice_and_a_rejected_one_waits_fo
     assert "rejected by ada" in held["drafts"][0]["verdict"]
     await site.fixed_by_hand("restart_service", times=3)  # 9
     await site.learning.analyze("test")
-    assert len(await site.drafts()) == 1
+    [again_id] = await site.drafts()
+    rec = await site.learning.store.get(again_id)
+    assert rec is not None
+    earlier = rec.evidence["earlier_rejection"]
+    assert (earlier["recommendation_id"], earlier["by"], earlier["executions"]) == (
+        rec_id,
+        "ada",
+        3,
+    )
+    assert earlier["executions_now"] == 9
 
 
 async def test_approving_a_draft_makes_the_first_version_of_a_new_active_playbook(
