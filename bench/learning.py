@@ -454,14 +454,17 @@ def simulation(scenarios: Path, incidents: int) -> dict[str, Any]:
 
 
 def scenario_files(directories: Sequence[Path]) -> list[Path]:
-    """Every scenario file (a YAML file with ``causes:``), each name once, in order."""
+    """Every scenario file (a YAML file with ``causes:``), each name once, in order; an
+    ``uncovered`` one has no playbook to improve (``bench/drafts.py`` measures those)."""
     found: dict[str, Path] = {}
     for directory in directories:
         if not directory.is_dir():
             continue
         for path in sorted(directory.glob("*.yaml")):
             if "\ncauses:" in path.read_text(encoding="utf-8"):
-                found.setdefault(load_scenario(path, PLAYBOOKS).name, path)
+                scenario = load_scenario(path, PLAYBOOKS)
+                if not scenario.uncovered:
+                    found.setdefault(scenario.name, path)
     return list(found.values())
 
 

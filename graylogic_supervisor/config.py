@@ -330,6 +330,12 @@ class LearningConfig(Model):
     manual_resolve_s: float = Field(
         1800.0, ge=0, description="a technician's time, until the store has recorded some"
     )
+    draft_min_resolutions: int = Field(
+        3,
+        ge=1,
+        description="failures of an error id no playbook covers, resolved by people with a"
+        " registered fix action, before the analysis drafts a playbook for it",
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -63,6 +63,7 @@ from graylogic_supervisor.health.probes import (
     disk_prober,
     memory_prober,
 )
+from graylogic_supervisor.learning.draft_steps import draft_site
 from graylogic_supervisor.learning.feed import FinishedExecutions
 from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.learning.trials import TrialArms
@@ -715,6 +716,7 @@ async def _build_web(
         settings=config.learning,
         clock=clock,
         alert=decide.observer.alert,
+        site=draft_site(config),
     )
     passwords = await stack.enter_async_context(
         PasswordPool(config.admin.password_workers, config.admin.password_queue)

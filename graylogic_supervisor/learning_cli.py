@@ -26,6 +26,8 @@ from graylogic_supervisor.domain.states import VersionStatus
 from graylogic_supervisor.engine.plugins import action_specs
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.learning.changes import change_from_yaml
+from graylogic_supervisor.learning.draft_steps import draft_site
+from graylogic_supervisor.learning.drafts import NO_BASE
 from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.operator_cli import default_actor
 from graylogic_supervisor.passwords import PasswordPool
@@ -72,7 +74,14 @@ def add_learning_commands(
     listing.add_argument("--playbook", default=None)
     listing.add_argument("--json", action="store_true")
     show = rec_commands.add_parser(
-        "show", help="one recommendation: change, evidence, expected impact, and the diff"
+        "show",
+        help="one recommendation: change, evidence, expected impact, and the diff (a"
+        " new_playbook: the drafted playbook and its dry run)",
+        description="One recommendation: its change, evidence, expected impact and decision."
+        " A new_playbook (a draft for a failure no playbook covers) shows the drafted"
+        " playbook, the fixes people recorded behind it (who, how often each worked) and a"
+        " dry run by the real engine: the check finds the failure, the first fix works;"
+        " nothing is run or written.",
     )
     config_option(show)
     show.add_argument("recommendation_id")
@@ -163,7 +172,13 @@ def add_learning_commands(
     )
     config_option(rollback)
     rollback.add_argument("playbook_id")
-    rollback.add_argument("--to", required=True, dest="to_version", help="the version")
+    rollback.add_argument(
+        "--to",
+        required=True,
+        dest="to_version",
+        help="the version; 'none' retires a drafted playbook's first version (its failures"
+        " are escalated at once again)",
+    )
     rollback.add_argument("--by", default=None, help="an admin or system_owner (default: login)")
     rollback.add_argument("--reason", required=True)
     metrics = playbook_commands.add_parser(
@@ -289,6 +304,7 @@ async def run_learning_command(args: argparse.Namespace, config: SupervisorConfi
             action_specs(),
             settings=config.learning,
             clock=clock,
+            site=draft_site(config),
         )
         try:
             if args.command == "analyze":
@@ -326,6 +342,8 @@ async def _analyze(service: LearningService, args: argparse.Namespace) -> int:
                 print(f"  {name.replace('_', ' ')}: {json.dumps(items)}")
         for summary in playbook["recommended"]:
             print(f"  recommended: {summary}")
+    for draft in report["drafts"]:  # failures no playbook covers
+        print(f"draft for {draft['error_id']} on {draft['component']}: {draft['verdict']}")
     print(f"{len(report['recommendations'])} new recommendations ({report['id']})")
     return EXIT_OK
 
@@ -352,10 +370,16 @@ async def _recommendations(service: LearningService, args: argparse.Namespace) -
             print(f"no recommendation {args.recommendation_id}", file=sys.stderr)
             return EXIT_INVALID
         data = found.as_dict()
+        from graylogic_supervisor.draft_review import draft_dry_run  # a draft's only
+
+        walked = await draft_dry_run(found.change)
         if args.json:
-            print(json.dumps(data, indent=2))
-        else:
-            print(yaml.safe_dump(data, sort_keys=False), end="")
+            print(json.dumps({**data, "dry_run": walked} if walked else data, indent=2))
+            return EXIT_OK
+        print(yaml.safe_dump(data, sort_keys=False), end="")
+        if walked is not None:
+            print("dry_run: |  # the check finds the failure, the first fix works")
+            print("\n".join(f"  {line}" for line in walked.splitlines()))
         return EXIT_OK
     by = args.by or default_actor()
     if args.rec_command == "approve":
@@ -530,6 +554,9 @@ async def _playbook(
     if command == "rollback":
         by = args.by or default_actor()
         previous = await service.rollback(args.playbook_id, args.to_version, by, args.reason)
+        if args.to_version == NO_BASE:
+            print(f"{args.playbook_id}: {previous} retired; no playbook handles its failures")
+            return EXIT_OK
         print(f"{args.playbook_id}: {args.to_version} is active again (was {previous})")
         return EXIT_OK
     version = args.version or await versions.active_version(args.playbook_id)

@@ -89,8 +89,23 @@ class SkipVerification(_Change):
     step_id: str
 
 
+class NewPlaybook(_Change):
+    """A whole new playbook (a draft for a failure none covers: ``drafts.py``); approved,
+    it is the first version of a new playbook, not a change of one."""
+
+    type: Literal["new_playbook"] = "new_playbook"
+    playbook: dict[str, Any]
+
+
 Change = Annotated[
-    AddStep | RemoveStep | ReorderSteps | AddCondition | SetRetry | SetTimeout | SkipVerification,
+    AddStep
+    | RemoveStep
+    | ReorderSteps
+    | AddCondition
+    | SetRetry
+    | SetTimeout
+    | SkipVerification
+    | NewPlaybook,
     Field(discriminator="type"),
 ]
 
@@ -181,6 +196,8 @@ def apply_change(
         steps[_index(steps, change.step_id)]["retry"] = dict(change.retry)
     elif isinstance(change, SkipVerification):
         _skip_verification(steps, change)
+    elif isinstance(change, NewPlaybook):
+        raise ChangeError("a new playbook is approved as a playbook of its own, not a change")
     else:
         steps[_index(steps, change.step_id)]["timeout_seconds"] = change.timeout_seconds
     data = playbook.model_dump(mode="json", exclude_defaults=True)

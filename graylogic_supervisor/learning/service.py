@@ -26,6 +26,9 @@ from graylogic_supervisor.learning.changes import (
     bump,
     parse_change,
 )
+from graylogic_supervisor.learning.draft_decisions import DraftDecisions, DraftRefused
+from graylogic_supervisor.learning.draft_steps import DraftSite
+from graylogic_supervisor.learning.drafts import NEW_PLAYBOOK, NO_BASE, Drafter
 from graylogic_supervisor.learning.metrics import LearningMetrics
 from graylogic_supervisor.learning.rejections import change_key, earlier_rejection, holds_back
 from graylogic_supervisor.learning.safety import verification_guard
@@ -43,7 +46,11 @@ from graylogic_supervisor.store.decisions import (
 )
 from graylogic_supervisor.store.feedback import FeedbackRepository
 from graylogic_supervisor.store.ids import new_id
-from graylogic_supervisor.store.learning import LearningRepository, StoredRecommendation
+from graylogic_supervisor.store.learning import (
+    DraftEvidence,
+    LearningRepository,
+    StoredRecommendation,
+)
 from graylogic_supervisor.store.learning_metrics import MetricsTables
 from graylogic_supervisor.store.rejections import RejectionRepository
 from graylogic_supervisor.store.trials import Trial, TrialRepository
@@ -79,8 +86,10 @@ class LearningService:
         clock: Clock,
         alert: Alert | None = None,
         ids: random.Random | None = None,
+        site: DraftSite | None = None,
     ) -> None:
-        """``ids`` is a simulation's seeded source of ids (None: the system's)."""
+        """``ids`` is a simulation's seeded source of ids (None: the system's); ``site``
+        what drafts may name (None: targets unknown, any accepted)."""
         self._db = db
         self._versions = versions
         self._specs = specs
@@ -102,6 +111,25 @@ class LearningService:
             manual_s=settings.manual_resolve_s,
         )
         self.decisions = LearningDecisions(db, audit)
+        self.drafter = Drafter(
+            DraftEvidence(db),
+            versions,
+            self.rejections,
+            specs,
+            settings=settings,
+            site=site or DraftSite(),
+        )
+        self.drafts = DraftDecisions(
+            self.store,
+            versions,
+            self.decisions,
+            self.metrics,
+            specs=specs,
+            settings=settings,
+            clock=clock,
+            alert=alert,
+            ids=ids,
+        )
         self.trials = TrialKeeper(
             TrialRepository(db),
             versions,
@@ -232,6 +260,8 @@ class LearningService:
         if info is None or not info["active"] or info["status"] != "ok":
             return None
         if info["parent_version"] is None:
+            if info["created_by"] == "workflow_learning":  # an approved draft
+                return await self.drafts.check(playbook_id, version)
             self._first_versions.add((playbook_id, version))  # never has a parent to go back to
             return None
         baseline = await self.verdicts.baseline(playbook_id, version)
@@ -309,6 +339,9 @@ class LearningService:
             stored, held_back = await self._store_recommendations(result, analysis_id)
             created += stored
             reports.append({**result.report(), "held_back": held_back})
+        drafts: list[dict[str, Any]] = []
+        if playbook_ids is None:  # drafts are for failures no playbook covers
+            drafts = await self._propose_drafts(created)
         finished = self._clock.now()
         report = {
             "id": analysis_id,
@@ -318,6 +351,7 @@ class LearningService:
             "archived": archived,
             "recommendations": created,
             "playbooks": reports,
+            "drafts": drafts,
             "predictions_checked": checked,
             "prediction_bias": await self.verdicts.bias(),
         }
@@ -429,6 +463,10 @@ class LearningService:
         ``share`` of the incidents beside the active one. Returns the new version."""
         await self.users.require_approver(user)
         rec = await self._pending(recommendation_id)
+        if rec.type == NEW_PLAYBOOK:
+            if trial:
+                raise LearningError("a new playbook has no version to be tried beside")
+            return await self._adopt(rec, user, reason, modified_change)
         as_trial = rec.trial if trial is None else trial
         share = self._settings.trial_share if share is None else share
         if as_trial:
@@ -545,7 +583,11 @@ class LearningService:
             by=user,
             at=now,
             reason=reason,
-            executions=await self.store.counted_executions(rec.playbook_id),
+            executions=(
+                rec.sample_size  # a draft's evidence: the resolutions it was drafted from
+                if rec.type == NEW_PLAYBOOK
+                else await self.store.counted_executions(rec.playbook_id)
+            ),
         )
         entry = AuditEntry(
             user,
@@ -564,6 +606,11 @@ class LearningService:
         if not reason.strip():
             raise LearningError("a rollback needs a reason")
         await self.users.require_approver(user)
+        if to_version == NO_BASE:  # an adopted draft back to no playbook: escalation
+            try:
+                return await self.drafts.retire_by_hand(playbook_id, user, reason)
+            except DraftRefused as exc:
+                raise LearningError(str(exc)) from exc
         current = await self._versions.active_version(playbook_id)
         if current is None:
             raise LearningError(f"no playbook {playbook_id}")
@@ -642,6 +689,29 @@ class LearningService:
             )
             for rec in await self.verdicts.discarded(playbook_id, failed, restored)
         ]
+
+    # --- drafts for failures no playbook covers (drafts.py, draft_decisions.py) ------------
+
+    async def _propose_drafts(self, created: list[str]) -> list[dict[str, Any]]:
+        """Store the drafts the evidence supports (ids appended to ``created``); returns
+        the verdict on every uncovered failure considered."""
+        proposed, considered = await self.drafter.drafts()
+        for draft in proposed:
+            created.append(await self.drafts.store(draft))
+        return considered
+
+    async def _adopt(
+        self,
+        rec: StoredRecommendation,
+        user: str,
+        reason: str,
+        modified: Mapping[str, Any] | None,
+    ) -> str:
+        change = self._parse(modified if modified is not None else rec.change)
+        try:
+            return await self.drafts.adopt(rec, change, user, reason, modified=modified is not None)
+        except DraftRefused as exc:
+            raise LearningError(str(exc)) from exc
 
     async def _pending(self, recommendation_id: str) -> StoredRecommendation:
         rec = await self.store.get(recommendation_id)

@@ -162,6 +162,9 @@ class Scenario(_Model):
     actions: dict[str, ScenarioAction] = Field(min_length=1)
     manual: Manual
     site: Site | None = None
+    # No playbook covers the trigger: each incident goes to the technician until the
+    # analysis drafts a playbook from the technicians' fixes and it is approved.
+    uncovered: bool = False
 
     def fix_action_for(self, cause: str) -> str | None:
         """The technician's fix: ``manual.fix_actions``, else the first action that can fix."""
@@ -202,6 +205,8 @@ def load_scenario(file: Path, playbooks_dir: Path | None = None) -> Scenario:
     ]
     if problems:
         raise ScenarioError(file, problems)
+    if scenario.uncovered:
+        return scenario
     if scenario.playbook_file is not None:
         return scenario.model_copy(
             update={"playbook_file": (file.parent / scenario.playbook_file).resolve()}
@@ -236,7 +241,11 @@ def _playbook_file(playbook_id: str, directory: Path | None) -> Path | None:
 
 def _cross_problems(scenario: Scenario) -> list[tuple[PathKey, str]]:
     problems: list[tuple[PathKey, str]] = []
-    if (scenario.playbook_file is None) == (scenario.playbook is None):
+    if scenario.uncovered:
+        for where in ("playbook_file", "playbook"):
+            if getattr(scenario, where) is not None:
+                problems.append(((where,), "an uncovered scenario names no playbook"))
+    elif (scenario.playbook_file is None) == (scenario.playbook is None):
         where = "playbook_file" if scenario.playbook_file is not None else "playbook"
         problems.append(((where,), "give either playbook_file or playbook"))
     total = sum(scenario.causes.values())

@@ -42,6 +42,8 @@ from graylogic_supervisor.domain.memory import (
     Resources,
 )
 from graylogic_supervisor.engine.runner import Runner
+from graylogic_supervisor.learning.draft_steps import playbook_id_for
+from graylogic_supervisor.learning.drafts import NO_BASE
 from graylogic_supervisor.learning.service import (
     Alert,
     LearningError,
@@ -120,7 +122,6 @@ async def simulate(scenario: Scenario, options: SimulationOptions) -> dict[str, 
         simulation = await Simulation.start(db, scenario, options)
         rounds = [await simulation.round(number) for number in range(1, options.rounds + 1)]
         final = await simulation.versions.active_playbook(simulation.playbook_id)
-        assert final is not None
     floor = round(floor_s(scenario), 2)
     last = rounds[-1]["mttr_s"] if rounds else None
     return {
@@ -129,8 +130,10 @@ async def simulate(scenario: Scenario, options: SimulationOptions) -> dict[str, 
         "rounds": rounds,
         "floor_s": floor,
         "final_to_floor": round(last / floor, 3) if last is not None and floor > 0 else None,
-        "final_version": final.version,
-        "final_playbook": final.model_dump(mode="json", exclude_defaults=True),
+        "final_version": final.version if final is not None else NO_BASE,
+        "final_playbook": (
+            final.model_dump(mode="json", exclude_defaults=True) if final is not None else None
+        ),
     }
 
 
@@ -182,10 +185,14 @@ class Simulation:
         incidents: dict[str, Incident] = {}
         registry = scenario_registry(scenario, incidents)
         specs = registry.specs()
-        playbook = scenario_playbook(scenario, specs)
         clock = VirtualClock(options.start)
         versions = PlaybookVersions(db)
-        await versions.seed(playbook, playbook_yaml(playbook), "scenario", clock.now())
+        if scenario.uncovered:  # the playbook a draft would make, once approved
+            playbook_id = playbook_id_for(scenario.trigger.error_id, scenario.trigger.component)
+        else:
+            playbook = scenario_playbook(scenario, specs)
+            playbook_id = playbook.id
+            await versions.seed(playbook, playbook_yaml(playbook), "scenario", clock.now())
         executions = ExecutionRepository(db)
         settings = LearningConfig(
             min_executions=options.min_executions,
@@ -202,7 +209,7 @@ class Simulation:
         return cls(
             scenario,
             options,
-            playbook.id,
+            playbook_id,
             rng,
             clock=clock,
             runner=Runner(registry, executions, clock, rng=rng),
@@ -219,8 +226,7 @@ class Simulation:
         the schedule runs among them, and one at the end."""
         versions, playbook_id, options = self.versions, self.playbook_id, self._options
         first = await versions.active_playbook(playbook_id)
-        assert first is not None
-        playbook = first
+        playbook = first  # None: no playbook covers it (yet), the technician comes
         times: list[float] = []
         resolved = 0
         rolled_back_to = None
@@ -241,16 +247,16 @@ class Simulation:
                 analysis, made = await self.analysis(index + 1)
                 analyses.append(analysis)
                 recommendations += made
-            # rolled back, changes approved, or a trial promoted
-            if await versions.active_version(playbook_id) != playbook.version:
-                again = await versions.active_playbook(playbook_id)
-                assert again is not None
-                playbook = again
+            # rolled back, changes approved, a trial promoted, a draft approved or retired
+            if await versions.active_version(playbook_id) != (
+                playbook.version if playbook is not None else None
+            ):
+                playbook = await versions.active_playbook(playbook_id)
         ordered = sorted(times)
         count = len(times)
         return {
             "round": number,
-            "playbook_version": first.version,
+            "playbook_version": first.version if first is not None else NO_BASE,
             "incidents": count,
             "resolved_by_playbook": resolved,
             "escalated": count - resolved,
@@ -284,9 +290,7 @@ class Simulation:
         the analysis's summary and its recommendations as the report shows them."""
         learning = self.learning
         self._analysed_at = self.clock.now()
-        before = await self.versions.active_playbook(self.playbook_id)
-        assert before is not None
-        analysed = before.version
+        analysed = await self.versions.active_version(self.playbook_id) or NO_BASE
         analysis = await learning.analyze("simulation")
         recommendations = []
         for rec_id in analysis["recommendations"]:
@@ -338,7 +342,7 @@ class Simulation:
         return summary, recommendations
 
     async def incident(
-        self, playbook: Playbook, count: bool = True, number: int | None = None
+        self, playbook: Playbook | None, count: bool = True, number: int | None = None
     ) -> tuple[float, bool, dict[str, Any] | None]:
         """One incident: the active ``playbook`` (or a running trial's version, for the
         trial's share), then a technician if it did not fix it. Returns its resolution
@@ -356,8 +360,9 @@ class Simulation:
         await clock.sleep(between_incidents_s(scenario, draws))
         now = clock.now()
         failure_id = new_id("fail", now, self._rng)
-        playbook = await self._arms.choose(playbook, failure_id)
-        self._ran.append((now, playbook.version))
+        if playbook is not None:
+            playbook = await self._arms.choose(playbook, failure_id)
+        self._ran.append((now, playbook.version if playbook is not None else NO_BASE))
         message = f"{scenario.trigger.component} failed ({scenario.trigger.error_id})"
         self._incidents[failure_id] = incident = Incident(cause, seed)
         await self._executions.record_failure(
@@ -368,15 +373,22 @@ class Simulation:
             message=message,
             detected_at=now,
         )
-        began = clock.monotonic()
-        outcome = await self._runner.run(
-            playbook,
-            FailureInfo(failure_id, scenario.trigger.component, scenario.trigger.error_id, message),
-        )
-        took = clock.monotonic() - began
-        # The fresh probe after the run: the incident's true state (the daemon probes).
-        await self._executions.set_healthy_after(outcome.execution_id, incident.fixed)
+        took = 0.0
+        execution_id = None
+        if playbook is not None:  # else escalated at once: no playbook handles it
+            began = clock.monotonic()
+            outcome = await self._runner.run(
+                playbook,
+                FailureInfo(
+                    failure_id, scenario.trigger.component, scenario.trigger.error_id, message
+                ),
+            )
+            took = clock.monotonic() - began
+            execution_id = outcome.execution_id
+            # The fresh probe after the run: the incident's true state (the daemon probes).
+            await self._executions.set_healthy_after(execution_id, incident.fixed)
         if incident.fixed:
+            assert playbook is not None
             # What the supervisor knows: the step it credited, when that is a fix (never
             # the ground truth, which it cannot see).
             credited = self._credited_fix(playbook, outcome.resolved_by)
@@ -404,7 +416,9 @@ class Simulation:
             context=_context(failure_id, scenario, message, now), resolution=resolution
         )
         await self._memory.save(record, clock.now())
-        rollback = await learning.after_execution(outcome.execution_id) if count else None
+        rollback = None
+        if count and execution_id is not None:
+            rollback = await learning.after_execution(execution_id)
         del self._incidents[failure_id]
         return took, incident.fixed, rollback
 

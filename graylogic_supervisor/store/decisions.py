@@ -119,6 +119,8 @@ class LearningDecisions:
                     f"the active version of {playbook_id} is no longer"
                     f" {version.parent_version}: it changed meanwhile"
                 )
+            if version.parent_version is None:  # a new playbook (an approved draft)
+                await _new_playbook_in(conn, version)
             await insert_version_in(conn, version)
             if trial is not None and not await start_in(conn, trial):
                 raise DecidedMeanwhile(f"{playbook_id} started another trial meanwhile")
@@ -156,23 +158,35 @@ class LearningDecisions:
             )
             for rejection in rollback.rejections:
                 await _reject_in(conn, rejection)
-            await conn.execute(
-                "INSERT INTO version_rollbacks (id, playbook_id, from_version, to_version, at,"
-                " by, reason, report) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    rollback.id,
-                    rollback.playbook_id,
-                    rollback.from_version,
-                    rollback.to_version,
-                    isoformat(rollback.at),
-                    rollback.by,
-                    rollback.reason,
-                    json.dumps(rollback.report),
-                ),
-            )
+            await _rollback_row_in(conn, rollback)
             return None, [entry]
 
         await self._audit.record(roll_back)
+
+    async def retire(self, rollback: Rollback, *, entry: AuditEntry) -> None:
+        """A new playbook's only version deactivated and marked failed (its failures are
+        escalated again, as before it was approved), recorded as a rollback to
+        ``to_version`` ``none`` with its rejections and ``entry``; ``DecidedMeanwhile``
+        when ``from_version`` is no longer active."""
+
+        async def retire(conn: aiosqlite.Connection) -> tuple[None, list[AuditEntry]]:
+            active = await active_in(conn, rollback.playbook_id)
+            if active != rollback.from_version:
+                raise DecidedMeanwhile(
+                    f"{rollback.playbook_id} {rollback.from_version} is no longer active"
+                    f" ({active} is): it changed meanwhile"
+                )
+            await conn.execute(
+                "UPDATE playbook_versions SET active = 0, status = 'failed'"
+                " WHERE playbook_id = ? AND version = ?",
+                (rollback.playbook_id, rollback.from_version),
+            )
+            for rejection in rollback.rejections:
+                await _reject_in(conn, rejection)
+            await _rollback_row_in(conn, rollback)
+            return None, [entry]
+
+        await self._audit.record(retire)
 
     async def start_trial(
         self, trial: NewTrial, *, version: NewVersion | None, entry: AuditEntry
@@ -248,6 +262,37 @@ async def _decide_in(conn: aiosqlite.Connection, decision: Decision) -> None:
         raise DecidedMeanwhile(
             f"{decision.recommendation_id} was decided by someone else meanwhile"
         )
+
+
+async def _rollback_row_in(conn: aiosqlite.Connection, rollback: Rollback) -> None:
+    await conn.execute(
+        "INSERT INTO version_rollbacks (id, playbook_id, from_version, to_version, at,"
+        " by, reason, report) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            rollback.id,
+            rollback.playbook_id,
+            rollback.from_version,
+            rollback.to_version,
+            isoformat(rollback.at),
+            rollback.by,
+            rollback.reason,
+            json.dumps(rollback.report),
+        ),
+    )
+
+
+async def _new_playbook_in(conn: aiosqlite.Connection, version: NewVersion) -> None:
+    """A new playbook's row; ``DecidedMeanwhile`` when the store has any version of it."""
+    playbook = version.playbook
+    async with conn.execute(
+        "SELECT 1 FROM playbook_versions WHERE playbook_id = ? LIMIT 1", (playbook.id,)
+    ) as cursor:
+        if await cursor.fetchone() is not None:
+            raise DecidedMeanwhile(f"the store has {playbook.id} already")
+    await conn.execute(
+        "INSERT OR IGNORE INTO playbooks (id, name, created_at) VALUES (?, ?, ?)",
+        (playbook.id, playbook.name, isoformat(version.at)),
+    )
 
 
 async def _reject_in(conn: aiosqlite.Connection, rejection: Rejected) -> None:

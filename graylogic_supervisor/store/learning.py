@@ -446,3 +446,97 @@ class LearningRepository:
             (limit,),
         )
         return [json.loads(row["prediction_check"]) for row in rows]
+
+
+@dataclass(frozen=True)
+class HumanFix:
+    """A failure a person resolved with a registered fix action (not ``manual``): what
+    a draft playbook for an uncovered error id is built from (learning/drafts.py)."""
+
+    failure_id: str
+    error_id: str
+    component: str
+    fix_action: str
+    fix_target: str | None
+    fixed_by: str
+    count: int  # near-identical failures this record stands for (consolidation)
+
+
+@dataclass(frozen=True)
+class ErrorPattern:
+    """A learned pattern of the failure memory with the failure it is for."""
+
+    id: str
+    error_id: str
+    component: str
+    fix_action: str
+    fix_target: str | None
+    failures: int
+    times_matched: int
+    times_resolved: int
+
+
+DRAFT_EVIDENCE_ROWS = 20_000  # the newest resolutions read for drafts (a site has hundreds)
+
+
+class DraftEvidence:
+    """What technicians fixed by hand and what the memory learned, per failure."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def human_fixes(self) -> list[HumanFix]:
+        rows = await self._db.fetchall(
+            "SELECT failure_id, error_id, component, fix_action, fix_target, count,"
+            " json_extract(record, '$.resolution.fixed_by') AS fixed_by"
+            " FROM failure_memory WHERE outcome = 'resolved_by_human'"
+            " AND fix_action IS NOT NULL ORDER BY detected_at DESC LIMIT ?",
+            (DRAFT_EVIDENCE_ROWS,),
+        )
+        return [
+            HumanFix(
+                failure_id=row["failure_id"],
+                error_id=row["error_id"],
+                component=row["component"],
+                fix_action=row["fix_action"],
+                fix_target=row["fix_target"],
+                fixed_by=str(row["fixed_by"] or "unknown"),
+                count=int(row["count"]),
+            )
+            for row in rows
+        ]
+
+    async def patterns(self) -> list[ErrorPattern]:
+        rows = await self._db.fetchall(
+            "SELECT id, error_id, component, fix_action, fix_target, members, times_matched,"
+            " times_resolved FROM memory_patterns WHERE flagged_for_review = 0"
+        )
+        return [
+            ErrorPattern(
+                id=row["id"],
+                error_id=row["error_id"],
+                component=row["component"],
+                fix_action=row["fix_action"],
+                fix_target=row["fix_target"],
+                failures=len(json.loads(row["members"])),
+                times_matched=int(row["times_matched"]),
+                times_resolved=int(row["times_resolved"]),
+            )
+            for row in rows
+        ]
+
+    async def draft_statuses(self, playbook_id: str) -> list[str]:
+        """The statuses of every ``new_playbook`` recommendation for ``playbook_id``."""
+        rows = await self._db.fetchall(
+            "SELECT status FROM learning_recommendations"
+            " WHERE playbook_id = ? AND type = 'new_playbook'",
+            (playbook_id,),
+        )
+        return [str(row["status"]) for row in rows]
+
+    async def known_playbook(self, playbook_id: str) -> bool:
+        """Whether the store has any version of ``playbook_id`` (active or not)."""
+        row = await self._db.fetchone(
+            "SELECT 1 FROM playbook_versions WHERE playbook_id = ? LIMIT 1", (playbook_id,)
+        )
+        return row is not None

@@ -253,7 +253,7 @@ class NewVersion:
     trial's version waiting beside the active one."""
 
     playbook: Playbook = field(kw_only=False)
-    parent_version: str
+    parent_version: str | None  # None: a new playbook's first version (an approved draft)
     created_by: str
     approved_by: str
     reason: str

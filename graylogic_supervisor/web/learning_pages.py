@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from graylogic_supervisor.clock import isoformat
+from graylogic_supervisor.draft_review import draft_dry_run
 from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.learning.changes import (
     ChangeError,
@@ -26,6 +27,7 @@ from graylogic_supervisor.learning.changes import (
     change_from_yaml,
     parse_change,
 )
+from graylogic_supervisor.learning.drafts import NEW_PLAYBOOK
 from graylogic_supervisor.store.versions import playbook_yaml
 from graylogic_supervisor.web.auth import may_change
 from graylogic_supervisor.web.render import (
@@ -68,6 +70,8 @@ async def recommendations(request: Request) -> Response:
 async def _proposal(request: Request, rec: Any) -> tuple[str, str, str]:
     """The base version's YAML, the proposed version's YAML, and their diff."""
     deps = admin(request)
+    if rec.type == NEW_PLAYBOOK:  # a draft: no version before it
+        return "", yaml.safe_dump(rec.change["playbook"], sort_keys=False), ""
     base = await deps.versions.definition(rec.playbook_id, rec.base_version)
     if base is None:
         return "", "", ""
@@ -108,6 +112,7 @@ async def recommendation(
         before=before,
         after=after,
         diff=diff,
+        dry_run=await draft_dry_run(rec.change),
         error=error,
         change_yaml=edited or yaml.safe_dump(rec.change, sort_keys=False),
         may_change=may_change(session),
