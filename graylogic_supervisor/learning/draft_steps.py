@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
 from graylogic_supervisor.learning.changes import ChangeError, validated
-from graylogic_supervisor.playbooks.model import DONE, ESCALATE, Playbook
+from graylogic_supervisor.playbooks.model import DONE, DRAFT_ID_PREFIX, ESCALATE, Playbook
 
 if TYPE_CHECKING:
     from graylogic_supervisor.config import SupervisorConfig
@@ -108,7 +108,7 @@ def playbook_id_for(error_id: str, component: str) -> str:
         return re.sub(r"[^A-Z0-9]+", "-", text.upper()).strip("-") or "X"
 
     rest = error_id.removeprefix("ERR-")
-    return f"PLAY-DRAFT-{part(component)}-{part(rest)}-001"
+    return f"{DRAFT_ID_PREFIX}{part(component)}-{part(rest)}-001"
 
 
 def _step_id(text: str) -> str:

@@ -15,6 +15,9 @@ from graylogic_supervisor.playbooks.expressions import CompiledExpression
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)$")
 STEP_ID = r"^[a-z][a-z0-9_]{0,62}$"
 PLAYBOOK_ID = r"^PLAY-[A-Z0-9]+(-[A-Z0-9]+)*-\d{3}$"
+# A playbook the learning drafted for a failure nobody wrote one for; one a person
+# wrote for the same failure takes precedence over it.
+DRAFT_ID_PREFIX = "PLAY-DRAFT-"
 
 # Transition targets that are not step ids.
 PARALLEL = "parallel"  # the action name of a parallel group step

@@ -40,7 +40,7 @@ from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.errors import StoreError, SupervisorError
 from graylogic_supervisor.health.monitor import Health, HealthChange, HealthMonitor
 from graylogic_supervisor.learning.trials import TrialArms
-from graylogic_supervisor.playbooks.model import Playbook
+from graylogic_supervisor.playbooks.model import DRAFT_ID_PREFIX, Playbook
 from graylogic_supervisor.store.controls import ControlRepository
 from graylogic_supervisor.store.executions import ExecutionRepository
 from graylogic_supervisor.store.hold import record_as
@@ -886,12 +886,16 @@ class Supervisor:
         self, component: str, error_id: str, failure_id: str
     ) -> Playbook | None:
         """The active playbook for the failure, or its running trial's version for the
-        trial's share of failures (never in safe mode)."""
-        candidates = [
-            p
-            for p in await self._versions.active_playbooks()
-            if p.trigger.component == component and error_id in p.trigger.error_ids
-        ]
+        trial's share of failures (never in safe mode). The catalog's choice first, then
+        one a person wrote, a learning's draft only when nothing else covers it."""
+        candidates = sorted(
+            (
+                p
+                for p in await self._versions.active_playbooks()
+                if p.trigger.component == component and error_id in p.trigger.error_ids
+            ),
+            key=lambda p: p.id.startswith(DRAFT_ID_PREFIX),  # stable: drafts last
+        )
         preferred = self._catalog.entry(error_id).playbook
         chosen = next((p for p in candidates if p.id == preferred), None)
         if chosen is None and candidates:

@@ -25,6 +25,7 @@ from graylogic_supervisor.engine.runner import Runner
 from graylogic_supervisor.learning.draft_steps import ComponentSite, DraftSite, playbook_id_for
 from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.learning.trials import TrialArms
+from graylogic_supervisor.playbooks.model import Playbook
 from graylogic_supervisor.store.memory import MemoryRepository
 from graylogic_supervisor.supervisor.loop import Supervisor
 from graylogic_supervisor.supervisor.rebuild import PolicyJournal
@@ -133,3 +134,34 @@ async def test_an_approved_draft_recovers_what_was_escalated_before(site: DraftH
     assert (execution["playbook_id"], execution["playbook_version"]) == (DRAFT, "1.0.0")
     assert h.fix.calls == 1 and site.check.calls == 2  # the check found it, the verify healthy
     assert len(h.observer.alerts) == escalated  # no technician called this time
+
+
+async def test_a_playbook_a_person_wrote_later_takes_precedence_over_the_draft(
+    site: DraftHarness,
+) -> None:
+    """An installer who then writes a playbook for that failure (one the catalog does not
+    name) gets it run, not the draft, whichever id sorts first."""
+    h = site.h
+    for number in range(3):
+        await site.technician_fixed(f"fail-by-hand-{number}")
+    await site.learning.users.add("ada", "admin", "correct horse battery", h.clock.now())
+    await site.learning.analyze("test")
+    [rec] = [r for r in await site.learning.store.listing("pending") if r.type == "new_playbook"]
+    assert await site.learning.approve(rec.id, "ada", "the broker hangs") == "1.0.0"
+    written = "PLAY-ZZ-BROKER-BY-HAND-001"  # sorts after PLAY-DRAFT-...
+    assert written > DRAFT
+    book = Playbook.model_validate(
+        {
+            "id": written,
+            "name": "written by the installer",
+            "version": "1.0.0",
+            "trigger": {"component": "mqtt", "error_ids": [ERROR]},
+            "steps": [{"id": "fix", "name": "Fix", "action": "fix", "on_success": "done"}],
+        }
+    )
+    await h.versions.seed(book, "", "by-hand.yaml", h.clock.now())
+    h.healthy_on_probe = True
+    h.monitor.report("mqtt", False, "down again")
+    await settle(h)
+    [execution] = await h.executions.recent(1)
+    assert execution["playbook_id"] == written
