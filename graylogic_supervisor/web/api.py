@@ -27,6 +27,7 @@ from starlette.routing import Route
 from graylogic_supervisor.clock import isoformat
 from graylogic_supervisor.domain.states import RecommendationStatus
 from graylogic_supervisor.errors import SupervisorError
+from graylogic_supervisor.learning.drafts import NO_BASE
 from graylogic_supervisor.store.export import BadCursor, EventCursor, EventFilter, ExecutionCursor
 from graylogic_supervisor.store.feedback import Feedback
 from graylogic_supervisor.store.sessions import Session
@@ -133,7 +134,7 @@ async def approve(request: Request, session: Session, data: dict[str, Any]) -> R
     """
     parameters:
       - {name: rec_id, in: path, required: true, schema: {type: string}}
-      - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
+      - {name: X-CSRF-Token, in: header, schema: {type: string}}
     requestBody:
       content:
         application/json:
@@ -192,7 +193,7 @@ async def reject(request: Request, session: Session, data: dict[str, Any]) -> Re
     """
     parameters:
       - {name: rec_id, in: path, required: true, schema: {type: string}}
-      - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
+      - {name: X-CSRF-Token, in: header, schema: {type: string}}
     requestBody:
       required: true
       content:
@@ -276,7 +277,7 @@ async def rollback(request: Request, session: Session, data: dict[str, Any]) -> 
     """
     parameters:
       - {name: playbook_id, in: path, required: true, schema: {type: string}}
-      - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
+      - {name: X-CSRF-Token, in: header, schema: {type: string}}
     requestBody:
       required: true
       content:
@@ -289,15 +290,22 @@ async def rollback(request: Request, session: Session, data: dict[str, Any]) -> 
               reason: {type: string, minLength: 1, pattern: '\\S'}
     responses:
       200: {description: the version is active again}
-      400: {description: unknown version, already active, or no reason}
+      400: {description: the rollback is refused (e.g. a draft that cannot be retired)}
       401: {description: not logged in}
       403: {description: wrong CSRF token, or a viewer}
-      404: {description: no such playbook}
+      404: {description: no such playbook, or no such version of it}
+      409: {description: that version is already the active one}
     """
     deps = admin(request)
     playbook_id = request.path_params["playbook_id"]
-    if await deps.versions.active_version(playbook_id) is None:
+    active = await deps.versions.active_version(playbook_id)
+    if active is None:
         return refuse(404, "no such playbook")
+    version = text(data, "version")
+    if version == active:
+        return refuse(409, f"{version} is already the active version")
+    if version != NO_BASE and await deps.versions.version_info(playbook_id, version) is None:
+        return refuse(404, f"{playbook_id} has no version {version}")
     try:
         previous = await deps.learning.rollback(
             playbook_id, text(data, "version"), session.user, text(data, "reason")
@@ -486,7 +494,7 @@ async def control(request: Request, session: Session, data: dict[str, Any]) -> R
     """
     parameters:
       - {name: execution_id, in: path, required: true, schema: {type: string}}
-      - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
+      - {name: X-CSRF-Token, in: header, schema: {type: string}}
     requestBody:
       required: true
       content:
@@ -517,7 +525,7 @@ async def feedback(request: Request, session: Session, data: dict[str, Any]) -> 
     """
     parameters:
       - {name: execution_id, in: path, required: true, schema: {type: string}}
-      - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
+      - {name: X-CSRF-Token, in: header, schema: {type: string}}
     requestBody:
       required: true
       content:
@@ -660,7 +668,7 @@ async def resolve(request: Request, session: Session, data: dict[str, Any]) -> R
     """
     parameters:
       - {name: failure_id, in: path, required: true, schema: {type: string}}
-      - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
+      - {name: X-CSRF-Token, in: header, schema: {type: string}}
     requestBody:
       required: true
       content:
@@ -700,7 +708,7 @@ async def resolve(request: Request, session: Session, data: dict[str, Any]) -> R
 async def leave_safe_mode(request: Request, session: Session, data: dict[str, Any]) -> Response:
     """
     parameters:
-      - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
+      - {name: X-CSRF-Token, in: header, schema: {type: string}}
     requestBody:
       required: true
       content:
@@ -728,7 +736,7 @@ async def acknowledge(request: Request, session: Session, data: dict[str, Any]) 
     """
     parameters:
       - {name: escalation_id, in: path, required: true, schema: {type: string}}
-      - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
+      - {name: X-CSRF-Token, in: header, schema: {type: string}}
     responses:
       200: {description: acknowledged}
       401: {description: not logged in}

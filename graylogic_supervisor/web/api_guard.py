@@ -112,13 +112,15 @@ def query_parameters(handler: Callable[..., Any]) -> dict[str, dict[str, Any]]:
 
 def unknown_query(request: Request, described: dict[str, dict[str, Any]]) -> str | None:
     """Why the query does not fit the described parameters (a 400), or None: a filter
-    is never dropped in silence. An empty value is no filter, as a form sends it."""
+    is never dropped in silence. An empty value is no filter for free text only; a value
+    with a form (a choice, a pattern, a date, a number) must have it, as the schema says
+    (the API is read by scripts; the pages parse their own forms)."""
     for name, value in request.query_params.multi_items():
         schema = described.get(name)
         if schema is None:
             allowed = ", ".join(described) or "none"
             return f"unknown query parameter {name!r}; this one takes: {allowed}"
-        if value == "":
+        if value == "" and not FORMED.intersection(schema):
             continue
         if "enum" in schema and value not in schema["enum"]:
             return f"{name} must be one of {', '.join(schema['enum'])}, not {value!r}"
@@ -141,6 +143,9 @@ def unknown_query(request: Request, described: dict[str, dict[str, Any]]) -> str
             if problem is not None:
                 return problem
     return None
+
+
+FORMED = frozenset({"enum", "pattern", "format", "minimum", "maximum"})  # "" cannot fit
 
 
 def out_of_range(name: str, value: str, schema: dict[str, Any]) -> str | None:

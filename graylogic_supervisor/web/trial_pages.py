@@ -92,7 +92,7 @@ async def stop(request: Request, session: Session, data: dict[str, Any]) -> Resp
     """
     parameters:
       - {name: trial_id, in: path, required: true, schema: {type: string}}
-      - {name: X-CSRF-Token, in: header, required: true, schema: {type: string}}
+      - {name: X-CSRF-Token, in: header, schema: {type: string}}
     requestBody:
       required: true
       content:

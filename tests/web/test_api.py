@@ -119,6 +119,13 @@ async def test_approve_reject_and_roll_back_through_the_api(
         headers=csrf,
     )
     assert back.json() == {"active": "1.0.0", "was": "1.0.1"}
+    for version, status in (("1.0.0", 409), ("9.9.9", 404)):  # the active one; none such
+        refused = await client.post(
+            f"/api/v1/playbooks/{PLAYBOOK}/rollback",
+            json={"version": version, "reason": "api"},
+            headers=csrf,
+        )
+        assert refused.status_code == status and version in refused.json()["error"]
     audit = (await client.get("/api/v1/audit")).json()
     assert audit["verified"] is True
     assert {"recommendation.approve", "playbook.rollback"} <= {e["action"] for e in audit["newest"]}

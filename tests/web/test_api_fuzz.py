@@ -5,6 +5,8 @@ bodies: whatever the input, no 500 and no traceback."""
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,55 @@ def test_every_schemathesis_check_passes_against_the_live_daemon(
         keeps_to_its_description()
         checked += 1
     assert checked >= 14
+
+
+def test_the_schemathesis_command_finds_nothing_with_every_check_and_phase(
+    tmp_path: Path,
+) -> None:
+    """``st run --checks all`` as an integrator would run it: an API token given through
+    the schema's own security scheme (so schemathesis can also try no token and a wrong
+    one), the coverage and fuzzing phases, every operation."""
+    config = write_config(tmp_path, free_port())
+    daemon = Daemon(config).start()
+    try:
+        daemon.wait_for_log(r"mqtt is healthy")
+        created = daemon.cli("user", "token", "create", "admin", "--label", "schemathesis")
+        assert created.returncode == 0, created.stderr
+        token = created.stdout.strip().splitlines()[-1]
+        base = f"http://127.0.0.1:{yaml.safe_load(config.read_text())['admin']['port']}"
+        spec = httpx.get(
+            f"{base}/api/v1/openapi.json", headers={"Authorization": f"Bearer {token}"}
+        )
+        (tmp_path / "openapi.json").write_text(spec.text)
+        (tmp_path / "schemathesis.toml").write_text(f'[auth.openapi.token]\nbearer = "{token}"\n')
+        run = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "st"),
+                "--config-file",
+                str(tmp_path / "schemathesis.toml"),
+                "run",
+                str(tmp_path / "openapi.json"),
+                "--url",
+                base,
+                "--checks",
+                "all",
+                "--max-examples",
+                "30",
+                "--workers",
+                "1",
+                "--seed",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=tmp_path,
+        )
+        assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+        assert re.search(r"Tested: (\d+)", run.stdout)
+        assert "Traceback" not in daemon.log
+    finally:
+        daemon.cleanup()
 
 
 def test_no_input_makes_the_api_fail_for_a_caller_who_is_not_logged_in(
