@@ -663,7 +663,8 @@ class LearningService:
         self, active: Playbook, change: Change, rec: StoredRecommendation
     ) -> str | None:
         """None when the change still lowers the expected time on ``active``."""
-        from graylogic_supervisor.learning.analysis import Candidate, evaluate
+        from graylogic_supervisor.learning.analysis import evaluate
+        from graylogic_supervisor.learning.candidate import Candidate
 
         settings = self._settings
         data = await load_cases(self.store, active.id, self._specs, settings.replay_window)
