@@ -96,9 +96,7 @@ async def test_a_bottleneck_replay_does_not_support_is_recorded_and_not_recommen
     assert candidate["findings"] and "bottleneck check_broker" in candidate["findings"][0]
     assert "would" in candidate["verdict"] or "confidence" in candidate["verdict"]
     assert {"current_time_s", "proposed_time_s", "confidence"} <= set(candidate["figures"])
-    stored = await db.fetchall(
-        "SELECT 1 FROM learning_recommendations WHERE type = 'set_timeout'"
-    )
+    stored = await db.fetchall("SELECT 1 FROM learning_recommendations WHERE type = 'set_timeout'")
     assert stored == []
     # every decision is in the stored report, in words
     row = await db.fetchone("SELECT report FROM learning_analyses")
