@@ -410,6 +410,7 @@ async def test_home_assistant_discovers_the_supervisor_sensors(
         f"homeassistant/binary_sensor/{node}/safe_mode/config",
         f"homeassistant/sensor/{node}/open_incidents/config",
         f"homeassistant/sensor/{node}/pending_recommendations/config",
+        f"homeassistant/sensor/{node}/pending_recommendations_high/config",
         f"homeassistant/sensor/{node}/component_mqtt/config",  # one per supervised component
     }
     assert configs[f"homeassistant/sensor/{node}/component_mqtt/config"]["state_topic"] == (
@@ -425,6 +426,7 @@ async def test_home_assistant_discovers_the_supervisor_sensors(
         "open_incidents": 0,
         "recovering": [],
         "pending_recommendations": 0,
+        "pending_recommendations_high": 0,
     }
 
 

@@ -167,7 +167,9 @@ def analyse_playbook(
             "change": candidate.change.model_dump(mode="json"),
             "summary": candidate.summary,
             "findings": candidate.findings,
-            "verdict": judged.verdict,
+            # "recommended", or why not (as before); in_words says it all for people
+            "verdict": "recommended" if judged.recommendation is not None else judged.verdict,
+            "in_words": judged.verdict,
             "accepted": judged.recommendation is not None,
             "figures": judged.figures,
         }
@@ -195,8 +197,9 @@ def _outdone(considered: dict[str, Any], better: Recommendation) -> None:
     """A candidate replay supports, set aside for one that changes the same thing better:
     recorded so, with the one taken instead."""
     considered["accepted"] = False
-    considered["verdict"] = (
-        f"{considered['verdict']}; set aside for a better change of the same kind: {better.summary}"
+    considered["in_words"] = (
+        f"{considered['in_words']}; set aside for a better change of the same kind:"
+        f" {better.summary}"
     )
 
 

@@ -74,7 +74,8 @@ async def test_a_bottleneck_that_fails_slowly_gets_a_timeout_replay_supports(
     (candidate,) = timeouts_of(report)
     assert candidate["findings"] and "bottleneck check_broker" in candidate["findings"][0]
     assert candidate["accepted"] is True
-    assert candidate["verdict"].startswith("recommended: expected resolution time")
+    assert candidate["verdict"] == "recommended"
+    assert candidate["in_words"].startswith("recommended: expected resolution time")
     figures = candidate["figures"]
     assert figures["proposed_time_s"] < figures["current_time_s"]
     assert figures["confidence"] >= figures["confidence_threshold"]
@@ -94,6 +95,7 @@ async def test_a_bottleneck_replay_does_not_support_is_recorded_and_not_recommen
     (candidate,) = timeouts_of(report)
     assert candidate["accepted"] is False
     assert candidate["findings"] and "bottleneck check_broker" in candidate["findings"][0]
+    assert candidate["in_words"] == candidate["verdict"]
     assert "would" in candidate["verdict"] or "confidence" in candidate["verdict"]
     assert {"current_time_s", "proposed_time_s", "confidence"} <= set(candidate["figures"])
     stored = await db.fetchall("SELECT 1 FROM learning_recommendations WHERE type = 'set_timeout'")
@@ -102,4 +104,4 @@ async def test_a_bottleneck_replay_does_not_support_is_recorded_and_not_recommen
     row = await db.fetchone("SELECT report FROM learning_analyses")
     assert row is not None and "check_broker" in row["report"]
     (playbook,) = report["playbooks"]  # type: ignore[misc]
-    assert all(c["verdict"] for c in playbook["considered"])
+    assert all(c["verdict"] and c["in_words"] for c in playbook["considered"])
