@@ -197,8 +197,9 @@ def _outdone(considered: dict[str, Any], better: Recommendation) -> None:
     """A candidate replay supports, set aside for one that changes the same thing better:
     recorded so, with the one taken instead."""
     considered["accepted"] = False
+    _, figures = considered["in_words"].split(": ", 1)  # "recommended[ as a trial]: ..."
     considered["in_words"] = (
-        f"{considered['in_words']}; set aside for a better change of the same kind:"
+        f"replay supports it ({figures}), but another change of the same kind does better:"
         f" {better.summary}"
     )
 

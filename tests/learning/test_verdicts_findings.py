@@ -11,7 +11,7 @@ from pathlib import Path
 from graylogic_supervisor.sim.scenario import load_scenario
 from graylogic_supervisor.sim.simulator import Simulation, SimulationOptions
 from graylogic_supervisor.store.database import Database
-from tests.learning.simulated import run
+from tests.learning.simulated import run, simulation
 
 # check_service is quick when it succeeds; when the broker crashed it fails slowly.
 SCENARIO = """
@@ -105,3 +105,82 @@ async def test_a_bottleneck_replay_does_not_support_is_recorded_and_not_recommen
     assert row is not None and "check_broker" in row["report"]
     (playbook,) = report["playbooks"]  # type: ignore[misc]
     assert all(c["verdict"] and c["in_words"] for c in playbook["considered"])
+
+
+LOW_SUCCESS_SCENARIO = """
+name: restart-rarely-fixes
+playbook_file: playbook.yaml
+trigger: {component: cache, error_id: ERR-CACHE-001}
+causes: {crashed: 0.3, stale_cache: 0.7}
+actions:
+  restart_service: {duration_s: 10, outcome: {default: failure, crashed: fix}}
+  clear_cache: {duration_s: 3, outcome: {default: failure, stale_cache: fix}}
+  wait_for_health: {duration_s: 2, outcome: health}
+manual: {resolve_s: 1800}
+"""
+
+TWO_FIXES = """
+id: PLAY-CACHE-001
+name: Cache recovery
+version: 1.0.0
+trigger: {component: cache, error_ids: [ERR-CACHE-001]}
+steps:
+  - {id: restart, name: Restart, action: restart_service, on_success: verify_restart,
+     on_failure: clear}
+  - {id: verify_restart, name: Verify, action: wait_for_health, on_success: done,
+     on_failure: clear}
+  - {id: clear, name: Clear the cache, action: clear_cache, on_success: verify}
+  - {id: verify, name: Verify again, action: wait_for_health, on_success: done}
+"""
+
+
+async def test_a_low_success_step_gets_a_retry_and_a_later_place_both_judged(
+    db: Database, tmp_path: Path
+) -> None:
+    (tmp_path / "playbook.yaml").write_text(TWO_FIXES)
+    (tmp_path / "scenario.yaml").write_text(LOW_SUCCESS_SCENARIO)
+    sim = await Simulation.start(
+        db, load_scenario(tmp_path / "scenario.yaml"), SimulationOptions(seed=5)
+    )
+    await run(sim, 60)
+    report = await sim.learning.analyze("test")
+    (playbook,) = report["playbooks"]
+    (low,) = [s for s in playbook["findings"]["low_success_steps"] if s["step"] == "restart"]
+    assert low["success_rate"] < 0.5
+    answering = [
+        c
+        for c in playbook["considered"]
+        if any(f.startswith("low-success step restart") for f in c["findings"])
+    ]
+    by_type = {c["change"]["type"]: c for c in answering}
+    assert set(by_type) == {"set_retry", "reorder_steps"}
+    # another try of a restart that fails when it is not the fix only costs time
+    retry = by_type["set_retry"]
+    assert (
+        retry["accepted"] is False
+        and retry["figures"]["proposed_time_s"] >= (retry["figures"]["current_time_s"])
+    )
+    # clearing the cache first (the restart last) is the reorder the records support, and
+    # it is judged once even though two rules proposed it
+    later = by_type["reorder_steps"]
+    assert later["change"]["order"] == ["clear", "restart"]
+    assert later["accepted"] is True and later["verdict"] == "recommended"
+    same = [c for c in playbook["considered"] if c["change"] == later["change"]]
+    assert len(same) == 1
+
+
+async def test_a_supported_change_set_aside_for_a_better_one_says_so(db: Database) -> None:
+    sim = await simulation(db, "mqtt-mixed-causes")
+    await run(sim, 150)
+    report = await sim.learning.analyze("test")
+    (playbook,) = report["playbooks"]
+    considered = playbook["considered"]
+    taken = [c for c in considered if c["accepted"]]
+    set_aside = [c for c in considered if c["verdict"] == "recommended" and not c["accepted"]]
+    assert set_aside  # two places for the same missing fix: one is taken
+    for entry in set_aside:
+        assert entry["in_words"].startswith("replay supports it (expected resolution time")
+        assert "but another change of the same kind does better: " in entry["in_words"]
+    assert len(taken) == len(report["recommendations"]) == len(playbook["recommended"])
+    for entry in considered:
+        assert entry["in_words"] and isinstance(entry["figures"], dict)
