@@ -592,7 +592,12 @@ def candidates(
     proposed += _timeouts(playbook, steps, data)
     proposed += _skipped_verifications(playbook, data, specs)
     proposed += from_findings(
-        playbook, found, steps, chains=failure_chains(playbook, specs), specs=specs
+        playbook,
+        found,
+        steps,
+        chains=failure_chains(playbook, specs),
+        specs=specs,
+        others=proposed,
     )
     return merged(proposed)
 

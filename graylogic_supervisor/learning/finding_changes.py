@@ -6,10 +6,11 @@ refuses any that would drop or bypass a last health verification. What is
 proposed:
 
 - a low-success fix: one more try (its failures may be flaky), and, in a chain of
-  fixes tried one after another, the step moved last (the others tried first);
+  fixes tried one after another, a later place: the proposed orders that try it
+  later answer it, or, where none does, the step moved last;
 - a bottleneck (one of the steps taking most of the step time): a timeout at 1.5
   times its slowest recorded success (p99) where some attempts ran past that (p95
-  of all attempts), and, in a chain of fixes, the step moved last.
+  of all attempts), and, in a chain of fixes, a later place as above.
 """
 
 from __future__ import annotations
@@ -35,10 +36,16 @@ def from_findings(
     *,
     chains: Sequence[Sequence[Sequence[str]]],
     specs: Mapping[str, ActionSpec],
+    others: Sequence[Candidate] = (),
 ) -> list[Candidate]:
-    """``found``: ``analysis.findings``; ``chains``: ``analysis.failure_chains``."""
+    """``found``: ``analysis.findings``; ``chains``: ``analysis.failure_chains``;
+    ``others``: the candidates the other rules proposed. A new order that already puts
+    the step later (the orders by chance of fixing per second) answers the finding: it
+    is marked so, and no order of its own competes with it (a step merely moved last
+    would beat it by a hair in replay and end the search in a worse order)."""
     by_step = {s.step_id: s for s in steps}
     heads = [[block[0] for block in chain] for chain in chains]
+    reorders = [c for c in others if isinstance(c.change, ReorderSteps)]
     proposed: list[Candidate] = []
     for item in found.get("low_success_steps", []):
         metrics = by_step.get(item["step"])
@@ -49,14 +56,14 @@ def from_findings(
             f" over {item['executions']} executions"
         )
         proposed += _retry(playbook, metrics, what, specs)
-        proposed += _moved_last(metrics.step_id, heads, what, "low_success")
+        proposed += _later(metrics.step_id, heads, what, "low_success", reorders=reorders)
     for item in found.get("bottlenecks", []):
         metrics = by_step.get(item["step"])
         if metrics is None:
             continue
         what = f"bottleneck {metrics.step_id}: {item['share_of_step_time']:.0%} of the step time"
         proposed += _shorter_timeout(playbook, metrics, what)
-        proposed += _moved_last(metrics.step_id, heads, what, "bottleneck")
+        proposed += _later(metrics.step_id, heads, what, "bottleneck", reorders=reorders)
     return proposed
 
 
@@ -109,12 +116,32 @@ def _shorter_timeout(playbook: Playbook, metrics: StepMetrics, what: str) -> lis
     ]
 
 
-def _moved_last(
-    step_id: str, heads: Sequence[Sequence[str]], what: str, kind: str
+def _later(
+    step_id: str,
+    heads: Sequence[Sequence[str]],
+    what: str,
+    kind: str,
+    *,
+    reorders: Sequence[Candidate],
 ) -> list[Candidate]:
+    """In each chain of fixes holding ``step_id`` (not already last): the orders proposed
+    that try it later, marked with ``what``; where there is none, it moved last."""
     found = []
     for chain in heads:
         if step_id not in chain or chain[-1] == step_id:
+            continue
+        place = chain.index(step_id)
+        answering = [
+            c
+            for c in reorders
+            if isinstance(c.change, ReorderSteps)
+            and c.change.chain == list(chain)
+            and c.change.order.index(step_id) > place
+        ]
+        for candidate in answering:
+            if what not in candidate.findings:
+                candidate.findings.append(what)
+        if answering:
             continue
         order = [s for s in chain if s != step_id] + [step_id]
         found.append(
