@@ -38,16 +38,26 @@ async def test_a_new_high_priority_recommendation_is_alerted_and_counted(
             while not link.connected:
                 await asyncio.sleep(0.01)
             report = await sim.learning.analyze("test")
+            high = {
+                rec.id
+                for rec in await sim.learning.store.listing("pending")
+                if rec.priority == "high"
+            }
             async with asyncio.timeout(10):
                 async for message in client.messages:
                     assert isinstance(message.payload, bytes)
                     alerts.append(json.loads(message.payload))
-                    if "recommendation" in alerts[-1]:
+                    if {a.get("recommendation") for a in alerts} >= high:
                         break
+            # every alert has left (QoS 1, acknowledged) before the link is stopped
+            assert await link.flush(5)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    alert = alerts[-1]
+    announced = [a for a in alerts if "recommendation" in a]
+    assert high and {a["recommendation"] for a in announced} == high  # each once, no other
+    assert len(announced) == len(high)
+    alert = announced[0]
     rec = await sim.learning.store.get(str(alert["recommendation"]))
     assert rec is not None and rec.priority == "high" and rec.id in report["recommendations"]
     assert alert["priority"] == "high" and alert["analysis"] == report["id"]
