@@ -401,7 +401,7 @@ async def test_home_assistant_discovers_the_supervisor_sensors(
                     configs[str(message.topic)] = json.loads(message.payload)
                 else:
                     state = json.loads(message.payload)
-                if len(configs) == 6 and state:
+                if len(configs) == 7 and state:
                     break
     node = "graylogic_supervisor_villa_7"
     assert set(configs) == {
