@@ -28,6 +28,7 @@ from graylogic_supervisor.errors import SupervisorError
 from graylogic_supervisor.learning.changes import change_from_yaml
 from graylogic_supervisor.learning.draft_steps import draft_site
 from graylogic_supervisor.learning.drafts import NO_BASE
+from graylogic_supervisor.learning.reasons import analysis_lines
 from graylogic_supervisor.learning.service import LearningService
 from graylogic_supervisor.operator_cli import default_actor
 from graylogic_supervisor.passwords import PasswordPool
@@ -39,6 +40,7 @@ from graylogic_supervisor.store.versions import PlaybookVersions
 from graylogic_supervisor.token_cli import add_token_commands
 
 EXIT_OK, EXIT_INVALID = 0, 1
+ANALYZE_ACTIONS = ("run", "list", "show")
 STATUSES = ("pending", "approved", "rejected", "archived", "superseded", "all")
 TRIAL_STATUSES = ("running", "promoted", "dropped", "all")
 LEARNING_PLAYBOOK_COMMANDS = ("versions", "diff", "rollback", "metrics")
@@ -54,15 +56,33 @@ def add_learning_commands(
         help="run the learning analysis now and store what it recommends",
         description=(
             "Analyse each active playbook's recorded executions: low-success steps, steps"
-            " that never help, better orders, skip conditions, missing steps, timeout and"
-            " retry tuning. A change is recommended only when replaying the recorded"
-            " executions shows it lowers the expected resolution time, with at least"
-            " learning.min_executions executions and learning.confidence_threshold."
+            " that never help, bottlenecks, better orders, skip conditions, missing steps,"
+            " timeout and retry tuning. A change is recommended only when replaying the"
+            " recorded executions shows it lowers the expected resolution time, with at least"
+            " learning.min_executions executions and learning.confidence_threshold. Every"
+            " change considered is kept in the analysis's report with its verdict:"
+            " `analyze list`, `analyze show ID` (and the admin page's Analyses)."
         ),
+        usage="%(prog)s [run | list | show ID] [options]",
     )
     config_option(analyze)
-    analyze.add_argument("--playbook", action="append", help="only this playbook (repeatable)")
-    analyze.add_argument("--json", action="store_true", help="print the full report as JSON")
+    analyze.add_argument(
+        "action",
+        nargs="?",
+        choices=ANALYZE_ACTIONS,
+        default="run",
+        help="run (the default): analyse now and store the report; list: the stored"
+        " analyses, newest first; show ID: one analysis's findings and every change it"
+        " considered, with its verdict and figures",
+    )
+    analyze.add_argument("analysis_id", nargs="?", help="the analysis to show (show only)")
+    analyze.add_argument("--playbook", action="append", help="run: only this playbook (repeatable)")
+    analyze.add_argument(
+        "--limit", type=int, default=20, help="list: how many analyses (default 20)"
+    )
+    analyze.add_argument(
+        "--json", action="store_true", help="print the full report (or the list) as JSON"
+    )
 
     recs = commands.add_parser(
         "recommendations", help="list, show, approve or reject recommended playbook changes"
@@ -327,6 +347,13 @@ async def run_learning_command(args: argparse.Namespace, config: SupervisorConfi
 
 
 async def _analyze(service: LearningService, args: argparse.Namespace) -> int:
+    if args.action != "show" and args.analysis_id is not None:
+        print(f"analyze {args.action} takes no analysis id", file=sys.stderr)
+        return EXIT_INVALID
+    if args.action == "list":
+        return await _analyses(service, args)
+    if args.action == "show":
+        return await _show_analysis(service, args)
     report = await service.analyze("cli", args.playbook)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -342,9 +369,44 @@ async def _analyze(service: LearningService, args: argparse.Namespace) -> int:
                 print(f"  {name.replace('_', ' ')}: {json.dumps(items)}")
         for summary in playbook["recommended"]:
             print(f"  recommended: {summary}")
+        print(f"  {len(playbook['considered'])} changes considered (analyze show {report['id']})")
     for draft in report["drafts"]:  # failures no playbook covers
         print(f"draft for {draft['error_id']} on {draft['component']}: {draft['verdict']}")
     print(f"{len(report['recommendations'])} new recommendations ({report['id']})")
+    return EXIT_OK
+
+
+async def _analyses(service: LearningService, args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        print("--limit must be at least 1", file=sys.stderr)
+        return EXIT_INVALID
+    runs = await service.analyses.listing(args.limit)
+    if args.json:
+        print(json.dumps(runs, indent=2))
+        return EXIT_OK
+    for run in runs:
+        print(
+            f"{run['id']}  {run['finished_at']}  {run['trigger']:10s} {run['playbooks']}"
+            f" playbooks, {run['recommendations']} new recommendations"
+        )
+    if not runs:
+        print("no analyses")
+    return EXIT_OK
+
+
+async def _show_analysis(service: LearningService, args: argparse.Namespace) -> int:
+    if args.analysis_id is None:
+        print("analyze show needs an analysis id (see: analyze list)", file=sys.stderr)
+        return EXIT_INVALID
+    found = await service.analyses.get(args.analysis_id)
+    if found is None:
+        print(f"no analysis {args.analysis_id}", file=sys.stderr)
+        return EXIT_INVALID
+    if args.json:
+        print(json.dumps(found, indent=2))
+        return EXIT_OK
+    for line in analysis_lines(found):
+        print(line)
     return EXIT_OK
 
 

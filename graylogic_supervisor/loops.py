@@ -318,12 +318,13 @@ async def publish_state(
         metrics.set_termination_rate(reading.rate)
         try:
             safe_mode = await controls.safe_mode()
-            pending = await learning.pending_count()
+            pending = await learning.pending_by_priority()
         except StoreError as exc:
             streak.failed(exc, STATE_INTERVAL_S)
         else:
             streak.succeeded()
             metrics.set_safe_mode(safe_mode.active)
+            metrics.set_pending_recommendations(pending)
             publisher.state_changed(
                 {
                     "termination_rate_percent": None
@@ -333,7 +334,8 @@ async def publish_state(
                     "safe_mode": safe_mode.active,
                     "open_incidents": len(supervisor.recovering),
                     "recovering": sorted(supervisor.recovering),
-                    "pending_recommendations": pending,
+                    "pending_recommendations": sum(pending.values()),
+                    "pending_recommendations_high": pending["high"],
                 }
             )
         await clock.sleep(STATE_INTERVAL_S)

@@ -23,11 +23,13 @@ from graylogic_supervisor.memory.fixes import (
 from graylogic_supervisor.memory.service import FailureMemory
 from graylogic_supervisor.memory.standing import PatternStanding, standing
 from graylogic_supervisor.operator_cli import default_actor
+from graylogic_supervisor.store.analyses import AnalysisRepository
 from graylogic_supervisor.store.audit import AuditLog
 from graylogic_supervisor.store.database import Database
+from graylogic_supervisor.store.learning import LearningRepository
 from graylogic_supervisor.store.memory import MemoryRepository
 from graylogic_supervisor.store.views import RecordViews
-from graylogic_supervisor.why import explain
+from graylogic_supervisor.why import explain, explain_learning
 
 EXIT_OK, EXIT_INVALID = 0, 1
 
@@ -38,16 +40,22 @@ def add_memory_commands(
 ) -> None:
     why = commands.add_parser(
         "why",
-        help="why the supervisor did what it did, for an execution, failure or incident",
+        help="why the supervisor did what it did: an execution, failure, incident,"
+        " recommendation or rollback",
         description=(
-            "Prints the failure, the failure memory's decision record (what it matched and"
-            " with what scores, the confidence, what it chose and what it set aside), the"
-            " policy's evaluations and the executions."
+            "For an execution, failure or incident: the failure, the failure memory's decision"
+            " record (what it matched and with what scores, the confidence, what it chose and"
+            " what it set aside), the policy's evaluations and the executions. For a"
+            " recommendation: its evidence, figures and confidence, the analysis that made it"
+            " and its verdict there, the decision and who made it. For a rollback: the"
+            " version, the comparison's figures, the trigger, who or what rolled it back."
         ),
     )
     config_option(why)
     why.add_argument(
-        "identifier", help="an execution (exec-…), failure (fail-…) or incident (inc-…) id"
+        "identifier",
+        help="an execution (exec-…), failure (fail-…), incident (inc-…), recommendation"
+        " (rec-…) or rollback (rollback-…) id",
     )
 
     memory = commands.add_parser("memory", help="the failure memory: resolutions, recall, patterns")
@@ -111,9 +119,15 @@ async def run_memory_command(args: argparse.Namespace, config: SupervisorConfig)
     clock = SystemClock()
     async with Database(config.database_path) as db:
         if args.command == "why":
-            lines = await explain(RecordViews(db), args.identifier)
+            lines = await explain_learning(
+                LearningRepository(db), AnalysisRepository(db), args.identifier
+            ) or await explain(RecordViews(db), args.identifier)
             if lines is None:
-                print(f"no execution, failure or incident {args.identifier}", file=sys.stderr)
+                print(
+                    f"no execution, failure, incident, recommendation or rollback"
+                    f" {args.identifier}",
+                    file=sys.stderr,
+                )
                 return EXIT_INVALID
             print("\n".join(lines))
             return EXIT_OK

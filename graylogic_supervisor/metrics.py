@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -160,6 +160,12 @@ class Metrics:
             ["reason"],
             registry=registry,
         )
+        self._recommendations_pending = Gauge(
+            f"{PREFIX}recommendations_pending",
+            "Learning recommendations waiting for a decision, by priority (high, medium, low).",
+            ["priority"],
+            registry=registry,
+        )
         build_info = Gauge(
             f"{PREFIX}build_info",
             "Always 1; the running version is in the label.",
@@ -235,6 +241,11 @@ class Metrics:
 
     def heartbeat_dropped(self, bridge: str, reason: str) -> None:
         self._heartbeats_dropped.labels(bridge=bridge, reason=reason).inc()
+
+    def set_pending_recommendations(self, by_priority: Mapping[str, int]) -> None:
+        """Every priority the store counts, 0 included, so a decided one drops to 0."""
+        for priority, count in by_priority.items():
+            self._recommendations_pending.labels(priority=priority).set(count)
 
     def exposition(self) -> bytes:
         """The registry in the plain text format; serve it with :attr:`content_type`."""

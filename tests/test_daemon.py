@@ -401,7 +401,7 @@ async def test_home_assistant_discovers_the_supervisor_sensors(
                     configs[str(message.topic)] = json.loads(message.payload)
                 else:
                     state = json.loads(message.payload)
-                if len(configs) == 6 and state:
+                if len(configs) == 7 and state:
                     break
     node = "graylogic_supervisor_villa_7"
     assert set(configs) == {
@@ -410,6 +410,7 @@ async def test_home_assistant_discovers_the_supervisor_sensors(
         f"homeassistant/binary_sensor/{node}/safe_mode/config",
         f"homeassistant/sensor/{node}/open_incidents/config",
         f"homeassistant/sensor/{node}/pending_recommendations/config",
+        f"homeassistant/sensor/{node}/pending_recommendations_high/config",
         f"homeassistant/sensor/{node}/component_mqtt/config",  # one per supervised component
     }
     assert configs[f"homeassistant/sensor/{node}/component_mqtt/config"]["state_topic"] == (
@@ -425,6 +426,7 @@ async def test_home_assistant_discovers_the_supervisor_sensors(
         "open_incidents": 0,
         "recovering": [],
         "pending_recommendations": 0,
+        "pending_recommendations_high": 0,
     }
 
 

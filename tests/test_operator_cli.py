@@ -181,7 +181,7 @@ def test_a_technician_records_a_resolution_the_memory_learns_from(config: Path) 
     nothing = cli(config, "why", "exec-404")
     assert (nothing.returncode, nothing.stderr) == (
         1,
-        "no execution, failure or incident exec-404\n",
+        "no execution, failure, incident, recommendation or rollback exec-404\n",
     )
     report = cli(config, "memory", "consolidate")
     assert report.returncode == 0 and "ConsolidationReport(" in report.stdout

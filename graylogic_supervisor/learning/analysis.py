@@ -23,6 +23,7 @@ from typing import Any
 from graylogic_supervisor.config import LearningConfig
 from graylogic_supervisor.domain.actions import ActionKind, ActionSpec
 from graylogic_supervisor.domain.states import StepOutcome
+from graylogic_supervisor.learning.candidate import Candidate as Candidate  # re-exported
 from graylogic_supervisor.learning.cases import CaseSet
 from graylogic_supervisor.learning.changes import (
     AddCondition,
@@ -43,6 +44,7 @@ from graylogic_supervisor.learning.changes import (
     verifying,
 )
 from graylogic_supervisor.learning.feedback import bearing, wasted_removals
+from graylogic_supervisor.learning.finding_changes import from_findings, merged
 from graylogic_supervisor.learning.metrics import StepMetrics, StepPair, VersionMetrics
 from graylogic_supervisor.learning.replay import (
     SELF,
@@ -67,13 +69,6 @@ TIMEOUT_MIN = 5
 EVIDENCE_IDS = 20
 MAX_RETRY_ATTEMPTS = 5
 RESAMPLES = 400  # bootstrap resamples behind a comparison's confidence
-
-
-@dataclass
-class Candidate:
-    change: Change
-    summary: str
-    evidence: dict[str, Any]
 
 
 @dataclass
@@ -157,10 +152,12 @@ def analyse_playbook(
     model = data.model(specs, settings.manual_resolve_s)
     baseline = {case: replay(playbook, case, model) for case in data.cases}
     baselines: dict[float, Expectation] = {}  # the current version under each hypothesis
-    best_by_key: dict[str, tuple[Recommendation, float]] = {}
-    found = candidates(playbook, steps, pairs, data, model=model, specs=specs)
+    best_by_key: dict[str, tuple[Recommendation, dict[str, Any]]] = {}
+    found = candidates(
+        playbook, steps, pairs, data, model=model, specs=specs, found=result.findings
+    )
     for candidate in with_feedback(found, playbook, feedback, specs):
-        evaluated = evaluate(
+        judged = judge(
             playbook,
             candidate,
             data,
@@ -173,21 +170,29 @@ def analyse_playbook(
         considered = {
             "change": candidate.change.model_dump(mode="json"),
             "summary": candidate.summary,
+            "findings": candidate.findings,
+            # "recommended", or why not (as before); in_words says it all for people
+            "verdict": "recommended" if judged.recommendation is not None else judged.verdict,
+            "in_words": judged.verdict,
+            "accepted": judged.recommendation is not None,
+            "figures": judged.figures,
         }
         if "feedback" in candidate.evidence:
             considered["feedback"] = candidate.evidence["feedback"]
-        if isinstance(evaluated, str):
-            considered["verdict"] = evaluated
-            result.considered.append(considered)
-            continue
-        considered["verdict"] = "recommended"
         result.considered.append(considered)
+        evaluated = judged.recommendation
+        if evaluated is None:
+            continue
         key = _dedupe_key(candidate.change)
         previous = best_by_key.get(key)
         # what the records show first; among equals, the one that saves most
         rank = (not evaluated.trial, evaluated.time_saved_s)
-        if previous is None or rank > (not previous[0].trial, previous[1]):
-            best_by_key[key] = (evaluated, evaluated.time_saved_s)
+        if previous is None or rank > (not previous[0].trial, previous[0].time_saved_s):
+            if previous is not None:
+                _outdone(previous[1], evaluated)
+            best_by_key[key] = (evaluated, considered)
+        else:
+            _outdone(considered, previous[0])
     result.recommendations = sorted(
         (rec for rec, _ in best_by_key.values()), key=lambda r: -r.time_saved_s
     )
@@ -213,6 +218,17 @@ def with_feedback(
     return found
 
 
+def _outdone(considered: dict[str, Any], better: Recommendation) -> None:
+    """A candidate replay supports, set aside for one that changes the same thing better:
+    recorded so, with the one taken instead."""
+    considered["accepted"] = False
+    _, figures = considered["in_words"].split(": ", 1)  # "recommended[ as a trial]: ..."
+    considered["in_words"] = (
+        f"replay supports it ({figures}), but another change of the same kind does better:"
+        f" {better.summary}"
+    )
+
+
 def _dedupe_key(change: Change) -> str:
     """One recommendation per missing action, per step and kind of change."""
     if isinstance(change, AddStep):
@@ -220,6 +236,16 @@ def _dedupe_key(change: Change) -> str:
     if isinstance(change, ReorderSteps):
         return "reorder:" + ",".join(sorted(change.chain))
     return f"{change.type}:{getattr(change, 'step_id', '')}"
+
+
+@dataclass
+class Judgement:
+    """A candidate's verdict in words, the figures it rests on, and the recommendation
+    when it is one (every candidate gets one, taken or not: the analyses page shows it)."""
+
+    verdict: str
+    figures: dict[str, Any] = field(default_factory=dict)
+    recommendation: Recommendation | None = None
 
 
 def evaluate(
@@ -234,15 +260,40 @@ def evaluate(
     baselines: dict[float, Expectation] | None = None,
 ) -> Recommendation | str:
     """The recommendation, or why it is not one."""
+    judged = judge(
+        playbook,
+        candidate,
+        data,
+        model,
+        specs=specs,
+        settings=settings,
+        baseline=baseline,
+        baselines=baselines,
+    )
+    return judged.verdict if judged.recommendation is None else judged.recommendation
+
+
+def judge(
+    playbook: Playbook,
+    candidate: Candidate,
+    data: CaseSet,
+    model: OutcomeModel,
+    *,
+    specs: Mapping[str, ActionSpec],
+    settings: LearningConfig,
+    baseline: Mapping[Case, Expectation] | None = None,
+    baselines: dict[float, Expectation] | None = None,
+) -> Judgement:
+    """Apply, check the verification guard, replay and gate ``candidate``."""
     try:
         proposed = apply_change(
             playbook, candidate.change, bump(playbook.version, candidate.change.type), specs
         )
     except ChangeError as exc:
-        return f"not applicable: {exc}"
+        return Judgement(f"not applicable: {exc}")
     unsafe = verification_guard(playbook, proposed, specs, data.success_means_health)
     if unsafe is not None:
-        return unsafe
+        return Judgement(unsafe, {"removes_a_verification": True})
     seed = hashlib.sha256(candidate.change.model_dump_json().encode()).digest()
     comparison = compare(
         playbook,
@@ -253,9 +304,10 @@ def evaluate(
         resamples=RESAMPLES,
         baseline=baseline,
     )
+    figures = _figures(comparison, settings)
     verdict = _verdict(comparison, settings)
     if verdict is not None and comparison.proposed.p_guessed > 0:
-        return _trial(
+        trial = _trial(
             playbook,
             proposed,
             candidate,
@@ -265,9 +317,14 @@ def evaluate(
             verdict=verdict,
             baselines=baselines or {},
         )
+        if isinstance(trial, str):
+            return Judgement(trial, figures)
+        figures["trial_confidence"] = trial.confidence
+        figures["break_even_fix_chance"] = trial.expected_impact["break_even_fix_chance"]
+        return Judgement(_accepted(trial, settings), figures, trial)
     if verdict is not None:
-        return verdict
-    return Recommendation(
+        return Judgement(verdict, figures)
+    rec = Recommendation(
         playbook_id=playbook.id,
         base_version=playbook.version,
         type=candidate.change.type,
@@ -281,6 +338,35 @@ def evaluate(
         change=candidate.change.model_dump(mode="json"),
         evidence={**candidate.evidence, "based_on_executions": comparison.cases},
         expected_impact=impact(comparison, len(data.cases)),
+    )
+    return Judgement(_accepted(rec, settings), figures, rec)
+
+
+def _figures(comparison: Comparison, settings: LearningConfig) -> dict[str, Any]:
+    """What the verdict was decided on, as the analyses page shows it."""
+    current, proposed = comparison.current, comparison.proposed
+    return {
+        "executions": comparison.cases,
+        "current_time_s": round(current.time_s, 2),
+        "proposed_time_s": round(proposed.time_s, 2),
+        "time_saved_s": round(comparison.time_saved_s, 2),
+        "current_success_rate": round(current.p_resolved, 4),
+        "proposed_success_rate": round(proposed.p_resolved, 4),
+        "confidence": round(comparison.confidence, 3),
+        "confidence_threshold": settings.confidence_threshold,
+        "min_improvement": settings.min_improvement,
+        "guessed_share": round(proposed.p_guessed, 4),
+    }
+
+
+def _accepted(rec: Recommendation, settings: LearningConfig) -> str:
+    """Why a recommendation is one, in the words its refusals use."""
+    times = rec.expected_impact["resolution_time_s"]
+    kind = "recommended as a trial" if rec.trial else "recommended"
+    return (
+        f"{kind}: expected resolution time {times['current']:.1f} s -> {times['proposed']:.1f} s,"
+        f" confidence {rec.confidence:.2f} at or above {settings.confidence_threshold:g}"
+        f" over {rec.sample_size} executions; priority {rec.priority}"
     )
 
 
@@ -517,16 +603,28 @@ def candidates(
     *,
     model: OutcomeModel,
     specs: Mapping[str, ActionSpec],
+    found: Mapping[str, Any] | None = None,
 ) -> list[Candidate]:
-    found: list[Candidate] = []
-    found += _missing_steps(playbook, data, specs)
-    found += _removals(playbook, steps, data, specs)
-    found += _reorders(playbook, data, model, specs)
-    found += _conditions(playbook, steps, pairs, data)
-    found += _retries(playbook, data, specs)
-    found += _timeouts(playbook, steps, data)
-    found += _skipped_verifications(playbook, data, specs)
-    return found
+    """Every change worth replaying; ``found``: the findings (computed when not given)."""
+    if found is None:
+        found = findings(playbook, steps, pairs, data, specs=specs)
+    proposed: list[Candidate] = []
+    proposed += _missing_steps(playbook, data, specs)
+    proposed += _removals(playbook, steps, data, specs)
+    proposed += _reorders(playbook, data, model, specs)
+    proposed += _conditions(playbook, steps, pairs, data)
+    proposed += _retries(playbook, data, specs)
+    proposed += _timeouts(playbook, steps, data)
+    proposed += _skipped_verifications(playbook, data, specs)
+    proposed += from_findings(
+        playbook,
+        found,
+        steps,
+        chains=failure_chains(playbook, specs),
+        specs=specs,
+        others=proposed,
+    )
+    return merged(proposed)
 
 
 def _skipped_verifications(

@@ -104,6 +104,18 @@ def discovery_messages(
                 "icon": "mdi:lightbulb-on-outline",
             },
         ),
+        (
+            "sensor",
+            "pending_recommendations_high",
+            {
+                "name": "High-priority recommendations",
+                "state_topic": topics.state,
+                # a state published before the count existed has no such key
+                "value_template": "{{ value_json.pending_recommendations_high | default(0) }}",
+                "state_class": "measurement",
+                "icon": "mdi:lightbulb-alert-outline",
+            },
+        ),
     ]
     sensors += [
         (

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from graylogic_supervisor.store.views import ESCALATION_STATES
 from graylogic_supervisor.web.admin_data import dashboard_data
+from graylogic_supervisor.web.analysis_pages import analysis_routes
 from graylogic_supervisor.web.api import api_routes
 from graylogic_supervisor.web.auth import (
     LOGIN_CSRF_COOKIE,
@@ -55,6 +56,7 @@ def admin_routes() -> list[Route]:
         Route("/escalations", escalations, methods=["GET"]),
         Route("/escalations/{escalation_id}/acknowledge", acknowledge, methods=["POST"]),
         *learning_routes(),
+        *analysis_routes(),
         *trial_routes(),
         *execution_routes(),
         *record_routes(),

@@ -62,6 +62,8 @@ def api_routes() -> list[Route]:
         Route("/api/v1/playbooks/{playbook_id}/rollback", rollback, methods=["POST"]),
         Route("/api/v1/rollbacks", rollbacks, methods=["GET"]),
         Route("/api/v1/rollbacks/{rollback_id}", rollback_report, methods=["GET"]),
+        Route("/api/v1/analyses", analyses, methods=["GET"]),
+        Route("/api/v1/analyses/{analysis_id}", analysis, methods=["GET"]),
         Route("/api/v1/executions", executions, methods=["GET"]),
         Route("/api/v1/events", events, methods=["GET"]),
         Route("/api/v1/executions/{execution_id}", execution, methods=["GET"]),
@@ -341,6 +343,38 @@ async def rollback_report(request: Request, session: Session) -> Response:
     """
     found = await admin(request).learning.store.rollback(request.path_params["rollback_id"])
     return refuse(404, "no such rollback") if found is None else JSONResponse(found)
+
+
+@reading
+async def analyses(request: Request, session: Session) -> Response:
+    """
+    parameters:
+      - {name: limit, in: query, schema: {type: integer, minimum: 1, maximum: 500,
+         default: 50}}
+    responses:
+      200: {description: "the learning analyses, newest first: id, started_at, finished_at,
+        trigger, recommendations (new ones) and playbooks (analysed); no report"}
+      400: {description: a limit out of its range}
+      401: {description: not logged in}
+    """
+    limit = int(request.query_params.get("limit") or "50")
+    return JSONResponse(await admin(request).learning.analyses.listing(limit))
+
+
+@reading
+async def analysis(request: Request, session: Session) -> Response:
+    """
+    parameters:
+      - {name: analysis_id, in: path, required: true, schema: {type: string}}
+    responses:
+      200: {description: "one analysis with its report: per playbook the findings, every
+        candidate considered with its verdict (in_words), figures and accepted, and what an
+        earlier rejection held back"}
+      401: {description: not logged in}
+      404: {description: no such analysis}
+    """
+    found = await admin(request).learning.analyses.get(request.path_params["analysis_id"])
+    return refuse(404, "no such analysis") if found is None else JSONResponse(found)
 
 
 def _page(request: Request) -> tuple[str | None, int]:

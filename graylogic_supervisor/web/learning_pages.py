@@ -28,6 +28,7 @@ from graylogic_supervisor.learning.changes import (
     parse_change,
 )
 from graylogic_supervisor.learning.drafts import NEW_PLAYBOOK
+from graylogic_supervisor.learning.reasons import rollback_lines
 from graylogic_supervisor.store.versions import playbook_yaml
 from graylogic_supervisor.web.auth import may_change
 from graylogic_supervisor.web.render import (
@@ -293,4 +294,11 @@ async def rollback_page(request: Request) -> Response:
     found = await admin(request).learning.store.rollback(request.path_params["rollback_id"])
     if found is None:
         return not_found(request, session, f"No rollback {request.path_params['rollback_id']}")
-    return render(request, "rollback.html", session=session, rb=found, report=found["report"])
+    return render(
+        request,
+        "rollback.html",
+        session=session,
+        rb=found,
+        report=found["report"],
+        words=rollback_lines(found),
+    )

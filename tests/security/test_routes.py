@@ -101,7 +101,8 @@ async def samples(db: Database) -> dict[str, str]:
         "SELECT id FROM learning_recommendations WHERE status = 'pending' LIMIT 1"
     )
     execution = await db.fetchone("SELECT id FROM executions ORDER BY started_at DESC LIMIT 1")
-    assert rec is not None and execution is not None
+    analysis = await db.fetchone("SELECT id FROM learning_analyses LIMIT 1")
+    assert rec is not None and execution is not None and analysis is not None
     versions = PlaybookVersions(db)
     active = await versions.active_playbook(PLAYBOOK)
     assert active is not None
@@ -146,6 +147,7 @@ async def samples(db: Database) -> dict[str, str]:
         "escalation_id": escalation,
         "trial_id": "trial-1",
         "rollback_id": "rollback-1",
+        "analysis_id": analysis["id"],
     }
 
 

@@ -39,6 +39,7 @@ VALID_BODIES: dict[str, dict[str, Any] | None] = {
     "/api/v1/playbooks/{playbook_id}": None,
     "/api/v1/playbooks/{playbook_id}/rollback": {"version": "1.0.0", "reason": "back"},
     "/api/v1/rollbacks/{rollback_id}": None,
+    "/api/v1/analyses/{analysis_id}": None,
     "/api/v1/executions/{execution_id}": None,
     "/api/v1/executions/{execution_id}/control": {"command": "pause", "reason": "look"},
     "/api/v1/executions/{execution_id}/feedback": {"sufficient": False},
