@@ -297,6 +297,10 @@ class MqttLink:
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         while True:
+            # aiomqtt's publish can swallow a cancel that lands while it waits for the
+            # PUBACK: the writer then drained on and waited here for ever, and the link's
+            # run() never ended (a stop or a reconnect hung).
+            raise_if_cancelling()
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._retained or self._queue:
@@ -315,6 +319,7 @@ class MqttLink:
                 except aiomqtt.MqttError:
                     self._requeue(message)
                     raise
+                raise_if_cancelling()
 
     def _requeue(self, message: _Outgoing) -> None:
         if message.retain:

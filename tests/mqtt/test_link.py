@@ -273,3 +273,22 @@ async def test_a_flood_from_another_process_is_dropped_at_the_bound_and_logged_o
 )
 def test_topic_matching_follows_mqtt(topic_filter: str, topic: str, matches: bool) -> None:
     assert topic_matches(tuple(topic_filter.split("/")), topic) is matches
+
+
+@pytest.mark.parametrize("after_ms", [0, 1, 3, 5, 8])
+async def test_stopping_the_link_with_qos1_messages_in_flight_ends_it(
+    broker: Broker, after_ms: int
+) -> None:
+    """aiomqtt's publish can swallow the cancel that lands while it waits for a PUBACK;
+    the link's writer must still stop (it once drained on and waited for ever, so the
+    daemon's stop or a reconnect hung). 30 s is no speed limit: a hang never ends."""
+    link = MqttLink(settings(broker.port, f"stop{after_ms}"), SystemClock(), random.Random(7))
+    task = asyncio.create_task(link.run())
+    while not link.connected:
+        await asyncio.sleep(0.01)
+    for number in range(200):
+        link.publish(f"stop{after_ms}/x", {"n": number}, qos=1)
+    await asyncio.sleep(after_ms / 1000)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=30)
+    assert done, "the link did not stop"
