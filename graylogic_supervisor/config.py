@@ -422,7 +422,26 @@ class ActionsConfig(Model):
     )
 
 
-class RetentionConfig(Model):
+class NightlyJob(Model):
+    """A job of the store's upkeep on its own cron, in the site's time zone; each kind
+    sets its own default time."""
+
+    enabled: bool = True
+    cron: str = Field(description="crontab: minute hour dom month dow")
+    timezone: str | None = Field(None, description="for the cron; default the host's")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        return known_zone(value)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, value: str) -> str:
+        return crontab(value)
+
+
+class RetentionConfig(NightlyJob):
     """How long each kind of record is kept before the nightly clean-up removes it.
 
     Days per kind; 0 keeps that kind for ever. What something live still refers to is
@@ -432,9 +451,7 @@ class RetentionConfig(Model):
     playbook versions, the users and the recommendations are not subject to retention.
     """
 
-    enabled: bool = True
     cron: str = Field("45 3 * * *", description="crontab: minute hour dom month dow")
-    timezone: str | None = Field(None, description="for the cron; default the host's")
     executions_days: int = Field(
         365,
         ge=0,
@@ -483,39 +500,17 @@ class RetentionConfig(Model):
         500, ge=1, le=100_000, description="rows removed per transaction (the writer's pause)"
     )
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        return known_zone(value)
 
-    @field_validator("cron")
-    @classmethod
-    def _cron_parses(cls, value: str) -> str:
-        return crontab(value)
-
-
-class BackupConfig(Model):
+class BackupConfig(NightlyJob):
     """The nightly backup of the store (SQLite's online backup: safe while it writes)."""
 
-    enabled: bool = True
     cron: str = Field("15 2 * * *", description="crontab: minute hour dom month dow")
-    timezone: str | None = Field(None, description="for the cron; default the host's")
     directory: FilePath | None = Field(
         None, description="where the backups go; relative to state_dir; default <state_dir>/backups"
     )
     keep: int = Field(
         7, ge=1, description="nightly backups kept; older ones made by this job are removed"
     )
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str | None) -> str | None:
-        return known_zone(value)
-
-    @field_validator("cron")
-    @classmethod
-    def _cron_parses(cls, value: str) -> str:
-        return crontab(value)
 
 
 class PlaybooksConfig(Model):
