@@ -221,23 +221,7 @@ class EventLog:
         self, chosen: ExecutionFilter, after: ExecutionCursor | None, limit: int
     ) -> list[tuple[ExecutionRecord, ExecutionCursor]]:
         """Up to ``limit`` executions that match, newest first, after ``after``."""
-        clauses: list[str] = ["1 = 1"]
-        params: list[Any] = []
-        for clause, value in (
-            ("playbook_id = ?", chosen.playbook),
-            ("component = ?", chosen.component),
-            ("status = ?", chosen.status),
-            ("started_at >= ?", chosen.since),
-            ("started_at <= ?", chosen.until),
-        ):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        if chosen.text is not None:
-            clauses.append(
-                "(id LIKE ? OR detail LIKE ? OR what_fixed_it LIKE ? OR failure_id LIKE ?)"
-            )
-            params += [f"%{chosen.text}%"] * 4
+        clauses, params = chosen.where()
         if after is not None:
             clauses.append("started_at <= ? AND (started_at < ? OR rowid < ?)")
             params += [after.started_at, after.started_at, after.execution_row]

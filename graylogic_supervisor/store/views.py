@@ -29,6 +29,28 @@ class ExecutionFilter:
     until: str | None = None
     text: str | None = None  # in the id, detail, what fixed it or failure id
 
+    def where(self) -> tuple[list[str], list[Any]]:
+        """The WHERE clauses on ``executions`` and their bound values (the page's list and
+        the API's pages filter alike)."""
+        clauses: list[str] = ["1 = 1"]
+        params: list[Any] = []
+        for clause, value in (
+            ("playbook_id = ?", self.playbook),
+            ("component = ?", self.component),
+            ("status = ?", self.status),
+            ("started_at >= ?", self.since),
+            ("started_at <= ?", self.until),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        if self.text is not None:
+            clauses.append(
+                "(id LIKE ? OR detail LIKE ? OR what_fixed_it LIKE ? OR failure_id LIKE ?)"
+            )
+            params += [f"%{self.text}%"] * 4
+        return clauses, params
+
 
 @dataclass(frozen=True)
 class CommandEntry:
@@ -238,22 +260,7 @@ class RecordViews:
 
     async def executions(self, chosen: ExecutionFilter, limit: int) -> list[ExecutionRecord]:
         """The newest executions that match ``chosen``."""
-        clauses, params = ["1 = 1"], []
-        for column, value in (
-            ("playbook_id = ?", chosen.playbook),
-            ("component = ?", chosen.component),
-            ("status = ?", chosen.status),
-            ("started_at >= ?", chosen.since),
-            ("started_at <= ?", chosen.until),
-        ):
-            if value is not None:
-                clauses.append(column)
-                params.append(value)
-        if chosen.text is not None:
-            clauses.append(
-                "(id LIKE ? OR detail LIKE ? OR what_fixed_it LIKE ? OR failure_id LIKE ?)"
-            )
-            params += [f"%{chosen.text}%"] * 4
+        clauses, params = chosen.where()
         rows = await self._db.fetchall(
             f"SELECT * FROM executions WHERE {' AND '.join(clauses)}"  # noqa: S608  # fixed clauses, values bound
             " ORDER BY started_at DESC, rowid DESC LIMIT ?",
