@@ -18,7 +18,7 @@ import functools
 import json
 import re
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -129,9 +129,11 @@ def unknown_query(request: Request, described: dict[str, dict[str, Any]]) -> str
         if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
             return f"{name} does not have the form {schema['pattern']}"
         if schema.get("format") == "date-time":
-            try:
-                datetime.fromisoformat(value)
-            except ValueError:
+            try:  # in UTC too, as the store keeps times: year 1 at +01:00 is not
+                moment = datetime.fromisoformat(value)
+                if moment.tzinfo is not None:
+                    moment.astimezone(UTC)
+            except (ValueError, OverflowError):
                 return f"{name} is an ISO 8601 date or time, e.g. 2026-11-29T08:00:00"
         if schema.get("format") == "date":
             try:

@@ -36,10 +36,10 @@ def _period(request: Request) -> tuple[datetime, datetime] | None:
     raw = request.query_params.get("end")
     try:
         last = date.fromisoformat(raw) if raw else admin(request).auth.clock.now().date()
-    except ValueError:
+        end = datetime.combine(last + timedelta(days=1), time(), tzinfo=UTC)
+        return end - timedelta(days=7), end
+    except (ValueError, OverflowError):  # not a date, or a week beyond year 1 or 9999
         return None
-    end = datetime.combine(last + timedelta(days=1), time(), tzinfo=UTC)
-    return end - timedelta(days=7), end
 
 
 async def _weekly(request: Request) -> dict[str, Any] | Response:

@@ -149,6 +149,12 @@ async def test_an_unknown_status_is_a_400_naming_the_field_and_the_allowed_value
         empty = await client.get(query)
         assert empty.status_code == 400 and field in empty.json()["error"], query
     assert (await client.get("/api/v1/executions?q=")).status_code == 200  # free text
+    # a time that has no UTC equivalent (the store keeps UTC) is refused, not a 500
+    for query in ("since=0001-01-01T00:00:00%2B01:00", "until=9999-12-31T23:59:59-01:00"):
+        beyond = await client.get(f"/api/v1/events?{query}")
+        assert beyond.status_code == 400, query
+    for end in ("0001-01-03", "9999-12-31"):  # a week that would leave the calendar
+        assert (await client.get(f"/api/v1/reports/weekly?end={end}")).status_code == 400
     assert (await client.get("/api/v1/recommendations?status=all")).status_code == 200
 
 
